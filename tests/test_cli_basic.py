@@ -1,0 +1,35 @@
+"""The CLI shell: version, help on every command, user errors as one line and exit 2."""
+
+import subprocess
+import sys
+
+from usdehaze import __version__
+from usdehaze.cli import app, main  # noqa: F401
+from usdehaze.cli._app import run_app
+
+
+def test_version(capsys):
+    assert run_app(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"usdehaze {__version__}"
+
+
+def test_help_on_every_command(capsys):
+    import typer.main
+
+    group = typer.main.get_command(app)
+    assert group.commands, "no commands registered"
+    for name in group.commands:
+        assert run_app([name, "--help"]) == 0, name
+        out = capsys.readouterr().out
+        assert "Usage" in out and name in out
+
+
+def test_module_entry_point_runs():
+    r = subprocess.run([sys.executable, "-m", "usdehaze", "--version"], capture_output=True, text=True)
+    assert r.returncode == 0 and __version__ in r.stdout
+
+
+def test_import_is_light():
+    code = "import sys, usdehaze, usdehaze.cli; print('torch' in sys.modules, 'napari' in sys.modules)"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert r.stdout.split() == ["False", "False"]

@@ -1,0 +1,54 @@
+"""Atomic output: write to a temporary sibling, then rename over the target.
+
+A run interrupted midway leaves either the old file or a complete new one, never a torn file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; on success rename it onto ``target``.
+
+    Works for files and for directory stores (zarr). On any exception (KeyboardInterrupt
+    included) the temporary is removed and ``target`` is left untouched.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    suffix = target.suffix if suffix is None else suffix
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".tmp{suffix}", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    tmp.unlink()  # the writer creates it (file or directory)
+    try:
+        yield tmp
+        _replace(tmp, target)
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists():
+        path.unlink()
+
+
+def _replace(tmp: Path, target: Path) -> None:
+    """Rename tmp onto target; a directory target is swapped via a backup name."""
+    if tmp.is_dir() and target.exists():
+        backup = target.with_name(f".{target.name}.old")
+        _remove(backup)
+        os.replace(target, backup)
+        os.replace(tmp, target)
+        _remove(backup)
+    else:
+        os.replace(tmp, target)

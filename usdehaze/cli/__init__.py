@@ -1,0 +1,21 @@
+"""The ``usdehaze`` command line: thin wrappers that parse arguments, call the library, print.
+
+Each command group lives in its own module and registers itself on :data:`app`. Heavy imports
+(torch, matplotlib) happen inside the commands so ``usdehaze --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from usdehaze.cli._app import app, run_app
+
+# Command modules register themselves on import; keep one line per module.
+from usdehaze.cli import info_cmd  # noqa: E402,F401
+
+__all__ = ["app", "main"]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    sys.exit(run_app(argv))

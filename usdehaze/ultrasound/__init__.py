@@ -1,0 +1,1 @@
+"""Ultrasound on top of the domain-agnostic core: scans, log compression, ROIs, dehazing."""

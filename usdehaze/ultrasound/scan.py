@@ -1,0 +1,110 @@
+"""The Scan object: lazily read beamformed IQ frames plus the physical position of every pixel."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+GridKind = Literal["cartesian", "polar"]
+
+
+@dataclass
+class Scan:
+    """A beamformed scan: IQ frames (frames, z, x) read on demand, with pixel geometry.
+
+    ``x`` and ``z`` hold the lateral and depth position (metres) of every pixel centre, shape
+    (z, x), so regions given in millimetres map onto any grid, polar included. For a polar grid
+    ``axes`` holds ``theta`` (rad, per column), ``r`` (m, per row) and ``origin`` ([x, z] m).
+    For a cartesian grid it holds ``x`` and ``z`` 1-D axes. ``read(start, stop)`` returns
+    complex64 (stop - start, z, x); readers keep the file open until :meth:`close`.
+    """
+
+    path: Path
+    layout: str
+    key: str
+    n_frames: int
+    shape: tuple[int, int]
+    read: Callable[[int, int], np.ndarray]
+    x: np.ndarray
+    z: np.ndarray
+    grid: GridKind = "cartesian"
+    axes: dict[str, Any] = field(default_factory=dict)
+    probe: str | None = None
+    center_frequency: float | None = None
+    sound_speed: float | None = None
+    magnitude_only: bool = False
+    dtype: str = "complex64"
+    compression: str | None = None
+    datasets: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+    close: Callable[[], None] = lambda: None
+
+    def __len__(self) -> int:
+        return self.n_frames
+
+    def __enter__(self) -> Scan:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def frames(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """IQ frames [start, stop) as complex64 (n, z, x); bounds are checked."""
+        from usdehaze.errors import UsageError
+
+        stop = self.n_frames if stop is None else stop
+        if not (0 <= start < stop <= self.n_frames):
+            raise UsageError(
+                f"{self.path}: key '{self.key}': frames {start}:{stop} out of range, file has {self.n_frames}"
+            )
+        return self.read(start, stop)
+
+    def batches(self, frames: range | None = None, batch: int = 16):
+        """Iterate (indices, IQ) over ``frames`` in batches, never holding the whole file."""
+        frames = range(self.n_frames) if frames is None else frames
+        idx = list(frames)
+        for i in range(0, len(idx), batch):
+            chunk = idx[i : i + batch]
+            if chunk == list(range(chunk[0], chunk[-1] + 1)):
+                yield chunk, self.frames(chunk[0], chunk[-1] + 1)
+            else:
+                yield chunk, np.concatenate([self.frames(j, j + 1) for j in chunk])
+
+    @property
+    def extent_mm(self) -> tuple[float, float, float, float]:
+        """(x_min, x_max, z_min, z_max) of the pixel centres in millimetres."""
+        return (
+            float(self.x.min() * 1e3),
+            float(self.x.max() * 1e3),
+            float(self.z.min() * 1e3),
+            float(self.z.max() * 1e3),
+        )
+
+
+def parse_frames(spec: str | None, n_frames: int, path: object = "") -> range:
+    """Parse a ``--frames`` spec like ``0:4``, ``3`` or ``:10`` into a checked range."""
+    from usdehaze.errors import UsageError
+
+    if spec is None or spec == "":
+        return range(n_frames)
+    try:
+        if ":" in spec:
+            a, b = spec.split(":", 1)
+            start = int(a) if a.strip() else 0
+            stop = int(b) if b.strip() else n_frames
+        else:
+            start = int(spec)
+            stop = start + 1
+    except ValueError:
+        raise UsageError(f"{path}: --frames '{spec}': expected START:STOP or an index") from None
+    if start < 0:
+        start += n_frames
+    if stop < 0:
+        stop += n_frames
+    if not (0 <= start < stop <= n_frames):
+        raise UsageError(f"{path}: --frames '{spec}': out of range, file has {n_frames} frames")
+    return range(start, stop)
