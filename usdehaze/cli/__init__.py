@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import sys
 
-from usdehaze.cli._app import app, run_app
-
 # Command modules register themselves on import; keep one line per module.
 from usdehaze.cli import bench_cmd, info_cmd  # noqa: E402,F401
+from usdehaze.cli._app import app, run_app
 
 __all__ = ["app", "main"]
 

@@ -1,0 +1,262 @@
+"""Result files of a dehazing run: dB images of input, tissue and haze (+ posterior std), with
+the input's pixel geometry and everything needed to reproduce the run.
+
+HDF5 by default, a zarr directory store when the path ends in ``.zarr``. Frames stream in one at
+a time; the file is built under a temporary name and renamed at the end, so the target is either
+the old file or a complete new one. An interrupted run (Ctrl-C) still leaves a valid file holding
+the frames finished so far, marked ``complete = False``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from usdehaze.atomic import atomic_path
+from usdehaze.errors import UsageError
+
+IMAGE_KEYS = ("input", "tissue", "haze")
+STD_KEYS = ("tissue_std", "haze_std")
+RESULT_FORMAT = "usdehaze-result/1"
+
+
+def _is_zarr(path: Path) -> bool:
+    return path.suffix == ".zarr"
+
+
+class ResultWriter:
+    """Stream dehazed frames into a result file; use as a context manager.
+
+    ``with ResultWriter(path, n_frames, shape, x=..., z=...) as w: w.write(i, input_db=..., ...)``.
+    Frames must be written in order 0, 1, 2...; on an exception the frames written so far are
+    kept (``complete = False``) and the exception propagates.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        n_frames: int,
+        shape: tuple[int, int],
+        *,
+        x: np.ndarray,
+        z: np.ndarray,
+        grid: str = "cartesian",
+        axes: dict[str, Any] | None = None,
+        with_std: bool = False,
+        attrs: dict[str, Any] | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.n_frames = int(n_frames)
+        self.shape = tuple(shape)
+        self.keys = IMAGE_KEYS + (STD_KEYS if with_std else ())
+        self.frames_done = 0
+        self._geometry = (np.asarray(x, np.float32), np.asarray(z, np.float32), grid, axes or {})
+        self._attrs = dict(attrs or {})
+        self._ctx = None
+        self._root = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def __enter__(self) -> ResultWriter:
+        self._ctx = atomic_path(self.path)
+        tmp = self._ctx.__enter__()
+        self._root = self._open(tmp)
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        complete = exc_type is None and self.frames_done == self.n_frames
+        keep = self.frames_done > 0 or exc_type is None
+        try:
+            if keep:
+                self._finish(complete)
+        finally:
+            self._close_root()
+            if keep:
+                self._ctx.__exit__(None, None, None)  # rename onto target
+            else:
+                self._ctx.__exit__(exc_type, exc, tb)  # nothing worth keeping: drop the temp
+
+    def _open(self, tmp: Path):
+        fmt = "zarr" if _is_zarr(self.path) else "hdf5"
+        chunks = (1, *self.shape)
+        if fmt == "zarr":
+            import zarr
+
+            root = zarr.open_group(str(tmp), mode="w")
+            for k in self.keys:
+                root.create_array(
+                    f"{k}_db",
+                    shape=(self.n_frames, *self.shape),
+                    chunks=chunks,
+                    dtype="float32",
+                    fill_value=np.nan,
+                )
+        else:
+            import h5py
+
+            root = h5py.File(tmp, "w")
+            for k in self.keys:
+                root.create_dataset(
+                    f"{k}_db",
+                    shape=(self.n_frames, *self.shape),
+                    maxshape=(None, *self.shape),
+                    chunks=chunks,
+                    dtype="float32",
+                    compression="lzf",
+                )
+        x, z, grid, axes = self._geometry
+        root["x"] = x
+        root["z"] = z
+        for name, value in axes.items():
+            root[f"axes_{name}"] = np.asarray(value, np.float64)
+        self._set_attrs(
+            root,
+            {
+                "format": RESULT_FORMAT,
+                "grid": grid,
+                "n_frames": self.n_frames,
+                "complete": False,
+                "frames_done": 0,
+            },
+        )
+        return root
+
+    def _set_attrs(self, root, attrs: dict[str, Any]) -> None:
+        for k, v in attrs.items():
+            if isinstance(v, (dict, list, tuple)) and not (
+                isinstance(v, (list, tuple)) and v and all(isinstance(i, (int, float)) for i in v)
+            ):
+                v = json.dumps(v, default=str)
+            root.attrs[k] = v
+
+    def write(self, i: int, **frames: np.ndarray) -> None:
+        """Write frame ``i`` (must equal the number of frames written so far) for every key."""
+        if i != self.frames_done:
+            raise ValueError(
+                f"frames must be written in order: expected {self.frames_done}, got {i}"
+            )
+        missing = [k for k in self.keys if k not in frames]
+        if missing:
+            raise ValueError(f"frame {i}: missing {missing}")
+        for k in self.keys:
+            self._root[f"{k}_db"][i] = np.asarray(frames[k], np.float32)
+        self.frames_done += 1
+
+    def _finish(self, complete: bool) -> None:
+        if self.frames_done < self.n_frames:
+            for k in self.keys:
+                self._root[f"{k}_db"].resize((self.frames_done, *self.shape))
+        self._set_attrs(
+            self._root, {**self._attrs, "complete": complete, "frames_done": self.frames_done}
+        )
+
+    def _close_root(self) -> None:
+        close = getattr(self._root, "close", None)
+        if close is not None:
+            close()
+        self._root = None
+
+
+@dataclass
+class Result:
+    """A result file opened read-only: lazy dB arrays, geometry and the run's attributes."""
+
+    path: Path
+    arrays: dict[str, Any]
+    x: np.ndarray
+    z: np.ndarray
+    grid: str
+    axes: dict[str, np.ndarray]
+    attrs: dict[str, Any] = field(default_factory=dict)
+    _handle: Any = None
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.arrays["input"].shape[0])
+
+    def frames(self, key: str, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """dB frames of ``key`` (input, tissue, haze, tissue_std, haze_std)."""
+        if key not in self.arrays:
+            raise UsageError(
+                f"{self.path}: key '{key}': not in this result file, expected one of {sorted(self.arrays)}"
+            )
+        stop = self.n_frames if stop is None else stop
+        return np.asarray(self.arrays[key][start:stop], np.float32)
+
+    def close(self) -> None:
+        if self._handle is not None and hasattr(self._handle, "close"):
+            self._handle.close()
+
+    def __enter__(self) -> Result:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _attr(v: Any) -> Any:
+    if isinstance(v, bytes):
+        v = v.decode()
+    if isinstance(v, str) and v[:1] in "[{":
+        try:
+            return json.loads(v)
+        except ValueError:
+            return v
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+def is_result_file(path: str | Path) -> bool:
+    """True when ``path`` is a usdehaze result file (HDF5 or zarr)."""
+    path = Path(path)
+    try:
+        if _is_zarr(path):
+            import zarr
+
+            return zarr.open_group(str(path), mode="r").attrs.get("format") == RESULT_FORMAT
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            return _attr(f.attrs.get("format")) == RESULT_FORMAT
+    except Exception:
+        return False
+
+
+def load_result(path: str | Path) -> Result:
+    """Open a result file read-only (arrays stay on disk until sliced)."""
+    path = Path(path)
+    if not path.exists():
+        raise UsageError(f"{path}: no such file")
+    if not is_result_file(path):
+        raise UsageError(
+            f"{path}: not a usdehaze result file (attribute 'format' != '{RESULT_FORMAT}')"
+        )
+    if _is_zarr(path):
+        import zarr
+
+        root = zarr.open_group(str(path), mode="r")
+        handle = None
+        names = list(root.array_keys())
+    else:
+        import h5py
+
+        root = h5py.File(path, "r")
+        handle = root
+        names = list(root.keys())
+    arrays = {n[: -len("_db")]: root[n] for n in names if n.endswith("_db")}
+    axes = {n[len("axes_") :]: np.asarray(root[n]) for n in names if n.startswith("axes_")}
+    attrs = {k: _attr(v) for k, v in root.attrs.items()}
+    return Result(
+        path=path,
+        arrays=arrays,
+        x=np.asarray(root["x"]),
+        z=np.asarray(root["z"]),
+        grid=str(attrs.get("grid", "cartesian")),
+        axes=axes,
+        attrs=attrs,
+        _handle=handle,
+    )
