@@ -25,11 +25,15 @@ def test_help_on_every_command(capsys):
 
 
 def test_module_entry_point_runs():
-    r = subprocess.run([sys.executable, "-m", "usdehaze", "--version"], capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "usdehaze", "--version"], capture_output=True, text=True
+    )
     assert r.returncode == 0 and __version__ in r.stdout
 
 
 def test_import_is_light():
-    code = "import sys, usdehaze, usdehaze.cli; print('torch' in sys.modules, 'napari' in sys.modules)"
+    code = (
+        "import sys, usdehaze, usdehaze.cli; print('torch' in sys.modules, 'napari' in sys.modules)"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert r.stdout.split() == ["False", "False"]

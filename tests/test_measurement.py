@@ -31,7 +31,9 @@ def test_logsum_is_a_smooth_max_and_gamma_scales_haze():
     assert torch.allclose(y[:2], torch.tensor([0.9, 0.9]), atol=1e-3)  # 48 dB apart: max wins
     assert abs(y[2].item() - _to_u(10 * np.log10(2)) + 1) < 1e-4  # equal powers: +3.01 dB
     strong = LogPowerSum(dynamic_range=60, gamma=10.0).measure(x, n)
-    assert abs((strong[1] - y[1]).item() * 30 - 10) < 0.01  # γ = 10 raises haze-dominated pixels by 10 dB
+    assert (
+        abs((strong[1] - y[1]).item() * 30 - 10) < 0.01
+    )  # γ = 10 raises haze-dominated pixels by 10 dB
 
 
 def test_logsum_gradient_goes_to_the_dominant_component():

@@ -15,7 +15,9 @@ def _frames(i):
 
 
 def _geometry():
-    z, x = np.meshgrid(np.linspace(0.01, 0.1, SHAPE[0]), np.linspace(-0.02, 0.02, SHAPE[1]), indexing="ij")
+    z, x = np.meshgrid(
+        np.linspace(0.01, 0.1, SHAPE[0]), np.linspace(-0.02, 0.02, SHAPE[1]), indexing="ij"
+    )
     return x, z
 
 
@@ -23,8 +25,16 @@ def _geometry():
 def test_round_trip(tmp_path, suffix):
     x, z = _geometry()
     out = tmp_path / f"r{suffix}"
-    with ResultWriter(out, 3, SHAPE, x=x, z=z, grid="polar", axes={"theta": [0.1, 0.2]},
-                      attrs={"seed": 7, "config": {"steps": 10}}) as w:
+    with ResultWriter(
+        out,
+        3,
+        SHAPE,
+        x=x,
+        z=z,
+        grid="polar",
+        axes={"theta": [0.1, 0.2]},
+        attrs={"seed": 7, "config": {"steps": 10}},
+    ) as w:
         for i in range(3):
             w.write(i, **_frames(i))
     assert is_result_file(out)

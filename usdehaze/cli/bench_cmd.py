@@ -7,5 +7,7 @@ import typer
 
 from usdehaze.cli._app import app
 
-bench_app = typer.Typer(help="Benchmarks that print speed and memory figures.", no_args_is_help=True)
+bench_app = typer.Typer(
+    help="Benchmarks that print speed and memory figures.", no_args_is_help=True
+)
 app.add_typer(bench_app, name="bench")

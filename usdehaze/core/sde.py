@@ -131,7 +131,7 @@ class VPSDE(SDE):
 
     def t_of_beta(self, beta: float) -> float:
         """Inverse of β_t (solves the quadratic ∫β = −ln(1 − β²))."""
-        target = -math.log1p(-min(beta, 0.999999) ** 2)
+        target = -math.log1p(-(min(beta, 0.999999) ** 2))
         a = 0.5 * (self.beta_max - self.beta_min)
         b = self.beta_min
         return (-b + math.sqrt(b * b + 4 * a * target)) / (2 * a)

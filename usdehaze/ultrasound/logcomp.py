@@ -1,0 +1,72 @@
+"""Log compression: envelope, normalisation, dB, dynamic-range clip, [-1, 1] mapping, μ-law.
+
+The one place the project turns IQ into images and back. Conventions:
+- ``normalise="frame"`` (default): 0 dB is each frame's maximum envelope; ``"global"``: 0 dB is
+  the maximum over all frames given; a float: that envelope value is 0 dB (the reference a
+  dehazing run stores so tissue and haze share the input's scale).
+- dB images are clipped to [-dynamic_range, 0]; the models see u = 1 + 2·dB/dynamic_range ∈ [-1, 1].
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+DEFAULT_DYNAMIC_RANGE = 60.0
+MU = 255.0
+_TINY = 1e-30
+
+
+def envelope(iq: np.ndarray) -> np.ndarray:
+    """Envelope |IQ| as float32 (real input is taken as a magnitude already)."""
+    return np.abs(iq).astype(np.float32)
+
+
+def reference(env: np.ndarray, normalise: str | float = "frame") -> np.ndarray | float:
+    """The envelope value that maps to 0 dB: per frame (frames, 1, 1), global, or given."""
+    if isinstance(normalise, (int, float)):
+        return float(normalise)
+    if normalise == "global":
+        return float(env.max())
+    if normalise == "frame":
+        return (
+            env.reshape(env.shape[0], -1).max(axis=1).reshape(-1, 1, 1)
+            if env.ndim == 3
+            else float(env.max())
+        )
+    raise ValueError(f"normalise must be 'frame', 'global' or a number, got {normalise!r}")
+
+
+def to_db(
+    iq: np.ndarray,
+    dynamic_range: float = DEFAULT_DYNAMIC_RANGE,
+    normalise: str | float = "frame",
+) -> np.ndarray:
+    """IQ or envelope (frames, z, x) → dB image clipped to [-dynamic_range, 0], float32."""
+    env = envelope(iq)
+    ref = reference(env, normalise)
+    db = 20 * np.log10(np.maximum(env / np.maximum(ref, _TINY), _TINY))
+    return np.clip(db, -dynamic_range, 0).astype(np.float32)
+
+
+def db_to_unit(db: np.ndarray, dynamic_range: float = DEFAULT_DYNAMIC_RANGE) -> np.ndarray:
+    """dB ∈ [-DR, 0] → u ∈ [-1, 1] (the models' input range)."""
+    return (1 + 2 * np.asarray(db) / dynamic_range).astype(np.float32)
+
+
+def unit_to_db(u: np.ndarray, dynamic_range: float = DEFAULT_DYNAMIC_RANGE) -> np.ndarray:
+    """u ∈ [-1, 1] → dB ∈ [-DR, 0] (values outside are clipped)."""
+    return np.clip((np.asarray(u) - 1) * dynamic_range / 2, -dynamic_range, 0).astype(np.float32)
+
+
+def mu_law(x: np.ndarray, mu: float = MU) -> np.ndarray:
+    """μ-law companding of data in [-1, 1] (applied to I and Q separately for complex input)."""
+    if np.iscomplexobj(x):
+        return mu_law(x.real, mu) + 1j * mu_law(x.imag, mu)
+    return np.sign(x) * np.log1p(mu * np.abs(x)) / np.log1p(mu)
+
+
+def mu_law_inverse(y: np.ndarray, mu: float = MU) -> np.ndarray:
+    """Inverse of :func:`mu_law`."""
+    if np.iscomplexobj(y):
+        return mu_law_inverse(y.real, mu) + 1j * mu_law_inverse(y.imag, mu)
+    return np.sign(y) * np.expm1(np.abs(y) * np.log1p(mu)) / mu
