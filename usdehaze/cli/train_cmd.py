@@ -1,0 +1,46 @@
+"""``usdehaze train CONFIG.yaml``: train a score prior by denoising score matching."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from usdehaze.cli._app import app
+
+
+def read_yaml(path: Path) -> dict:
+    """Read a YAML mapping; errors name the file."""
+    import yaml
+
+    from usdehaze.errors import UsageError
+
+    if not path.is_file():
+        raise UsageError(f"{path}: no such config file")
+    try:
+        cfg = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise UsageError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(cfg, dict):
+        raise UsageError(f"{path}: expected a YAML mapping at the top level")
+    return cfg
+
+
+@app.command()
+def train(
+    config: Path = typer.Argument(..., help="Training config (YAML); see docs/training.md."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoint.pt."),
+    out: str = typer.Option(None, "--out", help="Run folder (overrides the config's 'out')."),
+    steps: int = typer.Option(None, "--steps", help="Total steps (overrides the config)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+) -> None:
+    """Train a score prior (single process, or DDP under torchrun with the same command)."""
+    from usdehaze.core.training import config_from_dict
+    from usdehaze.core.training import train as run
+
+    cfg = read_yaml(config)
+    if out:
+        cfg["out"] = out
+    if steps:
+        cfg["steps"] = steps
+    run(config_from_dict(cfg, str(config)), device=device, resume=resume)

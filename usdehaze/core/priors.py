@@ -1,0 +1,141 @@
+"""Priors: anything callable as ``score(x_t, t)`` returning ∇ log p_t(x_t), shaped like x_t.
+
+Two kinds here: analytic Gaussian priors (ground truth for tests) and trained networks with their
+weight files (safetensors + a JSON config with a checksum), loaded by :func:`load_prior`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor, nn
+
+from usdehaze.core.sde import SDE, sde_from_config
+from usdehaze.errors import UsageError
+
+
+class Prior(Protocol):
+    def __call__(self, x_t: Tensor, t: Tensor) -> Tensor: ...
+
+
+class GaussianPrior:
+    """Score of N(α_t μ, α_t² Σ + β_t² I) for data x_0 ~ N(μ, Σ) (dense Σ, flattened per sample)."""
+
+    def __init__(self, mean: Tensor, cov: Tensor, sde: SDE) -> None:
+        self.mean = mean.double().reshape(-1)
+        self.cov = cov.double()
+        self.sde = sde
+        d = self.mean.numel()
+        if self.cov.shape != (d, d):
+            raise ValueError(f"cov must be ({d}, {d}), got {tuple(self.cov.shape)}")
+
+    def __call__(self, x_t: Tensor, t: Tensor) -> Tensor:
+        B = x_t.shape[0]
+        flat = x_t.reshape(B, -1).double()
+        t = t.reshape(-1).double().expand(B)
+        out = torch.empty_like(flat)
+        eye = torch.eye(self.mean.numel(), dtype=torch.float64, device=x_t.device)
+        for tv in torch.unique(t):
+            sel = t == tv
+            a, b = self.sde.alpha(tv), self.sde.beta(tv)
+            cov_t = a * a * self.cov + b * b * eye
+            r = flat[sel] - a * self.mean
+            out[sel] = -torch.linalg.solve(cov_t, r.T).T
+        return out.reshape(x_t.shape).to(x_t.dtype)
+
+
+class NetworkPrior(nn.Module):
+    """A trained ε-network as a score: s(x_t, t) = −ε̂(x_t, α_t, β_t) / β_t."""
+
+    def __init__(self, net: nn.Module, sde: SDE, meta: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self.net, self.sde = net, sde
+        self.meta = dict(meta or {})
+
+    def forward(self, x_t: Tensor, t: Tensor) -> Tensor:
+        t = t.reshape(-1).expand(x_t.shape[0]).double()
+        beta = self.sde.beta(t).to(x_t)
+        alpha = self.sde.alpha(t).to(x_t)
+        return -self.net(x_t, alpha, beta) / beta.reshape(-1, *([1] * (x_t.dim() - 1)))
+
+    @property
+    def checksum(self) -> str:
+        return self.meta.get("sha256", "")
+
+
+def sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def save_prior(
+    path: str | Path,
+    net: nn.Module,
+    *,
+    network: dict[str, Any],
+    sde: SDE,
+    normalisation: dict[str, Any] | None = None,
+    data: dict[str, Any] | None = None,
+    training: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``NAME.safetensors`` and ``NAME.json`` (architecture, SDE, normalisation, data, checksum)."""
+    from safetensors.torch import save_file
+
+    from usdehaze import __version__
+    from usdehaze.atomic import atomic_path
+
+    path = Path(path).with_suffix(".safetensors")
+    state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp))
+    config = {
+        "format": "usdehaze-prior/1",
+        "network": network,
+        "sde": sde.config(),
+        "normalisation": normalisation or {},
+        "data": data or {},
+        "training": training or {},
+        "sha256": sha256(path),
+        "usdehaze_version": __version__,
+    }
+    with atomic_path(path.with_suffix(".json")) as tmp:
+        tmp.write_text(json.dumps(config, indent=2, default=str))
+    return path
+
+
+def load_prior(path: str | Path, device: str | torch.device = "cpu") -> NetworkPrior:
+    """Load a prior from ``NAME.safetensors`` (+ ``NAME.json`` beside it); the checksum is verified."""
+    from safetensors.torch import load_file
+
+    from usdehaze.core.networks import build_network
+
+    path = Path(path)
+    weights = path.with_suffix(".safetensors")
+    cfg_path = path.with_suffix(".json")
+    for p, what in ((weights, "weights (.safetensors)"), (cfg_path, "config (.json)")):
+        if not p.is_file():
+            raise UsageError(f"{p}: missing prior {what}")
+    try:
+        cfg = json.loads(cfg_path.read_text())
+    except ValueError as exc:
+        raise UsageError(f"{cfg_path}: not valid JSON ({exc})") from None
+    for key in ("network", "sde", "sha256"):
+        if key not in cfg:
+            raise UsageError(f"{cfg_path}: key '{key}': missing from prior config")
+    digest = sha256(weights)
+    if digest != cfg["sha256"]:
+        raise UsageError(f"{weights}: checksum {digest[:12]}… does not match the config's {cfg['sha256'][:12]}… (corrupt or replaced weights)")
+    net = build_network(cfg["network"])
+    try:
+        net.load_state_dict(load_file(str(weights)))
+    except Exception as exc:  # noqa: BLE001 - any mismatch is a user-facing file problem
+        raise UsageError(f"{weights}: weights do not fit the network in {cfg_path.name} ({str(exc).splitlines()[0]})") from None
+    prior = NetworkPrior(net, sde_from_config(cfg["sde"]), {**cfg, "path": str(weights)})
+    return prior.to(device).eval()

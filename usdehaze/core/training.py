@@ -1,0 +1,262 @@
+"""Denoising score matching (eq. 5) with λ(t) = β_t², Adam, EMA, clipping, checkpoints, resume, DDP.
+
+One global batch is drawn from one seeded generator on every rank and each rank keeps its shard,
+so N processes with batch B/N reproduce one process with batch B (up to float summation order).
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from usdehaze.core.data import PatchSampler, load_array
+from usdehaze.core.networks import build_network, count_parameters
+from usdehaze.core.priors import NetworkPrior, save_prior
+from usdehaze.core.sde import SDE, sde_from_config
+from usdehaze.errors import UsageError
+
+
+def dsm_loss(score, x0: Tensor, sde: SDE, t: Tensor, z: Tensor) -> Tensor:
+    """E‖β_t s(x_t, t) + z‖² (the σ²-weighted DSM loss) for any score callable."""
+    x_t = sde.marginal(x0, t, z)
+    beta = sde.beta(t).to(x0).reshape(-1, *([1] * (x0.dim() - 1)))
+    return ((beta * score(x_t, t) + z) ** 2).mean()
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs; built from YAML by :func:`config_from_dict`."""
+
+    data: dict[str, Any]
+    network: dict[str, Any] = field(default_factory=lambda: {"arch": "unet", "base": 16, "mults": [1, 2, 4, 4]})
+    sde: dict[str, Any] = field(default_factory=lambda: {"kind": "ve", "sigma": 25.0})
+    steps: int = 1000
+    batch: int = 16
+    lr: float = 5e-4
+    ema: float = 0.999
+    grad_clip: float = 1.0
+    warmup: int = 100
+    checkpoint_every: int = 250
+    log_every: int = 25
+    seed: int = 0
+    out: str = "runs/train"
+    export: dict[str, Any] = field(default_factory=dict)
+    threads: int | None = None
+
+
+def config_from_dict(cfg: dict[str, Any], source: str = "config") -> TrainConfig:
+    """Validate keys and build a :class:`TrainConfig`; unknown or missing keys are user errors."""
+    known = set(TrainConfig.__dataclass_fields__)
+    unknown = set(cfg) - known
+    if unknown:
+        raise UsageError(f"{source}: key '{sorted(unknown)[0]}': unknown (expected one of {sorted(known)})")
+    if "data" not in cfg or "path" not in (cfg.get("data") or {}):
+        raise UsageError(f"{source}: key 'data.path': missing (the training images)")
+    try:
+        return TrainConfig(**cfg)
+    except TypeError as exc:
+        raise UsageError(f"{source}: {exc}") from None
+
+
+def _dist() -> tuple[int, int]:
+    """(rank, world size); initialises torch.distributed under torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend)
+    if world > 1:
+        return torch.distributed.get_rank(), world
+    return 0, 1
+
+
+class Trainer:
+    """Train a score network by DSM; checkpoints to ``out/checkpoint.pt``; exports the EMA prior."""
+
+    def __init__(self, cfg: TrainConfig, device: torch.device | str = "cpu", progress: bool = True) -> None:
+        self.cfg, self.device, self.progress = cfg, torch.device(device), progress
+        self.rank, self.world = _dist()
+        if cfg.batch % self.world:
+            raise UsageError(f"config: key 'batch': {cfg.batch} is not divisible by {self.world} processes")
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.sde = sde_from_config(cfg.sde)
+        data = load_array(cfg.data["path"], cfg.data.get("key"))
+        self.channels = data.shape[1]
+        self.sampler = PatchSampler(data, cfg.data.get("patch", 64), cfg.data.get("flips", True))
+        torch.manual_seed(cfg.seed)
+        net_cfg = {**cfg.network, "channels": self.channels}
+        self.net_cfg = net_cfg
+        self.net = build_network(net_cfg).to(self.device)
+        self.ema = copy.deepcopy(self.net).eval().requires_grad_(False)
+        self.model: nn.Module = self.net
+        if self.world > 1:
+            self.model = nn.parallel.DistributedDataParallel(self.net)
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
+        self.gen = torch.Generator().manual_seed(cfg.seed)
+        self.step = 0
+        self.losses: list[tuple[int, float]] = []
+        self.out = Path(cfg.out)
+
+    # -- one step -------------------------------------------------------------------------
+    def _batch(self) -> tuple[Tensor, Tensor, Tensor]:
+        B = self.cfg.batch
+        x0 = self.sampler.sample(B, self.gen)
+        t = torch.rand(B, generator=self.gen, dtype=torch.float64) * (self.sde.T - self.sde.eps) + self.sde.eps
+        z = torch.randn(x0.shape, generator=self.gen)
+        shard = slice(self.rank * B // self.world, (self.rank + 1) * B // self.world)
+        return x0[shard].to(self.device), t[shard].to(self.device), z[shard].to(self.device)
+
+    def train_step(self) -> float:
+        x0, t, z = self._batch()
+        lr = self.cfg.lr * min(1.0, (self.step + 1) / max(1, self.cfg.warmup))
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+        x_t = self.sde.marginal(x0, t, z)
+        eps = self.model(x_t, self.sde.alpha(t).float(), self.sde.beta(t).float())
+        loss = ((eps - z) ** 2).mean()  # = β² ‖s + z/β‖²: DSM with λ(t) = β_t²
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.cfg.grad_clip:
+            nn.utils.clip_grad_norm_(self.net.parameters(), self.cfg.grad_clip)
+        self.opt.step()
+        with torch.no_grad():
+            d = self.cfg.ema
+            for pe, p in zip(self.ema.parameters(), self.net.parameters()):
+                pe.mul_(d).add_(p.detach(), alpha=1 - d)
+        self.step += 1
+        value = loss.detach()
+        if self.world > 1:
+            torch.distributed.all_reduce(value)
+            value /= self.world
+        return float(value)
+
+    # -- checkpoints ----------------------------------------------------------------------
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out / "checkpoint.pt"
+
+    def save_checkpoint(self) -> None:
+        if self.rank != 0:
+            return
+        from usdehaze.atomic import atomic_path
+
+        state = {
+            "step": self.step,
+            "net": self.net.state_dict(),
+            "ema": self.ema.state_dict(),
+            "opt": self.opt.state_dict(),
+            "gen": self.gen.get_state(),
+            "losses": self.losses,
+            "network": self.net_cfg,
+        }
+        with atomic_path(self.checkpoint_path) as tmp:
+            torch.save(state, tmp)
+
+    def load_checkpoint(self) -> bool:
+        if not self.checkpoint_path.is_file():
+            return False
+        state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
+        self.net.load_state_dict(state["net"])
+        self.ema.load_state_dict(state["ema"])
+        self.opt.load_state_dict(state["opt"])
+        self.gen.set_state(state["gen"])
+        self.step, self.losses = state["step"], list(state["losses"])
+        return True
+
+    # -- the loop -------------------------------------------------------------------------
+    def fit(self, steps: int | None = None) -> None:
+        """Train until ``steps`` (default cfg.steps) total steps; Ctrl-C saves a checkpoint first."""
+        from tqdm import tqdm
+
+        total = steps or self.cfg.steps
+        self.out.mkdir(parents=True, exist_ok=True)
+        bar = tqdm(total=total, initial=self.step, disable=not self.progress or self.rank != 0, unit="step", dynamic_ncols=True)
+        running = None
+        try:
+            while self.step < total:
+                loss = self.train_step()
+                running = loss if running is None else 0.98 * running + 0.02 * loss
+                if self.step % self.cfg.log_every == 0 or self.step == total:
+                    self.losses.append((self.step, running))
+                bar.set_postfix(loss=f"{running:.4f}")
+                bar.update(1)
+                if self.step % self.cfg.checkpoint_every == 0:
+                    self.save_checkpoint()
+        except KeyboardInterrupt:
+            self.save_checkpoint()
+            raise
+        finally:
+            bar.close()
+        self.save_checkpoint()
+
+    def export(self) -> Path | None:
+        """Write the loss log, the loss curve and the EMA prior (rank 0)."""
+        if self.rank != 0:
+            return None
+        with open(self.out / "loss.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["step", "loss"])
+            w.writerows(self.losses)
+        _plot_losses(self.losses, self.out / "loss.png")
+        exp = self.cfg.export
+        path = Path(exp.get("path", self.out / "prior"))
+        return save_prior(
+            path,
+            self.ema,
+            network=self.net_cfg,
+            sde=self.sde,
+            normalisation=exp.get("normalisation", {}),
+            data={**self.cfg.data, **exp.get("data", {})},
+            training={"steps": self.step, "batch": self.cfg.batch, "lr": self.cfg.lr, "ema": self.cfg.ema, "seed": self.cfg.seed, "parameters": count_parameters(self.net), "final_loss": self.losses[-1][1] if self.losses else math.nan},
+        )
+
+    def prior(self) -> NetworkPrior:
+        return NetworkPrior(self.ema, self.sde).eval()
+
+
+def _plot_losses(losses: list[tuple[int, float]], path: Path) -> None:
+    if not losses:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    s, v = zip(*losses)
+    ax.plot(s, v)
+    ax.set_xlabel("step")
+    ax.set_ylabel("DSM loss (EMA of batches)")
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def train(cfg: TrainConfig, device: str = "auto", resume: bool = False, progress: bool = True) -> Path | None:
+    """Run a whole training (resuming if asked) and export the prior; returns its path on rank 0."""
+    from usdehaze.core.device import resolve_device
+
+    dev = resolve_device(device)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and dev.type == "cuda":
+        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(dev)
+    trainer = Trainer(cfg, dev, progress)
+    if resume and not trainer.load_checkpoint():
+        raise UsageError(f"{trainer.checkpoint_path}: --resume given but no checkpoint there")
+    t0 = time.time()
+    trainer.fit()
+    path = trainer.export()
+    if trainer.rank == 0 and progress:
+        print(f"trained {trainer.step} steps in {time.time() - t0:.0f} s -> {path}")
+    return path
