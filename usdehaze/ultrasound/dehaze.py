@@ -37,6 +37,7 @@ class DehazeConfig:
     lam: float = 1.0
     kappa: float = 1.0
     gamma: float = 1.0
+    haze_init_db: float = -10.0
     noise_sigma: float = 0.2
     samples: int = 1
     seed: int = 0
@@ -173,7 +174,7 @@ class Dehazer:
         s = self.sampler()
         kwargs = {}
         if c.method == "joint":
-            kwargs = {"x_init": y, "n_init": y}
+            kwargs = {"x_init": y, "n_init": y + 2 * c.haze_init_db / c.dynamic_range}
         res = s(
             y, samples=c.samples, seed=c.seed if seed is None else seed, callback=callback, **kwargs
         )
