@@ -88,4 +88,4 @@ def gcnr(
             str(r["n_target"]),
             str(r["n_background"]),
         )
-    Console().print(table)
+    Console(width=max(120, Console().width)).print(table)
