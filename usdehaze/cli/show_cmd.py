@@ -35,7 +35,8 @@ def show(
     for k in keys:
         with open_images(file, k, dynamic_range) as src:
             (f,) = parse_frames(str(frame), src.n_frames, file)
-            images[src.key] = src.read_db(f, f + 1)[0]
+            name = src.key.rsplit("/", 2)[-2] if src.key.endswith("/values") else src.key
+            images[name] = src.read_db(f, f + 1)[0]
             geometry = (src.x, src.z, src.grid, src.axes)
     fig = bmode_figure(
         images,
