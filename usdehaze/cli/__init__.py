@@ -12,6 +12,7 @@ import sys
 from usdehaze.cli import (  # noqa: E402,F401
     bench_cmd,
     bench_io,
+    bench_sampler,
     evaluate_cmd,
     gcnr_cmd,
     info_cmd,
