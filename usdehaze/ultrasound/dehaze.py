@@ -32,12 +32,12 @@ class DehazeConfig:
     model: str = "logsum"
     rule: str = "dps"
     weighting: str = "variance"
-    steps: int = 30
+    steps: int = 20
     start_sigma: float = 2.0
     lam: float = 1.0
     kappa: float = 1.0
     gamma: float = 1.0
-    haze_init_db: float = -10.0
+    haze_init_db: float = -20.0
     noise_sigma: float = 0.2
     samples: int = 1
     seed: int = 0
