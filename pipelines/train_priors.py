@@ -21,7 +21,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--scans", type=int, default=300, help="simulated loops (3 frames each)")
     ap.add_argument("--steps", type=int, default=None, help="override the configs' steps")
     ap.add_argument("--parallel", action="store_true", help="train both priors at once")
@@ -36,14 +38,32 @@ def main() -> None:
         arrays = make_prior_data(args.scans)
         for name, arr in arrays.items():
             np.savez(data_dir / f"{name}.npz", images=arr)
-        (data_dir / "manifest.json").write_text(json.dumps({"scans": args.scans, "frames_per_scan": 3, "seed_start": TRAIN_SEED_START, "shape": list(arrays["tissue"].shape)}, indent=2))
+        (data_dir / "manifest.json").write_text(
+            json.dumps(
+                {
+                    "scans": args.scans,
+                    "frames_per_scan": 3,
+                    "seed_start": TRAIN_SEED_START,
+                    "shape": list(arrays["tissue"].shape),
+                },
+                indent=2,
+            )
+        )
         print(f"training data: {arrays['tissue'].shape} frames -> {data_dir}")
 
     names = [args.only] if args.only else ["tissue", "haze"]
     procs = []
     for name in names:
         ckpt = ROOT / f"runs/priors/{name}/checkpoint.pt"
-        cmd = [sys.executable, "-m", "usdehaze", "train", str(ROOT / f"configs/prior_{name}.yaml"), "--device", "cpu"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "usdehaze",
+            "train",
+            str(ROOT / f"configs/prior_{name}.yaml"),
+            "--device",
+            "cpu",
+        ]
         if ckpt.is_file():
             cmd.append("--resume")
         if args.steps:

@@ -48,7 +48,9 @@ def load_array(path: str | Path, key: str | None = None) -> np.ndarray:
     if arr.ndim == 3:
         arr = arr[:, None]
     if arr.ndim != 4:
-        raise UsageError(f"{path}: key '{key}': expected (N, H, W) or (N, C, H, W), got shape {arr.shape}")
+        raise UsageError(
+            f"{path}: key '{key}': expected (N, H, W) or (N, C, H, W), got shape {arr.shape}"
+        )
     if not np.isfinite(arr).all():
         raise UsageError(f"{path}: key '{key}': contains NaN or Inf")
     return arr
@@ -91,7 +93,12 @@ class PatchSampler:
             p = self.patch
             i0 = torch.randint(h - p + 1, (batch,), generator=generator)
             j0 = torch.randint(w - p + 1, (batch,), generator=generator)
-            out = torch.stack([self.data[k, :, i : i + p, j : j + p] for k, i, j in zip(idx.tolist(), i0.tolist(), j0.tolist())])
+            out = torch.stack(
+                [
+                    self.data[k, :, i : i + p, j : j + p]
+                    for k, i, j in zip(idx.tolist(), i0.tolist(), j0.tolist())
+                ]
+            )
         if self.flips:
             flip = torch.rand(batch, generator=generator) < 0.5
             out[flip] = out[flip].flip(-1)

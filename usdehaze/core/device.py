@@ -16,7 +16,9 @@ def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if spec.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise UsageError(f"--device {spec}: CUDA is not available on this machine (use cpu or auto)")
+            raise UsageError(
+                f"--device {spec}: CUDA is not available on this machine (use cpu or auto)"
+            )
         return torch.device(spec)
     if spec == "cpu":
         return torch.device("cpu")

@@ -131,11 +131,15 @@ def load_prior(path: str | Path, device: str | torch.device = "cpu") -> NetworkP
             raise UsageError(f"{cfg_path}: key '{key}': missing from prior config")
     digest = sha256(weights)
     if digest != cfg["sha256"]:
-        raise UsageError(f"{weights}: checksum {digest[:12]}… does not match the config's {cfg['sha256'][:12]}… (corrupt or replaced weights)")
+        raise UsageError(
+            f"{weights}: checksum {digest[:12]}… does not match the config's {cfg['sha256'][:12]}… (corrupt or replaced weights)"
+        )
     net = build_network(cfg["network"])
     try:
         net.load_state_dict(load_file(str(weights)))
     except Exception as exc:  # noqa: BLE001 - any mismatch is a user-facing file problem
-        raise UsageError(f"{weights}: weights do not fit the network in {cfg_path.name} ({str(exc).splitlines()[0]})") from None
+        raise UsageError(
+            f"{weights}: weights do not fit the network in {cfg_path.name} ({str(exc).splitlines()[0]})"
+        ) from None
     prior = NetworkPrior(net, sde_from_config(cfg["sde"]), {**cfg, "path": str(weights)})
     return prior.to(device).eval()

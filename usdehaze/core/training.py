@@ -37,7 +37,9 @@ class TrainConfig:
     """Everything a training run needs; built from YAML by :func:`config_from_dict`."""
 
     data: dict[str, Any]
-    network: dict[str, Any] = field(default_factory=lambda: {"arch": "unet", "base": 16, "mults": [1, 2, 4, 4]})
+    network: dict[str, Any] = field(
+        default_factory=lambda: {"arch": "unet", "base": 16, "mults": [1, 2, 4, 4]}
+    )
     sde: dict[str, Any] = field(default_factory=lambda: {"kind": "ve", "sigma": 25.0})
     steps: int = 1000
     batch: int = 16
@@ -58,7 +60,9 @@ def config_from_dict(cfg: dict[str, Any], source: str = "config") -> TrainConfig
     known = set(TrainConfig.__dataclass_fields__)
     unknown = set(cfg) - known
     if unknown:
-        raise UsageError(f"{source}: key '{sorted(unknown)[0]}': unknown (expected one of {sorted(known)})")
+        raise UsageError(
+            f"{source}: key '{sorted(unknown)[0]}': unknown (expected one of {sorted(known)})"
+        )
     if "data" not in cfg or "path" not in (cfg.get("data") or {}):
         raise UsageError(f"{source}: key 'data.path': missing (the training images)")
     try:
@@ -81,11 +85,15 @@ def _dist() -> tuple[int, int]:
 class Trainer:
     """Train a score network by DSM; checkpoints to ``out/checkpoint.pt``; exports the EMA prior."""
 
-    def __init__(self, cfg: TrainConfig, device: torch.device | str = "cpu", progress: bool = True) -> None:
+    def __init__(
+        self, cfg: TrainConfig, device: torch.device | str = "cpu", progress: bool = True
+    ) -> None:
         self.cfg, self.device, self.progress = cfg, torch.device(device), progress
         self.rank, self.world = _dist()
         if cfg.batch % self.world:
-            raise UsageError(f"config: key 'batch': {cfg.batch} is not divisible by {self.world} processes")
+            raise UsageError(
+                f"config: key 'batch': {cfg.batch} is not divisible by {self.world} processes"
+            )
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.sde = sde_from_config(cfg.sde)
@@ -110,7 +118,10 @@ class Trainer:
     def _batch(self) -> tuple[Tensor, Tensor, Tensor]:
         B = self.cfg.batch
         x0 = self.sampler.sample(B, self.gen)
-        t = torch.rand(B, generator=self.gen, dtype=torch.float64) * (self.sde.T - self.sde.eps) + self.sde.eps
+        t = (
+            torch.rand(B, generator=self.gen, dtype=torch.float64) * (self.sde.T - self.sde.eps)
+            + self.sde.eps
+        )
         z = torch.randn(x0.shape, generator=self.gen)
         shard = slice(self.rank * B // self.world, (self.rank + 1) * B // self.world)
         return x0[shard].to(self.device), t[shard].to(self.device), z[shard].to(self.device)
@@ -179,7 +190,13 @@ class Trainer:
 
         total = steps or self.cfg.steps
         self.out.mkdir(parents=True, exist_ok=True)
-        bar = tqdm(total=total, initial=self.step, disable=not self.progress or self.rank != 0, unit="step", dynamic_ncols=True)
+        bar = tqdm(
+            total=total,
+            initial=self.step,
+            disable=not self.progress or self.rank != 0,
+            unit="step",
+            dynamic_ncols=True,
+        )
         running = None
         try:
             while self.step < total:
@@ -216,7 +233,15 @@ class Trainer:
             sde=self.sde,
             normalisation=exp.get("normalisation", {}),
             data={**self.cfg.data, **exp.get("data", {})},
-            training={"steps": self.step, "batch": self.cfg.batch, "lr": self.cfg.lr, "ema": self.cfg.ema, "seed": self.cfg.seed, "parameters": count_parameters(self.net), "final_loss": self.losses[-1][1] if self.losses else math.nan},
+            training={
+                "steps": self.step,
+                "batch": self.cfg.batch,
+                "lr": self.cfg.lr,
+                "ema": self.cfg.ema,
+                "seed": self.cfg.seed,
+                "parameters": count_parameters(self.net),
+                "final_loss": self.losses[-1][1] if self.losses else math.nan,
+            },
         )
 
     def prior(self) -> NetworkPrior:
@@ -243,7 +268,9 @@ def _plot_losses(losses: list[tuple[int, float]], path: Path) -> None:
     plt.close(fig)
 
 
-def train(cfg: TrainConfig, device: str = "auto", resume: bool = False, progress: bool = True) -> Path | None:
+def train(
+    cfg: TrainConfig, device: str = "auto", resume: bool = False, progress: bool = True
+) -> Path | None:
     """Run a whole training (resuming if asked) and export the prior; returns its path on rank 0."""
     from usdehaze.core.device import resolve_device
 

@@ -26,7 +26,9 @@ def make_prior_data(
     rng = np.random.default_rng(seed_start)
     tissue, haze = [], []
     for k in range(n_scans):
-        sim = simulate_cardiac(frames_per_scan, seed=seed_start + k, haze_db=float(rng.uniform(*haze_db)))
+        sim = simulate_cardiac(
+            frames_per_scan, seed=seed_start + k, haze_db=float(rng.uniform(*haze_db))
+        )
         ref = envelope(sim.hazy_iq).reshape(frames_per_scan, -1).max(axis=1).reshape(-1, 1, 1)
         for iq, out in ((sim.tissue_iq, tissue), (sim.haze_iq, haze)):
             env = envelope(iq) / ref

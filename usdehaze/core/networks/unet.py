@@ -66,7 +66,9 @@ class UNet(nn.Module):
         super().__init__()
         self.channels, self.sigma_data = channels, sigma_data
         tdim = base * 4
-        self.embed = nn.Sequential(FourierEmbedding(base), nn.Linear(base, tdim), nn.SiLU(), nn.Linear(tdim, tdim))
+        self.embed = nn.Sequential(
+            FourierEmbedding(base), nn.Linear(base, tdim), nn.SiLU(), nn.Linear(tdim, tdim)
+        )
         self.inp = nn.Conv2d(channels, base, 3, padding=1)
         chs = [base * m for m in mults]
         self.down = nn.ModuleList()
@@ -89,7 +91,9 @@ class UNet(nn.Module):
                 c = ch
             if i > 0:
                 self.upsample.append(nn.Conv2d(c, c, 3, padding=1))
-        self.out = nn.Sequential(nn.GroupNorm(_groups(c), c), nn.SiLU(), nn.Conv2d(c, channels, 3, padding=1))
+        self.out = nn.Sequential(
+            nn.GroupNorm(_groups(c), c), nn.SiLU(), nn.Conv2d(c, channels, 3, padding=1)
+        )
         nn.init.zeros_(self.out[-1].weight)
         nn.init.zeros_(self.out[-1].bias)
         self.blocks, self.levels = blocks, len(chs)
@@ -103,7 +107,9 @@ class UNet(nn.Module):
         H, W = x.shape[-2:]
         ph, pw = (-H) % self.factor, (-W) % self.factor
         if ph or pw:
-            h_in = F.pad(h_in, (0, pw, 0, ph), mode="reflect" if min(H, W) > max(ph, pw) else "replicate")
+            h_in = F.pad(
+                h_in, (0, pw, 0, ph), mode="reflect" if min(H, W) > max(ph, pw) else "replicate"
+            )
         temb = self.embed(torch.log(beta.to(x)).reshape(-1))
         h = self.inp(h_in)
         skips = []
