@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 
 # Command modules register themselves on import; keep one line per module.
-from usdehaze.cli import bench_cmd, info_cmd, train_cmd  # noqa: E402,F401
+from usdehaze.cli import bench_cmd, experiment_cmd, info_cmd, train_cmd  # noqa: E402,F401
 from usdehaze.cli._app import app, run_app
 
 __all__ = ["app", "main"]
