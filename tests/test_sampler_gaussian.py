@@ -159,3 +159,15 @@ def test_bad_input_is_one_line_error():
         s(torch.full_like(y, float("nan")))
     with pytest.raises(UsageError, match="does not match"):
         s(y, x_shape=(1, 1, 3, 3))
+
+
+def test_dps_variance_weighting_equals_pigdm_for_identity():
+    """For A = I, DPS with Σ = (r² + q²)I and ΠGDM's weights takes exactly ΠGDM's step."""
+    op = Identity()
+    Sx, Sn = random_cov(D, 11, 1.0), random_cov(D, 12, 0.5)
+    sde, sig, noi, y, *_ = _problem(op, Sx, Sn, seed=2)
+    a = JointSampler(sig, noi, op, sde, rule="pigdm", steps=20)(y.repeat(8, 1, 1, 1), seed=3)
+    b = JointSampler(sig, noi, op, sde, rule="dps", weighting="variance", steps=20)(
+        y.repeat(8, 1, 1, 1), seed=3
+    )
+    assert torch.allclose(a.x, b.x, atol=1e-4) and torch.allclose(a.n, b.n, atol=1e-4)

@@ -12,6 +12,8 @@ Rules (TMLR paper, section 3.2, appendix A, table 1):
   x_t −= λ ∇_{x_t} ‖y − μ‖ (works for a nonlinear ``measure(x, n)`` too).
 - ``projection``: ŷ_t = α_t y + β_t (A z_x + α z_n); x_t += λ Aᵀ(ŷ_t − A x_t − α n_t), n_t alike.
 With ``noise_prior=None`` the noise is Gaussian N(0, σ_n² I) (single-prior DPS / ΠGDM baselines).
+``weighting="variance"`` (DPS) uses Σ = (r_t² + q_t² α²) I with ΠGDM's r_t², q_t² weights: the
+same step as ``pigdm`` for A = I, but through any differentiable (nonlinear) measurement.
 ``weighting="sde"`` scales the DC step by g(t)²Δt instead (the discretised conditional reverse
 SDE, exact for Gaussian priors with unit covariance); ``reference_mode=True`` reproduces the
 public reference code's shortcuts for comparison.
@@ -75,8 +77,8 @@ class JointSampler:
     ) -> None:
         if rule not in RULES:
             raise UsageError(f"rule '{rule}': unknown, expected one of {', '.join(RULES)}")
-        if weighting not in ("paper", "sde"):
-            raise UsageError(f"weighting '{weighting}': expected 'paper' or 'sde'")
+        if weighting not in ("paper", "sde", "variance"):
+            raise UsageError(f"weighting '{weighting}': expected paper, sde or variance")
         if noise_prior is None and rule != "projection" and noise_sigma is None:
             noise_sigma = 0.0
         if rule == "projection" and not getattr(operator, "linear", True):
@@ -234,10 +236,11 @@ class JointSampler:
             else:
                 dx, dn = self._dc_gradient(xg, ng, sx, sn, y, a, b, f, g, dt)
         sx, sn = sx.detach(), sn.detach() if joint else None
+        sde_weights = self.weighting == "sde" and self.rule != "projection"
         wx, wn = (
-            (self.lam, self.kappa)
-            if self.weighting == "paper" or self.rule == "projection"
-            else (self.lam * g * g * dt, self.kappa * g * g * dt)
+            (self.lam * g * g * dt, self.kappa * g * g * dt)
+            if sde_weights
+            else (self.lam, self.kappa)
         )
         x = x + wx * dx
         if joint:
@@ -283,13 +286,18 @@ class JointSampler:
         # DPS: gradient of the residual norm (ζ/‖r‖ normalisation), or of ‖r‖²/(2ρ²) for 'sde'
         mu = self._measure(x0, n0)
         res = (y - mu).reshape(y.shape[0], -1)
-        if self.weighting == "paper":
-            objective = -res.norm(dim=1).sum()
-        else:
-            objective = -(res**2).sum() / (2 * self.rho**2)
         inputs = [x, n] if n is not None else [x]
-        grads = torch.autograd.grad(objective, inputs)
-        return grads[0], (grads[1] if n is not None else None)
+        if self.weighting == "paper":
+            grads = torch.autograd.grad(-res.norm(dim=1).sum(), inputs)
+            return grads[0], (grads[1] if n is not None else None)
+        if self.weighting == "sde":
+            grads = torch.autograd.grad(-(res**2).sum() / (2 * self.rho**2), inputs)
+            return grads[0], (grads[1] if n is not None else None)
+        # 'variance': Gaussian likelihood with Σ = (r² + q²α²)I, weighted by r², q² as ΠGDM does
+        r2 = b * b / (a * a + b * b)
+        q2 = r2 if n is not None else float(self.noise_sigma) ** 2
+        grads = torch.autograd.grad(-0.5 * (res**2).sum() / (r2 + q2 * alpha_n**2), inputs)
+        return r2 * grads[0], (q2 * grads[1] if n is not None else None)
 
     def _vjp(self, outs, inputs, vecs):
         if self.reference_mode:  # reference code: diagonal (Jᵀ1) ⊙ v instead of Jᵀ v

@@ -1,0 +1,108 @@
+"""roi.json: validation with named fields, rasterisation on cartesian and polar grids, round trip."""
+
+import json
+
+import numpy as np
+import pytest
+
+from usdehaze.errors import UsageError
+from usdehaze.ultrasound.roi import load_roi, pair_masks, roi_from_dict, save_roi
+from usdehaze.ultrasound.simulate import polar_grid
+
+GOOD = {
+    "version": 1,
+    "units": "mm",
+    "pairs": [
+        {
+            "name": "a",
+            "target": {"shape": "circle", "center": [0, 60], "radius": 6},
+            "background": {"shape": "annulus", "center": [0, 60], "inner": 9, "outer": 14},
+        },
+        {
+            "name": "b",
+            "target": {"shape": "rectangle", "min": [-10, 30], "max": [10, 40]},
+            "background": {"shape": "polygon", "points": [[-20, 90], [20, 90], [0, 120]]},
+        },
+    ],
+}
+
+
+def test_round_trip(tmp_path):
+    p = save_roi(GOOD, tmp_path / "roi.json")
+    roi = load_roi(p)
+    assert [pp.name for pp in roi.pairs] == ["a", "b"] and roi.units == "mm"
+    assert roi.pairs[1].background["points"] == [[-20.0, 90.0], [20.0, 90.0], [0.0, 120.0]]
+    assert load_roi(save_roi(roi, tmp_path / "again.json")).to_dict() == roi.to_dict()
+
+
+def test_masks_on_polar_grid_follow_physical_positions():
+    x, z, _ = polar_grid((256, 128))
+    roi = roi_from_dict(GOOD)
+    (_, t, b), _ = pair_masks(roi, x, z)
+    d = np.hypot(x * 1e3, z * 1e3 - 60)
+    assert np.array_equal(t, d <= 6)
+    assert np.array_equal(b, (d >= 9) & (d <= 14))
+    # area check: pixel count × pixel area ≈ π r²
+    assert 0.8 < t.sum() / (np.pi * 36 / _pixel_area_mm2(x, z, t)) < 1.2
+
+
+def _pixel_area_mm2(x, z, mask):
+    dr = np.gradient(np.hypot(x, z), axis=0) * 1e3
+    dth = np.gradient(np.arctan2(x, z), axis=1)
+    r = np.hypot(x, z) * 1e3
+    return float(np.mean((dr * r * dth)[mask]))
+
+
+def test_px_units():
+    roi = roi_from_dict(
+        {
+            "version": 1,
+            "units": "px",
+            "pairs": [
+                {
+                    "name": "p",
+                    "target": {"shape": "rectangle", "min": [0, 0], "max": [9, 9]},
+                    "background": {"shape": "rectangle", "min": [10, 10], "max": [19, 19]},
+                }
+            ],
+        }
+    )
+    x = np.zeros((30, 30))
+    [(_, t, b)] = pair_masks(roi, x, x)
+    assert t.sum() == 100 and t[:10, :10].all() and b[10:20, 10:20].all()
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda d: d.update(version=2), "key 'version'"),
+        (lambda d: d.update(units="cm"), "key 'units'"),
+        (lambda d: d["pairs"][0]["target"].pop("radius"), "pair 'a': target.radius: missing"),
+        (
+            lambda d: d["pairs"][1]["background"].update(points=[[0, 0]]),
+            "pair 'b': background.points",
+        ),
+        (lambda d: d["pairs"][0]["background"].update(inner=20), "pair 'a': background.inner"),
+        (lambda d: d["pairs"][0].pop("background"), "pair 'a': field 'background' missing"),
+    ],
+)
+def test_errors_name_pair_and_field(mutate, message):
+    d = json.loads(json.dumps(GOOD))
+    mutate(d)
+    with pytest.raises(UsageError, match=message.replace("(", r"\(")):
+        roi_from_dict(d, "roi.json")
+
+
+def test_small_or_outside_regions_are_errors(tmp_path):
+    x, z, _ = polar_grid((256, 128))
+    d = json.loads(json.dumps(GOOD))
+    d["pairs"][0]["target"] = {"shape": "circle", "center": [500, 500], "radius": 3}
+    with pytest.raises(UsageError, match="pair 'a': target is outside the image"):
+        pair_masks(roi_from_dict(d, "roi.json"), x, z)
+    d["pairs"][0]["target"] = {"shape": "circle", "center": [0, 60], "radius": 1}
+    with pytest.raises(UsageError, match="only .* pixels"):
+        pair_masks(roi_from_dict(d, "roi.json"), x, z)
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(UsageError, match="bad.json: not valid JSON"):
+        load_roi(bad)

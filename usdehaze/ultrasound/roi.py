@@ -1,0 +1,202 @@
+"""Region files (roi.json, version 1) and the one rasteriser that maps shapes onto pixel centres.
+
+Shapes are in the scan's own frame: ``units: "mm"`` uses x (lateral) and z (depth) in
+millimetres, so sector (polar) scans work through each pixel's physical position; ``"px"`` uses
+[column, row] indices. A pixel belongs to a region when its centre lies inside the shape.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from usdehaze.errors import UsageError
+
+MIN_PIXELS = 64
+SHAPE_FIELDS = {
+    "circle": ("center", "radius"),
+    "annulus": ("center", "inner", "outer"),
+    "rectangle": ("min", "max"),
+    "polygon": ("points",),
+}
+
+
+@dataclass
+class Pair:
+    name: str
+    target: dict[str, Any]
+    background: dict[str, Any]
+
+
+@dataclass
+class Roi:
+    units: str
+    pairs: list[Pair]
+    source: str = "roi"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": 1,
+            "units": self.units,
+            "pairs": [
+                {"name": p.name, "target": p.target, "background": p.background} for p in self.pairs
+            ],
+        }
+
+
+def _point(v: Any, where: str) -> list[float]:
+    if not (
+        isinstance(v, (list, tuple))
+        and len(v) == 2
+        and all(isinstance(c, (int, float)) and np.isfinite(c) for c in v)
+    ):
+        raise UsageError(f"{where}: expected [x, z] with two finite numbers, got {v!r}")
+    return [float(v[0]), float(v[1])]
+
+
+def _number(v: Any, where: str, positive: bool = True) -> float:
+    if not isinstance(v, (int, float)) or not np.isfinite(v) or (positive and v <= 0):
+        raise UsageError(f"{where}: expected a {'positive ' if positive else ''}number, got {v!r}")
+    return float(v)
+
+
+def validate_shape(shape: Any, where: str) -> dict[str, Any]:
+    """Check one SHAPE dict; errors name the pair and the field."""
+    if not isinstance(shape, dict):
+        raise UsageError(f"{where}: expected a shape object, got {type(shape).__name__}")
+    kind = shape.get("shape")
+    if kind not in SHAPE_FIELDS:
+        raise UsageError(f"{where}.shape: expected one of {', '.join(SHAPE_FIELDS)}, got {kind!r}")
+    for f in SHAPE_FIELDS[kind]:
+        if f not in shape:
+            raise UsageError(f"{where}.{f}: missing for a {kind}")
+    out: dict[str, Any] = {"shape": kind}
+    if kind in ("circle", "annulus"):
+        out["center"] = _point(shape["center"], f"{where}.center")
+    if kind == "circle":
+        out["radius"] = _number(shape["radius"], f"{where}.radius")
+    elif kind == "annulus":
+        out["inner"] = _number(shape["inner"], f"{where}.inner", positive=False)
+        out["outer"] = _number(shape["outer"], f"{where}.outer")
+        if out["inner"] >= out["outer"] or out["inner"] < 0:
+            raise UsageError(
+                f"{where}.inner: expected 0 <= inner < outer, got {out['inner']} and {out['outer']}"
+            )
+    elif kind == "rectangle":
+        out["min"], out["max"] = (
+            _point(shape["min"], f"{where}.min"),
+            _point(shape["max"], f"{where}.max"),
+        )
+        if not (out["min"][0] < out["max"][0] and out["min"][1] < out["max"][1]):
+            raise UsageError(f"{where}.max: expected max > min in both coordinates")
+    else:
+        pts = shape["points"]
+        if not isinstance(pts, list) or len(pts) < 3:
+            raise UsageError(f"{where}.points: expected a list of at least 3 [x, z] points")
+        out["points"] = [_point(p, f"{where}.points[{i}]") for i, p in enumerate(pts)]
+    return out
+
+
+def roi_from_dict(d: Any, source: str = "roi") -> Roi:
+    """Validate a parsed roi.json."""
+    if not isinstance(d, dict):
+        raise UsageError(f"{source}: expected a JSON object at the top level")
+    if d.get("version") != 1:
+        raise UsageError(f"{source}: key 'version': expected 1, got {d.get('version')!r}")
+    units = d.get("units")
+    if units not in ("mm", "px"):
+        raise UsageError(f"{source}: key 'units': expected 'mm' or 'px', got {units!r}")
+    pairs = d.get("pairs")
+    if not isinstance(pairs, list) or not pairs:
+        raise UsageError(f"{source}: key 'pairs': expected a non-empty list")
+    out = []
+    for i, p in enumerate(pairs):
+        if not isinstance(p, dict):
+            raise UsageError(f"{source}: pairs[{i}]: expected an object")
+        name = p.get("name", f"pair{i}")
+        where = f"{source}: pair '{name}'"
+        for f in ("target", "background"):
+            if f not in p:
+                raise UsageError(f"{where}: field '{f}' missing")
+        out.append(
+            Pair(
+                str(name),
+                validate_shape(p["target"], f"{where}: target"),
+                validate_shape(p["background"], f"{where}: background"),
+            )
+        )
+    return Roi(units, out, source)
+
+
+def load_roi(path: str | Path) -> Roi:
+    """Read and validate a roi.json file."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"{path}: no such ROI file")
+    try:
+        d = json.loads(path.read_text())
+    except ValueError as exc:
+        raise UsageError(f"{path}: not valid JSON ({exc})") from None
+    return roi_from_dict(d, str(path))
+
+
+def save_roi(roi: Roi | dict[str, Any], path: str | Path) -> Path:
+    """Write a roi.json atomically (validated first)."""
+    from usdehaze.atomic import atomic_path
+
+    d = roi.to_dict() if isinstance(roi, Roi) else roi_from_dict(roi, str(path)).to_dict()
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(d, indent=2))
+    return Path(path)
+
+
+def pixel_coordinates(x: np.ndarray, z: np.ndarray, units: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel (u, v) in the ROI's units: mm from positions in metres, or [column, row]."""
+    if units == "mm":
+        return np.asarray(x) * 1e3, np.asarray(z) * 1e3
+    rows, cols = np.indices(np.shape(x))
+    return cols.astype(np.float64), rows.astype(np.float64)
+
+
+def rasterise(shape: dict[str, Any], u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Boolean mask of the pixels whose centre (u, v) lies inside ``shape``."""
+    kind = shape["shape"]
+    if kind in ("circle", "annulus"):
+        d = np.hypot(u - shape["center"][0], v - shape["center"][1])
+        return (
+            d <= shape["radius"]
+            if kind == "circle"
+            else (d >= shape["inner"]) & (d <= shape["outer"])
+        )
+    if kind == "rectangle":
+        (u0, v0), (u1, v1) = shape["min"], shape["max"]
+        return (u >= u0) & (u <= u1) & (v >= v0) & (v <= v1)
+    from matplotlib.path import Path as MplPath
+
+    pts = np.column_stack([u.ravel(), v.ravel()])
+    return MplPath(np.asarray(shape["points"])).contains_points(pts).reshape(u.shape)
+
+
+def pair_masks(
+    roi: Roi, x: np.ndarray, z: np.ndarray, source: str = ""
+) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(name, target mask, background mask) per pair on a pixel grid; small regions are errors."""
+    u, v = pixel_coordinates(x, z, roi.units)
+    out = []
+    for p in roi.pairs:
+        masks = []
+        for role, shape in (("target", p.target), ("background", p.background)):
+            m = rasterise(shape, u, v)
+            count = int(m.sum())
+            if count < MIN_PIXELS:
+                where = "outside the image" if count == 0 else f"only {count} pixels"
+                raise UsageError(
+                    f"{roi.source}: pair '{p.name}': {role} is {where} on {source or 'this grid'} (need at least {MIN_PIXELS})"
+                )
+            masks.append(m)
+        out.append((p.name, masks[0], masks[1]))
+    return out
