@@ -4,7 +4,8 @@
     usdehaze experiment configs/natural_small.yaml
 
 writes ``OUT/results.md``, ``results.csv``, ``per_image.csv``, ``figure.png`` and keeps the
-trained models under ``OUT/priors`` and ``OUT/baselines`` (a rerun reuses them).
+trained models under ``OUT/priors`` and ``OUT/baselines`` (a rerun reuses them; ``models_dir``
+points another experiment, e.g. an out-of-distribution variant, at the same models).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ TOP_KEYS = {
     "methods",
     "figure",
     "paper",
+    "models_dir",
 }
 
 
@@ -157,7 +159,8 @@ def run_experiment(
     noise_mean = torch.from_numpy(n_train.mean(0, keepdims=True))
     noise_std = float((n_train - n_train.mean(0, keepdims=True)).std())
 
-    # models
+    # models (trained into, or loaded from, models_dir: default the run folder)
+    mdir = Path(cfg.get("models_dir") or out)
     sde_cfg = (cfg.get("priors") or {}).get("sde", {"kind": "ve", "sigma": 25.0})
     ctx = M.Context(task, sde_from_config(sde_cfg), device, noise_mean, noise_std, seed)
     pri = cfg.get("priors") or {}
@@ -167,24 +170,24 @@ def run_experiment(
             x_train,
             dict(pri.get("signal") or {}),
             sde_cfg,
-            out,
+            mdir,
             device,
             threads,
             progress,
         )
     if "joint" in method_cfg:
         ctx.models["prior_noise"] = models.score_prior(
-            "noise", n_train, dict(pri.get("noise") or {}), sde_cfg, out, device, threads, progress
+            "noise", n_train, dict(pri.get("noise") or {}), sde_cfg, mdir, device, threads, progress
         )
     if "flow" in method_cfg:
         ctx.models["glow_signal"] = models.glow_model(
-            "signal", x_train, method_cfg["flow"], out, progress
+            "signal", x_train, method_cfg["flow"], mdir, progress
         ).to(device)
         ctx.models["glow_noise"] = models.glow_model(
-            "noise", n_train, method_cfg["flow"], out, progress
+            "noise", n_train, method_cfg["flow"], mdir, progress
         ).to(device)
     if "gan" in method_cfg:
-        ctx.models["gan"] = models.gan_model(x_train, method_cfg["gan"], out, progress).to(device)
+        ctx.models["gan"] = models.gan_model(x_train, method_cfg["gan"], mdir, progress).to(device)
     t_models = time.time() - t_start
 
     # every method on the same y, in batches

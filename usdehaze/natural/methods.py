@@ -103,7 +103,7 @@ def run_flow(ctx: Context, y: Tensor, cfg: dict[str, Any], batch_seed: int) -> T
         steps=int(m.get("steps", 600)),
         lr=float(m.get("lr", 0.005)),
         lam=float(m.get("lam", 0.03)),
-        init=m.get("init", "pinv"),
+        init=m.get("init", "zeros"),
     )
 
 

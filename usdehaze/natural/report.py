@@ -46,12 +46,10 @@ def image_metrics(x: np.ndarray, ref: np.ndarray) -> dict[str, np.ndarray]:
 
     out = {"psnr": [], "ssim": []}
     for a, r in zip(x, ref):
-        a, r = (
-            np.moveaxis(a, 0, -1).squeeze(-1) if a.shape[0] == 1 else np.moveaxis(a, 0, -1),
-            np.moveaxis(r, 0, -1).squeeze(-1) if r.shape[0] == 1 else np.moveaxis(r, 0, -1),
-        )
-        out["psnr"].append(float(psnr(a, r, data_range=2.0)))
-        out["ssim"].append(float(ssim(a, r, data_range=2.0)))
+        if a.shape[0] == 1:  # grey: 2-D images; colour stays channel-first
+            a, r = a[0], r[0]
+        out["psnr"].append(psnr(a, r, data_range=2.0))
+        out["ssim"].append(ssim(a, r, data_range=2.0))
     return {k: np.asarray(v) for k, v in out.items()}
 
 

@@ -260,12 +260,12 @@ def flow_map(
     steps: int = 600,
     lr: float = 0.005,
     lam: float = 0.03,
-    init: str = "pinv",
+    init: str = "zeros",
 ) -> Tensor:
     """Eq. 18: ẑ = argmax_z log p_GN((y − A G_X(z))/α) + λ log p_GX(G_X(z)), by Adam.
 
     ``noise_shape`` is the noise flow's image shape (C, H, W) when measurements are vectors
-    (compressed sensing); ``init='pinv'`` starts from the encoded pseudo-inverse estimate.
+    (compressed sensing); ``init="zeros"`` starts at the latent mode, ``"pinv"`` from the encoded pseudo-inverse.
     """
     signal.eval().requires_grad_(False)
     noise.eval().requires_grad_(False)
