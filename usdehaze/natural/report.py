@@ -160,8 +160,8 @@ def figure_grid(
                 )
             if i == 0:
                 ax.set_title(name, fontsize=8)
-    fig.suptitle(title, fontsize=8)
-    fig.tight_layout(pad=0.3)
+    fig.suptitle(title, fontsize=8, y=0.995)
+    fig.tight_layout(pad=0.3, rect=(0, 0, 1, 1 - 0.3 / (1.5 * rows + 0.4)))
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=130, format="png")
     plt.close(fig)
