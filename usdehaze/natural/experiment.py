@@ -158,6 +158,8 @@ def run_experiment(
     y = task.operator.measure(xt, task.to_measurement(nt))
     noise_mean = torch.from_numpy(n_train.mean(0, keepdims=True))
     noise_std = float((n_train - n_train.mean(0, keepdims=True)).std())
+    if task.kind == "cs" and device.type != "cpu":  # keep the m×d matrix where the samplers run
+        task.operator.matrix = task.operator.matrix.to(device)
 
     # models (trained into, or loaded from, models_dir: default the run folder)
     mdir = Path(cfg.get("models_dir") or out)
