@@ -8,6 +8,7 @@ import yaml
 
 from usdehaze.cli import main
 from usdehaze.cli._app import run_app
+from usdehaze.errors import UsageError
 
 
 def _config(tmp_path, **over):
@@ -87,3 +88,28 @@ def test_help_lists_the_command(capsys):
         main(["experiment", "--help"])
     assert exc.value.code == 0
     assert "results.md" in capsys.readouterr().out
+
+
+def test_score_prior_trains_once_with_the_core_trainer_then_loads(tmp_path):
+    import torch
+
+    from usdehaze.natural.models import score_prior
+
+    data = np.random.default_rng(0).uniform(-1, 1, (8, 1, 8, 8)).astype(np.float32)
+    cfg = {
+        "network": {"arch": "unet", "base": 8, "mults": [1, 2]},
+        "steps": 3,
+        "batch": 4,
+        "ema": 0.5,
+    }
+    sde = {"kind": "ve", "sigma": 25.0}
+    p1 = score_prior("noise", data, cfg, sde, tmp_path, "cpu", 1, progress=False)
+    weights = tmp_path / "priors" / "noise.safetensors"
+    assert weights.is_file() and (tmp_path / "train" / "noise" / "checkpoint.pt").is_file()
+    stamp = weights.stat().st_mtime_ns
+    p2 = score_prior("noise", data, {**cfg, "steps": 1000}, sde, tmp_path, "cpu", 1, progress=False)
+    assert weights.stat().st_mtime_ns == stamp  # cached: not retrained
+    x, t = torch.from_numpy(data[:2]), torch.tensor([0.3])
+    torch.testing.assert_close(p1(x, t), p2(x, t))
+    with pytest.raises(UsageError, match="priors.noise.stepz"):
+        score_prior("noise", data, {"stepz": 1}, sde, tmp_path, "cpu", 1)
