@@ -14,6 +14,7 @@ from usdehaze.cli import (  # noqa: E402,F401
     bench_io,
     bench_sampler,
     evaluate_cmd,
+    experiment_cmd,
     gcnr_cmd,
     info_cmd,
     run_cmd,

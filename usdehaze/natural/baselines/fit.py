@@ -1,0 +1,139 @@
+"""What the GAN and Glow baselines share: seeded batches (the core's PatchSampler), a resumable
+step loop with atomic checkpoints and a progress bar, and safetensors + JSON model files.
+
+The loss differs per model (adversarial, likelihood), so each model brings its own ``step``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from usdehaze.atomic import atomic_path
+from usdehaze.core.data import PatchSampler
+from usdehaze.errors import UsageError
+
+
+def fit(
+    modules: dict[str, nn.Module],
+    optimizers: dict[str, torch.optim.Optimizer],
+    step: Callable[[Tensor, torch.Generator], float],
+    data: np.ndarray,
+    *,
+    steps: int,
+    batch: int,
+    seed: int = 0,
+    checkpoint: str | Path | None = None,
+    checkpoint_every: int = 200,
+    desc: str = "train",
+    progress: bool = True,
+) -> list[tuple[int, float]]:
+    """Run ``step(batch, generator)`` until ``steps``; resumes from ``checkpoint`` when it exists.
+
+    Batches are whole images with random flips, drawn by one seeded ``torch.Generator``.
+    Returns (step, running loss) pairs every 25 steps.
+    """
+    from tqdm import tqdm
+
+    sampler = PatchSampler(data, patch=None, flips=True)
+    gen = torch.Generator().manual_seed(seed)
+    done, log = 0, []
+    ckpt = Path(checkpoint) if checkpoint else None
+    if ckpt and ckpt.is_file():
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        for k, m in modules.items():
+            m.load_state_dict(state["modules"][k])
+        for k, o in optimizers.items():
+            o.load_state_dict(state["optimizers"][k])
+        gen.set_state(state["gen"])
+        done, log = state["step"], state["log"]
+
+    def save() -> None:
+        if ckpt is None:
+            return
+        state = {
+            "step": done,
+            "log": log,
+            "gen": gen.get_state(),
+            "modules": {k: m.state_dict() for k, m in modules.items()},
+            "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
+        }
+        with atomic_path(ckpt) as tmp:
+            torch.save(state, tmp)
+
+    running = None
+    bar = tqdm(
+        total=steps,
+        initial=done,
+        desc=desc,
+        disable=not progress,
+        unit="step",
+        dynamic_ncols=True,
+        leave=False,
+    )
+    try:
+        while done < steps:
+            for m in modules.values():
+                m.train()
+            loss = step(sampler.sample(batch, gen), gen)
+            if not np.isfinite(loss):
+                raise RuntimeError(
+                    f"{desc}: loss became {loss} at step {done}; lower the learning rate"
+                )
+            running = loss if running is None else 0.95 * running + 0.05 * loss
+            done += 1
+            if done % 25 == 0 or done == steps:
+                log.append((done, running))
+            bar.set_postfix(loss=f"{running:.4f}")
+            bar.update(1)
+            if done % checkpoint_every == 0:
+                save()
+    except KeyboardInterrupt:
+        save()
+        raise
+    finally:
+        bar.close()
+    save()
+    for m in modules.values():
+        m.eval()
+    return log
+
+
+def save_model(path: str | Path, net: nn.Module, config: dict[str, Any]) -> Path:
+    """``NAME.safetensors`` + ``NAME.json`` (the constructor arguments), both written atomically."""
+    from safetensors.torch import save_file
+
+    path = Path(path).with_suffix(".safetensors")
+    state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp))
+    with atomic_path(path.with_suffix(".json")) as tmp:
+        tmp.write_text(json.dumps(config, indent=2))
+    return path
+
+
+def load_model(
+    path: str | Path, build: Callable[[dict[str, Any]], nn.Module]
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Inverse of :func:`save_model`; ``build(config)`` makes the empty network."""
+    from safetensors.torch import load_file
+
+    path = Path(path).with_suffix(".safetensors")
+    cfg_path = path.with_suffix(".json")
+    if not path.is_file() or not cfg_path.is_file():
+        raise UsageError(f"{path}: model weights or {cfg_path.name} missing")
+    config = json.loads(cfg_path.read_text())
+    net = build(config)
+    try:
+        net.load_state_dict(load_file(str(path)))
+    except Exception as exc:  # noqa: BLE001 - a mismatch is a file problem for the user
+        raise UsageError(
+            f"{path}: weights do not fit the model in {cfg_path.name} ({str(exc).splitlines()[0]})"
+        ) from None
+    return net.eval(), config
