@@ -53,4 +53,7 @@ def _replace(tmp: Path, target: Path) -> None:
         os.replace(tmp, target)
         _remove(backup)
     else:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
         os.replace(tmp, target)

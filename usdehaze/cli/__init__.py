@@ -9,7 +9,19 @@ from __future__ import annotations
 import sys
 
 # Command modules register themselves on import; keep one line per module.
-from usdehaze.cli import bench_cmd, experiment_cmd, info_cmd, train_cmd  # noqa: E402,F401
+from usdehaze.cli import (  # noqa: E402,F401
+    bench_cmd,
+    bench_io,
+    bench_sampler,
+    evaluate_cmd,
+    experiment_cmd,
+    gcnr_cmd,
+    info_cmd,
+    run_cmd,
+    show_cmd,
+    simulate_cmd,
+    train_cmd,
+)
 from usdehaze.cli._app import app, run_app
 
 __all__ = ["app", "main"]

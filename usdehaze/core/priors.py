@@ -117,6 +117,8 @@ def load_prior(path: str | Path, device: str | torch.device = "cpu") -> NetworkP
     from usdehaze.core.networks import build_network
 
     path = Path(path)
+    if path.suffix == ".pt":
+        return _prior_from_checkpoint(path, device)
     weights = path.with_suffix(".safetensors")
     cfg_path = path.with_suffix(".json")
     for p, what in ((weights, "weights (.safetensors)"), (cfg_path, "config (.json)")):
@@ -143,3 +145,28 @@ def load_prior(path: str | Path, device: str | torch.device = "cpu") -> NetworkP
         ) from None
     prior = NetworkPrior(net, sde_from_config(cfg["sde"]), {**cfg, "path": str(weights)})
     return prior.to(device).eval()
+
+
+def _prior_from_checkpoint(path: Path, device: str | torch.device) -> NetworkPrior:
+    """The EMA network of a training checkpoint as a prior (for evaluating runs in progress)."""
+    from usdehaze.core.networks import build_network
+    from usdehaze.core.sde import VESDE
+
+    if not path.is_file():
+        raise UsageError(f"{path}: no such checkpoint")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        net = build_network(state["network"])
+        net.load_state_dict(state["ema"])
+    except (KeyError, RuntimeError, OSError) as exc:
+        raise UsageError(
+            f"{path}: not a usdehaze training checkpoint ({str(exc).splitlines()[0]})"
+        ) from None
+    sde = sde_from_config(state["sde"]) if "sde" in state else VESDE()
+    meta = {
+        "path": str(path),
+        "sha256": sha256(path),
+        "training": {"steps": state.get("step")},
+        "normalisation": {},
+    }
+    return NetworkPrior(net, sde, meta).to(device).eval()

@@ -168,6 +168,7 @@ class Trainer:
             "gen": self.gen.get_state(),
             "losses": self.losses,
             "network": self.net_cfg,
+            "sde": self.sde.config(),
         }
         with atomic_path(self.checkpoint_path) as tmp:
             torch.save(state, tmp)

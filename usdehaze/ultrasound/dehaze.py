@@ -32,11 +32,12 @@ class DehazeConfig:
     model: str = "logsum"
     rule: str = "dps"
     weighting: str = "variance"
-    steps: int = 30
+    steps: int = 20
     start_sigma: float = 2.0
     lam: float = 1.0
     kappa: float = 1.0
     gamma: float = 1.0
+    haze_init_db: float = -20.0
     noise_sigma: float = 0.2
     samples: int = 1
     seed: int = 0
@@ -154,7 +155,9 @@ class Dehazer:
             device=self.device,
         )
 
-    def __call__(self, db: np.ndarray, seed: int | None = None) -> dict[str, np.ndarray]:
+    def __call__(
+        self, db: np.ndarray, seed: int | None = None, callback=None
+    ) -> dict[str, np.ndarray]:
         """Dehaze dB frames (n, z, x) in [-DR, 0]; returns tissue, haze (and *_std) in dB."""
         c = self.cfg
         if db.ndim != 3:
@@ -171,8 +174,10 @@ class Dehazer:
         s = self.sampler()
         kwargs = {}
         if c.method == "joint":
-            kwargs = {"x_init": y, "n_init": y}
-        res = s(y, samples=c.samples, seed=c.seed if seed is None else seed, **kwargs)
+            kwargs = {"x_init": y, "n_init": y + 2 * c.haze_init_db / c.dynamic_range}
+        res = s(
+            y, samples=c.samples, seed=c.seed if seed is None else seed, callback=callback, **kwargs
+        )
         out = {"tissue": unit_to_db(res.x[:, 0].cpu().numpy(), c.dynamic_range)}
         if c.method == "joint" and c.model == "logsum":
             out["haze"] = unit_to_db(res.n[:, 0].cpu().numpy(), c.dynamic_range)
@@ -212,8 +217,12 @@ def run_dehaze(
     frames: range | None = None,
     progress: Callable[[int, int, float], None] | None = None,
     attrs: dict[str, Any] | None = None,
+    step_callback: Callable[[int, int, float], None] | None = None,
 ) -> Path:
-    """Dehaze ``frames`` of a Scan into a result file; frames stream in batches of cfg.batch."""
+    """Dehaze ``frames`` of a Scan into a result file; frames stream in batches of cfg.batch.
+
+    ``progress(frames_done, total, seconds)`` after each batch; ``step_callback`` each sampler step.
+    """
     from usdehaze import __version__
     from usdehaze.ultrasound.results import ResultWriter
 
@@ -247,7 +256,7 @@ def run_dehaze(
     ) as w:
         for idx, iq in scan.batches(frames, cfg.batch):
             db = to_db(iq, cfg.dynamic_range, normalise="frame")
-            res = dehazer(db, seed=cfg.seed + idx[0])
+            res = dehazer(db, seed=cfg.seed + idx[0], callback=step_callback)
             for k in range(len(idx)):
                 w.write(done, input=db[k], **{key: v[k] for key, v in res.items()})
                 done += 1

@@ -207,6 +207,8 @@ def _attr(v: Any) -> Any:
             return v
     if isinstance(v, np.generic):
         return v.item()
+    if isinstance(v, np.ndarray):
+        return v.tolist()
     return v
 
 

@@ -22,7 +22,14 @@ def build_network(config: dict[str, Any]) -> nn.Module:
             return UNet(**cfg)
         except TypeError as exc:
             raise UsageError(f"network config: {exc}") from None
-    raise UsageError(f"network config: 'arch' must be 'unet', got {arch!r}")
+    if arch == "mlp":
+        from usdehaze.core.networks.mlp import MLP
+
+        try:
+            return MLP(**cfg)
+        except TypeError as exc:
+            raise UsageError(f"network config: {exc}") from None
+    raise UsageError(f"network config: 'arch' must be 'unet' or 'mlp', got {arch!r}")
 
 
 def count_parameters(net: nn.Module) -> int:

@@ -1,0 +1,90 @@
+"""Dehazing pipeline behaviour with tiny priors (quality is measured by `usdehaze evaluate`)."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from usdehaze.errors import UsageError
+from usdehaze.ultrasound.dehaze import DehazeConfig, Dehazer, haze_from_power, run_dehaze
+from usdehaze.ultrasound.results import load_result
+
+
+def _cfg(tiny_priors, **kw):
+    t, h = tiny_priors
+    return DehazeConfig(tissue_prior=str(t), haze_prior=str(h), steps=3, device="cpu", **kw)
+
+
+def test_joint_outputs_db_images_and_is_seeded(tiny_priors):
+    db = np.random.default_rng(0).uniform(-60, 0, (2, 40, 24)).astype(np.float32)
+    d = Dehazer(_cfg(tiny_priors))
+    a, b = d(db, seed=1), d(db, seed=1)
+    assert a["tissue"].shape == db.shape and a["haze"].shape == db.shape
+    for k in ("tissue", "haze"):
+        assert a[k].dtype == np.float32 and a[k].min() >= -60 and a[k].max() <= 0
+        np.testing.assert_array_equal(a[k], b[k])
+    assert not np.array_equal(d(db, seed=2)["tissue"], a["tissue"])
+
+
+@pytest.mark.parametrize("method", ["dps", "pigdm-gauss", "bm3d"])
+def test_baselines_run(tiny_priors, method):
+    db = np.random.default_rng(1).uniform(-60, 0, (1, 32, 32)).astype(np.float32)
+    out = Dehazer(_cfg(tiny_priors, method=method))(db)
+    assert out["tissue"].shape == db.shape and np.isfinite(out["haze"]).all()
+
+
+def test_samples_give_std(tiny_priors):
+    db = np.random.default_rng(2).uniform(-60, 0, (1, 32, 32)).astype(np.float32)
+    out = Dehazer(_cfg(tiny_priors, samples=3))(db)
+    assert out["tissue_std"].shape == db.shape and out["tissue_std"].mean() > 0
+
+
+def test_haze_from_power_inverts_the_power_sum():
+    t, h = np.array([-20.0, -40.0]), np.array([-30.0, -25.0])
+    y = 10 * np.log10(10 ** (t / 10) + 10 ** (h / 10))
+    np.testing.assert_allclose(haze_from_power(y, t, 60), h, atol=1e-4)
+
+
+def test_bad_inputs(tiny_priors):
+    d = Dehazer(_cfg(tiny_priors))
+    with pytest.raises(UsageError, match="smaller than the priors' minimum"):
+        d(np.zeros((1, 2, 2), np.float32))
+    with pytest.raises(UsageError, match="dynamic_range"):
+        Dehazer(_cfg(tiny_priors, dynamic_range=40))
+    with pytest.raises(UsageError, match="method 'nope'"):
+        DehazeConfig.from_dict({"method": "nope"})
+    with pytest.raises(UsageError, match="key 'stepz'"):
+        DehazeConfig.from_dict({"stepz": 3})
+    with pytest.raises(UsageError, match="logsum model is nonlinear"):
+        DehazeConfig.from_dict({"rule": "pigdm"})
+    with pytest.raises(UsageError, match="missing prior"):
+        Dehazer(dataclasses.replace(_cfg(tiny_priors), tissue_prior="/nonexistent/p.safetensors"))
+
+
+@pytest.mark.parametrize("suffix", [".h5", ".zarr"])
+def test_run_dehaze_writes_a_reproducible_result(tiny_priors, small_scan, tmp_path, suffix):
+    out = tmp_path / f"r{suffix}"
+    cfg = _cfg(tiny_priors, batch=2)
+    seen = []
+    run_dehaze(small_scan, out, cfg, range(0, 3), progress=lambda d, t, s: seen.append(d))
+    assert seen == [2, 3]
+    with load_result(out) as r:
+        assert r.n_frames == 3 and r.attrs["complete"]
+        assert r.attrs["config"]["steps"] == 3 and r.attrs["seed"] == 0
+        assert set(r.attrs["prior_checksums"]) == {"tissue", "haze"} and r.attrs["usdehaze_version"]
+        assert r.attrs["source_frames"] == [0, 1, 2]
+        inp = r.frames("input")
+        assert inp.max() == 0 and inp.min() >= -60
+
+
+def test_interrupted_run_keeps_finished_frames(tiny_priors, small_scan, tmp_path):
+    out = tmp_path / "r.h5"
+
+    def stop(done, total, seconds):
+        if done >= 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_dehaze(small_scan, out, _cfg(tiny_priors, batch=1), range(3), progress=stop)
+    with load_result(out) as r:
+        assert r.n_frames == 1 and not r.attrs["complete"]

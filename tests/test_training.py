@@ -1,0 +1,181 @@
+"""DSM training: the loss prefers the true score, resume is exact, DDP matches one process."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from usdehaze.core.priors import GaussianPrior, load_prior
+from usdehaze.core.sde import VESDE
+from usdehaze.core.training import Trainer, config_from_dict, dsm_loss, train
+from usdehaze.errors import UsageError
+
+
+def test_dsm_loss_is_lowest_for_the_true_score():
+    sde = VESDE()
+    d = 4
+    cov = torch.eye(d, dtype=torch.float64) * 0.3 + 0.1
+    mean = torch.zeros(d, dtype=torch.float64)
+    g = torch.Generator().manual_seed(0)
+    x0 = (
+        torch.randn(20000, d, generator=g, dtype=torch.float64) @ torch.linalg.cholesky(cov).T
+    ).reshape(-1, 1, 2, 2)
+    t = torch.rand(20000, generator=g, dtype=torch.float64) * 0.999 + 0.001
+    z = torch.randn(x0.shape, generator=g, dtype=torch.float64)
+    true = GaussianPrior(mean.reshape(1, -1), cov, sde)
+    wrong = GaussianPrior(mean.reshape(1, -1) + 0.3, cov * 1.5, sde)
+    assert dsm_loss(true, x0, sde, t, z) < dsm_loss(wrong, x0, sde, t, z) - 0.01
+
+
+def _cfg(tmp_path, data, steps=6, **kw):
+    base = {
+        "data": {"path": str(data), "key": "images", "patch": 8},
+        "network": {"arch": "unet", "base": 8, "mults": [1, 2]},
+        "steps": steps,
+        "batch": 4,
+        "checkpoint_every": 3,
+        "log_every": 1,
+        "seed": 3,
+        "out": str(tmp_path / "run"),
+        "export": {"path": str(tmp_path / "prior")},
+    }
+    base.update(kw)
+    return config_from_dict(base)
+
+
+@pytest.fixture
+def data(tmp_path):
+    arr = np.random.default_rng(0).uniform(-1, 1, (10, 12, 12)).astype(np.float32)
+    p = tmp_path / "d.npz"
+    np.savez(p, images=arr)
+    return p
+
+
+def test_resume_is_exact(tmp_path, data):
+    a = Trainer(_cfg(tmp_path / "a", data, steps=6), progress=False)
+    a.fit()
+    b = Trainer(_cfg(tmp_path / "b", data, steps=3), progress=False)
+    b.fit()
+    c = Trainer(_cfg(tmp_path / "b", data, steps=6), progress=False)
+    assert c.load_checkpoint() and c.step == 3
+    c.fit()
+    for pa, pc in zip(a.net.parameters(), c.net.parameters()):
+        assert torch.equal(pa, pc)
+
+
+def test_export_and_load_round_trip(tmp_path, data):
+    path = train(_cfg(tmp_path, data, steps=4), device="cpu", progress=False)
+    prior = load_prior(path)
+    assert prior.meta["training"]["steps"] == 4 and (tmp_path / "run" / "loss.png").is_file()
+    x = torch.randn(2, 1, 20, 36)  # trained on 8x8 patches, runs on any size
+    assert prior(x, torch.tensor([0.3, 0.7])).shape == x.shape
+    raw = bytearray(path.read_bytes())
+    raw[-1] ^= 1
+    path.write_bytes(bytes(raw))
+    with pytest.raises(UsageError, match="checksum"):
+        load_prior(path)
+
+
+def test_config_errors(tmp_path, data):
+    with pytest.raises(UsageError, match="key 'stepz'"):
+        config_from_dict({"data": {"path": "x"}, "stepz": 1})
+    with pytest.raises(UsageError, match="data.path"):
+        config_from_dict({"steps": 1})
+    with pytest.raises(UsageError, match="not found"):
+        Trainer(_cfg(tmp_path, tmp_path / "missing.npz"), progress=False)
+
+
+def test_tiny_network_learns_a_gaussian_mixture(tmp_path):
+    """Two modes at ±0.6 (2-D points as 2-channel 1×1 images): samples land on both."""
+    rng = np.random.default_rng(0)
+    modes = np.array([[0.6, 0.6], [-0.6, -0.6]], np.float32)
+    pts = modes[rng.integers(0, 2, 4000)] + 0.05 * rng.standard_normal((4000, 2)).astype(np.float32)
+    np.savez(tmp_path / "gmm.npz", images=pts.reshape(-1, 2, 1, 1))
+    cfg = config_from_dict(
+        {
+            "data": {
+                "path": str(tmp_path / "gmm.npz"),
+                "key": "images",
+                "patch": None,
+                "flips": False,
+            },
+            "network": {"arch": "mlp", "hidden": 128, "layers": 3},
+            "steps": 2000,
+            "batch": 128,
+            "lr": 1e-3,
+            "ema": 0.99,
+            "seed": 0,
+            "out": str(tmp_path / "run"),
+            "checkpoint_every": 1000,
+        }
+    )
+    tr = Trainer(cfg, progress=False)
+    tr.fit()
+    prior, sde = tr.prior(), tr.sde
+    g = torch.Generator().manual_seed(1)
+    x = sde.prior_sample((400, 2, 1, 1), g)
+    ts = sde.timesteps(300)
+    with torch.no_grad():
+        for i in range(300):
+            t, dt = ts[i], float(ts[i] - ts[i + 1])
+            gt = float(sde.g(t))
+            x = x + gt**2 * prior(x, t.reshape(1).float()) * dt
+            if i < 299:
+                x = x + gt * dt**0.5 * torch.randn(x.shape, generator=g)
+    x = x.reshape(-1, 2).numpy()
+    d = np.linalg.norm(x[:, None] - modes[None], axis=2)
+    near = d.min(1) < 0.25
+    assert near.mean() > 0.8
+    share = (d.argmin(1)[near] == 0).mean()
+    assert 0.25 < share < 0.75
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_match_one_with_the_doubled_batch(tmp_path, data):
+    """2 gloo processes with global batch 4 == 1 process with batch 4 (same global batch)."""
+    one = Trainer(_cfg(tmp_path / "one", data, steps=3), progress=False)
+    one.fit()
+    cfg_path = tmp_path / "ddp.yaml"
+    import yaml
+
+    cfg = {
+        "data": {"path": str(data), "key": "images", "patch": 8},
+        "network": {"arch": "unet", "base": 8, "mults": [1, 2]},
+        "steps": 3,
+        "batch": 4,
+        "checkpoint_every": 3,
+        "log_every": 1,
+        "seed": 3,
+        "out": str(tmp_path / "two" / "run"),
+        "export": {"path": str(tmp_path / "two" / "prior")},
+    }
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc-per-node",
+            "2",
+            "--master-port",
+            "29517",
+            "-m",
+            "usdehaze",
+            "train",
+            str(cfg_path),
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    state = torch.load(tmp_path / "two" / "run" / "checkpoint.pt", weights_only=False)
+    for name, p in one.net.state_dict().items():
+        assert torch.allclose(p, state["net"][name], atol=1e-5), name

@@ -1,0 +1,37 @@
+"""``usdehaze bench sampler``: speed of the joint sampler per rule, size and batch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from usdehaze.cli.bench_cmd import bench_app
+
+
+@bench_app.command("sampler")
+def bench_sampler(
+    sizes: list[int] = typer.Option([64, 256], "--size", help="Image side(s)."),
+    batches: list[int] = typer.Option([1, 16], "--batch", help="Batch size(s)."),
+    rules: list[str] = typer.Option(["pigdm", "dps", "projection"], "--rule", help="Rule(s)."),
+    steps: int = typer.Option(4, "--steps", help="Timed steps per configuration."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    tissue_prior: Path = typer.Option(
+        None, "--tissue-prior", help="Signal prior (default: shipped tissue prior)."
+    ),
+    haze_prior: Path = typer.Option(
+        None, "--haze-prior", help="Noise prior (default: shipped haze prior)."
+    ),
+    no_plain: bool = typer.Option(False, "--no-plain", help="Skip the plain Algorithm 1 loop."),
+) -> None:
+    """ms per step and per image for each rule at each size and batch, and the ratio against a
+    plain loop of Algorithm 1 (two network evaluations per prior per step)."""
+    from usdehaze.core.bench import run
+    from usdehaze.core.device import resolve_device
+    from usdehaze.core.priors import load_prior
+    from usdehaze.ultrasound.dehaze import WEIGHTS_DIR
+
+    dev = resolve_device(device)
+    sig = load_prior(tissue_prior or WEIGHTS_DIR / "tissue.safetensors", dev)
+    noi = load_prior(haze_prior or WEIGHTS_DIR / "haze.safetensors", dev)
+    run(sig, noi, sizes, batches, rules, steps, dev, plain=not no_plain, log=typer.echo)

@@ -1,0 +1,42 @@
+"""``usdehaze evaluate``: the dehazing quality table on held-out simulated frames."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from usdehaze.cli._app import app
+
+
+@app.command()
+def evaluate(
+    frames: int = typer.Option(20, "--frames", help="Held-out simulated frames (one per seed)."),
+    only: list[str] = typer.Option(
+        None, "--only", help="Run only methods whose name contains this."
+    ),
+    config: Path = typer.Option(
+        None, "--config", help="YAML with DehazeConfig keys for the joint method."
+    ),
+    steps: int = typer.Option(None, "--steps", help="Sampler steps."),
+    device: str = typer.Option("cpu", "--device", help="auto, cpu or cuda."),
+    json_out: Path = typer.Option(None, "--json", help="Also write the table as JSON."),
+) -> None:
+    """gCNR, KS, PSNR, myocardium level shift and haze correlation per method, as Markdown."""
+    import json
+
+    from usdehaze.cli.run_cmd import build_config
+    from usdehaze.ultrasound.evaluate import default_methods, markdown
+    from usdehaze.ultrasound.evaluate import evaluate as run
+
+    base = build_config(config, {"steps": steps, "device": device})
+    methods = default_methods(base)
+    if only:
+        methods = {k: v for k, v in methods.items() if any(o.lower() in k.lower() for o in only)}
+    table = run(methods, frames, log=lambda s: typer.echo(s, err=True))
+    typer.echo(markdown(table))
+    if json_out:
+        from usdehaze.atomic import atomic_path
+
+        with atomic_path(json_out) as tmp:
+            tmp.write_text(json.dumps(table, indent=2))

@@ -1,0 +1,134 @@
+"""``usdehaze run``: dehaze a beamformed IQ scan with the shipped priors (the main job)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from usdehaze.cli._app import app
+
+
+def build_config(config: Path | None, overrides: dict):
+    """DehazeConfig from defaults, then the YAML file, then command-line options."""
+    from usdehaze.cli.train_cmd import read_yaml
+    from usdehaze.ultrasound.dehaze import DehazeConfig
+
+    values = read_yaml(config) if config else {}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return DehazeConfig.from_dict(values, str(config or "options"))
+
+
+@app.command()
+def run(
+    scan: Path = typer.Argument(None, help="Beamformed IQ scan (HDF5/zarr); see docs/formats.md."),
+    out: Path = typer.Option(
+        None, "-o", "--out", help="Result file (.h5, or .zarr); default SCAN.dehazed.h5."
+    ),
+    demo: bool = typer.Option(False, "--demo", help="Dehaze the embedded simulated demo scan."),
+    key: str = typer.Option(None, "--key", help="Dataset to read when several fit."),
+    frames: str = typer.Option(None, "--frames", help="START:STOP or an index (default all)."),
+    method: str = typer.Option(None, "--method", help="joint (default), dps, pigdm-gauss or bm3d."),
+    model: str = typer.Option(
+        None, "--model", help="Data model for joint: logsum (default) or additive."
+    ),
+    rule: str = typer.Option(
+        None, "--rule", help="Data consistency: dps (default), pigdm or projection."
+    ),
+    steps: int = typer.Option(None, "--steps", help="Sampler steps."),
+    start_sigma: float = typer.Option(None, "--start-sigma", help="Late start noise level (CCDF)."),
+    samples: int = typer.Option(
+        None, "--samples", help="Posterior samples per frame (std saved when > 1)."
+    ),
+    gamma: float = typer.Option(None, "--gamma", help="Dehazing strength γ (logsum model)."),
+    device: str = typer.Option(None, "--device", help="auto, cpu or cuda."),
+    seed: int = typer.Option(None, "--seed", help="Random seed."),
+    batch: int = typer.Option(None, "--batch", help="Frames per sampler batch."),
+    config: Path = typer.Option(
+        None, "--config", help="YAML with DehazeConfig keys (configs/dehaze_default.yaml)."
+    ),
+    tissue_prior: Path = typer.Option(
+        None, "--tissue-prior", help="Tissue prior (.safetensors + .json)."
+    ),
+    haze_prior: Path = typer.Option(
+        None, "--haze-prior", help="Haze prior (.safetensors + .json)."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Dehaze SCAN into tissue and haze estimates; the input is never modified.
+
+    Ctrl-C stops cleanly: the output then holds the frames finished so far (complete = false).
+    """
+    import time
+
+    from tqdm import tqdm
+
+    from usdehaze.errors import UsageError
+    from usdehaze.ultrasound.dehaze import run_dehaze
+    from usdehaze.ultrasound.io import load_scan
+    from usdehaze.ultrasound.scan import parse_frames
+    from usdehaze.ultrasound.simulate import demo_scan_path
+
+    if demo:
+        scan = scan or demo_scan_path()
+        out = out or Path("demo_scan.dehazed.h5")
+    if scan is None:
+        raise UsageError("run: give a SCAN file or --demo")
+    cfg = build_config(
+        config,
+        {
+            "method": method,
+            "model": model,
+            "rule": rule,
+            "steps": steps,
+            "start_sigma": start_sigma,
+            "samples": samples,
+            "gamma": gamma,
+            "device": device,
+            "seed": seed,
+            "batch": batch,
+            "tissue_prior": str(tissue_prior) if tissue_prior else None,
+            "haze_prior": str(haze_prior) if haze_prior else None,
+        },
+    )
+    out = out or scan.with_name(scan.stem + ".dehazed.h5")
+    if out.resolve() == Path(scan).resolve():
+        raise UsageError(f"{out}: the output would overwrite the input scan; choose another -o")
+    with load_scan(scan, key) as s:
+        sel = parse_frames(frames, s.n_frames, scan)
+        if s.magnitude_only:
+            typer.echo(
+                f"{scan}: only magnitude data; dehazing runs on the log-compressed envelope",
+                err=True,
+            )
+        steps_total = len(sel) * (cfg.steps if cfg.method != "bm3d" else 1)
+        bar = tqdm(
+            total=steps_total,
+            unit="step",
+            disable=quiet,
+            desc=f"dehaze {len(sel)} frame(s)",
+            dynamic_ncols=True,
+        )
+        t0 = time.perf_counter()
+        state = {"frames": 0}
+
+        def on_step(i: int, total: int, t: float) -> None:
+            bar.update(len(range(0, min(cfg.batch, len(sel) - state["frames"]))))
+
+        def on_batch(done: int, total: int, seconds: float) -> None:
+            state["frames"] = done
+            bar.set_postfix(frames=f"{done}/{total}", s_per_frame=f"{seconds / done:.1f}")
+            if cfg.method == "bm3d":
+                bar.update(done - bar.n)
+
+        try:
+            path = run_dehaze(s, out, cfg, sel, progress=on_batch, step_callback=on_step)
+        except KeyboardInterrupt:
+            bar.close()
+            typer.echo(
+                f"interrupted: {state['frames']} finished frame(s) kept in {out} (complete = false)",
+                err=True,
+            )
+            raise
+        bar.close()
+    typer.echo(f"{path}  ({len(sel)} frames, {time.perf_counter() - t0:.1f} s)")

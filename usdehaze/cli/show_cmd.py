@@ -1,0 +1,48 @@
+"""``usdehaze show``: render a scan or a result (input / tissue / haze) to a PNG."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from usdehaze.cli._app import app
+
+
+@app.command()
+def show(
+    file: Path = typer.Argument(..., help="Scan or usdehaze result file."),
+    out: Path = typer.Option(..., "-o", "--out", help="Figure to write (PNG, PDF, SVG)."),
+    key: str = typer.Option(
+        None, "--key", help="One image only (scan dataset or input|tissue|haze)."
+    ),
+    frame: int = typer.Option(0, "--frame", help="Frame index."),
+    roi: Path = typer.Option(None, "--roi", help="roi.json whose regions are outlined."),
+    dynamic_range: float = typer.Option(
+        60.0, "--dynamic-range", help="dB shown below the maximum."
+    ),
+) -> None:
+    """Scan-converted B-mode image(s) with mm axes, dB colourbar and ROI outlines."""
+    from usdehaze.ultrasound.images import open_images
+    from usdehaze.ultrasound.plot import bmode_figure, save_figure
+    from usdehaze.ultrasound.results import is_result_file
+    from usdehaze.ultrasound.roi import load_roi
+    from usdehaze.ultrasound.scan import parse_frames
+
+    regions = load_roi(roi) if roi else None
+    keys = [key] if key or not is_result_file(file) else ["input", "tissue", "haze"]
+    images = {}
+    for k in keys:
+        with open_images(file, k, dynamic_range) as src:
+            (f,) = parse_frames(str(frame), src.n_frames, file)
+            name = src.key.rsplit("/", 2)[-2] if src.key.endswith("/values") else src.key
+            images[name] = src.read_db(f, f + 1)[0]
+            geometry = (src.x, src.z, src.grid, src.axes)
+    fig = bmode_figure(
+        images,
+        *geometry,
+        dynamic_range=dynamic_range,
+        roi=regions,
+        title=f"{file.name} frame {frame}",
+    )
+    typer.echo(str(save_figure(fig, out)))

@@ -1,0 +1,84 @@
+"""One source of dB frames for display and metrics: a scan (log-compressed here) or a result file."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from usdehaze.errors import UsageError
+from usdehaze.ultrasound.logcomp import DEFAULT_DYNAMIC_RANGE, to_db
+
+
+@dataclass
+class ImageSource:
+    """dB frames (frames, z, x) with pixel geometry, read on demand."""
+
+    path: Path
+    kind: str  # "scan" or "result"
+    key: str
+    n_frames: int
+    x: np.ndarray
+    z: np.ndarray
+    grid: str
+    axes: dict[str, Any]
+    read_db: Callable[[int, int], np.ndarray]
+    close: Callable[[], None] = lambda: None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __enter__(self) -> ImageSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_images(
+    path: str | Path, key: str | None = None, dynamic_range: float = DEFAULT_DYNAMIC_RANGE
+) -> ImageSource:
+    """Open a usdehaze result file (``key``: input|tissue|haze|*_std, default tissue) or a scan."""
+    from usdehaze.ultrasound.results import is_result_file, load_result
+
+    path = Path(path)
+    if not path.exists():
+        raise UsageError(f"{path}: no such file")
+    if is_result_file(path):
+        res = load_result(path)
+        key = key or "tissue"
+        if key not in res.arrays:
+            res.close()
+            raise UsageError(
+                f"{path}: key '{key}': not in this result file, expected one of {sorted(res.arrays)}"
+            )
+        return ImageSource(
+            path,
+            "result",
+            key,
+            res.n_frames,
+            res.x,
+            res.z,
+            res.grid,
+            res.axes,
+            lambda a, b: res.frames(key, a, b),
+            res.close,
+            dict(res.attrs),
+        )
+    from usdehaze.ultrasound.io import load_scan
+
+    scan = load_scan(path, key)
+    return ImageSource(
+        path,
+        "scan",
+        scan.key,
+        scan.n_frames,
+        scan.x,
+        scan.z,
+        scan.grid,
+        scan.axes,
+        lambda a, b: to_db(scan.frames(a, b), dynamic_range),
+        scan.close,
+        {"layout": scan.layout, "magnitude_only": scan.magnitude_only},
+    )

@@ -1,0 +1,129 @@
+"""USTB UFF: ``beamformed_data`` with ``data/real``, ``data/imag`` (pixels, channels, waves, frames)
+and a ``scan`` of class ``uff.linear_scan`` (x_axis, z_axis) or ``uff.sector_scan``
+(azimuth_axis, depth_axis, origin).
+
+Pixel order differs by scan class (pyuff-ustb: linear scans run depth fastest, sector scans
+azimuth fastest); when the file stores per-pixel ``scan/x`` and ``scan/z`` the order is taken
+from them. Files written by MATLAB have the axes reversed (frames, waves, channels, pixels).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from usdehaze.errors import UsageError
+from usdehaze.ultrasound.io._common import check_shape, to_complex
+from usdehaze.ultrasound.scan import Scan
+
+GROUP = "beamformed_data"
+
+
+def detect(f) -> bool:
+    return f"{GROUP}/data/real" in f and f"{GROUP}/scan" in f
+
+
+def _cls(obj) -> str:
+    c = obj.attrs.get("class", b"")
+    return c.decode() if isinstance(c, bytes) else str(c)
+
+
+def _vec(g, name: str, path: Path) -> np.ndarray:
+    if name not in g:
+        raise UsageError(f"{path}: key '{g.name}/{name}': missing from the UFF scan")
+    return np.asarray(g[name][()], np.float64).reshape(-1)
+
+
+def read(path: Path, f, key: str | None) -> Scan:
+    group = key or GROUP
+    if f"{group}/data/real" not in f:
+        raise UsageError(f"{path}: key '{group}': no UFF beamformed data (data/real) there")
+    real, imag = (
+        f[f"{group}/data/real"],
+        f[f"{group}/data/imag"] if f"{group}/data/imag" in f else None,
+    )
+    scan = f[f"{group}/scan"]
+    kind = _cls(scan)
+    if kind == "uff.linear_scan":
+        cols, rows = _vec(scan, "x_axis", path), _vec(scan, "z_axis", path)
+        col_fastest = False  # depth runs fastest
+    elif kind == "uff.sector_scan":
+        cols, rows = _vec(scan, "azimuth_axis", path), _vec(scan, "depth_axis", path)
+        col_fastest = True
+    else:
+        raise UsageError(
+            f"{path}: key '{group}/scan': class '{kind}' not supported, expected uff.linear_scan or uff.sector_scan"
+        )
+    nz, nx = rows.size, cols.size
+    npx = nz * nx
+    if "z" in scan and scan["z"].size == npx:  # per-pixel positions decide the order
+        zp = np.asarray(scan["z"][()], np.float64).reshape(-1)
+        rr, cc = np.meshgrid(rows, cols, indexing="ij")  # (nz, nx)
+        zgrid = rr * np.cos(cc) if kind == "uff.sector_scan" else rr
+        fits_col_fastest = np.allclose(zgrid.reshape(-1), zp, atol=1e-9)
+        fits_row_fastest = np.allclose(zgrid.T.reshape(-1), zp, atol=1e-9)
+        if fits_col_fastest != fits_row_fastest:
+            col_fastest = fits_col_fastest
+    shape = real.shape
+    check_shape(shape, path, f"{group}/data/real", "(pixels, channels, waves, frames)")
+    if len(shape) != 4:
+        raise UsageError(
+            f"{path}: key '{group}/data/real': expected 4 dimensions (pixels, channels, waves, frames), got {shape}"
+        )
+    if shape[0] == npx:
+        matlab = False
+    elif shape[-1] == npx:
+        matlab = True
+    else:
+        raise UsageError(
+            f"{path}: key '{group}/data/real': no axis of {npx} pixels (= {nz} × {nx}) in shape {shape}"
+        )
+    n_frames = shape[0] if matlab else shape[-1]
+    origin = np.zeros(2)
+    if kind == "uff.sector_scan":
+        if "origin" in scan and "distance" in scan["origin"]:
+            d = float(np.asarray(scan["origin/distance"][()]).reshape(-1)[0])
+            az = (
+                float(np.asarray(scan["origin/azimuth"][()]).reshape(-1)[0])
+                if "azimuth" in scan["origin"]
+                else 0.0
+            )
+            origin = np.array([d * np.sin(az), d * np.cos(az)])
+        rr, tt = np.meshgrid(rows, cols, indexing="ij")
+        x, z = origin[0] + rr * np.sin(tt), origin[1] + rr * np.cos(tt)
+        grid, axes = "polar", {"theta": cols, "r": rows, "origin": origin}
+    else:
+        z, x = np.meshgrid(rows, cols, indexing="ij")
+        grid, axes = "cartesian", {"x": cols, "z": rows}
+    key_path = f"{group}/data"
+
+    def to_grid(px: np.ndarray) -> np.ndarray:  # (n, pixels) → (n, z, x)
+        n = px.shape[0]
+        return px.reshape(n, nz, nx) if col_fastest else px.reshape(n, nx, nz).transpose(0, 2, 1)
+
+    def read_frames(a: int, b: int) -> np.ndarray:
+        if matlab:
+            re = real[a:b, 0, 0, :]
+            im = imag[a:b, 0, 0, :] if imag is not None else np.zeros_like(re)
+        else:
+            re = real[:, 0, 0, a:b].T
+            im = imag[:, 0, 0, a:b].T if imag is not None else np.zeros_like(re)
+        return to_complex(np.stack([to_grid(re), to_grid(im)], axis=-1), path, key_path)
+
+    return Scan(
+        path=path,
+        layout="uff",
+        key=key_path,
+        n_frames=n_frames,
+        shape=(nz, nx),
+        read=read_frames,
+        x=x,
+        z=z,
+        grid=grid,
+        axes=axes,
+        dtype=str(real.dtype),
+        compression=str(real.compression),
+        datasets=[group],
+        close=f.close,
+    )

@@ -1,0 +1,184 @@
+"""The zea ≥ 0.1 layout (``tracks/track_0/data/<product>/values`` + ``coordinates``): reader and writer.
+
+usdehaze writes exactly the structure zea 0.1.8's ``File.create`` writes for beamformed data, plus
+a ``usdehaze`` group with the grid description and optional extra IQ arrays (e.g. the ground
+truth ``tissue`` and ``haze`` of simulated scans), readable with ``load_scan(path, key=name)``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from usdehaze.errors import UsageError
+from usdehaze.ultrasound.io._common import (
+    check_shape,
+    geometry_from_coordinates,
+    to_complex,
+)
+from usdehaze.ultrasound.scan import Scan
+
+DATA = "tracks/track_0/data"
+PRODUCTS = ("beamformed_data", "envelope_data", "image")
+EXTRAS = "usdehaze/extras"
+
+
+def detect(f) -> bool:
+    return DATA in f and any(f"{DATA}/{p}/values" in f for p in PRODUCTS)
+
+
+def _coords(x: np.ndarray, z: np.ndarray) -> np.ndarray:
+    c = np.zeros((*x.shape, 3), np.float32)
+    c[..., 0], c[..., 2] = x, z
+    return c
+
+
+def write_scan(
+    path: str | Path,
+    iq: np.ndarray,
+    x: np.ndarray,
+    z: np.ndarray,
+    *,
+    grid: str = "polar",
+    axes: dict[str, Any] | None = None,
+    probe: str | None = None,
+    center_frequency: float | None = None,
+    sound_speed: float | None = None,
+    extras: dict[str, np.ndarray] | None = None,
+    attrs: dict[str, Any] | None = None,
+    compression: str | None = "gzip",
+) -> Path:
+    """Write complex IQ (frames, z, x) with pixel positions in the zea ≥ 0.1 layout, atomically."""
+    import h5py
+
+    from usdehaze import __version__
+    from usdehaze.atomic import atomic_path
+
+    iq = np.asarray(iq)
+    if iq.ndim != 3:
+        raise UsageError(f"{path}: iq must be (frames, z, x), got shape {iq.shape}")
+    if np.shape(x) != iq.shape[1:] or np.shape(z) != iq.shape[1:]:
+        raise UsageError(
+            f"{path}: x and z must be (z, x) = {iq.shape[1:]}, got {np.shape(x)} and {np.shape(z)}"
+        )
+    coords = _coords(x, z)
+    path = Path(path)
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs["description"] = "beamformed IQ written by usdehaze"
+        f.attrs["zea_version"] = "0.1.8"
+        for g in ("metadata", "metrics", "probe"):
+            f.create_group(g)
+        f["probe/name"] = probe or "unknown"
+        f["tracks/track_0/transmit_only"] = False
+        for name, arr in {
+            "beamformed_data": iq,
+            **{f"{EXTRAS}/{k}": v for k, v in (extras or {}).items()},
+        }.items():
+            grp = f.require_group(f"{DATA}/{name}" if name == "beamformed_data" else name)
+            arr = np.asarray(arr)
+            if arr.shape != iq.shape:
+                raise UsageError(
+                    f"{path}: extra '{name}' has shape {arr.shape}, expected {iq.shape}"
+                )
+            vals = np.stack([arr.real, arr.imag], axis=-1).astype(np.float32)
+            grp.create_dataset(
+                "values", data=vals, chunks=(1, *vals.shape[1:]), compression=compression
+            )
+            grp.create_dataset("coordinates", data=coords)
+            grp.create_dataset(
+                "labels", data=np.array(["I", "Q"], dtype=object), dtype=h5py.string_dtype()
+            )
+        meta = f.require_group("usdehaze")
+        meta.attrs["grid"] = grid
+        meta.attrs["axes"] = json.dumps(
+            {k: np.asarray(v, float).tolist() for k, v in (axes or {}).items()}
+        )
+        meta.attrs["usdehaze_version"] = __version__
+        for k, v in (("center_frequency", center_frequency), ("sound_speed", sound_speed)):
+            if v is not None:
+                meta.attrs[k] = float(v)
+        for k, v in (attrs or {}).items():
+            meta.attrs[k] = v
+    return path
+
+
+def read(path: Path, f, key: str | None) -> Scan:
+    """Scan from an open zea file; ``key`` picks a product or an extra (default: beamformed IQ)."""
+    extras = sorted(f[EXTRAS].keys()) if EXTRAS in f else []
+    available = [p for p in PRODUCTS if f"{DATA}/{p}/values" in f]
+    if key is None:
+        name = available[0]
+        group = f"{DATA}/{name}"
+    elif key in extras:
+        name, group = key, f"{EXTRAS}/{key}"
+    elif key in available or key.split("/")[-1] in available:
+        name = key.split("/")[-1]
+        group = f"{DATA}/{name}"
+    else:
+        raise UsageError(f"{path}: key '{key}': not found, expected one of {available + extras}")
+    ds = f[f"{group}/values"]
+    magnitude = name in ("envelope_data", "image")
+    rank = 3 if magnitude else 4
+    if ds.ndim != rank:
+        raise UsageError(
+            f"{path}: key '{group}/values': expected {rank} dimensions, got shape {ds.shape}"
+        )
+    check_shape(ds.shape, path, f"{group}/values", "frames")
+    if not magnitude and ds.shape[-1] not in (1, 2):
+        raise UsageError(
+            f"{path}: key '{group}/values': expected a last axis of 2 (I/Q) or 1 (RF), got {ds.shape[-1]}"
+        )
+    nz, nx = ds.shape[1:3]
+    if f"{group}/coordinates" in f:
+        x, z, grid, axes = geometry_from_coordinates(f[f"{group}/coordinates"][()])
+    else:
+        from usdehaze.ultrasound.io._common import cartesian_geometry
+
+        x, z, axes = cartesian_geometry(nz, nx)
+        grid = "cartesian"
+    meta = f["usdehaze"].attrs if "usdehaze" in f else {}
+    if "axes" in meta:
+        stored = json.loads(meta["axes"])
+        if stored:
+            axes = {k: np.asarray(v) for k, v in stored.items()}
+            grid = str(meta.get("grid", grid))
+    key_path = f"{group}/values"
+
+    def read_frames(a: int, b: int) -> np.ndarray:
+        block = ds[a:b]
+        if magnitude:
+            if name == "image":  # dB image: back to an envelope
+                block = 10 ** (np.asarray(block, np.float64) / 20)
+            return to_complex(np.asarray(block), path, key_path)
+        if block.shape[-1] == 1:
+            from scipy.signal import hilbert
+
+            return to_complex(hilbert(block[..., 0], axis=1), path, key_path)
+        return to_complex(block, path, key_path)
+
+    probe = f["probe/name"][()] if "probe/name" in f else None
+    if isinstance(probe, bytes):
+        probe = probe.decode()
+    return Scan(
+        path=path,
+        layout="zea",
+        key=key_path,
+        n_frames=ds.shape[0],
+        shape=(nz, nx),
+        read=read_frames,
+        x=x,
+        z=z,
+        grid=grid,
+        axes=axes,
+        probe=probe,
+        center_frequency=float(meta["center_frequency"]) if "center_frequency" in meta else None,
+        sound_speed=float(meta["sound_speed"]) if "sound_speed" in meta else None,
+        magnitude_only=magnitude,
+        dtype=str(ds.dtype),
+        compression=str(ds.compression),
+        datasets=available + [f"extras: {e}" for e in extras],
+        close=f.close,
+    )
