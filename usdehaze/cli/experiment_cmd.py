@@ -15,6 +15,9 @@ def experiment(
         ..., help="Experiment config (YAML), e.g. configs/natural_small.yaml."
     ),
     out: str = typer.Option(None, "--out", help="Run folder (overrides the config's 'out')."),
+    models: str = typer.Option(
+        None, "--models", help="Folder to load/keep trained models (overrides 'models_dir')."
+    ),
     only: str = typer.Option(
         None, "--only", help="Comma-separated subset of the config's methods."
     ),
@@ -27,6 +30,8 @@ def experiment(
     cfg = load_config(config)
     if device:
         cfg["device"] = device
+    if models:
+        cfg["models_dir"] = models
     res = run_experiment(
         cfg, str(config), out, only.split(",") if only else None, progress=not quiet
     )

@@ -253,8 +253,12 @@ def run_experiment(
         int((cfg.get("figure") or {}).get("rows", 4)),
         header.lstrip("# "),
     )
-    np.savez_compressed(out / "estimates.npz", x=x_test, y=y.numpy(), n=n_test, **estimates)
-    (out / "config.json").write_text(json.dumps(cfg, indent=2, default=str))
+    from usdehaze.atomic import atomic_path
+
+    with atomic_path(out / "estimates.npz") as tmp:
+        np.savez_compressed(tmp, x=x_test, y=y.numpy(), n=n_test, **estimates)
+    with atomic_path(out / "config.json") as tmp:
+        tmp.write_text(json.dumps(cfg, indent=2, default=str))
     return {"rows": rows, "markdown": md, "csv": csv_path, "figure": fig, "out": out}
 
 
