@@ -59,6 +59,7 @@ def test_zea_round_trip_with_extras(tmp_path):
 def test_zea_opens_our_file(tmp_path):
     os.environ.setdefault("KERAS_BACKEND", "torch")
     import zea
+
     x, z, axes = polar_grid((12, 8))
     iq = _iq()
     p = write_scan(tmp_path / "s.h5", iq, x, z, axes=axes)
@@ -123,6 +124,7 @@ def test_legacy_layout(tmp_path, n_ch):
 @pytest.mark.parametrize("kind", ["linear", "sector"])
 def test_uff_pixel_order_round_trip(tmp_path, kind):
     import pyuff_ustb as pyuff
+
     nz, nx, F = 7, 5, 2
     if kind == "linear":
         scan = pyuff.LinearScan(

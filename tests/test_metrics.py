@@ -38,6 +38,7 @@ def test_gcnr_matches_zea():
 
     os.environ.setdefault("KERAS_BACKEND", "torch")
     import zea.metrics as zea_metrics
+
     rng = np.random.default_rng(2)
     a, b = rng.rayleigh(1.0, 4000), rng.rayleigh(2.5, 6000)
     fn = zea_metrics.gcnr

@@ -83,3 +83,19 @@ def test_not_a_result_file(tmp_path):
     assert not is_result_file(p)
     with pytest.raises(UsageError, match="not a usdehaze result file"):
         load_result(p)
+
+
+def test_hdf5_result_opens_in_zea(tmp_path):
+    import os
+
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    import zea
+
+    x, z = _geometry()
+    out = tmp_path / "r.h5"
+    with ResultWriter(out, 2, SHAPE, x=x, z=z) as w:
+        for i in range(2):
+            w.write(i, **{k: -np.abs(v) for k, v in _frames(i).items()})
+    with zea.File(out) as f:
+        img = f.tracks[0].data.image.values[:]
+    np.testing.assert_array_equal(img[1], -np.abs(_frames(1)["tissue"]))

@@ -22,6 +22,7 @@ from usdehaze.errors import UsageError
 IMAGE_KEYS = ("input", "tissue", "haze")
 STD_KEYS = ("tissue_std", "haze_std")
 RESULT_FORMAT = "usdehaze-result/1"
+ZEA_IMAGE = "tracks/track_0/data/image"
 
 
 def _is_zarr(path: Path) -> bool:
@@ -124,6 +125,19 @@ class ResultWriter:
         )
         return root
 
+    def _write_zea_image(self) -> None:
+        """The dehazed (tissue) image also in the zea ≥ 0.1 layout, so zea opens the file."""
+        x, z, _, _ = self._geometry
+        coords = np.zeros((*self.shape, 3), np.float32)
+        coords[..., 0], coords[..., 2] = x, z
+        g = self._root.require_group(ZEA_IMAGE)
+        g.create_dataset(
+            "values", data=np.minimum(self._root["tissue_db"][()], 0.0), chunks=(1, *self.shape)
+        )
+        g.create_dataset("coordinates", data=coords)
+        self._root["tracks/track_0/transmit_only"] = False
+        self._root.attrs["zea_version"] = "0.1.8"
+
     def _set_attrs(self, root, attrs: dict[str, Any]) -> None:
         for k, v in attrs.items():
             if isinstance(v, (dict, list, tuple)) and not (
@@ -149,6 +163,8 @@ class ResultWriter:
         if self.frames_done < self.n_frames:
             for k in self.keys:
                 self._root[f"{k}_db"].resize((self.frames_done, *self.shape))
+        if not _is_zarr(self.path) and self.frames_done:
+            self._write_zea_image()
         self._set_attrs(
             self._root, {**self._attrs, "complete": complete, "frames_done": self.frames_done}
         )

@@ -1,0 +1,34 @@
+"""Shipped configs stay in step with the code."""
+
+from dataclasses import asdict
+from pathlib import Path
+
+import yaml
+
+from usdehaze.core.training import config_from_dict
+from usdehaze.ultrasound.dehaze import DehazeConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_dehaze_default_yaml_matches_the_defaults():
+    d = yaml.safe_load((ROOT / "configs/dehaze_default.yaml").read_text())
+    defaults = asdict(DehazeConfig())
+    assert {k: defaults[k] for k in d} == d
+    DehazeConfig.from_dict(d)
+
+
+def test_prior_configs_are_valid():
+    for name in ("prior_tissue", "prior_haze"):
+        cfg = config_from_dict(yaml.safe_load((ROOT / f"configs/{name}.yaml").read_text()), name)
+        assert cfg.export["path"].startswith("usdehaze/weights/")
+
+
+def test_shipped_priors_load_and_match_their_checksums():
+    from usdehaze.core.priors import load_prior
+
+    for name in ("tissue", "haze"):
+        p = load_prior(ROOT / f"usdehaze/weights/{name}.safetensors")
+        assert (
+            p.meta["normalisation"]["dynamic_range"] == 60 and p.meta["training"]["steps"] >= 1000
+        )
