@@ -22,6 +22,13 @@ def build_network(config: dict[str, Any]) -> nn.Module:
             return UNet(**cfg)
         except TypeError as exc:
             raise UsageError(f"network config: {exc}") from None
+    if arch == "ncsnv2":
+        from usdehaze.core.networks.ncsnv2 import NCSNv2
+
+        try:
+            return NCSNv2(**cfg)
+        except TypeError as exc:
+            raise UsageError(f"network config: {exc}") from None
     if arch == "mlp":
         from usdehaze.core.networks.mlp import MLP
 
@@ -29,7 +36,7 @@ def build_network(config: dict[str, Any]) -> nn.Module:
             return MLP(**cfg)
         except TypeError as exc:
             raise UsageError(f"network config: {exc}") from None
-    raise UsageError(f"network config: 'arch' must be 'unet' or 'mlp', got {arch!r}")
+    raise UsageError(f"network config: 'arch' must be 'unet', 'ncsnv2' or 'mlp', got {arch!r}")
 
 
 def count_parameters(net: nn.Module) -> int:
