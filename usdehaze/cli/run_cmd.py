@@ -11,7 +11,7 @@ from usdehaze.cli._app import app
 
 def build_config(config: Path | None, overrides: dict):
     """DehazeConfig from defaults, then the YAML file, then command-line options."""
-    from usdehaze.cli.train_cmd import read_yaml
+    from usdehaze.config import read_yaml
     from usdehaze.ultrasound.dehaze import DehazeConfig
 
     values = read_yaml(config) if config else {}

@@ -7,23 +7,7 @@ from pathlib import Path
 import typer
 
 from usdehaze.cli._app import app
-
-
-def read_yaml(path: Path) -> dict:
-    """Read a YAML mapping; errors name the file."""
-    import yaml
-
-    from usdehaze.errors import UsageError
-
-    if not path.is_file():
-        raise UsageError(f"{path}: no such config file")
-    try:
-        cfg = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise UsageError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    if not isinstance(cfg, dict):
-        raise UsageError(f"{path}: expected a YAML mapping at the top level")
-    return cfg
+from usdehaze.config import read_yaml
 
 
 @app.command()

@@ -276,15 +276,6 @@ def _observation(task, y) -> np.ndarray:
 
 def load_config(path: str | Path) -> dict[str, Any]:
     """Read an experiment YAML (one-line errors naming the file)."""
-    import yaml
+    from usdehaze.config import read_yaml
 
-    path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"{path}: no such config file")
-    try:
-        cfg = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise UsageError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    if not isinstance(cfg, dict):
-        raise UsageError(f"{path}: expected a YAML mapping at the top level")
-    return cfg
+    return read_yaml(path)
