@@ -1,12 +1,13 @@
 """roi.json: validation with named fields, rasterisation on cartesian and polar grids, round trip."""
 
 import json
+import re
 
 import numpy as np
 import pytest
 
 from usdehaze.errors import UsageError
-from usdehaze.ultrasound.roi import load_roi, pair_masks, roi_from_dict, save_roi
+from usdehaze.ultrasound.roi import load_roi, pair_masks, rasterise, roi_from_dict, save_roi
 from usdehaze.ultrasound.simulate import polar_grid
 
 GOOD = {
@@ -84,12 +85,18 @@ def test_px_units():
         ),
         (lambda d: d["pairs"][0]["background"].update(inner=20), "pair 'a': background.inner"),
         (lambda d: d["pairs"][0].pop("background"), "pair 'a': field 'background' missing"),
+        (lambda d: d["pairs"][1].update(name="a"), "pairs[1].name: 'a' is used by an earlier"),
+        (lambda d: d["pairs"][1].update(name=""), "pairs[1].name: expected a non-empty string"),
+        (lambda d: d["pairs"][0]["target"].update(radius=True), "pair 'a': target.radius"),
+        (lambda d: d["pairs"][0]["target"].update(center=[0]), "pair 'a': target.center"),
+        (lambda d: d["pairs"][1]["target"].update(max=[-20, 40]), "pair 'b': target.max"),
+        (lambda d: d["pairs"][0]["target"].update(shape="ellipse"), "pair 'a': target.shape"),
     ],
 )
 def test_errors_name_pair_and_field(mutate, message):
     d = json.loads(json.dumps(GOOD))
     mutate(d)
-    with pytest.raises(UsageError, match=message.replace("(", r"\(")):
+    with pytest.raises(UsageError, match=re.escape(message)):
         roi_from_dict(d, "roi.json")
 
 
@@ -106,3 +113,26 @@ def test_small_or_outside_regions_are_errors(tmp_path):
     bad.write_text("{not json")
     with pytest.raises(UsageError, match="bad.json: not valid JSON"):
         load_roi(bad)
+
+
+def test_polygon_rasteriser_against_exact_pixel_sets():
+    rows, cols = np.indices((40, 50))
+    x, z = cols * 1e-3, rows * 1e-3  # 1 mm pixels: mm and px coordinates coincide
+    square = {"shape": "polygon", "points": [[5.5, 4.5], [20.5, 4.5], [20.5, 9.5], [5.5, 9.5]]}
+    rect = {"shape": "rectangle", "min": [5.5, 4.5], "max": [20.5, 9.5]}
+    assert np.array_equal(rasterise(square, x, z, "mm"), rasterise(rect, x, z, "mm"))
+    assert rasterise(rect, x, z, "px").sum() == 15 * 5
+    # concave L (clockwise, so orientation does not matter): the square minus its top-right part
+    ell = [[0.5, 0.5], [0.5, 30.5], [30.5, 30.5], [30.5, 20.5], [10.5, 20.5], [10.5, 0.5]]
+    m = rasterise({"shape": "polygon", "points": ell}, x, z, "px")
+    expect = (cols >= 1) & (cols <= 30) & (rows >= 1) & (rows <= 30)
+    expect &= ~((cols >= 11) & (rows <= 20))
+    assert np.array_equal(m, expect) and m.sum() == 30 * 30 - 20 * 20
+    # triangle on a fine grid: pixel count ≈ area (0.1 mm pixels, area 200 mm²)
+    fr, fc = np.indices((400, 400))
+    tri = {"shape": "polygon", "points": [[5, 5], [25, 5], [5, 25]]}
+    n = rasterise(tri, fc * 1e-4, fr * 1e-4, "mm").sum()
+    assert abs(n * 0.01 - 200) < 2
+    annulus = {"shape": "annulus", "center": [25, 20], "inner": 5, "outer": 10}
+    d = np.hypot(cols - 25, rows - 20)
+    assert np.array_equal(rasterise(annulus, x, z, "px"), (d >= 5) & (d <= 10))

@@ -52,14 +52,17 @@ def _point(v: Any, where: str) -> list[float]:
     if not (
         isinstance(v, (list, tuple))
         and len(v) == 2
-        and all(isinstance(c, (int, float)) and np.isfinite(c) for c in v)
+        and all(
+            isinstance(c, (int, float)) and not isinstance(c, bool) and np.isfinite(c) for c in v
+        )
     ):
         raise UsageError(f"{where}: expected [x, z] with two finite numbers, got {v!r}")
     return [float(v[0]), float(v[1])]
 
 
 def _number(v: Any, where: str, positive: bool = True) -> float:
-    if not isinstance(v, (int, float)) or not np.isfinite(v) or (positive and v <= 0):
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
+    if not ok or (positive and v <= 0):
         raise UsageError(f"{where}: expected a {'positive ' if positive else ''}number, got {v!r}")
     return float(v)
 
@@ -113,11 +116,17 @@ def roi_from_dict(d: Any, source: str = "roi") -> Roi:
     pairs = d.get("pairs")
     if not isinstance(pairs, list) or not pairs:
         raise UsageError(f"{source}: key 'pairs': expected a non-empty list")
-    out = []
+    out: list[Pair] = []
     for i, p in enumerate(pairs):
         if not isinstance(p, dict):
             raise UsageError(f"{source}: pairs[{i}]: expected an object")
         name = p.get("name", f"pair{i}")
+        if not isinstance(name, str) or not name.strip():
+            raise UsageError(
+                f"{source}: pairs[{i}].name: expected a non-empty string, got {name!r}"
+            )
+        if any(q.name == name for q in out):
+            raise UsageError(f"{source}: pairs[{i}].name: '{name}' is used by an earlier pair")
         where = f"{source}: pair '{name}'"
         for f in ("target", "background"):
             if f not in p:
@@ -155,30 +164,51 @@ def save_roi(roi: Roi | dict[str, Any], path: str | Path) -> Path:
 
 
 def pixel_coordinates(x: np.ndarray, z: np.ndarray, units: str) -> tuple[np.ndarray, np.ndarray]:
-    """Per-pixel (u, v) in the ROI's units: mm from positions in metres, or [column, row]."""
+    """Per-pixel centre (u, v) in the ROI's units: mm from positions in metres, or [column, row]."""
     if units == "mm":
-        return np.asarray(x) * 1e3, np.asarray(z) * 1e3
-    rows, cols = np.indices(np.shape(x))
-    return cols.astype(np.float64), rows.astype(np.float64)
+        return np.asarray(x, np.float64) * 1e3, np.asarray(z, np.float64) * 1e3
+    if units == "px":
+        rows, cols = np.indices(np.shape(x))
+        return cols.astype(np.float64), rows.astype(np.float64)
+    raise ValueError(f"units must be 'mm' or 'px', got {units!r}")
 
 
-def rasterise(shape: dict[str, Any], u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Boolean mask of the pixels whose centre (u, v) lies inside ``shape``."""
+def _inside_polygon(points: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Even-odd rule: a centre is inside when a ray towards +u crosses the edges an odd number
+    of times (concave and self-touching outlines included)."""
+    inside = np.zeros(np.shape(u), bool)
+    pu, pv = points[:, 0], points[:, 1]
+    qu, qv = np.roll(pu, -1), np.roll(pv, -1)
+    for au, av, bu, bv in zip(pu, pv, qu, qv):
+        if av == bv:  # a horizontal edge is never crossed by a horizontal ray
+            continue
+        straddles = (av > v) != (bv > v)
+        u_cross = au + (v - av) * (bu - au) / (bv - av)
+        inside ^= straddles & (u < u_cross)
+    return inside
+
+
+def _mask(shape: dict[str, Any], u: np.ndarray, v: np.ndarray) -> np.ndarray:
     kind = shape["shape"]
     if kind in ("circle", "annulus"):
         d = np.hypot(u - shape["center"][0], v - shape["center"][1])
-        return (
-            d <= shape["radius"]
-            if kind == "circle"
-            else (d >= shape["inner"]) & (d <= shape["outer"])
-        )
+        if kind == "circle":
+            return d <= shape["radius"]
+        return (d >= shape["inner"]) & (d <= shape["outer"])
     if kind == "rectangle":
         (u0, v0), (u1, v1) = shape["min"], shape["max"]
         return (u >= u0) & (u <= u1) & (v >= v0) & (v <= v1)
-    from matplotlib.path import Path as MplPath
+    return _inside_polygon(np.asarray(shape["points"], np.float64), u, v)
 
-    pts = np.column_stack([u.ravel(), v.ravel()])
-    return MplPath(np.asarray(shape["points"])).contains_points(pts).reshape(u.shape)
+
+def rasterise(shape: dict[str, Any], x: np.ndarray, z: np.ndarray, units: str = "mm") -> np.ndarray:
+    """Boolean mask (z, x) of the pixels whose centre lies inside ``shape`` (a validated SHAPE).
+
+    ``x``, ``z``: per-pixel lateral and depth positions in metres, shape (z, x), e.g. ``Scan.x``
+    and ``Scan.z`` (polar grids included); ``units`` is the ROI file's ("mm" or "px").
+    """
+    u, v = pixel_coordinates(x, z, units)
+    return _mask(shape, u, v)
 
 
 def pair_masks(
@@ -190,7 +220,7 @@ def pair_masks(
     for p in roi.pairs:
         masks = []
         for role, shape in (("target", p.target), ("background", p.background)):
-            m = rasterise(shape, u, v)
+            m = _mask(shape, u, v)
             count = int(m.sum())
             if count < MIN_PIXELS:
                 where = "outside the image" if count == 0 else f"only {count} pixels"
