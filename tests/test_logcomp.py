@@ -3,7 +3,14 @@
 import numpy as np
 import pytest
 
-from usdehaze.ultrasound.logcomp import db_to_unit, mu_law, mu_law_inverse, to_db, unit_to_db
+from usdehaze.ultrasound.logcomp import (
+    db_to_envelope,
+    db_to_unit,
+    mu_law,
+    mu_law_inverse,
+    to_db,
+    unit_to_db,
+)
 
 
 def test_to_db_per_frame_and_global():
@@ -33,3 +40,20 @@ def test_mu_law_round_trip(mu):
     c = x + 0.5j * x[::-1]
     np.testing.assert_allclose(mu_law_inverse(mu_law(c, mu), mu), c, atol=1e-12)
     assert mu_law(np.array([1.0]), mu)[0] == pytest.approx(1.0)
+
+
+def test_envelope_levels_round_trip_and_magnitude_input():
+    rng = np.random.default_rng(0)
+    iq = (rng.normal(size=(3, 8, 9)) + 1j * rng.normal(size=(3, 8, 9))) * np.array([1, 5, 50])[
+        :, None, None
+    ]
+    db = to_db(iq, dynamic_range=200)
+    assert np.allclose(db.reshape(3, -1).max(axis=1), 0)  # per frame: each max is 0 dB
+    env = np.abs(iq) / np.abs(iq).reshape(3, -1).max(axis=1)[:, None, None]
+    np.testing.assert_allclose(db_to_envelope(db), env, rtol=1e-5)
+    np.testing.assert_array_equal(to_db(np.abs(iq).astype(np.float32), 200), db)  # |IQ| given
+    clipped = to_db(iq, dynamic_range=10)
+    assert clipped.min() == -10 and np.array_equal(clipped, np.maximum(db, -10))
+    # μ-law is odd, monotonic and maps [-1, 1] onto itself
+    y = mu_law(np.linspace(-1, 1, 201))
+    assert np.all(np.diff(y) > 0) and np.allclose(y, -y[::-1]) and y[0] == -1

@@ -33,9 +33,9 @@ def gcnr(
 ) -> None:
     """gCNR, KS, CNR (both conventions) and contrast per ROI pair and frame."""
     from usdehaze.errors import UsageError
-    from usdehaze.metrics import region_stats
+    from usdehaze.ultrasound.contrast import roi_stats
     from usdehaze.ultrasound.images import open_images
-    from usdehaze.ultrasound.roi import load_roi, pair_masks
+    from usdehaze.ultrasound.roi import load_roi
     from usdehaze.ultrasound.scan import parse_frames
 
     if domain not in ("db", "envelope"):
@@ -43,27 +43,19 @@ def gcnr(
     if bins < 2:
         raise UsageError(f"--bins {bins}: expected at least 2")
     regions = load_roi(roi)
-    rows = []
     with open_images(file, key, dynamic_range) as src:
-        masks = pair_masks(regions, src.x, src.z, str(file))
-        for f in parse_frames(frames, src.n_frames, file):
-            img = src.read_db(f, f + 1)[0]
-            values = img if domain == "db" else 10 ** (img / 20)
-            for name, t, b in masks:
-                stats = region_stats(values[t], values[b], bins, db=domain == "db")
-                rows.append({"name": name, "frame": f, **stats})
+        rows = roi_stats(src, regions, parse_frames(frames, src.n_frames, file), bins, domain)
     if as_json:
-        typer.echo(
-            json.dumps(
-                {"file": str(file), "key": src.key, "domain": domain, "bins": bins, "pairs": rows},
-                indent=2,
-            )
-        )
+        out = {"file": str(file), "key": src.key, "domain": domain, "bins": bins}
+        out["dynamic_range"] = dynamic_range
+        typer.echo(json.dumps({**out, "pairs": rows}, indent=2))
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=f"{file} [{src.key}] ({domain}, {bins} bins)")
+    title = f"{file} [{src.key}] ({domain}, {bins} bins, {dynamic_range:g} dB)"
+    table = Table(title=escape(title))
     for col in (
         "pair",
         "frame",
@@ -78,7 +70,7 @@ def gcnr(
         table.add_column(col, justify="right" if col != "pair" else "left")
     for r in rows:
         table.add_row(
-            r["name"],
+            escape(r["name"]),
             str(r["frame"]),
             f"{r['gcnr']:.3f}",
             f"{r['ks']:.3f}",

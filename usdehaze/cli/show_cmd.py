@@ -23,12 +23,17 @@ def show(
     ),
 ) -> None:
     """Scan-converted B-mode image(s) with mm axes, dB colourbar and ROI outlines."""
+    from usdehaze.errors import UsageError
     from usdehaze.ultrasound.images import open_images
     from usdehaze.ultrasound.plot import bmode_figure, save_figure
     from usdehaze.ultrasound.results import is_result_file
-    from usdehaze.ultrasound.roi import load_roi
+    from usdehaze.ultrasound.roi import load_roi, pair_masks
     from usdehaze.ultrasound.scan import parse_frames
 
+    if out.suffix.lower() not in (".png", ".pdf", ".svg"):
+        raise UsageError(f"{out}: -o: expected a .png, .pdf or .svg file name")
+    if dynamic_range <= 0:
+        raise UsageError(f"--dynamic-range {dynamic_range}: expected a positive number of dB")
     regions = load_roi(roi) if roi else None
     keys = [key] if key or not is_result_file(file) else ["input", "tissue", "haze"]
     images = {}
@@ -38,11 +43,13 @@ def show(
             name = src.key.rsplit("/", 2)[-2] if src.key.endswith("/values") else src.key
             images[name] = src.read_db(f, f + 1)[0]
             geometry = (src.x, src.z, src.grid, src.axes)
+    if regions is not None:  # same checks as gcnr: regions outside the image are errors
+        pair_masks(regions, geometry[0], geometry[1], str(file))
     fig = bmode_figure(
         images,
         *geometry,
         dynamic_range=dynamic_range,
         roi=regions,
-        title=f"{file.name} frame {frame}",
+        title=f"{file.name} frame {f}",
     )
     typer.echo(str(save_figure(fig, out)))

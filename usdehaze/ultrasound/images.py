@@ -36,10 +36,24 @@ class ImageSource:
         self.close()
 
 
+def _result_reader(res: Any, key: str, dynamic_range: float) -> Callable[[int, int], np.ndarray]:
+    """Stored dB frames of ``key``, clipped to [-dynamic_range, 0] like a scan's (not the *_std
+    maps, which are spreads in dB, not levels)."""
+    if key.endswith("_std"):
+        return lambda a, b: res.frames(key, a, b)
+    return lambda a, b: np.clip(res.frames(key, a, b), -dynamic_range, 0)
+
+
 def open_images(
     path: str | Path, key: str | None = None, dynamic_range: float = DEFAULT_DYNAMIC_RANGE
 ) -> ImageSource:
-    """Open a usdehaze result file (``key``: input|tissue|haze|*_std, default tissue) or a scan."""
+    """Open a usdehaze result file (``key``: input|tissue|haze|*_std, default tissue) or a scan.
+
+    Either way ``read_db(a, b)`` gives dB frames (0 dB = the frame maximum of the scan, or of the
+    run's input) clipped to [-dynamic_range, 0]; this is the one place both kinds are told apart.
+    """
+    if not dynamic_range > 0:
+        raise UsageError(f"--dynamic-range {dynamic_range}: expected a positive number of dB")
     from usdehaze.ultrasound.results import is_result_file, load_result
 
     path = Path(path)
@@ -62,7 +76,7 @@ def open_images(
             res.z,
             res.grid,
             res.axes,
-            lambda a, b: res.frames(key, a, b),
+            _result_reader(res, key, dynamic_range),
             res.close,
             dict(res.attrs),
         )

@@ -48,6 +48,11 @@ def to_db(
     return np.clip(db, -dynamic_range, 0).astype(np.float32)
 
 
+def db_to_envelope(db: np.ndarray) -> np.ndarray:
+    """dB image → envelope relative to its 0 dB reference, 10^(dB/20), float32."""
+    return (10 ** (np.asarray(db, np.float64) / 20)).astype(np.float32)
+
+
 def db_to_unit(db: np.ndarray, dynamic_range: float = DEFAULT_DYNAMIC_RANGE) -> np.ndarray:
     """dB ∈ [-DR, 0] → u ∈ [-1, 1] (the models' input range)."""
     return (1 + 2 * np.asarray(db) / dynamic_range).astype(np.float32)
@@ -59,7 +64,9 @@ def unit_to_db(u: np.ndarray, dynamic_range: float = DEFAULT_DYNAMIC_RANGE) -> n
 
 
 def mu_law(x: np.ndarray, mu: float = MU) -> np.ndarray:
-    """μ-law companding of data in [-1, 1] (applied to I and Q separately for complex input)."""
+    """μ-law companding sign(x)·ln(1 + μ|x|)/ln(1 + μ) of data scaled to [-1, 1] (divide IQ/RF
+    by its max |I|, |Q| first); I and Q are companded separately for complex input. μ = 255 as
+    in the follow-up dehazing paper (Stevens et al., IEEE TMI 2024)."""
     if np.iscomplexobj(x):
         return mu_law(x.real, mu) + 1j * mu_law(x.imag, mu)
     return np.sign(x) * np.log1p(mu * np.abs(x)) / np.log1p(mu)

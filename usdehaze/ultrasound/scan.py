@@ -98,6 +98,7 @@ def parse_frames(spec: str | None, n_frames: int, path: object = "") -> range:
             stop = int(b) if b.strip() else n_frames
         else:
             start = int(spec)
+            start = start + n_frames if start < 0 else start  # "-1": the last frame
             stop = start + 1
     except ValueError:
         raise UsageError(f"{path}: --frames '{spec}': expected START:STOP or an index") from None
