@@ -136,3 +136,16 @@ def test_polygon_rasteriser_against_exact_pixel_sets():
     annulus = {"shape": "annulus", "center": [25, 20], "inner": 5, "outer": 10}
     d = np.hypot(cols - 25, rows - 20)
     assert np.array_equal(rasterise(annulus, x, z, "px"), (d >= 5) & (d <= 10))
+
+
+def test_shipped_example_fits_the_demo_scan():
+    from pathlib import Path
+
+    from usdehaze.ultrasound.io import load_scan
+
+    root = Path(__file__).resolve().parents[1]
+    roi = load_roi(root / "configs" / "roi_example.json")
+    with load_scan(root / "usdehaze" / "data" / "demo_scan.h5") as scan:
+        masks = pair_masks(roi, scan.x, scan.z, "demo_scan.h5")
+    assert len(masks) == 2 and all(t.sum() > 300 and b.sum() > 300 for _, t, b in masks)
+    assert not any((t & b).any() for _, t, b in masks)
