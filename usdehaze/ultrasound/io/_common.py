@@ -25,13 +25,14 @@ def open_h5(path: Path):
         raise UsageError(f"{path}: not an HDF5 file (or unreadable)") from None
 
 
-def to_complex(block: np.ndarray, path: Path, key: str) -> np.ndarray:
-    """(..., 2) I/Q float → complex64, checking for NaN/Inf."""
-    out = (
-        (block[..., 0] + 1j * block[..., 1]).astype(np.complex64)
-        if block.shape[-1] == 2
-        else block.astype(np.complex64)
-    )
+def to_complex(block: np.ndarray, path: Path, key: str, iq_axis: bool = True) -> np.ndarray:
+    """(..., 2) I/Q float → complex64 (filled in place, no complex128 temporary), checking for
+    NaN/Inf. Complex input, or real input with ``iq_axis=False`` (a magnitude), is cast."""
+    if iq_axis and block.shape[-1] == 2 and not np.iscomplexobj(block):
+        out = np.empty(block.shape[:-1], np.complex64)
+        out.real, out.imag = block[..., 0], block[..., 1]
+    else:
+        out = np.asarray(block).astype(np.complex64, copy=False)
     check_finite(out, path, key)
     return out
 

@@ -182,7 +182,7 @@ def read(path: Path, f, key: str | None) -> Scan:
         if magnitude:
             if name == "image":  # dB image: back to an envelope
                 block = 10 ** (np.asarray(block, np.float64) / 20)
-            return to_complex(np.asarray(block), path, key_path)
+            return to_complex(np.asarray(block), path, key_path, iq_axis=False)
         if block.shape[-1] == 1:
             from scipy.signal import hilbert
 
