@@ -250,3 +250,23 @@ def test_zea_envelope_two_columns_wide_is_not_taken_for_iq(tmp_path):
         assert got.shape == (2, 6, 2)
         np.testing.assert_allclose(got.real, env, rtol=1e-6)
         assert not got.imag.any()
+
+
+def test_write_scan_checks_grid_and_axes_and_keeps_nested_attrs(tmp_path):
+    x, z, axes = polar_grid((12, 8))
+    iq = _iq()
+    target = tmp_path / "w.h5"
+    bad = [
+        ({"grid": "spiral", "axes": axes}, "grid 'spiral'"),
+        ({"axes": {**axes, "theta": axes["theta"][:-1]}}, r"axes\['theta'\]: expected 8 values"),
+        ({"grid": "cartesian", "axes": {"x": x[0], "z": z[:4, 0]}}, r"axes\['z'\]: expected 12"),
+        ({"axes": axes, "extras": {"haze": iq[:2]}}, "extra"),
+    ]
+    for kwargs, message in bad:
+        with pytest.raises(UsageError, match=message):
+            write_scan(target, iq, x, z, **kwargs)
+        assert not target.exists() and list(tmp_path.iterdir()) == []  # nothing left behind
+    p = write_scan(target, iq, x, z, axes=axes, attrs={"seed": 7, "config": {"haze_db": -6}})
+    with h5py.File(p, "r") as f:
+        assert f["usdehaze"].attrs["seed"] == 7
+        assert json.loads(f["usdehaze"].attrs["config"]) == {"haze_db": -6}

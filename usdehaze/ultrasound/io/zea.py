@@ -36,6 +36,23 @@ def _coords(x: np.ndarray, z: np.ndarray) -> np.ndarray:
     return c
 
 
+AXES = {"polar": {"theta": 1, "r": 0}, "cartesian": {"x": 1, "z": 0}}  # name → image axis
+
+
+def _check_axes(path, grid: str, axes: dict[str, Any], shape: tuple[int, int]) -> None:
+    """The grid kind is known and its 1-D axes (if given) have one value per column or row."""
+    if grid not in AXES:
+        raise UsageError(f"{path}: grid '{grid}': expected 'polar' or 'cartesian'")
+    for name, dim in AXES[grid].items():
+        if name in axes and np.size(axes[name]) != shape[dim]:
+            raise UsageError(
+                f"{path}: axes['{name}']: expected {shape[dim]} values for a {grid} grid of "
+                f"(z, x) = {shape}, got {np.size(axes[name])}"
+            )
+    if grid == "polar" and "origin" in axes and np.size(axes["origin"]) != 2:
+        raise UsageError(f"{path}: axes['origin']: expected [x0, z0], got {axes['origin']}")
+
+
 def write_scan(
     path: str | Path,
     iq: np.ndarray,
@@ -64,6 +81,7 @@ def write_scan(
         raise UsageError(
             f"{path}: x and z must be (z, x) = {iq.shape[1:]}, got {np.shape(x)} and {np.shape(z)}"
         )
+    _check_axes(path, grid, axes or {}, iq.shape[1:])
     coords = _coords(x, z)
     path = Path(path)
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
@@ -100,8 +118,8 @@ def write_scan(
         for k, v in (("center_frequency", center_frequency), ("sound_speed", sound_speed)):
             if v is not None:
                 meta.attrs[k] = float(v)
-        for k, v in (attrs or {}).items():
-            meta.attrs[k] = v
+        for k, v in (attrs or {}).items():  # nested values as JSON, as h5py cannot store them
+            meta.attrs[k] = json.dumps(v) if isinstance(v, (dict, list, tuple)) else v
     return path
 
 
