@@ -42,7 +42,7 @@ def load_scan(path: str | Path, key: str | None = None) -> Scan:
             return zea.read(path, f, key)
         if legacy.detect(f) and (key is None or key == legacy.KEY):
             return legacy.read(path, f, key)
-        if uff.detect(f) and (key is None or key.startswith(uff.GROUP)):
+        if uff.detect(f) and uff.owns(f, key):
             return uff.read(path, f, key)
         return plain.read(path, _h5_datasets(f), key, f.close, "hdf5")
     except BaseException:

@@ -25,13 +25,14 @@ def open_h5(path: Path):
         raise UsageError(f"{path}: not an HDF5 file (or unreadable)") from None
 
 
-def to_complex(block: np.ndarray, path: Path, key: str) -> np.ndarray:
-    """(..., 2) I/Q float → complex64, checking for NaN/Inf."""
-    out = (
-        (block[..., 0] + 1j * block[..., 1]).astype(np.complex64)
-        if block.shape[-1] == 2
-        else block.astype(np.complex64)
-    )
+def to_complex(block: np.ndarray, path: Path, key: str, iq_axis: bool = True) -> np.ndarray:
+    """(..., 2) I/Q float → complex64 (filled in place, no complex128 temporary), checking for
+    NaN/Inf. Complex input, or real input with ``iq_axis=False`` (a magnitude), is cast."""
+    if iq_axis and block.shape[-1] == 2 and not np.iscomplexobj(block):
+        out = np.empty(block.shape[:-1], np.complex64)
+        out.real, out.imag = block[..., 0], block[..., 1]
+    else:
+        out = np.asarray(block).astype(np.complex64, copy=False)
     check_finite(out, path, key)
     return out
 
@@ -54,15 +55,33 @@ def cartesian_geometry(nz: int, nx: int, pitch: float = DEFAULT_PITCH, z0: float
     return x, z, {"x": xs, "z": zs}
 
 
+def sector_origin(x: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """Apex [x0, z0] of a sector grid: the least-squares intersection of its columns (rays).
+
+    Curved and phased-array probes fan their rays out from an apex that may lie behind the
+    transducer surface (zea puts it at z = -distance_to_apex); assuming [0, 0] would bend r and
+    theta. Parallel columns (no apex) give [0, 0]."""
+    p0 = np.stack([x[0], z[0]], -1)  # (nx, 2) first pixel of each column
+    d = np.stack([x[-1] - x[0], z[-1] - z[0]], -1)
+    d /= np.maximum(np.linalg.norm(d, axis=-1, keepdims=True), 1e-30)
+    proj = np.eye(2)[None] - d[:, :, None] * d[:, None, :]  # (nx, 2, 2) off-ray projectors
+    a, b = proj.sum(0), np.einsum("nij,nj->i", proj, p0)
+    if np.linalg.cond(a) > 1e8:
+        return np.zeros(2)
+    return np.linalg.solve(a, b)
+
+
 def geometry_from_coordinates(coords: np.ndarray):
     """(x, z, grid, axes) from per-pixel [x, y, z] positions: cartesian when rows and columns
-    are axis-aligned, else polar about the origin (sector scans)."""
+    are axis-aligned, else polar about the rays' apex (sector scans)."""
     c = np.asarray(coords, np.float64)
     if c.ndim == 4:  # (frames, z, x, 3): one grid for all frames
         c = c[0]
     x, z = c[..., 0], c[..., 2]
     if np.allclose(z, z[:, :1], atol=1e-9) and np.allclose(x, x[:1, :], atol=1e-9):
         return x, z, "cartesian", {"x": x[0].copy(), "z": z[:, 0].copy()}
-    r, th = np.hypot(x, z), np.arctan2(x, z)
-    axes = {"theta": th[0].copy(), "r": r[:, 0].copy(), "origin": np.zeros(2)}
+    origin = sector_origin(x, z) if x.shape[0] > 1 else np.zeros(2)
+    dx, dz = x - origin[0], z - origin[1]
+    r, th = np.hypot(dx, dz), np.arctan2(dx, dz)
+    axes = {"theta": th[-1].copy(), "r": r[:, r.shape[1] // 2].copy(), "origin": origin}
     return x, z, "polar", axes

@@ -26,6 +26,45 @@ def _scalar(g, name):
     return None
 
 
+def _axis(path: Path, sg, name: str, n: int) -> np.ndarray | None:
+    """A 1-D axis ``scan/<name>`` that must have one value per row or column."""
+    if name not in sg:
+        return None
+    v = np.asarray(sg[name][()], float).reshape(-1)
+    if v.size != n:
+        raise UsageError(
+            f"{path}: key 'scan/{name}': expected {n} values to match the data, got {v.size}"
+        )
+    return v
+
+
+def _geometry(path: Path, sg, nz: int, nx: int):
+    """(x, z, grid, axes) from ``scan/``: x_axis/z_axis, theta_axis/r_axis (polar about the
+    origin), or zea-style xlims/zlims (pixel centres spread evenly between the limits);
+    otherwise the default cartesian grid."""
+    xs, zs = _axis(path, sg, "x_axis", nx), _axis(path, sg, "z_axis", nz)
+    th, r = _axis(path, sg, "theta_axis", nx), _axis(path, sg, "r_axis", nz)
+    if xs is None and zs is None and "xlims" in sg and "zlims" in sg:
+        xl = np.asarray(sg["xlims"][()], float).reshape(-1)
+        zl = np.asarray(sg["zlims"][()], float).reshape(-1)
+        if xl.size != 2 or zl.size != 2:
+            raise UsageError(f"{path}: key 'scan/xlims': expected [min, max] for x and z limits")
+        xs, zs = np.linspace(xl[0], xl[1], nx), np.linspace(zl[0], zl[1], nz)
+    if xs is not None and zs is not None:
+        z, x = np.meshgrid(zs, xs, indexing="ij")
+        return x, z, "cartesian", {"x": xs, "z": zs}
+    if th is not None and r is not None:
+        rr, tt = np.meshgrid(r, th, indexing="ij")
+        return (
+            rr * np.sin(tt),
+            rr * np.cos(tt),
+            "polar",
+            {"theta": th, "r": r, "origin": np.zeros(2)},
+        )
+    x, z, axes = cartesian_geometry(nz, nx)
+    return x, z, "cartesian", axes
+
+
 def read(path: Path, f, key: str | None) -> Scan:
     key = key or KEY
     if key not in f:
@@ -38,29 +77,7 @@ def read(path: Path, f, key: str | None) -> Scan:
     check_shape(ds.shape, path, key, "(frames, z, x, n_ch)")
     nz, nx = ds.shape[1:3]
     sg = f["scan"] if "scan" in f else {}
-    grid, axes = "cartesian", {}
-    if "x_axis" in sg and "z_axis" in sg:
-        xs, zs = (
-            np.asarray(sg["x_axis"][()], float).reshape(-1),
-            np.asarray(sg["z_axis"][()], float).reshape(-1),
-        )
-        if xs.size == nx and zs.size == nz:
-            z, x = np.meshgrid(zs, xs, indexing="ij")
-            axes = {"x": xs, "z": zs}
-    elif "theta_axis" in sg and "r_axis" in sg:
-        th, r = (
-            np.asarray(sg["theta_axis"][()], float).reshape(-1),
-            np.asarray(sg["r_axis"][()], float).reshape(-1),
-        )
-        rr, tt = np.meshgrid(r, th, indexing="ij")
-        x, z, grid, axes = (
-            rr * np.sin(tt),
-            rr * np.cos(tt),
-            "polar",
-            {"theta": th, "r": r, "origin": np.zeros(2)},
-        )
-    if not axes:
-        x, z, axes = cartesian_geometry(nz, nx)
+    x, z, grid, axes = _geometry(path, sg, nz, nx)
     rf = ds.shape[-1] == 1
 
     def read_frames(a: int, b: int) -> np.ndarray:

@@ -20,13 +20,33 @@ from usdehaze.ultrasound.scan import Scan
 GROUP = "beamformed_data"
 
 
-def detect(f) -> bool:
-    return f"{GROUP}/data/real" in f and f"{GROUP}/scan" in f
-
-
 def _cls(obj) -> str:
     c = obj.attrs.get("class", b"")
     return c.decode() if isinstance(c, bytes) else str(c)
+
+
+def groups(f) -> list[str]:
+    """Top-level groups holding UFF beamformed data: class ``uff.beamformed_data`` under any
+    name (USTB scripts often call it ``b_data``), or a ``beamformed_data`` group with data/real."""
+    import h5py
+
+    out = [
+        n
+        for n, o in f.items()
+        if isinstance(o, h5py.Group) and _cls(o) == "uff.beamformed_data" and "data" in o
+    ]
+    if not out and f"{GROUP}/data/real" in f and f"{GROUP}/scan" in f:
+        out = [GROUP]
+    return out
+
+
+def detect(f) -> bool:
+    return bool(groups(f))
+
+
+def owns(f, key: str | None) -> bool:
+    """Whether ``key`` (None, a group name, or a path inside one) points at UFF data."""
+    return key is None or key.strip("/").split("/")[0] in groups(f)
 
 
 def _vec(g, name: str, path: Path) -> np.ndarray:
@@ -36,9 +56,16 @@ def _vec(g, name: str, path: Path) -> np.ndarray:
 
 
 def read(path: Path, f, key: str | None) -> Scan:
-    group = key or GROUP
+    found = groups(f)
+    if key is None and len(found) > 1:
+        raise UsageError(f"{path}: several UFF beamformed data groups {found}; pick one with --key")
+    group = found[0] if key is None else key.strip("/").split("/")[0]
     if f"{group}/data/real" not in f:
         raise UsageError(f"{path}: key '{group}': no UFF beamformed data (data/real) there")
+    if f"{group}/scan" not in f:
+        raise UsageError(
+            f"{path}: key '{group}/scan': missing, expected a uff linear or sector scan"
+        )
     real, imag = (
         f[f"{group}/data/real"],
         f[f"{group}/data/imag"] if f"{group}/data/imag" in f else None,
@@ -124,6 +151,6 @@ def read(path: Path, f, key: str | None) -> Scan:
         axes=axes,
         dtype=str(real.dtype),
         compression=str(real.compression),
-        datasets=[group],
+        datasets=found,
         close=f.close,
     )

@@ -36,6 +36,23 @@ def _coords(x: np.ndarray, z: np.ndarray) -> np.ndarray:
     return c
 
 
+AXES = {"polar": {"theta": 1, "r": 0}, "cartesian": {"x": 1, "z": 0}}  # name → image axis
+
+
+def _check_axes(path, grid: str, axes: dict[str, Any], shape: tuple[int, int]) -> None:
+    """The grid kind is known and its 1-D axes (if given) have one value per column or row."""
+    if grid not in AXES:
+        raise UsageError(f"{path}: grid '{grid}': expected 'polar' or 'cartesian'")
+    for name, dim in AXES[grid].items():
+        if name in axes and np.size(axes[name]) != shape[dim]:
+            raise UsageError(
+                f"{path}: axes['{name}']: expected {shape[dim]} values for a {grid} grid of "
+                f"(z, x) = {shape}, got {np.size(axes[name])}"
+            )
+    if grid == "polar" and "origin" in axes and np.size(axes["origin"]) != 2:
+        raise UsageError(f"{path}: axes['origin']: expected [x0, z0], got {axes['origin']}")
+
+
 def write_scan(
     path: str | Path,
     iq: np.ndarray,
@@ -64,6 +81,7 @@ def write_scan(
         raise UsageError(
             f"{path}: x and z must be (z, x) = {iq.shape[1:]}, got {np.shape(x)} and {np.shape(z)}"
         )
+    _check_axes(path, grid, axes or {}, iq.shape[1:])
     coords = _coords(x, z)
     path = Path(path)
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
@@ -100,25 +118,49 @@ def write_scan(
         for k, v in (("center_frequency", center_frequency), ("sound_speed", sound_speed)):
             if v is not None:
                 meta.attrs[k] = float(v)
-        for k, v in (attrs or {}).items():
-            meta.attrs[k] = v
+        for k, v in (attrs or {}).items():  # nested values as JSON, as h5py cannot store them
+            meta.attrs[k] = json.dumps(v) if isinstance(v, (dict, list, tuple)) else v
     return path
+
+
+def _resolve_key(
+    path: Path, key: str | None, available: list[str], extras: list[str]
+) -> tuple[str, str]:
+    """(name, group) for ``key``: a product or extra name, or its full group or dataset path
+    (so the key a Scan reports, e.g. ``tracks/track_0/data/beamformed_data/values``, works)."""
+    if key is None:
+        return available[0], f"{DATA}/{available[0]}"
+    k = key.strip("/").removesuffix("/values")
+    for p in available:
+        if k in (p, f"{DATA}/{p}", f"data/{p}"):
+            return p, f"{DATA}/{p}"
+    for e in extras:
+        if k in (e, f"{EXTRAS}/{e}"):
+            return e, f"{EXTRAS}/{e}"
+    raise UsageError(f"{path}: key '{key}': not found, expected one of {available + extras}")
+
+
+def _scalar(f, name: str):
+    """A scalar dataset's value (first element of a per-transmit array), str for bytes."""
+    if name not in f or not hasattr(f[name], "shape"):
+        return None
+    v = np.asarray(f[name][()])
+    v = v.reshape(-1)[0] if v.size else None
+    return v.decode() if isinstance(v, bytes) else v
+
+
+def _number(v) -> float | None:
+    try:
+        return None if v is None else float(v)
+    except (TypeError, ValueError):
+        return None
 
 
 def read(path: Path, f, key: str | None) -> Scan:
     """Scan from an open zea file; ``key`` picks a product or an extra (default: beamformed IQ)."""
     extras = sorted(f[EXTRAS].keys()) if EXTRAS in f else []
     available = [p for p in PRODUCTS if f"{DATA}/{p}/values" in f]
-    if key is None:
-        name = available[0]
-        group = f"{DATA}/{name}"
-    elif key in extras:
-        name, group = key, f"{EXTRAS}/{key}"
-    elif key in available or key.split("/")[-1] in available:
-        name = key.split("/")[-1]
-        group = f"{DATA}/{name}"
-    else:
-        raise UsageError(f"{path}: key '{key}': not found, expected one of {available + extras}")
+    name, group = _resolve_key(path, key, available, extras)
     ds = f[f"{group}/values"]
     magnitude = name in ("envelope_data", "image")
     rank = 3 if magnitude else 4
@@ -133,7 +175,13 @@ def read(path: Path, f, key: str | None) -> Scan:
         )
     nz, nx = ds.shape[1:3]
     if f"{group}/coordinates" in f:
-        x, z, grid, axes = geometry_from_coordinates(f[f"{group}/coordinates"][()])
+        coords = f[f"{group}/coordinates"]
+        if coords.ndim not in (3, 4) or tuple(coords.shape[-3:]) != (nz, nx, 3):
+            raise UsageError(
+                f"{path}: key '{group}/coordinates': expected ({nz}, {nx}, 3) to match "
+                f"values {ds.shape}, got {coords.shape}"
+            )
+        x, z, grid, axes = geometry_from_coordinates(coords[()])
     else:
         from usdehaze.ultrasound.io._common import cartesian_geometry
 
@@ -152,16 +200,23 @@ def read(path: Path, f, key: str | None) -> Scan:
         if magnitude:
             if name == "image":  # dB image: back to an envelope
                 block = 10 ** (np.asarray(block, np.float64) / 20)
-            return to_complex(np.asarray(block), path, key_path)
+            return to_complex(np.asarray(block), path, key_path, iq_axis=False)
         if block.shape[-1] == 1:
             from scipy.signal import hilbert
 
             return to_complex(hilbert(block[..., 0], axis=1), path, key_path)
         return to_complex(block, path, key_path)
 
-    probe = f["probe/name"][()] if "probe/name" in f else None
-    if isinstance(probe, bytes):
-        probe = probe.decode()
+    probe = _scalar(f, "probe/name")
+    probe = None if probe is None else str(probe)
+    center_frequency = _number(meta.get("center_frequency"))
+    if center_frequency is None:  # zea's own places: the track's scan, then the probe
+        center_frequency = _number(_scalar(f, "tracks/track_0/scan/center_frequency"))
+    if center_frequency is None:
+        center_frequency = _number(_scalar(f, "probe/probe_center_frequency"))
+    sound_speed = _number(meta.get("sound_speed"))
+    if sound_speed is None:
+        sound_speed = _number(_scalar(f, "tracks/track_0/scan/sound_speed"))
     return Scan(
         path=path,
         layout="zea",
@@ -174,8 +229,8 @@ def read(path: Path, f, key: str | None) -> Scan:
         grid=grid,
         axes=axes,
         probe=probe,
-        center_frequency=float(meta["center_frequency"]) if "center_frequency" in meta else None,
-        sound_speed=float(meta["sound_speed"]) if "sound_speed" in meta else None,
+        center_frequency=center_frequency,
+        sound_speed=sound_speed,
         magnitude_only=magnitude,
         dtype=str(ds.dtype),
         compression=str(ds.compression),
