@@ -70,11 +70,14 @@ def dehaze_frames(
 
 
 def notify_error(exc: BaseException, what: str) -> None:
-    """One notification in the viewer: the message for user errors, type + message otherwise."""
-    from napari.utils.notifications import show_error
+    """One notification in the viewer: the one-line message for user errors; anything else as
+    an error notification that keeps its traceback (napari's "View Traceback")."""
+    from napari.utils.notifications import ErrorNotification, notification_manager, show_error
 
-    msg = str(exc) if isinstance(exc, UsageError) else f"{type(exc).__name__}: {exc}"
-    show_error(f"usdehaze {what}: {msg}")
+    if isinstance(exc, UsageError):
+        show_error(f"usdehaze {what}: {exc}")
+    else:
+        notification_manager.dispatch(ErrorNotification(exc))
 
 
 class DehazeWidget(QWidget):
@@ -231,6 +234,7 @@ class DehazeWidget(QWidget):
             self._cancel,
             self._progress.emit,
             _start_thread=False,
+            _ignore_errors=True,  # errors go to _failed → a notification, not a traceback
         )
         worker.returned.connect(lambda out: self._done(out, layer.name, native, frames, cfg))
         worker.errored.connect(self._failed)
@@ -267,7 +271,7 @@ class DehazeWidget(QWidget):
             self.run_finished.emit("cancelled")
             return
         self._runs += 1
-        group = f"{name} dehazed {self._runs}"
+        group = native.group or f"{name} dehazed {self._runs}"  # linked with its input
         first = native.frame0 + frames[0]
         contiguous = frames == list(range(frames[0], frames[0] + len(frames)))
         attrs = {

@@ -178,6 +178,7 @@ class GcnrWidget(QWidget):
     def new_roi_layer(self, data: list | None = None, **kwargs: Any) -> Any:
         """Add an (empty) ROI shapes layer set up for target/background pairs and select it."""
         opts = roi_layer_kwargs()
+        opts["features"] = {k: np.array([], dtype=object) for k in ("role", "pair", "roi")}
         opts.update(kwargs)
         layer = self.viewer.add_shapes(data, **opts)
         recolor(layer)

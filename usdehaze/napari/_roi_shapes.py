@@ -4,8 +4,10 @@ A region is one shape with the features ``role`` (target/background) and ``pair`
 napari → roi: ellipses with a square bounding box become circles, axis-aligned rectangles become
 rectangles, everything else (rotated rectangles, other ellipses, polygons) becomes a polygon.
 roi → napari: circles are ellipses, rectangles rectangles, polygons polygons, and an annulus a
-"keyhole" polygon (outer ring, radial slit, inner ring backwards); the original annulus is kept
-in the ``roi`` feature and written back unchanged while the polygon has not been edited.
+"keyhole" polygon (outer ring, radial slit, inner ring backwards). Each loaded shape keeps its
+roi.json form in the ``roi`` feature and is written back exactly as loaded while its vertices
+have not been edited (napari stores vertices in float32, so without this a round trip would
+shift coordinates by ~1e-6 mm and turn annuli into polygons).
 """
 
 from __future__ import annotations
@@ -100,7 +102,7 @@ def roi_to_shapes(
                 memo = ""
             else:
                 verts, kind = _to_napari(shape)
-                memo = json.dumps(shape) if shape["shape"] == "annulus" else ""
+                memo = json.dumps(shape)
             data.append(verts)
             types.append(kind)
             features["role"].append(role)
@@ -109,8 +111,23 @@ def roi_to_shapes(
     return data, types, features
 
 
-def _close(a: np.ndarray, b: np.ndarray) -> bool:
-    return a.shape == b.shape and bool(np.allclose(a, b, rtol=0, atol=1e-6))
+MEMO_ATOL = 1e-4  # mm; float32 vertices of shapes within a few metres are well inside this
+
+
+def _unchanged(memo: str, verts: np.ndarray, kind: str) -> dict[str, Any] | None:
+    """The loaded roi shape when the napari shape still has the vertices it was loaded with."""
+    try:
+        orig = json.loads(memo)
+        ref, ref_kind = _to_napari(orig)
+    except (ValueError, KeyError, TypeError):
+        return None
+    if (
+        ref_kind == kind
+        and ref.shape == verts.shape
+        and np.allclose(ref, verts, rtol=0, atol=MEMO_ATOL)
+    ):
+        return orig
+    return None
 
 
 def shape_to_roi(verts: np.ndarray, kind: str, memo: str = "") -> dict[str, Any]:
@@ -118,13 +135,13 @@ def shape_to_roi(verts: np.ndarray, kind: str, memo: str = "") -> dict[str, Any]
     v = np.asarray(verts, float)[:, -2:]
     xz = v[:, ::-1]
     if memo:
-        orig = json.loads(memo)
-        if orig.get("shape") == "annulus" and _close(annulus_outline(orig), xz):
+        orig = _unchanged(memo, v, kind)
+        if orig is not None:
             return orig
     if kind == "ellipse":
         c = xz.mean(axis=0)
         a, b = (xz[1] - xz[0]) / 2, (xz[3] - xz[0]) / 2
-        if abs(np.linalg.norm(a) - np.linalg.norm(b)) <= 1e-6 * max(np.linalg.norm(a), 1e-9):
+        if abs(np.linalg.norm(a) - np.linalg.norm(b)) <= 1e-5 * max(np.linalg.norm(a), 1e-9):
             return {
                 "shape": "circle",
                 "center": [float(c[0]), float(c[1])],
