@@ -18,6 +18,7 @@ from qtpy.QtWidgets import (
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QLineEdit,
     QPushButton,
@@ -56,7 +57,7 @@ def roi_layer_kwargs() -> dict[str, Any]:
         "edge_width": 0.6,
         "face_color": "transparent",
         "edge_color": ROLE_COLORS["target"],
-        "text": {"string": "{pair}:{role}", "color": "white", "size": 9},
+        "text": {"string": "{pair}: {role}", "color": "white", "size": 7, "anchor": "upper_left"},
         "feature_defaults": {"role": "target", "pair": "pair1", "roi": ""},
     }
 
@@ -89,18 +90,18 @@ class GcnrWidget(QWidget):
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels([c[0] for c in COLUMNS])
         self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
         self.status = QLabel("")
         self.status.setWordWrap(True)
 
         form = QFormLayout()
         form.addRow("image", self.image_combo)
         form.addRow("ROI layer", self.roi_combo)
+        form.addRow("pair name", self.pair_name)
         files = QHBoxLayout()
         for b in (self.new_button, self.load_button, self.save_button):
             files.addWidget(b)
         roles = QHBoxLayout()
-        roles.addWidget(QLabel("pair"))
-        roles.addWidget(self.pair_name)
         roles.addWidget(self.target_button)
         roles.addWidget(self.background_button)
         layout = QVBoxLayout(self)
