@@ -21,6 +21,7 @@ from usdehaze.cli import (  # noqa: E402,F401
     show_cmd,
     simulate_cmd,
     train_cmd,
+    view_cmd,
 )
 from usdehaze.cli._app import app, run_app
 

@@ -1,0 +1,202 @@
+"""napari plugin I/O: reader (scans of every kind, result files), sample data, writer, manifest."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from usdehaze.napari._layers import Native
+from usdehaze.napari._reader import napari_get_reader
+from usdehaze.ultrasound.geometry import ScanConverter
+from usdehaze.ultrasound.io import load_scan
+from usdehaze.ultrasound.logcomp import to_db
+from usdehaze.ultrasound.results import ResultWriter, load_result
+from usdehaze.ultrasound.simulate import demo_scan_path
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.gui
+
+
+def _iq(n=3, nz=24, nx=16, seed=0):
+    rng = np.random.default_rng(seed)
+    return (rng.normal(size=(n, nz, nx)) + 1j * rng.normal(size=(n, nz, nx))).astype(np.complex64)
+
+
+def test_sector_scan_opens_scan_converted_in_mm(make_napari_viewer):
+    viewer = make_napari_viewer()
+    (layer,) = viewer.open(str(demo_scan_path()), plugin="usdehaze")
+    with load_scan(demo_scan_path()) as scan:
+        db = to_db(scan.frames(0, scan.n_frames))
+        conv = ScanConverter.for_axes(scan.axes["theta"], scan.axes["r"], scan.axes["origin"])
+        extent = scan.extent_mm
+    np.testing.assert_allclose(layer.data, conv(db, fill=-60.0), atol=1e-5)
+    assert tuple(layer.contrast_limits) == (-60.0, 0.0)
+    assert layer.data.max() > -1.0 and layer.data.min() == -60.0  # bilinear peak, blank sides
+    # world coordinates are mm: the last pixel centre sits at the sector's deepest point
+    (_, z0, x0), (_, dz, dx) = layer.translate, layer.scale
+    assert dz == pytest.approx(dx) and dz == pytest.approx(130 / 255, rel=1e-3)
+    assert x0 == pytest.approx(extent[0], abs=dx) and -x0 == pytest.approx(extent[1], abs=dx)
+    assert z0 + dz * (layer.data.shape[1] - 1) == pytest.approx(extent[3], abs=dz)
+    native = layer.metadata["usdehaze"]
+    assert isinstance(native, Native) and native.grid == "polar" and native.role == "input"
+    np.testing.assert_array_equal(native.db, db)
+    assert native.source == str(demo_scan_path())
+
+
+@pytest.mark.parametrize("suffix", [".h5", ".zarr"])
+def test_plain_cartesian_scan_keeps_its_grid(make_napari_viewer, tmp_path, suffix):
+    iq = _iq()
+    path = tmp_path / f"plain{suffix}"
+    if suffix == ".h5":
+        with h5py.File(path, "w") as f:
+            f["iq"] = iq
+            f["iq"].attrs["pitch"] = 2e-4
+    else:
+        import zarr
+
+        zarr.open_group(str(path), mode="w").create_array("iq", shape=iq.shape, dtype="complex64")[
+            :
+        ] = iq
+    assert napari_get_reader(str(path)) is not None
+    viewer = make_napari_viewer()
+    (layer,) = viewer.open(str(path), plugin="usdehaze")
+    np.testing.assert_allclose(layer.data, to_db(iq), atol=1e-6)
+    with load_scan(path) as scan:
+        xs = scan.axes["x"]
+    assert layer.scale[1] == pytest.approx(np.diff(xs).mean() * 1e3)
+    assert layer.translate[2] == pytest.approx(xs[0] * 1e3)
+
+
+def test_get_reader_says_no_without_raising(tmp_path):
+    (tmp_path / "text.h5").write_text("not hdf5")
+    with h5py.File(tmp_path / "empty.h5", "w") as f:
+        f["x"] = np.zeros(3)
+    (tmp_path / "dir.zarr").mkdir()
+    for p in ("text.h5", "empty.h5", "missing.h5", "dir.zarr"):
+        assert napari_get_reader(str(tmp_path / p)) is None, p
+    assert napari_get_reader([str(demo_scan_path())] * 2) is None
+    assert napari_get_reader(42) is None
+    assert napari_get_reader([str(demo_scan_path())]) is not None
+
+
+def _result(path, n=2, shape=(24, 16), with_std=False):
+    rng = np.random.default_rng(1)
+    keys = ["input", "tissue", "haze"] + (["tissue_std", "haze_std"] if with_std else [])
+    arrays = {k: -60 * rng.random((n, *shape)).astype(np.float32) for k in keys}
+    theta, r = np.linspace(-0.5, 0.5, shape[1]), np.linspace(0.01, 0.05, shape[0])
+    R, T = np.meshgrid(r, theta, indexing="ij")
+    x, z = R * np.sin(T), R * np.cos(T)
+    with ResultWriter(
+        path,
+        n,
+        shape,
+        x=x,
+        z=z,
+        grid="polar",
+        axes={"theta": theta, "r": r, "origin": [0.0, 0.0]},
+        with_std=with_std,
+        attrs={"dynamic_range": 60.0, "seed": 3},
+    ) as w:
+        for i in range(n):
+            w.write(i, **{k: v[i] for k, v in arrays.items()})
+    return arrays
+
+
+@pytest.mark.parametrize("with_std", [False, True])
+def test_result_file_opens_as_linked_layers(make_napari_viewer, tmp_path, with_std):
+    from usdehaze.napari._widget import GcnrWidget
+
+    arrays = _result(tmp_path / "res.h5", with_std=with_std)
+    viewer = make_napari_viewer()
+    GcnrWidget(viewer)  # a docked widget links groups as layers arrive
+    layers = viewer.open(str(tmp_path / "res.h5"), plugin="usdehaze")
+    roles = [ly.metadata["usdehaze"].role for ly in layers]
+    assert roles == list(arrays)
+    for ly in layers:
+        np.testing.assert_array_equal(
+            ly.metadata["usdehaze"].db, arrays[ly.metadata["usdehaze"].role]
+        )
+        assert ly.name == f"res {ly.metadata['usdehaze'].role}"
+    by = {ly.metadata["usdehaze"].role: ly for ly in layers}
+    by["tissue"].contrast_limits = (-40.0, -5.0)
+    assert tuple(by["haze"].contrast_limits) == (-40.0, -5.0)
+    assert tuple(by["input"].contrast_limits) == (-40.0, -5.0)
+    if with_std:
+        assert tuple(by["tissue_std"].contrast_limits) != (-40.0, -5.0)
+
+
+def test_writer_round_trip(make_napari_viewer, tmp_path):
+    from usdehaze.napari._writer import write_result
+
+    arrays = _result(tmp_path / "res.h5")
+    viewer = make_napari_viewer()
+    layers = viewer.open(str(tmp_path / "res.h5"), plugin="usdehaze")
+    picked = [ly for ly in layers if ly.metadata["usdehaze"].role in ("tissue", "haze")]
+    out = tmp_path / "again.h5"
+    assert write_result(str(out), [ly.as_layer_data_tuple() for ly in picked]) == [str(out)]
+    with load_result(out) as res, load_result(tmp_path / "res.h5") as ref:
+        for k in ("input", "tissue", "haze"):
+            np.testing.assert_array_equal(res.frames(k), arrays[k])
+        np.testing.assert_array_equal(res.x, ref.x)
+        assert res.grid == "polar" and res.attrs["seed"] == 3 and res.attrs["complete"]
+    # through napari's own save, the plugin picked by extension
+    viewer.layers.selection = set(picked)
+    saved = viewer.layers.save(str(tmp_path / "third.h5"), selected=True, plugin="usdehaze")
+    assert saved == [str(tmp_path / "third.h5")]
+    with load_result(tmp_path / "third.h5") as res:
+        np.testing.assert_array_equal(res.frames("haze"), arrays["haze"])
+
+
+def test_writer_needs_tissue_and_haze(make_napari_viewer, tmp_path):
+    from usdehaze.errors import UsageError
+    from usdehaze.napari._writer import write_result
+
+    _result(tmp_path / "res.h5")
+    viewer = make_napari_viewer()
+    layers = viewer.open(str(tmp_path / "res.h5"), plugin="usdehaze")
+    with pytest.raises(UsageError, match="no haze layer"):
+        write_result(str(tmp_path / "o.h5"), [layers[1].as_layer_data_tuple()])
+    assert not (tmp_path / "o.h5").exists()
+
+
+def test_sample_data_scan_and_truth(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.open_sample("usdehaze", "demo")
+    viewer.open_sample("usdehaze", "demo_truth")
+    assert [ly.name for ly in viewer.layers] == [
+        "demo_scan",
+        "demo tissue (truth)",
+        "demo haze (truth)",
+    ]
+    hazy, tissue, haze = (ly.metadata["usdehaze"].db for ly in viewer.layers)
+    assert hazy.shape == tissue.shape == haze.shape == (4, 256, 128)
+    # same 0 dB reference as the hazy input: the haze adds power, so the truth lies below it
+    p = 10 ** (tissue / 10) + 10 ** (haze / 10)
+    mean_gap = np.mean(10 * np.log10(p) - hazy)
+    assert abs(mean_gap) < 3.0
+    assert tissue.max() <= 0.0 and hazy.reshape(4, -1).max(axis=1).tolist() == [0.0] * 4
+
+
+def test_npe2_validate_and_import_stays_light():
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    res = subprocess.run(
+        [sys.executable, "-m", "npe2", "validate", "usdehaze"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+    assert res.returncode == 0 and "valid" in res.stdout, res.stdout + res.stderr
+    code = (
+        "import sys, usdehaze, usdehaze.napari, usdehaze.cli;"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('napari', 'qtpy', 'PyQt5', 'vispy')];"
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert res.returncode == 0, res.stdout + res.stderr

@@ -1,0 +1,305 @@
+"""Dehaze dock widget: run the joint sampler on an image layer in a napari worker thread.
+
+The picked layer's stored-grid dB frames (from the reader's metadata) go through the same
+:class:`usdehaze.ultrasound.dehaze.Dehazer` as ``usdehaze run``, in batches of ``cfg.batch``
+frames seeded ``seed + first frame`` exactly like the command line, so the layers that appear
+equal the command's result file. Progress and cancel follow the sampler's step callback; errors
+become viewer notifications.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+from qtpy.QtCore import Qt, Signal
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from usdehaze.errors import UsageError
+from usdehaze.napari._layers import Native, frame_index, image_layer_data, native_of
+from usdehaze.napari._link import link_groups
+
+RULES = ("dps", "pigdm", "projection")
+DEVICES = ("auto", "cpu", "cuda")
+FRAMES = ("current frame", "all frames")
+
+
+class Cancelled(Exception):
+    """Raised inside the sampler callback when the user pressed Cancel."""
+
+
+def dehaze_frames(
+    native: Native, frames: list[int], cfg: Any, cancel: threading.Event, progress=None
+) -> dict[str, np.ndarray] | None:
+    """Dehaze ``frames`` (indices into native.db) like run_dehaze does; None when cancelled."""
+    from usdehaze.ultrasound.dehaze import Dehazer
+
+    dehazer = Dehazer(cfg)
+    batches = [frames[i : i + cfg.batch] for i in range(0, len(frames), cfg.batch)]
+    parts: dict[str, list[np.ndarray]] = {}
+    for b, idx in enumerate(batches):
+        if cancel.is_set():
+            return None
+
+        def step(i: int, total: int, t: float, b: int = b) -> None:
+            if cancel.is_set():
+                raise Cancelled
+            if progress is not None:
+                progress(int(100 * (b + i / max(total, 1)) / len(batches)))
+
+        try:
+            res = dehazer(native.db[idx], seed=cfg.seed + native.frame0 + idx[0], callback=step)
+        except Cancelled:
+            return None
+        for k, v in res.items():
+            parts.setdefault(k, []).append(v)
+    return {k: np.concatenate(v) for k, v in parts.items()}
+
+
+def notify_error(exc: BaseException, what: str) -> None:
+    """One notification in the viewer: the one-line message for user errors; anything else as
+    an error notification that keeps its traceback (napari's "View Traceback")."""
+    from napari.utils.notifications import ErrorNotification, notification_manager, show_error
+
+    if isinstance(exc, UsageError):
+        show_error(f"usdehaze {what}: {exc}")
+    else:
+        notification_manager.dispatch(ErrorNotification(exc))
+
+
+class DehazeWidget(QWidget):
+    """Pick an image layer and the run settings; tissue and haze layers appear when done."""
+
+    run_finished = Signal(str)  # "done", "cancelled" or "error"
+    _progress = Signal(int)
+
+    def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        from usdehaze.ultrasound.dehaze import METHODS, DehazeConfig
+
+        self.viewer = napari_viewer
+        self.worker = None
+        self._cancel = threading.Event()
+        self._runs = 0
+        d = DehazeConfig()
+        self.layer_combo = QComboBox()
+        self.method = QComboBox()
+        self.method.addItems(METHODS)
+        self.rule = QComboBox()
+        self.rule.addItems(RULES)
+        self.steps = QSpinBox()
+        self.steps.setRange(1, 2000)
+        self.steps.setValue(d.steps)
+        self.device = QComboBox()
+        self.device.addItems(DEVICES)
+        self.seed = QSpinBox()
+        self.seed.setRange(0, 2**31 - 1)
+        self.seed.setValue(d.seed)
+        self.frames = QComboBox()
+        self.frames.addItems(FRAMES)
+        self.tissue_prior = QLineEdit()
+        self.tissue_prior.setPlaceholderText("shipped tissue prior")
+        self.haze_prior = QLineEdit()
+        self.haze_prior.setPlaceholderText("shipped haze prior")
+        self.run_button = QPushButton("Dehaze")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 100)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+
+        form = QFormLayout()
+        form.addRow("image", self.layer_combo)
+        form.addRow("method", self.method)
+        form.addRow("rule", self.rule)
+        form.addRow("steps", self.steps)
+        form.addRow("device", self.device)
+        form.addRow("seed", self.seed)
+        form.addRow("frames", self.frames)
+        form.addRow("tissue prior", self.tissue_prior)
+        form.addRow("haze prior", self.haze_prior)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.run_button)
+        buttons.addWidget(self.cancel_button)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status)
+        layout.addStretch(1)
+
+        self.run_button.clicked.connect(self.run)
+        self.cancel_button.clicked.connect(self.cancel)
+        self._progress.connect(self.progress.setValue, Qt.QueuedConnection)
+        for ev in ("inserted", "removed", "moved", "changed"):
+            getattr(self.viewer.layers.events, ev).connect(self._refresh_layers)
+        self.viewer.layers.events.inserted.connect(lambda e: link_groups(self.viewer))
+        self._refresh_layers()
+        link_groups(self.viewer)
+
+    # -- layer choice ------------------------------------------------------------------------
+    def _candidates(self) -> list[Any]:
+        from napari.layers import Image
+
+        return [
+            ly
+            for ly in self.viewer.layers
+            if isinstance(ly, Image)
+            and isinstance(ly.metadata.get("usdehaze"), Native)
+            and ly.metadata["usdehaze"].role == "input"
+        ]
+
+    def _refresh_layers(self, event: Any = None) -> None:
+        current = self.layer_combo.currentText()
+        names = [ly.name for ly in self._candidates()]
+        self.layer_combo.blockSignals(True)
+        self.layer_combo.clear()
+        self.layer_combo.addItems(names)
+        if current in names:
+            self.layer_combo.setCurrentText(current)
+        self.layer_combo.blockSignals(False)
+
+    def selected_layer(self) -> Any:
+        name = self.layer_combo.currentText()
+        return self.viewer.layers[name] if name in self.viewer.layers else None
+
+    # -- settings ----------------------------------------------------------------------------
+    def config(self) -> Any:
+        """The DehazeConfig the form describes (validated)."""
+        from usdehaze.ultrasound.dehaze import DehazeConfig
+
+        layer = self.selected_layer()
+        dr = native_of(layer).dynamic_range if layer is not None else 60.0
+        method, rule = self.method.currentText(), self.rule.currentText()
+        return DehazeConfig(
+            method=method,
+            rule=rule,
+            steps=self.steps.value(),
+            device=self.device.currentText(),
+            seed=self.seed.value(),
+            dynamic_range=dr,
+            tissue_prior=self.tissue_prior.text().strip() or None,
+            haze_prior=self.haze_prior.text().strip() or None,
+        ).validate("dehaze widget")
+
+    def _frames(self, layer: Any, native: Native) -> list[int]:
+        if self.frames.currentText() == "all frames":
+            return list(range(native.db.shape[0]))
+        i = frame_index(layer, self.viewer.dims.point)
+        return [0 if i is None else i]
+
+    # -- running -----------------------------------------------------------------------------
+    def run(self) -> None:
+        """Start a run in a worker thread (no-op while one is running)."""
+        from napari.qt.threading import create_worker
+
+        if self.worker is not None:
+            return
+        try:
+            layer = self.selected_layer()
+            if layer is None:
+                raise UsageError("dehaze: no image layer from usdehaze (open a scan first)")
+            native = native_of(layer)
+            cfg = self.config()
+            frames = self._frames(layer, native)
+        except UsageError as exc:
+            notify_error(exc, "dehaze")
+            self.status.setText(str(exc))
+            self.run_finished.emit("error")
+            return
+        self._cancel.clear()
+        self.progress.setValue(0)
+        self.status.setText(f"dehazing {len(frames)} frame(s) of {layer.name}…")
+        self.run_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        worker = create_worker(
+            dehaze_frames,
+            native,
+            frames,
+            cfg,
+            self._cancel,
+            self._progress.emit,
+            _start_thread=False,
+            _ignore_errors=True,  # errors go to _failed → a notification, not a traceback
+        )
+        worker.returned.connect(lambda out: self._done(out, layer.name, native, frames, cfg))
+        worker.errored.connect(self._failed)
+        self.worker = worker
+        worker.start()
+
+    def cancel(self) -> None:
+        """Ask the running sampler to stop at its next step."""
+        self._cancel.set()
+        self.status.setText("cancelling…")
+
+    def _reset(self) -> None:
+        self.worker = None
+        self.run_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+
+    def _failed(self, exc: BaseException) -> None:
+        self._reset()
+        notify_error(exc, "dehaze")
+        self.status.setText(f"failed: {exc}")
+        self.run_finished.emit("error")
+
+    def _done(
+        self,
+        out: dict[str, np.ndarray] | None,
+        name: str,
+        native: Native,
+        frames: list[int],
+        cfg: Any,
+    ) -> None:
+        self._reset()
+        if out is None:
+            self.status.setText("cancelled")
+            self.run_finished.emit("cancelled")
+            return
+        self._runs += 1
+        group = native.group or f"{name} dehazed {self._runs}"  # linked with its input
+        first = native.frame0 + frames[0]
+        contiguous = frames == list(range(frames[0], frames[0] + len(frames)))
+        attrs = {
+            "config": asdict(cfg),
+            "seed": cfg.seed,
+            "source": native.source,
+            "source_frames": [native.frame0 + i for i in frames],
+            **{k: v for k, v in native.attrs.items() if k in ("layout", "key", "magnitude_only")},
+        }
+        input_db = native.db[frames]
+        for role in ("haze", "tissue"):
+            result = Native(
+                out[role],
+                native.x,
+                native.z,
+                native.grid,
+                native.axes,
+                source=native.source,
+                role=role,
+                frame0=first if contiguous else 0,
+                dynamic_range=native.dynamic_range,
+                group=group,
+                input_db=input_db,
+                attrs=attrs,
+            )
+            data, kwargs, _ = image_layer_data(result, f"{name} {role}")
+            self.viewer.add_image(data, **kwargs)
+        link_groups(self.viewer)
+        self.progress.setValue(100)
+        self.status.setText(f"done: {len(frames)} frame(s), {cfg.steps} steps")
+        self.run_finished.emit("done")

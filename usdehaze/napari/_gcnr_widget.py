@@ -1,0 +1,299 @@
+"""gCNR dock widget: target/background shape pairs → gCNR, KS, CNR on the current frame.
+
+Shapes are drawn in world mm over the scan-converted image; each carries the features ``role``
+(target/background) and ``pair``. They are turned back into roi.json shapes and rasterised with
+:func:`usdehaze.ultrasound.roi.pair_masks` on the layer's stored (polar) grid, so the figures
+equal ``usdehaze gcnr --roi saved.json`` on the same file and frame.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from qtpy.QtCore import QTimer, Signal
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from usdehaze.errors import UsageError
+from usdehaze.napari._layers import frame_index, native_of
+from usdehaze.napari._link import link_groups
+from usdehaze.napari._roi_shapes import roi_to_shapes, shapes_to_roi
+
+COLUMNS = (
+    ("pair", "name", "{}"),
+    ("gCNR", "gcnr", "{:.3f}"),
+    ("KS", "ks", "{:.3f}"),
+    ("CNR", "cnr", "{:.3f}"),
+    ("CNR dB", "cnr_db", "{:.2f}"),
+    ("contrast dB", "contrast_db", "{:.2f}"),
+    ("n target", "n_target", "{}"),
+    ("n background", "n_background", "{}"),
+)
+ROLE_COLORS = {"target": "yellow", "background": "cyan"}
+ROI_LAYER_NAME = "ROI"
+
+
+def roi_layer_kwargs() -> dict[str, Any]:
+    """Display settings of a ROI shapes layer: coloured by role, labelled pair:role."""
+    return {
+        "name": ROI_LAYER_NAME,
+        "ndim": 2,
+        "units": ("mm", "mm"),
+        "axis_labels": ("z", "x"),
+        "edge_width": 0.6,
+        "face_color": "transparent",
+        "edge_color": ROLE_COLORS["target"],
+        "text": {"string": "{pair}: {role}", "color": "white", "size": 7, "anchor": "upper_left"},
+        "feature_defaults": {"role": "target", "pair": "pair1", "roi": ""},
+    }
+
+
+def recolor(layer: Any) -> None:
+    """Edge colour by role (target yellow, background cyan, unassigned white)."""
+    if len(layer.data) and "role" in layer.features:
+        layer.edge_color = [ROLE_COLORS.get(str(r), "white") for r in layer.features["role"]]
+
+
+class GcnrWidget(QWidget):
+    """Table of contrast figures for the ROI pairs on the chosen image layer and frame."""
+
+    updated = Signal()
+
+    def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self.rows: list[dict[str, Any]] = []
+        self.error: str = ""
+        self._shapes_layer: Any = None
+        self.image_combo = QComboBox()
+        self.roi_combo = QComboBox()
+        self.new_button = QPushButton("New ROI layer")
+        self.load_button = QPushButton("Load roi.json…")
+        self.save_button = QPushButton("Save roi.json…")
+        self.pair_name = QLineEdit("pair1")
+        self.target_button = QPushButton("Selected → target")
+        self.background_button = QPushButton("Selected → background")
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels([c[0] for c in COLUMNS])
+        self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+
+        form = QFormLayout()
+        form.addRow("image", self.image_combo)
+        form.addRow("ROI layer", self.roi_combo)
+        form.addRow("pair name", self.pair_name)
+        files = QHBoxLayout()
+        for b in (self.new_button, self.load_button, self.save_button):
+            files.addWidget(b)
+        roles = QHBoxLayout()
+        roles.addWidget(self.target_button)
+        roles.addWidget(self.background_button)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addLayout(files)
+        layout.addLayout(roles)
+        layout.addWidget(self.table)
+        layout.addWidget(self.status)
+
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(150)
+        self._timer.timeout.connect(self.refresh)
+        self.new_button.clicked.connect(self.new_roi_layer)
+        self.load_button.clicked.connect(self._load_dialog)
+        self.save_button.clicked.connect(self._save_dialog)
+        self.target_button.clicked.connect(lambda: self.set_role("target"))
+        self.background_button.clicked.connect(lambda: self.set_role("background"))
+        self.image_combo.currentTextChanged.connect(self.schedule)
+        self.roi_combo.currentTextChanged.connect(self._watch_shapes)
+        for ev in ("inserted", "removed", "moved", "changed"):
+            getattr(self.viewer.layers.events, ev).connect(self._refresh_layers)
+        self.viewer.layers.events.inserted.connect(lambda e: link_groups(self.viewer))
+        self.viewer.dims.events.current_step.connect(self.schedule)
+        self._refresh_layers()
+        link_groups(self.viewer)
+
+    # -- layers ------------------------------------------------------------------------------
+    def _refresh_layers(self, event: Any = None) -> None:
+        from napari.layers import Image, Shapes
+
+        for combo, kind in ((self.image_combo, Image), (self.roi_combo, Shapes)):
+            current = combo.currentText()
+            names = [ly.name for ly in self.viewer.layers if isinstance(ly, kind)]
+            combo.blockSignals(True)
+            combo.clear()
+            combo.addItems(names)
+            if current in names:
+                combo.setCurrentText(current)
+            combo.blockSignals(False)
+        self._watch_shapes()
+        self.schedule()
+
+    def _layer(self, combo: QComboBox) -> Any:
+        name = combo.currentText()
+        return self.viewer.layers[name] if name and name in self.viewer.layers else None
+
+    def image_layer(self) -> Any:
+        return self._layer(self.image_combo)
+
+    def shapes_layer(self) -> Any:
+        return self._layer(self.roi_combo)
+
+    def _watch_shapes(self, *args: Any) -> None:
+        layer = self.shapes_layer()
+        if layer is self._shapes_layer:
+            return
+        if self._shapes_layer is not None:
+            for ev in ("data", "set_data", "features"):
+                getattr(self._shapes_layer.events, ev).disconnect(self.schedule)
+        self._shapes_layer = layer
+        if layer is not None:
+            for ev in ("data", "set_data", "features"):
+                getattr(layer.events, ev).connect(self.schedule)
+        self.schedule()
+
+    def select(self, image: str | None = None, shapes: str | None = None) -> None:
+        """Choose the image and/or ROI layer by name."""
+        if image is not None:
+            self.image_combo.setCurrentText(image)
+        if shapes is not None:
+            self.roi_combo.setCurrentText(shapes)
+            self._watch_shapes()
+
+    def new_roi_layer(self, data: list | None = None, **kwargs: Any) -> Any:
+        """Add an (empty) ROI shapes layer set up for target/background pairs and select it."""
+        opts = roi_layer_kwargs()
+        opts["features"] = {k: np.array([], dtype=object) for k in ("role", "pair", "roi")}
+        opts.update(kwargs)
+        layer = self.viewer.add_shapes(data, **opts)
+        recolor(layer)
+        self.select(shapes=layer.name)
+        return layer
+
+    # -- roles -------------------------------------------------------------------------------
+    def set_role(self, role: str) -> None:
+        """Give the selected shapes ``role`` and the pair name typed in the widget."""
+        layer = self.shapes_layer()
+        if layer is None or not layer.selected_data:
+            self.status.setText("select shapes in the ROI layer first")
+            return
+        feats = layer.features.copy()
+        for col, default in (("role", "target"), ("pair", "pair1"), ("roi", "")):
+            if col not in feats:
+                feats[col] = default
+        for i in layer.selected_data:
+            feats.loc[i, "role"] = role
+            feats.loc[i, "pair"] = self.pair_name.text().strip() or "pair1"
+        layer.features = feats
+        recolor(layer)
+        self.schedule()
+
+    # -- roi.json ----------------------------------------------------------------------------
+    def current_roi(self) -> Any:
+        """The ROI layer's shapes as a validated Roi in mm."""
+        layer = self.shapes_layer()
+        if layer is None:
+            raise UsageError("gCNR: no ROI shapes layer (load roi.json or add a ROI layer)")
+        return shapes_to_roi(
+            list(layer.data), list(layer.shape_type), layer.features, f"layer '{layer.name}'"
+        )
+
+    def load_roi(self, path: str | Path) -> Any:
+        """Load roi.json into a new ROI layer (px regions are placed on the chosen image)."""
+        from usdehaze.ultrasound.roi import load_roi
+
+        roi = load_roi(path)
+        native = native_of(self.image_layer()) if self.image_layer() is not None else None
+        data, types, feats = roi_to_shapes(
+            roi, *((native.x, native.z) if native is not None else (None, None))
+        )
+        return self.new_roi_layer(
+            data, shape_type=types, features=feats, name=f"{ROI_LAYER_NAME} {Path(path).stem}"
+        )
+
+    def save_roi(self, path: str | Path) -> Path:
+        """Write the ROI layer as roi.json (v1, mm)."""
+        from usdehaze.ultrasound.roi import save_roi
+
+        return save_roi(self.current_roi(), path)
+
+    def _load_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Load roi.json", "", "ROI (*.json)")
+        if path:
+            self._guard(lambda: self.load_roi(path), "load")
+
+    def _save_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save roi.json", "roi.json", "ROI (*.json)")
+        if path:
+            self._guard(lambda: self.save_roi(path), "save")
+
+    def _guard(self, fn, what: str) -> None:
+        from usdehaze.napari._dehaze_widget import notify_error
+
+        try:
+            fn()
+        except UsageError as exc:
+            notify_error(exc, what)
+            self.status.setText(str(exc))
+
+    # -- metrics -----------------------------------------------------------------------------
+    def schedule(self, *args: Any) -> None:
+        """Recompute shortly (coalesces the many events of a drag)."""
+        self._timer.start()
+
+    def compute(self) -> list[dict[str, Any]]:
+        """Figures per pair for the chosen image layer at the current frame (raises UsageError)."""
+        from usdehaze.metrics import region_stats
+        from usdehaze.ultrasound.roi import pair_masks
+
+        layer = self.image_layer()
+        if layer is None:
+            raise UsageError("gCNR: no image layer")
+        native = native_of(layer)
+        if native is None:
+            raise UsageError(f"gCNR: layer '{layer.name}': expected a 2-D or 3-D dB image")
+        i = frame_index(layer, self.viewer.dims.point)
+        if i is None:
+            raise UsageError(f"gCNR: layer '{layer.name}' has no frame at the current position")
+        roi = self.current_roi()
+        img = np.asarray(native.db[i])
+        rows = []
+        for name, t, b in pair_masks(roi, native.x, native.z, f"layer '{layer.name}'"):
+            stats = region_stats(img[t], img[b])
+            rows.append({"name": name, "frame": native.frame0 + i, **stats})
+        return rows
+
+    def refresh(self) -> None:
+        """Recompute and show the table; problems go to the status line, not to tracebacks."""
+        self._timer.stop()
+        try:
+            self.rows, self.error = self.compute(), ""
+        except UsageError as exc:
+            self.rows, self.error = [], str(exc)
+        self.table.setRowCount(len(self.rows))
+        for r, row in enumerate(self.rows):
+            for c, (_, key, fmt) in enumerate(COLUMNS):
+                self.table.setItem(r, c, QTableWidgetItem(fmt.format(row[key])))
+        if self.error:
+            self.status.setText(self.error)
+        elif self.rows:
+            self.status.setText(
+                f"frame {self.rows[0]['frame']} of '{self.image_combo.currentText()}'"
+            )
+        self.updated.emit()

@@ -1,0 +1,137 @@
+"""Layer data for napari: dB frames on the stored grid → display grid in mm, plus the metadata
+that lets widgets and the writer get back to the stored (native, possibly polar) grid.
+
+Every layer the plugin makes carries ``metadata["usdehaze"]`` (see :func:`layer_meta`): the dB
+frames on the stored grid, the pixel positions ``x``/``z`` (m), grid kind and axes, the source
+path and the layer's role (input, tissue, haze, ...). Displayed data are scan-converted for
+sector scans; ``scale``/``translate`` put the world coordinates in millimetres (z, x), so
+shapes drawn over them are in the roi.json "mm" frame (x lateral, z depth).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from usdehaze.ultrasound.logcomp import DEFAULT_DYNAMIC_RANGE
+
+META_KEY = "usdehaze"
+IMAGE_ROLES = ("input", "tissue", "haze")
+
+
+@dataclass
+class Native:
+    """dB frames (n, z, x) on their stored grid with the pixel geometry and provenance."""
+
+    db: np.ndarray
+    x: np.ndarray
+    z: np.ndarray
+    grid: str = "cartesian"
+    axes: dict[str, Any] = field(default_factory=dict)
+    source: str = ""
+    role: str = "input"
+    frame0: int = 0  # index of db[0] in the source (a dehazed subset starts later)
+    dynamic_range: float = DEFAULT_DYNAMIC_RANGE
+    group: str = ""
+    input_db: np.ndarray | None = None  # the input the tissue/haze came from (same frames)
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Display:
+    """What napari shows: data (n, nz, nx) and the mm scale/translate of its pixel centres."""
+
+    data: np.ndarray
+    scale: tuple[float, float, float]
+    translate: tuple[float, float, float]
+
+
+def _cartesian_axes(x: np.ndarray, z: np.ndarray, axes: dict[str, Any]) -> tuple[np.ndarray, ...]:
+    xa = np.asarray(axes["x"], float) if "x" in axes else np.asarray(x, float)[0, :]
+    za = np.asarray(axes["z"], float) if "z" in axes else np.asarray(z, float)[:, 0]
+    return xa, za
+
+
+def _step(a: np.ndarray) -> float:
+    return float(np.median(np.diff(a))) if a.size > 1 else 1e-3
+
+
+def is_polar(grid: str, axes: dict[str, Any]) -> bool:
+    return grid == "polar" and all(k in axes for k in ("theta", "r"))
+
+
+def display(native: Native, fill: float | None = None) -> Display:
+    """Scan-convert sector frames (blank = -dynamic range) or pass Cartesian frames through."""
+    fill = -native.dynamic_range if fill is None else fill
+    if is_polar(native.grid, native.axes):
+        from usdehaze.ultrasound.geometry import ScanConverter
+
+        conv = ScanConverter.for_axes(
+            native.axes["theta"], native.axes["r"], native.axes.get("origin", (0.0, 0.0))
+        )
+        data = conv(native.db, fill=fill).astype(np.float32)
+        xa, za = conv.x, conv.z
+    else:
+        data = np.asarray(native.db, np.float32)
+        xa, za = _cartesian_axes(native.x, native.z, native.axes)
+    return Display(
+        data,
+        (1.0, _step(za) * 1e3, _step(xa) * 1e3),
+        (float(native.frame0), float(za[0]) * 1e3, float(xa[0]) * 1e3),
+    )
+
+
+def layer_meta(native: Native) -> dict[str, Any]:
+    """The metadata dict a plugin layer carries."""
+    return {META_KEY: native}
+
+
+def image_layer_data(native: Native, name: str, **kwargs: Any) -> tuple:
+    """A napari LayerData tuple (data, kwargs, "image") for dB frames."""
+    disp = display(native)
+    is_std = native.role.endswith("_std")
+    limits = (
+        [0.0, max(float(np.nanmax(native.db)), 1e-3)] if is_std else [-native.dynamic_range, 0.0]
+    )
+    meta = {
+        "name": name,
+        "scale": disp.scale,
+        "translate": disp.translate,
+        "contrast_limits": limits,
+        "colormap": "magma" if is_std else "gray",
+        "metadata": layer_meta(native),
+        "axis_labels": ("frame", "z", "x"),
+        "units": ("pixel", "mm", "mm"),
+        **kwargs,
+    }
+    return (disp.data, meta, "image")
+
+
+def native_of(layer: Any) -> Native | None:
+    """The stored-grid view of a layer: the plugin's metadata, or (for any other 2-D/3-D image
+    layer) its data taken as dB on a Cartesian grid placed by its scale/translate in mm."""
+    meta = getattr(layer, "metadata", None) or {}
+    if isinstance(meta.get(META_KEY), Native):
+        return meta[META_KEY]
+    data = np.asarray(getattr(layer, "data", None))
+    if data.ndim not in (2, 3) or getattr(layer, "rgb", False):
+        return None
+    db = data[None] if data.ndim == 2 else data
+    scale = np.asarray(layer.scale, float)[-2:]
+    translate = np.asarray(layer.translate, float)[-2:]
+    za = (translate[0] + scale[0] * np.arange(db.shape[1])) / 1e3
+    xa = (translate[1] + scale[1] * np.arange(db.shape[2])) / 1e3
+    x, z = np.meshgrid(xa, za)
+    frame0 = int(round(float(layer.translate[0]))) if data.ndim == 3 else 0
+    return Native(np.asarray(db, np.float32), x, z, "cartesian", {"x": xa, "z": za}, frame0=frame0)
+
+
+def frame_index(layer: Any, world_point: tuple[float, ...]) -> int | None:
+    """Index into the layer's frames at a world position; None when the layer has no frame there."""
+    if layer.ndim < 3:
+        return 0
+    pos = float(world_point[-layer.ndim])
+    i = int(round((pos - float(layer.translate[0])) / float(layer.scale[0])))
+    return i if 0 <= i < layer.data.shape[0] else None

@@ -1,0 +1,113 @@
+"""napari reader: scans (every layout load_scan reads) and usdehaze result files.
+
+A scan opens as one B-mode image layer in dB (0 dB = frame maximum, limits [-60, 0]); a result
+file as input / tissue / haze layers (and the posterior std when stored) sharing one group, so
+the widgets link their contrast. Sector scans are scan-converted with their mm geometry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from usdehaze.napari._layers import Native, image_layer_data
+from usdehaze.ultrasound.logcomp import DEFAULT_DYNAMIC_RANGE, to_db
+
+ReaderFunction = Callable[[Any], list[tuple]]
+
+
+def _single_path(path: Any) -> Path | None:
+    if isinstance(path, (list, tuple)):
+        if len(path) != 1:
+            return None
+        path = path[0]
+    if not isinstance(path, (str, Path)):
+        return None
+    return Path(path)
+
+
+def _can_read(path: Path) -> bool:
+    from usdehaze.ultrasound.results import is_result_file
+
+    if not path.exists():
+        return False
+    if is_result_file(path):
+        return True
+    from usdehaze.ultrasound.io import load_scan
+
+    scan = load_scan(path)
+    scan.close()
+    return True
+
+
+def napari_get_reader(path: Any) -> ReaderFunction | None:
+    """The reader for ``path`` when it is a scan or result file usdehaze can open, else None."""
+    try:
+        p = _single_path(path)
+        if p is None or not _can_read(p):
+            return None
+    except Exception:  # noqa: BLE001 - napari asks about any file; "no" is the answer
+        return None
+    return read
+
+
+def scan_layer_data(
+    path: str | Path, key: str | None = None, dynamic_range: float = DEFAULT_DYNAMIC_RANGE
+) -> list[tuple]:
+    """One B-mode layer for a scan (``key``: dataset or zea extra such as 'tissue')."""
+    from usdehaze.ultrasound.io import load_scan
+
+    with load_scan(path, key) as scan:
+        db = to_db(scan.frames(0, scan.n_frames), dynamic_range)
+        native = Native(
+            db,
+            np.asarray(scan.x),
+            np.asarray(scan.z),
+            scan.grid,
+            dict(scan.axes),
+            source=str(scan.path),
+            role="input",
+            dynamic_range=dynamic_range,
+            group=f"{scan.path}:{scan.key}",
+            attrs={"layout": scan.layout, "key": scan.key, "magnitude_only": scan.magnitude_only},
+        )
+    return [image_layer_data(native, Path(path).stem)]
+
+
+def result_layer_data(path: str | Path) -> list[tuple]:
+    """input, tissue, haze (and *_std) layers of a result file, one group."""
+    from usdehaze.ultrasound.results import IMAGE_KEYS, STD_KEYS, load_result
+
+    with load_result(path) as res:
+        arrays = {k: res.frames(k) for k in (*IMAGE_KEYS, *STD_KEYS) if k in res.arrays}
+        dr = float(res.attrs.get("dynamic_range", DEFAULT_DYNAMIC_RANGE))
+        geometry = (np.asarray(res.x), np.asarray(res.z), res.grid, dict(res.axes))
+        attrs = dict(res.attrs)
+    stem = Path(path).stem
+    out = []
+    for k, db in arrays.items():
+        native = Native(
+            db,
+            *geometry,
+            source=str(path),
+            role=k,
+            dynamic_range=dr,
+            group=str(path),
+            input_db=arrays["input"],
+            attrs=attrs,
+        )
+        out.append(image_layer_data(native, f"{stem} {k}", visible=k in ("input", "tissue")))
+    return out
+
+
+def read(path: Any) -> list[tuple]:
+    """Layer data tuples for one scan or result file."""
+    from usdehaze.ultrasound.results import is_result_file
+
+    p = _single_path(path)
+    if is_result_file(p):
+        return result_layer_data(p)
+    return scan_layer_data(p)

@@ -1,0 +1,50 @@
+"""Sample data: the embedded demo scan (simulated hazy cardiac loop) and its ground truth."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from usdehaze.napari._layers import Native, image_layer_data
+from usdehaze.napari._reader import scan_layer_data
+from usdehaze.ultrasound.logcomp import DEFAULT_DYNAMIC_RANGE, envelope, to_db
+
+
+def demo_scan() -> list[tuple]:
+    """The hazy demo scan as a B-mode layer."""
+    from usdehaze.ultrasound.simulate import demo_scan_path
+
+    return scan_layer_data(demo_scan_path())
+
+
+def demo_truth() -> list[tuple]:
+    """Ground-truth tissue and haze of the demo scan, in dB relative to the hazy frame maximum
+    (the reference the input uses, so levels compare directly with a dehazing result)."""
+    from usdehaze.ultrasound.io import load_scan
+    from usdehaze.ultrasound.simulate import demo_scan_path
+
+    path = demo_scan_path()
+    dr = DEFAULT_DYNAMIC_RANGE
+    with load_scan(path) as hazy:
+        hazy_iq = hazy.frames(0, hazy.n_frames)
+        refs = envelope(hazy_iq).reshape(hazy.n_frames, -1).max(axis=1)
+        input_db = to_db(hazy_iq, dr)
+    out = []
+    for key in ("tissue", "haze"):
+        with load_scan(path, key) as scan:
+            iq = scan.frames(0, scan.n_frames)
+            db = np.stack([to_db(iq[i : i + 1], dr, float(r))[0] for i, r in enumerate(refs)])
+            native = Native(
+                db,
+                np.asarray(scan.x),
+                np.asarray(scan.z),
+                scan.grid,
+                dict(scan.axes),
+                source=str(path),
+                role=key,
+                dynamic_range=dr,
+                group=f"{path}:truth",
+                input_db=input_db,
+                attrs={"layout": scan.layout, "key": scan.key, "ground_truth": True},
+            )
+        out.append(image_layer_data(native, f"demo {key} (truth)"))
+    return out
