@@ -226,7 +226,24 @@ def test_ellipse_and_annulus_rasterise_like_their_roi_shapes(demo):
 
     _, layer = demo
     nat = layer.metadata["usdehaze"]
-    roi = load_roi(ROOT / "configs" / "roi_example.json")
+    roi = roi_from_dict(
+        {
+            "version": 1,
+            "units": "mm",
+            "pairs": [
+                {
+                    "name": "lv_vs_myocardium",
+                    "target": {"shape": "circle", "center": [0.0, 70.0], "radius": 8.0},
+                    "background": {
+                        "shape": "annulus",
+                        "center": [0.0, 70.0],
+                        "inner": 18.0,
+                        "outer": 24.0,
+                    },
+                }
+            ],
+        }
+    )
     data, types, _ = roi_to_shapes(roi)
     # as edited shapes (no memo): the annulus is a keyhole polygon
     pair = roi.pairs[0]
