@@ -59,6 +59,13 @@ class LinearOperator:
         return {"kind": type(self).__name__, "noise_scale": self.noise_scale}
 
 
+def adjoint_guess(op: LinearOperator, y: Tensor) -> Tensor:
+    """A cheap signal estimate from a measurement: Aᵀy rescaled to A's gain (y itself for A = I)."""
+    aty = op.A_adjoint(y)
+    a_aty = op.A(aty)
+    return aty * ((a_aty * y).sum() / (a_aty**2).sum().clamp_min(1e-12))
+
+
 def conjugate_gradient(op, b: Tensor, iters: int = 50, tol: float = 1e-6) -> Tensor:
     """Solve op(x) = b for a symmetric positive definite ``op``, independently per batch item."""
     dims = tuple(range(1, b.dim()))

@@ -30,6 +30,7 @@ import torch
 from torch import Tensor
 
 from usdehaze.core.device import resolve_device
+from usdehaze.core.operators import adjoint_guess
 from usdehaze.core.sde import SDE
 from usdehaze.errors import UsageError
 
@@ -212,9 +213,7 @@ class JointSampler:
         """Initial signal guess for late starts: Aᵀy rescaled to A's gain (y itself when A = I)."""
         if not hasattr(self.op, "A_adjoint"):
             return y.clone()
-        aty = self.op.A_adjoint(y)
-        gain = (self.op.A(aty) * y).sum() / (self.op.A(aty) ** 2).sum().clamp_min(1e-12)
-        return aty * gain
+        return adjoint_guess(self.op, y)
 
     def _step(self, x, n, y, t, t_next, randn, last: bool):
         sde = self.sde

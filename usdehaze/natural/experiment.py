@@ -266,11 +266,10 @@ def _observation(task, y) -> np.ndarray:
     """The noisy input as an image: y itself (denoise, blend), Aᵀy rescaled to A's gain (CS)."""
     import torch
 
-    op = task.operator
+    from usdehaze.core.operators import adjoint_guess
+
     if task.kind == "cs":
-        aty = op.A_adjoint(y)
-        gain = (op.A(aty) * y).sum() / (op.A(aty) ** 2).sum()
-        return (aty * gain).clamp(-1, 1).numpy()
+        return adjoint_guess(task.operator, y).clamp(-1, 1).numpy()
     return torch.as_tensor(y).clamp(-1, 1).numpy()
 
 

@@ -37,6 +37,13 @@ def to_complex(block: np.ndarray, path: Path, key: str, iq_axis: bool = True) ->
     return out
 
 
+def analytic_iq(rf: np.ndarray, path: Path, key: str) -> np.ndarray:
+    """RF frames (n, z, x) → complex64 analytic signal along depth (the IQ of RF data)."""
+    from scipy.signal import hilbert
+
+    return to_complex(hilbert(np.asarray(rf, np.float64), axis=1), path, key)
+
+
 def check_finite(arr: np.ndarray, path: Path, key: str) -> None:
     if not np.isfinite(arr).all():
         raise UsageError(f"{path}: key '{key}': contains NaN or Inf values")

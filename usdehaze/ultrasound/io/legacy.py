@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from usdehaze.errors import UsageError
-from usdehaze.ultrasound.io._common import cartesian_geometry, check_shape, to_complex
+from usdehaze.ultrasound.io._common import analytic_iq, cartesian_geometry, check_shape, to_complex
 from usdehaze.ultrasound.scan import Scan
 
 KEY = "data/beamformed_data"
@@ -83,9 +83,7 @@ def read(path: Path, f, key: str | None) -> Scan:
     def read_frames(a: int, b: int) -> np.ndarray:
         block = ds[a:b]
         if rf:
-            from scipy.signal import hilbert
-
-            return to_complex(hilbert(np.asarray(block[..., 0], np.float64), axis=1), path, key)
+            return analytic_iq(block[..., 0], path, key)
         return to_complex(block, path, key)
 
     probe = f.attrs.get("probe")

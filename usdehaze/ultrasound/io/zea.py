@@ -15,10 +15,13 @@ import numpy as np
 
 from usdehaze.errors import UsageError
 from usdehaze.ultrasound.io._common import (
+    analytic_iq,
+    cartesian_geometry,
     check_shape,
     geometry_from_coordinates,
     to_complex,
 )
+from usdehaze.ultrasound.logcomp import db_to_envelope
 from usdehaze.ultrasound.scan import Scan
 
 DATA = "tracks/track_0/data"
@@ -183,8 +186,6 @@ def read(path: Path, f, key: str | None) -> Scan:
             )
         x, z, grid, axes = geometry_from_coordinates(coords[()])
     else:
-        from usdehaze.ultrasound.io._common import cartesian_geometry
-
         x, z, axes = cartesian_geometry(nz, nx)
         grid = "cartesian"
     meta = f["usdehaze"].attrs if "usdehaze" in f else {}
@@ -199,12 +200,10 @@ def read(path: Path, f, key: str | None) -> Scan:
         block = ds[a:b]
         if magnitude:
             if name == "image":  # dB image: back to an envelope
-                block = 10 ** (np.asarray(block, np.float64) / 20)
+                block = db_to_envelope(block)
             return to_complex(np.asarray(block), path, key_path, iq_axis=False)
         if block.shape[-1] == 1:
-            from scipy.signal import hilbert
-
-            return to_complex(hilbert(block[..., 0], axis=1), path, key_path)
+            return analytic_iq(block[..., 0], path, key_path)
         return to_complex(block, path, key_path)
 
     probe = _scalar(f, "probe/name")
