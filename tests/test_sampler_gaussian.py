@@ -15,7 +15,7 @@ from gaussian_truth import dense, joint_posterior, random_cov
 from usdehaze.core.operators import Blur, GaussianMatrix, Identity, Mask, ScaledBlend
 from usdehaze.core.priors import GaussianPrior
 from usdehaze.core.sampler import JointSampler
-from usdehaze.core.sde import VESDE
+from usdehaze.core.sde import VESDE, VPSDE
 from usdehaze.errors import UsageError
 
 SHAPE = (1, 2, 2)
@@ -171,3 +171,63 @@ def test_dps_variance_weighting_equals_pigdm_for_identity():
         y.repeat(8, 1, 1, 1), seed=3
     )
     assert torch.allclose(a.x, b.x, atol=1e-4) and torch.allclose(a.n, b.n, atol=1e-4)
+
+
+def _prior_only(sde_cls, solver, steps, eta=0.0):
+    """Unconditional draws (λ = κ = 0) from correlated Gaussian priors: covariance errors."""
+    sde = sde_cls()
+    Sx, Sn = random_cov(D, 1, 1.0), random_cov(D, 2, 0.5)
+    mx = torch.tensor([0.5, -0.3, 0.2, 0.1], dtype=torch.float64)
+    sig, noi = GaussianPrior(mx.reshape(1, -1), Sx, sde), GaussianPrior(-mx.reshape(1, -1), Sn, sde)
+    s = JointSampler(
+        sig, noi, Identity(), sde, rule="pigdm", steps=steps, lam=0, kappa=0, solver=solver, eta=eta
+    )
+    res = s(torch.zeros(CHAINS, *SHAPE), seed=0)
+    x, n = res.x.reshape(CHAINS, -1).double(), res.n.reshape(CHAINS, -1).double()
+    err = max(float((torch.cov(x.T) - Sx).abs().max()), float((torch.cov(n.T) - Sn).abs().max()))
+    return err, float((x.mean(0) - mx).abs().max()), res.nfe
+
+
+@pytest.mark.parametrize("sde_cls", [VESDE, VPSDE])
+@pytest.mark.parametrize(
+    "solver,eta,steps", [("ddim", 0.0, 200), ("ddim", 1.0, 200), ("heun", 0.0, 100)]
+)
+def test_solvers_converge_to_the_prior(sde_cls, solver, eta, steps):
+    cov_err, mean_err, nfe = _prior_only(sde_cls, solver, steps, eta)
+    assert cov_err < 0.1 and mean_err < 0.07, (cov_err, mean_err)
+    assert nfe == (4 * steps - 2 if solver == "heun" else 2 * steps)  # Heun: Euler on the last step
+
+
+@pytest.mark.parametrize("sde_cls", [VESDE, VPSDE])
+def test_heun_is_second_order(sde_cls):
+    """At 10 steps Heun's covariance error is well below DDIM's (first order, same ODE)."""
+    heun, _, _ = _prior_only(sde_cls, "heun", 10)
+    ddim, _, _ = _prior_only(sde_cls, "ddim", 10)
+    assert heun < 0.5 * ddim, (heun, ddim)
+
+
+@pytest.mark.parametrize("solver", ["em", "ddim", "heun"])
+def test_solvers_move_to_the_joint_posterior(solver):
+    op = Identity()
+    Sx, Sn = random_cov(D, 1, 1.0), random_cov(D, 2, 0.5)
+    sde, sig, noi, y, (mx_t, mn_t, _, _), (mx, mn) = _problem(op, Sx, Sn, seed=3)
+    s = JointSampler(sig, noi, op, sde, rule="pigdm", steps=50, solver=solver, eta=1.0)
+    x, n = _run(s, y)
+    assert (x.mean(0) - mx_t).norm() < 0.5 * (mx - mx_t).norm(), solver
+    assert (x.mean(0) + n.mean(0) - y.reshape(-1).double()).norm() < 0.15 * y.norm(), solver
+
+
+def test_per_item_seeds_make_results_independent_of_batching():
+    op = Identity()
+    eye = torch.eye(D, dtype=torch.float64)
+    sde, sig, noi, y, *_ = _problem(op, eye, eye, seed=6)
+    Y = torch.cat([y, 2 * y, -y])
+    s = JointSampler(sig, noi, op, sde, rule="pigdm", steps=20, start_sigma=2.0)
+    both = s(Y, seed=[5, 6, 7], samples=2)
+    alone = s(Y[1:2], seed=[6], samples=2)
+    assert torch.allclose(both.x[1:2], alone.x, atol=1e-6)
+    assert not torch.allclose(both.x[0], s(Y[:1], seed=[6], samples=2).x[0])
+    with pytest.raises(UsageError, match="2 seeds for a batch of 3"):
+        s(Y, seed=[1, 2])
+    with pytest.raises(UsageError, match="solver 'rk4'"):
+        JointSampler(sig, noi, op, sde, solver="rk4")

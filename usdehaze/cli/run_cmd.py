@@ -37,6 +37,13 @@ def run(
     ),
     steps: int = typer.Option(None, "--steps", help="Sampler steps."),
     start_sigma: float = typer.Option(None, "--start-sigma", help="Late start noise level (CCDF)."),
+    solver: str = typer.Option(None, "--solver", help="Prior step: em (default), ddim or heun."),
+    eta: float = typer.Option(
+        None, "--eta", help="DDIM stochasticity: 0 deterministic, 1 ancestral."
+    ),
+    schedule: str = typer.Option(
+        None, "--schedule", help="Step times: linear (default) or karras."
+    ),
     samples: int = typer.Option(
         None, "--samples", help="Posterior samples per frame (std saved when > 1)."
     ),
@@ -44,6 +51,12 @@ def run(
     device: str = typer.Option(None, "--device", help="auto, cpu or cuda."),
     seed: int = typer.Option(None, "--seed", help="Random seed."),
     batch: int = typer.Option(None, "--batch", help="Frames per sampler batch."),
+    channels_last: bool = typer.Option(
+        None, "--channels-last/--no-channels-last", help="NHWC memory layout for the networks."
+    ),
+    compile_nets: bool = typer.Option(
+        None, "--compile/--no-compile", help="torch.compile the networks (needs a C compiler)."
+    ),
     config: Path = typer.Option(
         None, "--config", help="YAML with DehazeConfig keys (configs/dehaze_default.yaml)."
     ),
@@ -82,6 +95,11 @@ def run(
             "rule": rule,
             "steps": steps,
             "start_sigma": start_sigma,
+            "solver": solver,
+            "eta": eta,
+            "schedule": schedule,
+            "channels_last": channels_last,
+            "compile": compile_nets,
             "samples": samples,
             "gamma": gamma,
             "device": device,

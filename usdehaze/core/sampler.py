@@ -17,6 +17,13 @@ same step as ``pigdm`` for A = I, but through any differentiable (nonlinear) mea
 ``weighting="sde"`` scales the DC step by g(t)²Δt instead (the discretised conditional reverse
 SDE, exact for Gaussian priors with unit covariance); ``reference_mode=True`` reproduces the
 public reference code's shortcuts for comparison.
+
+Prior step after the DC step (``solver``): ``em`` Euler–Maruyama on the reverse SDE (Algorithm 1);
+``ddim`` the DDIM update z' = α' x̂0 + √(β'² − c²) ε̂ + c ξ with c = η × the DDPM posterior std
+(η = 0 deterministic, η = 1 ancestral), exact for any step size when the score is exact and the
+data a point; ``heun`` the probability-flow ODE in EDM's variables (z/α against β/α) with Heun's
+second-order correction (one more network evaluation per prior per step). Random draws come from one generator per batch item when
+``seed`` is a sequence, so an item's result does not depend on what it is batched with.
 """
 
 from __future__ import annotations
@@ -35,7 +42,32 @@ from usdehaze.core.sde import SDE
 from usdehaze.errors import UsageError
 
 RULES = ("pigdm", "dps", "projection")
+SOLVERS = ("em", "ddim", "heun")
+SCHEDULES = ("linear", "karras")
 Callback = Callable[[int, int, float], None]
+
+
+def step_times(sde: SDE, steps: int, t_start: float, schedule: str = "linear") -> Tensor:
+    """``steps + 1`` times from t_start to eps: uniform in t, or ``karras``: uniform in σ^(1/7)
+    with σ = β_t/α_t (Karras et al. 2022), small steps where the noise is low, for few steps."""
+    if schedule == "linear":
+        return sde.timesteps(steps, t_start, device="cpu")
+    rho = 7.0
+
+    def sigma(t: float) -> float:
+        tt = torch.tensor(t, dtype=torch.float64)
+        return float(sde.beta(tt) / sde.alpha(tt))
+
+    def time_of(target: float) -> float:  # σ(t) increases with t: bisection
+        lo, hi = sde.eps, t_start
+        for _ in range(60):
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if sigma(mid) < target else (lo, mid)
+        return 0.5 * (lo + hi)
+
+    s0, s1 = sigma(t_start) ** (1 / rho), sigma(sde.eps) ** (1 / rho)
+    inner = [time_of((s0 + i / steps * (s1 - s0)) ** rho) for i in range(1, steps)]
+    return torch.tensor([t_start, *inner, sde.eps], dtype=torch.float64)
 
 
 @dataclass
@@ -51,6 +83,24 @@ class SampleResult:
 
     def __iter__(self):  # allows ``x, n = sampler(y)``
         return iter((self.x, self.n))
+
+
+class _Noise:
+    """Standard normal draws for a batch of ``len(seeds)`` items × ``K`` samples each."""
+
+    def __init__(self, seeds: list[int] | None, generator, device: torch.device) -> None:
+        self.device = device
+        if seeds is None:
+            self.gens = [generator]
+        else:
+            self.gens = [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
+
+    def __call__(self, shape: tuple[int, ...]) -> Tensor:
+        if len(self.gens) == 1:
+            return torch.randn(shape, generator=self.gens[0], device=self.device)
+        per = shape[0] // len(self.gens)
+        part = (per, *shape[1:])
+        return torch.cat([torch.randn(part, generator=g, device=self.device) for g in self.gens])
 
 
 class JointSampler:
@@ -75,7 +125,14 @@ class JointSampler:
         rescore: bool = False,
         device: str | torch.device = "cpu",
         autocast: bool = False,
+        solver: str = "em",
+        eta: float = 1.0,
+        schedule: str = "linear",
     ) -> None:
+        if schedule not in SCHEDULES:
+            raise UsageError(f"schedule '{schedule}': expected one of {', '.join(SCHEDULES)}")
+        if solver not in SOLVERS:
+            raise UsageError(f"solver '{solver}': unknown, expected one of {', '.join(SOLVERS)}")
         if rule not in RULES:
             raise UsageError(f"rule '{rule}': unknown, expected one of {', '.join(RULES)}")
         if weighting not in ("paper", "sde", "variance"):
@@ -101,6 +158,7 @@ class JointSampler:
         self.rule, self.steps, self.lam, self.kappa = rule, int(steps), float(lam), float(kappa)
         self.noise_sigma, self.rho, self.weighting = noise_sigma, float(rho), weighting
         self.reference_mode, self.rescore = reference_mode, rescore
+        self.solver, self.eta, self.schedule = solver, float(eta), schedule
         self.device = resolve_device(device)
         self.autocast = autocast and self.device.type == "cuda"
         if start_sigma is not None and t_start is None:
@@ -147,10 +205,13 @@ class JointSampler:
         x_shape: tuple[int, ...] | None = None,
         samples: int = 1,
         generator: torch.Generator | None = None,
-        seed: int | None = None,
+        seed: int | list[int] | None = None,
         callback: Callback | None = None,
     ) -> SampleResult:
-        """Sample the joint posterior for a batch of measurements ``y`` (B, ...)."""
+        """Sample the joint posterior for a batch of measurements ``y`` (B, ...).
+
+        ``seed``: one int for the batch, or one per item (results then independent of batching).
+        """
         t0 = time.perf_counter()
         dev = self.device
         y = y.to(dev, torch.float32)
@@ -163,17 +224,23 @@ class JointSampler:
                 else tuple(y.shape)
             )
         self._check(y, x_shape)
-        if generator is None:
+        B, K = y.shape[0], int(samples)
+        seeds = None
+        if isinstance(seed, (list, tuple)):
+            if len(seed) != B:
+                raise UsageError(f"seed: {len(seed)} seeds for a batch of {B}")
+            seeds = [int(v) for v in seed]
+        elif generator is None:
             generator = torch.Generator(device=dev)
             generator.manual_seed(0 if seed is None else int(seed))
-        B, K = y.shape[0], int(samples)
         rep = lambda v: v.repeat_interleave(K, dim=0)  # noqa: E731
         yk = rep(y)
         xs = (B * K, *x_shape[1:])
-        randn = lambda shape: torch.randn(shape, generator=generator, device=dev)  # noqa: E731
+        randn = _Noise(seeds, generator, dev)
         sde = self.sde
+        beta_T = float(sde.beta(torch.tensor(sde.T, dtype=torch.float64)))
         late = self.t_start < sde.T - 1e-9
-        ts = sde.timesteps(self.steps, self.t_start, device="cpu")
+        ts = step_times(sde, self.steps, self.t_start, self.schedule)
         a0, b0 = float(sde.alpha(ts[0])), float(sde.beta(ts[0]))
         if late:  # CCDF: start from the noised initial guesses
             xi = rep(x_init.to(dev)) if x_init is not None else self._default_x_init(yk, xs)
@@ -181,18 +248,14 @@ class JointSampler:
         elif self.reference_mode:
             x = randn(xs)
         else:
-            x = sde.prior_sample(xs, generator, dev)
+            x = randn(xs) * beta_T  # x_T ~ N(0, β_T² I)
         n = None
         if self.noise_prior is not None:
             if late:
                 ni = rep(n_init.to(dev)) if n_init is not None else torch.zeros_like(yk)
                 n = a0 * ni + b0 * randn(yk.shape)
             else:
-                n = (
-                    randn(yk.shape)
-                    if self.reference_mode
-                    else sde.prior_sample(tuple(yk.shape), generator, dev)
-                )
+                n = randn(yk.shape) * (1.0 if self.reference_mode else beta_T)
         nfe = 0
         total = len(ts) - 1
         for i in range(total):
@@ -248,10 +311,36 @@ class JointSampler:
             sx = self._score(self.signal_prior, x, tv)
             sn = self._score(self.noise_prior, n, tv) if joint else None
             used *= 2
-        x = self._euler_maruyama(x, sx, f, g, dt, randn, last)
+        x = self._prior_step(self.signal_prior, x, sx, t, t_next, randn, last)
         if joint:
-            n = self._euler_maruyama(n, sn, f, g, dt, randn, last)
+            n = self._prior_step(self.noise_prior, n, sn, t, t_next, randn, last)
+        if self.solver == "heun" and not last:
+            used += 1 + int(joint)
         return x.detach(), (n.detach() if joint else None), used
+
+    def _prior_step(self, prior, z, s, t, t_next, randn, last):
+        """Move z from t to t_next along the prior's reverse process, given its score s."""
+        sde = self.sde
+        f, g = float(sde.f(t)), float(sde.g(t))
+        dt = float(t - t_next)
+        if self.solver == "em":
+            return self._euler_maruyama(z, s, f, g, dt, randn, last)
+        a, b = float(sde.alpha(t)), float(sde.beta(t))
+        a1, b1 = float(sde.alpha(t_next)), float(sde.beta(t_next))
+        if self.solver == "ddim":
+            x0, eps = (z + b * b * s) / a, -b * s
+            var = (b1 * b1 / (b * b)) * max(b * b - (a * b1 / a1) ** 2, 0.0)
+            c = 0.0 if last else self.eta * math.sqrt(var)
+            z1 = a1 * x0 + math.sqrt(max(b1 * b1 - c * c, 0.0)) * eps
+            return z1 + c * randn(z.shape) if c > 0 else z1
+        # Heun on the probability-flow ODE in EDM's variables: d(z/α)/d(β/α) = ε̂ = −β s
+        d = -b * s
+        z1 = a1 * (z / a + (b1 / a1 - b / a) * d)  # = the DDIM (η = 0) step
+        if last:
+            return z1
+        tv = torch.full((z.shape[0],), float(t_next), dtype=torch.float64, device=z.device)
+        d1 = -b1 * self._score(prior, z1, tv)
+        return a1 * (z / a + (b1 / a1 - b / a) * 0.5 * (d + d1))
 
     @staticmethod
     def _euler_maruyama(z, s, f, g, dt, randn, last):

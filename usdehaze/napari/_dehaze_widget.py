@@ -2,7 +2,7 @@
 
 The picked layer's stored-grid dB frames (from the reader's metadata) go through the same
 :class:`usdehaze.ultrasound.dehaze.Dehazer` as ``usdehaze run``, in batches of ``cfg.batch``
-frames seeded ``seed + first frame`` exactly like the command line, so the layers that appear
+each frame seeded ``seed + its index`` exactly like the command line, so the layers that appear
 equal the command's result file. Progress and cancel follow the sampler's step callback; errors
 become viewer notifications.
 """
@@ -61,7 +61,7 @@ def dehaze_frames(
                 progress(int(100 * (b + i / max(total, 1)) / len(batches)))
 
         try:
-            res = dehazer(native.db[idx], seed=cfg.seed + native.frame0 + idx[0], callback=step)
+            res = dehazer(native.db[idx], callback=step, frames=[native.frame0 + i for i in idx])
         except Cancelled:
             return None
         for k, v in res.items():

@@ -33,6 +33,9 @@ class DehazeConfig:
     rule: str = "dps"
     weighting: str = "variance"
     steps: int = 20
+    solver: str = "em"
+    eta: float = 1.0
+    schedule: str = "linear"
     start_sigma: float = 2.0
     lam: float = 1.0
     kappa: float = 1.0
@@ -44,6 +47,8 @@ class DehazeConfig:
     device: str = "auto"
     dynamic_range: float = 60.0
     batch: int = 4
+    channels_last: bool = False
+    compile: bool = False
     tissue_prior: str | None = None
     haze_prior: str | None = None
 
@@ -58,6 +63,13 @@ class DehazeConfig:
             raise UsageError(
                 f"{source}: rule '{self.rule}': the logsum model is nonlinear, use rule dps (or model additive)"
             )
+        from usdehaze.core.sampler import SCHEDULES, SOLVERS
+
+        for name, allowed in (("solver", SOLVERS), ("schedule", SCHEDULES)):
+            if getattr(self, name) not in allowed:
+                raise UsageError(
+                    f"{source}: {name} '{getattr(self, name)}': expected one of {', '.join(allowed)}"
+                )
         for name in ("steps", "samples", "batch"):
             if getattr(self, name) < 1:
                 raise UsageError(f"{source}: {name} {getattr(self, name)}: expected at least 1")
@@ -101,6 +113,7 @@ class Dehazer:
                 self.priors["haze"] = load_prior(h_path, self.device)
             for k, p in self.priors.items():
                 self.checksums[k] = p.checksum
+                _speed_up(p, cfg, self.device)
                 norm = p.meta.get("normalisation", {})
                 dr = norm.get("dynamic_range")
                 if dr is not None and float(dr) != cfg.dynamic_range:
@@ -138,6 +151,9 @@ class Dehazer:
                 start_sigma=c.start_sigma,
                 device=self.device,
                 autocast=self.device.type == "cuda",
+                solver=c.solver,
+                eta=c.eta,
+                schedule=c.schedule,
             )
         rule = "dps" if c.method == "dps" else "pigdm"
         weighting = c.weighting if c.method == "dps" else "paper"
@@ -153,12 +169,23 @@ class Dehazer:
             noise_sigma=c.noise_sigma,
             start_sigma=c.start_sigma,
             device=self.device,
+            solver=c.solver,
+            eta=c.eta,
+            schedule=c.schedule,
         )
 
     def __call__(
-        self, db: np.ndarray, seed: int | None = None, callback=None
+        self,
+        db: np.ndarray,
+        seed: int | None = None,
+        callback=None,
+        frames: list[int] | range | None = None,
     ) -> dict[str, np.ndarray]:
-        """Dehaze dB frames (n, z, x) in [-DR, 0]; returns tissue, haze (and *_std) in dB."""
+        """Dehaze dB frames (n, z, x) in [-DR, 0]; returns tissue, haze (and *_std) in dB.
+
+        ``frames``: the frames' indices in their scan; each frame then draws its noise from
+        seed + index, so its result does not depend on batching, sharding or resuming.
+        """
         c = self.cfg
         if db.ndim != 3:
             raise UsageError(f"frames: expected (frames, z, x), got shape {db.shape}")
@@ -175,9 +202,13 @@ class Dehazer:
         kwargs = {}
         if c.method == "joint":
             kwargs = {"x_init": y, "n_init": y + 2 * c.haze_init_db / c.dynamic_range}
-        res = s(
-            y, samples=c.samples, seed=c.seed if seed is None else seed, callback=callback, **kwargs
-        )
+        if frames is not None:
+            if len(frames) != len(db):
+                raise ValueError(f"frames: {len(frames)} indices for {len(db)} frames")
+            seeds: int | list[int] = [c.seed + int(f) for f in frames]
+        else:
+            seeds = c.seed if seed is None else seed
+        res = s(y, samples=c.samples, seed=seeds, callback=callback, **kwargs)
         out = {"tissue": unit_to_db(res.x[:, 0].cpu().numpy(), c.dynamic_range)}
         if c.method == "joint" and c.model == "logsum":
             out["haze"] = unit_to_db(res.n[:, 0].cpu().numpy(), c.dynamic_range)
@@ -188,6 +219,16 @@ class Dehazer:
             out["tissue_std"] = (res.x_std[:, 0].cpu().numpy() * scale).astype(np.float32)
             out["haze_std"] = (res.n_std[:, 0].cpu().numpy() * scale).astype(np.float32)
         return out
+
+
+def _speed_up(prior, cfg: DehazeConfig, device) -> None:
+    """Optional speed settings: channels_last memory layout and torch.compile of the network."""
+    import torch
+
+    if cfg.channels_last:
+        prior.net.to(memory_format=torch.channels_last)
+    if cfg.compile:
+        prior.net = torch.compile(prior.net, dynamic=False)
 
 
 def haze_from_power(
@@ -256,7 +297,7 @@ def run_dehaze(
     ) as w:
         for idx, iq in scan.batches(frames, cfg.batch):
             db = to_db(iq, cfg.dynamic_range, normalise="frame")
-            res = dehazer(db, seed=cfg.seed + idx[0], callback=step_callback)
+            res = dehazer(db, callback=step_callback, frames=idx)
             for k in range(len(idx)):
                 w.write(done, input=db[k], **{key: v[k] for key, v in res.items()})
                 done += 1

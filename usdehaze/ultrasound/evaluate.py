@@ -84,7 +84,7 @@ def evaluate(
         dehazer = Dehazer(cfg)
         tissue, hz = [], []
         for i in range(0, len(cases), cfg.batch):
-            out = dehazer(db[i : i + cfg.batch], seed=cfg.seed + i)
+            out = dehazer(db[i : i + cfg.batch], frames=range(i, min(i + cfg.batch, len(cases))))
             tissue.extend(out["tissue"])
             hz.extend(out["haze"])
         row = score(cases, tissue, hz)
