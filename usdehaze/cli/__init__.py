@@ -18,6 +18,7 @@ from usdehaze.cli import (  # noqa: E402,F401
     gcnr_cmd,
     info_cmd,
     run_cmd,
+    run_many_cmd,
     show_cmd,
     simulate_cmd,
     train_cmd,

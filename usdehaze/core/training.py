@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import csv
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from usdehaze.core.data import PatchSampler, load_array
+from usdehaze.core.distributed import local_device, world
 from usdehaze.core.networks import build_network, count_parameters
 from usdehaze.core.priors import NetworkPrior, save_prior
 from usdehaze.core.sde import SDE, sde_from_config
@@ -71,17 +71,6 @@ def config_from_dict(cfg: dict[str, Any], source: str = "config") -> TrainConfig
         raise UsageError(f"{source}: {exc}") from None
 
 
-def _dist() -> tuple[int, int]:
-    """(rank, world size); initialises torch.distributed under torchrun."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not torch.distributed.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        torch.distributed.init_process_group(backend)
-    if world > 1:
-        return torch.distributed.get_rank(), world
-    return 0, 1
-
-
 class Trainer:
     """Train a score network by DSM; checkpoints to ``out/checkpoint.pt``; exports the EMA prior."""
 
@@ -89,7 +78,7 @@ class Trainer:
         self, cfg: TrainConfig, device: torch.device | str = "cpu", progress: bool = True
     ) -> None:
         self.cfg, self.device, self.progress = cfg, torch.device(device), progress
-        self.rank, self.world = _dist()
+        self.rank, self.world = world()
         if cfg.batch % self.world:
             raise UsageError(
                 f"config: key 'batch': {cfg.batch} is not divisible by {self.world} processes"
@@ -275,10 +264,7 @@ def train(
     """Run a whole training (resuming if asked) and export the prior; returns its path on rank 0."""
     from usdehaze.core.device import resolve_device
 
-    dev = resolve_device(device)
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and dev.type == "cuda":
-        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(dev)
+    dev = local_device(resolve_device(device))
     trainer = Trainer(cfg, dev, progress)
     if resume and not trainer.load_checkpoint():
         raise UsageError(f"{trainer.checkpoint_path}: --resume given but no checkpoint there")

@@ -26,7 +26,65 @@ ZEA_IMAGE = "tracks/track_0/data/image"
 
 
 def _is_zarr(path: Path) -> bool:
-    return path.suffix == ".zarr"
+    """A zarr store, or a group inside one (``out.zarr/scans/000`` of ``usdehaze run-many``)."""
+    path = Path(path)
+    return path.suffix == ".zarr" or any(p.suffix == ".zarr" for p in path.parents)
+
+
+def init_result_group(
+    root,
+    n_frames: int,
+    shape: tuple[int, int],
+    keys: tuple[str, ...],
+    geometry: tuple[np.ndarray, np.ndarray, str, dict[str, Any]],
+    zarr_format: bool,
+) -> None:
+    """Create the result layout in an open HDF5 or zarr group: one chunk per frame, geometry,
+    and the format attributes (``complete = False`` until the writer says otherwise)."""
+    chunks = (1, *shape)
+    for k in keys:
+        if zarr_format:
+            root.create_array(
+                f"{k}_db",
+                shape=(n_frames, *shape),
+                chunks=chunks,
+                dtype="float32",
+                fill_value=np.nan,
+            )
+        else:
+            root.create_dataset(
+                f"{k}_db",
+                shape=(n_frames, *shape),
+                maxshape=(None, *shape),
+                chunks=chunks,
+                dtype="float32",
+                compression="lzf",
+            )
+    x, z, grid, axes = geometry
+    root["x"] = np.asarray(x, np.float32)
+    root["z"] = np.asarray(z, np.float32)
+    for name, value in axes.items():
+        root[f"axes_{name}"] = np.asarray(value, np.float64)
+    set_attrs(
+        root,
+        {
+            "format": RESULT_FORMAT,
+            "grid": grid,
+            "n_frames": n_frames,
+            "complete": False,
+            "frames_done": 0,
+        },
+    )
+
+
+def set_attrs(root, attrs: dict[str, Any]) -> None:
+    """Attributes on an HDF5/zarr group; dicts and mixed lists stored as JSON strings."""
+    for k, v in attrs.items():
+        if isinstance(v, (dict, list, tuple)) and not (
+            isinstance(v, (list, tuple)) and v and all(isinstance(i, (int, float)) for i in v)
+        ):
+            v = json.dumps(v, default=str)
+        root.attrs[k] = v
 
 
 class ResultWriter:
@@ -81,47 +139,16 @@ class ResultWriter:
                 self._ctx.__exit__(exc_type, exc, tb)  # nothing worth keeping: drop the temp
 
     def _open(self, tmp: Path):
-        fmt = "zarr" if _is_zarr(self.path) else "hdf5"
-        chunks = (1, *self.shape)
-        if fmt == "zarr":
+        if _is_zarr(self.path):
             import zarr
 
             root = zarr.open_group(str(tmp), mode="w")
-            for k in self.keys:
-                root.create_array(
-                    f"{k}_db",
-                    shape=(self.n_frames, *self.shape),
-                    chunks=chunks,
-                    dtype="float32",
-                    fill_value=np.nan,
-                )
         else:
             import h5py
 
             root = h5py.File(tmp, "w")
-            for k in self.keys:
-                root.create_dataset(
-                    f"{k}_db",
-                    shape=(self.n_frames, *self.shape),
-                    maxshape=(None, *self.shape),
-                    chunks=chunks,
-                    dtype="float32",
-                    compression="lzf",
-                )
-        x, z, grid, axes = self._geometry
-        root["x"] = x
-        root["z"] = z
-        for name, value in axes.items():
-            root[f"axes_{name}"] = np.asarray(value, np.float64)
-        self._set_attrs(
-            root,
-            {
-                "format": RESULT_FORMAT,
-                "grid": grid,
-                "n_frames": self.n_frames,
-                "complete": False,
-                "frames_done": 0,
-            },
+        init_result_group(
+            root, self.n_frames, self.shape, self.keys, self._geometry, _is_zarr(self.path)
         )
         return root
 
@@ -137,14 +164,6 @@ class ResultWriter:
         g.create_dataset("coordinates", data=coords)
         self._root["tracks/track_0/transmit_only"] = False
         self._root.attrs["zea_version"] = "0.1.8"
-
-    def _set_attrs(self, root, attrs: dict[str, Any]) -> None:
-        for k, v in attrs.items():
-            if isinstance(v, (dict, list, tuple)) and not (
-                isinstance(v, (list, tuple)) and v and all(isinstance(i, (int, float)) for i in v)
-            ):
-                v = json.dumps(v, default=str)
-            root.attrs[k] = v
 
     def write(self, i: int, **frames: np.ndarray) -> None:
         """Write frame ``i`` (must equal the number of frames written so far) for every key."""
@@ -165,7 +184,7 @@ class ResultWriter:
                 self._root[f"{k}_db"].resize((self.frames_done, *self.shape))
         if not _is_zarr(self.path) and self.frames_done:
             self._write_zea_image()
-        self._set_attrs(
+        set_attrs(
             self._root, {**self._attrs, "complete": complete, "frames_done": self.frames_done}
         )
 

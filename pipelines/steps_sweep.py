@@ -1,0 +1,121 @@
+"""Quality against network evaluations: gCNR gain of the joint dehazer per solver and step count.
+
+    python pipelines/steps_sweep.py [--frames 6] [--out runs/steps_sweep] [--plot docs/img/steps_sweep.png]
+
+Frames are validation frames (simulation seeds 5000+: neither training seeds, which start at
+10 000, nor the 0–19 of `usdehaze evaluate`'s test table). Each setting's row is appended to
+OUT/rows.json as soon as it is done, so a stopped sweep resumes where it was; the reference is
+Euler–Maruyama with T = 600 steps from the same late start. Prints a table; writes a PNG.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from usdehaze.ultrasound.dehaze import DehazeConfig, Dehazer
+from usdehaze.ultrasound.evaluate import eval_set, score
+
+VALIDATION_SEED0 = 5000
+
+# (name, solver, eta, schedule, steps)
+SETTINGS = [
+    ("em", "em", 1.0, "linear", 5),
+    ("em", "em", 1.0, "linear", 10),
+    ("em", "em", 1.0, "linear", 20),
+    ("em", "em", 1.0, "linear", 40),
+    ("ddim η=0", "ddim", 0.0, "linear", 5),
+    ("ddim η=0", "ddim", 0.0, "linear", 10),
+    ("ddim η=0", "ddim", 0.0, "linear", 20),
+    ("ddim η=1", "ddim", 1.0, "linear", 5),
+    ("ddim η=1", "ddim", 1.0, "linear", 10),
+    ("ddim η=1", "ddim", 1.0, "linear", 20),
+    ("heun (karras)", "heun", 0.0, "karras", 5),
+    ("heun (karras)", "heun", 0.0, "karras", 10),
+    ("em, T = 600", "em", 1.0, "linear", 600),
+]
+
+
+def run_setting(cases, cfg: DehazeConfig) -> dict:
+    db = np.stack([c["input"] for c in cases])
+    d = Dehazer(cfg)
+    t0 = time.perf_counter()
+    out = d(db, frames=range(len(cases)))
+    sec = (time.perf_counter() - t0) / len(cases)
+    row = score(cases, list(out["tissue"]), list(out["haze"]))
+    nfe = 2 * cfg.steps + (2 * (cfg.steps - 1) if cfg.solver == "heun" else 0)
+    return row | {"nfe": nfe, "s_per_frame": sec}
+
+
+def plot(rows: list[dict], base_gcnr: float, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name in dict.fromkeys(r["name"] for r in rows):
+        rs = sorted((r for r in rows if r["name"] == name), key=lambda r: r["nfe"])
+        gains = [r["gcnr"] - base_gcnr for r in rs]
+        if name.startswith("em, T"):
+            ax.axhline(gains[0], color="k", ls="--", lw=1, label=f"{name} ({rs[0]['nfe']} NFE)")
+        else:
+            ax.plot([r["nfe"] for r in rs], gains, "o-", label=name)
+    ax.axhline(0, color="grey", lw=0.5)
+    ax.set_xscale("log")
+    ax.set_xlabel("network evaluations per frame (both priors)")
+    ax.set_ylabel("gCNR gain over the hazy input")
+    ax.set_title("Joint dehazing: quality against steps (late start σ = 2)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--frames", type=int, default=6)
+    ap.add_argument("--out", type=Path, default=Path("runs/steps_sweep"))
+    ap.add_argument("--plot", type=Path, default=Path("docs/img/steps_sweep.png"))
+    ap.add_argument("--max-steps", type=int, default=600, help="skip settings with more steps")
+    args = ap.parse_args()
+
+    cases = eval_set(args.frames, seed0=VALIDATION_SEED0)
+    base = DehazeConfig(device="cpu", batch=args.frames)
+    base_gcnr = score(cases, [c["input"] for c in cases])["gcnr"]
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows_path = args.out / "rows.json"
+    rows = json.loads(rows_path.read_text()) if rows_path.is_file() else []
+    done = {(r["name"], r["steps"]) for r in rows}
+    print(f"{args.frames} validation frames; hazy input gCNR {base_gcnr:.3f}", flush=True)
+    for name, solver, eta, schedule, steps in SETTINGS:
+        if (name, steps) in done or steps > args.max_steps:
+            continue
+        cfg = replace(base, solver=solver, eta=eta, schedule=schedule, steps=steps)
+        row = {"name": name, "steps": steps} | run_setting(cases, cfg)
+        rows.append(row)
+        rows_path.write_text(json.dumps(rows, indent=1))
+        print(
+            f"{name:16s} {steps:4d} steps {row['nfe']:5d} NFE  gCNR {row['gcnr']:.3f} "
+            f"(gain {row['gcnr'] - base_gcnr:+.3f})  myo {row['myo_shift_db']:+.2f} dB  "
+            f"{row['s_per_frame']:.1f} s/frame",
+            flush=True,
+        )
+    print("\n| solver | steps | NFE | gCNR | gain | myocardium Δ dB | s/frame |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['name']} | {r['steps']} | {r['nfe']} | {r['gcnr']:.3f} | "
+            f"{r['gcnr'] - base_gcnr:+.3f} | {r['myo_shift_db']:+.2f} | {r['s_per_frame']:.1f} |"
+        )
+    plot(rows, base_gcnr, args.plot)
+    print(f"plot: {args.plot}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,202 @@
+"""Many scans over many processes: ``torchrun ... -m usdehaze run-many`` into one zarr store.
+
+Layout: ``OUT.zarr`` (attrs: format, config, prior checksums, inputs) with one result group per
+input, ``scans/000``, ``scans/001``..., each in the result layout of ``usdehaze run`` (so ``show``,
+``gcnr`` and the napari reader open ``OUT.zarr/scans/000``) plus ``done``, one byte per frame.
+
+Concurrency and resume: rank 0 creates the store, then every process takes every world-th frame
+not yet done. A frame's images are written first (one chunk per frame, one writer per chunk) and
+its ``done`` byte last, so a killed run leaves every frame either done and complete or not done;
+rerunning the same command skips the done frames. Each frame's noise comes from seed + its index,
+so the result does not depend on the number of processes or on where a run was resumed.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from usdehaze.core import distributed as dist
+from usdehaze.errors import UsageError
+from usdehaze.ultrasound.dehaze import DehazeConfig, Dehazer
+from usdehaze.ultrasound.logcomp import to_db
+from usdehaze.ultrasound.results import IMAGE_KEYS, STD_KEYS, init_result_group, set_attrs
+
+STORE_FORMAT = "usdehaze-batch/1"
+# settings that change speed, not results: a resumed run may change them
+_FREE_KEYS = ("device", "batch", "compile", "channels_last")
+
+
+def _identity(cfg: DehazeConfig, inputs: list[Path], frames: list[range]) -> dict[str, Any]:
+    """What a resumed run must share with the run that made the store."""
+    c = {k: v for k, v in asdict(cfg).items() if k not in _FREE_KEYS}
+    return {
+        "config": c,
+        "inputs": [str(p.resolve()) for p in inputs],
+        "frames": [[r.start, r.stop, r.step] for r in frames],
+    }
+
+
+def _create(out: Path, scans, frames: list[range], cfg: DehazeConfig, record: dict) -> None:
+    import zarr
+
+    root = zarr.open_group(str(out), mode="w")
+    keys = IMAGE_KEYS + (STD_KEYS if cfg.samples > 1 else ())
+    for i, (scan, sel) in enumerate(zip(scans, frames)):
+        g = root.require_group(f"scans/{i:03d}")
+        init_result_group(
+            g, len(sel), scan.shape, keys, (scan.x, scan.z, scan.grid, scan.axes), True
+        )
+        g.create_array("done", shape=(len(sel),), chunks=(1,), dtype="uint8", fill_value=0)
+        set_attrs(
+            g,
+            {
+                "source": str(scan.path),
+                "source_layout": scan.layout,
+                "source_key": scan.key,
+                "source_frames": [int(j) for j in sel],
+                "dynamic_range": cfg.dynamic_range,
+                "magnitude_only": bool(scan.magnitude_only),
+                **{k: v for k, v in record.items() if k != "identity"},
+            },
+        )
+    set_attrs(root, {**record, "format": STORE_FORMAT, "n_scans": len(scans), "runs": []})
+
+
+def _check_store(out: Path, identity: dict) -> None:
+    import zarr
+
+    root = zarr.open_group(str(out), mode="r")
+    if root.attrs.get("format") != STORE_FORMAT:
+        raise UsageError(
+            f"{out}: attribute 'format' is {root.attrs.get('format')!r}, expected '{STORE_FORMAT}' (not a run-many store; choose another -o)"
+        )
+    have = json.loads(root.attrs["identity"])
+    for key in ("inputs", "frames", "config"):
+        if have[key] != identity[key]:
+            diff = (
+                sorted(k for k in identity[key] if have[key].get(k) != identity[key][k])
+                if key == "config"
+                else key
+            )
+            raise UsageError(
+                f"{out}: made with other {key} ({diff}); rerun with the same ones to resume, or --overwrite"
+            )
+
+
+def run_many(
+    inputs: list[Path],
+    out: Path,
+    cfg: DehazeConfig,
+    key: str | None = None,
+    frames: str | None = None,
+    overwrite: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, float]:
+    """Dehaze the frames of every input into ``out`` (a .zarr store), sharded over torchrun
+    processes; returns this run's figures (frames done here, skipped, seconds, frames/s)."""
+    import zarr
+
+    from usdehaze import __version__
+    from usdehaze.core.device import resolve_device
+    from usdehaze.ultrasound.io import load_scan
+    from usdehaze.ultrasound.scan import parse_frames
+
+    out = Path(out)
+    if out.suffix != ".zarr":
+        raise UsageError(f"{out}: run-many writes one zarr store; give -o NAME.zarr")
+    rank, size = dist.world()
+    cfg = replace(cfg, device=str(dist.local_device(resolve_device(cfg.device))))
+    scans = [load_scan(p, key) for p in inputs]
+    try:
+        sels = [parse_frames(frames, s.n_frames, p) for s, p in zip(scans, inputs)]
+        for p in inputs:
+            if Path(p).resolve() == out.resolve():
+                raise UsageError(f"{out}: the output would overwrite an input")
+        identity = _identity(cfg, inputs, sels)
+        dehazer = Dehazer(cfg)
+        if rank == 0:
+            if out.exists() and overwrite:
+                shutil.rmtree(out)
+            if out.exists():
+                _check_store(out, identity)
+            else:
+                record = {
+                    "usdehaze_version": __version__,
+                    "config": json.dumps(asdict(cfg)),
+                    "seed": cfg.seed,
+                    "prior_checksums": json.dumps(dehazer.checksums),
+                    "identity": json.dumps(identity),
+                }
+                tmp = out.with_name(out.name + ".creating")
+                shutil.rmtree(tmp, ignore_errors=True)
+                _create(tmp, scans, sels, cfg, record)
+                tmp.rename(out)  # the store appears whole or not at all
+        dist.barrier()
+        if rank != 0:
+            _check_store(out, identity)
+        root = zarr.open_group(str(out), mode="r+")
+        groups = [root[f"scans/{i:03d}"] for i in range(len(scans))]
+        done = [np.asarray(g["done"][:]).astype(bool) for g in groups]
+        todo = [(i, j) for i, d in enumerate(done) for j in np.flatnonzero(~d)]
+        skipped = sum(int(d.sum()) for d in done)
+        mine = todo[rank::size]
+        t0 = time.perf_counter()
+        n_here = 0
+        for i in range(len(scans)):
+            rows = [j for (k, j) in mine if k == i]
+            for b in range(0, len(rows), cfg.batch):
+                chunk = rows[b : b + cfg.batch]
+                src = [sels[i][j] for j in chunk]
+                iq = np.concatenate([scans[i].frames(f, f + 1) for f in src])
+                db = to_db(iq, cfg.dynamic_range, normalise="frame")
+                res = dehazer(db, frames=src)
+                g = groups[i]
+                for k, j in enumerate(chunk):
+                    g["input_db"][j] = db[k]
+                    for name, v in res.items():
+                        g[f"{name}_db"][j] = v[k]
+                    g["done"][j] = 1  # last: marks the frame complete
+                n_here += len(chunk)
+                if progress is not None:
+                    progress(n_here, len(mine))
+        seconds = time.perf_counter() - t0
+        total_new, total_sec = dist.sum_all([float(n_here), seconds])
+        wall = dist.max_all(seconds)
+        dist.barrier()
+        figures = {
+            "frames": n_here,
+            "frames_all": int(total_new),
+            "skipped": skipped,
+            "seconds": wall,
+            "frames_per_s": total_new / wall if wall > 0 else 0.0,
+            "processes": size,
+        }
+        if rank == 0:
+            _finish(root, groups, figures)
+            log(
+                f"{out}: {int(total_new)} frame(s) dehazed by {size} process(es) in {wall:.1f} s "
+                f"({figures['frames_per_s']:.2f} frames/s); {skipped} already done, skipped"
+            )
+        return figures
+    finally:
+        for s in scans:
+            s.close()
+
+
+def _finish(root, groups, figures: dict) -> None:
+    """Rank 0, after every process is done: frame counts, completeness and the run log."""
+    for g in groups:
+        n = int(np.asarray(g["done"][:]).sum())
+        set_attrs(g, {"frames_done": n, "complete": n == g["done"].shape[0]})
+    runs = json.loads(root.attrs.get("runs", "[]"))
+    runs.append({**figures, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    set_attrs(root, {"runs": runs})
