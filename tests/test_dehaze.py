@@ -103,3 +103,13 @@ def test_interrupted_run_keeps_finished_frames(tiny_priors, small_scan, tmp_path
         run_dehaze(small_scan, out, _cfg(tiny_priors, batch=1), range(3), progress=stop)
     with load_result(out) as r:
         assert r.n_frames == 1 and not r.attrs["complete"]
+
+
+def test_bench_dehaze_rows(tiny_priors):
+    from usdehaze.ultrasound.bench_dehaze import run
+
+    lines = []
+    rows = run(_cfg(tiny_priors), frames=2, batches=(2,), shape=(32, 32), log=lines.append)
+    assert [r["setting"] for r in rows] == ["plain Algorithm 1 loop", "default, batch 2"]
+    assert all(r["frames_per_s"] > 0 for r in rows) and "speedup" in rows[1]
+    assert "vs plain" in lines[-1]

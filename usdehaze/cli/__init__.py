@@ -11,6 +11,7 @@ import sys
 # Command modules register themselves on import; keep one line per module.
 from usdehaze.cli import (  # noqa: E402,F401
     bench_cmd,
+    bench_dehaze,
     bench_io,
     bench_sampler,
     evaluate_cmd,

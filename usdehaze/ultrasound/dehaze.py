@@ -121,6 +121,7 @@ class Dehazer:
                         f"{p.meta['path']}: prior trained with dynamic_range {dr} dB, run uses {cfg.dynamic_range} (use --dynamic-range {dr})"
                     )
         self._torch = torch
+        self.sampler_options: dict[str, Any] = {}  # extra JointSampler arguments (benchmarks)
 
     def min_size(self) -> int:
         """Smallest frame side the priors handle (their downsampling factor × 2)."""
@@ -154,6 +155,7 @@ class Dehazer:
                 solver=c.solver,
                 eta=c.eta,
                 schedule=c.schedule,
+                **self.sampler_options,
             )
         rule = "dps" if c.method == "dps" else "pigdm"
         weighting = c.weighting if c.method == "dps" else "paper"
@@ -172,6 +174,7 @@ class Dehazer:
             solver=c.solver,
             eta=c.eta,
             schedule=c.schedule,
+            **self.sampler_options,
         )
 
     def __call__(

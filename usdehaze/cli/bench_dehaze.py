@@ -1,0 +1,34 @@
+"""``usdehaze bench dehaze``: frames/s of the default dehazer against the plain Algorithm 1 loop."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from usdehaze.cli.bench_cmd import bench_app
+
+
+@bench_app.command("dehaze")
+def bench_dehaze(
+    frames: int = typer.Option(4, "--frames", help="Simulated 256×128 frames to dehaze."),
+    batches: list[int] = typer.Option([1, 4], "--batch", help="Batch size(s)."),
+    variant: list[str] = typer.Option(
+        [], "--variant", help="Also time channels_last and/or compile."
+    ),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    config: Path = typer.Option(None, "--config", help="YAML with DehazeConfig keys."),
+    steps: int = typer.Option(None, "--steps", help="Sampler steps."),
+    no_plain: bool = typer.Option(False, "--no-plain", help="Skip the plain Algorithm 1 loop."),
+) -> None:
+    """frames/s, s/frame and ms/step per batch size (and variant), with the ratio against a
+    plain Algorithm 1 loop (batch 1, scores re-evaluated after each DC step) in the same run."""
+    from usdehaze.cli.run_cmd import build_config
+    from usdehaze.errors import UsageError
+    from usdehaze.ultrasound.bench_dehaze import run
+
+    for v in variant:
+        if v not in ("channels_last", "compile"):
+            raise UsageError(f"--variant {v}: expected channels_last or compile")
+    cfg = build_config(config, {"steps": steps, "device": device})
+    run(cfg, frames, tuple(batches), variants=tuple(variant), plain=not no_plain, log=typer.echo)
