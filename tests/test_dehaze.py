@@ -109,7 +109,10 @@ def test_bench_dehaze_rows(tiny_priors):
     from usdehaze.ultrasound.bench_dehaze import run
 
     lines = []
-    rows = run(_cfg(tiny_priors), frames=2, batches=(2,), shape=(32, 32), log=lines.append)
-    assert [r["setting"] for r in rows] == ["plain Algorithm 1 loop", "default, batch 2"]
+    rows = run(
+        _cfg(tiny_priors), frames=2, batches=(2,), shape=(32, 32), plain_steps=6, log=lines.append
+    )
+    assert [r["setting"] for r in rows] == ["plain Algorithm 1, T=6", "default, batch 2"]
+    assert rows[0]["steps"] == 6 and rows[1]["steps"] == 3
     assert all(r["frames_per_s"] > 0 for r in rows) and "speedup" in rows[1]
     assert "vs plain" in lines[-1]

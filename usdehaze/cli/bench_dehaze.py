@@ -20,9 +20,13 @@ def bench_dehaze(
     config: Path = typer.Option(None, "--config", help="YAML with DehazeConfig keys."),
     steps: int = typer.Option(None, "--steps", help="Sampler steps."),
     no_plain: bool = typer.Option(False, "--no-plain", help="Skip the plain Algorithm 1 loop."),
+    plain_steps: int = typer.Option(
+        600, "--plain-steps", help="Steps of the plain Algorithm 1 loop (the paper's T = 600)."
+    ),
 ) -> None:
-    """frames/s, s/frame and ms/step per batch size (and variant), with the ratio against a
-    plain Algorithm 1 loop (batch 1, scores re-evaluated after each DC step) in the same run."""
+    """frames/s, s/frame and ms/step per batch size (and variant), with the ratio against the
+    plain Algorithm 1 loop (batch 1, Euler–Maruyama from σ_max, scores re-evaluated after each
+    DC step, --plain-steps steps) timed in the same run."""
     from usdehaze.cli.run_cmd import build_config
     from usdehaze.errors import UsageError
     from usdehaze.ultrasound.bench_dehaze import run
@@ -31,4 +35,12 @@ def bench_dehaze(
         if v not in ("channels_last", "compile"):
             raise UsageError(f"--variant {v}: expected channels_last or compile")
     cfg = build_config(config, {"steps": steps, "device": device})
-    run(cfg, frames, tuple(batches), variants=tuple(variant), plain=not no_plain, log=typer.echo)
+    run(
+        cfg,
+        frames,
+        tuple(batches),
+        variants=tuple(variant),
+        plain=not no_plain,
+        plain_steps=plain_steps,
+        log=typer.echo,
+    )

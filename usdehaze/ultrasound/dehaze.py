@@ -32,11 +32,11 @@ class DehazeConfig:
     model: str = "logsum"
     rule: str = "dps"
     weighting: str = "variance"
-    steps: int = 20
-    solver: str = "em"
-    eta: float = 1.0
+    steps: int = 5
+    solver: str = "ddim"
+    eta: float = 0.0
     schedule: str = "linear"
-    start_sigma: float = 2.0
+    start_sigma: float = 3.0
     lam: float = 1.0
     kappa: float = 1.0
     gamma: float = 1.0
@@ -47,7 +47,7 @@ class DehazeConfig:
     device: str = "auto"
     dynamic_range: float = 60.0
     batch: int = 4
-    channels_last: bool = False
+    channels_last: bool = True
     compile: bool = False
     tissue_prior: str | None = None
     haze_prior: str | None = None
@@ -135,47 +135,30 @@ class Dehazer:
 
         c = self.cfg
         tissue = self.priors["tissue"]
+        common = {
+            "steps": c.steps,
+            "lam": c.lam,
+            "start_sigma": c.start_sigma,
+            "device": self.device,
+            "autocast": self.device.type == "cuda",
+            "solver": c.solver,
+            "eta": c.eta,
+            "schedule": c.schedule,
+        }
         if c.method == "joint":
             op = LogPowerSum(c.dynamic_range, c.gamma) if c.model == "logsum" else Identity()
             if c.model == "additive":
                 op.name = Additive.name
-            return JointSampler(
-                tissue,
-                self.priors["haze"],
-                op,
-                tissue.sde,
-                rule=c.rule,
-                weighting=c.weighting,
-                steps=c.steps,
-                lam=c.lam,
-                kappa=c.kappa,
-                start_sigma=c.start_sigma,
-                device=self.device,
-                autocast=self.device.type == "cuda",
-                solver=c.solver,
-                eta=c.eta,
-                schedule=c.schedule,
-                **self.sampler_options,
-            )
-        rule = "dps" if c.method == "dps" else "pigdm"
-        weighting = c.weighting if c.method == "dps" else "paper"
-        return JointSampler(
-            tissue,
-            None,
-            Identity(),
-            tissue.sde,
-            rule=rule,
-            weighting=weighting,
-            steps=c.steps,
-            lam=c.lam,
-            noise_sigma=c.noise_sigma,
-            start_sigma=c.start_sigma,
-            device=self.device,
-            solver=c.solver,
-            eta=c.eta,
-            schedule=c.schedule,
-            **self.sampler_options,
-        )
+            kw = {"rule": c.rule, "weighting": c.weighting, "kappa": c.kappa}
+            kw |= common | self.sampler_options
+            return JointSampler(tissue, self.priors["haze"], op, tissue.sde, **kw)
+        kw = {
+            "rule": "dps" if c.method == "dps" else "pigdm",
+            "weighting": c.weighting if c.method == "dps" else "paper",
+            "noise_sigma": c.noise_sigma,
+        }
+        kw |= common | self.sampler_options
+        return JointSampler(tissue, None, Identity(), tissue.sde, **kw)
 
     def __call__(
         self,
