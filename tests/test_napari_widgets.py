@@ -58,8 +58,8 @@ def test_dehaze_widget_end_to_end(demo, qtbot, tiny_priors):
     )
     db = layer.metadata["usdehaze"].db
     ref = Dehazer(cfg)(db[2:3], frames=[2])
-    np.testing.assert_allclose(t_nat.db, ref["tissue"], atol=1e-4)
-    np.testing.assert_allclose(h_nat.db, ref["haze"], atol=1e-4)
+    np.testing.assert_allclose(t_nat.db, ref["tissue"], atol=1e-2)
+    np.testing.assert_allclose(h_nat.db, ref["haze"], atol=1e-2)
     np.testing.assert_array_equal(t_nat.input_db, db[2:3])
     # shown at the frame it came from, on the input's mm grid, contrast linked with the input
     assert tissue.data.shape == (1, *layer.data.shape[1:])

@@ -12,8 +12,11 @@ from usdehaze.cli._app import app
 
 def describe(file: Path, key: str | None = None) -> dict:
     """A JSON-able summary of a scan or result file."""
+    from usdehaze.ultrasound.batch_run import describe_store
     from usdehaze.ultrasound.results import is_result_file, load_result
 
+    if Path(file).suffix == ".zarr" and (store := describe_store(file)) is not None:
+        return store
     if is_result_file(file):
         with load_result(file) as r:
             return {

@@ -91,6 +91,40 @@ def _check_store(out: Path, identity: dict) -> None:
             )
 
 
+def describe_store(out: Path) -> dict[str, Any] | None:
+    """Summary of a run-many store (None when ``out`` is not one): scans, frames done, runs."""
+    import zarr
+
+    try:
+        root = zarr.open_group(str(out), mode="r")
+    except Exception:
+        return None
+    if root.attrs.get("format") != STORE_FORMAT:
+        return None
+    scans = []
+    for i in range(int(root.attrs["n_scans"])):
+        g = root[f"scans/{i:03d}"]
+        done = np.asarray(g["done"][:])
+        scans.append(
+            {
+                "group": f"scans/{i:03d}",
+                "source": g.attrs.get("source"),
+                "frames": int(done.size),
+                "done": int(done.sum()),
+            }
+        )
+    return {
+        "file": str(out),
+        "layout": STORE_FORMAT,
+        "scans": scans,
+        "frames_done": f"{sum(s['done'] for s in scans)}/{sum(s['frames'] for s in scans)}",
+        "runs": json.loads(root.attrs.get("runs", "[]")),
+        "config": root.attrs.get("config"),
+        "prior_checksums": root.attrs.get("prior_checksums"),
+        "usdehaze_version": root.attrs.get("usdehaze_version"),
+    }
+
+
 def run_many(
     inputs: list[Path],
     out: Path,
