@@ -16,7 +16,9 @@ def bench_dehaze(
     variant: list[str] = typer.Option(
         [], "--variant", help="Also time channels_last and/or compile."
     ),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    devices: list[str] = typer.Option(
+        ["auto"], "--device", help="cpu and/or cuda; auto = cpu, then cuda when present."
+    ),
     config: Path = typer.Option(None, "--config", help="YAML with DehazeConfig keys."),
     steps: int = typer.Option(None, "--steps", help="Sampler steps."),
     no_plain: bool = typer.Option(False, "--no-plain", help="Skip the plain Algorithm 1 loop."),
@@ -34,13 +36,18 @@ def bench_dehaze(
     for v in variant:
         if v not in ("channels_last", "compile"):
             raise UsageError(f"--variant {v}: expected channels_last or compile")
-    cfg = build_config(config, {"steps": steps, "device": device})
-    run(
-        cfg,
-        frames,
-        tuple(batches),
-        variants=tuple(variant),
-        plain=not no_plain,
-        plain_steps=plain_steps,
-        log=typer.echo,
-    )
+    import torch
+
+    if devices == ["auto"]:
+        devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    for device in devices:
+        cfg = build_config(config, {"steps": steps, "device": device})
+        run(
+            cfg,
+            frames,
+            tuple(batches),
+            variants=tuple(variant),
+            plain=not no_plain,
+            plain_steps=plain_steps,
+            log=typer.echo,
+        )
