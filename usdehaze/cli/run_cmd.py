@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from usdehaze.cli import _options as o
 from usdehaze.cli._app import app
 
 
@@ -26,8 +27,8 @@ def run(
         None, "-o", "--out", help="Result file (.h5, or .zarr); default SCAN.dehazed.h5."
     ),
     demo: bool = typer.Option(False, "--demo", help="Dehaze the embedded simulated demo scan."),
-    key: str = typer.Option(None, "--key", help="Dataset to read when several fit."),
-    frames: str = typer.Option(None, "--frames", help="START:STOP or an index (default all)."),
+    key: o.Key = None,
+    frames: o.Frames = None,
     method: str = typer.Option(None, "--method", help="joint (default), dps, pigdm-gauss or bm3d."),
     model: str = typer.Option(
         None, "--model", help="Data model for joint: logsum (default) or additive."
@@ -35,38 +36,30 @@ def run(
     rule: str = typer.Option(
         None, "--rule", help="Data consistency: dps (default), pigdm or projection."
     ),
-    steps: int = typer.Option(None, "--steps", help="Sampler steps."),
+    steps: o.Steps = None,
     start_sigma: float = typer.Option(None, "--start-sigma", help="Late start noise level (CCDF)."),
-    solver: str = typer.Option(None, "--solver", help="Prior step: em (default), ddim or heun."),
+    solver: o.Solver = None,
     eta: float = typer.Option(
         None, "--eta", help="DDIM stochasticity: 0 deterministic, 1 ancestral."
     ),
     schedule: str = typer.Option(
         None, "--schedule", help="Step times: linear (default) or karras."
     ),
-    samples: int = typer.Option(
-        None, "--samples", help="Posterior samples per frame (std saved when > 1)."
-    ),
+    samples: o.Samples = None,
     gamma: float = typer.Option(None, "--gamma", help="Dehazing strength γ (logsum model)."),
-    device: str = typer.Option(None, "--device", help="auto, cpu or cuda."),
-    seed: int = typer.Option(None, "--seed", help="Random seed."),
-    batch: int = typer.Option(None, "--batch", help="Frames per sampler batch."),
+    device: o.Device = None,
+    seed: o.Seed = None,
+    batch: o.Batch = None,
     channels_last: bool = typer.Option(
         None, "--channels-last/--no-channels-last", help="NHWC memory layout for the networks."
     ),
     compile_nets: bool = typer.Option(
         None, "--compile/--no-compile", help="torch.compile the networks (needs a C compiler)."
     ),
-    config: Path = typer.Option(
-        None, "--config", help="YAML with DehazeConfig keys (configs/dehaze_default.yaml)."
-    ),
-    tissue_prior: Path = typer.Option(
-        None, "--tissue-prior", help="Tissue prior (.safetensors + .json)."
-    ),
-    haze_prior: Path = typer.Option(
-        None, "--haze-prior", help="Haze prior (.safetensors + .json)."
-    ),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    config: o.Config = None,
+    tissue_prior: o.TissuePrior = None,
+    haze_prior: o.HazePrior = None,
+    quiet: o.Quiet = False,
 ) -> None:
     """Dehaze SCAN into tissue and haze estimates; the input is never modified.
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from usdehaze.cli import _options as o
 from usdehaze.cli._app import app
 
 
@@ -13,21 +14,19 @@ from usdehaze.cli._app import app
 def run_many(
     inputs: list[Path] = typer.Argument(..., help="Beamformed IQ scans (HDF5/zarr)."),
     out: Path = typer.Option(..., "-o", "--out", help="Output zarr store (NAME.zarr)."),
-    key: str = typer.Option(None, "--key", help="Dataset to read when several fit."),
-    frames: str = typer.Option(None, "--frames", help="START:STOP of every scan (default all)."),
-    config: Path = typer.Option(None, "--config", help="YAML with DehazeConfig keys."),
-    steps: int = typer.Option(None, "--steps", help="Sampler steps."),
-    solver: str = typer.Option(None, "--solver", help="em, ddim or heun."),
-    samples: int = typer.Option(None, "--samples", help="Posterior samples per frame."),
-    seed: int = typer.Option(None, "--seed", help="Random seed (frame i uses seed + i)."),
-    batch: int = typer.Option(None, "--batch", help="Frames per sampler batch."),
-    device: str = typer.Option(
-        None, "--device", help="auto, cpu or cuda (cuda: LOCAL_RANK's GPU)."
-    ),
-    tissue_prior: Path = typer.Option(None, "--tissue-prior", help="Tissue prior."),
-    haze_prior: Path = typer.Option(None, "--haze-prior", help="Haze prior."),
+    key: o.Key = None,
+    frames: o.Frames = None,
+    config: o.Config = None,
+    steps: o.Steps = None,
+    solver: o.Solver = None,
+    samples: o.Samples = None,
+    seed: o.Seed = None,
+    batch: o.Batch = None,
+    device: o.Device = None,
+    tissue_prior: o.TissuePrior = None,
+    haze_prior: o.HazePrior = None,
     overwrite: bool = typer.Option(False, "--overwrite", help="Start over instead of resuming."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    quiet: o.Quiet = False,
 ) -> None:
     """Dehaze every frame of INPUTS into OUT.zarr (one group per scan, one chunk per frame).
 

@@ -1,0 +1,35 @@
+"""Command-line options shared by ``run`` and ``run-many`` (one definition, one help text)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+Key = Annotated[str | None, typer.Option("--key", help="Dataset to read when several fit.")]
+Frames = Annotated[
+    str | None, typer.Option("--frames", help="START:STOP or an index (default all).")
+]
+Steps = Annotated[int | None, typer.Option("--steps", help="Sampler steps.")]
+Solver = Annotated[
+    str | None, typer.Option("--solver", help="Prior step: ddim (default), em or heun.")
+]
+Samples = Annotated[
+    int | None,
+    typer.Option("--samples", help="Posterior samples per frame (std saved when > 1)."),
+]
+Seed = Annotated[int | None, typer.Option("--seed", help="Random seed (frame i: seed + i).")]
+Batch = Annotated[int | None, typer.Option("--batch", help="Frames per sampler batch.")]
+Device = Annotated[str | None, typer.Option("--device", help="auto, cpu or cuda.")]
+Config = Annotated[
+    Path | None,
+    typer.Option("--config", help="YAML with DehazeConfig keys (configs/dehaze_default.yaml)."),
+]
+TissuePrior = Annotated[
+    Path | None, typer.Option("--tissue-prior", help="Tissue prior (.safetensors + .json).")
+]
+HazePrior = Annotated[
+    Path | None, typer.Option("--haze-prior", help="Haze prior (.safetensors + .json).")
+]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
