@@ -2,6 +2,7 @@
 
     python pipelines/steps_sweep.py [--frames 6] [--out runs/steps_sweep] [--plot docs/img/steps_sweep.png]
     python pipelines/steps_sweep.py --start-sigma 3 --only ddim --max-steps 20 --out runs/sweep_s3
+    python pipelines/steps_sweep.py --model iq --only ddim --max-steps 20 --out runs/sweep_iq
 
 Frames are validation frames (simulation seeds 5000+: neither training seeds, which start at
 10 000, nor the 0–19 of `usdehaze evaluate`'s test table). Each setting's row is appended to
@@ -43,10 +44,10 @@ SETTINGS = [
 
 
 def run_setting(cases, cfg: DehazeConfig) -> dict:
-    db = np.stack([c["input"] for c in cases])
+    iq = np.stack([c["iq"] for c in cases])
     d = Dehazer(cfg)
     t0 = time.perf_counter()
-    out = d(db, frames=range(len(cases)))
+    out = d.dehaze_iq(iq, frames=range(len(cases)))
     sec = (time.perf_counter() - t0) / len(cases)
     row = score(cases, list(out["tissue"]), list(out["haze"]))
     nfe = 2 * cfg.steps + (2 * (cfg.steps - 1) if cfg.solver == "heun" else 0)
@@ -89,10 +90,20 @@ def main() -> None:
     ap.add_argument("--max-steps", type=int, default=600, help="skip settings with more steps")
     ap.add_argument("--start-sigma", type=float, default=2.0, help="late start noise level")
     ap.add_argument("--only", default=None, help="run only settings whose name contains this")
+    ap.add_argument("--model", default=DehazeConfig.model, help="data model: logsum, additive, iq")
+    ap.add_argument("--gamma", type=float, default=DehazeConfig.gamma, help="dehazing strength")
+    ap.add_argument("--haze-init-db", type=float, default=DehazeConfig.haze_init_db)
     args = ap.parse_args()
 
     cases = eval_set(args.frames, seed0=VALIDATION_SEED0)
-    base = DehazeConfig(device="cpu", batch=args.frames, start_sigma=args.start_sigma)
+    base = DehazeConfig(
+        device="cpu",
+        batch=args.frames,
+        start_sigma=args.start_sigma,
+        model=args.model,
+        gamma=args.gamma,
+        haze_init_db=args.haze_init_db,
+    ).validate("options")
     base_gcnr = score(cases, [c["input"] for c in cases])["gcnr"]
     args.out.mkdir(parents=True, exist_ok=True)
     rows_path = args.out / "rows.json"

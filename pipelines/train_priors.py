@@ -1,10 +1,12 @@
 """Recipe for the shipped ultrasound priors: simulate training data, then train tissue and haze.
 
-    python pipelines/train_priors.py [--scans 300] [--steps 6000] [--parallel]
+    python pipelines/train_priors.py [--domain db|iq] [--scans 300] [--steps 6000] [--parallel]
 
-Writes runs/priors/data/{tissue,haze}.npz, trains with configs/prior_{tissue,haze}.yaml (resumable:
-rerun the same command) and exports usdehaze/weights/{tissue,haze}.safetensors + .json, with the
-loss curves in runs/priors/*/loss.png. On a 2-core CPU, --parallel trains both at once (1 thread each).
+``--domain db`` (log-compressed envelopes, the logsum/additive models): writes
+runs/priors/data/{tissue,haze}.npz, trains with configs/prior_{tissue,haze}.yaml and exports
+usdehaze/weights/{tissue,haze}.safetensors + .json. ``--domain iq`` (μ-law I/Q, the iq model):
+the same with a ``_iq`` suffix on every name. Resumable: rerun the same command. Loss curves in
+runs/priors/*/loss.png. On a 2-core CPU, --parallel trains both at once (1 thread each).
 """
 
 from __future__ import annotations
@@ -28,22 +30,25 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=None, help="override the configs' steps")
     ap.add_argument("--parallel", action="store_true", help="train both priors at once")
     ap.add_argument("--only", choices=["tissue", "haze"], default=None)
+    ap.add_argument("--domain", choices=["db", "iq"], default="db", help="the priors' data domain")
     args = ap.parse_args()
+    suffix = "" if args.domain == "db" else f"_{args.domain}"
 
     data_dir = ROOT / "runs/priors/data"
-    if not (data_dir / "haze.npz").is_file():
+    if not (data_dir / f"haze{suffix}.npz").is_file():
         from usdehaze.ultrasound.prior_data import TRAIN_SEED_START, make_prior_data
 
         data_dir.mkdir(parents=True, exist_ok=True)
-        arrays = make_prior_data(args.scans)
+        arrays = make_prior_data(args.scans, domain=args.domain)
         for name, arr in arrays.items():
-            np.savez(data_dir / f"{name}.npz", images=arr)
-        (data_dir / "manifest.json").write_text(
+            np.savez(data_dir / f"{name}{suffix}.npz", images=arr)
+        (data_dir / f"manifest{suffix}.json").write_text(
             json.dumps(
                 {
                     "scans": args.scans,
                     "frames_per_scan": 3,
                     "seed_start": TRAIN_SEED_START,
+                    "domain": args.domain,
                     "shape": list(arrays["tissue"].shape),
                 },
                 indent=2,
@@ -54,13 +59,13 @@ def main() -> None:
     names = [args.only] if args.only else ["tissue", "haze"]
     procs = []
     for name in names:
-        ckpt = ROOT / f"runs/priors/{name}/checkpoint.pt"
+        ckpt = ROOT / f"runs/priors/{name}{suffix}/checkpoint.pt"
         cmd = [
             sys.executable,
             "-m",
             "usdehaze",
             "train",
-            str(ROOT / f"configs/prior_{name}.yaml"),
+            str(ROOT / f"configs/prior_{name}{suffix}.yaml"),
             "--device",
             "cpu",
         ]

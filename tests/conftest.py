@@ -15,26 +15,32 @@ from usdehaze.ultrasound.simulate import simulate_cardiac
 TINY_NET = {"arch": "unet", "base": 8, "mults": [1, 2], "channels": 1}
 
 
-@pytest.fixture(scope="session")
-def tiny_priors(tmp_path_factory):
-    """(tissue, haze) prior paths: tiny random networks with the ultrasound normalisation."""
-    d = tmp_path_factory.mktemp("priors")
+def _tiny_pair(d, channels: int, normalisation: dict) -> tuple:
+    net_cfg = {**TINY_NET, "channels": channels}
     paths = []
     for i, name in enumerate(("tissue", "haze")):
         torch.manual_seed(i)
-        net = build_network(TINY_NET)
+        net = build_network(net_cfg)
         for p in net.parameters():  # non-zero output layer so the score is not trivially 0
             p.data.add_(0.01 * torch.randn_like(p))
         paths.append(
-            save_prior(
-                d / name,
-                net,
-                network=TINY_NET,
-                sde=VESDE(),
-                normalisation={"domain": "db", "dynamic_range": 60},
-            )
+            save_prior(d / name, net, network=net_cfg, sde=VESDE(), normalisation=normalisation)
         )
     return tuple(paths)
+
+
+@pytest.fixture(scope="session")
+def tiny_priors(tmp_path_factory):
+    """(tissue, haze) prior paths: tiny random networks with the ultrasound dB normalisation."""
+    d = tmp_path_factory.mktemp("priors")
+    return _tiny_pair(d, 1, {"domain": "db", "dynamic_range": 60})
+
+
+@pytest.fixture(scope="session")
+def tiny_iq_priors(tmp_path_factory):
+    """(tissue, haze) prior paths for the iq model: 2 channels (μ-law I, Q)."""
+    d = tmp_path_factory.mktemp("iq_priors")
+    return _tiny_pair(d, 2, {"domain": "iq-mulaw", "mu": 255})
 
 
 def memory_scan(n_frames: int = 3, shape=(48, 32), seed: int = 0) -> Scan:

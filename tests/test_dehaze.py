@@ -116,3 +116,76 @@ def test_bench_dehaze_rows(tiny_priors):
     assert rows[0]["steps"] == 6 and rows[1]["steps"] == 3
     assert all(r["frames_per_s"] > 0 for r in rows) and "speedup" in rows[1]
     assert "vs plain" in lines[-1]
+
+
+def _iq_frames(n=2, shape=(40, 24), seed=0):
+    from usdehaze.ultrasound.simulate import simulate_cardiac
+
+    return simulate_cardiac(n, seed=seed, shape=shape).hazy_iq
+
+
+def test_iq_model_separates_complex_frames_into_db_images(tiny_iq_priors):
+    from usdehaze.ultrasound.logcomp import to_db
+
+    iq = _iq_frames()
+    d = Dehazer(_cfg(tiny_iq_priors, model="iq", samples=2))
+    out = d.dehaze_iq(iq, frames=[0, 1])
+    np.testing.assert_array_equal(out["input"], to_db(iq))
+    for k in ("tissue", "haze", "tissue_std", "haze_std"):
+        assert out[k].shape == iq.shape and out[k].dtype == np.float32 and np.isfinite(out[k]).all()
+    assert out["tissue"].min() >= -60 and out["tissue"].max() <= 0 and out["haze_std"].mean() > 0
+    again = d.dehaze_iq(iq[1:], frames=[1])  # a frame's result depends on seed + its index only
+    np.testing.assert_allclose(again["tissue"], out["tissue"][1:], atol=1e-2)
+
+
+def test_iq_model_refuses_db_images_magnitudes_and_db_priors(tiny_priors, tiny_iq_priors):
+    d = Dehazer(_cfg(tiny_iq_priors, model="iq"))
+    with pytest.raises(UsageError, match="needs complex IQ frames"):
+        d(np.zeros((1, 32, 32), np.float32))
+    with pytest.raises(UsageError, match="these are magnitudes"):
+        d.dehaze_iq(np.abs(_iq_frames()))
+    bad = _iq_frames()
+    bad[0, 3, 3] = np.nan
+    with pytest.raises(UsageError, match="NaN"):
+        d.dehaze_iq(bad)
+    with pytest.raises(UsageError, match="normalisation.domain.*'db'.*needs 'iq-mulaw'"):
+        Dehazer(_cfg(tiny_priors, model="iq"))
+    with pytest.raises(UsageError, match="normalisation.domain.*'iq-mulaw'.*needs 'db'"):
+        Dehazer(_cfg(tiny_iq_priors))
+    with pytest.raises(UsageError, match="iq model is nonlinear"):
+        DehazeConfig.from_dict({"model": "iq", "rule": "projection"})
+
+
+def test_magnitude_only_scans_run_the_iq_model_in_the_log_domain(tiny_priors, tmp_path):
+    from tests.conftest import memory_scan
+    from usdehaze.ultrasound.dehaze import for_magnitude_data
+
+    assert for_magnitude_data(DehazeConfig(model="additive")) == (
+        DehazeConfig(model="additive"),
+        None,
+    )
+    with pytest.raises(UsageError, match="magnitude-only"):
+        for_magnitude_data(_cfg(tiny_priors, model="iq"))  # given iq priors cannot be swapped
+    scan = memory_scan()
+    read = scan.read
+    scan.read = lambda a, b: np.abs(read(a, b))
+    scan.magnitude_only = True
+    # shipped priors: the iq pair is swapped for the shipped dB pair, and the output says so
+    run_dehaze(scan, tmp_path / "m.h5", DehazeConfig(model="iq", steps=1, device="cpu"))
+    with load_result(tmp_path / "m.h5") as r:
+        assert r.attrs["magnitude_only"] and r.attrs["config"]["model"] == "logsum"
+        assert "model logsum" in r.attrs["note"] and r.attrs["complete"]
+
+
+def test_precision_autocasts_the_networks_only(tiny_priors):
+    """bf16 networks (autocast works on CPU too) change results a little, fp32 is the default."""
+    db = np.random.default_rng(6).uniform(-60, 0, (1, 32, 32)).astype(np.float32)
+    full = Dehazer(_cfg(tiny_priors))
+    assert full.precision() == "fp32" and full.sampler().precision == "fp32"
+    half = Dehazer(_cfg(tiny_priors, precision="bf16"))
+    assert half.sampler().precision == "bf16"
+    a, b = full(db, seed=0)["tissue"], half(db, seed=0)["tissue"]
+    assert a.dtype == b.dtype == np.float32 and not np.array_equal(a, b)
+    assert np.abs(a - b).mean() < 0.5  # dB
+    with pytest.raises(UsageError, match="precision 'fp8'"):
+        DehazeConfig.from_dict({"precision": "fp8"})

@@ -57,3 +57,22 @@ def test_envelope_levels_round_trip_and_magnitude_input():
     # μ-law is odd, monotonic and maps [-1, 1] onto itself
     y = mu_law(np.linspace(-1, 1, 201))
     assert np.all(np.diff(y) > 0) and np.allclose(y, -y[::-1]) and y[0] == -1
+
+
+def test_iq_mulaw_channels_round_trip():
+    from usdehaze.ultrasound.logcomp import iq_reference, iq_to_mulaw, mulaw_to_iq
+
+    rng = np.random.default_rng(5)
+    iq = (rng.normal(size=(2, 6, 5)) + 1j * rng.normal(size=(2, 6, 5))) * [[[1.0]], [[50.0]]]
+    ref = iq_reference(iq)
+    assert ref.shape == (2, 1, 1)
+    assert np.allclose(ref[:, 0, 0], [np.max(np.abs([iq[k].real, iq[k].imag])) for k in range(2)])
+    u = iq_to_mulaw(iq, ref)
+    assert u.shape == (2, 2, 6, 5) and u.dtype == np.float32 and np.abs(u).max() == 1.0
+    np.testing.assert_allclose(mulaw_to_iq(u, ref), iq, rtol=1e-4, atol=1e-4 * 50)
+    assert iq_to_mulaw(iq * 10, ref).max() == 1.0  # beyond the reference: clipped, not wrapped
+    np.testing.assert_allclose(  # per-frame references as 0 dB
+        to_db(iq, normalise=np.abs(iq).reshape(2, -1).max(axis=1)[:, None, None]),
+        to_db(iq),
+        atol=1e-5,
+    )

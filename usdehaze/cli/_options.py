@@ -20,6 +20,19 @@ Samples = Annotated[
     typer.Option("--samples", help="Posterior samples per frame (std saved when > 1)."),
 ]
 Seed = Annotated[int | None, typer.Option("--seed", help="Random seed (frame i: seed + i).")]
+Model = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        help="Data model for joint: logsum (default), additive (TMLR) or iq (μ-law I/Q, TMI 2024).",
+    ),
+]
+Precision = Annotated[
+    str | None,
+    typer.Option(
+        "--precision", help="Network precision: auto (bf16 on CUDA, fp32 on CPU), fp32, bf16, fp16."
+    ),
+]
 Batch = Annotated[int | None, typer.Option("--batch", help="Frames per sampler batch.")]
 Device = Annotated[str | None, typer.Option("--device", help="auto, cpu or cuda.")]
 Config = Annotated[

@@ -14,7 +14,9 @@ def bench_dehaze(
     frames: int = typer.Option(4, "--frames", help="Simulated 256×128 frames to dehaze."),
     batches: list[int] = typer.Option([1, 4], "--batch", help="Batch size(s)."),
     variant: list[str] = typer.Option(
-        [], "--variant", help="Also time channels_last and/or compile."
+        [],
+        "--variant",
+        help="Also time channels_last, compile, bf16 and/or fp16 (autocast precision).",
     ),
     devices: list[str] = typer.Option(
         ["auto"], "--device", help="cpu and/or cuda; auto = cpu, then cuda when present."
@@ -34,8 +36,8 @@ def bench_dehaze(
     from usdehaze.ultrasound.bench_dehaze import run
 
     for v in variant:
-        if v not in ("channels_last", "compile"):
-            raise UsageError(f"--variant {v}: expected channels_last or compile")
+        if v not in ("channels_last", "compile", "bf16", "fp16"):
+            raise UsageError(f"--variant {v}: expected channels_last, compile, bf16 or fp16")
     import torch
 
     if devices == ["auto"]:

@@ -30,9 +30,7 @@ def run(
     key: o.Key = None,
     frames: o.Frames = None,
     method: str = typer.Option(None, "--method", help="joint (default), dps, pigdm-gauss or bm3d."),
-    model: str = typer.Option(
-        None, "--model", help="Data model for joint: logsum (default) or additive."
-    ),
+    model: o.Model = None,
     rule: str = typer.Option(
         None, "--rule", help="Data consistency: dps (default), pigdm or projection."
     ),
@@ -46,8 +44,11 @@ def run(
         None, "--schedule", help="Step times: linear (default) or karras."
     ),
     samples: o.Samples = None,
-    gamma: float = typer.Option(None, "--gamma", help="Dehazing strength γ (logsum model)."),
+    gamma: float = typer.Option(
+        None, "--gamma", help="Dehazing strength γ (logsum and iq models)."
+    ),
     device: o.Device = None,
+    precision: o.Precision = None,
     seed: o.Seed = None,
     batch: o.Batch = None,
     channels_last: bool = typer.Option(
@@ -70,7 +71,7 @@ def run(
     from tqdm import tqdm
 
     from usdehaze.errors import UsageError
-    from usdehaze.ultrasound.dehaze import run_dehaze
+    from usdehaze.ultrasound.dehaze import for_magnitude_data, run_dehaze
     from usdehaze.ultrasound.io import load_scan
     from usdehaze.ultrasound.scan import parse_frames
     from usdehaze.ultrasound.simulate import demo_scan_path
@@ -96,6 +97,7 @@ def run(
             "samples": samples,
             "gamma": gamma,
             "device": device,
+            "precision": precision,
             "seed": seed,
             "batch": batch,
             "tissue_prior": str(tissue_prior) if tissue_prior else None,
@@ -108,10 +110,8 @@ def run(
     with load_scan(scan, key) as s:
         sel = parse_frames(frames, s.n_frames, scan)
         if s.magnitude_only:
-            typer.echo(
-                f"{scan}: only magnitude data; dehazing runs on the log-compressed envelope",
-                err=True,
-            )
+            note = for_magnitude_data(cfg)[1] or "dehazing runs on the log-compressed envelope"
+            typer.echo(f"{scan}: only magnitude data; {note}", err=True)
         steps_total = len(sel) * (cfg.steps if cfg.method != "bm3d" else 1)
         bar = tqdm(
             total=steps_total,

@@ -44,6 +44,7 @@ from usdehaze.errors import UsageError
 RULES = ("pigdm", "dps", "projection")
 SOLVERS = ("em", "ddim", "heun")
 SCHEDULES = ("linear", "karras")
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 Callback = Callable[[int, int, float], None]
 
 
@@ -72,12 +73,15 @@ def step_times(sde: SDE, steps: int, t_start: float, schedule: str = "linear") -
 
 @dataclass
 class SampleResult:
-    """Posterior estimates: means over ``samples`` draws and, when samples > 1, per-pixel std."""
+    """Posterior estimates: means over ``samples`` draws and, when samples > 1, per-pixel std;
+    ``x_samples``/``n_samples`` (B, K, ...) keep the draws for statistics in another domain."""
 
     x: Tensor
     n: Tensor
     x_std: Tensor | None = None
     n_std: Tensor | None = None
+    x_samples: Tensor | None = None
+    n_samples: Tensor | None = None
     nfe: int = 0
     seconds: float = 0.0
 
@@ -125,6 +129,7 @@ class JointSampler:
         rescore: bool = False,
         device: str | torch.device = "cpu",
         autocast: bool = False,
+        precision: str | None = None,
         solver: str = "em",
         eta: float = 1.0,
         schedule: str = "linear",
@@ -160,15 +165,21 @@ class JointSampler:
         self.reference_mode, self.rescore = reference_mode, rescore
         self.solver, self.eta, self.schedule = solver, float(eta), schedule
         self.device = resolve_device(device)
-        self.autocast = autocast and self.device.type == "cuda"
+        if precision is None:  # autocast=True: the historical bf16-on-CUDA switch
+            precision = "bf16" if autocast and self.device.type == "cuda" else "fp32"
+        if precision not in PRECISIONS:
+            raise UsageError(f"precision '{precision}': expected one of {', '.join(PRECISIONS)}")
+        self.precision = precision
+        self._amp = PRECISIONS[precision]
         if start_sigma is not None and t_start is None:
             t_start = sde.t_of_beta(float(start_sigma))
         self.t_start = sde.T if t_start is None else min(float(t_start), sde.T)
 
     # -- helpers ---------------------------------------------------------------------------
     def _score(self, prior, z: Tensor, t: Tensor) -> Tensor:
-        if self.autocast:
-            with torch.autocast("cuda", dtype=torch.bfloat16):
+        """The prior's score; under autocast the networks run in bf16/fp16, the sampler in fp32."""
+        if self._amp is not None:
+            with torch.autocast(self.device.type, dtype=self._amp):
                 return prior(z, t).float()
         return prior(z, t)
 
@@ -266,7 +277,7 @@ class JointSampler:
                 callback(i + 1, total, float(t_next))
         n_out = n if n is not None else (yk - self._A(x)) / getattr(self.op, "noise_scale", 1.0)
         x, n_out = x.reshape(B, K, *x.shape[1:]), n_out.reshape(B, K, *n_out.shape[1:])
-        res = SampleResult(x.mean(1), n_out.mean(1), nfe=nfe)
+        res = SampleResult(x.mean(1), n_out.mean(1), nfe=nfe, x_samples=x, n_samples=n_out)
         if K > 1:
             res.x_std, res.n_std = x.std(1), n_out.std(1)
         res.seconds = time.perf_counter() - t0

@@ -25,8 +25,7 @@ import numpy as np
 
 from usdehaze.core import distributed as dist
 from usdehaze.errors import UsageError
-from usdehaze.ultrasound.dehaze import DehazeConfig, Dehazer
-from usdehaze.ultrasound.logcomp import to_db
+from usdehaze.ultrasound.dehaze import DehazeConfig, Dehazer, for_magnitude_data
 from usdehaze.ultrasound.results import IMAGE_KEYS, STD_KEYS, init_result_group, set_attrs
 
 STORE_FORMAT = "usdehaze-batch/1"
@@ -155,6 +154,10 @@ def run_many(
         for p in inputs:
             if Path(p).resolve() == out.resolve():
                 raise UsageError(f"{out}: the output would overwrite an input")
+        if any(s.magnitude_only for s in scans):
+            cfg, note = for_magnitude_data(cfg)
+            if note and rank == 0:
+                log(f"some inputs are {note}")
         identity = _identity(cfg, inputs, sels)
         dehazer = Dehazer(cfg)
         if rank == 0:
@@ -191,11 +194,9 @@ def run_many(
                 chunk = rows[b : b + cfg.batch]
                 src = [sels[i][j] for j in chunk]
                 iq = np.concatenate([scans[i].frames(f, f + 1) for f in src])
-                db = to_db(iq, cfg.dynamic_range, normalise="frame")
-                res = dehazer(db, frames=src)
+                res = dehazer.dehaze_iq(iq, frames=src)
                 g = groups[i]
                 for k, j in enumerate(chunk):
-                    g["input_db"][j] = db[k]
                     for name, v in res.items():
                         g[f"{name}_db"][j] = v[k]
                     g["done"][j] = 1  # last: marks the frame complete

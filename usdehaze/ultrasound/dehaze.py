@@ -2,8 +2,9 @@
 
 Methods: ``joint`` (two priors, the default), ``dps`` and ``pigdm-gauss`` (tissue prior only,
 Gaussian noise: the paper's single-prior baselines), ``bm3d`` (classical despeckling). Data
-models for ``joint``: ``logsum`` (envelope powers add; see usdehaze.ultrasound.measurement) and
-``additive`` (the TMLR paper's y = x + n on log images).
+models for ``joint``: ``logsum`` (envelope powers add; see usdehaze.ultrasound.measurement),
+``additive`` (the TMLR paper's y = x + n on log images) and ``iq`` (the follow-up paper's exact
+y = x + h in IQ with priors on μ-law companded I/Q; needs complex IQ input).
 """
 
 from __future__ import annotations
@@ -11,16 +12,27 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from usdehaze.errors import UsageError
-from usdehaze.ultrasound.logcomp import db_to_unit, to_db, unit_to_db
+from usdehaze.ultrasound.logcomp import (
+    db_to_unit,
+    iq_reference,
+    iq_to_mulaw,
+    mulaw_to_iq,
+    reference,
+    to_db,
+    unit_to_db,
+)
 
 METHODS = ("joint", "dps", "pigdm-gauss", "bm3d")
+MODELS = ("logsum", "additive", "iq")
+# the prior normalisation each data model needs (the "domain" a prior's JSON records)
+PRIOR_DOMAIN = {"logsum": "db", "additive": "db", "iq": "iq-mulaw"}
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 
 
@@ -49,6 +61,7 @@ class DehazeConfig:
     batch: int = 4
     channels_last: bool = True
     compile: bool = False
+    precision: str = "auto"
     tissue_prior: str | None = None
     haze_prior: str | None = None
 
@@ -57,15 +70,19 @@ class DehazeConfig:
             raise UsageError(
                 f"{source}: method '{self.method}': expected one of {', '.join(METHODS)}"
             )
-        if self.model not in ("logsum", "additive"):
-            raise UsageError(f"{source}: model '{self.model}': expected logsum or additive")
-        if self.model == "logsum" and self.rule != "dps" and self.method == "joint":
+        if self.model not in MODELS:
+            raise UsageError(f"{source}: model '{self.model}': expected one of {', '.join(MODELS)}")
+        if self.model != "additive" and self.rule != "dps" and self.method == "joint":
             raise UsageError(
-                f"{source}: rule '{self.rule}': the logsum model is nonlinear, use rule dps (or model additive)"
+                f"{source}: rule '{self.rule}': the {self.model} model is nonlinear, use rule dps (or model additive)"
             )
-        from usdehaze.core.sampler import SCHEDULES, SOLVERS
+        from usdehaze.core.sampler import PRECISIONS, SCHEDULES, SOLVERS
 
-        for name, allowed in (("solver", SOLVERS), ("schedule", SCHEDULES)):
+        for name, allowed in (
+            ("solver", SOLVERS),
+            ("schedule", SCHEDULES),
+            ("precision", ("auto", *PRECISIONS)),
+        ):
             if getattr(self, name) not in allowed:
                 raise UsageError(
                     f"{source}: {name} '{getattr(self, name)}': expected one of {', '.join(allowed)}"
@@ -85,10 +102,32 @@ class DehazeConfig:
 
 
 def prior_paths(cfg: DehazeConfig) -> tuple[Path, Path]:
-    """The tissue and haze prior files of a config (default: the shipped ones)."""
+    """The tissue and haze prior files of a config (default: the shipped ones for its domain;
+    the single-prior baselines always work on dB images)."""
+    suffix = "_iq" if uses_iq(cfg) else ""
     return (
-        Path(cfg.tissue_prior) if cfg.tissue_prior else WEIGHTS_DIR / "tissue.safetensors",
-        Path(cfg.haze_prior) if cfg.haze_prior else WEIGHTS_DIR / "haze.safetensors",
+        Path(cfg.tissue_prior) if cfg.tissue_prior else WEIGHTS_DIR / f"tissue{suffix}.safetensors",
+        Path(cfg.haze_prior) if cfg.haze_prior else WEIGHTS_DIR / f"haze{suffix}.safetensors",
+    )
+
+
+def uses_iq(cfg: DehazeConfig) -> bool:
+    """Whether a run needs complex IQ (the joint method with the iq model)."""
+    return cfg.method == "joint" and cfg.model == "iq"
+
+
+def for_magnitude_data(cfg: DehazeConfig) -> tuple[DehazeConfig, str | None]:
+    """The config to run on magnitude-only data, and a note when it had to change: the iq model
+    needs phases, so such data runs in the log domain (logsum) with the shipped dB priors."""
+    if not uses_iq(cfg):
+        return cfg, None
+    if cfg.tissue_prior or cfg.haze_prior:
+        raise UsageError(
+            "model 'iq' needs complex IQ data and this input is magnitude-only; "
+            "use --model logsum with dB-domain priors"
+        )
+    return replace(cfg, model="logsum"), (
+        "magnitude-only data (no I/Q): running in the log domain (model logsum) instead of iq"
     )
 
 
@@ -115,6 +154,12 @@ class Dehazer:
                 self.checksums[k] = p.checksum
                 _speed_up(p, cfg, self.device)
                 norm = p.meta.get("normalisation", {})
+                want = PRIOR_DOMAIN[cfg.model] if cfg.method == "joint" else "db"
+                got = norm.get("domain")
+                if got is not None and got != want:
+                    raise UsageError(
+                        f"{p.meta['path']}: key 'normalisation.domain': prior trained on '{got}' data, the {cfg.model if cfg.method == 'joint' else cfg.method} run needs '{want}' priors"
+                    )
                 dr = norm.get("dynamic_range")
                 if dr is not None and float(dr) != cfg.dynamic_range:
                     raise UsageError(
@@ -122,6 +167,12 @@ class Dehazer:
                     )
         self._torch = torch
         self.sampler_options: dict[str, Any] = {}  # extra JointSampler arguments (benchmarks)
+
+    def precision(self) -> str:
+        """The networks' precision: ``auto`` is bf16 on CUDA and fp32 on CPU."""
+        if self.cfg.precision == "auto":
+            return "bf16" if self.device.type == "cuda" else "fp32"
+        return self.cfg.precision
 
     def min_size(self) -> int:
         """Smallest frame side the priors handle (their downsampling factor × 2)."""
@@ -131,7 +182,7 @@ class Dehazer:
     def sampler(self):
         from usdehaze.core.operators import Identity
         from usdehaze.core.sampler import JointSampler
-        from usdehaze.ultrasound.measurement import Additive, LogPowerSum
+        from usdehaze.ultrasound.measurement import Additive, LogPowerSum, MuLawIQSum
 
         c = self.cfg
         tissue = self.priors["tissue"]
@@ -140,14 +191,18 @@ class Dehazer:
             "lam": c.lam,
             "start_sigma": c.start_sigma,
             "device": self.device,
-            "autocast": self.device.type == "cuda",
+            "precision": self.precision(),
             "solver": c.solver,
             "eta": c.eta,
             "schedule": c.schedule,
         }
         if c.method == "joint":
-            op = LogPowerSum(c.dynamic_range, c.gamma) if c.model == "logsum" else Identity()
-            if c.model == "additive":
+            if c.model == "iq":
+                op = MuLawIQSum(c.gamma)
+            elif c.model == "logsum":
+                op = LogPowerSum(c.dynamic_range, c.gamma)
+            else:
+                op = Identity()
                 op.name = Additive.name
             kw = {"rule": c.rule, "weighting": c.weighting, "kappa": c.kappa}
             kw |= common | self.sampler_options
@@ -173,11 +228,10 @@ class Dehazer:
         seed + index, so its result does not depend on batching, sharding or resuming.
         """
         c = self.cfg
-        if db.ndim != 3:
-            raise UsageError(f"frames: expected (frames, z, x), got shape {db.shape}")
-        if min(db.shape[1:]) < self.min_size():
+        self._check_frames(db)
+        if uses_iq(c):
             raise UsageError(
-                f"frames of {db.shape[1]}x{db.shape[2]} pixels are smaller than the priors' minimum {self.min_size()}x{self.min_size()}"
+                "model 'iq' needs complex IQ frames, not dB images: use Dehazer.dehaze_iq, or model logsum"
             )
         if c.method == "bm3d":
             tissue = _bm3d(db, c.dynamic_range, c.noise_sigma)
@@ -188,16 +242,12 @@ class Dehazer:
         kwargs = {}
         if c.method == "joint":
             kwargs = {"x_init": y, "n_init": y + 2 * c.haze_init_db / c.dynamic_range}
-        if frames is not None:
-            if len(frames) != len(db):
-                raise ValueError(f"frames: {len(frames)} indices for {len(db)} frames")
-            seeds: int | list[int] = [c.seed + int(f) for f in frames]
-        else:
-            seeds = c.seed if seed is None else seed
+        seeds = self._seeds(len(db), seed, frames)
         res = s(y, samples=c.samples, seed=seeds, callback=callback, **kwargs)
         out = {"tissue": unit_to_db(res.x[:, 0].cpu().numpy(), c.dynamic_range)}
-        if c.method == "joint" and c.model == "logsum":
-            out["haze"] = unit_to_db(res.n[:, 0].cpu().numpy(), c.dynamic_range)
+        if c.method == "joint" and c.model == "logsum":  # the haze as it adds to the input: γ·n
+            n_db = unit_to_db(res.n[:, 0].cpu().numpy(), c.dynamic_range) + 10 * np.log10(c.gamma)
+            out["haze"] = np.clip(n_db, -c.dynamic_range, 0).astype(np.float32)
         else:
             out["haze"] = haze_from_power(db, out["tissue"], c.dynamic_range)
         if c.samples > 1:
@@ -205,6 +255,68 @@ class Dehazer:
             out["tissue_std"] = (res.x_std[:, 0].cpu().numpy() * scale).astype(np.float32)
             out["haze_std"] = (res.n_std[:, 0].cpu().numpy() * scale).astype(np.float32)
         return out
+
+    def dehaze_iq(
+        self,
+        iq: np.ndarray,
+        callback=None,
+        frames: list[int] | range | None = None,
+        seed: int | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Dehaze IQ (complex) or envelope frames (n, z, x): ``input``, ``tissue``, ``haze`` (and
+        ``*_std``) in dB, 0 dB = each input frame's maximum. dB models log-compress first; the
+        iq model separates the companded I/Q and log-compresses its tissue and haze IQ."""
+        c = self.cfg
+        iq = np.asarray(iq)
+        db = to_db(iq, c.dynamic_range, normalise="frame")
+        if not uses_iq(c):
+            return {"input": db, **self(db, seed=seed, callback=callback, frames=frames)}
+        self._check_frames(iq)
+        if not np.iscomplexobj(iq):
+            raise UsageError(
+                "model 'iq' needs complex IQ frames; these are magnitudes (use model logsum)"
+            )
+        if not np.isfinite(iq).all():
+            raise UsageError("frames: contain NaN or Inf")
+        torch = self._torch
+        scale = iq_reference(iq)
+        y = torch.from_numpy(iq_to_mulaw(iq, scale)).to(self.device)
+        s = self.sampler()
+        op = s.op
+        n_init = op.compress(op.expand(y) * 10 ** (c.haze_init_db / 20))
+        seeds = self._seeds(len(iq), seed, frames)
+        res = s(y, x_init=y, n_init=n_init, samples=c.samples, seed=seeds, callback=callback)
+        env_ref = reference(np.abs(iq), "frame")
+        out: dict[str, np.ndarray] = {"input": db}
+        for name, draws, gain in (
+            ("tissue", res.x_samples, 1.0),
+            ("haze", res.n_samples, c.gamma),  # the haze as it adds to the input: γ·C⁻¹(n)
+        ):
+            d = draws.cpu().numpy()  # (B, K, 2, z, x)
+            per = [
+                to_db(mulaw_to_iq(d[:, k], scale) * gain, c.dynamic_range, env_ref)
+                for k in range(d.shape[1])
+            ]
+            out[name] = np.mean(per, axis=0).astype(np.float32)
+            if c.samples > 1:
+                out[f"{name}_std"] = np.std(per, axis=0).astype(np.float32)
+        return out
+
+    def _check_frames(self, a: np.ndarray) -> None:
+        if a.ndim != 3:
+            raise UsageError(f"frames: expected (frames, z, x), got shape {a.shape}")
+        if min(a.shape[1:]) < self.min_size():
+            raise UsageError(
+                f"frames of {a.shape[1]}x{a.shape[2]} pixels are smaller than the priors' minimum {self.min_size()}x{self.min_size()}"
+            )
+
+    def _seeds(self, n: int, seed: int | None, frames: list[int] | range | None) -> int | list[int]:
+        """One seed for the batch, or seed + frame index per frame (independent of batching)."""
+        if frames is None:
+            return self.cfg.seed if seed is None else seed
+        if len(frames) != n:
+            raise ValueError(f"frames: {len(frames)} indices for {n} frames")
+        return [self.cfg.seed + int(f) for f in frames]
 
 
 def _speed_up(prior, cfg: DehazeConfig, device) -> None:
@@ -254,6 +366,9 @@ def run_dehaze(
     from usdehaze.ultrasound.results import ResultWriter
 
     frames = range(scan.n_frames) if frames is None else frames
+    note = None
+    if scan.magnitude_only:
+        cfg, note = for_magnitude_data(cfg)
     dehazer = Dehazer(cfg)
     record = {
         "usdehaze_version": __version__,
@@ -266,6 +381,7 @@ def run_dehaze(
         "source_frames": [int(i) for i in frames],
         "dynamic_range": cfg.dynamic_range,
         "magnitude_only": bool(scan.magnitude_only),
+        **({"note": note} if note else {}),
         **(attrs or {}),
     }
     t0 = time.perf_counter()
@@ -282,10 +398,9 @@ def run_dehaze(
         attrs=record,
     ) as w:
         for idx, iq in scan.batches(frames, cfg.batch):
-            db = to_db(iq, cfg.dynamic_range, normalise="frame")
-            res = dehazer(db, callback=step_callback, frames=idx)
+            res = dehazer.dehaze_iq(iq, callback=step_callback, frames=idx)
             for k in range(len(idx)):
-                w.write(done, input=db[k], **{key: v[k] for key, v in res.items()})
+                w.write(done, **{key: v[k] for key, v in res.items()})
                 done += 1
             if progress is not None:
                 progress(done, len(frames), time.perf_counter() - t0)

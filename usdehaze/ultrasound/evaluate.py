@@ -36,6 +36,7 @@ def eval_set(
         cases.append(
             {
                 "seed": seed0 + k,
+                "iq": sim.hazy_iq[0],
                 "input": to_db(sim.hazy_iq, normalise=ref)[0],
                 "clean": to_db(sim.tissue_iq, normalise=ref)[0],
                 "haze": to_db(sim.haze_iq, normalise=ref)[0],
@@ -78,13 +79,14 @@ def evaluate(
         "hazy input": score(cases, [c["input"] for c in cases]),
         "clean truth": score(cases, [c["clean"] for c in cases]),
     }
-    db = np.stack([c["input"] for c in cases])
+    iq = np.stack([c["iq"] for c in cases])
     for name, cfg in methods.items():
         t0 = time.perf_counter()
         dehazer = Dehazer(cfg)
         tissue, hz = [], []
         for i in range(0, len(cases), cfg.batch):
-            out = dehazer(db[i : i + cfg.batch], frames=range(i, min(i + cfg.batch, len(cases))))
+            sel = range(i, min(i + cfg.batch, len(cases)))
+            out = dehazer.dehaze_iq(iq[i : i + cfg.batch], frames=sel)
             tissue.extend(out["tissue"])
             hz.extend(out["haze"])
         row = score(cases, tissue, hz)
@@ -96,11 +98,26 @@ def evaluate(
     return table
 
 
+# the joint method under each data model: what a row changes in the base config
+JOINT_MODELS = {
+    "logsum": ("logsum", {"model": "logsum", "rule": "dps"}),
+    "iq": ("μ-law IQ, TMI", {"model": "iq", "rule": "dps"}),
+    "additive": ("additive, TMLR", {"model": "additive", "rule": "pigdm", "weighting": "paper"}),
+}
+
+
 def default_methods(base: DehazeConfig | None = None) -> dict[str, DehazeConfig]:
+    """The table's rows: the joint method under each data model with the base config's sampler
+    settings (the base's own model first, marked default), single-prior baselines and BM3D."""
     base = base or DehazeConfig(device="cpu")
-    return {
-        "joint (logsum, default)": base,
-        "joint (additive, TMLR)": replace(base, model="additive", rule="pigdm", weighting="paper"),
+    rows = {}
+    for m in sorted(JOINT_MODELS, key=lambda m: m != base.model):
+        label, change = JOINT_MODELS[m]
+        own = m == base.model
+        rows[f"joint ({label}{', default' if own else ''})"] = (
+            base if own else replace(base, **change)
+        )
+    return rows | {
         "DPS, no haze prior": replace(base, method="dps"),
         "ΠGDM-Gauss, no haze prior": replace(base, method="pigdm-gauss"),
         "BM3D": replace(base, method="bm3d"),

@@ -21,10 +21,12 @@ def envelope(iq: np.ndarray) -> np.ndarray:
     return np.abs(iq).astype(np.float32)
 
 
-def reference(env: np.ndarray, normalise: str | float = "frame") -> np.ndarray | float:
+def reference(env: np.ndarray, normalise: str | float | np.ndarray = "frame") -> np.ndarray | float:
     """The envelope value that maps to 0 dB: per frame (frames, 1, 1), global, or given."""
     if isinstance(normalise, (int, float)):
         return float(normalise)
+    if isinstance(normalise, np.ndarray):
+        return normalise
     if normalise == "global":
         return float(env.max())
     if normalise == "frame":
@@ -39,7 +41,7 @@ def reference(env: np.ndarray, normalise: str | float = "frame") -> np.ndarray |
 def to_db(
     iq: np.ndarray,
     dynamic_range: float = DEFAULT_DYNAMIC_RANGE,
-    normalise: str | float = "frame",
+    normalise: str | float | np.ndarray = "frame",
 ) -> np.ndarray:
     """IQ or envelope (frames, z, x) → dB image clipped to [-dynamic_range, 0], float32."""
     env = envelope(iq)
@@ -77,3 +79,24 @@ def mu_law_inverse(y: np.ndarray, mu: float = MU) -> np.ndarray:
     if np.iscomplexobj(y):
         return mu_law_inverse(y.real, mu) + 1j * mu_law_inverse(y.imag, mu)
     return np.sign(y) * np.expm1(np.abs(y) * np.log1p(mu)) / mu
+
+
+def iq_reference(iq: np.ndarray) -> np.ndarray:
+    """Per-frame scale of complex IQ (frames, z, x) for μ-law: max(|I|, |Q|), shape (frames, 1, 1)."""
+    iq = np.asarray(iq)
+    peak = np.maximum(np.abs(iq.real), np.abs(iq.imag)).reshape(iq.shape[0], -1).max(axis=1)
+    return np.maximum(peak, _TINY).reshape(-1, 1, 1).astype(np.float32)
+
+
+def iq_to_mulaw(iq: np.ndarray, ref: np.ndarray | float, mu: float = MU) -> np.ndarray:
+    """Complex IQ (frames, z, x) scaled by ``ref`` → μ-law I and Q channels (frames, 2, z, x)
+    in [-1, 1], float32: the IQ-domain priors' input (values beyond ``ref`` are clipped)."""
+    c = np.clip(np.asarray(iq).real / ref, -1, 1), np.clip(np.asarray(iq).imag / ref, -1, 1)
+    return np.stack([mu_law(c[0], mu), mu_law(c[1], mu)], axis=1).astype(np.float32)
+
+
+def mulaw_to_iq(u: np.ndarray, ref: np.ndarray | float = 1.0, mu: float = MU) -> np.ndarray:
+    """Inverse of :func:`iq_to_mulaw`: channels (frames, 2, z, x) → complex64 IQ × ``ref``."""
+    u = np.clip(np.asarray(u, np.float64), -1, 1)
+    iq = mu_law_inverse(u[:, 0], mu) + 1j * mu_law_inverse(u[:, 1], mu)
+    return (iq * ref).astype(np.complex64)

@@ -1,14 +1,23 @@
-"""Training images for the ultrasound priors: simulated tissue-only and haze-only dB frames.
+"""Training images for the ultrasound priors: simulated tissue-only and haze-only frames.
 
-Both are log-compressed against the *hazy* frame's maximum, the reference a dehazing run uses,
-so the haze prior learns haze at its true level below tissue, and mapped to [-1, 1].
+``domain="db"``: log-compressed envelopes (N, z, x) in [-1, 1]; ``domain="iq"``: μ-law companded
+I and Q channels (N, 2, z, x), the follow-up paper's (TMI 2024) representation. Both are scaled
+by the *hazy* frame's reference, the one a dehazing run uses, so the haze prior learns haze at its
+true level below tissue.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from usdehaze.ultrasound.logcomp import DEFAULT_DYNAMIC_RANGE, db_to_unit, envelope, to_db
+from usdehaze.ultrasound.logcomp import (
+    DEFAULT_DYNAMIC_RANGE,
+    db_to_unit,
+    envelope,
+    iq_reference,
+    iq_to_mulaw,
+    to_db,
+)
 from usdehaze.ultrasound.simulate import simulate_cardiac
 
 # Seeds below this are reserved for evaluation and never used to train the shipped priors.
@@ -21,14 +30,23 @@ def make_prior_data(
     seed_start: int = TRAIN_SEED_START,
     haze_db: tuple[float, float] = (-22.0, -4.0),
     dynamic_range: float = DEFAULT_DYNAMIC_RANGE,
+    domain: str = "db",
 ) -> dict[str, np.ndarray]:
-    """(tissue, haze) arrays (N, z, x) in [-1, 1] from ``n_scans`` simulated cardiac loops."""
+    """(tissue, haze) arrays in [-1, 1] from ``n_scans`` simulated cardiac loops: (N, z, x) dB
+    images for ``domain="db"``, (N, 2, z, x) μ-law I/Q for ``domain="iq"``."""
+    if domain not in ("db", "iq"):
+        raise ValueError(f"domain must be 'db' or 'iq', got {domain!r}")
     rng = np.random.default_rng(seed_start)
     tissue, haze = [], []
     for k in range(n_scans):
         sim = simulate_cardiac(
             frames_per_scan, seed=seed_start + k, haze_db=float(rng.uniform(*haze_db))
         )
+        if domain == "iq":
+            ref = iq_reference(sim.hazy_iq)
+            tissue.append(iq_to_mulaw(sim.tissue_iq, ref))
+            haze.append(iq_to_mulaw(sim.haze_iq, ref))
+            continue
         ref = envelope(sim.hazy_iq).reshape(frames_per_scan, -1).max(axis=1).reshape(-1, 1, 1)
         for iq, out in ((sim.tissue_iq, tissue), (sim.haze_iq, haze)):
             env = envelope(iq) / ref
