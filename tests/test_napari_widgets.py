@@ -69,6 +69,37 @@ def test_dehaze_widget_end_to_end(demo, qtbot, tiny_priors):
     assert t_nat.attrs["source_frames"] == [2] and t_nat.attrs["config"]["steps"] == 2
 
 
+def test_dehaze_widget_iq_model_uses_the_scan_iq(demo, qtbot, tiny_iq_priors):
+    from usdehaze.napari._dehaze_widget import layer_config
+    from usdehaze.napari._layers import Native
+
+    viewer, layer = demo
+    viewer.dims.set_current_step(0, 1)
+    w = _dehaze_widget(viewer, tiny_iq_priors)
+    w.model.setCurrentText("iq")
+    with qtbot.waitSignal(w.run_finished, timeout=60_000) as sig:
+        w.run()
+    assert sig.args == ["done"]
+    native = layer.metadata["usdehaze"]
+    assert np.iscomplexobj(native.iq) and native.iq.shape == native.db.shape
+    cfg = DehazeConfig(
+        model="iq",
+        steps=2,
+        seed=5,
+        device="cpu",
+        tissue_prior=str(tiny_iq_priors[0]),
+        haze_prior=str(tiny_iq_priors[1]),
+    )
+    ref = Dehazer(cfg).dehaze_iq(native.iq[1:2], frames=[1])
+    got = viewer.layers["demo_scan tissue"].metadata["usdehaze"]
+    np.testing.assert_allclose(got.db, ref["tissue"], atol=1e-2)
+    assert got.attrs["config"]["model"] == "iq"
+    # a layer without IQ (a result's input, a magnitude-only scan) runs logsum and says so
+    no_iq = Native(native.db, native.x, native.z)
+    fallback, note = layer_config(no_iq, DehazeConfig(model="iq"))
+    assert fallback.model == "logsum" and "magnitude-only" in note
+
+
 def test_dehaze_result_saves_and_reopens(demo, qtbot, tiny_priors, tmp_path):
     from usdehaze.napari._writer import write_result
     from usdehaze.ultrasound.results import load_result

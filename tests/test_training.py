@@ -79,6 +79,23 @@ def test_export_and_load_round_trip(tmp_path, data):
         load_prior(path)
 
 
+def test_export_only_writes_the_checkpoint_prior(tmp_path, data):
+    """A stopped (or running) training exports its EMA prior without taking a step."""
+    from usdehaze.core.training import export_checkpoint
+
+    cfg = _cfg(tmp_path, data, steps=3)
+    with pytest.raises(UsageError, match="no checkpoint"):
+        export_checkpoint(cfg)
+    full = load_prior(train(cfg, device="cpu", progress=False))
+    mid = _cfg(tmp_path, data, steps=3, export={"path": str(tmp_path / "mid")})
+    path, step = export_checkpoint(mid)
+    assert step == 3 and path == tmp_path / "mid.safetensors"
+    again = load_prior(path)
+    assert again.meta["training"]["steps"] == 3
+    for a, b in zip(full.net.state_dict().values(), again.net.state_dict().values()):
+        assert torch.equal(a, b)
+
+
 def test_config_errors(tmp_path, data):
     with pytest.raises(UsageError, match="key 'stepz'"):
         config_from_dict({"data": {"path": "x"}, "stepz": 1})

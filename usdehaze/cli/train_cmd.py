@@ -17,9 +17,15 @@ def train(
     out: str = typer.Option(None, "--out", help="Run folder (overrides the config's 'out')."),
     steps: int = typer.Option(None, "--steps", help="Total steps (overrides the config)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    export_only: bool = typer.Option(
+        False, "--export-only", help="Export the checkpoint's EMA prior now, without training."
+    ),
+    export: Path = typer.Option(
+        None, "--export", help="Prior file to write (overrides the config's export.path)."
+    ),
 ) -> None:
     """Train a score prior (single process, or DDP under torchrun with the same command)."""
-    from usdehaze.core.training import config_from_dict
+    from usdehaze.core.training import config_from_dict, export_checkpoint
     from usdehaze.core.training import train as run
 
     cfg = read_yaml(config)
@@ -27,4 +33,11 @@ def train(
         cfg["out"] = out
     if steps:
         cfg["steps"] = steps
-    run(config_from_dict(cfg, str(config)), device=device, resume=resume)
+    if export:
+        cfg["export"] = {**(cfg.get("export") or {}), "path": str(export)}
+    tc = config_from_dict(cfg, str(config))
+    if export_only:
+        path, step = export_checkpoint(tc, device=device)
+        typer.echo(f"exported the EMA prior of step {step} -> {path}")
+        return
+    run(tc, device=device, resume=resume)

@@ -274,3 +274,13 @@ def train(
     if trainer.rank == 0 and progress:
         print(f"trained {trainer.step} steps in {time.time() - t0:.0f} s -> {path}")
     return path
+
+
+def export_checkpoint(cfg: TrainConfig, device: str = "cpu") -> tuple[Path, int]:
+    """Export the EMA prior of ``cfg.out``'s checkpoint as it stands (a running or stopped
+    training); returns the prior's path and the checkpoint's step."""
+    trainer = Trainer(cfg, torch.device(device if device != "auto" else "cpu"), progress=False)
+    if not trainer.load_checkpoint():
+        raise UsageError(f"{trainer.checkpoint_path}: no checkpoint to export")
+    path = trainer.export()
+    return path, trainer.step

@@ -41,12 +41,21 @@ class Cancelled(Exception):
     """Raised inside the sampler callback when the user pressed Cancel."""
 
 
+def layer_config(native: Native, cfg: Any) -> tuple[Any, str | None]:
+    """The config a layer can run: the iq model needs the scan's IQ, which result layers and
+    magnitude-only scans lack; those run in the log domain (with a note saying so)."""
+    from usdehaze.ultrasound.dehaze import for_magnitude_data
+
+    return (cfg, None) if native.iq is not None else for_magnitude_data(cfg)
+
+
 def dehaze_frames(
     native: Native, frames: list[int], cfg: Any, cancel: threading.Event, progress=None
 ) -> dict[str, np.ndarray] | None:
     """Dehaze ``frames`` (indices into native.db) like run_dehaze does; None when cancelled."""
-    from usdehaze.ultrasound.dehaze import Dehazer
+    from usdehaze.ultrasound.dehaze import Dehazer, uses_iq
 
+    cfg = layer_config(native, cfg)[0]
     dehazer = Dehazer(cfg)
     batches = [frames[i : i + cfg.batch] for i in range(0, len(frames), cfg.batch)]
     parts: dict[str, list[np.ndarray]] = {}
@@ -60,8 +69,13 @@ def dehaze_frames(
             if progress is not None:
                 progress(int(100 * (b + i / max(total, 1)) / len(batches)))
 
+        seeds = [native.frame0 + i for i in idx]
         try:
-            res = dehazer(native.db[idx], callback=step, frames=[native.frame0 + i for i in idx])
+            if uses_iq(cfg):
+                res = dehazer.dehaze_iq(native.iq[idx], callback=step, frames=seeds)
+                res.pop("input")
+            else:
+                res = dehazer(native.db[idx], callback=step, frames=seeds)
         except Cancelled:
             return None
         for k, v in res.items():
@@ -88,7 +102,7 @@ class DehazeWidget(QWidget):
 
     def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        from usdehaze.ultrasound.dehaze import METHODS, DehazeConfig
+        from usdehaze.ultrasound.dehaze import METHODS, MODELS, DehazeConfig
 
         self.viewer = napari_viewer
         self.worker = None
@@ -98,6 +112,9 @@ class DehazeWidget(QWidget):
         self.layer_combo = QComboBox()
         self.method = QComboBox()
         self.method.addItems(METHODS)
+        self.model = QComboBox()
+        self.model.addItems(MODELS)
+        self.model.setCurrentText(d.model)
         self.rule = QComboBox()
         self.rule.addItems(RULES)
         self.steps = QSpinBox()
@@ -125,6 +142,7 @@ class DehazeWidget(QWidget):
         form = QFormLayout()
         form.addRow("image", self.layer_combo)
         form.addRow("method", self.method)
+        form.addRow("model", self.model)
         form.addRow("rule", self.rule)
         form.addRow("steps", self.steps)
         form.addRow("device", self.device)
@@ -187,6 +205,7 @@ class DehazeWidget(QWidget):
         method, rule = self.method.currentText(), self.rule.currentText()
         return DehazeConfig(
             method=method,
+            model=self.model.currentText(),
             rule=rule,
             steps=self.steps.value(),
             device=self.device.currentText(),
@@ -214,7 +233,7 @@ class DehazeWidget(QWidget):
             if layer is None:
                 raise UsageError("dehaze: no image layer from usdehaze (open a scan first)")
             native = native_of(layer)
-            cfg = self.config()
+            cfg, note = layer_config(native, self.config())
             frames = self._frames(layer, native)
         except UsageError as exc:
             notify_error(exc, "dehaze")
@@ -223,7 +242,9 @@ class DehazeWidget(QWidget):
             return
         self._cancel.clear()
         self.progress.setValue(0)
-        self.status.setText(f"dehazing {len(frames)} frame(s) of {layer.name}…")
+        self.status.setText(
+            f"dehazing {len(frames)} frame(s) of {layer.name}…" + (f" ({note})" if note else "")
+        )
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         worker = create_worker(

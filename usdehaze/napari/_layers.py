@@ -36,6 +36,7 @@ class Native:
     dynamic_range: float = DEFAULT_DYNAMIC_RANGE
     group: str = ""
     input_db: np.ndarray | None = None  # the input the tissue/haze came from (same frames)
+    iq: np.ndarray | None = None  # complex IQ frames of a scan layer (for the iq data model)
     attrs: dict[str, Any] = field(default_factory=dict)
 
 

@@ -61,7 +61,8 @@ def scan_layer_data(
     from usdehaze.ultrasound.io import load_scan
 
     with load_scan(path, key) as scan:
-        db = to_db(scan.frames(0, scan.n_frames), dynamic_range)
+        iq = scan.frames(0, scan.n_frames)
+        db = to_db(iq, dynamic_range)
         native = Native(
             db,
             np.asarray(scan.x),
@@ -73,6 +74,7 @@ def scan_layer_data(
             dynamic_range=dynamic_range,
             group=f"{scan.path}:{scan.key}",
             attrs={"layout": scan.layout, "key": scan.key, "magnitude_only": scan.magnitude_only},
+            iq=None if scan.magnitude_only else iq,
         )
     return [image_layer_data(native, Path(path).stem)]
 
