@@ -34,9 +34,11 @@ SETTINGS = [
     ("ddim η=0", "ddim", 0.0, "linear", 5),
     ("ddim η=0", "ddim", 0.0, "linear", 10),
     ("ddim η=0", "ddim", 0.0, "linear", 20),
+    ("ddim η=0", "ddim", 0.0, "linear", 40),
     ("ddim η=1", "ddim", 1.0, "linear", 5),
     ("ddim η=1", "ddim", 1.0, "linear", 10),
     ("ddim η=1", "ddim", 1.0, "linear", 20),
+    ("ddim η=1", "ddim", 1.0, "linear", 40),
     ("heun (karras)", "heun", 0.0, "karras", 5),
     ("heun (karras)", "heun", 0.0, "karras", 10),
     ("em, T = 600", "em", 1.0, "linear", 600),
@@ -54,7 +56,9 @@ def run_setting(cases, cfg: DehazeConfig) -> dict:
     return row | {"nfe": nfe, "s_per_frame": sec}
 
 
-def plot(rows: list[dict], base_gcnr: float, path: Path, start_sigma: float) -> None:
+def plot(
+    rows: list[dict], base_gcnr: float, path: Path, start_sigma: float, title: str = "Joint"
+) -> None:
     import matplotlib
     import matplotlib.ticker
 
@@ -75,7 +79,7 @@ def plot(rows: list[dict], base_gcnr: float, path: Path, start_sigma: float) -> 
     ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
     ax.set_xlabel("network evaluations per frame (both priors)")
     ax.set_ylabel("gCNR gain over the hazy input")
-    ax.set_title(f"Joint dehazing: quality against steps (late start σ = {start_sigma:g})")
+    ax.set_title(f"{title}: quality against steps (late start σ = {start_sigma:g})")
     ax.legend(fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -93,6 +97,8 @@ def main() -> None:
     ap.add_argument("--model", default=DehazeConfig.model, help="data model: logsum, additive, iq")
     ap.add_argument("--gamma", type=float, default=DehazeConfig.gamma, help="dehazing strength")
     ap.add_argument("--haze-init-db", type=float, default=DehazeConfig.haze_init_db)
+    ap.add_argument("--lam", type=float, default=DehazeConfig.lam, help="tissue DC weight λ")
+    ap.add_argument("--kappa", type=float, default=DehazeConfig.kappa, help="haze DC weight κ")
     args = ap.parse_args()
 
     cases = eval_set(args.frames, seed0=VALIDATION_SEED0)
@@ -103,6 +109,8 @@ def main() -> None:
         model=args.model,
         gamma=args.gamma,
         haze_init_db=args.haze_init_db,
+        lam=args.lam,
+        kappa=args.kappa,
     ).validate("options")
     base_gcnr = score(cases, [c["input"] for c in cases])["gcnr"]
     args.out.mkdir(parents=True, exist_ok=True)
@@ -133,7 +141,7 @@ def main() -> None:
             f"| {r['name']} | {r['steps']} | {r['nfe']} | {r['gcnr']:.3f} | "
             f"{r['gcnr'] - base_gcnr:+.3f} | {r['myo_shift_db']:+.2f} | {r['s_per_frame']:.1f} |"
         )
-    plot(rows, base_gcnr, args.plot, args.start_sigma)
+    plot(rows, base_gcnr, args.plot, args.start_sigma, f"Joint ({args.model} model)")
     print(f"plot: {args.plot}")
 
 
