@@ -189,3 +189,26 @@ def test_precision_autocasts_the_networks_only(tiny_priors):
     assert np.abs(a - b).mean() < 0.5  # dB
     with pytest.raises(UsageError, match="precision 'fp8'"):
         DehazeConfig.from_dict({"precision": "fp8"})
+
+
+@pytest.mark.parametrize("model", ["logsum", "iq"])
+def test_all_zero_frames_stay_blank_and_are_reported(tiny_priors, tiny_iq_priors, model, tmp_path):
+    from tests.conftest import memory_scan
+
+    cfg = _cfg(tiny_iq_priors if model == "iq" else tiny_priors, model=model)
+    iq = _iq_frames(3)
+    iq[1] = 0
+    d = Dehazer(cfg)
+    out = d.dehaze_iq(iq, frames=[0, 1, 2])
+    for k in ("input", "tissue", "haze"):
+        assert (out[k][1] == -60).all() and (out[k][[0, 2]] > -60).any()
+    alone = d.dehaze_iq(iq[2:], frames=[2])  # the others are dehazed as if the blank were absent
+    np.testing.assert_allclose(out["tissue"][2:], alone["tissue"], atol=1e-2)
+    scan = memory_scan(shape=(40, 24))
+    read = scan.read
+    scan.read = lambda a, b: np.where(np.arange(a, b)[:, None, None] == 2, 0, read(a, b))
+    said = []
+    run_dehaze(scan, tmp_path / "b.h5", dataclasses.replace(cfg, batch=2), warn=said.append)
+    assert said == ["memory.h5: frame(s) [2] are all zeros; written as blank frames"]
+    with load_result(tmp_path / "b.h5") as r:
+        assert r.attrs["blank_frames"] == [2] and (r.frames("tissue")[2] == -60).all()

@@ -66,6 +66,7 @@ def run(
 
     Ctrl-C stops cleanly: the output then holds the frames finished so far (complete = false).
     """
+    import sys
     import time
 
     from tqdm import tqdm
@@ -133,7 +134,15 @@ def run(
                 bar.update(done - bar.n)
 
         try:
-            path = run_dehaze(s, out, cfg, sel, progress=on_batch, step_callback=on_step)
+            path = run_dehaze(
+                s,
+                out,
+                cfg,
+                sel,
+                progress=on_batch,
+                step_callback=on_step,
+                warn=lambda m: bar.write(m, file=sys.stderr),
+            )
         except KeyboardInterrupt:
             bar.close()
             typer.echo(

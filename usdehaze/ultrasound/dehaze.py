@@ -268,10 +268,13 @@ class Dehazer:
         iq model separates the companded I/Q and log-compresses its tissue and haze IQ."""
         c = self.cfg
         iq = np.asarray(iq)
+        self._check_frames(iq)
+        blank = blank_frames(iq)
+        if blank.any():  # nothing to separate: blank in, blank out, and no sampler time spent
+            return self._with_blank_frames(iq, blank, callback, frames, seed)
         db = to_db(iq, c.dynamic_range, normalise="frame")
         if not uses_iq(c):
             return {"input": db, **self(db, seed=seed, callback=callback, frames=frames)}
-        self._check_frames(iq)
         if not np.iscomplexobj(iq):
             raise UsageError(
                 "model 'iq' needs complex IQ frames; these are magnitudes (use model logsum)"
@@ -302,6 +305,24 @@ class Dehazer:
                 out[f"{name}_std"] = np.std(per, axis=0).astype(np.float32)
         return out
 
+    def _with_blank_frames(self, iq, blank, callback, frames, seed) -> dict[str, np.ndarray]:
+        keep = np.flatnonzero(~blank)
+        full = -self.cfg.dynamic_range
+        sub = {}
+        if len(keep):
+            idx = None if frames is None else [frames[i] for i in keep]
+            sub = self.dehaze_iq(iq[keep], callback=callback, frames=idx, seed=seed)
+        keys = ("input", "tissue", "haze") + (
+            ("tissue_std", "haze_std") if self.cfg.samples > 1 else ()
+        )
+        out = {}
+        for k in keys:
+            a = np.full(iq.shape, 0.0 if k.endswith("_std") else full, np.float32)
+            if len(keep):
+                a[keep] = sub[k]
+            out[k] = a
+        return out
+
     def _check_frames(self, a: np.ndarray) -> None:
         if a.ndim != 3:
             raise UsageError(f"frames: expected (frames, z, x), got shape {a.shape}")
@@ -317,6 +338,12 @@ class Dehazer:
         if len(frames) != n:
             raise ValueError(f"frames: {len(frames)} indices for {n} frames")
         return [self.cfg.seed + int(f) for f in frames]
+
+
+def blank_frames(iq: np.ndarray) -> np.ndarray:
+    """Which frames (n, z, x) are all zeros: no signal to dehaze (written as blank frames)."""
+    a = np.asarray(iq)
+    return ~np.any(a.reshape(len(a), -1) != 0, axis=1)
 
 
 def _speed_up(prior, cfg: DehazeConfig, device) -> None:
@@ -357,10 +384,12 @@ def run_dehaze(
     progress: Callable[[int, int, float], None] | None = None,
     attrs: dict[str, Any] | None = None,
     step_callback: Callable[[int, int, float], None] | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> Path:
     """Dehaze ``frames`` of a Scan into a result file; frames stream in batches of cfg.batch.
 
-    ``progress(frames_done, total, seconds)`` after each batch; ``step_callback`` each sampler step.
+    ``progress(frames_done, total, seconds)`` after each batch; ``step_callback`` each sampler
+    step; ``warn(message)`` for frames that are all zeros (kept blank, listed in ``blank_frames``).
     """
     from usdehaze import __version__
     from usdehaze.ultrasound.results import ResultWriter
@@ -397,7 +426,14 @@ def run_dehaze(
         with_std=cfg.samples > 1,
         attrs=record,
     ) as w:
+        blank: list[int] = []
         for idx, iq in scan.batches(frames, cfg.batch):
+            new = [int(i) for i, b in zip(idx, blank_frames(iq)) if b]
+            if new:
+                blank += new
+                w._attrs["blank_frames"] = blank
+                if warn is not None:
+                    warn(f"{scan.path}: frame(s) {new} are all zeros; written as blank frames")
             res = dehazer.dehaze_iq(iq, callback=step_callback, frames=idx)
             for k in range(len(idx)):
                 w.write(done, **{key: v[k] for key, v in res.items()})
