@@ -62,11 +62,11 @@ def test_show_writes_png(sim, tmp_path):
     assert png.read_bytes()[:4] == b"\x89PNG"
 
 
-def test_run_then_score_the_result(sim, tmp_path, tiny_priors, capsys):
+def test_run_then_score_the_result(sim, tmp_path, tiny_iq_priors, capsys):
     scan, roi = sim
     before = scan.read_bytes()
     out = tmp_path / "r.h5"
-    t, h = tiny_priors
+    t, h = tiny_iq_priors  # the default iq model
     code = run_app(
         [
             "run",

@@ -19,16 +19,25 @@ def test_dehaze_default_yaml_matches_the_defaults():
 
 
 def test_prior_configs_are_valid():
-    for name in ("prior_tissue", "prior_haze"):
+    for name in ("prior_tissue", "prior_haze", "prior_tissue_iq", "prior_haze_iq"):
         cfg = config_from_dict(yaml.safe_load((ROOT / f"configs/{name}.yaml").read_text()), name)
-        assert cfg.export["path"].startswith("usdehaze/weights/")
+        assert cfg.export["path"] == "usdehaze/weights/" + name.removeprefix("prior_")
+        domain = cfg.export["normalisation"]["domain"]
+        assert domain == ("iq-mulaw" if name.endswith("_iq") else "db")
 
 
 def test_shipped_priors_load_and_match_their_checksums():
     from usdehaze.core.priors import load_prior
+    from usdehaze.ultrasound.dehaze import PRIOR_DOMAIN, DehazeConfig, prior_paths
 
     for name in ("tissue", "haze"):
         p = load_prior(ROOT / f"usdehaze/weights/{name}.safetensors")
         assert (
             p.meta["normalisation"]["dynamic_range"] == 60 and p.meta["training"]["steps"] >= 1000
         )
+    # the default model's priors: 2-channel μ-law I/Q, trained as long as the dB ones
+    cfg = DehazeConfig()
+    for path in prior_paths(cfg):
+        p = load_prior(path)
+        assert p.meta["normalisation"]["domain"] == PRIOR_DOMAIN[cfg.model] == "iq-mulaw"
+        assert p.meta["network"]["channels"] == 2 and p.meta["training"]["steps"] >= 6000

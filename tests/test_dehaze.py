@@ -11,7 +11,9 @@ from usdehaze.ultrasound.results import load_result
 
 
 def _cfg(tiny_priors, **kw):
+    """Tiny priors with a log-domain model unless told (tiny_iq_priors need model="iq")."""
     t, h = tiny_priors
+    kw.setdefault("model", "logsum")
     return DehazeConfig(tissue_prior=str(t), haze_prior=str(h), steps=3, device="cpu", **kw)
 
 
@@ -70,8 +72,10 @@ def test_bad_inputs(tiny_priors):
         DehazeConfig.from_dict({"stepz": 3})
     with pytest.raises(UsageError, match="solver 'rk4'"):
         DehazeConfig.from_dict({"solver": "rk4"})
+    with pytest.raises(UsageError, match="iq model is nonlinear"):
+        DehazeConfig.from_dict({"rule": "pigdm"})  # the default model
     with pytest.raises(UsageError, match="logsum model is nonlinear"):
-        DehazeConfig.from_dict({"rule": "pigdm"})
+        DehazeConfig.from_dict({"rule": "pigdm", "model": "logsum"})
     with pytest.raises(UsageError, match="missing prior"):
         Dehazer(dataclasses.replace(_cfg(tiny_priors), tissue_prior="/nonexistent/p.safetensors"))
 

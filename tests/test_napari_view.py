@@ -60,6 +60,7 @@ def test_screenshot(make_napari_viewer, qtbot, tiny_priors, tmp_path):
         dehaze.steps.setValue(30)
     else:
         dehaze.steps.setValue(2)
+        dehaze.model.setCurrentText("logsum")  # tiny dB priors
         dehaze.tissue_prior.setText(str(tiny_priors[0]))
         dehaze.haze_prior.setText(str(tiny_priors[1]))
     dehaze.device.setCurrentText("cpu")

@@ -28,8 +28,10 @@ def demo(make_napari_viewer):
 
 
 # -- Dehaze --------------------------------------------------------------------------------------
-def _dehaze_widget(viewer, tiny_priors, steps=2, seed=5):
+def _dehaze_widget(viewer, tiny_priors, steps=2, seed=5, model="logsum"):
+    """The widget with tiny priors: dB ones with a log-domain model unless told."""
     w = DehazeWidget(viewer)
+    w.model.setCurrentText(model)
     w.steps.setValue(steps)
     w.seed.setValue(seed)
     w.device.setCurrentText("cpu")
@@ -50,6 +52,7 @@ def test_dehaze_widget_end_to_end(demo, qtbot, tiny_priors):
     t_nat, h_nat = tissue.metadata["usdehaze"], haze.metadata["usdehaze"]
     # the same numbers as the library (and hence ``usdehaze run``): batch seeded seed + frame
     cfg = DehazeConfig(
+        model="logsum",
         steps=2,
         seed=5,
         device="cpu",
@@ -75,8 +78,7 @@ def test_dehaze_widget_iq_model_uses_the_scan_iq(demo, qtbot, tiny_iq_priors):
 
     viewer, layer = demo
     viewer.dims.set_current_step(0, 1)
-    w = _dehaze_widget(viewer, tiny_iq_priors)
-    w.model.setCurrentText("iq")
+    w = _dehaze_widget(viewer, tiny_iq_priors, model="iq")
     with qtbot.waitSignal(w.run_finished, timeout=60_000) as sig:
         w.run()
     assert sig.args == ["done"]

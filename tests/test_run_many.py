@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -34,9 +35,24 @@ def scans(tmp_path):
 
 def _cfg(tiny_priors, **kw):
     t, h = tiny_priors
-    return DehazeConfig(
-        **{"tissue_prior": str(t), "haze_prior": str(h), "steps": 3, "device": "cpu", **kw}
-    )
+    base = {"tissue_prior": str(t), "haze_prior": str(h), "steps": 3, "device": "cpu"}
+    return DehazeConfig(**{**base, "model": "logsum", **kw})
+
+
+def test_iq_model_store_equals_run(tiny_iq_priors, scans, tmp_path):
+    """The default iq model through run-many: each frame as ``usdehaze run`` writes it."""
+    out = tmp_path / "iq.zarr"
+    cfg = _cfg(tiny_iq_priors, model="iq", batch=2)
+    run_many(scans, out, cfg, log=lambda s: None)
+    root = zarr.open_group(str(out), mode="r")
+    for i, p in enumerate(scans):
+        ref = tmp_path / f"iq{i}.h5"
+        with load_scan(p) as s:
+            run_dehaze(s, ref, cfg)
+        with load_result(ref) as r:
+            for k in ("input", "tissue", "haze"):
+                np.testing.assert_array_equal(root[f"scans/{i:03d}/{k}_db"][:], r.frames(k))
+        assert json.loads(root.attrs["config"])["model"] == "iq"
 
 
 def test_store_equals_run_and_resumes(tiny_priors, scans, tmp_path):
@@ -113,7 +129,7 @@ def test_two_gloo_processes_killed_midway_then_resumed(tiny_priors, tmp_path):
     out = tmp_path / "out.zarr"
     t, h = tiny_priors
     args = [str(a), str(b), "-o", str(out), "--steps", "60", "--batch", "1", "--device", "cpu"]
-    args += ["--tissue-prior", str(t), "--haze-prior", str(h), "-q"]
+    args += ["--tissue-prior", str(t), "--haze-prior", str(h), "--model", "logsum", "-q"]
     p = _torchrun(args, tmp_path)
     t0 = time.time()
     while _done(out) < 2 and p.poll() is None and time.time() - t0 < 120:

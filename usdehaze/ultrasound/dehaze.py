@@ -41,16 +41,16 @@ class DehazeConfig:
     """Settings of a dehazing run (all recorded in the output)."""
 
     method: str = "joint"
-    model: str = "logsum"
+    model: str = "iq"
     rule: str = "dps"
     weighting: str = "variance"
-    steps: int = 5
-    solver: str = "ddim"
-    eta: float = 0.0
+    steps: int = 20
+    solver: str = "em"
+    eta: float = 1.0
     schedule: str = "linear"
     start_sigma: float = 3.0
-    lam: float = 1.0
-    kappa: float = 1.0
+    lam: float = 2.0
+    kappa: float = 2.0
     gamma: float = 1.0
     haze_init_db: float = -20.0
     noise_sigma: float = 0.2
