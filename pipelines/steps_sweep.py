@@ -77,6 +77,7 @@ def plot(
     ax.set_xscale("log")
     ax.set_xticks([10, 20, 40, 80])
     ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.get_xaxis().set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel("network evaluations per frame (both priors)")
     ax.set_ylabel("gCNR gain over the hazy input")
     ax.set_title(f"{title}: quality against steps (late start σ = {start_sigma:g})")
