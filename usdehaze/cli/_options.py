@@ -13,7 +13,7 @@ Frames = Annotated[
 ]
 Steps = Annotated[int | None, typer.Option("--steps", help="Sampler steps.")]
 Solver = Annotated[
-    str | None, typer.Option("--solver", help="Prior step: ddim (default), em or heun.")
+    str | None, typer.Option("--solver", help="Prior step: em (default), ddim or heun.")
 ]
 Samples = Annotated[
     int | None,
@@ -24,7 +24,7 @@ Model = Annotated[
     str | None,
     typer.Option(
         "--model",
-        help="Data model for joint: logsum (default), additive (TMLR) or iq (μ-law I/Q, TMI 2024).",
+        help="Data model for joint: iq (default; μ-law I/Q, TMI 2024), logsum or additive (TMLR).",
     ),
 ]
 Precision = Annotated[
