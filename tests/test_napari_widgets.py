@@ -40,6 +40,14 @@ def _dehaze_widget(viewer, tiny_priors, steps=2, seed=5, model="logsum"):
     return w
 
 
+def _widget_config(priors, model, steps=2, seed=5):
+    """The DehazeConfig that _dehaze_widget's form describes (to compare with the library)."""
+    t, h = priors
+    return DehazeConfig(
+        model=model, steps=steps, seed=seed, device="cpu", tissue_prior=str(t), haze_prior=str(h)
+    )
+
+
 def test_dehaze_widget_end_to_end(demo, qtbot, tiny_priors):
     viewer, layer = demo
     viewer.dims.set_current_step(0, 2)
@@ -51,14 +59,7 @@ def test_dehaze_widget_end_to_end(demo, qtbot, tiny_priors):
     tissue, haze = viewer.layers["demo_scan tissue"], viewer.layers["demo_scan haze"]
     t_nat, h_nat = tissue.metadata["usdehaze"], haze.metadata["usdehaze"]
     # the same numbers as the library (and hence ``usdehaze run``): batch seeded seed + frame
-    cfg = DehazeConfig(
-        model="logsum",
-        steps=2,
-        seed=5,
-        device="cpu",
-        tissue_prior=str(tiny_priors[0]),
-        haze_prior=str(tiny_priors[1]),
-    )
+    cfg = _widget_config(tiny_priors, "logsum")
     db = layer.metadata["usdehaze"].db
     ref = Dehazer(cfg)(db[2:3], frames=[2])
     np.testing.assert_allclose(t_nat.db, ref["tissue"], atol=1e-2)
@@ -84,14 +85,7 @@ def test_dehaze_widget_iq_model_uses_the_scan_iq(demo, qtbot, tiny_iq_priors):
     assert sig.args == ["done"]
     native = layer.metadata["usdehaze"]
     assert np.iscomplexobj(native.iq) and native.iq.shape == native.db.shape
-    cfg = DehazeConfig(
-        model="iq",
-        steps=2,
-        seed=5,
-        device="cpu",
-        tissue_prior=str(tiny_iq_priors[0]),
-        haze_prior=str(tiny_iq_priors[1]),
-    )
+    cfg = _widget_config(tiny_iq_priors, "iq")
     ref = Dehazer(cfg).dehaze_iq(native.iq[1:2], frames=[1])
     got = viewer.layers["demo_scan tissue"].metadata["usdehaze"]
     np.testing.assert_allclose(got.db, ref["tissue"], atol=1e-2)
