@@ -11,15 +11,12 @@ values); frames are validation frames (seeds 5000+), never the test frames of
 from __future__ import annotations
 
 import argparse
-import time
 from dataclasses import fields, replace
 
-import numpy as np
+from steps_sweep import VALIDATION_SEED0, run_setting  # the same frames and one way to score
 
-from usdehaze.ultrasound.dehaze import DehazeConfig, Dehazer
+from usdehaze.ultrasound.dehaze import DehazeConfig
 from usdehaze.ultrasound.evaluate import eval_set, score
-
-VALIDATION_SEED0 = 5000
 
 
 def parse_setting(text: str) -> dict:
@@ -29,9 +26,12 @@ def parse_setting(text: str) -> dict:
     for item in filter(None, text.split(",")):
         key, _, value = item.partition("=")
         if key not in types:
-            raise SystemExit(f"setting '{item}': unknown key '{key}'")
+            raise ValueError(f"setting '{item}': unknown key '{key}'")
         kind = types[key]
-        out[key] = (value.lower() in ("1", "true", "yes")) if kind is bool else kind(value)
+        try:
+            out[key] = (value.lower() in ("1", "true", "yes")) if kind is bool else kind(value)
+        except ValueError:
+            raise ValueError(f"setting '{item}': expected a {kind.__name__}") from None
     return out
 
 
@@ -40,22 +40,22 @@ def main() -> None:
     ap.add_argument("settings", nargs="*", default=[""], help="key=value,... (empty: defaults)")
     ap.add_argument("--frames", type=int, default=8)
     args = ap.parse_args()
+    try:  # every setting checked before any frame is dehazed; a mistake exits with code 2
+        settings = [(t, parse_setting(t)) for t in args.settings or [""]]
+    except ValueError as exc:
+        ap.error(str(exc))
     cases = eval_set(args.frames, seed0=VALIDATION_SEED0)
-    iq = np.stack([c["iq"] for c in cases])
     base = score(cases, [c["input"] for c in cases])
     print(
         f"{args.frames} validation frames: input gCNR {base['gcnr']:.3f}, LV {base['lv_db']:.1f} dB"
     )
-    for text in args.settings or [""]:
-        cfg = replace(DehazeConfig(device="cpu", batch=args.frames), **parse_setting(text))
-        t0 = time.perf_counter()
-        out = Dehazer(cfg.validate(text or "defaults")).dehaze_iq(iq, frames=range(len(iq)))
-        sec = (time.perf_counter() - t0) / len(iq)
-        r = score(cases, list(out["tissue"]), list(out["haze"]))
+    for text, change in settings:
+        cfg = replace(DehazeConfig(device="cpu", batch=args.frames), **change)
+        r = run_setting(cases, cfg.validate(text or "defaults"))
         print(
             f"{text or 'defaults':40s} gCNR {r['gcnr']:.3f} (gain {r['gcnr'] - base['gcnr']:+.3f})  "
             f"myo {r['myo_shift_db']:+.2f} dB  LV {r['lv_db']:.1f} dB  PSNR {r['psnr']:.2f}  "
-            f"haze corr {r['haze_corr']:.3f}  {sec:.1f} s/frame",
+            f"haze corr {r['haze_corr']:.3f}  {r['s_per_frame']:.1f} s/frame",
             flush=True,
         )
 

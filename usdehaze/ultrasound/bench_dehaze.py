@@ -46,7 +46,7 @@ def run(
     """Rows of frames/s and ms/step per setting; ``variants`` from channels_last, compile, bf16,
     fp16."""
     sim = simulate_cardiac(max(frames, max(batches)), seed=123, shape=shape)
-    db = sim.hazy_iq  # IQ frames: every data model takes them (dB models log-compress first)
+    iq = sim.hazy_iq  # every data model takes IQ frames (dB models log-compress first)
     rows = []
     settings = []
     if plain:
@@ -58,16 +58,16 @@ def run(
         for v in variants:
             change = {"precision": v} if v in ("bf16", "fp16") else {v: True}
             settings.append((f"{v}, batch {b}", replace(cfg, batch=b, **change), {}))
-    log(f"{len(db)} frames of {shape[0]}x{shape[1]}, {cfg.steps} steps, device {cfg.device}")
+    log(f"{len(iq)} frames of {shape[0]}x{shape[1]}, {cfg.steps} steps, device {cfg.device}")
     if plain:
         log("(the plain loop dehazes 1 frame; its ms/step is per step at batch 1)")
     for name, c, options in settings:
         d = Dehazer(c)
         d.sampler_options = options
-        n = len(db) - len(db) % c.batch or c.batch
+        n = len(iq) - len(iq) % c.batch or c.batch
         if options.get("rescore"):
             n = 1  # slow by design: one frame is enough
-        sec = _time(d, db[:n], c.batch)
+        sec = _time(d, iq[:n], c.batch)
         row = {
             "setting": name,
             "batch": c.batch,
