@@ -52,7 +52,8 @@ def run_setting(cases, cfg: DehazeConfig) -> dict:
     out = d.dehaze_iq(iq, frames=range(len(cases)))
     sec = (time.perf_counter() - t0) / len(cases)
     row = score(cases, list(out["tissue"]), list(out["haze"]))
-    nfe = 2 * cfg.steps + (2 * (cfg.steps - 1) if cfg.solver == "heun" else 0)
+    per_draw = 2 * cfg.steps + (2 * (cfg.steps - 1) if cfg.solver == "heun" else 0)
+    nfe = per_draw * cfg.samples
     return row | {"nfe": nfe, "s_per_frame": sec}
 
 

@@ -33,6 +33,13 @@ Precision = Annotated[
         "--precision", help="Network precision: auto (bf16 on CUDA, fp32 on CPU), fp32, bf16, fp16."
     ),
 ]
+CudaGraphs = Annotated[
+    bool | None,
+    typer.Option(
+        "--cuda-graphs/--no-cuda-graphs",
+        help="Compile the networks as CUDA graphs (torch.compile reduce-overhead; pays on CUDA).",
+    ),
+]
 Batch = Annotated[int | None, typer.Option("--batch", help="Frames per sampler batch.")]
 Device = Annotated[str | None, typer.Option("--device", help="auto, cpu or cuda.")]
 Config = Annotated[

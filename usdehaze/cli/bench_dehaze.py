@@ -16,7 +16,7 @@ def bench_dehaze(
     variant: list[str] = typer.Option(
         [],
         "--variant",
-        help="Also time channels_last, compile, bf16 and/or fp16 (autocast precision).",
+        help="Also time channels_last, compile, cuda_graphs, bf16 and/or fp16 (autocast).",
     ),
     devices: list[str] = typer.Option(
         ["auto"], "--device", help="cpu and/or cuda; auto = cpu, then cuda when present."
@@ -33,11 +33,11 @@ def bench_dehaze(
     DC step, --plain-steps steps) timed in the same run."""
     from usdehaze.cli.run_cmd import build_config
     from usdehaze.errors import UsageError
-    from usdehaze.ultrasound.bench_dehaze import run
+    from usdehaze.ultrasound.bench_dehaze import VARIANTS, run
 
     for v in variant:
-        if v not in ("channels_last", "compile", "bf16", "fp16"):
-            raise UsageError(f"--variant {v}: expected channels_last, compile, bf16 or fp16")
+        if v not in VARIANTS:
+            raise UsageError(f"--variant {v}: expected one of {', '.join(VARIANTS)}")
     import torch
 
     if devices == ["auto"]:

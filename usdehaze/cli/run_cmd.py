@@ -57,6 +57,7 @@ def run(
     compile_nets: bool = typer.Option(
         None, "--compile/--no-compile", help="torch.compile the networks (needs a C compiler)."
     ),
+    cuda_graphs: o.CudaGraphs = None,
     config: o.Config = None,
     tissue_prior: o.TissuePrior = None,
     haze_prior: o.HazePrior = None,
@@ -95,6 +96,7 @@ def run(
             "schedule": schedule,
             "channels_last": channels_last,
             "compile": compile_nets,
+            "cuda_graphs": cuda_graphs,
             "samples": samples,
             "gamma": gamma,
             "device": device,

@@ -177,11 +177,16 @@ class JointSampler:
 
     # -- helpers ---------------------------------------------------------------------------
     def _score(self, prior, z: Tensor, t: Tensor) -> Tensor:
-        """The prior's score; under autocast the networks run in bf16/fp16, the sampler in fp32."""
+        """The prior's score; under autocast the networks run in bf16/fp16, the sampler in fp32.
+
+        A CUDA-graphed network writes its output into static memory that its next replay
+        overwrites: the score is cloned so that it outlives the call."""
         if self._amp is not None:
             with torch.autocast(self.device.type, dtype=self._amp):
-                return prior(z, t).float()
-        return prior(z, t)
+                s = prior(z, t).float()
+        else:
+            s = prior(z, t)
+        return s.clone() if getattr(prior, "cuda_graphs", False) else s
 
     def _A(self, x: Tensor) -> Tensor:
         return self.op.A(x) if hasattr(self.op, "A") else x
@@ -269,8 +274,15 @@ class JointSampler:
                 n = randn(yk.shape) * (1.0 if self.reference_mode else beta_T)
         nfe = 0
         total = len(ts) - 1
+        graphed = any(
+            getattr(p, "cuda_graphs", False) for p in (self.signal_prior, self.noise_prior)
+        )
         for i in range(total):
             t, t_next = ts[i], ts[i + 1]
+            if (
+                graphed
+            ):  # a new iteration for torch's CUDA graph trees: last step's buffers are free
+                torch.compiler.cudagraph_mark_step_begin()
             x, n, used = self._step(x, n, yk, t, t_next, randn, last=i == total - 1)
             nfe += used
             if callback is not None:

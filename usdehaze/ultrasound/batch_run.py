@@ -30,7 +30,7 @@ from usdehaze.ultrasound.results import IMAGE_KEYS, STD_KEYS, init_result_group,
 
 STORE_FORMAT = "usdehaze-batch/1"
 # settings that change speed, not results: a resumed run may change them
-_FREE_KEYS = ("device", "batch", "compile", "channels_last")
+_FREE_KEYS = ("device", "batch", "compile", "cuda_graphs", "channels_last")
 
 
 def _identity(cfg: DehazeConfig, inputs: list[Path], frames: list[range]) -> dict[str, Any]:

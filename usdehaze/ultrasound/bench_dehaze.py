@@ -14,6 +14,8 @@ import numpy as np
 from usdehaze.ultrasound.dehaze import DehazeConfig, Dehazer
 from usdehaze.ultrasound.simulate import simulate_cardiac
 
+VARIANTS = ("channels_last", "compile", "cuda_graphs", "bf16", "fp16")  # extra rows of `bench`
+
 
 def _sync(device) -> None:
     import torch
@@ -43,8 +45,7 @@ def run(
     plain_steps: int = 600,
     log: Callable[[str], None] = print,
 ) -> list[dict]:
-    """Rows of frames/s and ms/step per setting; ``variants`` from channels_last, compile, bf16,
-    fp16."""
+    """Rows of frames/s and ms/step per setting; ``variants`` from VARIANTS."""
     sim = simulate_cardiac(max(frames, max(batches)), seed=123, shape=shape)
     iq = sim.hazy_iq  # every data model takes IQ frames (dB models log-compress first)
     rows = []

@@ -61,6 +61,7 @@ class DehazeConfig:
     batch: int = 4
     channels_last: bool = True
     compile: bool = False
+    cuda_graphs: bool = False
     precision: str = "auto"
     tissue_prior: str | None = None
     haze_prior: str | None = None
@@ -144,7 +145,7 @@ class Dehazer:
         self.priors: dict[str, Any] = {}
         self.checksums: dict[str, str] = {}
         if cfg.method in ("joint", "dps", "pigdm-gauss"):
-            from usdehaze.core.priors import load_prior
+            from usdehaze.core.priors import accelerate, load_prior
 
             t_path, h_path = prior_paths(cfg)
             self.priors["tissue"] = load_prior(t_path, self.device)
@@ -152,7 +153,7 @@ class Dehazer:
                 self.priors["haze"] = load_prior(h_path, self.device)
             for k, p in self.priors.items():
                 self.checksums[k] = p.checksum
-                _speed_up(p, cfg, self.device)
+                accelerate(p, cfg.channels_last, cfg.compile, cfg.cuda_graphs)
                 norm = p.meta.get("normalisation", {})
                 want = PRIOR_DOMAIN[cfg.model] if cfg.method == "joint" else "db"
                 got = norm.get("domain")
@@ -344,16 +345,6 @@ def blank_frames(iq: np.ndarray) -> np.ndarray:
     """Which frames (n, z, x) are all zeros: no signal to dehaze (written as blank frames)."""
     a = np.asarray(iq)
     return ~np.any(a.reshape(len(a), -1) != 0, axis=1)
-
-
-def _speed_up(prior, cfg: DehazeConfig, device) -> None:
-    """Optional speed settings: channels_last memory layout and torch.compile of the network."""
-    import torch
-
-    if cfg.channels_last:
-        prior.net.to(memory_format=torch.channels_last)
-    if cfg.compile:
-        prior.net = torch.compile(prior.net, dynamic=False)
 
 
 def haze_from_power(
