@@ -2,7 +2,7 @@
 
     python pipelines/tune_dehaze.py --frames 8 "lam=2,kappa=2" "lam=3,kappa=3" "start_sigma=2"
     python pipelines/tune_dehaze.py --frames 8 "samples=2,steps=15" "method=bm3d"
-    python pipelines/tune_dehaze.py --frames 8 --seeds 0 100 200 "" "steps=30"
+    python pipelines/tune_dehaze.py --frames 8 --seeds 0,100,200 "" "steps=30"
 
 With ``--seeds`` every setting runs once per sampler seed and the line gives the mean gain and
 the spread over seeds: on 8 frames one seed's gain varies by about ±0.01–0.02, which is as large
@@ -45,14 +45,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("settings", nargs="*", default=[""], help="key=value,... (empty: defaults)")
     ap.add_argument("--frames", type=int, default=8)
-    ap.add_argument(
-        "--seeds", type=int, nargs="+", default=None, help="sampler seeds (default: the config's)"
-    )
+    ap.add_argument("--seeds", default=None, help="sampler seeds, comma-separated: 0,100,200")
     args = ap.parse_args()
     try:  # every setting checked before any frame is dehazed; a mistake exits with code 2
         settings = [(t, parse_setting(t)) for t in args.settings or [""]]
+        seed_list = [int(v) for v in args.seeds.split(",")] if args.seeds else None
     except ValueError as exc:
-        ap.error(str(exc))
+        ap.error(str(exc) if "setting" in str(exc) else f"--seeds {args.seeds}: expected integers")
     cases = eval_set(args.frames, seed0=VALIDATION_SEED0)
     base = score(cases, [c["input"] for c in cases])
     print(
@@ -60,7 +59,7 @@ def main() -> None:
     )
     for text, change in settings:
         cfg = replace(DehazeConfig(device="cpu", batch=args.frames), **change)
-        seeds = args.seeds or [cfg.seed]
+        seeds = seed_list or [cfg.seed]
         runs = [
             run_setting(cases, replace(cfg, seed=sd).validate(text or "defaults")) for sd in seeds
         ]
