@@ -18,6 +18,16 @@ def test_dehaze_default_yaml_matches_the_defaults():
     DehazeConfig.from_dict(d)
 
 
+def test_dehaze_presets_are_valid_and_change_settings():
+    presets = sorted((ROOT / "configs").glob("dehaze_*.yaml"))
+    assert {p.stem for p in presets} >= {"dehaze_quality", "dehaze_fewstep"}
+    for path in presets:
+        d = yaml.safe_load(path.read_text())
+        cfg = DehazeConfig.from_dict(d, path.name).validate(path.name)
+        if path.stem != "dehaze_default":
+            assert any(getattr(cfg, k) != v for k, v in asdict(DehazeConfig()).items() if k in d)
+
+
 def test_prior_configs_are_valid():
     for name in ("prior_tissue", "prior_haze", "prior_tissue_iq", "prior_haze_iq"):
         cfg = config_from_dict(yaml.safe_load((ROOT / f"configs/{name}.yaml").read_text()), name)
