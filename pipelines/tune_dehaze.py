@@ -49,9 +49,12 @@ def main() -> None:
     args = ap.parse_args()
     try:  # every setting checked before any frame is dehazed; a mistake exits with code 2
         settings = [(t, parse_setting(t)) for t in args.settings or [""]]
-        seed_list = [int(v) for v in args.seeds.split(",")] if args.seeds else None
     except ValueError as exc:
-        ap.error(str(exc) if "setting" in str(exc) else f"--seeds {args.seeds}: expected integers")
+        ap.error(str(exc))
+    try:
+        seed_list = [int(v) for v in args.seeds.split(",")] if args.seeds else None
+    except ValueError:
+        ap.error(f"--seeds {args.seeds}: expected comma-separated integers")
     cases = eval_set(args.frames, seed0=VALIDATION_SEED0)
     base = score(cases, [c["input"] for c in cases])
     print(

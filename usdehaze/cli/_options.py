@@ -37,7 +37,7 @@ CudaGraphs = Annotated[
     bool | None,
     typer.Option(
         "--cuda-graphs/--no-cuda-graphs",
-        help="Compile the networks as CUDA graphs (torch.compile reduce-overhead; pays on CUDA).",
+        help="Compile the networks as CUDA graphs (torch.compile reduce-overhead; on CPU a plain compile).",
     ),
 ]
 Batch = Annotated[int | None, typer.Option("--batch", help="Frames per sampler batch.")]

@@ -279,9 +279,8 @@ class JointSampler:
         )
         for i in range(total):
             t, t_next = ts[i], ts[i + 1]
-            if (
-                graphed
-            ):  # a new iteration for torch's CUDA graph trees: last step's buffers are free
+            # a new iteration for torch's CUDA graph trees: the last step's buffers are free
+            if graphed:
                 torch.compiler.cudagraph_mark_step_begin()
             x, n, used = self._step(x, n, yk, t, t_next, randn, last=i == total - 1)
             nfe += used
