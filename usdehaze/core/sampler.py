@@ -14,6 +14,10 @@ Rules (TMLR paper, section 3.2, appendix A, table 1):
 With ``noise_prior=None`` the noise is Gaussian N(0, σ_n² I) (single-prior DPS / ΠGDM baselines).
 ``weighting="variance"`` (DPS) uses Σ = (r_t² + q_t² α²) I with ΠGDM's r_t², q_t² weights: the
 same step as ``pigdm`` for A = I, but through any differentiable (nonlinear) measurement.
+``signal_jacobian`` / ``noise_jacobian`` = v (default None: the network's own Jacobian, one
+backward pass through it per step) replace ∂x̂0/∂z_t in the DC step by the Jacobian of Tweedie's
+estimate under a Gaussian prior N(0, v I), the scalar α_t v/(α_t² v + β_t²): the likelihood
+gradient is taken at x̂0 and that network is only run forward (Jacobian-free, as DDS and MPGD do).
 ``weighting="sde"`` scales the DC step by g(t)²Δt instead (the discretised conditional reverse
 SDE, exact for Gaussian priors with unit covariance); ``reference_mode=True`` reproduces the
 public reference code's shortcuts for comparison.
@@ -133,7 +137,12 @@ class JointSampler:
         solver: str = "em",
         eta: float = 1.0,
         schedule: str = "linear",
+        signal_jacobian: float | None = None,
+        noise_jacobian: float | None = None,
     ) -> None:
+        for name, v in (("signal_jacobian", signal_jacobian), ("noise_jacobian", noise_jacobian)):
+            if v is not None and not v > 0:
+                raise UsageError(f"{name} {v}: expected a positive prior variance (or None)")
         if schedule not in SCHEDULES:
             raise UsageError(f"schedule '{schedule}': expected one of {', '.join(SCHEDULES)}")
         if solver not in SOLVERS:
@@ -164,6 +173,7 @@ class JointSampler:
         self.noise_sigma, self.rho, self.weighting = noise_sigma, float(rho), weighting
         self.reference_mode, self.rescore = reference_mode, rescore
         self.solver, self.eta, self.schedule = solver, float(eta), schedule
+        self.jacobians = (signal_jacobian, noise_jacobian)
         self.device = resolve_device(device)
         if precision is None:  # autocast=True: the historical bf16-on-CUDA switch
             precision = "bf16" if autocast and self.device.type == "cuda" else "fp32"
@@ -308,12 +318,19 @@ class JointSampler:
         f, g = float(sde.f(t)), float(sde.g(t))
         dt = float(t - t_next)
         joint = n is not None
-        need_grad = self.rule != "projection"
+        # a network is back-propagated only for its exact vector–Jacobian product
+        dc = self.rule != "projection"
+        need_x, need_n = (dc and v is None for v in self.jacobians)
         with torch.enable_grad():
-            xg = x.detach().requires_grad_(need_grad)
-            ng = n.detach().requires_grad_(need_grad) if joint else None
-            sx = self._score(self.signal_prior, xg, tv)
-            sn = self._score(self.noise_prior, ng, tv) if joint else None
+            xg = x.detach().requires_grad_(need_x)
+            ng = n.detach().requires_grad_(need_n) if joint else None
+            with torch.set_grad_enabled(need_x):
+                sx = self._score(self.signal_prior, xg, tv)
+            if joint:
+                with torch.set_grad_enabled(need_n):
+                    sn = self._score(self.noise_prior, ng, tv)
+            else:
+                sn = None
             used = 1 + int(joint)
             if self.rule == "projection":
                 dx, dn = self._projection(x, n, y, a, b, randn)
@@ -375,9 +392,26 @@ class JointSampler:
         return (z + b * b * s) / a
 
     def _dc_gradient(self, x, n, sx, sn, y, a, b, f, g, dt):
-        """Likelihood-score directions for x and n (before weighting by λ, κ)."""
+        """Likelihood-score directions for x and n (before weighting by λ, κ).
+
+        For a prior with a Gaussian Jacobian (variance v) the gradient is taken with respect to
+        its Tweedie estimate and scaled by α v/(α² v + β²) instead of pulled back through it."""
         x0 = self._tweedie(x, sx, a, b, f, g, dt)
         n0 = self._tweedie(n, sn, a, b, f, g, dt) if n is not None else None
+        scale = [1.0, 1.0]
+        for i, v in enumerate(self.jacobians):
+            if v is not None and (i == 0 or n is not None):
+                scale[i] = a * v / (a * a * v + b * b)
+        if self.jacobians[0] is not None:
+            x = x0 = x0.detach().requires_grad_()
+        if self.jacobians[1] is not None and n is not None:
+            n = n0 = n0.detach().requires_grad_()
+        dx, dn = self._likelihood_gradient(x, n, x0, n0, y, a, b)
+        return scale[0] * dx, (scale[1] * dn if dn is not None else None)
+
+    def _likelihood_gradient(self, x, n, x0, n0, y, a, b):
+        """Gradients of the Gaussian likelihood of y at the Tweedie estimates x0, n0 with respect
+        to ``x``, ``n`` (the noisy iterates, or the estimates themselves)."""
         alpha_n = getattr(self.op, "noise_scale", 1.0)
         if self.rule == "pigdm":
             r2 = b * b / (a * a + b * b)
