@@ -5,7 +5,15 @@ import dataclasses
 import numpy as np
 
 from usdehaze.ultrasound.dehaze import DehazeConfig
-from usdehaze.ultrasound.evaluate import default_methods, eval_set, evaluate, markdown, score
+from usdehaze.ultrasound.evaluate import (
+    HAZE_LEVELS,
+    default_methods,
+    eval_set,
+    evaluate,
+    markdown,
+    markdown_by_level,
+    score,
+)
 from usdehaze.ultrasound.logcomp import to_db
 
 
@@ -18,6 +26,19 @@ def test_eval_set_truth_and_score_extremes():
     hazy = score(cases, [k["input"] for k in cases])
     assert clean["psnr"] == np.inf and clean["myo_shift_db"] == 0 and clean["haze_corr"] == 1
     assert clean["gcnr"] > hazy["gcnr"] and clean["lv_db"] < hazy["lv_db"] - 10
+
+
+def test_gcnr_per_haze_level_averages_the_frames_of_that_level():
+    cases = eval_set(4, shape=(96, 64))
+    assert [c["haze_level_db"] for c in cases] == [*HAZE_LEVELS, HAZE_LEVELS[0]]
+    hazy = score(cases, [k["input"] for k in cases])
+    per = [score([c], [c["input"]])["gcnr"] for c in cases]
+    assert np.isclose(hazy["gcnr_at_-16dB"], (per[0] + per[3]) / 2)
+    assert np.isclose(hazy["gcnr_at_-8dB"], per[2])
+    text = markdown_by_level(
+        {"hazy input": hazy, "clean truth": score(cases, [c["clean"] for c in cases])}
+    )
+    assert "| -8 dB |" in text and "clean truth" not in text
 
 
 def test_every_data_model_gets_a_row_with_the_base_settings():

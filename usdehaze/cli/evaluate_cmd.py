@@ -26,7 +26,7 @@ def evaluate(
     import json
 
     from usdehaze.cli.run_cmd import build_config
-    from usdehaze.ultrasound.evaluate import default_methods, markdown
+    from usdehaze.ultrasound.evaluate import default_methods, markdown, markdown_by_level
     from usdehaze.ultrasound.evaluate import evaluate as run
 
     base = build_config(config, {"steps": steps, "device": device})
@@ -35,6 +35,8 @@ def evaluate(
         methods = {k: v for k, v in methods.items() if any(o.lower() in k.lower() for o in only)}
     table = run(methods, frames, log=lambda s: typer.echo(s, err=True))
     typer.echo(markdown(table))
+    typer.echo("\ngCNR per haze level (haze relative to the myocardium):\n")
+    typer.echo(markdown_by_level(table))
     if json_out:
         from usdehaze.atomic import atomic_path
 

@@ -36,6 +36,7 @@ def eval_set(
         cases.append(
             {
                 "seed": seed0 + k,
+                "haze_level_db": HAZE_LEVELS[k % len(HAZE_LEVELS)],
                 "iq": sim.hazy_iq[0],
                 "input": to_db(sim.hazy_iq, normalise=ref)[0],
                 "clean": to_db(sim.tissue_iq, normalise=ref)[0],
@@ -65,9 +66,18 @@ def score(
             row["haze_corr"] = float(np.corrcoef(haze[i].ravel(), c["haze"].ravel())[0, 1])
         rows.append(row)
     keys = rows[0].keys()
-    return {k: float(np.mean([r[k] for r in rows])) for k in keys} | {
-        f"{k}_sd": float(np.std([r[k] for r in rows])) for k in ("gcnr",)
+    levels = sorted({c["haze_level_db"] for c in cases if "haze_level_db" in c})
+    by_level = {  # gCNR over the frames of each haze level: where haze removal matters most
+        f"gcnr_at_{lv:g}dB": float(
+            np.mean([r["gcnr"] for r, c in zip(rows, cases) if c.get("haze_level_db") == lv])
+        )
+        for lv in levels
     }
+    return (
+        {k: float(np.mean([r[k] for r in rows])) for k in keys}
+        | {f"{k}_sd": float(np.std([r[k] for r in rows])) for k in ("gcnr",)}
+        | by_level
+    )
 
 
 def evaluate(
@@ -153,4 +163,15 @@ def markdown(table: dict[str, dict[str, float]]) -> str:
                 )
             )
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def markdown_by_level(table: dict[str, dict[str, float]]) -> str:
+    """gCNR per haze level (haze relative to the myocardium), one column per method."""
+    levels = [k for k in next(iter(table.values())) if k.startswith("gcnr_at_")]
+    names = [n for n in table if n != "clean truth"]
+    lines = ["| haze | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for k in levels:
+        label = k.removeprefix("gcnr_at_").removesuffix("dB") + " dB"
+        lines.append(f"| {label} | " + " | ".join(f"{table[n][k]:.3f}" for n in names) + " |")
     return "\n".join(lines)
