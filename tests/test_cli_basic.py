@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from usdehaze import __version__
 from usdehaze.cli import app, main  # noqa: F401
 from usdehaze.cli._app import run_app
@@ -37,3 +39,18 @@ def test_import_is_light():
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert r.stdout.split() == ["False", "False"]
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["gcnr", "image.h5"], "Missing option '--roi'"),
+        (["run", "--steps", "abc", "scan.h5"], "Invalid value for '--steps'"),
+        (["run", "--bogus"], "No such option: --bogus"),
+    ],
+)
+def test_bad_options_are_a_usage_message_and_exit_code_2(argv, message, capsys):
+    """Click's errors (also typer's vendored copy of click) print usage, not a traceback."""
+    assert run_app(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err

@@ -47,14 +47,30 @@ def run_app(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except SystemExit as exc:
         return int(exc.code or 0)
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
+    except Exception as exc:  # click usage errors (missing or bad options)
+        usage, abort = _click_errors()
+        if isinstance(exc, usage):
             exc.show()
             return exc.exit_code
-        if isinstance(exc, click.exceptions.Abort):
+        if isinstance(exc, abort):
             print("usdehaze: aborted", file=sys.stderr)
             return 130
         raise
     return 0
+
+
+def _click_errors() -> tuple[tuple[type, ...], tuple[type, ...]]:
+    """Click's usage-error and abort classes: from click itself and from the copy that newer
+    typer releases vendor as ``typer._click`` (its errors are not click's)."""
+    import click
+
+    modules = [click.exceptions]
+    try:
+        from typer._click import exceptions as vendored
+
+        modules.append(vendored)
+    except ImportError:
+        pass
+    usage = tuple(m.ClickException for m in modules)
+    abort = tuple(m.Abort for m in modules if hasattr(m, "Abort"))
+    return usage, abort
