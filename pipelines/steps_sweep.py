@@ -101,6 +101,11 @@ def main() -> None:
     ap.add_argument("--haze-init-db", type=float, default=DehazeConfig.haze_init_db)
     ap.add_argument("--lam", type=float, default=DehazeConfig.lam, help="tissue DC weight λ")
     ap.add_argument("--kappa", type=float, default=DehazeConfig.kappa, help="haze DC weight κ")
+    ap.add_argument(
+        "--jacobian",
+        default=DehazeConfig.jacobian,
+        help="networks back-propagated in the DC step: both, haze, tissue, none",
+    )
     args = ap.parse_args()
 
     cases = eval_set(args.frames, seed0=VALIDATION_SEED0)
@@ -113,6 +118,7 @@ def main() -> None:
         haze_init_db=args.haze_init_db,
         lam=args.lam,
         kappa=args.kappa,
+        jacobian=args.jacobian,
     ).validate("options")
     base_gcnr = score(cases, [c["input"] for c in cases])["gcnr"]
     args.out.mkdir(parents=True, exist_ok=True)

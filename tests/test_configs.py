@@ -20,7 +20,7 @@ def test_dehaze_default_yaml_matches_the_defaults():
 
 def test_dehaze_presets_are_valid_and_change_settings():
     presets = sorted((ROOT / "configs").glob("dehaze_*.yaml"))
-    assert {p.stem for p in presets} >= {"dehaze_quality", "dehaze_fewstep"}
+    assert {p.stem for p in presets} >= {"dehaze_quality", "dehaze_exact"}
     for path in presets:
         d = yaml.safe_load(path.read_text())
         cfg = DehazeConfig.from_dict(d, path.name).validate(path.name)

@@ -229,3 +229,15 @@ def test_cuda_graphs_setting_compiles_and_keeps_results(tiny_priors):
     assert not any(p.cuda_graphs for p in eager.priors.values())
     a, b = eager(db, seed=3)["tissue"], graphed(db, seed=3)["tissue"]
     np.testing.assert_allclose(a, b, atol=0.05)  # dB; compiled kernels reorder float sums
+
+
+def test_baselines_take_their_own_settings_unless_given():
+    from usdehaze.ultrasound.dehaze import BASELINE_SETTINGS, method_settings
+
+    dps = method_settings(DehazeConfig(method="dps"))
+    assert (dps.solver, dps.steps, dps.lam) == ("ddim", 5, 1.0)
+    assert method_settings(dps) == dps  # idempotent
+    given = method_settings(DehazeConfig(method="pigdm-gauss", steps=12, lam=0.5))
+    assert (given.steps, given.lam, given.solver) == (12, 0.5, "ddim")
+    assert method_settings(DehazeConfig()) == DehazeConfig()  # the joint method keeps its own
+    assert set(BASELINE_SETTINGS) == {"dps", "pigdm-gauss"}

@@ -130,6 +130,11 @@ def test_two_gloo_processes_killed_midway_then_resumed(tiny_priors, tmp_path):
     t, h = tiny_priors
     args = [str(a), str(b), "-o", str(out), "--steps", "60", "--batch", "1", "--device", "cpu"]
     args += ["--tissue-prior", str(t), "--haze-prior", str(h), "--model", "logsum", "-q"]
+    # sampler settings under which 1 and 2 threads stay within 1e-2 dB over 60 steps (at the
+    # default λ = κ = 3 the tiny priors' chains amplify the threads' rounding differences)
+    stable = {"lam": 2.0, "kappa": 2.0, "jacobian": "both"}
+    (tmp_path / "stable.yaml").write_text("".join(f"{k}: {v}\n" for k, v in stable.items()))
+    args += ["--config", str(tmp_path / "stable.yaml")]
     p = _torchrun(args, tmp_path)
     t0 = time.time()
     while _done(out) < 2 and p.poll() is None and time.time() - t0 < 120:
@@ -145,7 +150,7 @@ def test_two_gloo_processes_killed_midway_then_resumed(tiny_priors, tmp_path):
     assert _done(out) == 16
     # the resumed, two-process store equals a fresh single-process run
     ref = tmp_path / "ref.zarr"
-    run_many([a, b], ref, _cfg(tiny_priors, steps=60, batch=1), log=lambda s: None)
+    run_many([a, b], ref, _cfg(tiny_priors, steps=60, batch=1, **stable), log=lambda s: None)
     for i in range(2):
         with (
             load_result(out / f"scans/{i:03d}") as got,

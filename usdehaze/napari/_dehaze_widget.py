@@ -198,12 +198,12 @@ class DehazeWidget(QWidget):
     # -- settings ----------------------------------------------------------------------------
     def config(self) -> Any:
         """The DehazeConfig the form describes (validated)."""
-        from usdehaze.ultrasound.dehaze import DehazeConfig
+        from usdehaze.ultrasound.dehaze import DehazeConfig, method_settings
 
         layer = self.selected_layer()
         dr = native_of(layer).dynamic_range if layer is not None else 60.0
         method, rule = self.method.currentText(), self.rule.currentText()
-        return DehazeConfig(
+        cfg = DehazeConfig(
             method=method,
             model=self.model.currentText(),
             rule=rule,
@@ -213,7 +213,8 @@ class DehazeWidget(QWidget):
             dynamic_range=dr,
             tissue_prior=self.tissue_prior.text().strip() or None,
             haze_prior=self.haze_prior.text().strip() or None,
-        ).validate("dehaze widget")
+        )
+        return method_settings(cfg.validate("dehaze widget"))
 
     def _frames(self, layer: Any, native: Native) -> list[int]:
         if self.frames.currentText() == "all frames":

@@ -168,9 +168,10 @@ def run_many(
             else:
                 record = {
                     "usdehaze_version": __version__,
-                    "config": json.dumps(asdict(cfg)),
+                    "config": json.dumps(asdict(dehazer.cfg)),
                     "seed": cfg.seed,
                     "prior_checksums": json.dumps(dehazer.checksums),
+                    "precision": dehazer.precision(),  # "auto" as resolved on rank 0
                     "identity": json.dumps(identity),
                 }
                 tmp = out.with_name(out.name + ".creating")

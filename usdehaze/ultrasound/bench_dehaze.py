@@ -1,7 +1,8 @@
 """Dehazing speed: frames/s and ms per step of the dehazer at several batch sizes, against the
 plain Algorithm 1 loop timed in the same run on the same frames: one frame at a time, fp32,
 Euler–Maruyama from σ_max with scores re-evaluated after each DC step, ``plain_steps`` steps
-(the paper's T = 600 by default; fewer gives the per-step overhead at equal steps)."""
+(the paper's T = 600 by default; fewer gives the per-step overhead at equal steps), both networks
+back-propagated, as published."""
 
 from __future__ import annotations
 
@@ -51,7 +52,15 @@ def run(
     rows = []
     settings = []
     if plain:
-        alg1 = replace(cfg, batch=1, solver="em", steps=plain_steps, channels_last=False)
+        alg1 = replace(
+            cfg,
+            batch=1,
+            solver="em",
+            steps=plain_steps,
+            channels_last=False,
+            jacobian="both",
+            precision="fp32",
+        )
         opts = {"rescore": True, "start_sigma": None}
         settings.append((f"plain Algorithm 1, T={plain_steps}", alg1, opts))
     for b in batches:

@@ -30,6 +30,8 @@ from usdehaze.ultrasound.logcomp import (
 )
 
 METHODS = ("joint", "dps", "pigdm-gauss", "bm3d")
+# whose network Jacobians the joint DC step back-propagates; the others use a Gaussian prior's
+JACOBIANS = ("both", "haze", "tissue", "none")
 MODELS = ("logsum", "additive", "iq")
 # the prior normalisation each data model needs (the "domain" a prior's JSON records)
 PRIOR_DOMAIN = {"logsum": "db", "additive": "db", "iq": "iq-mulaw"}
@@ -44,13 +46,15 @@ class DehazeConfig:
     model: str = "iq"
     rule: str = "dps"
     weighting: str = "variance"
-    steps: int = 20
+    steps: int = 40
     solver: str = "em"
     eta: float = 1.0
     schedule: str = "linear"
+    jacobian: str = "haze"
+    jacobian_variance: float = 0.5
     start_sigma: float = 3.0
-    lam: float = 2.0
-    kappa: float = 2.0
+    lam: float = 3.0
+    kappa: float = 3.0
     gamma: float = 1.0
     haze_init_db: float = -20.0
     noise_sigma: float = 0.2
@@ -82,12 +86,17 @@ class DehazeConfig:
         for name, allowed in (
             ("solver", SOLVERS),
             ("schedule", SCHEDULES),
+            ("jacobian", JACOBIANS),
             ("precision", ("auto", *PRECISIONS)),
         ):
             if getattr(self, name) not in allowed:
                 raise UsageError(
                     f"{source}: {name} '{getattr(self, name)}': expected one of {', '.join(allowed)}"
                 )
+        if not self.jacobian_variance > 0:
+            raise UsageError(
+                f"{source}: jacobian_variance {self.jacobian_variance}: expected a positive variance"
+            )
         for name in ("steps", "samples", "batch"):
             if getattr(self, name) < 1:
                 raise UsageError(f"{source}: {name} {getattr(self, name)}: expected at least 1")
@@ -100,6 +109,23 @@ class DehazeConfig:
             if k not in known:
                 raise UsageError(f"{source}: key '{k}': unknown (expected one of {sorted(known)})")
         return cls(**d).validate(source)
+
+
+# the single-prior baselines' own sampler settings (their best on validation, docs/results.md):
+# the joint default's λ = 3 over 40 steps makes a single prior's DC step diverge
+BASELINE_SETTINGS = {
+    m: {"solver": "ddim", "eta": 0.0, "steps": 5, "lam": 1.0} for m in ("dps", "pigdm-gauss")
+}
+
+
+def method_settings(cfg: DehazeConfig) -> DehazeConfig:
+    """``cfg`` with a baseline method's own sampler settings in place of each joint default it
+    kept; settings that were changed from the defaults stay as given."""
+    own = BASELINE_SETTINGS.get(cfg.method)
+    if not own:
+        return cfg
+    joint = DehazeConfig()
+    return replace(cfg, **{k: v for k, v in own.items() if getattr(cfg, k) == getattr(joint, k)})
 
 
 def prior_paths(cfg: DehazeConfig) -> tuple[Path, Path]:
@@ -140,7 +166,7 @@ class Dehazer:
 
         from usdehaze.core.device import resolve_device
 
-        self.cfg = cfg.validate()
+        self.cfg = cfg = method_settings(cfg.validate())
         self.device = resolve_device(cfg.device)
         self.priors: dict[str, Any] = {}
         self.checksums: dict[str, str] = {}
@@ -170,7 +196,8 @@ class Dehazer:
         self.sampler_options: dict[str, Any] = {}  # extra JointSampler arguments (benchmarks)
 
     def precision(self) -> str:
-        """The networks' precision: ``auto`` is bf16 on CUDA and fp32 on CPU."""
+        """The networks' precision: ``auto`` is bf16 on CUDA and fp32 on CPU (where bf16 is faster
+        only on CPUs with native bf16 and would make results depend on the machine)."""
         if self.cfg.precision == "auto":
             return "bf16" if self.device.type == "cuda" else "fp32"
         return self.cfg.precision
@@ -206,6 +233,11 @@ class Dehazer:
                 op = Identity()
                 op.name = Additive.name
             kw = {"rule": c.rule, "weighting": c.weighting, "kappa": c.kappa}
+            # the joint DC step back-propagates the networks `jacobian` names; the others are
+            # run forward only, with a Gaussian prior's Jacobian (variance jacobian_variance)
+            v = c.jacobian_variance
+            kw["signal_jacobian"] = None if c.jacobian in ("both", "tissue") else v
+            kw["noise_jacobian"] = None if c.jacobian in ("both", "haze") else v
             kw |= common | self.sampler_options
             return JointSampler(tissue, self.priors["haze"], op, tissue.sde, **kw)
         kw = {
@@ -390,11 +422,13 @@ def run_dehaze(
     if scan.magnitude_only:
         cfg, note = for_magnitude_data(cfg)
     dehazer = Dehazer(cfg)
+    cfg = dehazer.cfg  # with a baseline's own settings: what actually ran
     record = {
         "usdehaze_version": __version__,
         "config": json.dumps(asdict(cfg)),
         "seed": cfg.seed,
         "prior_checksums": json.dumps(dehazer.checksums),
+        "precision": dehazer.precision(),  # what precision "auto" resolved to on this machine
         "source": str(scan.path),
         "source_layout": scan.layout,
         "source_key": scan.key,
