@@ -326,11 +326,10 @@ class JointSampler:
             ng = n.detach().requires_grad_(need_n) if joint else None
             with torch.set_grad_enabled(need_x):
                 sx = self._score(self.signal_prior, xg, tv)
+            sn = None
             if joint:
                 with torch.set_grad_enabled(need_n):
                     sn = self._score(self.noise_prior, ng, tv)
-            else:
-                sn = None
             used = 1 + int(joint)
             if self.rule == "projection":
                 dx, dn = self._projection(x, n, y, a, b, randn)
@@ -398,16 +397,17 @@ class JointSampler:
         its Tweedie estimate and scaled by α v/(α² v + β²) instead of pulled back through it."""
         x0 = self._tweedie(x, sx, a, b, f, g, dt)
         n0 = self._tweedie(n, sn, a, b, f, g, dt) if n is not None else None
-        scale = [1.0, 1.0]
-        for i, v in enumerate(self.jacobians):
-            if v is not None and (i == 0 or n is not None):
-                scale[i] = a * v / (a * a * v + b * b)
-        if self.jacobians[0] is not None:
+        vx, vn = self.jacobians
+        if vx is not None:
             x = x0 = x0.detach().requires_grad_()
-        if self.jacobians[1] is not None and n is not None:
+        if vn is not None and n is not None:
             n = n0 = n0.detach().requires_grad_()
         dx, dn = self._likelihood_gradient(x, n, x0, n0, y, a, b)
-        return scale[0] * dx, (scale[1] * dn if dn is not None else None)
+
+        def jacobian(v: float | None) -> float:  # 1: the network's own, already pulled back
+            return 1.0 if v is None else a * v / (a * a * v + b * b)
+
+        return jacobian(vx) * dx, (jacobian(vn) * dn if dn is not None else None)
 
     def _likelihood_gradient(self, x, n, x0, n0, y, a, b):
         """Gradients of the Gaussian likelihood of y at the Tweedie estimates x0, n0 with respect
