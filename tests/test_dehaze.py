@@ -241,3 +241,20 @@ def test_baselines_take_their_own_settings_unless_given():
     assert (given.steps, given.lam, given.solver) == (12, 0.5, "ddim")
     assert method_settings(DehazeConfig()) == DehazeConfig()  # the joint method keeps its own
     assert set(BASELINE_SETTINGS) == {"dps", "pigdm-gauss"}
+
+
+@pytest.mark.parametrize(
+    "key,value,kind",
+    [
+        ("lam", "abc", "number"),
+        ("jacobian_variance", "abc", "number"),
+        ("steps", 40.5, "integer"),
+        ("channels_last", "yes", "boolean"),
+        ("jacobian", 2, "str"),
+        ("tissue_prior", 3, "string"),
+    ],
+)
+def test_config_values_of_the_wrong_type_are_one_line(key, value, kind):
+    with pytest.raises(UsageError, match=f"cfg.yaml: key '{key}': expected a {kind}"):
+        DehazeConfig.from_dict({key: value}, "cfg.yaml")
+    assert DehazeConfig.from_dict({"lam": 2, "steps": 10}).lam == 2  # an integer is a number

@@ -104,11 +104,29 @@ class DehazeConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = "config") -> DehazeConfig:
-        known = {f.name for f in fields(cls)}
-        for k in d:
+        known = {f.name: f.default for f in fields(cls)}
+        for k, v in d.items():
             if k not in known:
                 raise UsageError(f"{source}: key '{k}': unknown (expected one of {sorted(known)})")
+            _check_type(source, k, v, known[k])
         return cls(**d).validate(source)
+
+
+def _check_type(source: str, key: str, value: Any, default: Any) -> None:
+    """A config value must have its default's type (an integer is a number; a default of None
+    takes a string): ``lam: abc`` is one line, not a traceback from deep in the sampler."""
+    if default is None:
+        ok, kind = value is None or isinstance(value, str), "string"
+    elif isinstance(default, bool):
+        ok, kind = isinstance(value, bool), "boolean (true/false)"
+    elif isinstance(default, int):
+        ok, kind = isinstance(value, int) and not isinstance(value, bool), "integer"
+    elif isinstance(default, float):
+        ok, kind = isinstance(value, (int, float)) and not isinstance(value, bool), "number"
+    else:
+        ok, kind = isinstance(value, type(default)), type(default).__name__
+    if not ok:
+        raise UsageError(f"{source}: key '{key}': expected a {kind}, got {value!r}")
 
 
 # the single-prior baselines' own sampler settings (their best on validation, docs/results.md):
