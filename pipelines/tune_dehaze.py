@@ -21,6 +21,7 @@ from dataclasses import fields, replace
 import numpy as np
 from steps_sweep import VALIDATION_SEED0, run_setting  # the same frames and one way to score
 
+from usdehaze.errors import UsageError
 from usdehaze.ultrasound.dehaze import DehazeConfig
 from usdehaze.ultrasound.evaluate import eval_set, score
 
@@ -49,7 +50,9 @@ def main() -> None:
     args = ap.parse_args()
     try:  # every setting checked before any frame is dehazed; a mistake exits with code 2
         settings = [(t, parse_setting(t)) for t in args.settings or [""]]
-    except ValueError as exc:
+        for text, change in settings:  # values too: jacobian=bogus, steps=0
+            replace(DehazeConfig(), **change).validate(text or "defaults")
+    except (ValueError, UsageError) as exc:
         ap.error(str(exc))
     try:
         seed_list = [int(v) for v in args.seeds.split(",")] if args.seeds else None
