@@ -115,3 +115,87 @@ def test_psnr_ssim():
     assert metrics.ssim(cn, c, 1.0) == pytest.approx(np.mean(per))
     with pytest.raises(ValueError, match="shapes differ"):
         metrics.psnr(x, x[:5], 1.0)
+
+
+def _heart(shape=(64, 48), seed=0):
+    """A speckled dB image (−60..0) with a dark cavity (rows 16:40, cols 12:36) and masks."""
+    rng = np.random.default_rng(seed)
+    img = np.clip(20 * np.log10(rng.rayleigh(0.1, shape)), -60, 0)  # tissue around −20 dB
+    cavity = np.zeros(shape, bool)
+    cavity[16:40, 12:36] = True
+    img[cavity] -= 30.0
+    return img, cavity, ~cavity
+
+
+def test_haze_removed_is_the_share_of_lost_contrast_that_comes_back():
+    clean, cav, tis = _heart()
+    c_clean = metrics.haze_contrast_db(clean[cav], clean[tis])
+    assert c_clean == pytest.approx(clean[tis].mean() - clean[cav].mean())
+    k = 12.0  # haze lifts the cavity by exactly k dB; a dehazer takes out 0, k/2 or all of it
+    hazy = clean + k * cav
+    c_hazy = metrics.haze_contrast_db(hazy[cav], hazy[tis])
+    assert c_clean - c_hazy == pytest.approx(k)
+    for taken, share in ((0.0, 0.0), (k / 2, 0.5), (k, 1.0), (-k / 4, -0.25)):
+        out = hazy - taken * cav
+        c_out = metrics.haze_contrast_db(out[cav], out[tis])
+        assert metrics.haze_removed(c_out, c_hazy, c_clean) == pytest.approx(share, abs=1e-12)
+    # smoothing speckle (a local mean that keeps each region's mean) removes no haze
+    smooth = hazy.copy()
+    for m in (cav, tis):
+        smooth[m] = hazy[m].mean()
+    assert metrics.gcnr(smooth[cav], smooth[tis]) > metrics.gcnr(hazy[cav], hazy[tis])
+    c_smooth = metrics.haze_contrast_db(smooth[cav], smooth[tis])
+    assert metrics.haze_removed(c_smooth, c_hazy, c_clean) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_haze_removed_pools_frames_and_refuses_when_there_was_no_haze():
+    # frame 1 lost 10 dB and got 10 back, frame 2 lost 2 and got none: pooled 10/12, not 0.5
+    pooled = metrics.haze_removed([30.0, 38.0], [20.0, 38.0], [30.0, 40.0])
+    assert pooled == pytest.approx(10 / 12)
+    assert np.isnan(metrics.haze_removed(25.0, 25.0, 25.0))  # no haze: nothing to take out
+    assert np.isnan(metrics.haze_removed(26.0, 25.0, 25.3))  # 0.3 dB lost: below min_loss_db
+    assert metrics.haze_removed(26.0, 25.0, 25.3, min_loss_db=0.1) == pytest.approx(1 / 0.3)
+    # haze that raised the contrast: still the share of the way from hazy to clean
+    assert metrics.haze_removed(35.0, 40.0, 30.0) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="sizes"):
+        metrics.haze_removed([1.0, 2.0], [1.0], [3.0])
+
+
+def test_tissue_level_ignores_gain_and_smoothing_that_lowers_the_maximum():
+    img, cav, tis = _heart(seed=1)
+    level = metrics.tissue_level_db(img, tis, tis)
+    assert level == pytest.approx(img[tis].mean() - np.median(img[tis]))
+    assert metrics.tissue_level_db(img - 7.5, tis, tis) == pytest.approx(level)  # global gain
+    # shave the brightest tissue pixels down to the 90th percentile: the max drops by several dB,
+    # the median does not move, so a max-referenced level would shift and this one only by the
+    # change of the region's mean
+    shaved = img.copy()
+    p90 = np.percentile(img[tis], 90)
+    shaved[tis & (img > p90)] = p90
+    assert img.max() - shaved.max() > 3
+    assert np.median(shaved[tis]) == np.median(img[tis])
+    expected = level + shaved[tis].mean() - img[tis].mean()
+    assert metrics.tissue_level_db(shaved, tis, tis) == pytest.approx(expected)
+    # a region 4 dB brighter than the rest reads 4 dB higher against the same reference
+    brighter = img + 4.0 * cav
+    assert metrics.tissue_level_db(brighter, cav, tis) - metrics.tissue_level_db(
+        img, cav, tis
+    ) == pytest.approx(4.0)
+    with pytest.raises(ValueError, match="boolean mask"):
+        metrics.tissue_level_db(img, tis.astype(int), tis)
+    with pytest.raises(ValueError, match="empty"):
+        metrics.tissue_level_db(img, np.zeros_like(tis), tis)
+
+
+def test_psnr_in_mask_sees_only_the_sector():
+    rng = np.random.default_rng(6)
+    ref = rng.uniform(-60, 0, (40, 30))
+    sector = np.zeros(ref.shape, bool)
+    sector[:, 5:25] = True
+    out = ref + 3.0 * sector  # 3 dB off inside the sector ...
+    out[~sector] = 0.0  # ... and nonsense outside it
+    assert metrics.psnr_in_mask(out, ref, sector) == pytest.approx(20 * np.log10(60 / 3))
+    assert metrics.psnr_in_mask(out, ref, sector, 40.0) == pytest.approx(20 * np.log10(40 / 3))
+    assert metrics.psnr_in_mask(out, ref, np.ones_like(sector)) < 20 * np.log10(60 / 3)
+    with pytest.raises(ValueError, match="shapes differ"):
+        metrics.psnr_in_mask(out, ref[:5], sector)

@@ -1,4 +1,4 @@
-"""Image-quality metrics (numpy only): gCNR, KS, CNR, contrast, PSNR, SSIM.
+"""Image-quality metrics (numpy only): gCNR, KS, CNR, contrast, PSNR, SSIM, haze removal.
 
 Every region metric takes two sets of pixel values (target, background) of any shape; they are
 flattened. gCNR (Rodriguez-Molares et al., 2020) = 1 − overlap of the two regions' histograms over
@@ -6,6 +6,10 @@ their shared range, 256 bins by default so numbers compare with published ones. 
 it upward for small regions (two samples of one distribution score ≈ 0.2 at 1000 pixels each,
 ≈ 0.07 at 10 000; docs/metrics.md), so the bin-free two-sample KS statistic is reported beside it.
 Means and variances are population moments (ddof = 0), as in zea.
+
+gCNR also rises when speckle is smoothed, so it cannot tell haze removal from despeckling. The
+haze metrics (:func:`haze_contrast_db`, :func:`haze_removed`, :func:`tissue_level_db`) compare
+mean dB levels of the cavity and the tissue instead, which smoothing leaves alone.
 """
 
 from __future__ import annotations
@@ -131,3 +135,72 @@ def ssim(x: np.ndarray, ref: np.ndarray, data_range: float) -> float:
     if x.ndim == 3:
         return float(structural_similarity(x, ref, data_range=data_range, channel_axis=0))
     return float(structural_similarity(x, ref, data_range=data_range))
+
+
+def haze_contrast_db(cavity_db: np.ndarray, tissue_db: np.ndarray) -> float:
+    """C = mean dB(tissue) − mean dB(cavity): how far the cavity sits below the tissue; haze in
+    the cavity lowers it, smoothing speckle does not change it."""
+    return float(_values(tissue_db, "haze contrast tissue").mean()) - float(
+        _values(cavity_db, "haze contrast cavity").mean()
+    )
+
+
+HAZE_MIN_LOSS_DB = 0.5
+
+
+def haze_removed(
+    c_out: float | np.ndarray,
+    c_hazy: float | np.ndarray,
+    c_clean: float | np.ndarray,
+    min_loss_db: float = HAZE_MIN_LOSS_DB,
+) -> float:
+    """(C_out − C_hazy) / (C_clean − C_hazy): the share of the contrast lost to haze that comes
+    back (1 all haze out, 0 none, < 0 hazier); NaN when the haze cost under ``min_loss_db``.
+
+    Arrays (one C per frame) are pooled, Σ(C_out − C_hazy) / Σ(C_clean − C_hazy), so frames with
+    little haze weigh little. A loss below ``min_loss_db`` (per frame on average) is within the
+    sampling error of mean dB levels, and the ratio would be noise divided by noise: NaN, not a
+    number that looks like a result.
+    """
+    out = np.ravel(np.asarray(c_out, np.float64))
+    hazy = np.ravel(np.asarray(c_hazy, np.float64))
+    clean = np.ravel(np.asarray(c_clean, np.float64))
+    if not out.shape == hazy.shape == clean.shape or out.size == 0:
+        raise ValueError(
+            f"haze_removed: need equal, non-empty sizes, got {out.size}, {hazy.size}, {clean.size}"
+        )
+    lost = float(np.sum(clean - hazy))
+    if not abs(lost) >= min_loss_db * out.size:  # also NaN for NaN input
+        return float("nan")
+    return float(np.sum(out - hazy)) / lost
+
+
+def _mask_of(image: np.ndarray, mask: np.ndarray, name: str) -> np.ndarray:
+    """``image[mask]`` after checking that the mask is boolean, fits the image and selects pixels."""
+    m = np.asarray(mask)
+    if m.dtype != bool or m.shape != np.shape(image):
+        raise ValueError(
+            f"{name}: need a boolean mask shaped like the image {np.shape(image)}, got {m.dtype} {m.shape}"
+        )
+    return _values(np.asarray(image)[m], name)
+
+
+def tissue_level_db(
+    image_db: np.ndarray, region_mask: np.ndarray, reference_mask: np.ndarray
+) -> float:
+    """Mean dB of a region minus the median dB over ``reference_mask`` (the image's own tissue
+    level): a level that global gain and smoothing (which lowers the maximum) leave alone."""
+    region = _mask_of(image_db, region_mask, "tissue_level_db region")
+    ref = _mask_of(image_db, reference_mask, "tissue_level_db reference")
+    return float(region.mean() - np.median(ref))
+
+
+def psnr_in_mask(
+    image_db: np.ndarray, ref_db: np.ndarray, mask: np.ndarray, dynamic_range: float = 60.0
+) -> float:
+    """PSNR of a dB image against a reference over the masked pixels only (e.g. the imaged
+    sector, so blank corners do not inflate it), data range = the dynamic range."""
+    x, ref = _pair(image_db, ref_db, "psnr_in_mask")
+    return psnr(
+        _mask_of(x, mask, "psnr_in_mask"), _mask_of(ref, mask, "psnr_in_mask"), dynamic_range
+    )
