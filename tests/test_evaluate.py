@@ -3,10 +3,12 @@
 import dataclasses
 
 import numpy as np
+import pytest
 
 from usdehaze.ultrasound.dehaze import DehazeConfig
 from usdehaze.ultrasound.evaluate import (
     HAZE_LEVELS,
+    _batches,
     default_methods,
     eval_set,
     evaluate,
@@ -26,6 +28,11 @@ def test_eval_set_truth_and_score_extremes():
     hazy = score(cases, [k["input"] for k in cases])
     assert clean["psnr"] == np.inf and clean["myo_shift_db"] == 0 and clean["haze_corr"] == 1
     assert clean["gcnr"] > hazy["gcnr"] and clean["lv_db"] < hazy["lv_db"] - 10
+    # the truth takes all the haze out and keeps the tissue; the input takes none out
+    assert clean["haze_removed"] == 1 and clean["haze_removed_median"] == 1
+    assert clean["tissue_kept_db"] == 0 and hazy["haze_removed"] == 0
+    assert np.isfinite(hazy["psnr"]) and "haze_corr" not in hazy
+    assert c["sector"].all() and c["sector"].shape == c["clean"].shape
 
 
 def test_gcnr_per_haze_level_averages_the_frames_of_that_level():
@@ -60,9 +67,81 @@ def test_evaluate_runs_iq_and_db_rows(tiny_priors, tiny_iq_priors):
 
     methods = {"joint iq": cfg(tiny_iq_priors, model="iq"), "dps": cfg(tiny_priors, method="dps")}
     methods["joint iq"] = dataclasses.replace(methods["joint iq"], batch=1)
+    # explicit cases of two frame sizes (as another data source may give): each batch one size
+    cases = eval_set(2, shape=(96, 64)) + eval_set(1, seed0=5, shape=(64, 64))
     logs = []
-    table = evaluate(methods, n=2, log=logs.append)
+    table = evaluate(methods, log=logs.append, cases=cases)
     assert list(table) == ["hazy input", "clean truth", "joint iq", "dps"]
+    keys = {"gcnr", "ks", "haze_removed", "haze_removed_median", "tissue_kept_db", "psnr"}
+    keys |= {"lv_db", "myo_shift_db", "s_per_frame"}
+    for name, row in table.items():
+        assert keys <= set(row), name
+        assert 0 <= row["gcnr"] <= 1 and np.isfinite(row["haze_removed"])
     for name in ("joint iq", "dps"):
-        assert 0 <= table[name]["gcnr"] <= 1 and np.isfinite(table[name]["haze_corr"])
+        assert np.isfinite(table[name]["haze_corr"]) and table[name]["s_per_frame"] > 0
     assert len(logs) == 2 and "| joint iq |" in markdown(table)
+    assert "haze removed" in logs[0] and "tissue kept" in logs[0]
+
+
+def _case(k_db: float, seed: int, shape=(40, 30)) -> dict:
+    """A hand-built case: speckle tissue with a cavity 30 dB down; haze lifts the cavity by k dB
+    (and the far rows, outside the myocardium, by 1 dB)."""
+    rng = np.random.default_rng(seed)
+    clean = 20 * np.log10(rng.rayleigh(0.1, shape))
+    target = np.zeros(shape, bool)
+    target[10:25, 8:22] = True
+    background = np.zeros(shape, bool)
+    background[5:30, 2:28] = True
+    background &= ~target
+    clean[target] -= 30
+    hazy = clean + k_db * target
+    hazy[32:] += 1.0
+    return {"input": hazy, "clean": clean, "target": target, "background": background}
+
+
+def test_haze_removed_pools_frames_and_tissue_kept_uses_the_median_reference():
+    ks_db, taken = (
+        (12.0, 4.0),
+        (6.0, 3.0),
+    )  # haze of each frame, and how much of it an output removes
+    cases = [_case(k, i) for i, k in enumerate(ks_db)]
+    out = [c["input"] - r * c["target"] for c, r in zip(cases, taken)]
+    row = score(cases, out)
+    assert row["haze_removed"] == pytest.approx(sum(taken) / sum(ks_db))  # 9/16, not mean 0.625
+    assert row["haze_removed_median"] == pytest.approx(np.median(np.divide(taken, ks_db)))
+    # a global gain moves neither the haze contrast nor the median-referenced tissue level
+    gained = score(cases, [o - 5.0 for o in out])
+    assert gained["haze_removed"] == pytest.approx(row["haze_removed"])
+    assert gained["tissue_kept_db"] == pytest.approx(row["tissue_kept_db"])
+    assert gained["myo_shift_db"] == pytest.approx(row["myo_shift_db"] - 5.0)
+    # myocardium 2 dB up: against a reference that holds no myocardium, tissue kept is +2 exactly;
+    # against the default (sector without the cavity, myocardium included) the median moves too
+    far = np.zeros(cases[0]["clean"].shape, bool)
+    far[32:] = True
+    brighter = [c["clean"] + 2.0 * c["background"] for c in cases]
+    assert score([c | {"tissue": far} for c in cases], brighter)["tissue_kept_db"] == pytest.approx(
+        2.0
+    )
+    assert 0 < score(cases, brighter)["tissue_kept_db"] < 1.9
+    # no haze anywhere: nothing to take out, so no share (NaN, shown as "–")
+    flat = [c | {"input": c["clean"]} for c in cases]
+    none = score(flat, [c["clean"] for c in flat])
+    assert np.isnan(none["haze_removed"]) and np.isnan(none["haze_removed_median"])
+    assert "| x | " in markdown({"x": none}) and "| – |" in markdown({"x": none})
+
+
+def test_psnr_is_inside_the_sector():
+    cases = [_case(10.0, 3)]
+    sector = np.ones(cases[0]["clean"].shape, bool)
+    sector[:, :3] = False
+    out = cases[0]["clean"] + 1.5 * sector  # 1.5 dB off inside, garbage outside
+    out[~sector] = 0.0
+    inside = score([cases[0] | {"sector": sector}], [out])
+    assert inside["psnr"] == pytest.approx(20 * np.log10(60 / 1.5))
+    assert score(cases, [out])["psnr"] < inside["psnr"] - 1
+
+
+def test_batches_keep_one_shape_and_the_batch_size():
+    cases = [{"iq": np.zeros(s)} for s in [(4, 4)] * 3 + [(6, 4)] * 2 + [(4, 4)]]
+    assert _batches(cases, 2) == [range(0, 2), range(2, 3), range(3, 5), range(5, 6)]
+    assert _batches(cases, 8) == [range(0, 3), range(3, 5), range(5, 6)]

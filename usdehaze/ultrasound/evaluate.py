@@ -1,4 +1,8 @@
-"""Dehazing quality on held-out simulated scans: gCNR/KS, tissue fidelity and haze recovery.
+"""Dehazing quality on held-out scans with truth: gCNR/KS, haze removed, tissue kept, PSNR.
+
+gCNR alone rewards despeckling, so every row also says how much of the cavity contrast lost to
+haze came back (``haze_removed``) and how far the myocardium moved against the image's own median
+tissue level (``tissue_kept_db``); see docs/metrics.md.
 
 Every method sees the same frames (seeds below TRAIN_SEED_START, never used for training). The
 clean truth is the tissue-only IQ log-compressed against the hazy frame's maximum, the same
@@ -8,6 +12,7 @@ reference the input uses, so dB levels compare directly.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -15,7 +20,7 @@ import numpy as np
 
 from usdehaze import metrics
 from usdehaze.ultrasound.dehaze import DehazeConfig, Dehazer
-from usdehaze.ultrasound.logcomp import envelope, to_db
+from usdehaze.ultrasound.logcomp import DEFAULT_DYNAMIC_RANGE, envelope, to_db
 from usdehaze.ultrasound.roi import pair_masks, roi_from_dict
 from usdehaze.ultrasound.simulate import simulate_cardiac
 
@@ -43,67 +48,146 @@ def eval_set(
                 "haze": to_db(sim.haze_iq, normalise=ref)[0],
                 "target": t,
                 "background": b,
+                "sector": np.ones(t.shape, bool),  # the polar grid is all imaged sector
             }
         )
     return cases
 
 
+def case_masks(case: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """(sector, tissue) masks of a case: the imaged pixels (default all) and the pixels whose
+    median is the tissue reference (default the sector without the cavity)."""
+    shape = np.shape(case["clean"])
+    sector = np.asarray(case.get("sector", np.ones(shape, bool)), bool)
+    tissue = case.get("tissue")
+    tissue = sector & ~np.asarray(case["target"], bool) if tissue is None else np.asarray(tissue)
+    return sector, tissue
+
+
+def _frame_scores(case: dict[str, Any], img: np.ndarray) -> dict[str, float]:
+    """Every per-frame figure of one output image against its case's input and clean truth."""
+    t, b = case["target"], case["background"]
+    sector, tissue = case_masks(case)
+    clean, hazy = case["clean"], case["input"]
+    c_out = metrics.haze_contrast_db(img[t], img[b])
+    c_hazy = metrics.haze_contrast_db(hazy[t], hazy[b])
+    c_clean = metrics.haze_contrast_db(clean[t], clean[b])
+    return {
+        "gcnr": metrics.gcnr(img[t], img[b]),
+        "ks": metrics.ks(img[t], img[b]),
+        "haze_removed": metrics.haze_removed(c_out, c_hazy, c_clean),
+        "tissue_kept_db": metrics.tissue_level_db(img, b, tissue)
+        - metrics.tissue_level_db(clean, b, tissue),
+        "psnr": metrics.psnr_in_mask(img, clean, sector, DEFAULT_DYNAMIC_RANGE),
+        "lv_db": float(np.mean(img[t])),
+        "myo_shift_db": float(np.mean(img[b]) - np.mean(clean[b])),
+        "c_out": c_out,
+        "c_hazy": c_hazy,
+        "c_clean": c_clean,
+    }
+
+
+def _median(values: list[float]) -> float:
+    """Median of the finite values; NaN when there are none (no warning)."""
+    v = np.asarray(values, np.float64)
+    v = v[np.isfinite(v)]
+    return float(np.median(v)) if v.size else float("nan")
+
+
 def score(
-    cases: list[dict[str, Any]], images: list[np.ndarray], haze: list[np.ndarray] | None = None
+    cases: list[dict[str, Any]],
+    images: list[np.ndarray],
+    haze: list[np.ndarray] | None = None,
+    seconds: float = 0.0,
 ) -> dict[str, float]:
-    """Mean metrics of one method's tissue (and haze) images over the cases."""
+    """One table row: a method's tissue (and haze) images scored against the cases' truth.
+
+    gcnr, ks, tissue_kept_db, psnr (inside the sector), lv_db, myo_shift_db, haze_corr: means over
+    frames. haze_removed: pooled over frames, Σ(C_out − C_hazy) / Σ(C_clean − C_hazy), and
+    haze_removed_median the median of the per-frame shares. s_per_frame = seconds / frames.
+    """
+    if len(images) != len(cases) or not cases:
+        raise ValueError(f"score: {len(images)} images for {len(cases)} cases")
     rows = []
     for i, (c, img) in enumerate(zip(cases, images)):
-        t, b = img[c["target"]], img[c["background"]]
-        row = {
-            "gcnr": metrics.gcnr(t, b),
-            "ks": metrics.ks(t, b),
-            "psnr": metrics.psnr(img, c["clean"], 60.0),
-            "myo_shift_db": float(np.mean(b) - np.mean(c["clean"][c["background"]])),
-            "lv_db": float(np.mean(t)),
-        }
-        if haze is not None:
+        row = _frame_scores(c, np.asarray(img))
+        if haze is not None and "haze" in c:
             row["haze_corr"] = float(np.corrcoef(haze[i].ravel(), c["haze"].ravel())[0, 1])
         rows.append(row)
-    keys = rows[0].keys()
-    levels = sorted({c["haze_level_db"] for c in cases if "haze_level_db" in c})
-    by_level = {  # gCNR over the frames of each haze level: where haze removal matters most
-        f"gcnr_at_{lv:g}dB": float(
-            np.mean([r["gcnr"] for r, c in zip(rows, cases) if c.get("haze_level_db") == lv])
-        )
-        for lv in levels
+
+    def mean(key: str, sel: list[dict[str, float]] = rows) -> float:
+        return float(np.mean([r[key] for r in sel if key in r]))
+
+    def pooled(sel: list[dict[str, float]]) -> float:
+        return metrics.haze_removed(*([r[k] for r in sel] for k in ("c_out", "c_hazy", "c_clean")))
+
+    out = {
+        "gcnr": mean("gcnr"),
+        "ks": mean("ks"),
+        "haze_removed": pooled(rows),
+        "haze_removed_median": _median([r["haze_removed"] for r in rows]),
+        "tissue_kept_db": mean("tissue_kept_db"),
+        "psnr": mean("psnr"),
+        "lv_db": mean("lv_db"),
+        "myo_shift_db": mean("myo_shift_db"),
     }
-    return (
-        {k: float(np.mean([r[k] for r in rows])) for k in keys}
-        | {f"{k}_sd": float(np.std([r[k] for r in rows])) for k in ("gcnr",)}
-        | by_level
-    )
+    if any("haze_corr" in r for r in rows):
+        out["haze_corr"] = mean("haze_corr")
+    out["s_per_frame"] = float(seconds) / len(cases)
+    out["gcnr_sd"] = float(np.std([r["gcnr"] for r in rows]))
+    levels = sorted({c["haze_level_db"] for c in cases if "haze_level_db" in c})
+    for lv in levels:  # per haze level: where haze removal matters most
+        sel = [r for r, c in zip(rows, cases) if c.get("haze_level_db") == lv]
+        out[f"gcnr_at_{lv:g}dB"] = mean("gcnr", sel)
+        out[f"haze_removed_at_{lv:g}dB"] = pooled(sel)
+    return out
+
+
+def _batches(cases: list[dict[str, Any]], size: int) -> list[range]:
+    """Runs of at most ``size`` consecutive cases whose IQ frames share one shape."""
+    out: list[range] = []
+    start = 0
+    for i in range(1, len(cases) + 1):
+        if (
+            i == len(cases)
+            or i - start == size
+            or np.shape(cases[i]["iq"]) != np.shape(cases[start]["iq"])
+        ):
+            out.append(range(start, i))
+            start = i
+    return out
 
 
 def evaluate(
-    methods: dict[str, DehazeConfig], n: int = 20, log=print
+    methods: dict[str, DehazeConfig],
+    n: int = 20,
+    log: Callable[[str], Any] = print,
+    cases: list[dict[str, Any]] | None = None,
 ) -> dict[str, dict[str, float]]:
-    """Table rows: input, each method, clean truth."""
-    cases = eval_set(n)
+    """Table rows: hazy input, clean truth, then each method, on ``cases`` (each a dict with iq,
+    input, clean, target, background and optionally haze, sector, tissue, haze_level_db;
+    default: ``eval_set(n)``, the held-out simulated frames)."""
+    cases = eval_set(n) if cases is None else list(cases)
+    if not cases:
+        raise ValueError("evaluate: no cases")
     table = {
         "hazy input": score(cases, [c["input"] for c in cases]),
         "clean truth": score(cases, [c["clean"] for c in cases]),
     }
-    iq = np.stack([c["iq"] for c in cases])
     for name, cfg in methods.items():
         t0 = time.perf_counter()
         dehazer = Dehazer(cfg)
         tissue, hz = [], []
-        for i in range(0, len(cases), cfg.batch):
-            sel = range(i, min(i + cfg.batch, len(cases)))
-            out = dehazer.dehaze_iq(iq[i : i + cfg.batch], frames=sel)
+        for sel in _batches(cases, cfg.batch):
+            iq = np.stack([cases[i]["iq"] for i in sel])
+            out = dehazer.dehaze_iq(iq, frames=sel)
             tissue.extend(out["tissue"])
             hz.extend(out["haze"])
-        row = score(cases, tissue, hz)
-        row["s_per_frame"] = (time.perf_counter() - t0) / len(cases)
+        row = score(cases, tissue, hz, seconds=time.perf_counter() - t0)
         table[name] = row
         log(
-            f"{name}: gCNR {row['gcnr']:.3f}  KS {row['ks']:.3f}  PSNR {row['psnr']:.2f}  myo {row['myo_shift_db']:+.2f} dB  ({row['s_per_frame']:.1f} s/frame)"
+            f"{name}: gCNR {row['gcnr']:.3f}  KS {row['ks']:.3f}  haze removed {_percent(row['haze_removed'])} %"
+            f"  tissue kept {row['tissue_kept_db']:+.2f} dB  PSNR {row['psnr']:.2f}  ({row['s_per_frame']:.1f} s/frame)"
         )
     return table
 
@@ -134,44 +218,51 @@ def default_methods(base: DehazeConfig | None = None) -> dict[str, DehazeConfig]
     }
 
 
+def _percent(v: float) -> str:
+    """A share as a whole percentage; "–" when undefined (NaN: no haze to remove)."""
+    return "–" if not np.isfinite(v) else f"{100 * v:.0f}"
+
+
+MARKDOWN_COLUMNS = (  # key, header, format
+    ("gcnr", "gCNR ↑", None),
+    ("ks", "KS ↑", "{:.3f}"),
+    ("haze_removed", "haze removed % ↑", None),
+    ("tissue_kept_db", "tissue kept dB (0 best)", "{:+.2f}"),
+    ("psnr", "PSNR dB ↑", "{:.2f}"),
+    ("lv_db", "LV dB ↓", "{:.2f}"),
+    ("s_per_frame", "s/frame", "{:.2f}"),
+)
+
+
 def markdown(table: dict[str, dict[str, float]]) -> str:
-    cols = [
-        ("gcnr", "gCNR ↑"),
-        ("ks", "KS ↑"),
-        ("psnr", "PSNR dB ↑"),
-        ("myo_shift_db", "myocardium Δ dB"),
-        ("lv_db", "LV mean dB ↓"),
-        ("haze_corr", "haze corr ↑"),
-        ("s_per_frame", "s/frame"),
-    ]
+    """The quality table: one row per method, the columns of MARKDOWN_COLUMNS ("–" if missing)."""
+    cols = MARKDOWN_COLUMNS
     lines = ["| method | " + " | ".join(c[1] for c in cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for name, row in table.items():
         cells = []
-        for k, _ in cols:
-            v = row.get(k)
-            cells.append(
-                "–"
-                if v is None
-                else (
-                    f"{v:.3f} ± {row['gcnr_sd']:.3f}"
-                    if k == "gcnr"
-                    else f"{v:.3f}"
-                    if k in ("ks", "haze_corr")
-                    else f"{v:+.2f}"
-                    if k == "myo_shift_db"
-                    else f"{v:.2f}"
-                )
-            )
+        for key, _, fmt in cols:
+            v = row.get(key)
+            if v is None:
+                cells.append("–")
+            elif key == "gcnr":
+                cells.append(f"{v:.3f} ± {row.get('gcnr_sd', 0.0):.3f}")
+            elif key == "haze_removed":
+                cells.append(_percent(v))
+            else:
+                cells.append(fmt.format(v))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def markdown_by_level(table: dict[str, dict[str, float]]) -> str:
-    """gCNR per haze level (haze relative to the myocardium), one column per method."""
-    levels = [k for k in next(iter(table.values())) if k.startswith("gcnr_at_")]
+def markdown_by_level(table: dict[str, dict[str, float]], metric: str = "gcnr") -> str:
+    """``metric`` (gcnr or haze_removed) per haze level (haze relative to the myocardium), one
+    column per method (the clean truth left out)."""
+    prefix = f"{metric}_at_"
+    levels = [k for k in next(iter(table.values())) if k.startswith(prefix)]
     names = [n for n in table if n != "clean truth"]
+    show = _percent if metric == "haze_removed" else "{:.3f}".format
     lines = ["| haze | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     for k in levels:
-        label = k.removeprefix("gcnr_at_").removesuffix("dB") + " dB"
-        lines.append(f"| {label} | " + " | ".join(f"{table[n][k]:.3f}" for n in names) + " |")
+        label = k.removeprefix(prefix).removesuffix("dB") + " dB"
+        lines.append(f"| {label} | " + " | ".join(show(table[n][k]) for n in names) + " |")
     return "\n".join(lines)
