@@ -177,6 +177,26 @@ def test_gcnr_table_matches_cli_and_follows_frame(demo, qtbot, capsys):
     _same(w.rows, _cli_gcnr(capsys, DEMO_ROI, 3))
 
 
+def test_gcnr_table_shows_haze_contrast(demo):
+    """Haze contrast = mean dB(background) − mean dB(target) on the layer's stored frame."""
+    from usdehaze.napari._gcnr_widget import COLUMNS
+    from usdehaze.napari._layers import native_of
+    from usdehaze.ultrasound.roi import pair_masks
+
+    viewer, layer = demo
+    w = GcnrWidget(viewer)
+    w.load_roi(DEMO_ROI)
+    viewer.dims.set_current_step(0, 2)
+    w.refresh()
+    native = native_of(layer)
+    ((_, t, b),) = pair_masks(load_roi(DEMO_ROI), native.x, native.z)
+    img = np.asarray(native.db[w.rows[0]["frame"] - native.frame0], np.float64)
+    expected = img[b].mean() - img[t].mean()
+    assert expected > 1 and w.rows[0]["haze_contrast_db"] == pytest.approx(expected)
+    col = [c[0] for c in COLUMNS].index("haze contrast dB")
+    assert w.table.item(0, col).text() == f"{expected:.2f}"
+
+
 def test_gcnr_updates_when_shapes_move(demo, qtbot, capsys, tmp_path):
     viewer, _ = demo
     w = GcnrWidget(viewer)

@@ -1,4 +1,4 @@
-"""gCNR dock widget: target/background shape pairs → gCNR, KS, CNR on the current frame.
+"""gCNR dock widget: target/background shape pairs → gCNR, KS, CNR, haze contrast on a frame.
 
 Shapes are drawn in world mm over the scan-converted image; each carries the features ``role``
 (target/background) and ``pair``. They are turned back into roi.json shapes and rasterised with
@@ -40,6 +40,7 @@ COLUMNS = (
     ("CNR", "cnr", "{:.3f}"),
     ("CNR dB", "cnr_db", "{:.2f}"),
     ("contrast dB", "contrast_db", "{:.2f}"),
+    ("haze contrast dB", "haze_contrast_db", "{:.2f}"),
     ("n target", "n_target", "{}"),
     ("n background", "n_background", "{}"),
 )
@@ -259,7 +260,7 @@ class GcnrWidget(QWidget):
 
     def compute(self) -> list[dict[str, Any]]:
         """Figures per pair for the chosen image layer at the current frame (raises UsageError)."""
-        from usdehaze.metrics import region_stats
+        from usdehaze.metrics import haze_contrast_db, region_stats
         from usdehaze.ultrasound.roi import pair_masks
 
         layer = self.image_layer()
@@ -276,6 +277,8 @@ class GcnrWidget(QWidget):
         rows = []
         for name, t, b in pair_masks(roi, native.x, native.z, f"layer '{layer.name}'"):
             stats = region_stats(img[t], img[b])
+            # mean dB(background) − mean dB(target): haze in a dark target lowers it
+            stats["haze_contrast_db"] = haze_contrast_db(img[t], img[b])
             rows.append({"name": name, "frame": native.frame0 + i, **stats})
         return rows
 
