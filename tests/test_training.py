@@ -196,3 +196,105 @@ def test_ddp_two_processes_match_one_with_the_doubled_batch(tmp_path, data):
     state = torch.load(tmp_path / "two" / "run" / "checkpoint.pt", weights_only=False)
     for name, p in one.net.state_dict().items():
         assert torch.allclose(p, state["net"][name], atol=1e-5), name
+
+
+def test_masked_patch_sampler_centres_patches_on_the_mask():
+    """Frames of two sizes; a small region in one: every patch holds masked pixels from it."""
+    from usdehaze.core.data import MaskedPatchSampler
+
+    a = np.arange(2 * 1 * 40 * 30, dtype=np.float32).reshape(2, 1, 40, 30)
+    b = -np.ones((3, 1, 20, 50), np.float32)
+    region = np.zeros((40, 30), bool)
+    region[2:6, 25:29] = True  # 16 pixels near a corner, far smaller than a patch
+    s = MaskedPatchSampler([a, b], [region, None], patch=64, flips=True)
+    assert s.patch == 20 and s.channels == 1 and s.pixels == 2 * 16 + 3 * 20 * 50
+    x, m = s.sample(400, torch.Generator().manual_seed(0))
+    assert x.shape == (400, 1, 20, 20) and m.shape == (400, 1, 20, 20)
+    from_a = x[:, 0, 0, 0] >= 0
+    assert 0 < int(from_a.sum()) < 400
+    assert torch.all(m[from_a].sum(dim=(1, 2, 3)) >= 1)  # centred on the region
+    assert torch.all(m[~from_a] == 1)  # an array without a mask: every pixel counts
+    inside = a[:, 0][:, region]  # values under the mask, flips or not
+    assert np.isin(x[from_a][m[from_a] > 0].numpy(), inside).all()
+
+
+def test_masked_loss_with_a_full_mask_is_the_plain_loss(tmp_path, data):
+    """The masked mean over an all-ones mask is the plain mean: same training, same weights."""
+
+    class Ones:
+        def __init__(self, inner):
+            self.inner, self.channels = inner, inner.channels
+
+        def sample(self, batch, generator):
+            x = self.inner.sample(batch, generator)
+            return x, torch.ones(x.shape[0], 1, *x.shape[2:])
+
+    plain = Trainer(_cfg(tmp_path / "a", data, steps=3), progress=False)
+    plain.fit()
+    masked = Trainer(_cfg(tmp_path / "b", data, steps=3), progress=False)
+    masked.sampler = Ones(masked.sampler)
+    masked.fit()
+    for p, q in zip(plain.net.parameters(), masked.net.parameters()):
+        assert torch.allclose(p, q, atol=1e-6)
+
+
+def test_time_budget_ends_training_and_a_rerun_continues(tmp_path, data):
+    tr = Trainer(_cfg(tmp_path, data, steps=10**6), progress=False)
+    tr.fit(seconds=0.3)
+    assert tr.seconds >= 0.3 and 0 < tr.step < 10**6
+    again = Trainer(_cfg(tmp_path, data, steps=10**6), progress=False)
+    assert again.load_checkpoint() and again.step == tr.step and again.seconds == tr.seconds
+    again.fit(seconds=0.6)
+    assert again.step > tr.step and again.seconds >= 0.6
+    again.fit(seconds=0.6)  # budget spent: no step
+    assert Trainer(_cfg(tmp_path, data), progress=False).load_checkpoint()
+
+
+def test_ctrl_c_finishes_the_step_and_saves_it(tmp_path, data):
+    """A real SIGINT mid-step: the step completes, the checkpoint holds it, then the loop stops."""
+    import signal
+
+    tr = Trainer(_cfg(tmp_path, data, steps=100, checkpoint_every=1000), progress=False)
+    inner = tr.sampler.sample
+
+    def sample(batch, generator):
+        if tr.step == 2:
+            signal.raise_signal(signal.SIGINT)  # lands inside step 3
+        return inner(batch, generator)
+
+    tr.sampler.sample = sample
+    with pytest.raises(KeyboardInterrupt):
+        tr.fit()
+    assert tr.step == 3
+    state = torch.load(tr.checkpoint_path, weights_only=True)
+    assert state["step"] == 3
+    for name, p in tr.net.state_dict().items():
+        assert torch.equal(p, state["net"][name])
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_prior_pair_is_renamed_together_after_ctrl_c(tmp_path, monkeypatch):
+    """Ctrl-C while save_prior writes is held until both files are in place: the new pair loads."""
+    import signal
+
+    import safetensors.torch
+
+    from usdehaze.core.networks import build_network
+    from usdehaze.core.priors import save_prior
+
+    net_cfg = {"arch": "unet", "base": 8, "mults": [1, 2], "channels": 1}
+    save_prior(tmp_path / "p", build_network(net_cfg), network=net_cfg, sde=VESDE())
+    write = safetensors.torch.save_file
+
+    def interrupted(*args, **kw):
+        signal.raise_signal(signal.SIGINT)
+        return write(*args, **kw)
+
+    monkeypatch.setattr(safetensors.torch, "save_file", interrupted)
+    torch.manual_seed(5)
+    with pytest.raises(KeyboardInterrupt):
+        save_prior(
+            tmp_path / "p", build_network(net_cfg), network=net_cfg, sde=VESDE(), data={"n": 2}
+        )
+    assert load_prior(tmp_path / "p.safetensors").meta["data"] == {"n": 2}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.json", "p.safetensors"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -80,7 +81,7 @@ class PatchSampler:
 
     def __init__(self, data: np.ndarray, patch: int | None = 64, flips: bool = True) -> None:
         self.data = torch.from_numpy(np.ascontiguousarray(data))
-        n, _, h, w = self.data.shape
+        n, self.channels, h, w = self.data.shape
         self.patch = min(patch or max(h, w), h, w) if patch else None
         self.flips = flips
 
@@ -103,3 +104,97 @@ class PatchSampler:
             flip = torch.rand(batch, generator=generator) < 0.5
             out[flip] = out[flip].flip(-1)
         return out
+
+
+class MaskedPatchSampler:
+    """Random patches from frames of several sizes, centred on a chosen pixel, with the pixel
+    mask cut alongside: a loss on masked pixels only trains on regions smaller than a patch
+    (cavities), with the real surroundings as context.
+
+    ``arrays``: (N, C, H, W) each, the same C; ``masks``: per array None (every pixel counts),
+    a boolean (H, W) for all its frames, or (N, H, W) per frame. The patch side is ``patch``
+    or the smallest frame side if smaller; a centre near an edge gives a patch shifted inside.
+    ``sample`` returns (patches, masks): masks (B, 1, p, p) float, or None when no array has one.
+    """
+
+    def __init__(
+        self,
+        arrays: Sequence[np.ndarray],
+        masks: Sequence[np.ndarray | None] | None = None,
+        patch: int = 64,
+        flips: bool = True,
+    ) -> None:
+        if not arrays:
+            raise ValueError("MaskedPatchSampler needs at least one array")
+        masks = list(masks) if masks is not None else [None] * len(arrays)
+        if len(masks) != len(arrays):
+            raise ValueError(f"{len(masks)} masks for {len(arrays)} arrays")
+        self.frames = [torch.from_numpy(np.ascontiguousarray(a, np.float32)) for a in arrays]
+        channels = {a.shape[1] for a in self.frames}
+        if len(channels) != 1 or any(a.dim() != 4 for a in self.frames):
+            raise ValueError("arrays must be (N, C, H, W) with the same C")
+        self.channels = channels.pop()
+        self.patch = min(patch, *(min(a.shape[2:]) for a in self.frames))
+        self.flips = flips
+        self.masked = any(m is not None for m in masks)
+        self.masks: list[Tensor | None] = []
+        # blocks of candidate centres: (array, first frame, frames, flat pixel indices or None)
+        self.blocks: list[tuple[int, int, int, np.ndarray | None]] = []
+        for k, (a, m) in enumerate(zip(self.frames, masks)):
+            n, _, h, w = a.shape
+            if m is None:
+                self.masks.append(None)
+                self.blocks.append((k, 0, n, None))
+                continue
+            m = np.asarray(m, bool)
+            if m.shape not in ((h, w), (n, h, w)):
+                raise ValueError(
+                    f"mask {k}: shape {m.shape}, expected ({h}, {w}) or ({n}, {h}, {w})"
+                )
+            self.masks.append(torch.from_numpy(np.ascontiguousarray(m)))
+            if m.ndim == 2:
+                self.blocks.append((k, 0, n, np.flatnonzero(m).astype(np.int32)))
+            else:
+                for f in range(n):
+                    self.blocks.append((k, f, 1, np.flatnonzero(m[f]).astype(np.int32)))
+        counts = [
+            nf * (self.frames[k].shape[2] * self.frames[k].shape[3] if c is None else len(c))
+            for k, _, nf, c in self.blocks
+        ]
+        self.pixels = int(sum(counts))  # candidate centres over all frames
+        if self.pixels == 0:
+            raise ValueError("no masked pixel to train on")
+        self._ends = np.cumsum(counts)
+
+    def sample(self, batch: int, generator: torch.Generator) -> tuple[Tensor, Tensor | None]:
+        p = self.patch
+        picks = torch.randint(self.pixels, (batch,), generator=generator).numpy()
+        xs, ms = [], []
+        for r in picks:
+            b = int(np.searchsorted(self._ends, r, side="right"))
+            local = int(r - (self._ends[b - 1] if b else 0))
+            k, f0, _, centres = self.blocks[b]
+            a = self.frames[k]
+            h, w = a.shape[2:]
+            size = h * w if centres is None else len(centres)
+            f = f0 + local // size
+            pix = local % size if centres is None else int(centres[local % size])
+            ci, cj = divmod(pix, w)
+            i0 = min(max(ci - p // 2, 0), h - p)
+            j0 = min(max(cj - p // 2, 0), w - p)
+            xs.append(a[f, :, i0 : i0 + p, j0 : j0 + p])
+            if self.masked:
+                m = self.masks[k]
+                if m is None:
+                    ms.append(torch.ones(p, p, dtype=torch.bool))
+                else:
+                    m = m if m.dim() == 2 else m[f]
+                    ms.append(m[i0 : i0 + p, j0 : j0 + p])
+        out = torch.stack(xs)
+        mask = torch.stack(ms)[:, None].float() if self.masked else None
+        if self.flips:
+            flip = torch.rand(batch, generator=generator) < 0.5
+            out[flip] = out[flip].flip(-1)
+            if mask is not None:
+                mask[flip] = mask[flip].flip(-1)
+        return out, mask

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import pickle
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -106,28 +107,34 @@ def save_prior(
     data: dict[str, Any] | None = None,
     training: dict[str, Any] | None = None,
 ) -> Path:
-    """Write ``NAME.safetensors`` and ``NAME.json`` (architecture, SDE, normalisation, data, checksum)."""
+    """Write ``NAME.safetensors`` and ``NAME.json`` (architecture, SDE, normalisation, data, checksum).
+
+    Both go to temporaries first and are renamed together with Ctrl-C held, so an interrupted
+    save leaves the previous pair, which still loads, never new weights beside an old config."""
     from safetensors.torch import save_file
 
     from usdehaze import __version__
-    from usdehaze.atomic import atomic_path
+    from usdehaze.atomic import atomic_path, deferred_interrupts
 
     path = Path(path).with_suffix(".safetensors")
     state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-    with atomic_path(path) as tmp:
-        save_file(state, str(tmp))
-    config = {
-        "format": "usdehaze-prior/1",
-        "network": network,
-        "sde": sde.config(),
-        "normalisation": normalisation or {},
-        "data": data or {},
-        "training": training or {},
-        "sha256": sha256(path),
-        "usdehaze_version": __version__,
-    }
-    with atomic_path(path.with_suffix(".json")) as tmp:
-        tmp.write_text(json.dumps(config, indent=2, default=str))
+    with (
+        deferred_interrupts(),
+        atomic_path(path) as tmp_weights,
+        atomic_path(path.with_suffix(".json")) as tmp_config,
+    ):
+        save_file(state, str(tmp_weights))
+        config = {
+            "format": "usdehaze-prior/1",
+            "network": network,
+            "sde": sde.config(),
+            "normalisation": normalisation or {},
+            "data": data or {},
+            "training": training or {},
+            "sha256": sha256(tmp_weights),
+            "usdehaze_version": __version__,
+        }
+        tmp_config.write_text(json.dumps(config, indent=2, default=str))
     return path
 
 
@@ -176,10 +183,10 @@ def _prior_from_checkpoint(path: Path, device: str | torch.device) -> NetworkPri
     if not path.is_file():
         raise UsageError(f"{path}: no such checkpoint")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=True)  # no pickle
         net = build_network(state["network"])
         net.load_state_dict(state["ema"])
-    except (KeyError, RuntimeError, OSError) as exc:
+    except (KeyError, RuntimeError, OSError, pickle.UnpicklingError) as exc:
         raise UsageError(
             f"{path}: not a usdehaze training checkpoint ({str(exc).splitlines()[0]})"
         ) from None

@@ -1,15 +1,23 @@
 """Denoising score matching (eq. 5) with λ(t) = β_t², Adam, EMA, clipping, checkpoints, resume, DDP.
 
+Also what fine-tuning needs: start from a prior's weights, a time budget, and a loss restricted
+to masked pixels (a sampler that returns masks, such as MaskedPatchSampler).
+
 One global batch is drawn from one seeded generator on every rank and each rank keeps its shard,
 so N processes with batch B/N reproduce one process with batch B (up to float summation order).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import math
+import pickle
+import signal
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from usdehaze.core.data import PatchSampler, load_array
+from usdehaze.core.data import MaskedPatchSampler, PatchSampler, load_array
 from usdehaze.core.distributed import local_device, world
 from usdehaze.core.networks import build_network, count_parameters
 from usdehaze.core.priors import NetworkPrior, save_prior
@@ -72,10 +80,19 @@ def config_from_dict(cfg: dict[str, Any], source: str = "config") -> TrainConfig
 
 
 class Trainer:
-    """Train a score network by DSM; checkpoints to ``out/checkpoint.pt``; exports the EMA prior."""
+    """Train a score network by DSM; checkpoints to ``out/checkpoint.pt``; exports the EMA prior.
+
+    ``sampler``: patches from memory instead of ``cfg.data`` (anything with ``channels`` and
+    ``sample(batch, generator)``); one that returns (patches, masks) puts the loss on the
+    masked pixels only.
+    """
 
     def __init__(
-        self, cfg: TrainConfig, device: torch.device | str = "cpu", progress: bool = True
+        self,
+        cfg: TrainConfig,
+        device: torch.device | str = "cpu",
+        progress: bool = True,
+        sampler: PatchSampler | MaskedPatchSampler | None = None,
     ) -> None:
         self.cfg, self.device, self.progress = cfg, torch.device(device), progress
         self.rank, self.world = world()
@@ -86,9 +103,11 @@ class Trainer:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.sde = sde_from_config(cfg.sde)
-        data = load_array(cfg.data["path"], cfg.data.get("key"))
-        self.channels = data.shape[1]
-        self.sampler = PatchSampler(data, cfg.data.get("patch", 64), cfg.data.get("flips", True))
+        if sampler is None:
+            data = load_array(cfg.data["path"], cfg.data.get("key"))
+            sampler = PatchSampler(data, cfg.data.get("patch", 64), cfg.data.get("flips", True))
+        self.sampler = sampler
+        self.channels = sampler.channels
         torch.manual_seed(cfg.seed)
         net_cfg = {**cfg.network, "channels": self.channels}
         self.net_cfg = net_cfg
@@ -100,29 +119,42 @@ class Trainer:
         self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.step = 0
+        self.seconds = 0.0  # training time over all runs of this checkpoint
         self.losses: list[tuple[int, float]] = []
         self.out = Path(cfg.out)
+        self._stop = self._hard_stop = False
+
+    def init_weights(self, state: dict[str, Tensor]) -> None:
+        """Start from given weights (fine-tuning a prior): network and EMA alike, Adam fresh."""
+        self.net.load_state_dict(state)
+        self.ema.load_state_dict(state)
 
     # -- one step -------------------------------------------------------------------------
-    def _batch(self) -> tuple[Tensor, Tensor, Tensor]:
+    def _batch(self) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
         B = self.cfg.batch
-        x0 = self.sampler.sample(B, self.gen)
+        drawn = self.sampler.sample(B, self.gen)
+        x0, mask = drawn if isinstance(drawn, tuple) else (drawn, None)
         t = (
             torch.rand(B, generator=self.gen, dtype=torch.float64) * (self.sde.T - self.sde.eps)
             + self.sde.eps
         )
         z = torch.randn(x0.shape, generator=self.gen)
         shard = slice(self.rank * B // self.world, (self.rank + 1) * B // self.world)
-        return x0[shard].to(self.device), t[shard].to(self.device), z[shard].to(self.device)
+        mask = None if mask is None else mask[shard].to(self.device)
+        return x0[shard].to(self.device), t[shard].to(self.device), z[shard].to(self.device), mask
 
     def train_step(self) -> float:
-        x0, t, z = self._batch()
+        x0, t, z, mask = self._batch()
         lr = self.cfg.lr * min(1.0, (self.step + 1) / max(1, self.cfg.warmup))
         for g in self.opt.param_groups:
             g["lr"] = lr
         x_t = self.sde.marginal(x0, t, z)
         eps = self.model(x_t, self.sde.alpha(t).float(), self.sde.beta(t).float())
-        loss = ((eps - z) ** 2).mean()  # = β² ‖s + z/β‖²: DSM with λ(t) = β_t²
+        err = (eps - z) ** 2  # = β² ‖s + z/β‖²: DSM with λ(t) = β_t²
+        if mask is None:
+            loss = err.mean()
+        else:  # the mean over masked pixels (and channels) only
+            loss = (err * mask).sum() / (mask.sum() * err.shape[1]).clamp_min(1.0)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         if self.cfg.grad_clip:
@@ -151,6 +183,7 @@ class Trainer:
 
         state = {
             "step": self.step,
+            "seconds": self.seconds,
             "net": self.net.state_dict(),
             "ema": self.ema.state_dict(),
             "opt": self.opt.state_dict(),
@@ -165,55 +198,113 @@ class Trainer:
     def load_checkpoint(self) -> bool:
         if not self.checkpoint_path.is_file():
             return False
-        state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
-        self.net.load_state_dict(state["net"])
-        self.ema.load_state_dict(state["ema"])
-        self.opt.load_state_dict(state["opt"])
-        self.gen.set_state(state["gen"])
-        self.step, self.losses = state["step"], list(state["losses"])
+        try:  # tensors, numbers, lists and dicts only: no pickle
+            state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=True)
+            self.net.load_state_dict(state["net"])
+            self.ema.load_state_dict(state["ema"])
+            self.opt.load_state_dict(state["opt"])
+            self.gen.set_state(state["gen"].cpu())
+        except (KeyError, RuntimeError, ValueError, OSError, pickle.UnpicklingError) as exc:
+            raise UsageError(
+                f"{self.checkpoint_path}: not a checkpoint of this training ({str(exc).splitlines()[0]})"
+            ) from None
+        self.step, self.losses = state["step"], [tuple(x) for x in state["losses"]]
+        self.seconds = float(state.get("seconds", 0.0))
         return True
 
     # -- the loop -------------------------------------------------------------------------
-    def fit(self, steps: int | None = None) -> None:
-        """Train until ``steps`` (default cfg.steps) total steps; Ctrl-C saves a checkpoint first."""
+    def fit(
+        self, steps: int | None = None, seconds: float | None = None, desc: str | None = None
+    ) -> None:
+        """Train until ``steps`` total steps (default cfg.steps) or ``seconds`` of training over
+        all runs (either ends it when both are given); the bar counts steps, or seconds when only
+        a time budget is given. Ctrl-C finishes the step, saves a checkpoint and stops."""
         from tqdm import tqdm
 
-        total = steps or self.cfg.steps
+        total = steps or (None if seconds is not None else self.cfg.steps)
         self.out.mkdir(parents=True, exist_ok=True)
+        timed = total is None
         bar = tqdm(
-            total=total,
-            initial=self.step,
+            total=seconds if timed else total,
+            initial=min(self.seconds, seconds) if timed else self.step,
             disable=not self.progress or self.rank != 0,
-            unit="step",
+            unit="s" if timed else "step",
+            desc=desc,
             dynamic_ncols=True,
+            bar_format=(
+                "{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}{postfix}"
+                if timed
+                else None
+            ),
         )
         running = None
         try:
-            while self.step < total:
-                loss = self.train_step()
-                running = loss if running is None else 0.98 * running + 0.02 * loss
-                if self.step % self.cfg.log_every == 0 or self.step == total:
-                    self.losses.append((self.step, running))
-                bar.set_postfix(loss=f"{running:.4f}")
-                bar.update(1)
-                if self.step % self.cfg.checkpoint_every == 0:
-                    self.save_checkpoint()
+            with self._interrupt_after_step():
+                while (total is None or self.step < total) and (
+                    seconds is None or self.seconds < seconds
+                ):
+                    t0 = time.monotonic()
+                    loss = self.train_step()
+                    dt = time.monotonic() - t0
+                    self.seconds += dt
+                    running = loss if running is None else 0.98 * running + 0.02 * loss
+                    if self.step % self.cfg.log_every == 0 or self.step == total:
+                        self.losses.append((self.step, running))
+                    bar.set_postfix(step=self.step, loss=f"{running:.4f}")
+                    bar.update(min(dt, bar.total - bar.n) if timed else 1)
+                    if self.step % self.cfg.checkpoint_every == 0:
+                        self.save_checkpoint()
+                    if self._stop:
+                        raise KeyboardInterrupt
         except KeyboardInterrupt:
-            self.save_checkpoint()
+            if not self._hard_stop:  # a second Ctrl-C may land mid-step: keep the last save
+                self.save_checkpoint()
             raise
         finally:
             bar.close()
+        if running is not None and (not self.losses or self.losses[-1][0] != self.step):
+            self.losses.append((self.step, running))
         self.save_checkpoint()
 
-    def export(self) -> Path | None:
-        """Write the loss log, the loss curve and the EMA prior (rank 0)."""
+    @contextlib.contextmanager
+    def _interrupt_after_step(self) -> Iterator[None]:
+        """Ctrl-C sets a flag that ends the loop after the running step, so the checkpoint it
+        saves is never a half-updated network; a second Ctrl-C stops at once. Single process
+        in the main thread only (elsewhere Ctrl-C interrupts as usual)."""
+        self._stop = self._hard_stop = False
+        if self.world > 1 or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def on_sigint(signum: int, frame: object) -> None:
+            if self._stop:
+                self._hard_stop = True
+                raise KeyboardInterrupt
+            self._stop = True
+
+        old = signal.signal(signal.SIGINT, on_sigint)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, old)
+
+    def write_losses(self) -> None:
+        """The loss log and its curve, ``out/loss.csv`` and ``out/loss.png`` (rank 0)."""
         if self.rank != 0:
-            return None
+            return
         with open(self.out / "loss.csv", "w", newline="") as f:
             w = csv.writer(f)
             w.writerow(["step", "loss"])
             w.writerows(self.losses)
         _plot_losses(self.losses, self.out / "loss.png")
+
+    def export(self, losses: bool = True) -> Path | None:
+        """Write the loss log and curve (unless ``losses`` is false) and the EMA prior (rank 0);
+        ``cfg.export['training']`` adds to the prior's training record."""
+        if self.rank != 0:
+            return None
+        if losses:
+            self.write_losses()
         exp = self.cfg.export
         path = Path(exp.get("path", self.out / "prior"))
         return save_prior(
@@ -231,6 +322,8 @@ class Trainer:
                 "seed": self.cfg.seed,
                 "parameters": count_parameters(self.net),
                 "final_loss": self.losses[-1][1] if self.losses else math.nan,
+                "seconds": round(self.seconds, 1),
+                **exp.get("training", {}),
             },
         )
 
