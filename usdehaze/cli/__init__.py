@@ -10,6 +10,7 @@ import sys
 
 # Command modules register themselves on import; keep one line per module.
 from usdehaze.cli import (  # noqa: E402,F401
+    adapt_cmd,
     bench_cmd,
     bench_dehaze,
     bench_io,

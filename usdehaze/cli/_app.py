@@ -36,7 +36,12 @@ def _root(
 def run_app(argv: list[str] | None = None) -> int:
     """Run the app; a :class:`UsageError` prints one line on stderr and returns 2."""
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)
+        if isinstance(code, int) and not isinstance(code, bool) and code:
+            # typer >= 0.29 turns Ctrl-C into Exit(130) and, here, returns its code
+            if code == 130:
+                print("usdehaze: interrupted", file=sys.stderr)
+            return code
     except UsageError as exc:
         print(f"usdehaze: error: {exc}", file=sys.stderr)
         return 2

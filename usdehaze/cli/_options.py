@@ -52,4 +52,11 @@ TissuePrior = Annotated[
 HazePrior = Annotated[
     Path | None, typer.Option("--haze-prior", help="Haze prior (.safetensors + .json).")
 ]
+Priors = Annotated[
+    Path | None,
+    typer.Option(
+        "--priors",
+        help="Folder with both priors, e.g. from usdehaze adapt (--tissue-prior/--haze-prior override one).",
+    ),
+]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]

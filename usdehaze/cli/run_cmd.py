@@ -62,6 +62,7 @@ def run(
     config: o.Config = None,
     tissue_prior: o.TissuePrior = None,
     haze_prior: o.HazePrior = None,
+    priors: o.Priors = None,
     quiet: o.Quiet = False,
 ) -> None:
     """Dehaze SCAN into tissue and haze estimates; the input is never modified.
@@ -106,6 +107,7 @@ def run(
             "batch": batch,
             "tissue_prior": str(tissue_prior) if tissue_prior else None,
             "haze_prior": str(haze_prior) if haze_prior else None,
+            "priors": str(priors) if priors else None,
         },
     )
     out = out or scan.with_name(scan.stem + ".dehazed.h5")

@@ -28,6 +28,7 @@ def run_many(
     cuda_graphs: o.CudaGraphs = None,
     tissue_prior: o.TissuePrior = None,
     haze_prior: o.HazePrior = None,
+    priors: o.Priors = None,
     overwrite: bool = typer.Option(False, "--overwrite", help="Start over instead of resuming."),
     quiet: o.Quiet = False,
 ) -> None:
@@ -57,6 +58,7 @@ def run_many(
             "cuda_graphs": cuda_graphs,
             "tissue_prior": str(tissue_prior) if tissue_prior else None,
             "haze_prior": str(haze_prior) if haze_prior else None,
+            "priors": str(priors) if priors else None,
         },
     )
     rank = int(os.environ.get("RANK", "0"))

@@ -69,6 +69,7 @@ class DehazeConfig:
     precision: str = "auto"
     tissue_prior: str | None = None
     haze_prior: str | None = None
+    priors: str | None = None  # a folder with both priors (usdehaze adapt's output)
 
     def validate(self, source: str = "config") -> DehazeConfig:
         if self.method not in METHODS:
@@ -146,13 +147,36 @@ def method_settings(cfg: DehazeConfig) -> DehazeConfig:
     return replace(cfg, **{k: v for k, v in own.items() if getattr(cfg, k) == getattr(joint, k)})
 
 
+def prior_names(iq: bool) -> tuple[str, str]:
+    """File names of the tissue and haze priors in a priors folder (the package's own weights
+    folder, or one ``usdehaze adapt`` wrote): ``tissue_iq.safetensors`` for the iq model."""
+    suffix = "_iq" if iq else ""
+    return f"tissue{suffix}.safetensors", f"haze{suffix}.safetensors"
+
+
 def prior_paths(cfg: DehazeConfig) -> tuple[Path, Path]:
-    """The tissue and haze prior files of a config (default: the shipped ones for its domain;
-    the single-prior baselines always work on dB images)."""
-    suffix = "_iq" if uses_iq(cfg) else ""
+    """The tissue and haze prior files of a config: ``tissue_prior`` / ``haze_prior`` when given,
+    else the ``priors`` folder's or the shipped ones for its domain (the single-prior baselines
+    always work on dB images). A ``priors`` folder must hold both, weights and configs."""
+    names = prior_names(uses_iq(cfg))
+    folder = Path(cfg.priors) if cfg.priors else WEIGHTS_DIR
+    if cfg.priors:
+        if not folder.is_dir():
+            raise UsageError(f"{folder}: --priors: no such folder (expected a folder of priors)")
+        missing = [
+            f.name
+            for n in names
+            for f in (folder / n, (folder / n).with_suffix(".json"))
+            if not f.is_file()
+        ]
+        if missing:
+            raise UsageError(
+                f"{folder}: --priors: no {', '.join(missing)} (expected {names[0]} and {names[1]} "
+                f"with their .json, as usdehaze adapt writes for the {cfg.model} model)"
+            )
     return (
-        Path(cfg.tissue_prior) if cfg.tissue_prior else WEIGHTS_DIR / f"tissue{suffix}.safetensors",
-        Path(cfg.haze_prior) if cfg.haze_prior else WEIGHTS_DIR / f"haze{suffix}.safetensors",
+        Path(cfg.tissue_prior) if cfg.tissue_prior else folder / names[0],
+        Path(cfg.haze_prior) if cfg.haze_prior else folder / names[1],
     )
 
 
@@ -166,7 +190,7 @@ def for_magnitude_data(cfg: DehazeConfig) -> tuple[DehazeConfig, str | None]:
     needs phases, so such data runs in the log domain (logsum) with the shipped dB priors."""
     if not uses_iq(cfg):
         return cfg, None
-    if cfg.tissue_prior or cfg.haze_prior:
+    if cfg.tissue_prior or cfg.haze_prior or cfg.priors:
         raise UsageError(
             "model 'iq' needs complex IQ data and this input is magnitude-only; "
             "use --model logsum with dB-domain priors"

@@ -1,0 +1,368 @@
+"""usdehaze adapt: fine-tuned priors with provenance, resume, Ctrl-C, bad input; run --priors DIR."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from usdehaze.cli._app import run_app
+from usdehaze.core.priors import load_prior, sha256
+from usdehaze.ultrasound.io import write_scan
+from usdehaze.ultrasound.roi import save_roi
+from usdehaze.ultrasound.simulate import simulate_cardiac
+
+SHAPE = (48, 32)
+
+
+def _write(path: Path, iq: np.ndarray, sim) -> Path:
+    return write_scan(path, iq, sim.x, sim.z, grid="polar", axes=sim.axes)
+
+
+@pytest.fixture(scope="module")
+def material(tmp_path_factory) -> dict[str, Path]:
+    """A tissue-only and a haze-only file (simulated, written like usdehaze simulate writes)."""
+    d = tmp_path_factory.mktemp("material")
+    sim = simulate_cardiac(3, seed=1, shape=SHAPE)
+    return {
+        "tissue": _write(d / "tissue.h5", sim.tissue_iq, sim),
+        "haze": _write(d / "haze.h5", sim.haze_iq, sim),
+        "hazy": _write(d / "hazy.h5", sim.hazy_iq, sim),
+    }
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory, tiny_iq_priors) -> Path:
+    """A folder of tiny iq priors under the names --from and --priors look for."""
+    d = tmp_path_factory.mktemp("base")
+    for src, name in zip(tiny_iq_priors, ("tissue_iq", "haze_iq")):
+        shutil.copy(src, d / f"{name}.safetensors")
+        shutil.copy(src.with_suffix(".json"), d / f"{name}.json")
+    return d
+
+
+def _adapt(material, out, *extra: str, base: Path | None = None) -> list[str]:
+    args = ["adapt", "--tissue", str(material["tissue"]), "--haze", str(material["haze"])]
+    args += ["-o", str(out), "--device", "cpu", "-q", *extra]
+    return args + (["--from", str(base)] if base else [])
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_prior(path).net.state_dict()
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return [p.name for p in folder.rglob("*") if ".tmp" in p.name or p.name.endswith(".old")]
+
+
+def test_adapt_writes_both_priors_with_provenance(material, base, tmp_path, capsys):
+    out = tmp_path / "lab"
+    assert run_app(_adapt(material, out, "--steps", "2", base=base)) == 0
+    printed = capsys.readouterr().out
+    for role in ("tissue", "haze"):
+        path = out / f"{role}_iq.safetensors"
+        assert str(path) in printed
+        prior = load_prior(path)
+        meta = prior.meta
+        assert meta["data"]["source"] == "usdehaze adapt"
+        assert meta["data"]["files"][0]["sha256"] == sha256(material[role])
+        assert meta["data"]["files"][0]["path"] == str(material[role].resolve())
+        assert meta["normalisation"]["domain"] == "iq-mulaw" and meta["usdehaze_version"]
+        assert meta["training"]["steps"] == 2 and meta["training"]["minutes"] >= 0
+        base_json = json.loads((base / f"{role}_iq.json").read_text())
+        assert meta["training"]["base"]["sha256"] == base_json["sha256"]
+        before = _weights(base / f"{role}_iq.safetensors")
+        after = prior.net.state_dict()
+        assert any(not torch.equal(before[k], after[k]) for k in before)
+    assert json.loads((out / "tissue_iq.json").read_text())["data"]["files"][0]["kind"] == (
+        "tissue-only"
+    )
+    assert load_prior(out / "haze_iq.safetensors").meta["data"]["files"][0]["peaks_db"]
+    manifest = json.loads((out / "adapt.json").read_text())
+    assert manifest["priors"]["haze"]["steps"] == 2
+    assert not _leftovers(out)
+
+
+def test_material_is_encoded_as_the_sampler_encodes_frames(material, tmp_path):
+    """Tissue: iq_to_mulaw by the frame's own max(|I|, |Q|), as Dehazer.dehaze_iq does; hazy
+    scans with an ROI: the same, with the targets' union as the mask."""
+    from usdehaze.ultrasound.adapt import haze_material, tissue_material
+    from usdehaze.ultrasound.io import load_scan
+    from usdehaze.ultrasound.logcomp import iq_reference, iq_to_mulaw
+    from usdehaze.ultrasound.roi import rasterise
+
+    with load_scan(material["tissue"]) as s:
+        iq = s.frames()
+    mat = tissue_material([material["tissue"]])
+    np.testing.assert_array_equal(mat.arrays[0], iq_to_mulaw(iq, iq_reference(iq)))
+    sim = simulate_cardiac(1, seed=1, shape=SHAPE)
+    roi = {
+        "version": 1,
+        "units": "px",
+        "pairs": [
+            {
+                "name": "a",
+                "target": {"shape": "rectangle", "min": [2, 3], "max": [12, 20]},
+                "background": {"shape": "rectangle", "min": [20, 20], "max": [30, 40]},
+            },
+            {
+                "name": "b",
+                "target": {"shape": "rectangle", "min": [20, 30], "max": [28, 40]},
+                "background": {"shape": "rectangle", "min": [0, 0], "max": [9, 9]},
+            },
+        ],
+    }
+    save_roi(roi, tmp_path / "roi.json")
+    haze = haze_material([material["hazy"]], tmp_path / "roi.json")
+    with load_scan(material["hazy"]) as s:
+        hazy = s.frames()
+        want = np.zeros(SHAPE, bool)
+        for p in roi["pairs"]:  # targets only: the backgrounds are tissue
+            want |= rasterise(p["target"], s.x, s.z, "px")
+    np.testing.assert_array_equal(haze.arrays[0], iq_to_mulaw(hazy, iq_reference(hazy)))
+    np.testing.assert_array_equal(haze.masks[0], want)
+    assert haze.files[0]["region_pixels"] == {"a": 11 * 18, "b": 9 * 11}
+    assert haze.pixels == 3 * int(want.sum())
+    del sim
+
+
+def test_rerun_resumes_from_the_checkpoint(material, base, tmp_path, capsys):
+    """2 steps, then the same command with --steps 4: 2 more steps from the checkpoint, the
+    same weights as 4 steps at once; a third run has nothing left and writes nothing."""
+    out, once = tmp_path / "lab", tmp_path / "once"
+    assert run_app(_adapt(material, out, "--steps", "2", base=base)) == 0
+    assert run_app(_adapt(material, out, "--steps", "4", base=base)) == 0
+    assert run_app(_adapt(material, once, "--steps", "4", base=base)) == 0
+    for role in ("tissue", "haze"):
+        resumed = load_prior(out / f"{role}_iq.safetensors")
+        assert resumed.meta["training"]["steps"] == 4
+        straight = _weights(once / f"{role}_iq.safetensors")
+        for k, v in resumed.net.state_dict().items():
+            assert torch.equal(v, straight[k]), k
+    stamp = (out / "haze_iq.safetensors").stat().st_mtime_ns
+    capsys.readouterr()
+    assert run_app(_adapt(material, out, "--steps", "4", base=base)) == 0
+    assert "unchanged" in capsys.readouterr().out
+    assert (out / "haze_iq.safetensors").stat().st_mtime_ns == stamp
+
+
+def test_other_material_needs_restart(material, base, tmp_path, capsys):
+    out = tmp_path / "lab"
+    assert run_app(_adapt(material, out, "--steps", "1", base=base)) == 0
+    other = dict(material, tissue=material["hazy"])
+    capsys.readouterr()
+    assert run_app(_adapt(other, out, "--steps", "1", base=base)) == 2
+    err = capsys.readouterr().err.strip()
+    assert "other --tissue files" in err and "--restart" in err and len(err.splitlines()) == 1
+    assert run_app(_adapt(other, out, "--steps", "1", "--restart", base=base)) == 0
+    meta = load_prior(out / "tissue_iq.safetensors").meta
+    assert meta["data"]["files"][0]["sha256"] == sha256(material["hazy"])
+
+
+def test_adapt_from_the_shipped_priors(material, tmp_path):
+    """Without --from: the package's iq priors are the base (one step on small frames)."""
+    from usdehaze.ultrasound.dehaze import WEIGHTS_DIR
+
+    out = tmp_path / "lab"
+    assert run_app(_adapt(material, out, "--steps", "1")) == 0
+    meta = load_prior(out / "tissue_iq.safetensors").meta
+    shipped = json.loads((WEIGHTS_DIR / "tissue_iq.json").read_text())
+    assert meta["training"]["base"]["sha256"] == shipped["sha256"]
+    assert meta["network"] == shipped["network"]
+
+
+def test_hazy_scans_with_a_haze_roi(tmp_path, base):
+    """A hazy scan and the simulator's roi.json (its target is the ventricle): adapts, records
+    the ROI and the region's pixels."""
+    sim = simulate_cardiac(4, seed=2, shape=(128, 96))
+    scan = _write(tmp_path / "hazy.h5", sim.hazy_iq, sim)
+    roi = save_roi(sim.roi, tmp_path / "hazy.roi.json")
+    tissue = _write(tmp_path / "tissue.h5", sim.tissue_iq, sim)
+    out = tmp_path / "lab"
+    args = ["adapt", "--tissue", str(tissue), "--haze", str(scan), "--haze-roi", str(roi)]
+    assert (
+        run_app(
+            args + ["-o", str(out), "--steps", "1", "--device", "cpu", "-q", "--from", str(base)]
+        )
+        == 0
+    )
+    data = load_prior(out / "haze_iq.safetensors").meta["data"]
+    assert data["haze_roi"]["sha256"] == sha256(roi)
+    assert data["files"][0]["kind"] == "hazy, ROI targets"
+    assert min(data["files"][0]["region_pixels"].values()) >= 64
+
+
+def test_inputs_expand_folders_and_patterns(material, tmp_path):
+    from usdehaze.ultrasound.adapt import expand_inputs
+
+    folder = material["tissue"].parent
+    found = expand_inputs([str(folder), str(folder / "t*.h5")], "--tissue")
+    assert [p.name for p in found] == ["haze.h5", "hazy.h5", "tissue.h5"]  # each once
+
+
+def test_run_with_priors_records_their_checksums(material, base, tmp_path, capsys):
+    from usdehaze.ultrasound.results import load_result
+
+    out = tmp_path / "lab"
+    assert run_app(_adapt(material, out, "--steps", "1", base=base)) == 0
+    res = tmp_path / "r.h5"
+    argv = ["run", str(material["hazy"]), "-o", str(res), "--priors", str(out)]
+    assert run_app(argv + ["--steps", "2", "--device", "cpu", "--frames", "0:1", "-q"]) == 0
+    with load_result(res) as r:
+        checksums = r.attrs["prior_checksums"]
+        checksums = json.loads(checksums) if isinstance(checksums, str) else checksums
+        assert r.attrs["config"]["priors"] == str(out)
+    for role in ("tissue", "haze"):
+        assert checksums[role] == json.loads((out / f"{role}_iq.json").read_text())["sha256"]
+
+
+def _one_line_exit_2(argv: list[str], capsys, *words: str) -> str:
+    capsys.readouterr()
+    assert run_app(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    for w in words:
+        assert w in err, err
+    return err
+
+
+def test_priors_folder_errors(material, base, tiny_priors, tmp_path, capsys):
+    run = ["run", str(material["hazy"]), "-o", str(tmp_path / "r.h5"), "--steps", "1", "-q"]
+    half = tmp_path / "half"
+    half.mkdir()
+    shutil.copy(base / "tissue_iq.safetensors", half)
+    shutil.copy(base / "tissue_iq.json", half)
+    _one_line_exit_2(run + ["--priors", str(half)], capsys, str(half), "haze_iq.safetensors")
+    _one_line_exit_2(run + ["--priors", str(tmp_path / "none")], capsys, "no such folder")
+    db = tmp_path / "db"  # dB-domain priors under the iq names
+    db.mkdir()
+    for src, name in zip(tiny_priors, ("tissue_iq", "haze_iq")):
+        shutil.copy(src, db / f"{name}.safetensors")
+        shutil.copy(src.with_suffix(".json"), db / f"{name}.json")
+    _one_line_exit_2(run + ["--priors", str(db)], capsys, "normalisation.domain", "'db'")
+    _one_line_exit_2(
+        run + ["--model", "logsum", "--priors", str(base)], capsys, "tissue.safetensors"
+    )
+
+
+def test_bad_input_is_one_line_and_exit_2(material, base, tmp_path, capsys):
+    """No material, magnitude-only files, too few pixels, ROI outside the scan, an unwritable or
+    foreign output folder: each one line naming the file, exit 2, and nothing written."""
+    import h5py
+
+    t, h = str(material["tissue"]), str(material["haze"])
+    common = ["--steps", "1", "--device", "cpu", "-q", "--from", str(base)]
+    out = str(tmp_path / "out")
+
+    def check(args: list[str], *words: str) -> None:
+        _one_line_exit_2(["adapt", *args, *common], capsys, *words)
+
+    check(["--haze", h, "-o", out], "no tissue material", "--tissue")
+    check(["--tissue", t, "-o", out], "no haze material", "--haze")
+    mag = tmp_path / "mag.h5"
+    with h5py.File(mag, "w") as f:
+        f["tracks/track_0/data/envelope_data/values"] = np.ones((2, *SHAPE), np.float32)
+    check(["--tissue", str(mag), "--haze", h, "-o", out], str(mag), "magnitude-only")
+    small = simulate_cardiac(1, seed=3, shape=(24, 16))
+    tiny = _write(tmp_path / "tiny.h5", small.tissue_iq, small)
+    check(["--tissue", str(tiny), "--haze", h, "-o", out], str(tiny), "usable tissue pixels")
+    far = {
+        "version": 1,
+        "units": "mm",
+        "pairs": [
+            {
+                "name": "moon",
+                "target": {"shape": "circle", "center": [0.0, 900.0], "radius": 5.0},
+                "background": {"shape": "circle", "center": [0.0, 60.0], "radius": 5.0},
+            }
+        ],
+    }
+    roi = save_roi(far, tmp_path / "far.roi.json")
+    check(["--tissue", t, "--haze", h, "--haze-roi", str(roi), "-o", out], "'moon'", "outside")
+    check(["--tissue", t, "--haze", str(tmp_path / "nope.h5"), "-o", out], "nope.h5", "no such")
+    check(["--tissue", str(tmp_path / "*.zarr"), "--haze", h, "-o", out], "matches no file")
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    check(["--tissue", t, "--haze", h, "-o", str(afile / "sub")], "afile", "is a file")
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    check(["--tissue", t, "--haze", h, "-o", str(foreign)], "notes.txt", "did not write")
+    assert [p.name for p in foreign.iterdir()] == ["notes.txt"]
+    assert not (tmp_path / "out").exists()  # nothing created by a refused run
+
+
+def test_unwritable_folder(material, base, tmp_path, capsys):
+    """A folder without write permission (root writes anywhere: then a file system that takes
+    no files, /proc), refused before any scan is read."""
+    if os.geteuid() != 0:
+        locked = tmp_path / "locked"
+        locked.mkdir()
+        locked.chmod(0o500)
+        out = locked / "lab"
+    elif Path("/proc/self").exists():
+        locked, out = None, Path("/proc/usdehaze-adapt-test")
+    else:
+        pytest.skip("root, and no /proc to fail writing in")
+    try:
+        argv = _adapt(material, out, "--steps", "1", base=base)
+        err = _one_line_exit_2(argv, capsys, str(out), "not writable")
+        assert "tissue:" not in err
+    finally:
+        if locked is not None:
+            locked.chmod(0o700)
+
+
+def test_files_usdehaze_did_not_write_are_never_overwritten(material, base, tmp_path, capsys):
+    out = tmp_path / "lab"
+    assert run_app(_adapt(material, out, "--steps", "1", base=base)) == 0
+    mine = b'{"note": "my own prior config"}'
+    (out / "haze_iq.json").write_bytes(mine)
+    _one_line_exit_2(_adapt(material, out, "--steps", "2", base=base), capsys, "haze_iq.json")
+    assert (out / "haze_iq.json").read_bytes() == mine
+
+
+def test_ctrl_c_exits_130_and_keeps_the_previous_priors(material, base, tmp_path):
+    """A real SIGINT in the middle of a long adapt: exit 130, the earlier priors still load
+    (unchanged), the checkpoint moved on, and no temporary file is left."""
+    out = tmp_path / "lab"
+    assert run_app(_adapt(material, out, "--steps", "1", base=base)) == 0
+    before = {r: sha256(out / f"{r}_iq.safetensors") for r in ("tissue", "haze")}
+    argv = _adapt(material, out, "--steps", "100000", base=base)
+    argv.remove("-q")  # progress lines on stderr tell when training runs
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    p = subprocess.Popen(
+        [sys.executable, "-m", "usdehaze", *argv],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        for line in p.stderr:  # "tissue: resuming at step 1 ..." comes just before training
+            if "resuming" in line:
+                break
+        time.sleep(3.0)
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 130, err[-2000:]
+    assert "Traceback" not in err and "rerun the same command" in err
+    for role in ("tissue", "haze"):
+        prior = load_prior(out / f"{role}_iq.safetensors")
+        assert sha256(out / f"{role}_iq.safetensors") == before[role]
+        assert prior.meta["training"]["steps"] == 1
+    state = torch.load(out / "checkpoints" / "tissue" / "checkpoint.pt", weights_only=True)
+    assert state["step"] > 1
+    assert not _leftovers(out)
