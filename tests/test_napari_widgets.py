@@ -96,6 +96,43 @@ def test_dehaze_widget_iq_model_uses_the_scan_iq(demo, qtbot, tiny_iq_priors):
     assert fallback.model == "logsum" and "magnitude-only" in note
 
 
+def test_dehaze_widget_priors_folder(demo, qtbot, tiny_iq_priors, tmp_path, monkeypatch):
+    """A priors folder (usdehaze adapt's -o DIR), typed or picked: the run uses its priors and
+    records their checksums; a folder without both priors is one notification, no layers."""
+    import shutil
+
+    from napari.utils.notifications import notification_manager
+
+    from usdehaze.napari import _dehaze_widget
+
+    viewer, _ = demo
+    folder = tmp_path / "lab"
+    folder.mkdir()
+    for src, name in zip(tiny_iq_priors, ("tissue_iq", "haze_iq")):
+        shutil.copy(src, folder / f"{name}.safetensors")
+        shutil.copy(src.with_suffix(".json"), folder / f"{name}.json")
+    w = DehazeWidget(viewer)
+    w.steps.setValue(2)
+    w.device.setCurrentText("cpu")
+    monkeypatch.setattr(
+        _dehaze_widget.QFileDialog, "getExistingDirectory", lambda *a, **k: str(folder)
+    )
+    w.priors_browse.click()
+    assert w.priors.text() == str(folder) and w.config().priors == str(folder)
+    with qtbot.waitSignal(w.run_finished, timeout=60_000) as sig:
+        w.run()
+    assert sig.args == ["done"]
+    got = viewer.layers["demo_scan tissue"].metadata["usdehaze"]
+    assert got.attrs["config"]["priors"] == str(folder)
+    (folder / "haze_iq.json").unlink()
+    before = len(notification_manager.records)
+    with qtbot.waitSignal(w.run_finished, timeout=60_000) as sig:
+        w.run()
+    assert sig.args == ["error"]
+    msgs = [str(n.message) for n in notification_manager.records[before:]]
+    assert any("haze_iq.json" in m for m in msgs), msgs
+
+
 def test_dehaze_result_saves_and_reopens(demo, qtbot, tiny_priors, tmp_path):
     from usdehaze.napari._writer import write_result
     from usdehaze.ultrasound.results import load_result

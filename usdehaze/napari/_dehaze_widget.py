@@ -17,6 +17,7 @@ import numpy as np
 from qtpy.QtCore import Qt, Signal
 from qtpy.QtWidgets import (
     QComboBox,
+    QFileDialog,
     QFormLayout,
     QHBoxLayout,
     QLabel,
@@ -131,6 +132,11 @@ class DehazeWidget(QWidget):
         self.tissue_prior.setPlaceholderText("shipped tissue prior")
         self.haze_prior = QLineEdit()
         self.haze_prior.setPlaceholderText("shipped haze prior")
+        self.priors = QLineEdit()  # a folder of both priors, as usdehaze adapt writes
+        self.priors.setPlaceholderText("shipped priors, or a folder from usdehaze adapt")
+        self.priors_browse = QPushButton("…")
+        self.priors_browse.setToolTip("Pick a folder of priors (usdehaze adapt -o DIR)")
+        self.priors_browse.clicked.connect(self._pick_priors)
         self.run_button = QPushButton("Dehaze")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
@@ -150,6 +156,10 @@ class DehazeWidget(QWidget):
         form.addRow("frames", self.frames)
         form.addRow("tissue prior", self.tissue_prior)
         form.addRow("haze prior", self.haze_prior)
+        priors_row = QHBoxLayout()
+        priors_row.addWidget(self.priors)
+        priors_row.addWidget(self.priors_browse)
+        form.addRow("priors folder", priors_row)
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_button)
         buttons.addWidget(self.cancel_button)
@@ -213,8 +223,15 @@ class DehazeWidget(QWidget):
             dynamic_range=dr,
             tissue_prior=self.tissue_prior.text().strip() or None,
             haze_prior=self.haze_prior.text().strip() or None,
+            priors=self.priors.text().strip() or None,
         )
         return method_settings(cfg.validate("dehaze widget"))
+
+    def _pick_priors(self) -> None:
+        """Folder picker for the priors field (what ``usdehaze run --priors`` takes)."""
+        folder = QFileDialog.getExistingDirectory(self, "Folder of priors", self.priors.text())
+        if folder:
+            self.priors.setText(folder)
 
     def _frames(self, layer: Any, native: Native) -> list[int]:
         if self.frames.currentText() == "all frames":
