@@ -223,6 +223,14 @@ def test_run_with_priors_records_their_checksums(material, base, tmp_path, capsy
         assert r.attrs["config"]["priors"] == str(out)
     for role in ("tissue", "haze"):
         assert checksums[role] == json.loads((out / f"{role}_iq.json").read_text())["sha256"]
+    store = tmp_path / "many.zarr"  # run-many takes the same folder
+    argv = ["run-many", str(material["hazy"]), "-o", str(store), "--priors", str(out)]
+    assert run_app(argv + ["--steps", "1", "--device", "cpu", "--frames", "0:1", "-q"]) == 0
+    import zarr
+
+    root = zarr.open_group(str(store), mode="r")
+    assert json.loads(root.attrs["prior_checksums"]) == checksums
+    assert json.loads(root.attrs["config"])["priors"] == str(out)
 
 
 def _one_line_exit_2(argv: list[str], capsys, *words: str) -> str:
