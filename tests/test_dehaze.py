@@ -213,9 +213,11 @@ def test_all_zero_frames_stay_blank_and_are_reported(tiny_priors, tiny_iq_priors
     scan.read = lambda a, b: np.where(np.arange(a, b)[:, None, None] == 2, 0, read(a, b))
     said = []
     run_dehaze(scan, tmp_path / "b.h5", dataclasses.replace(cfg, batch=2), warn=said.append)
-    assert said == ["memory.h5: frame(s) [2] are all zeros; written as blank frames"]
+    blank = [m for m in said if "ood_score" not in m]  # random priors also warn: unfamiliar data
+    assert blank == ["memory.h5: frame(s) [2] are all zeros; written as blank frames"]
     with load_result(tmp_path / "b.h5") as r:
         assert r.attrs["blank_frames"] == [2] and (r.frames("tissue")[2] == -60).all()
+        assert r.attrs["ood_frames"] == [0, 1]  # the blank frame is not scored either
 
 
 def test_cuda_graphs_setting_compiles_and_keeps_results(tiny_priors):

@@ -47,3 +47,180 @@ class _Blind:
 def test_denoising_check_of_a_blind_prior_is_infinitely_off():
     (c,) = denoising_check(_Blind(), torch.zeros(2, 1, 4, 4), [0.1])
     assert c.ratio == 0.0 and math.isinf(c.log_ratio) and c.error == pytest.approx(1.0, abs=0.2)
+
+
+# -- the ultrasound score with the shipped priors ------------------------------------------------
+@pytest.fixture(scope="module")
+def shipped_iq_tissue():
+    from usdehaze.core.priors import load_prior
+    from usdehaze.ultrasound.dehaze import WEIGHTS_DIR
+
+    return load_prior(WEIGHTS_DIR / "tissue_iq.safetensors")
+
+
+def _crop(iq, size=64):
+    z0, x0 = (iq.shape[1] - size) // 2, (iq.shape[2] - size) // 2
+    return iq[:, z0 : z0 + size, x0 : x0 + size]
+
+
+def test_score_is_seeded_and_higher_for_foreign_speckle(shipped_iq_tissue):
+    """4 frames of 64 x 64 pixels, 3 network evaluations each: frames of the training simulator
+    against the same frames resampled coarser (speckle half as wide in pixels, aliased) and
+    demodulated off baseband, which no properly sampled scan looks like."""
+    import numpy as np
+
+    from usdehaze.ultrasound.ood import ood_score
+    from usdehaze.ultrasound.simulate import simulate_cardiac
+
+    iq = simulate_cardiac(4, seed=5003).hazy_iq
+    own = ood_score(_crop(iq), shipped_iq_tissue)
+    assert own == ood_score(_crop(iq), shipped_iq_tissue)  # deterministic
+    assert own != ood_score(_crop(iq), shipped_iq_tissue, seed=1)
+    coarser = ood_score(_crop(iq[:, ::2, ::2]), shipped_iq_tissue)
+    z = np.arange(iq.shape[1])[None, :, None]
+    off = ood_score(_crop(iq * np.exp(2j * np.pi * 0.25 * z)), shipped_iq_tissue)
+    assert 0 <= own < 0.1 and coarser > 2 * own + 0.1 and off > 2 * own + 0.1
+
+
+def test_threshold_from_the_prior_json_else_fallback(shipped_iq_tissue):
+    from usdehaze.ultrasound.ood import FALLBACK_THRESHOLD, MEASURE, OodCheck, ood_threshold
+
+    class P:
+        meta: dict = {}
+
+    p = P()
+    assert ood_threshold(p) == (FALLBACK_THRESHOLD, "fallback")
+    p.meta = {"ood": {"threshold": 0.07, "measure": MEASURE}}
+    assert ood_threshold(p) == (0.07, "prior")
+    p.meta = {"ood": {"threshold": 0.07, "measure": "another/2"}}  # made for another score
+    assert ood_threshold(p) == (FALLBACK_THRESHOLD, "fallback")
+    t, _ = ood_threshold(shipped_iq_tissue)
+    assert 0 < t < 1
+    nan = OodCheck(float("nan"), 0.1)
+    assert not nan.warning and OodCheck(0.2, 0.1).warning and not OodCheck(0.05, 0.1).warning
+
+
+# -- in runs -------------------------------------------------------------------------------------
+def _with_threshold(prior, threshold: float, folder: Path) -> Path:
+    """A copy of a prior whose JSON carries an "ood" threshold (weights and sha256 unchanged)."""
+    import json
+    import shutil
+
+    from usdehaze.ultrasound.ood import MEASURE
+
+    folder.mkdir(parents=True, exist_ok=True)
+    dst = folder / Path(prior).name
+    shutil.copy(prior, dst)
+    cfg = json.loads(Path(prior).with_suffix(".json").read_text())
+    cfg["ood"] = {"threshold": threshold, "measure": MEASURE, "calibration": {"test": True}}
+    dst.with_suffix(".json").write_text(json.dumps(cfg))
+    return dst
+
+
+@pytest.fixture(scope="module")
+def scan_file(tmp_path_factory):
+    from usdehaze.ultrasound.io import write_scan
+    from usdehaze.ultrasound.simulate import simulate_cardiac
+
+    sim = simulate_cardiac(2, seed=3, shape=(48, 32))
+    path = tmp_path_factory.mktemp("scan") / "scan.h5"
+    return write_scan(path, sim.hazy_iq, sim.x, sim.z, grid="polar", axes=sim.axes)
+
+
+def _run_args(scan, out, tissue, haze, *extra):
+    return ["run", str(scan), "-o", str(out), "--steps", "1", "--device", "cpu"] + [
+        "--tissue-prior",
+        str(tissue),
+        "--haze-prior",
+        str(haze),
+        *extra,
+    ]
+
+
+@pytest.mark.parametrize("suffix", [".h5", ".zarr"])
+def test_run_records_the_score_and_warns_in_one_line(
+    scan_file, tiny_iq_priors, tmp_path, capsys, suffix
+):
+    from usdehaze.cli._app import run_app
+    from usdehaze.ultrasound.dehaze import WEIGHTS_DIR
+    from usdehaze.ultrasound.results import load_result
+
+    t, h = tiny_iq_priors  # a random network explains nothing: its score is +inf
+    shipped = WEIGHTS_DIR / "tissue_iq.safetensors"  # a finite score on simulator frames
+    for prior, threshold, fires in ((t, -1.0, True), (shipped, 10.0, False)):
+        tissue = _with_threshold(prior, threshold, tmp_path / f"p{threshold}")
+        out = tmp_path / f"r{threshold}{suffix}"
+        capsys.readouterr()
+        assert run_app(_run_args(scan_file, out, tissue, h, "-q")) == 0
+        err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+        with load_result(out) as r:
+            assert isinstance(r.attrs["ood_score"], float) and r.attrs["ood_score"] >= 0
+            assert fires or 0 <= r.attrs["ood_score"] < 1
+            assert r.attrs["ood_warning"] is fires and r.attrs["ood_threshold"] == threshold
+            assert r.attrs["ood_frames"] == [0, 1] and r.attrs["ood_threshold_from"] == "prior"
+        if fires:
+            assert len(err) == 1 and str(scan_file) in err[0] and "usdehaze adapt" in err[0]
+            assert f"{r.attrs['ood_score']:.3f}" in err[0] and "-1.000" in err[0]
+        else:
+            assert err == []
+
+
+def test_strict_refuses_in_one_line_and_writes_nothing(scan_file, tiny_iq_priors, tmp_path, capsys):
+    from usdehaze.cli._app import run_app
+
+    t, h = tiny_iq_priors
+    tissue = _with_threshold(t, -1.0, tmp_path / "p")
+    before = scan_file.read_bytes()
+    out = tmp_path / "r.h5"
+    capsys.readouterr()
+    assert run_app(_run_args(scan_file, out, tissue, h, "--strict")) == 2  # bar on: still one line
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert "--strict" in err and "usdehaze adapt" in err and str(scan_file) in err
+    assert not out.exists() and list(tmp_path.glob("r.h5*")) == []
+    assert scan_file.read_bytes() == before
+    store = tmp_path / "many.zarr"
+    args = ["run-many", str(scan_file), "-o", str(store), "--steps", "1", "--device", "cpu"]
+    args += ["--tissue-prior", str(tissue), "--haze-prior", str(h), "--strict"]
+    assert run_app(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--strict" in err and not store.exists()
+    assert run_app(_run_args(scan_file, out, tissue, h, "-q")) == 0  # without: a warning only
+
+
+def test_run_many_records_the_score_per_scan_and_warns(scan_file, tiny_iq_priors, tmp_path, capsys):
+    import json
+
+    import zarr
+
+    from usdehaze.cli._app import run_app
+    from usdehaze.ultrasound.results import load_result
+
+    t, h = tiny_iq_priors
+    tissue = _with_threshold(t, -1.0, tmp_path / "p")
+    store = tmp_path / "many.zarr"
+    args = ["run-many", str(scan_file), "-o", str(store), "--steps", "1", "--device", "cpu"]
+    capsys.readouterr()
+    assert run_app([*args, "--tissue-prior", str(tissue), "--haze-prior", str(h), "-q"]) == 0
+    err = [line for line in capsys.readouterr().err.splitlines() if "ood_score" in line]
+    assert len(err) == 1 and "usdehaze adapt" in err[0]
+    with load_result(store / "scans/000") as r:
+        assert r.attrs["ood_warning"] is True and isinstance(r.attrs["ood_score"], float)
+    root = zarr.open_group(str(store), mode="r")
+    assert root.attrs["ood_warning"] is True and root.attrs["ood_score"] == r.attrs["ood_score"]
+    assert "ood" not in json.loads(root.attrs["identity"])
+
+
+def test_bm3d_gets_no_score(small_scan, tmp_path):
+    import math
+
+    pytest.importorskip("bm3d")
+    from usdehaze.ultrasound.dehaze import DehazeConfig, run_dehaze
+    from usdehaze.ultrasound.results import load_result
+
+    warned: list[str] = []
+    out = run_dehaze(small_scan, tmp_path / "b.h5", DehazeConfig(method="bm3d"), warn=warned.append)
+    with load_result(out) as r:
+        assert math.isnan(r.attrs["ood_score"]) and r.attrs["ood_warning"] is False
+        assert "no prior" in r.attrs["ood_note"]
+    assert warned == []

@@ -60,3 +60,10 @@ Priors = Annotated[
     ),
 ]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+Strict = Annotated[
+    bool,
+    typer.Option(
+        "--strict",
+        help="Refuse (exit 2, nothing written) a scan that looks unlike the priors' training data, instead of warning.",
+    ),
+]

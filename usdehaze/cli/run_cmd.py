@@ -64,10 +64,13 @@ def run(
     haze_prior: o.HazePrior = None,
     priors: o.Priors = None,
     quiet: o.Quiet = False,
+    strict: o.Strict = False,
 ) -> None:
     """Dehaze SCAN into tissue and haze estimates; the input is never modified.
 
     Ctrl-C stops cleanly: the output then holds the frames finished so far (complete = false).
+    A scan that looks unlike the priors' training data gets one warning line on stderr (or, with
+    --strict, is refused); the result records ood_score and ood_warning.
     """
     import sys
     import time
@@ -125,6 +128,7 @@ def run(
             disable=quiet,
             desc=f"dehaze {len(sel)} frame(s)",
             dynamic_ncols=True,
+            delay=0.5,  # not before the out-of-distribution check: a refusal stays one line
         )
         t0 = time.perf_counter()
         state = {"frames": 0}
@@ -147,6 +151,7 @@ def run(
                 progress=on_batch,
                 step_callback=on_step,
                 warn=lambda m: bar.write(m, file=sys.stderr),
+                strict=strict,
             )
         except KeyboardInterrupt:
             bar.close()

@@ -31,13 +31,17 @@ def run_many(
     priors: o.Priors = None,
     overwrite: bool = typer.Option(False, "--overwrite", help="Start over instead of resuming."),
     quiet: o.Quiet = False,
+    strict: o.Strict = False,
 ) -> None:
     """Dehaze every frame of INPUTS into OUT.zarr (one group per scan, one chunk per frame).
 
     Under ``torchrun --nproc-per-node N -m usdehaze run-many ...`` the frames are shared among
     the N processes (and nodes); rerunning the same command resumes, skipping finished frames.
+    A scan that looks unlike the priors' training data gets one warning line on stderr (with
+    --strict: the command refuses before touching OUT); each scan records ood_score, ood_warning.
     """
     import os
+    import sys
 
     from tqdm import tqdm
 
@@ -62,13 +66,24 @@ def run_many(
         },
     )
     rank = int(os.environ.get("RANK", "0"))
-    bar = tqdm(unit="frame", disable=quiet or rank != 0, desc="run-many (rank 0)")
+    bar = tqdm(unit="frame", disable=quiet or rank != 0, desc="run-many (rank 0)", delay=0.5)
 
     def on_progress(done: int, total: int) -> None:
         bar.total = total
         bar.update(done - bar.n)
 
     try:
-        run(inputs, out, cfg, key, frames, overwrite, progress=on_progress, log=typer.echo)
+        run(
+            inputs,
+            out,
+            cfg,
+            key,
+            frames,
+            overwrite,
+            progress=on_progress,
+            log=typer.echo,
+            warn=lambda m: bar.write(m, file=sys.stderr),
+            strict=strict,
+        )
     finally:
         bar.close()

@@ -1,6 +1,7 @@
 """Many scans over many processes: ``torchrun ... -m usdehaze run-many`` into one zarr store.
 
-Layout: ``OUT.zarr`` (attrs: format, config, prior checksums, inputs) with one result group per
+Layout: ``OUT.zarr`` (attrs: format, config, prior checksums, inputs, the highest ``ood_score``
+and whether any scan's ``ood_warning`` fired) with one result group per
 input, ``scans/000``, ``scans/001``..., each in the result layout of ``usdehaze run`` (so ``show``,
 ``gcnr`` and the napari reader open ``OUT.zarr/scans/000``) plus ``done``, one byte per frame.
 
@@ -26,6 +27,7 @@ import numpy as np
 from usdehaze.core import distributed as dist
 from usdehaze.errors import UsageError
 from usdehaze.ultrasound.dehaze import DehazeConfig, Dehazer, for_magnitude_data
+from usdehaze.ultrasound.ood import OodCheck, check_run
 from usdehaze.ultrasound.results import IMAGE_KEYS, STD_KEYS, init_result_group, set_attrs
 
 STORE_FORMAT = "usdehaze-batch/1"
@@ -43,7 +45,9 @@ def _identity(cfg: DehazeConfig, inputs: list[Path], frames: list[range]) -> dic
     }
 
 
-def _create(out: Path, scans, frames: list[range], cfg: DehazeConfig, record: dict) -> None:
+def _create(
+    out: Path, scans, frames: list[range], cfg: DehazeConfig, record: dict, ood: list[OodCheck]
+) -> None:
     import zarr
 
     root = zarr.open_group(str(out), mode="w")
@@ -64,9 +68,17 @@ def _create(out: Path, scans, frames: list[range], cfg: DehazeConfig, record: di
                 "dynamic_range": cfg.dynamic_range,
                 "magnitude_only": bool(scan.magnitude_only),
                 **{k: v for k, v in record.items() if k != "identity"},
+                **ood[i].attrs(),
             },
         )
-    set_attrs(root, {**record, "format": STORE_FORMAT, "n_scans": len(scans), "runs": []})
+    scores = [c.score for c in ood if not np.isnan(c.score)]
+    summary = {  # the store's own: the highest scan score, and whether any scan warned
+        "ood_score": max(scores) if scores else float("nan"),
+        "ood_warning": any(c.warning for c in ood),
+    }
+    set_attrs(
+        root, {**record, **summary, "format": STORE_FORMAT, "n_scans": len(scans), "runs": []}
+    )
 
 
 def _check_store(out: Path, identity: dict) -> None:
@@ -133,9 +145,15 @@ def run_many(
     overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
     log: Callable[[str], None] = print,
+    warn: Callable[[str], None] | None = None,
+    strict: bool = False,
 ) -> dict[str, float]:
     """Dehaze the frames of every input into ``out`` (a .zarr store), sharded over torchrun
-    processes; returns this run's figures (frames done here, skipped, seconds, frames/s)."""
+    processes; returns this run's figures (frames done here, skipped, seconds, frames/s).
+
+    Every scan is checked once, before sampling (usdehaze.ultrasound.ood, recorded in its group
+    as ``ood_score`` / ``ood_warning``): ``warn(message)`` (default ``log``) when one looks unlike
+    the priors' training data, or with ``strict`` a UsageError before the store is touched."""
     import zarr
 
     from usdehaze import __version__
@@ -160,6 +178,8 @@ def run_many(
                 log(f"some inputs are {note}")
         identity = _identity(cfg, inputs, sels)
         dehazer = Dehazer(cfg)
+        say = (warn or log) if rank == 0 else None  # every rank checks: all refuse together
+        ood = [check_run(s, sel, dehazer, strict, say) for s, sel in zip(scans, sels)]
         if rank == 0:
             if out.exists() and overwrite:
                 shutil.rmtree(out)
@@ -176,7 +196,7 @@ def run_many(
                 }
                 tmp = out.with_name(out.name + ".creating")
                 shutil.rmtree(tmp, ignore_errors=True)
-                _create(tmp, scans, sels, cfg, record)
+                _create(tmp, scans, sels, cfg, record, ood)
                 tmp.rename(out)  # the store appears whole or not at all
         dist.barrier()
         if rank != 0:

@@ -450,13 +450,18 @@ def run_dehaze(
     attrs: dict[str, Any] | None = None,
     step_callback: Callable[[int, int, float], None] | None = None,
     warn: Callable[[str], None] | None = None,
+    strict: bool = False,
 ) -> Path:
     """Dehaze ``frames`` of a Scan into a result file; frames stream in batches of cfg.batch.
 
     ``progress(frames_done, total, seconds)`` after each batch; ``step_callback`` each sampler
-    step; ``warn(message)`` for frames that are all zeros (kept blank, listed in ``blank_frames``).
+    step; ``warn(message)`` for frames that are all zeros (kept blank, listed in ``blank_frames``)
+    and when the scan looks unlike the priors' training data (usdehaze.ultrasound.ood, checked
+    once before sampling and recorded as ``ood_score`` / ``ood_warning``); ``strict``: refuse
+    such a scan instead (UsageError, nothing written).
     """
     from usdehaze import __version__
+    from usdehaze.ultrasound.ood import check_run
     from usdehaze.ultrasound.results import ResultWriter
 
     frames = range(scan.n_frames) if frames is None else frames
@@ -465,6 +470,7 @@ def run_dehaze(
         cfg, note = for_magnitude_data(cfg)
     dehazer = Dehazer(cfg)
     cfg = dehazer.cfg  # with a baseline's own settings: what actually ran
+    ood = check_run(scan, frames, dehazer, strict, warn)
     record = {
         "usdehaze_version": __version__,
         "config": json.dumps(asdict(cfg)),
@@ -478,6 +484,7 @@ def run_dehaze(
         "dynamic_range": cfg.dynamic_range,
         "magnitude_only": bool(scan.magnitude_only),
         **({"note": note} if note else {}),
+        **ood.attrs(),
         **(attrs or {}),
     }
     t0 = time.perf_counter()

@@ -1,0 +1,351 @@
+"""Calibrate the out-of-distribution threshold of a tissue prior and write it into its JSON.
+
+    python pipelines/calibrate_ood.py                         # shipped iq prior, simulated scans
+    python pipelines/calibrate_ood.py --prior usdehaze/weights/tissue.safetensors   # the dB one
+    python pipelines/calibrate_ood.py --in runs/corpus/val --group 1 --write        # a corpus split
+    python pipelines/calibrate_ood.py --in a.h5 b.h5 --mismatched other_probe.h5 --write
+
+In-distribution scans: ``--in`` files (scans in any layout the readers read, corpus shards
+``.npz`` with tissue + haze I/Q, or ``.npz`` arrays of hazy IQ frames; a folder means its
+``.npz`` and ``.h5`` files), else ``--simulate N`` loops of ``usdehaze simulate``'s cardiac
+model (seeds from 7000: never used to train the shipped priors nor to evaluate them), the data
+the shipped priors were trained on. Each file is one scan, or groups of ``--group`` frames; a
+scan is scored as ``usdehaze run`` scores it (usdehaze.ultrasound.ood: up to 4 frames spread
+over it). Mismatched scans: ``--mismatched`` files, plus every in-distribution scan with its
+speckle deliberately altered (MISMATCHES: IQ resampled along depth or lateral by 0.5 or 2, blurred
+by a wider PSF, demodulated off baseband).
+
+A fixed-seed share ``--holdout`` of both sets is kept out of the calibration and only scored:
+the false-alarm and miss rates printed for it are the honest ones. The threshold is the
+``--quantile`` of the calibration part's in-distribution scores (``--rule quantile``, default
+0.99), or the one that minimises false-alarm rate + miss rate (``--rule balanced``). With
+``--write`` it goes into the prior's JSON as ``"ood": {"threshold", "measure", "calibration"}``;
+nothing else in the JSON changes and the weights' sha256 stays valid (checked before writing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from scipy.ndimage import gaussian_filter, zoom
+
+from usdehaze.errors import UsageError
+
+CALIBRATION_SEED0 = 7000
+HAZE_DB = (-22.0, -4.0)  # the shipped priors' training range of haze levels
+Frames = np.ndarray  # complex IQ (n, z, x)
+
+
+def _resample(fz: float, fx: float) -> Callable[[Frames], Frames]:
+    """IQ resampled by (fz, fx) with linear interpolation: speckle narrower (< 1) or wider (> 1)
+    in pixels, as on a grid sampled coarser or finer than the training data's."""
+
+    def f(iq: Frames) -> Frames:
+        part = [zoom(getattr(iq, c), (1, fz, fx), order=1) for c in ("real", "imag")]
+        return (part[0] + 1j * part[1]).astype(np.complex64)
+
+    return f
+
+
+def _blur(iq: Frames) -> Frames:
+    """I and Q blurred by a 1-pixel Gaussian: a wider point-spread function."""
+    part = [gaussian_filter(getattr(iq, c), (0, 1.0, 1.0)) for c in ("real", "imag")]
+    return (part[0] + 1j * part[1]).astype(np.complex64)
+
+
+def _off_baseband(iq: Frames) -> Frames:
+    """A residual carrier of 0.25 cycles per depth sample: IQ demodulated at another frequency."""
+    z = np.arange(iq.shape[1])[None, :, None]
+    return (iq * np.exp(2j * np.pi * 0.25 * z)).astype(np.complex64)
+
+
+MISMATCHES: dict[str, Callable[[Frames], Frames]] = {
+    "depth x0.5": _resample(0.5, 1.0),
+    "lateral x0.5": _resample(1.0, 0.5),
+    "depth x2": _resample(2.0, 1.0),
+    "lateral x2": _resample(1.0, 2.0),
+    "both x1.5": _resample(1.5, 1.5),
+    "blur 1 px": _blur,
+    "off baseband": _off_baseband,
+}
+
+
+def _npz_frames(path: Path, key: str | None) -> Frames:
+    """Hazy IQ frames of an .npz: a corpus shard's tissue + haze, ``key``, or its complex array."""
+    with np.load(path, allow_pickle=False) as z:
+        if key is None and {"tissue", "haze"} <= set(z.files):
+            return z["tissue"] + z["haze"]
+        names = [key] if key else [k for k in z.files if np.iscomplexobj(z[k])]
+        if not names or names[0] not in z.files:
+            raise UsageError(
+                f"{path}: no {'key ' + repr(key) if key else 'complex IQ array'} (keys: {z.files})"
+            )
+        a = z[names[0]]
+    return a[None] if a.ndim == 2 else a
+
+
+def _files(paths: list[Path]) -> list[Path]:
+    out = []
+    for p in paths:
+        if p.is_dir():
+            found = sorted([*p.glob("*.npz"), *p.glob("*.h5")])
+            if not found:
+                raise UsageError(f"{p}: no .npz or .h5 files in this folder")
+            out += found
+        elif not p.exists():
+            raise UsageError(f"{p}: no such file")
+        else:
+            out.append(p)
+    return out
+
+
+def file_scans(paths: list[Path], key: str | None, group: int) -> list[tuple[str, Frames]]:
+    """(name, frames) of every scan in the files: each file, or groups of ``group`` frames;
+    only the frames a run would score are read (usdehaze.ultrasound.ood.sample_frames)."""
+    from usdehaze.ultrasound.io import load_scan
+    from usdehaze.ultrasound.ood import sample_frames
+
+    out = []
+    for p in _files(paths):
+        if p.suffix == ".npz":
+            a = _npz_frames(p, key)
+            n, read = len(a), (lambda i, a=a: a[i : i + 1])
+            scan = None
+        else:
+            scan = load_scan(p, key)
+            n, read = scan.n_frames, (lambda i, s=scan: s.frames(i, i + 1))
+        try:
+            step = group if group > 0 else n
+            for k in range(0, n, step):
+                picked = sample_frames(range(k, min(k + step, n)))
+                name = str(p) if step >= n else f"{p}[{k}:{min(k + step, n)}]"
+                out.append((name, np.concatenate([read(i) for i in picked])))
+        finally:
+            if scan is not None:
+                scan.close()
+    return out
+
+
+def simulated_scans(n: int, seed0: int = CALIBRATION_SEED0) -> list[tuple[str, Frames]]:
+    """``n`` hazy cardiac loops of 4 frames from the training simulator, haze levels drawn over
+    the priors' training range."""
+    from usdehaze.ultrasound.simulate import simulate_cardiac
+
+    out = []
+    for k in range(n):
+        rng = np.random.default_rng(seed0 + k)
+        sim = simulate_cardiac(4, seed=seed0 + k, haze_db=float(rng.uniform(*HAZE_DB)))
+        out.append((f"simulate_cardiac seed {seed0 + k}", sim.hazy_iq))
+    return out
+
+
+def pick_threshold(inside: np.ndarray, outside: np.ndarray, rule: str, quantile: float) -> float:
+    """The threshold: a quantile of the in-distribution scores, or the one that minimises
+    false-alarm rate + miss rate (the middle of the best range)."""
+    if rule == "quantile":
+        return float(np.quantile(inside, quantile))
+    s = np.unique(np.concatenate([inside, outside]))
+    cand = np.concatenate([[s[0] - 1e-9], (s[1:] + s[:-1]) / 2, [s[-1] + 1e-9]])
+    cost = [rates(inside, outside, t)[0] + rates(inside, outside, t)[1] for t in cand]
+    best = cand[np.isclose(cost, min(cost))]
+    return float(best[len(best) // 2])
+
+
+def rates(inside: np.ndarray, outside: np.ndarray, t: float) -> tuple[float, float]:
+    """(false-alarm rate, miss rate) of the warning ``score > t``."""
+    fa = float(np.mean(inside > t)) if len(inside) else float("nan")
+    miss = float(np.mean(outside <= t)) if len(outside) else float("nan")
+    return fa, miss
+
+
+def write_block(prior_path: Path, block: dict) -> Path:
+    """Set the ``"ood"`` block of a prior's JSON (nothing else), after checking that the weights
+    still match the JSON's sha256."""
+    from usdehaze.atomic import atomic_path
+    from usdehaze.core.priors import sha256
+
+    cfg_path = prior_path.with_suffix(".json")
+    cfg = json.loads(cfg_path.read_text())
+    weights = cfg_path.with_suffix(".safetensors")
+    if sha256(weights) != cfg.get("sha256"):
+        raise UsageError(f"{weights}: does not match the sha256 in {cfg_path.name}; not writing")
+    cfg["ood"] = block
+    with atomic_path(cfg_path) as tmp:
+        tmp.write_text(json.dumps(cfg, indent=2, default=str))
+    return cfg_path
+
+
+def _summary(x: np.ndarray) -> dict:
+    if not len(x):
+        return {"n": 0}
+    q = np.quantile(x, [0, 0.5, 0.99, 1])
+    return {"n": int(len(x)), "min": q[0], "median": q[1], "p99": q[2], "max": q[3]}
+
+
+def _fmt(fa_miss: tuple[float, float], n_in: int, n_out: int) -> str:
+    fa, miss = fa_miss
+    return (
+        f"false alarms {round(fa * n_in)}/{n_in} ({100 * fa:.1f} %), "
+        f"misses {round(miss * n_out)}/{n_out} ({100 * miss:.1f} %)"
+    )
+
+
+def main() -> int:
+    from usdehaze import __version__
+    from usdehaze.core.device import resolve_device
+    from usdehaze.core.priors import load_prior
+    from usdehaze.ultrasound.dehaze import WEIGHTS_DIR
+    from usdehaze.ultrasound.ood import (
+        MAX_FRAMES,
+        MAX_SIDE,
+        MEASURE,
+        OOD_SIGMAS,
+        SEED,
+        check_frames,
+        prior_is_iq,
+    )
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--prior", type=Path, default=WEIGHTS_DIR / "tissue_iq.safetensors")
+    ap.add_argument("--in", dest="inside", type=Path, nargs="*", default=[])
+    ap.add_argument("--mismatched", type=Path, nargs="*", default=[])
+    ap.add_argument("--simulate", type=int, default=40, help="simulated scans when no --in")
+    ap.add_argument("--key", default=None, help="dataset or .npz key of the hazy IQ frames")
+    ap.add_argument("--group", type=int, default=0, help="frames per scan (0: a file is a scan)")
+    ap.add_argument("--no-transforms", action="store_true", help="only --mismatched files")
+    ap.add_argument("--holdout", type=float, default=0.3, help="share scored, not calibrated on")
+    ap.add_argument("--rule", choices=["quantile", "balanced"], default="quantile")
+    ap.add_argument("--quantile", type=float, default=0.99)
+    ap.add_argument("--dynamic-range", type=float, default=60.0, help="dB priors only")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--write", action="store_true", help="write the threshold into the JSON")
+    args = ap.parse_args()
+    try:
+        prior = load_prior(args.prior, resolve_device(args.device))
+        iq = prior_is_iq(prior)
+        inside_scans = (
+            file_scans(args.inside, args.key, args.group)
+            if args.inside
+            else simulated_scans(args.simulate)
+        )
+        outside_files = file_scans(args.mismatched, args.key, args.group) if args.mismatched else []
+    except UsageError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    if not inside_scans:
+        print("no in-distribution scans (--in or --simulate N)", file=sys.stderr)
+        return 2
+
+    def score(frames: Frames) -> float:
+        return check_frames(frames, prior, iq, args.dynamic_range).score
+
+    t0 = time.perf_counter()
+    rng = np.random.default_rng(0)
+    held = rng.random(len(inside_scans)) < args.holdout  # a scan and its alterations stay together
+    rows: list[tuple[str, str, bool, float]] = []  # (kind, scan, held out, score)
+    kinds = [] if args.no_transforms else list(MISMATCHES)
+    for k, (name, frames) in enumerate(inside_scans):
+        rows.append(("in-distribution", name, bool(held[k]), score(frames)))
+        for kind in kinds:
+            rows.append((kind, name, bool(held[k]), score(MISMATCHES[kind](frames))))
+        print(f"\r{k + 1}/{len(inside_scans)} scans scored", end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+    held_files = rng.random(len(outside_files)) < args.holdout
+    for (name, frames), h in zip(outside_files, held_files):
+        rows.append(("mismatched files", name, bool(h), score(frames)))
+    rows = [r for r in rows if np.isfinite(r[3])]
+
+    def pick(part: bool | None, inside: bool) -> np.ndarray:
+        return np.array(
+            [
+                r[3]
+                for r in rows
+                if (r[0] == "in-distribution") == inside and (part is None or r[2] == part)
+            ]
+        )
+
+    cal_in, cal_out = pick(False, True), pick(False, False)
+    if not len(cal_in):
+        print("no in-distribution scan left for calibration (lower --holdout)", file=sys.stderr)
+        return 2
+    t = pick_threshold(cal_in, cal_out, args.rule, args.quantile)
+    domain = "iq (μ-law I/Q)" if iq else "dB"
+    print(
+        f"prior {args.prior} ({domain}); measure {MEASURE}, σ = {', '.join(map(str, OOD_SIGMAS))}"
+    )
+    print(f"{len(rows)} scans scored in {time.perf_counter() - t0:.0f} s\n")
+    print("| scans | n | min | median | max | flagged at threshold |")
+    print("|---|---|---|---|---|---|")
+    for kind in ["in-distribution", *kinds, "mismatched files"]:
+        v = np.array([r[3] for r in rows if r[0] == kind])
+        if len(v):
+            print(
+                f"| {kind} | {len(v)} | {v.min():.4f} | {np.median(v):.4f} | {v.max():.4f} | "
+                f"{int((v > t).sum())}/{len(v)} |"
+            )
+    rule = f"quantile {args.quantile}" if args.rule == "quantile" else "balanced"
+    print(f"\nthreshold {t:.4f} ({rule} of the calibration part)")
+    parts = {"calibration": False, "held-out": True, "all": None}
+    figures = {}
+    for label, part in parts.items():
+        i, o = pick(part, True), pick(part, False)
+        if len(i) or len(o):
+            figures[label] = {
+                "false_alarm_rate": rates(i, o, t)[0],
+                "miss_rate": rates(i, o, t)[1],
+                "n_in": int(len(i)),
+                "n_mismatched": int(len(o)),
+            }
+            print(f"  {label:12s} {_fmt(rates(i, o, t), len(i), len(o))}")
+    other = "balanced" if args.rule == "quantile" else "quantile"
+    t2 = pick_threshold(cal_in, cal_out, other, args.quantile)
+    print(
+        f"(rule {other}: threshold {t2:.4f}; held-out "
+        f"{_fmt(rates(pick(True, True), pick(True, False), t2), len(pick(True, True)), len(pick(True, False)))})"
+    )
+    if not args.write:
+        print("\n(not written; add --write to store it in the prior's JSON)")
+        return 0
+    sources = [str(p) for p in args.inside] or [
+        f"simulate_cardiac, {args.simulate} loops of 4 frames, seeds {CALIBRATION_SEED0}+, "
+        f"haze {HAZE_DB[0]:g} to {HAZE_DB[1]:g} dB"
+    ]
+    block = {
+        "threshold": t,
+        "measure": MEASURE,
+        "calibration": {
+            "rule": rule,
+            "in_distribution": {"sources": sources, **_summary(pick(None, True))},
+            "mismatched": {
+                "files": [str(p) for p in args.mismatched],
+                "alterations": kinds,
+                **_summary(pick(None, False)),
+            },
+            "group": args.group,
+            "holdout": args.holdout,
+            "rates": figures,
+            "sigmas": list(OOD_SIGMAS),
+            "frames_per_scan": MAX_FRAMES,
+            "max_side": MAX_SIDE,
+            "seed": SEED,
+            "date": time.strftime("%Y-%m-%d"),
+            "usdehaze_version": __version__,
+        },
+    }
+    try:
+        path = write_block(args.prior, block)
+    except UsageError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    print(f"\nwrote the 'ood' block (threshold {t:.4f}) into {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
