@@ -127,6 +127,7 @@ class AdaptResult:
 
 # -- inputs -------------------------------------------------------------------------------------
 def _is_zarr_store(path: Path) -> bool:
+    """Whether a folder is one zarr scan (read as a file), not a folder of scans."""
     return path.suffix == ".zarr" or any(
         (path / n).exists() for n in (".zgroup", ".zarray", "zarr.json")
     )
@@ -221,6 +222,7 @@ def _frames(scan, max_frames: int) -> tuple[list[int], np.ndarray]:
 
 
 def _record(path: Path, scan, kind: str, frames: list[int]) -> dict[str, Any]:
+    """A source file's provenance entry: where, which content (sha256), what was used."""
     return {
         "path": str(path.resolve()),
         "sha256": file_sha256(path),
@@ -300,6 +302,7 @@ def _roi_mask(roi, scan) -> tuple[np.ndarray, dict[str, int]]:
 
 
 def _check_enough(mat: Material, option: str) -> None:
+    """Refuse a prior without material or with too few pixels, before any training."""
     if not mat.files:
         what = (
             "tissue-only scans (good acoustic windows, phantoms)"
@@ -417,6 +420,7 @@ def _check_writable(out: Path) -> None:
 
 
 def _write_manifest(out: Path, manifest: dict[str, Any]) -> None:
+    """Write ``out/adapt.json`` atomically; it marks the folder as adapt's and says from what."""
     from usdehaze.atomic import atomic_path
 
     try:
@@ -443,6 +447,7 @@ def _difference(old: dict[str, Any], new: dict[str, Any]) -> str:
 
 # -- the run ------------------------------------------------------------------------------------
 def _trainer(role: str, mat: Material, base, out: Path, s: AdaptSettings, device, progress: bool):
+    """The core Trainer for one prior: the base prior's network and SDE, the material's patches."""
     from usdehaze.core.data import MaskedPatchSampler
     from usdehaze.core.training import TrainConfig, Trainer
 
