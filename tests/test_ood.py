@@ -224,3 +224,44 @@ def test_bm3d_gets_no_score(small_scan, tmp_path):
         assert math.isnan(r.attrs["ood_score"]) and r.attrs["ood_warning"] is False
         assert "no prior" in r.attrs["ood_note"]
     assert warned == []
+
+
+@pytest.mark.gui
+def test_napari_dehaze_widget_warns_from_the_worker(
+    make_napari_viewer, qtbot, tiny_iq_priors, tmp_path, monkeypatch
+):
+    """The Dehaze widget scores in its worker thread, notifies on the GUI thread, and its
+    result layers (hence a result file the napari writer saves) carry the score."""
+    import threading
+
+    pytest.importorskip("napari")
+    from napari.utils.notifications import notification_manager
+
+    from usdehaze.napari._widget import DehazeWidget
+    from usdehaze.ultrasound import ood
+    from usdehaze.ultrasound.simulate import demo_scan_path
+
+    threads = []
+    score = ood.score_encoded
+    monkeypatch.setattr(
+        ood,
+        "score_encoded",
+        lambda *a, **k: threads.append(threading.current_thread()) or score(*a, **k),
+    )
+    viewer = make_napari_viewer()
+    (layer,) = viewer.open(str(demo_scan_path()), plugin="usdehaze")
+    w = DehazeWidget(viewer)
+    w.model.setCurrentText("iq")
+    w.steps.setValue(1)
+    w.device.setCurrentText("cpu")
+    w.tissue_prior.setText(str(_with_threshold(tiny_iq_priors[0], -1.0, tmp_path / "p")))
+    w.haze_prior.setText(str(tiny_iq_priors[1]))
+    before = len(notification_manager.records)
+    with qtbot.waitSignal(w.run_finished, timeout=60_000) as sig:
+        w.run()
+    assert sig.args == ["done"]
+    assert threads and all(t is not threading.main_thread() for t in threads)
+    msgs = [str(n.message) for n in notification_manager.records[before:]]
+    assert any("ood_score" in m and "usdehaze adapt" in m and "demo_scan" in m for m in msgs), msgs
+    attrs = viewer.layers["demo_scan tissue"].metadata["usdehaze"].attrs
+    assert attrs["ood_warning"] is True and attrs["ood_score"] > attrs["ood_threshold"]

@@ -4,7 +4,9 @@ The picked layer's stored-grid dB frames (from the reader's metadata) go through
 :class:`usdehaze.ultrasound.dehaze.Dehazer` as ``usdehaze run``, in batches of ``cfg.batch``
 each frame seeded ``seed + its index`` exactly like the command line, so the layers that appear
 equal the command's result file. Progress and cancel follow the sampler's step callback; errors
-become viewer notifications.
+become viewer notifications. Before sampling, the same worker scores how familiar the frames
+look to the tissue prior (usdehaze.ultrasound.ood); a warning notification says when they do
+not, and the result layers record ``ood_score`` / ``ood_warning`` like a result file.
 """
 
 from __future__ import annotations
@@ -50,14 +52,38 @@ def layer_config(native: Native, cfg: Any) -> tuple[Any, str | None]:
     return (cfg, None) if native.iq is not None else for_magnitude_data(cfg)
 
 
+def layer_check(native: Native, frames: list[int], dehazer: Any) -> Any:
+    """The out-of-distribution check of a run on ``frames`` of a layer, as run_dehaze makes it
+    on a scan: up to 4 frames spread over them, encoded as the dehazer's priors see them."""
+    from usdehaze.ultrasound.dehaze import uses_iq
+    from usdehaze.ultrasound.logcomp import db_to_unit
+    from usdehaze.ultrasound.ood import check_frames, sample_frames
+
+    cfg, prior = dehazer.cfg, dehazer.priors.get("tissue")
+    picked = sample_frames(frames)
+    seen = [native.frame0 + i for i in picked]
+    if uses_iq(cfg):
+        return check_frames(native.iq[picked], prior, True, cfg.dynamic_range, seen)
+    x = db_to_unit(native.db[picked], cfg.dynamic_range)[:, None]  # what Dehazer.__call__ sees
+    return check_frames(x, prior, False, cfg.dynamic_range, seen, encoded=True)
+
+
 def dehaze_frames(
-    native: Native, frames: list[int], cfg: Any, cancel: threading.Event, progress=None
+    native: Native,
+    frames: list[int],
+    cfg: Any,
+    cancel: threading.Event,
+    progress=None,
+    on_ood=None,
 ) -> dict[str, np.ndarray] | None:
-    """Dehaze ``frames`` (indices into native.db) like run_dehaze does; None when cancelled."""
+    """Dehaze ``frames`` (indices into native.db) like run_dehaze does; None when cancelled.
+    ``on_ood(check)``: the out-of-distribution check, made first (in this thread)."""
     from usdehaze.ultrasound.dehaze import Dehazer, uses_iq
 
     cfg = layer_config(native, cfg)[0]
     dehazer = Dehazer(cfg)
+    if on_ood is not None:
+        on_ood(layer_check(native, frames, dehazer))
     batches = [frames[i : i + cfg.batch] for i in range(0, len(frames), cfg.batch)]
     parts: dict[str, list[np.ndarray]] = {}
     for b, idx in enumerate(batches):
@@ -100,6 +126,7 @@ class DehazeWidget(QWidget):
 
     run_finished = Signal(str)  # "done", "cancelled" or "error"
     _progress = Signal(int)
+    _ood = Signal(object)  # the worker's out-of-distribution check (an OodCheck)
 
     def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -173,6 +200,9 @@ class DehazeWidget(QWidget):
         self.run_button.clicked.connect(self.run)
         self.cancel_button.clicked.connect(self.cancel)
         self._progress.connect(self.progress.setValue, Qt.QueuedConnection)
+        self._ood.connect(self._ood_checked, Qt.QueuedConnection)
+        self._last_ood = None  # the running job's OodCheck, once the worker has made it
+        self._running = ""  # the running job's layer name
         for ev in ("inserted", "removed", "moved", "changed"):
             getattr(self.viewer.layers.events, ev).connect(self._refresh_layers)
         self.viewer.layers.events.inserted.connect(lambda e: link_groups(self.viewer))
@@ -259,6 +289,8 @@ class DehazeWidget(QWidget):
             self.run_finished.emit("error")
             return
         self._cancel.clear()
+        self._last_ood = None
+        self._running = layer.name
         self.progress.setValue(0)
         self.status.setText(
             f"dehazing {len(frames)} frame(s) of {layer.name}…" + (f" ({note})" if note else "")
@@ -272,6 +304,7 @@ class DehazeWidget(QWidget):
             cfg,
             self._cancel,
             self._progress.emit,
+            self._ood.emit,
             _start_thread=False,
             _ignore_errors=True,  # errors go to _failed → a notification, not a traceback
         )
@@ -284,6 +317,14 @@ class DehazeWidget(QWidget):
         """Ask the running sampler to stop at its next step."""
         self._cancel.set()
         self.status.setText("cancelling…")
+
+    def _ood_checked(self, check: Any) -> None:
+        """On the GUI thread: keep the check for the result layers; warn when it fires."""
+        from napari.utils.notifications import show_warning
+
+        self._last_ood = check
+        if check.warning:
+            show_warning(f"usdehaze dehaze: {check.message(self._running)}")
 
     def _reset(self) -> None:
         self.worker = None
@@ -319,6 +360,7 @@ class DehazeWidget(QWidget):
             "source": native.source,
             "source_frames": [native.frame0 + i for i in frames],
             **{k: v for k, v in native.attrs.items() if k in ("layout", "key", "magnitude_only")},
+            **(self._last_ood.attrs() if self._last_ood is not None else {}),
         }
         input_db = native.db[frames]
         for role in ("haze", "tissue"):
