@@ -13,7 +13,8 @@ the shipped priors were trained on. Each file is one scan, or groups of ``--grou
 scan is scored as ``usdehaze run`` scores it (usdehaze.ultrasound.ood: up to 4 frames spread
 over it). Mismatched scans: ``--mismatched`` files, plus every in-distribution scan with its
 speckle deliberately altered (MISMATCHES: IQ resampled along depth or lateral by 0.5 or 2, blurred
-by a wider PSF, demodulated off baseband).
+by a wider PSF, demodulated off baseband; the last only for iq priors, as it leaves the
+envelope a dB prior sees unchanged).
 
 A fixed-seed share ``--holdout`` of both sets is kept out of the calibration and only scored:
 the false-alarm and miss rates printed for it are the honest ones. The threshold is the
@@ -74,6 +75,8 @@ MISMATCHES: dict[str, Callable[[Frames], Frames]] = {
     "blur 1 px": _blur,
     "off baseband": _off_baseband,
 }
+# alterations of the phase only: the envelope a dB prior sees is unchanged, no mismatch for it
+PHASE_ONLY = ("off baseband",)
 
 
 def _npz_frames(path: Path, key: str | None) -> Frames:
@@ -249,7 +252,7 @@ def main() -> int:
     rng = np.random.default_rng(0)
     held = rng.random(len(inside_scans)) < args.holdout  # a scan and its alterations stay together
     rows: list[tuple[str, str, bool, float]] = []  # (kind, scan, held out, score)
-    kinds = [] if args.no_transforms else list(MISMATCHES)
+    kinds = [] if args.no_transforms else [k for k in MISMATCHES if iq or k not in PHASE_ONLY]
     for k, (name, frames) in enumerate(inside_scans):
         rows.append(("in-distribution", name, bool(held[k]), score(frames)))
         for kind in kinds:
