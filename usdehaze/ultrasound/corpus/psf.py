@@ -15,11 +15,11 @@ import numpy as np
 from usdehaze.ultrasound.corpus import physics
 from usdehaze.ultrasound.corpus.acquisition import SOUND_SPEED, Acquisition
 
-N_DEPTHS = 6
+N_DEPTHS = 8
 # PSFs and scatterers live on a grid this many times finer than the image's, in both axes: on the
 # image grid itself, scatterers at pixel centres under-sample the PSF and shorten the speckle.
 UPSAMPLE = 3
-ANGLE_NODES = (-0.75, 0.0, 0.75)  # fractions of the half sector
+ANGLE_NODES = (-1.0, -0.5, 0.0, 0.5, 1.0)  # fractions of the half sector
 AXIAL_PULSES = 5.0  # PSF half extent, in pulse lengths: keeps the diverging wave's edge-wave tails
 LATERAL_BEAMS = 8.0  # and in beam widths: the first side lobes
 
@@ -55,6 +55,26 @@ def half_sizes(acq: Acquisition) -> tuple[int, int]:
     return int(np.ceil(AXIAL_PULSES * pulse / dr)), int(np.ceil(LATERAL_BEAMS * beam / dth))
 
 
+def _patches(acq: Acquisition, depths, a: float, rows, cols, nt: int) -> np.ndarray:
+    """Beamformed patches (len(depths), rows, cols) around point scatterers at ``depths`` along
+    angle ``a``, simulated in one SIMUS run (per image line for a focused scan)."""
+    xs, zs = depths * np.sin(a), depths * np.cos(a)
+    rr = depths[:, None, None] + rows[None, :, None]
+    tt = a + cols[None, None, :] + 0 * rr
+    px, pz = rr * np.sin(tt), rr * np.cos(tt)
+    if acq.transmit == "diverging":
+        d = physics.tx_delays(acq)
+        iq = physics.to_iq(acq, physics.channel_rf(acq, xs, zs, np.ones_like(xs), d, nt))
+        return physics.beamform(physics.das_matrix(acq, nt, px, pz, d), iq, px.shape)
+    out = np.zeros(px.shape, np.complex128)
+    for c, dc in enumerate(cols):  # each line beamformed from its own focused transmit
+        d = physics.tx_delays(acq, a + dc)
+        iq = physics.to_iq(acq, physics.channel_rf(acq, xs, zs, np.ones_like(xs), d, nt))
+        m = physics.das_matrix(acq, nt, px[:, :, c], pz[:, :, c], d)
+        out[:, :, c] = physics.beamform(m, iq, px[:, :, c].shape)
+    return out
+
+
 def compute_psfs(acq: Acquisition) -> PSFTable:
     """PSFs at ``N_DEPTHS`` depths × ``ANGLE_NODES`` angles for one acquisition (SIMUS + DAS)."""
     r, th = acq.axes()
@@ -67,23 +87,13 @@ def compute_psfs(acq: Acquisition) -> PSFTable:
     cols = np.arange(-hl * u, hl * u + 1) * dth / u
     nt = physics.n_samples(acq)
     out = np.zeros((N_DEPTHS, len(angles), len(rows), len(cols)), np.complex64)
+    # scatterers simulated together must lie further apart than a patch, or their echoes mix
+    spacing = depths[1] - depths[0]
+    n_groups = min(N_DEPTHS, int(np.ceil((2 * rows[-1] + 4 * dr) / spacing)))
     for j, a in enumerate(angles):
-        xs, zs = depths * np.sin(a), depths * np.cos(a)
-        # pixel positions of the K patches around the scatterers: (K, rows, cols)
-        rr = depths[:, None, None] + rows[None, :, None]
-        tt = a + cols[None, None, :] + 0 * rr
-        px, pz = rr * np.sin(tt), rr * np.cos(tt)
-        if acq.transmit == "diverging":
-            d = physics.tx_delays(acq)
-            iq = physics.to_iq(acq, physics.channel_rf(acq, xs, zs, np.ones_like(xs), d, nt))
-            m = physics.das_matrix(acq, nt, px, pz, d)
-            out[:, j] = physics.beamform(m, iq, px.shape)
-        else:
-            for c, dc in enumerate(cols):  # each line beamformed from its own focused transmit
-                d = physics.tx_delays(acq, a + dc)
-                iq = physics.to_iq(acq, physics.channel_rf(acq, xs, zs, np.ones_like(xs), d, nt))
-                m = physics.das_matrix(acq, nt, px[:, :, c], pz[:, :, c], d)
-                out[:, j, :, c] = physics.beamform(m, iq, px[:, :, c].shape)
+        for g in range(n_groups):
+            k = np.arange(g, N_DEPTHS, n_groups)
+            out[k, j] = _patches(acq, depths[k], a, rows, cols, nt)
     energy = np.sqrt(np.sum(np.abs(out) ** 2, axis=(2, 3), keepdims=True))
     psfs = (out / np.maximum(energy, 1e-30)).astype(np.complex64)
     gain = 1.0 / np.maximum(energy[:, len(angles) // 2, 0, 0], 1e-30)

@@ -1,5 +1,5 @@
 """Beamformed I/Q from a scatterer field: a convolution with the acquisition's PSFs, which vary
-with depth and angle (linear interpolation between the PSF nodes)."""
+with depth and angle (each scatterer's PSF interpolated linearly between the PSF nodes)."""
 
 from __future__ import annotations
 
@@ -40,7 +40,9 @@ def render(acq: Acquisition, table: PSFTable, field: np.ndarray) -> np.ndarray:
             w = wr[:, k][:, None] * wt[:, j][None, :]
             if not w.any():
                 continue
-            out += w * fftconvolve(field, table.psfs[k, j], mode="same")
+            # weights at the scatterer, not at the pixel: each scatterer's whole response is
+            # the PSF of its own position (weighting pixels mixes PSFs across one response)
+            out += fftconvolve(w * field, table.psfs[k, j], mode="same")
     return out[::u, ::u].astype(np.complex64)
 
 

@@ -4,7 +4,7 @@ Rayleigh, per depth band. Used to check the PSF model against full SIMUS."""
 from __future__ import annotations
 
 import numpy as np
-from scipy.ndimage import gaussian_filter
+from scipy.ndimage import gaussian_filter1d
 
 
 def correlation_length(env: np.ndarray, axis: int) -> float:
@@ -35,8 +35,12 @@ def band_stats(iq: np.ndarray, n_bands: int = 4, margin: int = 8) -> list[dict[s
     """Axial and lateral correlation lengths (pixels) and Rayleigh SNR in ``n_bands`` depth
     bands of a homogeneous speckle image (n_r, n_θ); ``margin`` pixels dropped at each edge."""
     env = np.abs(iq[margin:-margin, margin:-margin]).astype(np.float64)
-    # ideal depth and lateral gain: divide by the smoothed local power (decay, directivity)
-    env /= np.sqrt(gaussian_filter(env**2, (env.shape[0] / 16, env.shape[1] / 8)))
+    # ideal depth and lateral gain: divide by the mean power profiles along depth and angle
+    # (decay, directivity), each smoothed over many speckle cells so speckle is left intact
+    p_r = gaussian_filter1d(np.mean(env**2, axis=1), 8.0, mode="nearest")
+    env /= np.sqrt(p_r)[:, None]
+    p_t = gaussian_filter1d(np.mean(env**2, axis=0), 8.0, mode="nearest")
+    env /= np.sqrt(p_t)[None, :]
     edges = np.linspace(0, env.shape[0], n_bands + 1).astype(int)
     rows = []
     for b in range(n_bands):
