@@ -151,7 +151,7 @@ def simulated_scans(n: int, seed0: int = CALIBRATION_SEED0) -> list[tuple[str, F
 def pick_threshold(inside: np.ndarray, outside: np.ndarray, rule: str, quantile: float) -> float:
     """The threshold: a quantile of the in-distribution scores, or the one that minimises
     false-alarm rate + miss rate (the middle of the best range)."""
-    if rule == "quantile":
+    if rule == "quantile" or not len(outside):
         return float(np.quantile(inside, quantile))
     s = np.unique(np.concatenate([inside, outside]))
     cand = np.concatenate([[s[0] - 1e-9], (s[1:] + s[:-1]) / 2, [s[-1] + 1e-9]])
@@ -191,11 +191,12 @@ def _summary(x: np.ndarray) -> dict:
     return {"n": int(len(x)), "min": q[0], "median": q[1], "p99": q[2], "max": q[3]}
 
 
-def _fmt(fa_miss: tuple[float, float], n_in: int, n_out: int) -> str:
-    fa, miss = fa_miss
-    return (
-        f"false alarms {round(fa * n_in)}/{n_in} ({100 * fa:.1f} %), "
-        f"misses {round(miss * n_out)}/{n_out} ({100 * miss:.1f} %)"
+def _fmt(inside: np.ndarray, outside: np.ndarray, t: float) -> str:
+    """False alarms and misses at ``t``, as counts and rates."""
+    fa, miss = (int(np.sum(inside > t)), len(inside)), (int(np.sum(outside <= t)), len(outside))
+    return ", ".join(
+        f"{what} {k}/{n} ({100 * k / n:.1f} %)" if n else f"{what}: none scored"
+        for what, (k, n) in (("false alarms", fa), ("misses", miss))
     )
 
 
@@ -305,13 +306,12 @@ def main() -> int:
                 "n_in": int(len(i)),
                 "n_mismatched": int(len(o)),
             }
-            print(f"  {label:12s} {_fmt(rates(i, o, t), len(i), len(o))}")
+            print(f"  {label:12s} {_fmt(i, o, t)}")
     other = "balanced" if args.rule == "quantile" else "quantile"
     t2 = pick_threshold(cal_in, cal_out, other, args.quantile)
-    print(
-        f"(rule {other}: threshold {t2:.4f}; held-out "
-        f"{_fmt(rates(pick(True, True), pick(True, False), t2), len(pick(True, True)), len(pick(True, False)))})"
-    )
+    part = True if len(pick(True, True)) else None  # held out, else all
+    shown = _fmt(pick(part, True), pick(part, False), t2)
+    print(f"(rule {other}: threshold {t2:.4f}; {'held-out' if part else 'all'} {shown})")
     if not args.write:
         print("\n(not written; add --write to store it in the prior's JSON)")
         return 0

@@ -265,3 +265,38 @@ def test_napari_dehaze_widget_warns_from_the_worker(
     assert any("ood_score" in m and "usdehaze adapt" in m and "demo_scan" in m for m in msgs), msgs
     attrs = viewer.layers["demo_scan tissue"].metadata["usdehaze"].attrs
     assert attrs["ood_warning"] is True and attrs["ood_score"] > attrs["ood_threshold"]
+
+
+def test_calibrate_ood_writes_only_the_threshold(tmp_path):
+    """pipelines/calibrate_ood.py on a corpus shard (.npz of tissue + haze IQ) and a scan file:
+    the threshold lands in a copy of the shipped prior's JSON, which still loads (sha256 valid)."""
+    import json
+    import subprocess
+
+    import numpy as np
+
+    from usdehaze.core.priors import load_prior
+    from usdehaze.ultrasound.dehaze import WEIGHTS_DIR
+    from usdehaze.ultrasound.io import write_scan
+    from usdehaze.ultrasound.ood import ood_threshold
+    from usdehaze.ultrasound.simulate import simulate_cardiac
+
+    prior = _with_threshold(WEIGHTS_DIR / "tissue_iq.safetensors", 1.0, tmp_path / "p")
+    before = json.loads(prior.with_suffix(".json").read_text())
+    sim = simulate_cardiac(3, seed=8, shape=(64, 64))
+    np.savez(tmp_path / "shard.npz", tissue=sim.tissue_iq, haze=sim.haze_iq)
+    scan = write_scan(tmp_path / "s.h5", sim.hazy_iq, sim.x, sim.z, grid="polar", axes=sim.axes)
+    root = Path(__file__).resolve().parents[1]
+    cmd = [sys.executable, str(root / "pipelines/calibrate_ood.py"), "--prior", str(prior)]
+    cmd += ["--in", str(tmp_path / "shard.npz"), str(scan), "--group", "1", "--holdout", "0"]
+    done = subprocess.run([*cmd, "--write"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "| lateral x0.5 | 6 |" in done.stdout and "false alarms" in done.stdout
+    after = json.loads(prior.with_suffix(".json").read_text())
+    assert {k: v for k, v in after.items() if k != "ood"} == {
+        k: v for k, v in before.items() if k != "ood"
+    }
+    block = after["ood"]
+    assert block["calibration"]["in_distribution"]["n"] == 6  # 3 frames of 2 files, one by one
+    t, source = ood_threshold(load_prior(prior))
+    assert source == "prior" and t == block["threshold"] and 0 < t < 1
