@@ -1,17 +1,21 @@
-"""Recipe for the shipped ultrasound priors: simulate training data, then train tissue and haze.
+"""Recipe for the ultrasound priors: training tiles, then the tissue and haze priors.
 
-    python pipelines/train_priors.py [--domain db|iq] [--scans 300] [--steps 6000] [--parallel]
+    python pipelines/train_priors.py [--domain iq|db] [--steps N] [--parallel] [--only tissue|haze]
 
-``--domain db`` (log-compressed envelopes, the logsum/additive models): writes
-runs/priors/data/{tissue,haze}.npz, trains with configs/prior_{tissue,haze}.yaml and exports
-usdehaze/weights/{tissue,haze}.safetensors + .json. ``--domain iq`` (μ-law I/Q, the iq model):
-the same with a ``_iq`` suffix on every name. Resumable: rerun the same command. Loss curves in
-runs/priors/*/loss.png. On a 2-core CPU, --parallel trains both at once (1 thread each).
+``--domain iq`` (μ-law I/Q, the default iq model): tiles of the physics-based corpus's training
+split (make it first: ``python pipelines/make_corpus.py``), written to
+runs/priors/data/{tissue,haze}_iq.npz with a manifest naming the corpus shards and their
+sha256; trains with configs/prior_{tissue,haze}_iq.yaml. ``--domain db`` (log-compressed
+envelopes, the logsum/additive models): frames of ``usdehaze simulate``'s simulator, as before.
+Priors are exported to runs/priors/export/, never over the shipped ones: replacing those is the
+separate step ``python pipelines/ship_priors.py``. Resumable: rerun the same command. Loss
+curves in runs/priors/*/loss.png. On a 2-core CPU, --parallel trains both at once (1 thread each).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import subprocess
 import sys
@@ -20,41 +24,78 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "runs/priors/data"
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def corpus_tiles(corpus: Path, tile: int, per_frame: int) -> None:
+    """Cut the iq priors' training tiles from the corpus's training split (once)."""
+    from usdehaze.ultrasound.corpus.store import prior_tiles, shards
+
+    train = corpus / "train"
+    files = shards(train)
+    if not files:
+        sys.exit(f"{train}: no corpus shards; make them first: python pipelines/make_corpus.py")
+    arrays = prior_tiles(train, tile=tile, per_frame=per_frame, seed=0)
+    DATA.mkdir(parents=True, exist_ok=True)
+    for name, arr in arrays.items():
+        np.savez(DATA / f"{name}_iq.npz", images=arr)
+    manifest = {
+        "domain": "iq",
+        "corpus": str(corpus.relative_to(ROOT) if corpus.is_relative_to(ROOT) else corpus),
+        "tile": tile,
+        "tiles_per_frame": per_frame,
+        "shape": list(arrays["tissue"].shape),
+        "shards": {p.name: sha256(p) for p in files},
+    }
+    (DATA / "manifest_iq.json").write_text(json.dumps(manifest, indent=2))
+    print(f"training tiles: {arrays['tissue'].shape} from {len(files)} shards -> {DATA}")
+
+
+def simulator_frames(scans: int) -> None:
+    """The dB priors' training frames from usdehaze simulate's simulator (once)."""
+    from usdehaze.ultrasound.prior_data import TRAIN_SEED_START, make_prior_data
+
+    DATA.mkdir(parents=True, exist_ok=True)
+    arrays = make_prior_data(scans, domain="db")
+    for name, arr in arrays.items():
+        np.savez(DATA / f"{name}.npz", images=arr)
+    (DATA / "manifest.json").write_text(
+        json.dumps(
+            {"scans": scans, "frames_per_scan": 3, "seed_start": TRAIN_SEED_START, "domain": "db"},
+            indent=2,
+        )
+    )
+    print(f"training data: {arrays['tissue'].shape} frames -> {DATA}")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--scans", type=int, default=300, help="simulated loops (3 frames each)")
+    ap.add_argument("--domain", choices=["iq", "db"], default="iq", help="the priors' data domain")
+    ap.add_argument("--corpus", type=Path, default=ROOT / "runs/corpus", help="iq: corpus folder")
+    ap.add_argument("--tile", type=int, default=96, help="iq: tile size cut from corpus frames")
+    ap.add_argument("--tiles-per-frame", type=int, default=12)
+    ap.add_argument("--scans", type=int, default=300, help="db: simulated loops (3 frames each)")
     ap.add_argument("--steps", type=int, default=None, help="override the configs' steps")
     ap.add_argument("--parallel", action="store_true", help="train both priors at once")
     ap.add_argument("--only", choices=["tissue", "haze"], default=None)
-    ap.add_argument("--domain", choices=["db", "iq"], default="db", help="the priors' data domain")
     args = ap.parse_args()
     suffix = "" if args.domain == "db" else f"_{args.domain}"
 
-    data_dir = ROOT / "runs/priors/data"
-    if not (data_dir / f"haze{suffix}.npz").is_file():
-        from usdehaze.ultrasound.prior_data import TRAIN_SEED_START, make_prior_data
-
-        data_dir.mkdir(parents=True, exist_ok=True)
-        arrays = make_prior_data(args.scans, domain=args.domain)
-        for name, arr in arrays.items():
-            np.savez(data_dir / f"{name}{suffix}.npz", images=arr)
-        (data_dir / f"manifest{suffix}.json").write_text(
-            json.dumps(
-                {
-                    "scans": args.scans,
-                    "frames_per_scan": 3,
-                    "seed_start": TRAIN_SEED_START,
-                    "domain": args.domain,
-                    "shape": list(arrays["tissue"].shape),
-                },
-                indent=2,
-            )
-        )
-        print(f"training data: {arrays['tissue'].shape} frames -> {data_dir}")
+    if not (DATA / f"haze{suffix}.npz").is_file():
+        if args.domain == "iq":
+            corpus_tiles(args.corpus.resolve(), args.tile, args.tiles_per_frame)
+        else:
+            simulator_frames(args.scans)
 
     names = [args.only] if args.only else ["tissue", "haze"]
     procs = []

@@ -20,6 +20,15 @@ def evaluate(
     ),
     steps: int = typer.Option(None, "--steps", help="Sampler steps."),
     device: str = typer.Option("cpu", "--device", help="auto, cpu or cuda."),
+    cases: Path = typer.Option(
+        None,
+        "--cases",
+        help="A corpus split folder (e.g. runs/corpus/val from pipelines/make_corpus.py) "
+        "instead of the simulated frames; --frames caps how many.",
+    ),
+    priors: Path = typer.Option(
+        None, "--priors", help="Folder with tissue and haze priors (usdehaze adapt, training)."
+    ),
     json_out: Path = typer.Option(None, "--json", help="Also write the table as JSON."),
 ) -> None:
     """gCNR, KS, haze removed, tissue kept, PSNR, LV level and time per method, as Markdown.
@@ -35,11 +44,24 @@ def evaluate(
     from usdehaze.ultrasound.evaluate import default_methods, markdown, markdown_by_level
     from usdehaze.ultrasound.evaluate import evaluate as run
 
-    base = build_config(config, {"steps": steps, "device": device})
+    base = build_config(
+        config, {"steps": steps, "device": device, "priors": str(priors) if priors else None}
+    )
     methods = default_methods(base)
     if only:
         methods = {k: v for k, v in methods.items() if any(o.lower() in k.lower() for o in only)}
-    table = run(methods, frames, log=lambda s: typer.echo(s, err=True))
+    chosen = None
+    if cases is not None:
+        from usdehaze.errors import UsageError
+        from usdehaze.ultrasound.corpus.store import cases as corpus_cases
+        from usdehaze.ultrasound.corpus.store import shards
+
+        if not shards(cases):
+            raise UsageError(
+                f"{cases}: no corpus shards (*.npz); make them: python pipelines/make_corpus.py"
+            )
+        chosen = corpus_cases(cases, limit=frames)
+    table = run(methods, frames, log=lambda s: typer.echo(s, err=True), cases=chosen)
     typer.echo(markdown(table))
     typer.echo("\ngCNR per haze level (haze relative to the myocardium):\n")
     typer.echo(markdown_by_level(table))

@@ -8,7 +8,6 @@ build that stops leaves only whole shards and resumes where it stopped.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,24 +19,20 @@ from usdehaze.ultrasound.logcomp import iq_reference, iq_to_mulaw, to_db
 
 def write_shard(path: Path, acq: dict, samples: list[dict[str, Any]]) -> None:
     """Write one acquisition's samples to ``path`` atomically (temp file, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            np.savez(
-                f,
-                tissue=np.stack([s["tissue"] for s in samples]),
-                haze=np.stack([s["haze"] for s in samples]),
-                cavity=np.stack([s["cavity"] for s in samples]),
-                myocardium=np.stack([s["myocardium"] for s in samples]),
-                tissue_mask=np.stack([s["tissue_mask"] for s in samples]),
-                meta=np.array(
-                    json.dumps({"acquisition": acq, "samples": [s["params"] for s in samples]})
-                ),
-            )
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    from usdehaze.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        np.savez(
+            tmp,
+            tissue=np.stack([s["tissue"] for s in samples]),
+            haze=np.stack([s["haze"] for s in samples]),
+            cavity=np.stack([s["cavity"] for s in samples]),
+            myocardium=np.stack([s["myocardium"] for s in samples]),
+            tissue_mask=np.stack([s["tissue_mask"] for s in samples]),
+            meta=np.array(
+                json.dumps({"acquisition": acq, "samples": [s["params"] for s in samples]})
+            ),
+        )
 
 
 def read_shard(path: Path) -> dict[str, Any]:
