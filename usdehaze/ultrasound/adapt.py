@@ -45,7 +45,9 @@ MANIFEST_FORMAT = "usdehaze-adapt/1"
 CHECKPOINTS = "checkpoints"
 PRIOR_SOURCE = "usdehaze adapt"  # the 'data.source' of every prior adapt writes
 SCAN_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5", ".uff", ".mat", ".zarr")
-HAZE_ONLY_PEAKS_DB = (-3.0, -9.0, -15.0)  # a haze-only frame's peak under a hazy frame's
+# a haze-only frame's peak under a hazy frame's: the 75th, 50th, 25th and 5th percentiles of the
+# haze peak under the hazy peak over the shipped priors' training corpus (runs/corpus/train)
+HAZE_ONLY_PEAKS_DB = (0.0, -3.0, -9.0, -16.0)
 MIN_SIDE = 16  # smallest frame side (and patch) adapt trains on
 MIN_REGION_PIXELS = 64  # per ROI target on one frame (as usdehaze gcnr asks of regions)
 MIN_TRAIN_PIXELS = 32 * 32  # per prior, over all frames: one small patch's worth at least
