@@ -46,11 +46,11 @@ class DehazeConfig:
     model: str = "iq"
     rule: str = "dps"
     weighting: str = "variance"
-    steps: int = 40
+    steps: int = 25
     solver: str = "em"
     eta: float = 1.0
     schedule: str = "linear"
-    jacobian: str = "haze"
+    jacobian: str = "both"
     jacobian_variance: float = 0.5
     start_sigma: float = 3.0
     lam: float = 3.0
