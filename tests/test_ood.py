@@ -64,11 +64,10 @@ def _crop(iq, size=64):
 
 
 def test_score_is_seeded_and_higher_for_foreign_speckle(shipped_iq_tissue):
-    """4 frames of 64 x 64 pixels, 3 network evaluations each: frames of the training simulator
-    against the same frames resampled coarser (speckle half as wide in pixels, aliased) and
-    demodulated off baseband, which no properly sampled scan looks like."""
-    import numpy as np
-
+    """4 frames of 64 x 64 pixels, 3 network evaluations each: frames of usdehaze simulate (a
+    speckle within the corpus's range) against the same frames decimated by 2 in both directions
+    (aliased) and laterally (speckle finer than any training acquisition's). Off-baseband I/Q is
+    no longer foreign: the corpus varies the demodulation offset."""
     from usdehaze.ultrasound.ood import ood_score
     from usdehaze.ultrasound.simulate import simulate_cardiac
 
@@ -77,9 +76,8 @@ def test_score_is_seeded_and_higher_for_foreign_speckle(shipped_iq_tissue):
     assert own == ood_score(_crop(iq), shipped_iq_tissue)  # deterministic
     assert own != ood_score(_crop(iq), shipped_iq_tissue, seed=1)
     coarser = ood_score(_crop(iq[:, ::2, ::2]), shipped_iq_tissue)
-    z = np.arange(iq.shape[1])[None, :, None]
-    off = ood_score(_crop(iq * np.exp(2j * np.pi * 0.25 * z)), shipped_iq_tissue)
-    assert 0 <= own < 0.1 and coarser > 2 * own + 0.1 and off > 2 * own + 0.1
+    finer_laterally = ood_score(_crop(iq[:, :, ::2]), shipped_iq_tissue)
+    assert 0 <= own < 0.1 and coarser > 2 * own + 0.1 and finer_laterally > 2 * own + 0.1
 
 
 def test_threshold_from_the_prior_json_else_fallback(shipped_iq_tissue):
