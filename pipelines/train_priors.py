@@ -15,7 +15,6 @@ curves in runs/priors/*/loss.png. On a 2-core CPU, --parallel trains both at onc
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import subprocess
 import sys
@@ -27,16 +26,9 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "runs/priors/data"
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def corpus_tiles(corpus: Path, tile: int, per_frame: int) -> None:
     """Cut the iq priors' training tiles from the corpus's training split (once)."""
+    from usdehaze.core.priors import sha256
     from usdehaze.ultrasound.corpus.store import prior_tiles, shards
 
     train = corpus / "train"

@@ -60,10 +60,12 @@ def _chest_wall(acq: Acquisition, depth: float, rng: np.random.Generator):
     return r * np.sin(th), r * np.cos(th), rc
 
 
-def haze_channels(acq: Acquisition, geom: dict[str, Any], rng: np.random.Generator, nt: int):
+def haze_channels(
+    acq: Acquisition, geom: dict[str, Any], rng: np.random.Generator, nt: int
+) -> np.ndarray:
     """RF channel data (nt, elements) of the reverberation and off-axis clutter."""
     fs = physics.FS_PER_FC * acq.fc
-    d = physics.tx_delays(acq.__class__(**{**acq.__dict__, "transmit": "diverging"}))
+    d = physics.haze_tx_delays(acq)
     x, z, rc = _chest_wall(acq, geom["chest_depth"], rng)
     # the chest wall's own echoes are tissue; only their delayed copies are haze
     direct = physics.channel_rf(acq, x, z, rc, d, nt)
@@ -84,4 +86,4 @@ def haze_channels(acq: Acquisition, geom: dict[str, Any], rng: np.random.Generat
         r = rng.uniform(0.015, 0.7 * acq.r_max, k)
         amp = 10 ** (geom["offaxis_db"] / 20) * 30 * (1 + 0.3 * rng.standard_normal(k))
         total += physics.channel_rf(acq, r * np.sin(th), r * np.cos(th), amp, d, nt)
-    return total, d
+    return total

@@ -56,6 +56,14 @@ def tx_delays(acq: Acquisition, angle: float = 0.0) -> np.ndarray:
     return np.asarray(d[0] if isinstance(d, tuple) else d, dtype=np.float64).reshape(-1)
 
 
+def haze_tx_delays(acq: Acquisition) -> np.ndarray:
+    """Transmit delays of the haze simulation: one diverging wave over the sector for every
+    acquisition (a focused scan's haze would need one SIMUS run per line)."""
+    from dataclasses import replace
+
+    return tx_delays(replace(acq, transmit="diverging"))
+
+
 def n_samples(acq: Acquisition, extra_depth: float = 0.0) -> int:
     """RF samples that cover echoes down to r_max (+ ``extra_depth``) for any element."""
     aperture = acq.n_elements * acq.pitch

@@ -35,9 +35,8 @@ class Scene:
         from usdehaze.ultrasound.corpus.psf import compute_psfs
 
         nt = physics.n_samples(acq, extra_depth=0.05)
-        div = Acquisition(**{**acq.__dict__, "transmit": "diverging"})
         x, z = acq.grid()
-        das = physics.das_matrix(acq, nt, x, z, physics.tx_delays(div))
+        das = physics.das_matrix(acq, nt, x, z, physics.haze_tx_delays(acq))
         return cls(acq, compute_psfs(acq), das, nt)
 
 
@@ -65,7 +64,7 @@ def make_sample(
     geom["bounces"] = int(min(16, max(geom["bounces"], np.ceil(reach / geom["gap"]))))
     # at most 30 dB lost by the bounce that reaches the ventricle: haze there stays in view
     geom["decay_db"] = float(min(geom["decay_db"], 30.0 / max(1.0, reach / geom["gap"])))
-    rf, _ = haze_channels(acq, geom, rng, scene.nt)
+    rf = haze_channels(acq, geom, rng, scene.nt)
     haze = physics.beamform(scene.das, physics.to_iq(acq, rf), acq.shape)
     p_t = np.mean(np.abs(tissue[anat.myocardium]) ** 2)
     p_h = np.mean(np.abs(haze[anat.cavity]) ** 2)
