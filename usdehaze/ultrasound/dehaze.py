@@ -441,6 +441,35 @@ def _bm3d(db: np.ndarray, dynamic_range: float, sigma: float) -> np.ndarray:
     return np.clip(out * dynamic_range - dynamic_range, -dynamic_range, 0).astype(np.float32)
 
 
+def run_record(
+    dehazer: Dehazer,
+    source: str | Path,
+    layout: str,
+    key: str | None,
+    frames: Any,
+    magnitude_only: bool,
+) -> dict[str, Any]:
+    """The provenance a result file records about its run: version, full config, seed, prior
+    checksums, the precision "auto" resolved to, source file, layout, key and frames. Used by
+    run_dehaze (``usdehaze run``, ``run-many``) and by the napari Dehaze widget."""
+    from usdehaze import __version__
+
+    cfg = dehazer.cfg
+    return {
+        "usdehaze_version": __version__,
+        "config": json.dumps(asdict(cfg)),
+        "seed": cfg.seed,
+        "prior_checksums": json.dumps(dehazer.checksums),
+        "precision": dehazer.precision(),  # what precision "auto" resolved to on this machine
+        "source": str(source),
+        "source_layout": layout,
+        "source_key": key,
+        "source_frames": [int(i) for i in frames],
+        "dynamic_range": cfg.dynamic_range,
+        "magnitude_only": bool(magnitude_only),
+    }
+
+
 def run_dehaze(
     scan,
     out: str | Path,
@@ -460,7 +489,6 @@ def run_dehaze(
     once before sampling and recorded as ``ood_score`` / ``ood_warning``); ``strict``: refuse
     such a scan instead (UsageError, nothing written).
     """
-    from usdehaze import __version__
     from usdehaze.ultrasound.ood import check_run
     from usdehaze.ultrasound.results import ResultWriter
 
@@ -472,17 +500,7 @@ def run_dehaze(
     cfg = dehazer.cfg  # with a baseline's own settings: what actually ran
     ood = check_run(scan, frames, dehazer, strict, warn)
     record = {
-        "usdehaze_version": __version__,
-        "config": json.dumps(asdict(cfg)),
-        "seed": cfg.seed,
-        "prior_checksums": json.dumps(dehazer.checksums),
-        "precision": dehazer.precision(),  # what precision "auto" resolved to on this machine
-        "source": str(scan.path),
-        "source_layout": scan.layout,
-        "source_key": scan.key,
-        "source_frames": [int(i) for i in frames],
-        "dynamic_range": cfg.dynamic_range,
-        "magnitude_only": bool(scan.magnitude_only),
+        **run_record(dehazer, scan.path, scan.layout, scan.key, frames, scan.magnitude_only),
         **({"note": note} if note else {}),
         **ood.attrs(),
         **(attrs or {}),
