@@ -193,7 +193,7 @@ def test_ddp_two_processes_match_one_with_the_doubled_batch(tmp_path, data):
         timeout=300,
     )
     assert r.returncode == 0, r.stderr[-2000:]
-    state = torch.load(tmp_path / "two" / "run" / "checkpoint.pt", weights_only=False)
+    state = torch.load(tmp_path / "two" / "run" / "checkpoint.pt", weights_only=True)
     for name, p in one.net.state_dict().items():
         assert torch.allclose(p, state["net"][name], atol=1e-5), name
 

@@ -39,7 +39,7 @@ def show(
     images = {}
     for k in keys:
         with open_images(file, k, dynamic_range) as src:
-            (f,) = parse_frames(str(frame), src.n_frames, file)
+            (f,) = parse_frames(str(frame), src.n_frames, file, "--frame")
             name = src.key.rsplit("/", 2)[-2] if src.key.endswith("/values") else src.key
             images[name] = src.read_db(f, f + 1)[0]
             geometry = (src.x, src.z, src.grid, src.axes)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -187,63 +186,126 @@ def save_prior(
     return path
 
 
+PRIOR_KEYS = {
+    "format",
+    "network",
+    "sde",
+    "normalisation",
+    "data",
+    "training",
+    "sha256",
+    "usdehaze_version",
+    "ood",
+}
+FORMAT = "usdehaze-prior/1"
+DOMAINS = ("db", "iq-mulaw")
+
+
+def validate_prior_config(cfg: Any, cfg_path: Path) -> dict[str, Any]:
+    """Check every field of a prior's JSON (the file can be anyone's): one UsageError naming the
+    file and the key for the first thing wrong. Returns ``cfg``."""
+    from usdehaze import limits
+
+    def where(key: str) -> str:
+        return f"{cfg_path}: key '{key}'"
+
+    if not isinstance(cfg, dict):
+        raise UsageError(
+            f"{cfg_path}: expected a JSON object (a prior config), got {type(cfg).__name__}"
+        )
+    unknown = sorted(set(cfg) - PRIOR_KEYS)
+    if unknown:
+        raise UsageError(
+            f"{where(unknown[0])}: unknown in a prior config (expected {sorted(PRIOR_KEYS)})"
+        )
+    for key in ("network", "sde", "sha256"):
+        if key not in cfg:
+            raise UsageError(f"{where(key)}: missing from prior config")
+    if cfg.get("format", FORMAT) != FORMAT:
+        raise UsageError(f"{where('format')}: expected '{FORMAT}', got {cfg['format']!r}")
+    digest = cfg["sha256"]
+    if not (
+        isinstance(digest, str)
+        and len(digest) == 64
+        and all(c in "0123456789abcdef" for c in digest)
+    ):
+        raise UsageError(f"{where('sha256')}: expected 64 lowercase hex digits, got {digest!r}")
+    for key in ("network", "sde", "normalisation", "data", "training", "ood"):
+        if key in cfg and not isinstance(cfg[key], dict):
+            raise UsageError(f"{where(key)}: expected an object, got {cfg[key]!r}")
+    if "usdehaze_version" in cfg and not isinstance(cfg["usdehaze_version"], str):
+        raise UsageError(
+            f"{where('usdehaze_version')}: expected a string, got {cfg['usdehaze_version']!r}"
+        )
+    norm = cfg.get("normalisation") or {}
+    if "domain" in norm and norm["domain"] not in DOMAINS:
+        raise UsageError(
+            f"{where('normalisation.domain')}: expected one of {', '.join(DOMAINS)}, got {norm['domain']!r}"
+        )
+    for key in ("dynamic_range", "mu"):
+        if key in norm:
+            limits.number(norm[key], where(f"normalisation.{key}"), positive=True)
+    if "range" in norm:
+        r = norm["range"]
+        if not (isinstance(r, list) and len(r) == 2):
+            raise UsageError(f"{where('normalisation.range')}: expected [low, high], got {r!r}")
+        lo = limits.number(r[0], where("normalisation.range[0]"))
+        hi = limits.number(r[1], where("normalisation.range[1]"))
+        if not lo < hi:
+            raise UsageError(f"{where('normalisation.range')}: expected low < high, got {r!r}")
+    for key in ("reference",):
+        if key in norm and not isinstance(norm[key], str):
+            raise UsageError(
+                f"{where(f'normalisation.{key}')}: expected a string, got {norm[key]!r}"
+            )
+    ood = cfg.get("ood") or {}
+    if "threshold" in ood:
+        limits.number(ood["threshold"], where("ood.threshold"), positive=True)
+    if "measure" in ood and not isinstance(ood["measure"], str):
+        raise UsageError(f"{where('ood.measure')}: expected a string, got {ood['measure']!r}")
+    return cfg
+
+
 def load_prior(path: str | Path, device: str | torch.device = "cpu") -> NetworkPrior:
-    """Load a prior from ``NAME.safetensors`` (+ ``NAME.json`` beside it); the checksum is verified."""
+    """Load a prior from ``NAME.safetensors`` (+ ``NAME.json`` beside it); the checksum is
+    verified and every field of the JSON and every weight (finite) is checked.
+
+    Safetensors only: a pickle (``.pt``, ``.pth``, ``.ckpt``) could run code, so it is refused;
+    export a training checkpoint first with ``usdehaze train CONFIG --export-only``."""
     from safetensors.torch import load_file
 
     from usdehaze.core.networks import build_network
+    from usdehaze.jsonio import read_json
+    from usdehaze.limits import MAX_PRIOR_JSON_BYTES
 
     path = Path(path)
-    if path.suffix == ".pt":
-        return _prior_from_checkpoint(path, device)
+    if path.suffix not in ("", ".safetensors", ".json"):
+        raise UsageError(
+            f"{path}: a prior must be NAME.safetensors with NAME.json beside it (pickled weights "
+            f"such as .pt could run code); export a training checkpoint with usdehaze train CONFIG --export-only"
+        )
     weights = path.with_suffix(".safetensors")
     cfg_path = path.with_suffix(".json")
     for p, what in ((weights, "weights (.safetensors)"), (cfg_path, "config (.json)")):
         if not p.is_file():
             raise UsageError(f"{p}: missing prior {what}")
-    try:
-        cfg = json.loads(cfg_path.read_text())
-    except ValueError as exc:
-        raise UsageError(f"{cfg_path}: not valid JSON ({exc})") from None
-    for key in ("network", "sde", "sha256"):
-        if key not in cfg:
-            raise UsageError(f"{cfg_path}: key '{key}': missing from prior config")
+    cfg = validate_prior_config(read_json(cfg_path, "prior config", MAX_PRIOR_JSON_BYTES), cfg_path)
     digest = sha256(weights)
     if digest != cfg["sha256"]:
         raise UsageError(
             f"{weights}: checksum {digest[:12]}… does not match the config's {cfg['sha256'][:12]}… (corrupt or replaced weights)"
         )
-    net = build_network(cfg["network"])
+    sde = sde_from_config(cfg["sde"], f"{cfg_path}: key 'sde'")
+    net = build_network(cfg["network"], f"{cfg_path}: key 'network'")
     try:
-        net.load_state_dict(load_file(str(weights)))
+        state = load_file(str(weights))
+        net.load_state_dict(state)
     except Exception as exc:  # noqa: BLE001 - any mismatch is a user-facing file problem
         raise UsageError(
             f"{weights}: weights do not fit the network in {cfg_path.name} ({str(exc).splitlines()[0]})"
         ) from None
-    prior = NetworkPrior(net, sde_from_config(cfg["sde"]), {**cfg, "path": str(weights)})
+    for name, t in state.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise UsageError(f"{weights}: key '{name}': weights contain NaN or Inf values")
+    prior = NetworkPrior(net, sde, {**cfg, "path": str(weights)})
     return prior.to(device).eval()
-
-
-def _prior_from_checkpoint(path: Path, device: str | torch.device) -> NetworkPrior:
-    """The EMA network of a training checkpoint as a prior (for evaluating runs in progress)."""
-    from usdehaze.core.networks import build_network
-    from usdehaze.core.sde import VESDE
-
-    if not path.is_file():
-        raise UsageError(f"{path}: no such checkpoint")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)  # no pickle
-        net = build_network(state["network"])
-        net.load_state_dict(state["ema"])
-    except (KeyError, RuntimeError, OSError, pickle.UnpicklingError) as exc:
-        raise UsageError(
-            f"{path}: not a usdehaze training checkpoint ({str(exc).splitlines()[0]})"
-        ) from None
-    sde = sde_from_config(state["sde"]) if "sde" in state else VESDE()
-    meta = {
-        "path": str(path),
-        "sha256": sha256(path),
-        "training": {"steps": state.get("step")},
-        "normalisation": {},
-    }
-    return NetworkPrior(net, sde, meta).to(device).eval()

@@ -7,7 +7,7 @@ at the right scale (VE with σ = 25 has β_1 ≈ 9.85, not 1).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 from torch import Tensor
@@ -140,14 +140,35 @@ class VPSDE(SDE):
         return {"kind": "vp", "beta_min": self.beta_min, "beta_max": self.beta_max, "eps": self.eps}
 
 
-def sde_from_config(cfg: dict) -> SDE:
-    """Rebuild an SDE from :meth:`SDE.config` output."""
+def sde_from_config(cfg: dict, source: str = "sde config") -> SDE:
+    """Rebuild an SDE from :meth:`SDE.config` output; every field is checked (``source`` names
+    the file and key in the one-line error): known keys only, finite positive numbers, VE
+    σ > 1, VP β_max > β_min, 0 < eps < T."""
+    from usdehaze import limits
     from usdehaze.errors import UsageError
 
+    if not isinstance(cfg, dict):
+        raise UsageError(f"{source}: expected a mapping with 'kind', got {cfg!r}")
     kind = cfg.get("kind")
-    params = {k: v for k, v in cfg.items() if k != "kind"}
-    if kind == "ve":
-        return VESDE(**params)
-    if kind == "vp":
-        return VPSDE(**params)
-    raise UsageError(f"sde config: 'kind' must be 've' or 'vp', got {kind!r}")
+    classes = {"ve": VESDE, "vp": VPSDE}
+    if kind not in classes:
+        raise UsageError(f"{source}: key 'kind': expected 've' or 'vp', got {kind!r}")
+    cls = classes[kind]
+    allowed = sorted(f.name for f in fields(cls))
+    params = {}
+    for k, v in cfg.items():
+        if k == "kind":
+            continue
+        if k not in allowed:
+            raise UsageError(f"{source}: key '{k}': unknown for a {kind} SDE (expected {allowed})")
+        params[k] = limits.number(v, f"{source}: key '{k}'", positive=True)
+    sde = cls(**params)
+    if not sde.eps < sde.T:
+        raise UsageError(f"{source}: key 'eps': expected less than T = {sde.T:g}, got {sde.eps:g}")
+    if kind == "ve" and not sde.sigma > 1:
+        raise UsageError(f"{source}: key 'sigma': expected a number > 1, got {sde.sigma:g}")
+    if kind == "vp" and not sde.beta_max > sde.beta_min:
+        raise UsageError(
+            f"{source}: key 'beta_max': expected more than beta_min = {sde.beta_min:g}, got {sde.beta_max:g}"
+        )
+    return sde

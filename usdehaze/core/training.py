@@ -13,7 +13,6 @@ import contextlib
 import copy
 import csv
 import math
-import pickle
 import signal
 import threading
 import time
@@ -71,12 +70,59 @@ def config_from_dict(cfg: dict[str, Any], source: str = "config") -> TrainConfig
         raise UsageError(
             f"{source}: key '{sorted(unknown)[0]}': unknown (expected one of {sorted(known)})"
         )
-    if "data" not in cfg or "path" not in (cfg.get("data") or {}):
+    if "data" not in cfg or not isinstance(cfg["data"], dict) or "path" not in cfg["data"]:
         raise UsageError(f"{source}: key 'data.path': missing (the training images)")
+    _check_train_types(cfg, source)
     try:
         return TrainConfig(**cfg)
     except TypeError as exc:
         raise UsageError(f"{source}: {exc}") from None
+
+
+def _check_train_types(cfg: dict[str, Any], source: str) -> None:
+    """Each key of a training config has the type and range it needs: ``steps: abc`` or
+    ``lr: -1`` is one line naming the key, not a traceback from inside the training loop."""
+    from usdehaze import limits
+
+    def where(key: str) -> str:
+        return f"{source}: key '{key}'"
+
+    for key in ("data", "network", "sde", "export"):
+        if key in cfg and not isinstance(cfg[key], dict):
+            raise UsageError(f"{where(key)}: expected a mapping, got {cfg[key]!r}")
+    data = cfg["data"]
+    if not isinstance(data["path"], str) or not data["path"]:
+        raise UsageError(
+            f"{where('data.path')}: expected a file or folder name, got {data['path']!r}"
+        )
+    if data.get("key") is not None and not isinstance(data["key"], str):
+        raise UsageError(f"{where('data.key')}: expected a dataset name, got {data['key']!r}")
+    if data.get("patch") is not None:
+        limits.integer(data["patch"], where("data.patch"), minimum=1)
+    if "flips" in data and not isinstance(data["flips"], bool):
+        raise UsageError(f"{where('data.flips')}: expected true or false, got {data['flips']!r}")
+    for key, minimum in (("steps", 1), ("batch", 1), ("warmup", 0)):
+        if key in cfg:
+            limits.integer(cfg[key], where(key), minimum=minimum)
+    for key in ("checkpoint_every", "log_every"):
+        if key in cfg:
+            limits.integer(cfg[key], where(key), minimum=1)
+    if cfg.get("threads") is not None:
+        limits.integer(cfg["threads"], where("threads"), minimum=1)
+    if "lr" in cfg:
+        limits.number(cfg["lr"], where("lr"), positive=True)
+    if "ema" in cfg:
+        ema = limits.number(cfg["ema"], where("ema"), minimum=0.0)
+        if ema >= 1:
+            raise UsageError(f"{where('ema')}: expected 0 <= ema < 1, got {ema:g}")
+    if "grad_clip" in cfg:
+        limits.number(cfg["grad_clip"], where("grad_clip"), minimum=0.0)
+    if "seed" in cfg:
+        limits.seed(cfg["seed"], where("seed"))
+    if "out" in cfg and (not isinstance(cfg["out"], str) or not cfg["out"]):
+        raise UsageError(f"{where('out')}: expected a folder name, got {cfg['out']!r}")
+    if "sde" in cfg:
+        sde_from_config(cfg["sde"], where("sde"))
 
 
 class Trainer:
@@ -204,12 +250,12 @@ class Trainer:
             self.ema.load_state_dict(state["ema"])
             self.opt.load_state_dict(state["opt"])
             self.gen.set_state(state["gen"].cpu())
-        except (KeyError, RuntimeError, ValueError, OSError, pickle.UnpicklingError) as exc:
+            self.step, self.losses = int(state["step"]), [tuple(x) for x in state["losses"]]
+            self.seconds = float(state.get("seconds", 0.0))
+        except Exception as exc:  # noqa: BLE001 - unpickling refusals, empty/random files, wrong keys
             raise UsageError(
-                f"{self.checkpoint_path}: not a checkpoint of this training ({str(exc).splitlines()[0]})"
+                f"{self.checkpoint_path}: not a checkpoint of this training ({(str(exc).splitlines() or [type(exc).__name__])[0][:200]})"
             ) from None
-        self.step, self.losses = state["step"], [tuple(x) for x in state["losses"]]
-        self.seconds = float(state.get("seconds", 0.0))
         return True
 
     # -- the loop -------------------------------------------------------------------------

@@ -94,10 +94,22 @@ class DehazeConfig:
                 raise UsageError(
                     f"{source}: {name} '{getattr(self, name)}': expected one of {', '.join(allowed)}"
                 )
-        if not self.jacobian_variance > 0:
-            raise UsageError(
-                f"{source}: jacobian_variance {self.jacobian_variance}: expected a positive variance"
-            )
+        from usdehaze import limits
+
+        # positive and finite: a 0, negative or NaN value here gives all-NaN or all-0 dB frames
+        for name in (
+            "jacobian_variance",
+            "start_sigma",
+            "lam",
+            "kappa",
+            "gamma",
+            "noise_sigma",
+            "dynamic_range",
+        ):
+            limits.number(getattr(self, name), f"{source}: key '{name}'", positive=True)
+        limits.number(self.eta, f"{source}: key 'eta'", minimum=0.0)
+        limits.number(self.haze_init_db, f"{source}: key 'haze_init_db'")
+        limits.seed(self.seed, f"{source}: key 'seed'")
         for name in ("steps", "samples", "batch"):
             if getattr(self, name) < 1:
                 raise UsageError(f"{source}: {name} {getattr(self, name)}: expected at least 1")

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from usdehaze.errors import UsageError
+from usdehaze.limits import MAX_POLYGON_POINTS, MAX_ROI_BYTES, MAX_ROI_PAIRS
 
 MIN_PIXELS = 64
 SHAPE_FIELDS = {
@@ -100,6 +101,10 @@ def validate_shape(shape: Any, where: str) -> dict[str, Any]:
         pts = shape["points"]
         if not isinstance(pts, list) or len(pts) < 3:
             raise UsageError(f"{where}.points: expected a list of at least 3 [x, z] points")
+        if len(pts) > MAX_POLYGON_POINTS:
+            raise UsageError(
+                f"{where}.points: {len(pts)} points, more than the {MAX_POLYGON_POINTS} a polygon may have (the limit)"
+            )
         out["points"] = [_point(p, f"{where}.points[{i}]") for i, p in enumerate(pts)]
     return out
 
@@ -116,6 +121,10 @@ def roi_from_dict(d: Any, source: str = "roi") -> Roi:
     pairs = d.get("pairs")
     if not isinstance(pairs, list) or not pairs:
         raise UsageError(f"{source}: key 'pairs': expected a non-empty list")
+    if len(pairs) > MAX_ROI_PAIRS:
+        raise UsageError(
+            f"{source}: key 'pairs': {len(pairs)} pairs, more than the {MAX_ROI_PAIRS} a ROI file may have (the limit)"
+        )
     out: list[Pair] = []
     for i, p in enumerate(pairs):
         if not isinstance(p, dict):
@@ -143,14 +152,10 @@ def roi_from_dict(d: Any, source: str = "roi") -> Roi:
 
 def load_roi(path: str | Path) -> Roi:
     """Read and validate a roi.json file."""
+    from usdehaze.jsonio import read_json
+
     path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"{path}: no such ROI file")
-    try:
-        d = json.loads(path.read_text())
-    except ValueError as exc:
-        raise UsageError(f"{path}: not valid JSON ({exc})") from None
-    return roi_from_dict(d, str(path))
+    return roi_from_dict(read_json(path, "ROI file", MAX_ROI_BYTES), str(path))
 
 
 def save_roi(roi: Roi | dict[str, Any], path: str | Path) -> Path:

@@ -85,8 +85,14 @@ class Scan:
         )
 
 
-def parse_frames(spec: str | None, n_frames: int, path: object = "") -> range:
-    """Parse a ``--frames`` spec like ``0:4``, ``3`` or ``:10`` into a checked range."""
+def parse_frames(
+    spec: str | None, n_frames: int, path: object = "", option: str = "--frames"
+) -> range:
+    """Parse a ``--frames`` spec like ``0:4``, ``3``, ``-1`` or ``:10`` into a checked range.
+
+    A negative index or bound counts from the end once (``-1`` is the last frame, ``-n`` the
+    first); anything still outside the file after that is refused, never wrapped again or
+    clipped, and an empty range is refused too."""
     from usdehaze.errors import UsageError
 
     if spec is None or spec == "":
@@ -96,16 +102,28 @@ def parse_frames(spec: str | None, n_frames: int, path: object = "") -> range:
             a, b = spec.split(":", 1)
             start = int(a) if a.strip() else 0
             stop = int(b) if b.strip() else n_frames
+            single = False
         else:
-            start = int(spec)
-            start = start + n_frames if start < 0 else start  # "-1": the last frame
-            stop = start + 1
+            start, stop, single = int(spec), None, True
     except ValueError:
-        raise UsageError(f"{path}: --frames '{spec}': expected START:STOP or an index") from None
-    if start < 0:
-        start += n_frames
-    if stop < 0:
-        stop += n_frames
-    if not (0 <= start < stop <= n_frames):
-        raise UsageError(f"{path}: --frames '{spec}': out of range, file has {n_frames} frames")
+        raise UsageError(f"{path}: {option} '{spec}': expected START:STOP or an index") from None
+    if single:
+        if not -n_frames <= start < n_frames:
+            raise UsageError(
+                f"{path}: {option} '{spec}': no such frame, file has {n_frames} frames "
+                f"(indices 0..{n_frames - 1}, or -{n_frames}..-1 from the end)"
+            )
+        start = start + n_frames if start < 0 else start
+        return range(start, start + 1)
+    for v in (start, stop):
+        if not -n_frames <= v <= n_frames:
+            raise UsageError(
+                f"{path}: {option} '{spec}': {v} is out of range, file has {n_frames} frames"
+            )
+    start = start + n_frames if start < 0 else start
+    stop = stop + n_frames if stop < 0 else stop
+    if not start < stop:
+        raise UsageError(
+            f"{path}: {option} '{spec}': empty range (frames {start}:{stop} of {n_frames})"
+        )
     return range(start, stop)

@@ -8,35 +8,55 @@ from torch import nn
 
 from usdehaze.errors import UsageError
 
+MAX_PARAMETERS = 500_000_000  # a network config may not ask for more (the shipped priors: ~2 M)
 
-def build_network(config: dict[str, Any]) -> nn.Module:
-    """Build a network from ``{"arch": "unet", ...keyword arguments}``."""
-    cfg = dict(config)
-    arch = cfg.pop("arch", "unet")
+
+def _architecture(arch: Any, source: str) -> type[nn.Module]:
     if arch == "unet":
         from usdehaze.core.networks.unet import UNet
 
-        if "mults" in cfg:
-            cfg["mults"] = tuple(cfg["mults"])
-        try:
-            return UNet(**cfg)
-        except TypeError as exc:
-            raise UsageError(f"network config: {exc}") from None
+        return UNet
     if arch == "ncsnv2":
         from usdehaze.core.networks.ncsnv2 import NCSNv2
 
-        try:
-            return NCSNv2(**cfg)
-        except TypeError as exc:
-            raise UsageError(f"network config: {exc}") from None
+        return NCSNv2
     if arch == "mlp":
         from usdehaze.core.networks.mlp import MLP
 
-        try:
-            return MLP(**cfg)
-        except TypeError as exc:
-            raise UsageError(f"network config: {exc}") from None
-    raise UsageError(f"network config: 'arch' must be 'unet', 'ncsnv2' or 'mlp', got {arch!r}")
+        return MLP
+    raise UsageError(f"{source}: key 'arch': expected 'unet', 'ncsnv2' or 'mlp', got {arch!r}")
+
+
+def build_network(config: dict[str, Any], source: str = "network config") -> nn.Module:
+    """Build a network from ``{"arch": "unet", ...keyword arguments}``.
+
+    The config comes from files (a prior's JSON, a checkpoint, a training YAML), so it is built
+    first on the meta device (no memory): wrong types or values and networks of more than
+    ``MAX_PARAMETERS`` parameters are one UsageError naming ``source``, never a traceback or a
+    huge allocation."""
+    import torch
+
+    from usdehaze.limits import non_finite_key
+
+    if not isinstance(config, dict) or not all(isinstance(k, str) for k in config):
+        raise UsageError(f"{source}: expected a mapping of network settings, got {config!r}")
+    bad = non_finite_key(config)
+    if bad is not None:
+        raise UsageError(f"{source}: key '{bad}': NaN or infinite numbers are not allowed")
+    cfg = dict(config)
+    cls = _architecture(cfg.pop("arch", "unet"), source)
+    if "mults" in cfg and isinstance(cfg["mults"], list):
+        cfg["mults"] = tuple(cfg["mults"])
+    try:
+        with torch.device("meta"):
+            n = count_parameters(cls(**cfg))
+    except (TypeError, ValueError, RuntimeError, ZeroDivisionError, OverflowError) as exc:
+        raise UsageError(f"{source}: {str(exc).splitlines()[0] or type(exc).__name__}") from None
+    if n > MAX_PARAMETERS:
+        raise UsageError(
+            f"{source}: {n} parameters, more than the {MAX_PARAMETERS} a network may have (the limit)"
+        )
+    return cls(**cfg)
 
 
 def count_parameters(net: nn.Module) -> int:

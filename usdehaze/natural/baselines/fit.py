@@ -46,13 +46,19 @@ def fit(
     done, log = 0, []
     ckpt = Path(checkpoint) if checkpoint else None
     if ckpt and ckpt.is_file():
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)
-        for k, m in modules.items():
-            m.load_state_dict(state["modules"][k])
-        for k, o in optimizers.items():
-            o.load_state_dict(state["optimizers"][k])
-        gen.set_state(state["gen"])
-        done, log = state["step"], state["log"]
+        try:  # tensors, numbers, lists and dicts only: a crafted checkpoint cannot run code
+            state = torch.load(ckpt, map_location="cpu", weights_only=True)
+            for k, m in modules.items():
+                m.load_state_dict(state["modules"][k])
+            for k, o in optimizers.items():
+                o.load_state_dict(state["optimizers"][k])
+            gen.set_state(state["gen"])
+            done, log = int(state["step"]), [tuple(x) for x in state["log"]]
+        except Exception as exc:  # noqa: BLE001 - unpickling refusals, truncation, wrong keys
+            raise UsageError(
+                f"{ckpt}: not a checkpoint of this model ({str(exc).splitlines()[0][:200]}); "
+                "delete it to start over"
+            ) from None
 
     def save() -> None:
         if ckpt is None:
@@ -128,8 +134,18 @@ def load_model(
     cfg_path = path.with_suffix(".json")
     if not path.is_file() or not cfg_path.is_file():
         raise UsageError(f"{path}: model weights or {cfg_path.name} missing")
-    config = json.loads(cfg_path.read_text())
-    net = build(config)
+    from usdehaze.jsonio import read_json
+    from usdehaze.limits import MAX_PRIOR_JSON_BYTES
+
+    config = read_json(cfg_path, "model config", MAX_PRIOR_JSON_BYTES)
+    if not isinstance(config, dict):
+        raise UsageError(f"{cfg_path}: expected a JSON object (a model config)")
+    try:
+        net = build(config)
+    except (TypeError, ValueError, KeyError, RuntimeError) as exc:
+        raise UsageError(
+            f"{cfg_path}: not a config of this model ({str(exc).splitlines()[0]})"
+        ) from None
     try:
         net.load_state_dict(load_file(str(path)))
     except Exception as exc:  # noqa: BLE001 - a mismatch is a file problem for the user
