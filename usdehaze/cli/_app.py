@@ -15,6 +15,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Markdown, not Rich markup: Rich would eat "[napari]" as a style tag and print ``x`` raw.
+    rich_markup_mode="markdown",
 )
 
 
@@ -55,7 +57,7 @@ def run_app(argv: list[str] | None = None) -> int:
     except Exception as exc:  # click usage errors (missing or bad options)
         usage, abort = _click_errors()
         if isinstance(exc, usage):
-            exc.show()
+            print(f"usdehaze: error: {_one_line(exc)}", file=sys.stderr)
             return exc.exit_code
         if isinstance(exc, abort):
             print("usdehaze: aborted", file=sys.stderr)
@@ -64,18 +66,36 @@ def run_app(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _one_line(exc: Exception) -> str:
+    """A click usage error as one line, pointing to the command's --help."""
+    message = " ".join(str(exc.format_message()).split())  # type: ignore[attr-defined]
+    ctx = getattr(exc, "ctx", None)
+    path = getattr(ctx, "command_path", None) if ctx is not None else None
+    if path:
+        message += f" (see: {path} --help)"
+    return message
+
+
 def _click_errors() -> tuple[tuple[type, ...], tuple[type, ...]]:
-    """Click's usage-error and abort classes: from click itself and from the copy that newer
-    typer releases vendor as ``typer._click`` (its errors are not click's)."""
-    import click
+    """Click's usage-error and abort classes, from wherever this typer takes them.
 
-    modules = [click.exceptions]
-    try:
-        from typer._click import exceptions as vendored
+    typer >= 0.29 vendors click as ``typer._click`` (its errors are not click's, and click itself
+    may not be installed: the base dependencies do not pull it in); older typer releases use
+    click. Collect whichever are importable, plus ``typer.Abort``.
+    """
+    import importlib
 
-        modules.append(vendored)
-    except ImportError:
-        pass
-    usage = tuple(m.ClickException for m in modules)
-    abort = tuple(m.Abort for m in modules if hasattr(m, "Abort"))
-    return usage, abort
+    usage: list[type] = []
+    abort: list[type] = []
+    for name in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        if hasattr(module, "ClickException"):
+            usage.append(module.ClickException)
+        if hasattr(module, "Abort"):
+            abort.append(module.Abort)
+    if hasattr(typer, "Abort"):
+        abort.append(typer.Abort)
+    return tuple(usage), tuple(abort)

@@ -8,6 +8,8 @@ import typer
 from usdehaze.cli._app import app
 
 bench_app = typer.Typer(
-    help="Benchmarks that print speed and memory figures.", no_args_is_help=True
+    help="Benchmarks that print speed and memory figures.",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
 )
 app.add_typer(bench_app, name="bench")

@@ -88,7 +88,10 @@ def bmode_figure(
     title: str | None = None,
 ):
     """A figure with one panel per dB image (z, x) on a shared geometry; polar grids are scan
-    converted. ``x``, ``z``: per-pixel positions (m); ``grid``/``axes``: as in a Scan."""
+    converted. ``x``, ``z``: per-pixel positions (m); ``grid``/``axes``: as in a Scan.
+
+    Levels share one grey scale, -dynamic_range..0 dB; a ``*_std`` map (a spread in dB, >= 0)
+    gets its own scale, 0..its 99.5th percentile, and colourbar."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -111,17 +114,25 @@ def bmode_figure(
     )
     geo = {"x": x, "z": z, "grid": grid, "axes": axes}
     im = None
+    level_axes = []
     for ax, name, img in zip(axs[0], names, conv):
         ax.set_facecolor("black")
-        im = ax.imshow(
+        spread = name.endswith("_std")  # a spread in dB (>= 0), not a level below 0 dB
+        vmin, vmax = (0.0, _spread_top(img)) if spread else (-dynamic_range, 0)
+        shown = ax.imshow(
             img,
-            cmap="gray",
-            vmin=-dynamic_range,
-            vmax=0,
+            cmap="magma" if spread else "gray",
+            vmin=vmin,
+            vmax=vmax,
             extent=ext,
             interpolation="nearest" if grid == "cartesian" else "bilinear",
             aspect="equal",
         )
+        if spread:
+            fig.colorbar(shown, ax=ax, label="std (dB)", shrink=0.9)
+        else:
+            im = shown
+            level_axes.append(ax)
         ax.set_xlim(ext[0], ext[1])
         ax.set_ylim(ext[2], ext[3])
         ax.set_title(name)
@@ -129,13 +140,21 @@ def bmode_figure(
         if roi is not None:
             _draw_rois(ax, roi, geo)
     axs[0][0].set_ylabel("depth z (mm)")
-    fig.colorbar(im, ax=axs[0].tolist(), label="dB", shrink=0.9)
+    if im is not None:
+        fig.colorbar(im, ax=level_axes, label="dB", shrink=0.9)
     if roi is not None:
         handles = [Line2D([], [], color=c, label=role) for role, c in ROLE_COLOURS.items()]
         fig.legend(handles=handles, loc="outside lower center", ncols=2, fontsize=8)
     if title:
         fig.suptitle(title)
     return fig
+
+
+def _spread_top(img: np.ndarray) -> float:
+    """Top of a std map's colour scale: its 99.5th percentile (a few outliers stay saturated)."""
+    finite = img[np.isfinite(img)]
+    top = float(np.percentile(finite, 99.5)) if finite.size else 1.0
+    return top if top > 0 else 1.0
 
 
 def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
