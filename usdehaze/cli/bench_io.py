@@ -18,7 +18,13 @@ def bench_io(
     batch: int = typer.Option(16, "--batch", help="Frames per read."),
 ) -> None:
     """Read a scan in frame batches; print frames/s and peak memory against the file size."""
+    from usdehaze.errors import UsageError
     from usdehaze.ultrasound.bench_io import run
+
+    if not 1 <= frames <= 100_000:
+        raise UsageError(f"--frames {frames}: expected 1 to 100000 (the limit)")
+    if not 1 <= batch <= 4096:
+        raise UsageError(f"--batch {batch}: expected 1 to 4096 frames per read (the limit)")
 
     r = run(file, frames, batch=batch)
     typer.echo(

@@ -29,8 +29,17 @@ def bench_sampler(
     from usdehaze.core.bench import run
     from usdehaze.core.device import resolve_device
     from usdehaze.core.priors import load_prior
+    from usdehaze.errors import UsageError
     from usdehaze.ultrasound.dehaze import WEIGHTS_DIR
 
+    for size in sizes:  # the U-Net halves the image 3 times
+        if not (8 <= size <= 4096 and size % 8 == 0):
+            raise UsageError(f"--size {size}: expected a multiple of 8 from 8 to 4096 (the limit)")
+    for b in batches:
+        if not 1 <= b <= 1024:
+            raise UsageError(f"--batch {b}: expected 1 to 1024 (the limit)")
+    if not 1 <= steps <= 10_000:
+        raise UsageError(f"--steps {steps}: expected 1 to 10000 (the limit)")
     dev = resolve_device(device)
     sig = load_prior(tissue_prior or WEIGHTS_DIR / "tissue.safetensors", dev)
     noi = load_prior(haze_prior or WEIGHTS_DIR / "haze.safetensors", dev)

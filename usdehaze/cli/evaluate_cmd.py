@@ -38,12 +38,15 @@ def evaluate(
     minus the clean one's) tell haze removal apart. --json also holds the per-frame median share,
     myocardium shift, haze correlation and the per-haze-level figures.
     """
-    import json
-
     from usdehaze.cli.run_cmd import build_config
+    from usdehaze.errors import UsageError
+    from usdehaze.jsonio import dumps
+    from usdehaze.limits import MAX_EVALUATE_FRAMES
     from usdehaze.ultrasound.evaluate import default_methods, markdown, markdown_by_level
     from usdehaze.ultrasound.evaluate import evaluate as run
 
+    if not 1 <= frames <= MAX_EVALUATE_FRAMES:
+        raise UsageError(f"--frames {frames}: expected 1 to {MAX_EVALUATE_FRAMES} (the limit)")
     base = build_config(
         config, {"steps": steps, "device": device, "priors": str(priors) if priors else None}
     )
@@ -52,7 +55,6 @@ def evaluate(
         methods = {k: v for k, v in methods.items() if any(o.lower() in k.lower() for o in only)}
     chosen = None
     if cases is not None:
-        from usdehaze.errors import UsageError
         from usdehaze.ultrasound.corpus.store import cases as corpus_cases
         from usdehaze.ultrasound.corpus.store import shards
 
@@ -71,4 +73,4 @@ def evaluate(
         from usdehaze.atomic import atomic_path
 
         with atomic_path(json_out) as tmp:
-            tmp.write_text(json.dumps(table, indent=2))
+            tmp.write_text(dumps(table, indent=2))  # NaN/Infinity as null

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
@@ -40,15 +39,18 @@ def gcnr(
 
     if domain not in ("db", "envelope"):
         raise UsageError(f"--domain {domain}: expected db or envelope")
-    if bins < 2:
-        raise UsageError(f"--bins {bins}: expected at least 2")
+    from usdehaze.jsonio import dumps
+    from usdehaze.limits import MAX_BINS
+
+    if not 2 <= bins <= MAX_BINS:
+        raise UsageError(f"--bins {bins}: expected 2 to {MAX_BINS} (the limit)")
     regions = load_roi(roi)
     with open_images(file, key, dynamic_range) as src:
         rows = roi_stats(src, regions, parse_frames(frames, src.n_frames, file), bins, domain)
     if as_json:
         out = {"file": str(file), "key": src.key, "domain": domain, "bins": bins}
         out["dynamic_range"] = dynamic_range
-        typer.echo(json.dumps({**out, "pairs": rows}, indent=2))
+        typer.echo(dumps({**out, "pairs": rows}, indent=2))  # NaN/Infinity as null
         return
     from rich.console import Console
     from rich.markup import escape

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
@@ -68,7 +67,9 @@ def info(
     """Layout, datasets, frames, shape, grid, physical extent, probe, dtype, compression."""
     d = describe(file, key)
     if as_json:
-        typer.echo(json.dumps(d, indent=2, default=str))
+        from usdehaze.jsonio import dumps
+
+        typer.echo(dumps(d, indent=2))  # NaN/Infinity as null
         return
     width = max(len(k) for k in d)
     for k, v in d.items():

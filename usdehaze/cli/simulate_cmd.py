@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import typer
@@ -27,8 +28,17 @@ def write_simulation(
 
     if kind not in ("cardiac", "cyst"):
         raise UsageError(f"--kind {kind}: expected cardiac or cyst")
-    if frames < 1:
-        raise UsageError(f"--frames {frames}: expected at least 1")
+    from usdehaze import limits
+
+    if not 1 <= frames <= limits.MAX_SIMULATE_FRAMES:
+        raise UsageError(
+            f"--frames {frames}: expected 1 to {limits.MAX_SIMULATE_FRAMES} (the limit)"
+        )
+    if not (math.isfinite(haze_db) and abs(haze_db) <= limits.MAX_HAZE_DB):
+        raise UsageError(
+            f"--haze-db {haze_db}: expected a finite number of dB between -{limits.MAX_HAZE_DB:g} and {limits.MAX_HAZE_DB:g}"
+        )
+    limits.seed(seed, "--seed")
     sim = (simulate_cardiac if kind == "cardiac" else simulate_cyst)(
         frames, seed=seed, haze_db=haze_db
     )

@@ -9,6 +9,18 @@ import typer
 from usdehaze.cli._app import app
 
 
+def has_display() -> bool:
+    """Whether Qt can open a window: on Linux and other X11/Wayland systems a DISPLAY or
+    WAYLAND_DISPLAY, or a QT_QPA_PLATFORM chosen by the user (e.g. offscreen); macOS and
+    Windows always have one."""
+    import os
+    import sys
+
+    if sys.platform in ("darwin", "win32") or os.environ.get("QT_QPA_PLATFORM"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
 @app.command()
 def view(
     file: Path = typer.Argument(..., help="Scan (HDF5/zarr/UFF) or usdehaze result file."),
@@ -23,6 +35,11 @@ def view(
         raise UsageError(f"{file}: no such file")
     if roi is not None and not roi.is_file():
         raise UsageError(f"{roi}: no such ROI file")
+    if not has_display():  # before Qt is imported: without a display Qt aborts the process
+        raise UsageError(
+            f"{file}: usdehaze view needs a display (neither DISPLAY nor WAYLAND_DISPLAY is set); "
+            f"for a figure without one: usdehaze show {file} -o figure.png"
+        )
     try:
         import napari
     except ImportError:

@@ -52,7 +52,7 @@ def open_images(
     Either way ``read_db(a, b)`` gives dB frames (0 dB = the frame maximum of the scan, or of the
     run's input) clipped to [-dynamic_range, 0]; this is the one place both kinds are told apart.
     """
-    if not dynamic_range > 0:
+    if not (dynamic_range > 0 and np.isfinite(dynamic_range)):
         raise UsageError(f"--dynamic-range {dynamic_range}: expected a positive number of dB")
     from usdehaze.ultrasound.results import is_result_file, load_result
 

@@ -61,7 +61,21 @@ class Scan:
             raise UsageError(
                 f"{self.path}: key '{self.key}': frames {start}:{stop} out of range, file has {self.n_frames}"
             )
-        return self.read(start, stop)
+        try:
+            return self.read(start, stop)
+        except UsageError:
+            raise
+        except MemoryError:
+            raise UsageError(
+                f"{self.path}: key '{self.key}': frames {start}:{stop} do not fit in memory"
+            ) from None
+        except (OSError, ValueError, RuntimeError, KeyError, TypeError, IndexError) as exc:
+            # h5py's "Can't read data" / filter errors, zarr's codec errors: damaged chunks
+            first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+            raise UsageError(
+                f"{self.path}: key '{self.key}': frames {start}:{stop} unreadable, corrupt or "
+                f"truncated data? ({first})"
+            ) from None
 
     def batches(self, frames: range | None = None, batch: int = 16):
         """Iterate (indices, IQ) over ``frames`` in batches, never holding the whole file."""
@@ -110,7 +124,7 @@ def parse_frames(
     if single:
         if not -n_frames <= start < n_frames:
             raise UsageError(
-                f"{path}: {option} '{spec}': no such frame, file has {n_frames} frames "
+                f"{path}: {option} '{spec}': out of range, file has {n_frames} frames "
                 f"(indices 0..{n_frames - 1}, or -{n_frames}..-1 from the end)"
             )
         start = start + n_frames if start < 0 else start

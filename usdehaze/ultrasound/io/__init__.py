@@ -29,11 +29,34 @@ def _h5_datasets(f) -> dict:
     return out
 
 
+# what a reader raises on a damaged or malformed file (beyond its own UsageErrors): HDF5 read and
+# filter errors, zarr codec and metadata errors, arrays of the wrong kind deep in numpy
+READ_ERRORS = (OSError, ValueError, RuntimeError, KeyError, TypeError, IndexError, AttributeError)
+
+
 def load_scan(path: str | Path, key: str | None = None) -> Scan:
-    """Open a scan file read-only; ``key`` picks a dataset (or a zea extra like 'tissue')."""
+    """Open a scan file read-only; ``key`` picks a dataset (or a zea extra like 'tissue').
+
+    Anything wrong with the file is one UsageError naming it (and the key where the reader
+    knows it); frames are read later, by ``Scan.frames``, with the same rule."""
     path = Path(path)
     if not path.exists():
         raise UsageError(f"{path}: no such file")
+    try:
+        return _load(path, key)
+    except MemoryError:
+        raise UsageError(f"{path}: the file's metadata does not fit in memory") from None
+    except RecursionError:
+        raise UsageError(f"{path}: not a scan usdehaze can read (nested too deeply)") from None
+    except READ_ERRORS as exc:
+        first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+        where = f"{path}: key '{key}'" if key else f"{path}"
+        raise UsageError(
+            f"{where}: unreadable or malformed scan file ({type(exc).__name__}: {first})"
+        ) from None
+
+
+def _load(path: Path, key: str | None) -> Scan:
     if path.is_dir() or path.suffix == ".zarr":
         return _load_zarr(path, key)
     f = open_h5(path)

@@ -54,6 +54,43 @@ def check_shape(shape: tuple[int, ...], path: Path, key: str, what: str) -> None
         raise UsageError(f"{path}: key '{key}': empty dataset (shape {shape}), expected {what}")
 
 
+def number(value, where: str, *, positive: bool = False) -> float:
+    """A metadata value (attribute or scalar dataset, first element of an array) as a finite
+    float; text, empty arrays, NaN or (with ``positive``) values <= 0 are one UsageError
+    starting with ``where`` (the file and the key or attribute)."""
+    v = np.asarray(value).reshape(-1)
+    try:
+        f = float(v[0]) if v.size and v.dtype.kind in "iuf" else None
+    except (TypeError, ValueError):
+        f = None
+    if f is None or not np.isfinite(f) or (positive and f <= 0):
+        what = "a positive number" if positive else "a finite number"
+        shown = v[0] if v.size == 1 else value
+        raise UsageError(f"{where}: expected {what}, got {shown!r}")
+    return f
+
+
+def vector(ds, path: Path, key: str) -> np.ndarray:
+    """A numeric dataset as a finite 1-D float64 array (text, compound types, NaN: UsageError)."""
+    try:
+        v = np.asarray(ds[()] if hasattr(ds, "shape") else ds)
+    except (OSError, ValueError, TypeError) as exc:
+        raise UsageError(f"{path}: key '{key}': unreadable ({str(exc).splitlines()[0]})") from None
+    if v.dtype.kind not in "iuf":
+        raise UsageError(f"{path}: key '{key}': expected numbers, got {v.dtype} values")
+    v = v.astype(np.float64).reshape(-1)
+    if not np.isfinite(v).all():
+        raise UsageError(f"{path}: key '{key}': contains NaN or Inf values")
+    return v
+
+
+def check_frame(path: Path, key: str, nz: int, nx: int) -> None:
+    """A declared frame size must fit in memory (see :func:`usdehaze.limits.check_frame_size`)."""
+    from usdehaze.limits import check_frame_size
+
+    check_frame_size(f"{path}: key '{key}'", nz, nx)
+
+
 def cartesian_geometry(nz: int, nx: int, pitch: float = DEFAULT_PITCH, z0: float = 0.0):
     """Pixel positions (z, x) for a plain grid centred laterally, starting at depth z0."""
     xs = (np.arange(nx) - (nx - 1) / 2) * pitch
@@ -73,17 +110,23 @@ def sector_origin(x: np.ndarray, z: np.ndarray) -> np.ndarray:
     d /= np.maximum(np.linalg.norm(d, axis=-1, keepdims=True), 1e-30)
     proj = np.eye(2)[None] - d[:, :, None] * d[:, None, :]  # (nx, 2, 2) off-ray projectors
     a, b = proj.sum(0), np.einsum("nij,nj->i", proj, p0)
-    if np.linalg.cond(a) > 1e8:
+    if not np.isfinite(a).all() or np.linalg.cond(a) > 1e8:
         return np.zeros(2)
     return np.linalg.solve(a, b)
 
 
-def geometry_from_coordinates(coords: np.ndarray):
+def geometry_from_coordinates(coords: np.ndarray, path: Path | str = "", key: str = ""):
     """(x, z, grid, axes) from per-pixel [x, y, z] positions: cartesian when rows and columns
-    are axis-aligned, else polar about the rays' apex (sector scans)."""
-    c = np.asarray(coords, np.float64)
+    are axis-aligned, else polar about the rays' apex (sector scans). Coordinates must be
+    finite numbers (``path`` and ``key`` name them in the error)."""
+    c = np.asarray(coords)
+    if c.dtype.kind not in "iuf":
+        raise UsageError(f"{path}: key '{key}': expected numbers, got {c.dtype} values")
+    c = c.astype(np.float64)
     if c.ndim == 4:  # (frames, z, x, 3): one grid for all frames
         c = c[0]
+    if not np.isfinite(c).all():
+        raise UsageError(f"{path}: key '{key}': pixel coordinates contain NaN or Inf values")
     x, z = c[..., 0], c[..., 2]
     if np.allclose(z, z[:, :1], atol=1e-9) and np.allclose(x, x[:1, :], atol=1e-9):
         return x, z, "cartesian", {"x": x[0].copy(), "z": z[:, 0].copy()}

@@ -9,7 +9,15 @@ from pathlib import Path
 import numpy as np
 
 from usdehaze.errors import UsageError
-from usdehaze.ultrasound.io._common import analytic_iq, cartesian_geometry, check_shape, to_complex
+from usdehaze.ultrasound.io._common import (
+    analytic_iq,
+    cartesian_geometry,
+    check_frame,
+    check_shape,
+    number,
+    to_complex,
+    vector,
+)
 from usdehaze.ultrasound.scan import Scan
 
 KEY = "data/beamformed_data"
@@ -19,10 +27,10 @@ def detect(f) -> bool:
     return KEY in f
 
 
-def _scalar(g, name):
+def _scalar(path: Path, g, name: str) -> float | None:
+    """``scan/<name>`` as a positive number (first element), or None when absent."""
     if name in g:
-        v = np.asarray(g[name][()]).reshape(-1)
-        return float(v[0]) if v.size else None
+        return number(g[name][()], f"{path}: key 'scan/{name}'", positive=True)
     return None
 
 
@@ -30,7 +38,7 @@ def _axis(path: Path, sg, name: str, n: int) -> np.ndarray | None:
     """A 1-D axis ``scan/<name>`` that must have one value per row or column."""
     if name not in sg:
         return None
-    v = np.asarray(sg[name][()], float).reshape(-1)
+    v = vector(sg[name], path, f"scan/{name}")
     if v.size != n:
         raise UsageError(
             f"{path}: key 'scan/{name}': expected {n} values to match the data, got {v.size}"
@@ -45,8 +53,8 @@ def _geometry(path: Path, sg, nz: int, nx: int):
     xs, zs = _axis(path, sg, "x_axis", nx), _axis(path, sg, "z_axis", nz)
     th, r = _axis(path, sg, "theta_axis", nx), _axis(path, sg, "r_axis", nz)
     if xs is None and zs is None and "xlims" in sg and "zlims" in sg:
-        xl = np.asarray(sg["xlims"][()], float).reshape(-1)
-        zl = np.asarray(sg["zlims"][()], float).reshape(-1)
+        xl = vector(sg["xlims"], path, "scan/xlims")
+        zl = vector(sg["zlims"], path, "scan/zlims")
         if xl.size != 2 or zl.size != 2:
             raise UsageError(f"{path}: key 'scan/xlims': expected [min, max] for x and z limits")
         xs, zs = np.linspace(xl[0], xl[1], nx), np.linspace(zl[0], zl[1], nz)
@@ -76,19 +84,31 @@ def read(path: Path, f, key: str | None) -> Scan:
         )
     check_shape(ds.shape, path, key, "(frames, z, x, n_ch)")
     nz, nx = ds.shape[1:3]
+    check_frame(path, key, nz, nx)
     sg = f["scan"] if "scan" in f else {}
+    if not hasattr(sg, "keys"):
+        raise UsageError(f"{path}: key 'scan': expected a group of scan parameters")
     x, z, grid, axes = _geometry(path, sg, nz, nx)
-    rf = ds.shape[-1] == 1
+    complex_ = np.dtype(ds.dtype).kind == "c"
+    if complex_ and ds.shape[-1] != 1:
+        raise UsageError(
+            f"{path}: key '{key}': complex values with an I/Q axis of {ds.shape[-1]} (each pixel "
+            f"would count twice); expected real (frames, z, x, 2) I/Q or complex (frames, z, x, 1)"
+        )
+    rf = ds.shape[-1] == 1 and not complex_
 
     def read_frames(a: int, b: int) -> np.ndarray:
         block = ds[a:b]
+        if complex_:
+            return to_complex(block[..., 0], path, key, iq_axis=False)
         if rf:
             return analytic_iq(block[..., 0], path, key)
         return to_complex(block, path, key)
 
     probe = f.attrs.get("probe")
     if isinstance(probe, bytes):
-        probe = probe.decode()
+        probe = probe.decode(errors="replace")
+    probe = None if probe is None else str(probe)
     return Scan(
         path=path,
         layout="zea-legacy",
@@ -101,8 +121,8 @@ def read(path: Path, f, key: str | None) -> Scan:
         grid=grid,
         axes=axes,
         probe=probe,
-        center_frequency=_scalar(sg, "center_frequency"),
-        sound_speed=_scalar(sg, "sound_speed"),
+        center_frequency=_scalar(path, sg, "center_frequency"),
+        sound_speed=_scalar(path, sg, "sound_speed"),
         dtype=str(ds.dtype),
         compression=str(ds.compression),
         datasets=[key],

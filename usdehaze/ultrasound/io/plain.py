@@ -12,7 +12,9 @@ from usdehaze.errors import UsageError
 from usdehaze.ultrasound.io._common import (
     DEFAULT_PITCH,
     cartesian_geometry,
+    check_frame,
     check_shape,
+    number,
     to_complex,
 )
 from usdehaze.ultrasound.scan import Scan
@@ -53,7 +55,13 @@ def read(
     single = ds.ndim == (2 if complex_ else 3)
     check_shape(tuple(ds.shape), path, key, "(frames, z, x)")
     nz, nx = ds.shape[-2:] if complex_ else ds.shape[-3:-1]
-    pitch = float(getattr(ds, "attrs", {}).get("pitch", DEFAULT_PITCH))
+    check_frame(path, key, nz, nx)
+    attrs = getattr(ds, "attrs", {})
+    pitch = (
+        number(attrs["pitch"], f"{path}: key '{key}' attribute 'pitch'", positive=True)
+        if "pitch" in attrs
+        else DEFAULT_PITCH
+    )
     x, z, axes = cartesian_geometry(nz, nx, pitch)
 
     def read_frames(a: int, b: int) -> np.ndarray:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from usdehaze.errors import UsageError
-from usdehaze.ultrasound.io._common import check_shape, to_complex
+from usdehaze.ultrasound.io._common import check_frame, check_shape, number, to_complex, vector
 from usdehaze.ultrasound.scan import Scan
 
 GROUP = "beamformed_data"
@@ -52,7 +52,10 @@ def owns(f, key: str | None) -> bool:
 def _vec(g, name: str, path: Path) -> np.ndarray:
     if name not in g:
         raise UsageError(f"{path}: key '{g.name}/{name}': missing from the UFF scan")
-    return np.asarray(g[name][()], np.float64).reshape(-1)
+    v = vector(g[name], path, f"{g.name.strip('/')}/{name}")
+    if not v.size:
+        raise UsageError(f"{path}: key '{g.name.strip('/')}/{name}': empty axis")
+    return v
 
 
 def read(path: Path, f, key: str | None) -> Scan:
@@ -83,9 +86,10 @@ def read(path: Path, f, key: str | None) -> Scan:
             f"{path}: key '{group}/scan': class '{kind}' not supported, expected uff.linear_scan or uff.sector_scan"
         )
     nz, nx = rows.size, cols.size
+    check_frame(path, f"{group}/scan", nz, nx)
     npx = nz * nx
-    if "z" in scan and scan["z"].size == npx:  # per-pixel positions decide the order
-        zp = np.asarray(scan["z"][()], np.float64).reshape(-1)
+    if "z" in scan and getattr(scan["z"], "size", None) == npx:  # per-pixel positions: the order
+        zp = vector(scan["z"], path, f"{group}/scan/z")
         rr, cc = np.meshgrid(rows, cols, indexing="ij")  # (nz, nx)
         zgrid = rr * np.cos(cc) if kind == "uff.sector_scan" else rr
         fits_col_fastest = np.allclose(zgrid.reshape(-1), zp, atol=1e-9)
@@ -106,13 +110,17 @@ def read(path: Path, f, key: str | None) -> Scan:
         raise UsageError(
             f"{path}: key '{group}/data/real': no axis of {npx} pixels (= {nz} × {nx}) in shape {shape}"
         )
+    if imag is not None and tuple(imag.shape) != tuple(shape):
+        raise UsageError(
+            f"{path}: key '{group}/data/imag': shape {imag.shape} differs from data/real's {shape}"
+        )
     n_frames = shape[0] if matlab else shape[-1]
     origin = np.zeros(2)
     if kind == "uff.sector_scan":
         if "origin" in scan and "distance" in scan["origin"]:
-            d = float(np.asarray(scan["origin/distance"][()]).reshape(-1)[0])
+            d = number(scan["origin/distance"][()], f"{path}: key '{group}/scan/origin/distance'")
             az = (
-                float(np.asarray(scan["origin/azimuth"][()]).reshape(-1)[0])
+                number(scan["origin/azimuth"][()], f"{path}: key '{group}/scan/origin/azimuth'")
                 if "azimuth" in scan["origin"]
                 else 0.0
             )

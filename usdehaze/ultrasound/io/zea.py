@@ -17,6 +17,7 @@ from usdehaze.errors import UsageError
 from usdehaze.ultrasound.io._common import (
     analytic_iq,
     cartesian_geometry,
+    check_frame,
     check_shape,
     geometry_from_coordinates,
     to_complex,
@@ -149,14 +150,56 @@ def _scalar(f, name: str):
         return None
     v = np.asarray(f[name][()])
     v = v.reshape(-1)[0] if v.size else None
-    return v.decode() if isinstance(v, bytes) else v
+    return v.decode(errors="replace") if isinstance(v, bytes) else v
 
 
 def _number(v) -> float | None:
+    """Optional metadata as a positive finite float; anything else (text, NaN, 0) is unknown."""
     try:
-        return None if v is None else float(v)
-    except (TypeError, ValueError):
+        f = None if v is None else float(v)
+    except (TypeError, ValueError, OverflowError):
         return None
+    return f if f is not None and np.isfinite(f) and f > 0 else None
+
+
+def _stored_axes(path: Path, meta, shape: tuple[int, int]) -> tuple[str, dict[str, np.ndarray]]:
+    """The grid kind and 1-D axes of the ``usdehaze`` group's attributes ``grid`` and ``axes``
+    (JSON), checked: an object of finite number lists that fit the grid."""
+    where = f"{path}: key 'usdehaze' attribute 'axes'"
+    raw = meta["axes"]
+    if isinstance(raw, bytes):
+        raw = raw.decode(errors="replace")
+    if not isinstance(raw, str):
+        raise UsageError(f"{where}: expected JSON text, got {type(raw).__name__}")
+    try:
+        stored = json.loads(raw, parse_constant=lambda c: float("nan"))
+    except (ValueError, RecursionError) as exc:
+        raise UsageError(f"{where}: not valid JSON ({str(exc).splitlines()[0]})") from None
+    if not isinstance(stored, dict):
+        raise UsageError(f"{where}: expected a JSON object of axes, got {type(stored).__name__}")
+    axes = {}
+    for k, v in stored.items():
+        arr = np.asarray(v, dtype=object).reshape(-1)
+        if not all(
+            isinstance(e, (int, float)) and not isinstance(e, bool) and np.isfinite(e) for e in arr
+        ):
+            raise UsageError(f"{where}: axis '{k}': expected a list of finite numbers")
+        axes[k] = np.asarray(arr, np.float64)
+    grid = meta.get("grid", "polar" if "theta" in axes else "cartesian")
+    if isinstance(grid, bytes):
+        grid = grid.decode(errors="replace")
+    if axes:
+        try:
+            _check_axes(path, str(grid), axes, shape)
+        except UsageError as exc:
+            raise UsageError(
+                f"{path}: key 'usdehaze': {str(exc).removeprefix(f'{path}: ')}"
+            ) from None
+        needed = AXES[str(grid)]
+        missing = [n for n in needed if n not in axes]
+        if missing:
+            raise UsageError(f"{where}: axis '{missing[0]}' missing for a {grid} grid")
+    return str(grid), axes
 
 
 def read(path: Path, f, key: str | None) -> Scan:
@@ -177,6 +220,13 @@ def read(path: Path, f, key: str | None) -> Scan:
             f"{path}: key '{group}/values': expected a last axis of 2 (I/Q) or 1 (RF), got {ds.shape[-1]}"
         )
     nz, nx = ds.shape[1:3]
+    check_frame(path, f"{group}/values", nz, nx)
+    complex_ = np.dtype(ds.dtype).kind == "c"
+    if complex_ and not magnitude and ds.shape[-1] != 1:
+        raise UsageError(
+            f"{path}: key '{group}/values': complex values with an I/Q axis of 2 (each pixel "
+            f"would count twice); expected real (frames, z, x, 2) I/Q or complex (frames, z, x, 1)"
+        )
     if f"{group}/coordinates" in f:
         coords = f[f"{group}/coordinates"]
         if coords.ndim not in (3, 4) or tuple(coords.shape[-3:]) != (nz, nx, 3):
@@ -184,16 +234,16 @@ def read(path: Path, f, key: str | None) -> Scan:
                 f"{path}: key '{group}/coordinates': expected ({nz}, {nx}, 3) to match "
                 f"values {ds.shape}, got {coords.shape}"
             )
-        x, z, grid, axes = geometry_from_coordinates(coords[()])
+        first = coords[0] if coords.ndim == 4 else coords[()]  # one grid for all frames
+        x, z, grid, axes = geometry_from_coordinates(first, path, f"{group}/coordinates")
     else:
         x, z, axes = cartesian_geometry(nz, nx)
         grid = "cartesian"
     meta = f["usdehaze"].attrs if "usdehaze" in f else {}
     if "axes" in meta:
-        stored = json.loads(meta["axes"])
+        stored_grid, stored = _stored_axes(path, meta, (nz, nx))
         if stored:
-            axes = {k: np.asarray(v) for k, v in stored.items()}
-            grid = str(meta.get("grid", grid))
+            axes, grid = stored, stored_grid
     key_path = f"{group}/values"
 
     def read_frames(a: int, b: int) -> np.ndarray:
@@ -202,6 +252,8 @@ def read(path: Path, f, key: str | None) -> Scan:
             if name == "image":  # dB image: back to an envelope
                 block = db_to_envelope(block)
             return to_complex(np.asarray(block), path, key_path, iq_axis=False)
+        if complex_:  # complex IQ with a channel axis of 1
+            return to_complex(block[..., 0], path, key_path, iq_axis=False)
         if block.shape[-1] == 1:
             return analytic_iq(block[..., 0], path, key_path)
         return to_complex(block, path, key_path)
