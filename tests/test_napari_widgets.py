@@ -70,7 +70,7 @@ def test_dehaze_widget_end_to_end(demo, qtbot, tiny_priors):
     assert tissue.translate[0] == 2 and tuple(tissue.scale) == tuple(layer.scale)
     layer.contrast_limits = (-50.0, -3.0)
     assert tuple(haze.contrast_limits) == (-50.0, -3.0)
-    assert t_nat.attrs["source_frames"] == [2] and t_nat.attrs["config"]["steps"] == 2
+    assert t_nat.attrs["source_frames"] == [2] and json.loads(t_nat.attrs["config"])["steps"] == 2
 
 
 def test_dehaze_widget_iq_model_uses_the_scan_iq(demo, qtbot, tiny_iq_priors):
@@ -89,7 +89,7 @@ def test_dehaze_widget_iq_model_uses_the_scan_iq(demo, qtbot, tiny_iq_priors):
     ref = Dehazer(cfg).dehaze_iq(native.iq[1:2], frames=[1])
     got = viewer.layers["demo_scan tissue"].metadata["usdehaze"]
     np.testing.assert_allclose(got.db, ref["tissue"], atol=1e-2)
-    assert got.attrs["config"]["model"] == "iq"
+    assert json.loads(got.attrs["config"])["model"] == "iq"
     # a layer without IQ (a result's input, a magnitude-only scan) runs logsum and says so
     no_iq = Native(native.db, native.x, native.z)
     fallback, note = layer_config(no_iq, DehazeConfig(model="iq"))
@@ -123,7 +123,7 @@ def test_dehaze_widget_priors_folder(demo, qtbot, tiny_iq_priors, tmp_path, monk
         w.run()
     assert sig.args == ["done"]
     got = viewer.layers["demo_scan tissue"].metadata["usdehaze"]
-    assert got.attrs["config"]["priors"] == str(folder)
+    assert json.loads(got.attrs["config"])["priors"] == str(folder)
     (folder / "haze_iq.json").unlink()
     before = len(notification_manager.records)
     with qtbot.waitSignal(w.run_finished, timeout=60_000) as sig:

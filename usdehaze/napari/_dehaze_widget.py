@@ -3,16 +3,21 @@
 The picked layer's stored-grid dB frames (from the reader's metadata) go through the same
 :class:`usdehaze.ultrasound.dehaze.Dehazer` as ``usdehaze run``, in batches of ``cfg.batch``
 each frame seeded ``seed + its index`` exactly like the command line, so the layers that appear
-equal the command's result file. Progress and cancel follow the sampler's step callback; errors
-become viewer notifications. Before sampling, the same worker scores how familiar the frames
-look to the tissue prior (usdehaze.ultrasound.ood); a warning notification says when they do
-not, and the result layers record ``ood_score`` / ``ood_warning`` like a result file.
+equal the command's result file. Nothing heavy runs on the GUI thread: the click only reads the
+form and says what is happening; checking the config (which imports the sampler and torch),
+loading the priors and sampling run in a napari worker. The progress bar counts sampler steps
+of every frame (a batch of k frames advances k per step) and names the frames and step; cancel
+follows the sampler's step callback; errors become viewer notifications. Before sampling, the
+same worker scores how familiar the frames look to the tissue prior (usdehaze.ultrasound.ood);
+a warning notification says when they do not. The result layers carry the provenance
+``usdehaze run`` writes (:func:`usdehaze.ultrasound.dehaze.run_record`: version, full config,
+seed, prior checksums, precision, source frames) plus the ``ood_*`` attributes, so a result
+saved from napari records the same.
 """
 
 from __future__ import annotations
 
 import threading
-from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -32,7 +37,7 @@ from qtpy.QtWidgets import (
 )
 
 from usdehaze.errors import UsageError
-from usdehaze.napari._layers import Native, frame_index, image_layer_data, native_of
+from usdehaze.napari._layers import Native, frame_index, image_layer_data, native_of, placement
 from usdehaze.napari._link import link_groups
 
 RULES = ("dps", "pigdm", "projection")
@@ -42,6 +47,21 @@ FRAMES = ("current frame", "all frames")
 
 class Cancelled(Exception):
     """Raised inside the sampler callback when the user pressed Cancel."""
+
+
+class Progress:
+    """Sampler steps done out of all the run's steps (frames × steps), with a label."""
+
+    def __init__(self, n_frames: int, emit) -> None:
+        self.n_frames, self.emit = n_frames, emit
+
+    def step(self, done_frames: int, batch: list[int], i: int, total: int) -> None:
+        """After step ``i`` of ``total`` of a batch of source frames, ``done_frames`` done."""
+        value = done_frames * total + i * len(batch)
+        first, last = batch[0], batch[-1]
+        which = f"frame {first}" if first == last else f"frames {first}–{last}"
+        text = f"{which} ({done_frames + len(batch)}/{self.n_frames}) · step {i}/{total}"
+        self.emit(value, self.n_frames * total, text)
 
 
 def layer_config(native: Native, cfg: Any) -> tuple[Any, str | None]:
@@ -61,10 +81,10 @@ def layer_check(native: Native, frames: list[int], dehazer: Any) -> Any:
 
     cfg, prior = dehazer.cfg, dehazer.priors.get("tissue")
     picked = sample_frames(frames)
-    seen = [native.frame0 + i for i in picked]
+    seen = [native.source_frame(i) for i in picked]
     if uses_iq(cfg):
-        return check_frames(native.iq[picked], prior, True, cfg.dynamic_range, seen)
-    x = db_to_unit(native.db[picked], cfg.dynamic_range)[:, None]  # what Dehazer.__call__ sees
+        return check_frames(np.asarray(native.iq[picked]), prior, True, cfg.dynamic_range, seen)
+    x = db_to_unit(np.asarray(native.db[picked]), cfg.dynamic_range)[:, None]  # as Dehazer sees
     return check_frames(x, prior, False, cfg.dynamic_range, seen, encoded=True)
 
 
@@ -75,39 +95,68 @@ def dehaze_frames(
     cancel: threading.Event,
     progress=None,
     on_ood=None,
-) -> dict[str, np.ndarray] | None:
-    """Dehaze ``frames`` (indices into native.db) like run_dehaze does; None when cancelled.
-    ``on_ood(check)``: the out-of-distribution check, made first (in this thread)."""
-    from usdehaze.ultrasound.dehaze import Dehazer, uses_iq
+    on_stage=None,
+) -> dict[str, Any] | None:
+    """Check ``cfg``, load the priors and dehaze ``frames`` (indices into native.db) like
+    run_dehaze does, all in the calling (worker) thread; None when cancelled. Returns the
+    arrays and ``record`` (run_record's provenance + note + ood attributes) and ``cfg`` (what
+    ran). ``progress(value, maximum, text)`` after each sampler step; ``on_ood(check)`` the
+    out-of-distribution check, made first; ``on_stage(text)`` what the worker is doing."""
+    from usdehaze.ultrasound.dehaze import Dehazer, method_settings, run_record, uses_iq
 
-    cfg = layer_config(native, cfg)[0]
+    stage = on_stage or (lambda text: None)
+    stage("checking the settings…")
+    cfg, note = layer_config(native, method_settings(cfg.validate("dehaze widget")))
+    stage("loading the priors…")
     dehazer = Dehazer(cfg)
+    cfg = dehazer.cfg
+    source = [native.source_frame(i) for i in frames]
+    attrs = native.attrs
+    record = {
+        **run_record(
+            dehazer,
+            native.source,
+            attrs.get("layout", attrs.get("source_layout", "")),
+            attrs.get("key", attrs.get("source_key", "")),
+            source,
+            bool(attrs.get("magnitude_only", native.iq is None)),
+        ),
+        **({"note": note} if note else {}),
+    }
     if on_ood is not None:
-        on_ood(layer_check(native, frames, dehazer))
+        stage("checking the frames against the priors…")
+        check = layer_check(native, frames, dehazer)
+        record.update(check.attrs())
+        on_ood(check)
+    stage(f"dehazing {len(frames)} frame(s)…" + (f" ({note})" if note else ""))
+    bar = Progress(len(frames), progress or (lambda *a: None))
     batches = [frames[i : i + cfg.batch] for i in range(0, len(frames), cfg.batch)]
     parts: dict[str, list[np.ndarray]] = {}
-    for b, idx in enumerate(batches):
+    done = 0
+    for idx in batches:
         if cancel.is_set():
             return None
+        seeds = [native.source_frame(i) for i in idx]
 
-        def step(i: int, total: int, t: float, b: int = b) -> None:
+        def step(i: int, total: int, t: float, done: int = done, seeds: list = seeds) -> None:
             if cancel.is_set():
                 raise Cancelled
-            if progress is not None:
-                progress(int(100 * (b + i / max(total, 1)) / len(batches)))
+            bar.step(done, seeds, i, total)
 
-        seeds = [native.frame0 + i for i in idx]
         try:
             if uses_iq(cfg):
-                res = dehazer.dehaze_iq(native.iq[idx], callback=step, frames=seeds)
+                res = dehazer.dehaze_iq(np.asarray(native.iq[idx]), callback=step, frames=seeds)
                 res.pop("input")
             else:
-                res = dehazer(native.db[idx], callback=step, frames=seeds)
+                res = dehazer(np.asarray(native.db[idx]), callback=step, frames=seeds)
         except Cancelled:
             return None
         for k, v in res.items():
             parts.setdefault(k, []).append(v)
-    return {k: np.concatenate(v) for k, v in parts.items()}
+        done += len(idx)
+    out: dict[str, Any] = {k: np.concatenate(v) for k, v in parts.items()}
+    out["record"], out["cfg"] = record, cfg
+    return out
 
 
 def notify_error(exc: BaseException, what: str) -> None:
@@ -125,7 +174,8 @@ class DehazeWidget(QWidget):
     """Pick an image layer and the run settings; tissue and haze layers appear when done."""
 
     run_finished = Signal(str)  # "done", "cancelled" or "error"
-    _progress = Signal(int)
+    _progress = Signal(int, int, str)  # value, maximum, label
+    _stage = Signal(str)
     _ood = Signal(object)  # the worker's out-of-distribution check (an OodCheck)
 
     def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
@@ -169,6 +219,8 @@ class DehazeWidget(QWidget):
         self.cancel_button.setEnabled(False)
         self.progress = QProgressBar()
         self.progress.setRange(0, 100)
+        self.progress.setValue(0)
+        self.progress.setFormat("%p%")
         self.status = QLabel("")
         self.status.setWordWrap(True)
 
@@ -199,7 +251,11 @@ class DehazeWidget(QWidget):
 
         self.run_button.clicked.connect(self.run)
         self.cancel_button.clicked.connect(self.cancel)
-        self._progress.connect(self.progress.setValue, Qt.QueuedConnection)
+        self._progress.connect(self._stepped, Qt.QueuedConnection)
+        self._stage.connect(self.status.setText, Qt.QueuedConnection)
+        for combo in (self.layer_combo, self.method, self.model, self.rule, self.device):
+            combo.setSizeAdjustPolicy(QComboBox.AdjustToContents)
+        self.layer_combo.setMinimumContentsLength(12)
         self._ood.connect(self._ood_checked, Qt.QueuedConnection)
         self._last_ood = None  # the running job's OodCheck, once the worker has made it
         self._running = ""  # the running job's layer name
@@ -236,26 +292,31 @@ class DehazeWidget(QWidget):
         return self.viewer.layers[name] if name in self.viewer.layers else None
 
     # -- settings ----------------------------------------------------------------------------
-    def config(self) -> Any:
-        """The DehazeConfig the form describes (validated)."""
-        from usdehaze.ultrasound.dehaze import DehazeConfig, method_settings
+    def form_config(self) -> Any:
+        """The DehazeConfig the form describes, not yet checked (cheap: no torch import)."""
+        from usdehaze.ultrasound.dehaze import DehazeConfig
 
         layer = self.selected_layer()
-        dr = native_of(layer).dynamic_range if layer is not None else 60.0
-        method, rule = self.method.currentText(), self.rule.currentText()
-        cfg = DehazeConfig(
-            method=method,
+        native = native_of(layer) if layer is not None else None
+        return DehazeConfig(
+            method=self.method.currentText(),
             model=self.model.currentText(),
-            rule=rule,
+            rule=self.rule.currentText(),
             steps=self.steps.value(),
             device=self.device.currentText(),
             seed=self.seed.value(),
-            dynamic_range=dr,
+            dynamic_range=native.dynamic_range if native is not None else 60.0,
             tissue_prior=self.tissue_prior.text().strip() or None,
             haze_prior=self.haze_prior.text().strip() or None,
             priors=self.priors.text().strip() or None,
         )
-        return method_settings(cfg.validate("dehaze widget"))
+
+    def config(self) -> Any:
+        """The DehazeConfig the form describes, checked (imports the sampler: not for the GUI
+        thread; a run checks it in its worker)."""
+        from usdehaze.ultrasound.dehaze import method_settings
+
+        return method_settings(self.form_config().validate("dehaze widget"))
 
     def _pick_priors(self) -> None:
         """Folder picker for the priors field (what ``usdehaze run --priors`` takes)."""
@@ -267,11 +328,14 @@ class DehazeWidget(QWidget):
         if self.frames.currentText() == "all frames":
             return list(range(native.db.shape[0]))
         i = frame_index(layer, self.viewer.dims.point)
-        return [0 if i is None else i]
+        if i is None:
+            raise UsageError(f"dehaze: layer '{layer.name}' has no frame at the current position")
+        return [i]
 
     # -- running -----------------------------------------------------------------------------
     def run(self) -> None:
-        """Start a run in a worker thread (no-op while one is running)."""
+        """Start a run in a worker thread (no-op while one is running). On the GUI thread only
+        the form is read; the config check, priors and sampling happen in the worker."""
         from napari.qt.threading import create_worker
 
         if self.worker is not None:
@@ -281,7 +345,7 @@ class DehazeWidget(QWidget):
             if layer is None:
                 raise UsageError("dehaze: no image layer from usdehaze (open a scan first)")
             native = native_of(layer)
-            cfg, note = layer_config(native, self.config())
+            cfg = self.form_config()
             frames = self._frames(layer, native)
         except UsageError as exc:
             notify_error(exc, "dehaze")
@@ -291,10 +355,10 @@ class DehazeWidget(QWidget):
         self._cancel.clear()
         self._last_ood = None
         self._running = layer.name
+        self.progress.setRange(0, 100)
         self.progress.setValue(0)
-        self.status.setText(
-            f"dehazing {len(frames)} frame(s) of {layer.name}…" + (f" ({note})" if note else "")
-        )
+        self.progress.setFormat("%p%")
+        self.status.setText(f"starting: {len(frames)} frame(s) of {layer.name}…")
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         worker = create_worker(
@@ -305,13 +369,21 @@ class DehazeWidget(QWidget):
             self._cancel,
             self._progress.emit,
             self._ood.emit,
+            self._stage.emit,
             _start_thread=False,
             _ignore_errors=True,  # errors go to _failed → a notification, not a traceback
         )
-        worker.returned.connect(lambda out: self._done(out, layer.name, native, frames, cfg))
+        worker.returned.connect(lambda out: self._done(out, layer.name, native, frames))
         worker.errored.connect(self._failed)
         self.worker = worker
         worker.start()
+
+    def _stepped(self, value: int, maximum: int, text: str) -> None:
+        if self.worker is None:  # a late step of a finished run
+            return
+        self.progress.setRange(0, maximum)
+        self.progress.setValue(value)
+        self.progress.setFormat(f"{text} · %p%")
 
     def cancel(self) -> None:
         """Ask the running sampler to stop at its next step."""
@@ -339,30 +411,22 @@ class DehazeWidget(QWidget):
 
     def _done(
         self,
-        out: dict[str, np.ndarray] | None,
+        out: dict[str, Any] | None,
         name: str,
         native: Native,
         frames: list[int],
-        cfg: Any,
     ) -> None:
         self._reset()
         if out is None:
             self.status.setText("cancelled")
+            self.progress.setFormat("cancelled")
             self.run_finished.emit("cancelled")
             return
         self._runs += 1
+        record, cfg = out.pop("record"), out.pop("cfg")
         group = native.group or f"{name} dehazed {self._runs}"  # linked with its input
-        first = native.frame0 + frames[0]
-        contiguous = frames == list(range(frames[0], frames[0] + len(frames)))
-        attrs = {
-            "config": asdict(cfg),
-            "seed": cfg.seed,
-            "source": native.source,
-            "source_frames": [native.frame0 + i for i in frames],
-            **{k: v for k, v in native.attrs.items() if k in ("layout", "key", "magnitude_only")},
-            **(self._last_ood.attrs() if self._last_ood is not None else {}),
-        }
-        input_db = native.db[frames]
+        where = placement(record["source_frames"])  # shown at the frames they came from
+        input_db = np.asarray(native.db[frames])
         for role in ("haze", "tissue"):
             result = Native(
                 out[role],
@@ -372,15 +436,18 @@ class DehazeWidget(QWidget):
                 native.axes,
                 source=native.source,
                 role=role,
-                frame0=first if contiguous else 0,
                 dynamic_range=native.dynamic_range,
                 group=group,
                 input_db=input_db,
-                attrs=attrs,
+                attrs=dict(record),
+                note=native.note,
+                **where,
             )
             data, kwargs, _ = image_layer_data(result, f"{name} {role}")
             self.viewer.add_image(data, **kwargs)
         link_groups(self.viewer)
+        self.progress.setRange(0, 100)
         self.progress.setValue(100)
+        self.progress.setFormat(f"done: {len(frames)} frame(s) · %p%")
         self.status.setText(f"done: {len(frames)} frame(s), {cfg.steps} steps")
         self.run_finished.emit("done")

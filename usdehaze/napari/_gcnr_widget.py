@@ -1,9 +1,12 @@
 """gCNR dock widget: target/background shape pairs → gCNR, KS, CNR, haze contrast on a frame.
 
-Shapes are drawn in world mm over the scan-converted image; each carries the features ``role``
-(target/background) and ``pair``. They are turned back into roi.json shapes and rasterised with
-:func:`usdehaze.ultrasound.roi.pair_masks` on the layer's stored (polar) grid, so the figures
-equal ``usdehaze gcnr --roi saved.json`` on the same file and frame.
+Shapes are drawn over the scan-converted image, whose world coordinates are mm (z, x); each
+carries the features ``role`` (target/background) and ``pair``. Any shapes layer works, however it
+was made (this widget's "New ROI layer", napari's own "New shapes layer", a script): its vertices
+go through the layer's own transform (scale, translate, rotate, shear, affine) to world mm before
+they become roi.json shapes. Those are rasterised with :func:`usdehaze.ultrasound.roi.pair_masks`
+on the image layer's stored (polar) grid, so the figures equal ``usdehaze gcnr --roi saved.json``
+on the same file and frame.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any
 import numpy as np
 from qtpy.QtCore import QTimer, Signal
 from qtpy.QtWidgets import (
+    QAbstractScrollArea,
     QComboBox,
     QFileDialog,
     QFormLayout,
@@ -46,6 +50,17 @@ COLUMNS = (
 )
 ROLE_COLORS = {"target": "yellow", "background": "cyan"}
 ROI_LAYER_NAME = "ROI"
+EDGE_WIDTH = 1.0  # mm: napari's edge-width slider steps in whole units, 0.6 showed as 0
+LABEL_SIZE = 11  # points: readable over speckle at 1600 x 1000
+
+
+def role_text_color() -> Any:
+    """Label colour by role, like the edges (target yellow, background cyan, else white)."""
+    from napari.layers.utils.color_encoding import NominalColorEncoding
+    from napari.utils.colormaps.categorical_colormap import CategoricalColormap
+
+    cmap = CategoricalColormap(colormap=dict(ROLE_COLORS), fallback_color="white")
+    return NominalColorEncoding(feature="role", colormap=cmap)
 
 
 def roi_layer_kwargs() -> dict[str, Any]:
@@ -55,12 +70,28 @@ def roi_layer_kwargs() -> dict[str, Any]:
         "ndim": 2,
         "units": ("mm", "mm"),
         "axis_labels": ("z", "x"),
-        "edge_width": 0.6,
+        "edge_width": EDGE_WIDTH,
         "face_color": "transparent",
         "edge_color": ROLE_COLORS["target"],
-        "text": {"string": "{pair}: {role}", "color": "white", "size": 7, "anchor": "upper_left"},
+        "text": {
+            "string": "{pair}: {role}",
+            "color": role_text_color(),
+            "size": LABEL_SIZE,
+            "anchor": "upper_left",
+        },
         "feature_defaults": {"role": "target", "pair": "pair1", "roi": ""},
     }
+
+
+def world_vertices(layer: Any) -> list[np.ndarray]:
+    """Each shape's vertices in world coordinates (mm for layers over a usdehaze image):
+    through the layer's own scale, translate, rotate, shear and affine, so a shapes layer that
+    inherited an image's 0.5 mm pixels is read in mm, not in its data units."""
+    out = []
+    for verts in layer.data:
+        v = np.asarray(verts, float)
+        out.append(np.array([layer.data_to_world(p) for p in v], float).reshape(len(v), -1))
+    return out
 
 
 def recolor(layer: Any) -> None:
@@ -91,7 +122,13 @@ class GcnrWidget(QWidget):
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels([c[0] for c in COLUMNS])
         self.table.verticalHeader().setVisible(False)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeToContents)
+        header.setMinimumSectionSize(20)
+        self.table.setSizeAdjustPolicy(QAbstractScrollArea.AdjustToContents)
+        self.table.setMinimumHeight(5 * self.table.verticalHeader().defaultSectionSize())
+        for combo in (self.image_combo, self.roi_combo):
+            combo.setSizeAdjustPolicy(QComboBox.AdjustToContents)
         self.status = QLabel("")
         self.status.setWordWrap(True)
 
@@ -116,7 +153,8 @@ class GcnrWidget(QWidget):
         self._timer.setSingleShot(True)
         self._timer.setInterval(150)
         self._timer.timeout.connect(self.refresh)
-        self.new_button.clicked.connect(self.new_roi_layer)
+        # clicked(bool) would pass False as the layer data: the button takes no arguments
+        self.new_button.clicked.connect(lambda: self._guard(self.new_roi_layer, "new ROI layer"))
         self.load_button.clicked.connect(self._load_dialog)
         self.save_button.clicked.connect(self._save_dialog)
         self.target_button.clicked.connect(lambda: self.set_role("target"))
@@ -212,7 +250,7 @@ class GcnrWidget(QWidget):
         if layer is None:
             raise UsageError("gCNR: no ROI shapes layer (load roi.json or add a ROI layer)")
         return shapes_to_roi(
-            list(layer.data), list(layer.shape_type), layer.features, f"layer '{layer.name}'"
+            world_vertices(layer), list(layer.shape_type), layer.features, f"layer '{layer.name}'"
         )
 
     def load_roi(self, path: str | Path) -> Any:
@@ -279,7 +317,7 @@ class GcnrWidget(QWidget):
             stats = region_stats(img[t], img[b])
             # mean dB(background) − mean dB(target): haze in a dark target lowers it
             stats["haze_contrast_db"] = haze_contrast_db(img[t], img[b])
-            rows.append({"name": name, "frame": native.frame0 + i, **stats})
+            rows.append({"name": name, "frame": native.source_frame(i), **stats})
         return rows
 
     def refresh(self) -> None:

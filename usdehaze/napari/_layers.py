@@ -5,7 +5,12 @@ Every layer the plugin makes carries ``metadata["usdehaze"]`` (see :func:`layer_
 frames on the stored grid, the pixel positions ``x``/``z`` (m), grid kind and axes, the source
 path and the layer's role (input, tissue, haze, ...). Displayed data are scan-converted for
 sector scans; ``scale``/``translate`` put the world coordinates in millimetres (z, x), so
-shapes drawn over them are in the roi.json "mm" frame (x lateral, z depth).
+shapes drawn over them are in the roi.json "mm" frame (x lateral, z depth), and the frame axis
+at the frames' source indices (a result of frames 5..8 sits at frames 5..8 of its scan).
+
+Frames may be lazy (a dask array, as the reader gives for long cine loops): only the frames
+shown or used are read and converted; code here indexes ``db``/``iq`` and takes ``np.asarray``
+of what it needs.
 """
 
 from __future__ import annotations
@@ -33,11 +38,36 @@ class Native:
     source: str = ""
     role: str = "input"
     frame0: int = 0  # index of db[0] in the source (a dehazed subset starts later)
+    frame_step: int = 1  # source frames between db[i] and db[i + 1]
+    source_frames: list[int] | None = None  # explicit source indices (not evenly spaced)
     dynamic_range: float = DEFAULT_DYNAMIC_RANGE
     group: str = ""
     input_db: np.ndarray | None = None  # the input the tissue/haze came from (same frames)
     iq: np.ndarray | None = None  # complex IQ frames of a scan layer (for the iq data model)
     attrs: dict[str, Any] = field(default_factory=dict)
+    note: str = ""  # what the display had to assume (e.g. a default pixel grid), shown to users
+
+    def source_frame(self, i: int) -> int:
+        """The source index of db[i] (what the CLI and result files call that frame)."""
+        if self.source_frames is not None:
+            return int(self.source_frames[i])
+        return self.frame0 + self.frame_step * i
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.db.shape[0])
+
+
+def placement(frames: list[int]) -> dict[str, Any]:
+    """Native keyword arguments that place frames at their source indices: an evenly spaced
+    run is shown at those indices; other sets keep the indices only for labels and seeds."""
+    frames = [int(f) for f in frames]
+    if not frames:
+        return {}
+    step = frames[1] - frames[0] if len(frames) > 1 else 1
+    if step > 0 and frames == list(range(frames[0], frames[0] + step * len(frames), step)):
+        return {"frame0": frames[0], "frame_step": step}
+    return {"source_frames": frames}
 
 
 @dataclass
@@ -63,8 +93,14 @@ def is_polar(grid: str, axes: dict[str, Any]) -> bool:
     return grid == "polar" and all(k in axes for k in ("theta", "r"))
 
 
+def is_lazy(a: Any) -> bool:
+    """A dask array (frames read on demand) rather than one in memory."""
+    return type(a).__module__.startswith("dask.")
+
+
 def display(native: Native, fill: float | None = None) -> Display:
-    """Scan-convert sector frames (blank = -dynamic range) or pass Cartesian frames through."""
+    """Scan-convert sector frames (blank = -dynamic range) or pass Cartesian frames through;
+    lazy frames stay lazy (each frame converted when napari shows it)."""
     fill = -native.dynamic_range if fill is None else fill
     if is_polar(native.grid, native.axes):
         from usdehaze.ultrasound.geometry import ScanConverter
@@ -72,15 +108,23 @@ def display(native: Native, fill: float | None = None) -> Display:
         conv = ScanConverter.for_axes(
             native.axes["theta"], native.axes["r"], native.axes.get("origin", (0.0, 0.0))
         )
-        data = conv(native.db, fill=fill).astype(np.float32)
         xa, za = conv.x, conv.z
+        if is_lazy(native.db):
+            data = native.db.map_blocks(
+                lambda b: conv(np.asarray(b), fill=fill).astype(np.float32),
+                chunks=(1, len(za), len(xa)),
+                dtype=np.float32,
+            )
+        else:
+            data = conv(native.db, fill=fill).astype(np.float32)
     else:
-        data = np.asarray(native.db, np.float32)
+        data = native.db if is_lazy(native.db) else np.asarray(native.db, np.float32)
         xa, za = _cartesian_axes(native.x, native.z, native.axes)
+    frame = native.source_frames is None
     return Display(
         data,
-        (1.0, _step(za) * 1e3, _step(xa) * 1e3),
-        (float(native.frame0), float(za[0]) * 1e3, float(xa[0]) * 1e3),
+        (float(native.frame_step if frame else 1), _step(za) * 1e3, _step(xa) * 1e3),
+        (float(native.frame0 if frame else 0), float(za[0]) * 1e3, float(xa[0]) * 1e3),
     )
 
 
@@ -126,7 +170,16 @@ def native_of(layer: Any) -> Native | None:
     xa = (translate[1] + scale[1] * np.arange(db.shape[2])) / 1e3
     x, z = np.meshgrid(xa, za)
     frame0 = int(round(float(layer.translate[0]))) if data.ndim == 3 else 0
-    return Native(np.asarray(db, np.float32), x, z, "cartesian", {"x": xa, "z": za}, frame0=frame0)
+    step = max(int(round(float(layer.scale[0]))), 1) if data.ndim == 3 else 1
+    return Native(
+        np.asarray(db, np.float32),
+        x,
+        z,
+        "cartesian",
+        {"x": xa, "z": za},
+        frame0=frame0,
+        frame_step=step,
+    )
 
 
 def frame_index(layer: Any, world_point: tuple[float, ...]) -> int | None:

@@ -2,7 +2,10 @@
 
 A scan opens as one B-mode image layer in dB (0 dB = frame maximum, limits [-60, 0]); a result
 file as input / tissue / haze layers (and the posterior std when stored) sharing one group, so
-the widgets link their contrast. Sector scans are scan-converted with their mm geometry.
+the widgets link their contrast, placed at the frames they came from (``source_frames``). Sector
+scans are scan-converted with their mm geometry. Scans longer than LAZY_FRAMES frames are read
+lazily (dask): a frame is read, log-compressed and scan-converted when napari shows it or a
+widget uses it, so a long cine loop opens at once and never sits in memory whole.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from usdehaze.napari._layers import Native, image_layer_data
 from usdehaze.ultrasound.logcomp import DEFAULT_DYNAMIC_RANGE, to_db
 
 ReaderFunction = Callable[[Any], list[tuple]]
+LAZY_FRAMES = 16  # scans with more frames are read on demand
 
 
 def _single_path(path: Any) -> Path | None:
@@ -54,15 +58,41 @@ def napari_get_reader(path: Any) -> ReaderFunction | None:
     return read
 
 
+def _lazy_frames(scan: Any, fn: Callable[[np.ndarray], np.ndarray], dtype: Any) -> Any:
+    """A dask array (n, z, x) of ``fn(scan.frames(i, i + 1))``, one chunk per frame; the scan
+    stays open while the array is referenced."""
+    import dask.array as da
+
+    n, (nz, nx) = scan.n_frames, scan.shape
+
+    def block(block_info=None) -> np.ndarray:
+        i = block_info[None]["chunk-location"][0]
+        return fn(scan.frames(i, i + 1))
+
+    return da.map_blocks(
+        block, chunks=((1,) * n, (nz,), (nx,)), dtype=dtype, meta=np.empty((0, 0, 0), dtype)
+    )
+
+
 def scan_layer_data(
-    path: str | Path, key: str | None = None, dynamic_range: float = DEFAULT_DYNAMIC_RANGE
+    path: str | Path,
+    key: str | None = None,
+    dynamic_range: float = DEFAULT_DYNAMIC_RANGE,
+    lazy: bool | None = None,
 ) -> list[tuple]:
-    """One B-mode layer for a scan (``key``: dataset or zea extra such as 'tissue')."""
+    """One B-mode layer for a scan (``key``: dataset or zea extra such as 'tissue');
+    ``lazy``: frames read on demand (default: when the scan has more than LAZY_FRAMES)."""
     from usdehaze.ultrasound.io import load_scan
 
-    with load_scan(path, key) as scan:
-        iq = scan.frames(0, scan.n_frames)
-        db = to_db(iq, dynamic_range)
+    scan = load_scan(path, key)
+    lazy = scan.n_frames > LAZY_FRAMES if lazy is None else lazy
+    try:
+        if lazy:
+            iq = _lazy_frames(scan, lambda a: a, np.complex64)
+            db = _lazy_frames(scan, lambda a: to_db(a, dynamic_range), np.float32)
+        else:
+            iq = scan.frames(0, scan.n_frames)
+            db = to_db(iq, dynamic_range)
         native = Native(
             db,
             np.asarray(scan.x),
@@ -76,11 +106,15 @@ def scan_layer_data(
             attrs={"layout": scan.layout, "key": scan.key, "magnitude_only": scan.magnitude_only},
             iq=None if scan.magnitude_only else iq,
         )
+    finally:
+        if not lazy:
+            scan.close()
     return [image_layer_data(native, Path(path).stem)]
 
 
 def result_layer_data(path: str | Path) -> list[tuple]:
     """input, tissue, haze (and *_std) layers of a result file, one group."""
+    from usdehaze.napari._layers import placement
     from usdehaze.ultrasound.results import IMAGE_KEYS, STD_KEYS, load_result
 
     with load_result(path) as res:
@@ -89,6 +123,9 @@ def result_layer_data(path: str | Path) -> list[tuple]:
         geometry = (np.asarray(res.x), np.asarray(res.z), res.grid, dict(res.axes))
         attrs = dict(res.attrs)
     stem = Path(path).stem
+    n = len(arrays["input"])
+    frames = attrs.get("source_frames")
+    where = placement(frames) if isinstance(frames, list) and len(frames) == n else {}
     out = []
     for k, db in arrays.items():
         native = Native(
@@ -100,6 +137,7 @@ def result_layer_data(path: str | Path) -> list[tuple]:
             group=str(path),
             input_db=arrays["input"],
             attrs=attrs,
+            **where,
         )
         out.append(image_layer_data(native, f"{stem} {k}", visible=k in ("input", "tissue")))
     return out

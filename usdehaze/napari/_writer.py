@@ -73,7 +73,7 @@ def write_result(path: str, data: list[LayerData]) -> list[str]:
         "dynamic_range": tissue.dynamic_range,
         "written_by": "napari",
     }
-    attrs.setdefault("source_frames", list(range(tissue.frame0, tissue.frame0 + n)))
+    attrs.setdefault("source_frames", [tissue.source_frame(i) for i in range(n)])
     with ResultWriter(
         path,
         n,
@@ -86,5 +86,5 @@ def write_result(path: str, data: list[LayerData]) -> list[str]:
         attrs=attrs,
     ) as w:
         for i in range(n):
-            w.write(i, **{k: v[i] for k, v in arrays.items()})
+            w.write(i, **{k: np.asarray(v[i]) for k, v in arrays.items()})
     return [str(Path(path))]
