@@ -22,22 +22,34 @@ def load_array(path: str | Path, key: str | None = None) -> np.ndarray:
     if path.is_dir() and path.suffix != ".zarr":
         arr = _load_folder(path)
     elif path.suffix in (".npz", ".npy"):
-        data = np.load(path)
-        if isinstance(data, np.ndarray):
-            arr = data
-        else:
-            key = key or (data.files[0] if len(data.files) == 1 else None)
-            if key not in data.files:
-                raise UsageError(f"{path}: key '{key}': not found, arrays are {data.files}")
-            arr = data[key]
+        try:  # allow_pickle stays False: an object array in the file is refused, never run
+            data = np.load(path, allow_pickle=False)
+            if isinstance(data, np.ndarray):
+                arr = data
+            else:
+                key = key or (data.files[0] if len(data.files) == 1 else None)
+                if key not in data.files:
+                    raise UsageError(f"{path}: key '{key}': not found, arrays are {data.files}")
+                arr = data[key]
+        except UsageError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - BadZipFile, truncated arrays, pickled objects
+            first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+            raise UsageError(f"{path}: not a readable {path.suffix} array file ({first})") from None
     elif path.suffix == ".zarr":
         import zarr
 
-        root = zarr.open(str(path), mode="r")
-        arr = np.asarray(root[key] if key else root)
+        try:
+            root = zarr.open(str(path), mode="r")
+            arr = np.asarray(root[key] if key else root)
+        except Exception as exc:  # noqa: BLE001 - zarr raises many types for damaged stores
+            first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+            raise UsageError(f"{path}: key '{key}': not a readable zarr array ({first})") from None
     else:
         import h5py
 
+        if not key:
+            raise UsageError(f"{path}: key: missing, name the HDF5 dataset with data.key")
         try:
             with h5py.File(path, "r") as f:
                 if key not in f:
@@ -45,6 +57,10 @@ def load_array(path: str | Path, key: str | None = None) -> np.ndarray:
                 arr = f[key][()]
         except OSError:
             raise UsageError(f"{path}: not an HDF5, npz, zarr file or image folder") from None
+    if np.asarray(arr).dtype.kind not in "iuf":
+        raise UsageError(
+            f"{path}: key '{key}': expected numbers, got {np.asarray(arr).dtype} values"
+        )
     arr = np.asarray(arr, np.float32)
     if arr.ndim == 3:
         arr = arr[:, None]
@@ -65,7 +81,11 @@ def _load_folder(path: Path) -> np.ndarray:
         raise UsageError(f"{path}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in folder")
     imgs = []
     for p in files:
-        im = np.asarray(mpimg.imread(p), np.float32)
+        try:
+            im = np.asarray(mpimg.imread(p), np.float32)
+        except Exception as exc:  # noqa: BLE001 - PIL/matplotlib raise many types for bad images
+            first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+            raise UsageError(f"{p}: not a readable image ({first})") from None
         if im.max() > 1.5:
             im = im / 255.0
         im = im[..., :3].transpose(2, 0, 1) if im.ndim == 3 else im[None]

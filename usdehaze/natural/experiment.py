@@ -71,6 +71,40 @@ def validate(cfg: dict[str, Any], source: str) -> None:
         )
     if not cfg["methods"]:
         raise UsageError(f"{source}: key 'methods': expected at least one method")
+    for name, mcfg in cfg["methods"].items():
+        if mcfg is not None and not isinstance(mcfg, dict):
+            raise UsageError(f"{source}: key 'methods.{name}': expected a mapping of settings")
+    _check_scalars(cfg, source)
+
+
+def _check_scalars(cfg: dict[str, Any], source: str) -> None:
+    """Top-level scalar keys have the type and range they need (``size: abc`` is one line)."""
+    from usdehaze import limits
+
+    def where(key: str) -> str:
+        return f"{source}: key '{key}'"
+
+    for key in ("name", "out", "device", "models_dir"):
+        if cfg.get(key) is not None and not isinstance(cfg[key], str):
+            raise UsageError(f"{where(key)}: expected a string, got {cfg[key]!r}")
+    if "seed" in cfg:
+        limits.seed(cfg["seed"], where("seed"))
+    if "size" in cfg:
+        limits.integer(cfg["size"], where("size"), minimum=8, maximum=1024)
+    if "channels" in cfg:
+        limits.integer(cfg["channels"], where("channels"), minimum=1, maximum=4)
+    if "batch" in cfg:
+        limits.integer(cfg["batch"], where("batch"), minimum=1, maximum=4096)
+    if cfg.get("threads") is not None:
+        limits.integer(cfg["threads"], where("threads"), minimum=1, maximum=1024)
+    for key in ("priors", "figure", "paper"):
+        if cfg.get(key) is not None and not isinstance(cfg[key], (dict, list, str)):
+            raise UsageError(f"{where(key)}: expected a mapping, got {cfg[key]!r}")
+    sde = (cfg.get("priors") or {}).get("sde") if isinstance(cfg.get("priors"), dict) else None
+    if sde is not None:
+        from usdehaze.core.sde import sde_from_config
+
+        sde_from_config(sde, where("priors.sde"))
 
 
 def _noise_sources(cfg: dict, size: int, channels: int, shape: tuple[int, int, int], source: str):
