@@ -1,6 +1,12 @@
-"""Shared fixtures: tiny untrained priors saved like the shipped ones, small in-memory scans."""
+"""Shared fixtures: tiny untrained priors saved like the shipped ones, small in-memory scans;
+and a display for the GUI (napari/Qt) tests, or one clear reason they are skipped."""
 
 from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -69,3 +75,96 @@ def small_scan():
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+# -- GUI tests: a display where one can be had, else skip them (never abort the session) --------
+# pytest-xvfb (the test extra) starts Xvfb when it is installed; without the plugin this starts
+# Xvfb itself. Whether Qt can then open a window is tried once in a child process, because Qt
+# aborts the whole process when it cannot ("Fatal Python error: Aborted"); if it cannot, every
+# test marked ``gui`` is skipped with the reason and all other tests still run.
+XVFB_SCREEN = "1600x1000x24"  # the layout the widgets are checked at
+QT_PROBE = "from qtpy.QtWidgets import QApplication; a = QApplication([]); print(a.platformName())"
+_gui: dict[str, object] = {"skip": None, "xvfb": None}
+
+
+def _start_xvfb() -> str | None:
+    """Start Xvfb on a free display; its display name, or None when it fails."""
+    r, w = os.pipe()
+    try:
+        proc = subprocess.Popen(
+            ["Xvfb", "-displayfd", str(w), "-screen", "0", XVFB_SCREEN, "-nolisten", "tcp"],
+            pass_fds=(w,),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    except OSError:
+        return None
+    finally:
+        os.close(w)
+    with os.fdopen(r) as f:
+        number = f.readline().strip()  # Xvfb writes the display number once it is ready
+    if not number.isdigit():
+        proc.terminate()
+        return None
+    _gui["xvfb"] = proc
+    return f":{number}"
+
+
+@pytest.hookimpl(trylast=True)  # after pytest-xvfb, which sets DISPLAY when it starts Xvfb
+def pytest_configure(config):
+    if not sys.platform.startswith("linux") or os.environ.get("DISPLAY"):
+        return
+    if os.environ.get("WAYLAND_DISPLAY") or os.environ.get("QT_QPA_PLATFORM"):
+        return
+    if shutil.which("Xvfb"):
+        display = _start_xvfb()
+        if display:
+            os.environ["DISPLAY"] = display
+
+
+def pytest_unconfigure(config):
+    proc = _gui["xvfb"]
+    if proc is not None:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def _gui_problem() -> str | None:
+    """Why Qt cannot open a window here (None when it can)."""
+    if sys.platform.startswith("linux") and not (
+        os.environ.get("DISPLAY")
+        or os.environ.get("WAYLAND_DISPLAY")
+        or os.environ.get("QT_QPA_PLATFORM")
+    ):
+        return "no display: DISPLAY is unset and Xvfb is not installed (apt-get install xvfb)"
+    try:
+        probe = subprocess.run(
+            [sys.executable, "-c", QT_PROBE], capture_output=True, text=True, timeout=120
+        )
+    except subprocess.TimeoutExpired:
+        return "Qt did not start within 120 s"
+    if probe.returncode == 0:
+        return None
+    lines = [ln.strip() for ln in probe.stderr.splitlines() if ln.strip()]
+    hint = next((ln for ln in lines if "plugin" in ln or "display" in ln.lower()), None)
+    hint = hint or (lines[-1] if lines else f"exit status {probe.returncode}")
+    return f"Qt cannot open a window ({hint[:200]}); .ci/run installs Xvfb and the xcb libraries"
+
+
+def pytest_collection_modifyitems(config, items):
+    gui = [item for item in items if item.get_closest_marker("gui")]
+    if not gui:
+        return
+    problem = _gui_problem()
+    if problem is None:
+        return
+    _gui["skip"] = (len(gui), problem)
+    mark = pytest.mark.skip(reason=f"GUI tests skipped: {problem}")
+    for item in gui:
+        item.add_marker(mark)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _gui["skip"] is not None:
+        n, problem = _gui["skip"]
+        terminalreporter.write_line(f"GUI tests skipped ({n}): {problem}", yellow=True)
