@@ -113,3 +113,47 @@ def test_std_maps_get_their_own_colour_scale():
     assert lo == 0 and 24 < hi <= 25
     labels = {a.get_ylabel() for a in fig.axes[2:]}  # the two colourbars
     assert labels == {"dB", "std (dB)"}
+
+
+def _digests(folder: Path) -> dict[str, bytes]:
+    import hashlib
+
+    return {p.name: hashlib.sha256(p.read_bytes()).digest() for p in sorted(folder.iterdir())}
+
+
+def test_training_never_writes_the_shipped_priors(tmp_path, monkeypatch, capsys):
+    """`usdehaze train configs/prior_tissue_iq.yaml` exports into a run folder relative to the
+    working directory; a working directory that would put it inside usdehaze/weights is refused."""
+    from usdehaze.cli._app import run_app
+
+    weights = ROOT / "usdehaze" / "weights"
+    before = _digests(weights)
+    config = str(ROOT / "configs" / "prior_tissue_iq.yaml")
+
+    def train(*argv: str, cwd: Path) -> tuple[int, str]:
+        monkeypatch.chdir(cwd)
+        code = run_app(["train", config, *argv])
+        return code, capsys.readouterr().err
+
+    # missing data: names the recipe that makes it; --export-only without a checkpoint says so
+    code, err = train("--steps", "1", "--device", "cpu", cwd=tmp_path)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "training data not found" in err and str(tmp_path) in err
+    assert "python pipelines/train_priors.py --domain iq" in err
+    code, err = train("--export-only", cwd=tmp_path)
+    assert code == 2 and "no checkpoint to export" in err and "training data" not in err, err
+    # from the weights folder itself: refused before anything is written
+    code, err = train("--steps", "1", cwd=weights)
+    assert code == 2 and "inside the shipped priors' folder" in err, err
+    assert "pipelines/ship_priors.py" in err
+    code, err = train("--export", str(weights / "tissue_iq"), cwd=tmp_path)
+    assert code == 2 and "inside the shipped priors' folder" in err, err
+    # with data where the config says: trains and exports to ./runs/priors/export
+    data = tmp_path / "runs" / "priors" / "data"
+    data.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    np.savez(data / "tissue_iq.npz", images=rng.uniform(-1, 1, (2, 2, 64, 64)).astype(np.float32))
+    code, err = train("--steps", "1", "--device", "cpu", cwd=tmp_path)
+    assert code == 0, err[-2000:]
+    assert (tmp_path / "runs/priors/export/tissue_iq.safetensors").is_file()
+    assert _digests(weights) == before

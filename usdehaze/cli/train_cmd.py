@@ -8,6 +8,7 @@ import typer
 
 from usdehaze.cli._app import app
 from usdehaze.config import read_yaml
+from usdehaze.errors import UsageError
 
 
 @app.command()
@@ -36,8 +37,61 @@ def train(
     if export:
         cfg["export"] = {**(cfg.get("export") or {}), "path": str(export)}
     tc = config_from_dict(cfg, str(config))
-    if export_only:
+    _check_not_shipped(tc, config)
+    if export_only:  # the checkpoint first: without one, missing data is beside the point
+        ckpt = Path(tc.out) / "checkpoint.pt"
+        if not ckpt.is_file():
+            raise UsageError(
+                f"{ckpt.resolve()}: no checkpoint to export (config {config}, key 'out'); "
+                f"train first: usdehaze train {config}"
+            )
         path, step = export_checkpoint(tc, device=device)
         typer.echo(f"exported the EMA prior of step {step} -> {path}")
         return
-    run(tc, device=device, resume=resume)
+    _check_data(tc, config)
+    if resume and not (Path(tc.out) / "checkpoint.pt").is_file():
+        raise UsageError(
+            f"{(Path(tc.out) / 'checkpoint.pt').resolve()}: --resume given but no checkpoint "
+            f"there (config {config}, key 'out'); leave out --resume to start"
+        )
+    run(
+        tc,
+        device=device,
+        resume=resume,
+        resume_hint=f"usdehaze train {config} --resume",
+        desc=config.stem,
+    )
+
+
+def _check_data(tc, config: Path) -> None:
+    """Missing training data names where it was looked for and what makes it."""
+    path = Path(tc.data["path"])
+    if path.exists():
+        return
+    made_by = tc.data.get("made_by")
+    hint = (
+        f"make it first, from the repository root: {made_by}"
+        if made_by
+        else "point data.path at your images (docs/training.md)"
+    )
+    raise UsageError(
+        f"{path.resolve()}: training data not found (config {config}, key 'data.path', "
+        f"relative to the working directory); {hint}"
+    )
+
+
+def _check_not_shipped(tc, config: Path) -> None:
+    """Training writes to run folders, never into the package's shipped priors: replacing those
+    is the explicit step pipelines/ship_priors.py."""
+    from usdehaze.ultrasound.dehaze import WEIGHTS_DIR
+
+    shipped = WEIGHTS_DIR.resolve()
+    export = Path((tc.export or {}).get("path", Path(tc.out) / "prior"))
+    for key, target in (("export.path", export), ("out", Path(tc.out))):
+        resolved = target.resolve()
+        if resolved == shipped or shipped in resolved.parents:
+            raise UsageError(
+                f"{resolved}: config {config}, key '{key}': inside the shipped priors' folder "
+                f"{shipped}; train into a run folder, then replace the shipped priors on purpose "
+                "with python pipelines/ship_priors.py"
+            )

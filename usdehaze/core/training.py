@@ -14,6 +14,7 @@ import copy
 import csv
 import math
 import signal
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -28,6 +29,7 @@ from usdehaze.core.data import MaskedPatchSampler, PatchSampler, load_array
 from usdehaze.core.distributed import local_device, world
 from usdehaze.core.networks import build_network, count_parameters
 from usdehaze.core.priors import NetworkPrior, save_prior
+from usdehaze.core.resume import KEPT, capture_rng, restore_rng
 from usdehaze.core.sde import SDE, sde_from_config
 from usdehaze.errors import UsageError
 
@@ -166,7 +168,10 @@ class Trainer:
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.step = 0
         self.seconds = 0.0  # training time over all runs of this checkpoint
+        self.rng_restored = False
         self.losses: list[tuple[int, float]] = []
+        self.running: float | None = None  # the loss EMA the log records
+        self.resume_hint = "rerun with --resume"  # what the Ctrl-C message suggests
         self.out = Path(cfg.out)
         self._stop = self._hard_stop = False
 
@@ -234,6 +239,8 @@ class Trainer:
             "ema": self.ema.state_dict(),
             "opt": self.opt.state_dict(),
             "gen": self.gen.get_state(),
+            "rng": capture_rng(),
+            "running": self.running,
             "losses": self.losses,
             "network": self.net_cfg,
             "sde": self.sde.config(),
@@ -252,6 +259,10 @@ class Trainer:
             self.gen.set_state(state["gen"].cpu())
             self.step, self.losses = int(state["step"]), [tuple(x) for x in state["losses"]]
             self.seconds = float(state.get("seconds", 0.0))
+            self.running = state.get("running")
+            self.rng_restored = "rng" in state
+            if self.rng_restored:
+                restore_rng(state["rng"])
         except Exception as exc:  # noqa: BLE001 - unpickling refusals, empty/random files, wrong keys
             raise UsageError(
                 f"{self.checkpoint_path}: not a checkpoint of this training ({(str(exc).splitlines() or [type(exc).__name__])[0][:200]})"
@@ -283,7 +294,7 @@ class Trainer:
                 else None
             ),
         )
-        running = None
+        running = self.running
         try:
             with self._interrupt_after_step():
                 while (total is None or self.step < total) and (
@@ -294,6 +305,7 @@ class Trainer:
                     dt = time.monotonic() - t0
                     self.seconds += dt
                     running = loss if running is None else 0.98 * running + 0.02 * loss
+                    self.running = running
                     if self.step % self.cfg.log_every == 0 or self.step == total:
                         self.losses.append((self.step, running))
                     bar.set_postfix(step=self.step, loss=f"{running:.4f}")
@@ -305,6 +317,13 @@ class Trainer:
         except KeyboardInterrupt:
             if not self._hard_stop:  # a second Ctrl-C may land mid-step: keep the last save
                 self.save_checkpoint()
+                if self.rank == 0:
+                    print(
+                        f"stopped after step {self.step}: {self.checkpoint_path} keeps the {KEPT}; "
+                        f"{self.resume_hint} to continue exactly",
+                        file=sys.stderr,
+                        flush=True,
+                    )
             raise
         finally:
             bar.close()
@@ -398,17 +417,39 @@ def _plot_losses(losses: list[tuple[int, float]], path: Path) -> None:
 
 
 def train(
-    cfg: TrainConfig, device: str = "auto", resume: bool = False, progress: bool = True
+    cfg: TrainConfig,
+    device: str = "auto",
+    resume: bool = False,
+    progress: bool = True,
+    resume_hint: str | None = None,
+    desc: str | None = None,
 ) -> Path | None:
-    """Run a whole training (resuming if asked) and export the prior; returns its path on rank 0."""
+    """Run a whole training (resuming if asked) and export the prior; returns its path on rank 0.
+
+    ``resume_hint``: the command that continues after Ctrl-C (printed then); ``desc``: the
+    progress bar's label (which model trains)."""
     from usdehaze.core.device import resolve_device
 
     dev = local_device(resolve_device(device))
     trainer = Trainer(cfg, dev, progress)
-    if resume and not trainer.load_checkpoint():
-        raise UsageError(f"{trainer.checkpoint_path}: --resume given but no checkpoint there")
+    if resume_hint:
+        trainer.resume_hint = resume_hint
+    if resume:
+        if not trainer.load_checkpoint():
+            raise UsageError(f"{trainer.checkpoint_path}: --resume given but no checkpoint there")
+        if trainer.rank == 0:
+            kept = (
+                KEPT
+                if trainer.rng_restored
+                else KEPT.split(" and RNG")[0] + " (no RNG states: an older checkpoint)"
+            )
+            print(
+                f"resuming {trainer.checkpoint_path} at step {trainer.step}: kept the {kept}",
+                file=sys.stderr,
+                flush=True,
+            )
     t0 = time.time()
-    trainer.fit()
+    trainer.fit(desc=desc)
     path = trainer.export()
     if trainer.rank == 0 and progress:
         print(f"trained {trainer.step} steps in {time.time() - t0:.0f} s -> {path}")

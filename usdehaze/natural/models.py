@@ -90,6 +90,8 @@ def score_prior(
             device=str(device),
             resume=ckpt.is_file(),
             progress=progress,
+            resume_hint="rerun the same usdehaze experiment command",
+            desc=f"{name} prior",
         )
     return load_prior(target, device)
 

@@ -19,6 +19,8 @@ from usdehaze.atomic import atomic_path
 from usdehaze.core.data import PatchSampler
 from usdehaze.errors import UsageError
 
+_KEPT = "networks, optimiser states, loss log, data order and RNG states (torch, numpy, python)"
+
 
 def fit(
     modules: dict[str, nn.Module],
@@ -33,17 +35,25 @@ def fit(
     checkpoint_every: int = 200,
     desc: str = "train",
     progress: bool = True,
+    resume_hint: str = "rerun the same command",
 ) -> list[tuple[int, float]]:
     """Run ``step(batch, generator)`` until ``steps``; resumes from ``checkpoint`` when it exists.
 
     Batches are whole images with random flips, drawn by one seeded ``torch.Generator``.
-    Returns (step, running loss) pairs every 25 steps.
+    Returns (step, running loss) pairs every 25 steps. Ctrl-C finishes the running step, saves
+    the checkpoint (weights, optimisers, batch generator, global RNG states, loss) and stops, so
+    the resumed run is the uninterrupted one bit for bit.
     """
+    import sys
+    from types import SimpleNamespace
+
     from tqdm import tqdm
+
+    from usdehaze.core.resume import capture_rng, restore_rng, stop_after_step
 
     sampler = PatchSampler(data, patch=None, flips=True)
     gen = torch.Generator().manual_seed(seed)
-    done, log = 0, []
+    done, log, running = 0, [], None
     ckpt = Path(checkpoint) if checkpoint else None
     if ckpt and ckpt.is_file():
         try:  # tensors, numbers, lists and dicts only: a crafted checkpoint cannot run code
@@ -54,11 +64,16 @@ def fit(
                 o.load_state_dict(state["optimizers"][k])
             gen.set_state(state["gen"])
             done, log = int(state["step"]), [tuple(x) for x in state["log"]]
+            running = state.get("running")
+            if "rng" in state:
+                restore_rng(state["rng"])
         except Exception as exc:  # noqa: BLE001 - unpickling refusals, truncation, wrong keys
             raise UsageError(
                 f"{ckpt}: not a checkpoint of this model ({str(exc).splitlines()[0][:200]}); "
                 "delete it to start over"
             ) from None
+        kept = _KEPT if "rng" in state else _KEPT.split(" and RNG")[0] + " (no RNG states)"
+        print(f"{desc}: resuming {ckpt} at step {done}: kept the {kept}", file=sys.stderr)
 
     def save() -> None:
         if ckpt is None:
@@ -67,13 +82,14 @@ def fit(
             "step": done,
             "log": log,
             "gen": gen.get_state(),
+            "rng": capture_rng(),
+            "running": running,
             "modules": {k: m.state_dict() for k, m in modules.items()},
             "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
         }
         with atomic_path(ckpt) as tmp:
             torch.save(state, tmp)
 
-    running = None
     bar = tqdm(
         total=steps,
         initial=done,
@@ -83,25 +99,37 @@ def fit(
         dynamic_ncols=True,
         leave=False,
     )
+    flags = SimpleNamespace(stop=False, hard_stop=False)
     try:
-        while done < steps:
-            for m in modules.values():
-                m.train()
-            loss = step(sampler.sample(batch, gen), gen)
-            if not np.isfinite(loss):
-                raise RuntimeError(
-                    f"{desc}: loss became {loss} at step {done}; lower the learning rate"
-                )
-            running = loss if running is None else 0.95 * running + 0.05 * loss
-            done += 1
-            if done % 25 == 0 or done == steps:
-                log.append((done, running))
-            bar.set_postfix(loss=f"{running:.4f}")
-            bar.update(1)
-            if done % checkpoint_every == 0:
-                save()
+        with stop_after_step(flags):
+            while done < steps:
+                for m in modules.values():
+                    m.train()
+                loss = step(sampler.sample(batch, gen), gen)
+                if not np.isfinite(loss):
+                    raise RuntimeError(
+                        f"{desc}: loss became {loss} at step {done}; lower the learning rate"
+                    )
+                running = loss if running is None else 0.95 * running + 0.05 * loss
+                done += 1
+                if done % 25 == 0 or done == steps:
+                    log.append((done, running))
+                bar.set_postfix(loss=f"{running:.4f}")
+                bar.update(1)
+                if done % checkpoint_every == 0:
+                    save()
+                if flags.stop:
+                    raise KeyboardInterrupt
     except KeyboardInterrupt:
-        save()
+        if not flags.hard_stop:  # a second Ctrl-C may land mid-step: keep the last save
+            save()
+            if ckpt is not None:
+                print(
+                    f"{desc}: stopped after step {done}: {ckpt} keeps the {_KEPT}; "
+                    f"{resume_hint} to continue exactly",
+                    file=sys.stderr,
+                    flush=True,
+                )
         raise
     finally:
         bar.close()
