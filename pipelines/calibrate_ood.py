@@ -180,7 +180,9 @@ def write_block(prior_path: Path, block: dict) -> Path:
         raise UsageError(f"{weights}: does not match the sha256 in {cfg_path.name}; not writing")
     cfg["ood"] = block
     with atomic_path(cfg_path) as tmp:
-        tmp.write_text(json.dumps(cfg, indent=2, default=str))
+        from usdehaze.jsonio import dumps
+
+        tmp.write_text(dumps(cfg, indent=2))  # valid JSON: the prior loader refuses NaN
     return cfg_path
 
 

@@ -819,7 +819,7 @@ PRIOR_EDITS = {
     ),
     "unknown top key": (lambda c: {**c, "exec": "rm -rf"}, "key 'exec'"),
     "huge network": (lambda c: {**c, "network": {**c["network"], "base": 10**6}}, "limit"),
-    "nan ood threshold": (lambda c: {**c, "ood": {"threshold": -1}}, "key 'ood.threshold'"),
+    "text ood threshold": (lambda c: {**c, "ood": {"threshold": "high"}}, "key 'ood.threshold'"),
 }
 
 

@@ -7,7 +7,6 @@ weight files (safetensors + a JSON config with a checksum), loaded by :func:`loa
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -182,7 +181,9 @@ def save_prior(
             "sha256": sha256(tmp_weights),
             "usdehaze_version": __version__,
         }
-        tmp_config.write_text(json.dumps(config, indent=2, default=str))
+        from usdehaze.jsonio import dumps
+
+        tmp_config.write_text(dumps(config, indent=2))  # a NaN (e.g. a loss) is written null
     return path
 
 
@@ -260,7 +261,7 @@ def validate_prior_config(cfg: Any, cfg_path: Path) -> dict[str, Any]:
             )
     ood = cfg.get("ood") or {}
     if "threshold" in ood:
-        limits.number(ood["threshold"], where("ood.threshold"), positive=True)
+        limits.number(ood["threshold"], where("ood.threshold"))  # below 0: always warn
     if "measure" in ood and not isinstance(ood["measure"], str):
         raise UsageError(f"{where('ood.measure')}: expected a string, got {ood['measure']!r}")
     return cfg

@@ -10,7 +10,6 @@ points another experiment, e.g. an out-of-distribution variant, at the same mode
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -292,7 +291,9 @@ def run_experiment(
     with atomic_path(out / "estimates.npz") as tmp:
         np.savez_compressed(tmp, x=x_test, y=y.numpy(), n=n_test, **estimates)
     with atomic_path(out / "config.json") as tmp:
-        tmp.write_text(json.dumps(cfg, indent=2, default=str))
+        from usdehaze.jsonio import dumps
+
+        tmp.write_text(dumps(cfg, indent=2))
     return {"rows": rows, "markdown": md, "csv": csv_path, "figure": fig, "out": out}
 
 

@@ -428,7 +428,9 @@ def _write_manifest(out: Path, manifest: dict[str, Any]) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
         with atomic_path(out / MANIFEST) as tmp:
-            tmp.write_text(json.dumps(manifest, indent=2, default=str))
+            from usdehaze.jsonio import dumps
+
+            tmp.write_text(dumps(manifest, indent=2))  # NaN/Infinity as null
     except OSError as exc:
         raise UsageError(f"{out}: -o: cannot write there ({exc.strerror or exc})") from None
 
