@@ -124,7 +124,7 @@ class GcnrWidget(QWidget):
         self.table.verticalHeader().setVisible(False)
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeToContents)
-        header.setMinimumSectionSize(20)
+        header.setMinimumSectionSize(self.fontMetrics().horizontalAdvance("-00.000") + 10)
         self.table.setSizeAdjustPolicy(QAbstractScrollArea.AdjustToContents)
         self.table.setMinimumHeight(5 * self.table.verticalHeader().defaultSectionSize())
         for combo in (self.image_combo, self.roi_combo):
@@ -165,6 +165,7 @@ class GcnrWidget(QWidget):
             getattr(self.viewer.layers.events, ev).connect(self._refresh_layers)
         self.viewer.layers.events.inserted.connect(lambda e: link_groups(self.viewer))
         self.viewer.dims.events.current_step.connect(self.schedule)
+        self.viewer.layers.selection.events.active.connect(self._follow_active)
         self._refresh_layers()
         link_groups(self.viewer)
 
@@ -183,6 +184,15 @@ class GcnrWidget(QWidget):
             combo.blockSignals(False)
         self._watch_shapes()
         self.schedule()
+
+    def _follow_active(self, event: Any = None) -> None:
+        """The ROI layer follows the shapes layer the user works in (drawing, selecting), so
+        the role buttons and the table act on the shapes the user just drew."""
+        from napari.layers import Shapes
+
+        active = self.viewer.layers.selection.active
+        if isinstance(active, Shapes) and active.name != self.roi_combo.currentText():
+            self.select(shapes=active.name)
 
     def _layer(self, combo: QComboBox) -> Any:
         name = combo.currentText()

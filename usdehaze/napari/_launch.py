@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from qtpy.QtCore import QTimer
+
 
 def default_roi(path: Path) -> Path | None:
     """``SCAN.roi.json`` beside a scan (what ``usdehaze simulate`` writes), if present."""
@@ -20,8 +22,8 @@ def open_viewer(path: str | Path, roi: str | Path | None = None, viewer: Any = N
     path = Path(path)
     viewer = viewer if viewer is not None else napari.Viewer(title=f"usdehaze: {path.name}")
     layers = viewer.open(str(path), plugin="usdehaze")
-    _, dehaze = viewer.window.add_plugin_dock_widget("usdehaze", "Dehaze")
-    _, gcnr = viewer.window.add_plugin_dock_widget("usdehaze", "gCNR")
+    d_dock, dehaze = viewer.window.add_plugin_dock_widget("usdehaze", "Dehaze")
+    g_dock, gcnr = viewer.window.add_plugin_dock_widget("usdehaze", "gCNR")
     first = layers[0].name if layers else None
     gcnr.select(image=first)
     roi = Path(roi) if roi is not None else default_roi(path)
@@ -30,4 +32,23 @@ def open_viewer(path: str | Path, roi: str | Path | None = None, viewer: Any = N
         gcnr.select(image=first)
         viewer.layers.selection.active = layers[0] if layers else None
         gcnr.refresh()
+    arrange(viewer, (d_dock, dehaze), (g_dock, gcnr))
+    # once the window is shown and its layout settled (napari.run), fit docks and view again
+    QTimer.singleShot(0, lambda: arrange(viewer, (d_dock, dehaze), (g_dock, gcnr)))
     return viewer
+
+
+def arrange(viewer: Any, dehaze: tuple, gcnr: tuple) -> None:
+    """Dock column wide enough for every gCNR table column (at most 45 % of the window), the
+    Dehaze form at its natural height with the rest for the gCNR table, and the whole image in
+    view (the canvas shrank when the docks were added)."""
+    from qtpy.QtCore import Qt
+
+    (d_dock, d_widget), (g_dock, g_widget) = dehaze, gcnr
+    qt = viewer.window._qt_window
+    width = max(d_widget.sizeHint().width(), g_widget.sizeHint().width()) + 8
+    width = min(width, int(0.45 * qt.width()))
+    qt.resizeDocks([d_dock, g_dock], [width, width], Qt.Horizontal)
+    tall = d_widget.sizeHint().height() + 30  # + the dock's title bar
+    qt.resizeDocks([d_dock, g_dock], [tall, max(qt.height() - tall, tall)], Qt.Vertical)
+    viewer.reset_view()

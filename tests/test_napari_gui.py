@@ -1,0 +1,263 @@
+"""The napari plugin driven as a user drives it (issue 19): real clicks on the widgets' buttons
+and mouse drags on the canvas in a shown 1600 x 1000 window, through pytest-qt."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+from qtpy.QtCore import QPoint, Qt
+
+from usdehaze.cli._app import run_app
+from usdehaze.napari._launch import open_viewer
+from usdehaze.napari._widget import DehazeWidget, GcnrWidget
+from usdehaze.ultrasound.roi import load_roi
+from usdehaze.ultrasound.simulate import demo_scan_path
+
+pytestmark = pytest.mark.gui
+SIZE = (1600, 1000)
+
+
+def _docked(viewer, cls):
+    (w,) = [w for w in viewer.window.dock_widgets.values() if isinstance(w, cls)]
+    return w
+
+
+@pytest.fixture
+def shown(make_napari_viewer, qtbot):
+    """``usdehaze view demo_scan.h5`` in a shown 1600 x 1000 window: (viewer, dehaze, gcnr)."""
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(*SIZE)
+    open_viewer(demo_scan_path(), viewer=viewer)
+    qtbot.wait(300)  # the window settles; open_viewer's deferred layout runs
+    return viewer, _docked(viewer, DehazeWidget), _docked(viewer, GcnrWidget)
+
+
+def _canvas(viewer):
+    return viewer.window._qt_viewer.canvas
+
+
+def _to_canvas(viewer, z: float, x: float) -> QPoint:
+    """Canvas pixel of the world point (z, x) mm (vispy's scene transform, x first)."""
+    view = _canvas(viewer).view
+    px = (view.transform * view.scene.transform).map([x, z])
+    return QPoint(int(round(px[0])), int(round(px[1])))
+
+
+def _drag(qtbot, viewer, start, end, steps=6):
+    """Press at world ``start`` (z, x), move in steps, release at ``end``: a mouse drag."""
+    widget = _canvas(viewer).native
+    a, b = _to_canvas(viewer, *start), _to_canvas(viewer, *end)
+    qtbot.mouseMove(widget, a)
+    qtbot.mousePress(widget, Qt.LeftButton, pos=a)
+    for t in np.linspace(0, 1, steps)[1:]:
+        p = QPoint(round(a.x() + t * (b.x() - a.x())), round(a.y() + t * (b.y() - a.y())))
+        qtbot.mouseMove(widget, p)
+        qtbot.wait(10)
+    qtbot.mouseRelease(widget, Qt.LeftButton, pos=b)
+    qtbot.wait(50)
+
+
+def _click_canvas(qtbot, viewer, z, x):
+    widget = _canvas(viewer).native
+    p = _to_canvas(viewer, z, x)
+    qtbot.mouseMove(widget, p)
+    qtbot.mouseClick(widget, Qt.LeftButton, pos=p)
+    qtbot.wait(50)
+
+
+def _controls(viewer, layer):
+    return viewer.window._qt_viewer.controls.widgets[layer]
+
+
+def _click(qtbot, button):
+    qtbot.mouseClick(button, Qt.LeftButton)
+
+
+def _draw_rectangle(qtbot, viewer, layer, start, end):
+    viewer.layers.selection.active = layer
+    _click(qtbot, _controls(viewer, layer).rectangle_button)
+    n = len(layer.data)
+    _drag(qtbot, viewer, start, end)
+    assert len(layer.data) == n + 1, "the drag drew no rectangle"
+
+
+def _assign(qtbot, viewer, layer, gcnr, inside, role, pair):
+    """Select the shape under ``inside`` with the select tool, name the pair, click a role."""
+    viewer.layers.selection.active = layer
+    _click(qtbot, _controls(viewer, layer).select_button)
+    _click_canvas(qtbot, viewer, *inside)
+    assert len(layer.selected_data) == 1
+    gcnr.pair_name.setText(pair)
+    _click(qtbot, gcnr.target_button if role == "target" else gcnr.background_button)
+
+
+def test_new_roi_layer_button_adds_a_layer_to_draw_in(shown, qtbot):
+    viewer, _, gcnr = shown
+    n = len(viewer.layers)
+    _click(qtbot, gcnr.new_button)
+    assert len(viewer.layers) == n + 1
+    layer = viewer.layers[-1]
+    assert gcnr.roi_combo.currentText() == layer.name and len(layer.data) == 0
+    _draw_rectangle(qtbot, viewer, layer, (55.0, -28.0), (65.0, -18.0))
+    (box,) = layer.data
+    dz = viewer.layers["demo_scan"].scale[1]  # one image pixel: the drag lands to the pixel
+    np.testing.assert_allclose(box.min(0)[-2:], [55.0, -28.0], atol=dz)
+    np.testing.assert_allclose(box.max(0)[-2:], [65.0, -18.0], atol=dz)
+    # labels readable and the edge-width slider showing the width (was size 7 and "0")
+    assert layer.text.size >= 10
+    assert _controls(viewer, layer)._edge_width_slider_control.edge_width_slider.value() >= 1
+
+
+def test_napari_shapes_layer_is_read_in_mm_through_its_transform(shown, qtbot, tmp_path, capsys):
+    """napari's own "New shapes layer" inherits the image's 0.51 mm scale and translate: boxes
+    drawn there are read (table, Save roi.json) in mm, and match ``usdehaze gcnr``."""
+    from usdehaze.napari import _gcnr_widget
+
+    viewer, _, gcnr = shown
+    viewer.dims.set_current_step(0, 1)
+    viewer.layers.selection.active = viewer.layers["demo_scan"]
+    _click(qtbot, viewer.window._qt_viewer.layerButtons.newShapesButton)
+    layer = viewer.layers[-1]
+    assert np.allclose(layer.scale[-2:], viewer.layers["demo_scan"].scale[-2:])
+    assert not np.allclose(layer.scale[-2:], 1.0)  # the case that was read in pixels
+    target, background = ((55.0, -28.0), (65.0, -18.0)), ((55.0, -8.0), (65.0, 2.0))
+    _draw_rectangle(qtbot, viewer, layer, *target)
+    _draw_rectangle(qtbot, viewer, layer, *background)
+    _assign(qtbot, viewer, layer, gcnr, (60.0, -23.0), "target", "drawn")
+    _assign(qtbot, viewer, layer, gcnr, (60.0, -3.0), "background", "drawn")
+    assert gcnr.roi_combo.currentText() == layer.name  # follows the shapes layer in use
+    gcnr.image_combo.setCurrentText("demo_scan")
+    with qtbot.waitSignal(gcnr.updated, timeout=5_000):
+        gcnr.schedule()
+    assert gcnr.error == "" and [r["name"] for r in gcnr.rows] == ["drawn"]
+    assert gcnr.rows[0]["frame"] == 1
+    out = tmp_path / "drawn.json"
+    monkey = pytest.MonkeyPatch()
+    monkey.setattr(_gcnr_widget.QFileDialog, "getSaveFileName", lambda *a, **k: (str(out), ""))
+    try:
+        _click(qtbot, gcnr.save_button)
+    finally:
+        monkey.undo()
+    pair = load_roi(out).pairs[0]
+    dz = viewer.layers["demo_scan"].scale[1]
+    for shape, ((z0, x0), (z1, x1)) in ((pair.target, target), (pair.background, background)):
+        assert shape["shape"] == "rectangle"
+        np.testing.assert_allclose(shape["min"], [x0, z0], atol=dz)  # roi.json is [x, z] mm
+        np.testing.assert_allclose(shape["max"], [x1, z1], atol=dz)
+    capsys.readouterr()
+    cmd = ["gcnr", str(demo_scan_path()), "--roi", str(out), "--frames", "1", "--json"]
+    assert run_app(cmd) == 0
+    (cli,) = json.loads(capsys.readouterr().out)["pairs"]
+    for k in ("gcnr", "ks", "n_target", "n_background"):
+        assert gcnr.rows[0][k] == pytest.approx(cli[k], rel=1e-6), k
+
+
+def _tiny(dehaze, priors, steps=2, seed=5):
+    dehaze.model.setCurrentText("logsum")
+    dehaze.steps.setValue(steps)
+    dehaze.seed.setValue(seed)
+    dehaze.device.setCurrentText("cpu")
+    dehaze.tissue_prior.setText(str(priors[0]))
+    dehaze.haze_prior.setText(str(priors[1]))
+
+
+def test_dehaze_click_keeps_the_gui_free_and_the_bar_moves_per_step(
+    shown, qtbot, tiny_priors, monkeypatch
+):
+    """The click only reads the form: config check and priors load in the worker, the status
+    says so at once; the bar counts every frame's steps up to all frames x steps."""
+    from usdehaze.ultrasound import dehaze as lib
+
+    viewer, dehaze, _ = shown
+    _tiny(dehaze, tiny_priors, steps=3)
+    dehaze.frames.setCurrentText("all frames")
+    threads = []
+    validate, init = lib.DehazeConfig.validate, lib.Dehazer.__init__
+
+    def spy_validate(self, *a, **k):
+        threads.append(threading.current_thread())
+        return validate(self, *a, **k)
+
+    def spy_init(self, *a, **k):
+        threads.append(threading.current_thread())
+        time.sleep(0.5)  # a slow first load (torch import, big priors) must not block the GUI
+        return init(self, *a, **k)
+
+    monkeypatch.setattr(lib.DehazeConfig, "validate", spy_validate)
+    monkeypatch.setattr(lib.Dehazer, "__init__", spy_init)
+    steps = []
+    dehaze._progress.connect(lambda v, m, text: steps.append((v, m, text)))
+    with qtbot.waitSignal(dehaze.run_finished, timeout=60_000) as sig:
+        t0 = time.perf_counter()
+        _click(qtbot, dehaze.run_button)
+        assert time.perf_counter() - t0 < 0.3
+        assert dehaze.status.text().startswith("starting") and not dehaze.run_button.isEnabled()
+    assert sig.args == ["done"]
+    assert threads and threading.main_thread() not in threads
+    values = [v for v, _, _ in steps]
+    n = viewer.layers["demo_scan"].data.shape[0]
+    assert values == sorted(values) and len(set(values)) == len(values) == 3
+    assert values[-1] == steps[-1][1] == n * 3
+    assert "step 3/3" in steps[-1][2] and "frames 0–3" in steps[-1][2]
+    assert dehaze.progress.value() == dehaze.progress.maximum()
+
+
+def test_invalid_settings_are_one_notification_from_the_worker(shown, qtbot, tiny_priors):
+    from napari.utils.notifications import notification_manager
+
+    viewer, dehaze, _ = shown
+    _tiny(dehaze, tiny_priors)
+    dehaze.rule.setCurrentText("pigdm")  # invalid for the nonlinear logsum model
+    n, before = len(viewer.layers), len(notification_manager.records)
+    with qtbot.waitSignal(dehaze.run_finished, timeout=30_000) as sig:
+        _click(qtbot, dehaze.run_button)
+    assert sig.args == ["error"] and len(viewer.layers) == n
+    msgs = [str(r.message) for r in notification_manager.records[before:]]
+    assert any(m.startswith("usdehaze dehaze:") and "logsum" in m for m in msgs), msgs
+    assert dehaze.run_button.isEnabled()
+
+
+def test_saved_result_reopens_at_its_frame_with_run_provenance(
+    shown, qtbot, tiny_priors, tmp_path, capsys
+):
+    """Dehaze frame 1, save the layers with napari's writer, reopen with the slider at frame 1:
+    the layers show that frame, the gCNR table reads it as frame 1, and the file records what
+    ``usdehaze run`` records for the same settings."""
+    from usdehaze.ultrasound.results import load_result
+
+    viewer, dehaze, gcnr = shown
+    viewer.dims.set_current_step(0, 1)
+    _tiny(dehaze, tiny_priors)
+    with qtbot.waitSignal(dehaze.run_finished, timeout=60_000):
+        _click(qtbot, dehaze.run_button)
+    viewer.layers.selection = {viewer.layers["demo_scan tissue"], viewer.layers["demo_scan haze"]}
+    out = tmp_path / "frame1.h5"
+    viewer.layers.save(str(out), selected=True, plugin="usdehaze")
+    cli_out = tmp_path / "cli.h5"
+    t, h = tiny_priors
+    cmd = ["run", str(demo_scan_path()), "-o", str(cli_out), "--frames", "1", "--model"]
+    cmd += ["logsum", "--steps", "2", "--seed", "5", "--device", "cpu"]
+    assert run_app([*cmd, "--tissue-prior", str(t), "--haze-prior", str(h)]) == 0
+    with load_result(out) as a, load_result(cli_out) as b:
+        for k in ("usdehaze_version", "seed", "prior_checksums", "precision", "source_frames"):
+            assert a.attrs[k] == b.attrs[k], k
+        assert a.attrs["config"] == b.attrs["config"]
+        np.testing.assert_allclose(a.frames("tissue"), b.frames("tissue"), atol=1e-2)
+    for ly in list(viewer.layers):
+        if ly.name.startswith("demo_scan ") or ly.name.startswith("ROI"):
+            viewer.layers.remove(ly)
+    reopened = viewer.open(str(out), plugin="usdehaze")
+    viewer.dims.set_current_step(0, 1)
+    tissue = viewer.layers["frame1 tissue"]
+    assert tissue.translate[0] == 1
+    shown_frame = np.asarray(tissue._slice.image.raw)  # what the canvas shows at frame 1
+    assert np.ptp(shown_frame) > 10  # not a blank layer
+    gcnr.load_roi(demo_scan_path().with_suffix(".roi.json"))
+    gcnr.select(image="frame1 tissue")
+    gcnr.refresh()
+    assert gcnr.error == "" and gcnr.rows[0]["frame"] == 1
+    assert {ly.metadata["usdehaze"].source_frame(0) for ly in reopened} == {1}
