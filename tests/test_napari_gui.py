@@ -261,3 +261,47 @@ def test_saved_result_reopens_at_its_frame_with_run_provenance(
     gcnr.refresh()
     assert gcnr.error == "" and gcnr.rows[0]["frame"] == 1
     assert {ly.metadata["usdehaze"].source_frame(0) for ly in reopened} == {1}
+
+
+def test_layout_at_1600x1000(shown, qtbot):
+    """The whole sector in view, every gCNR column without scrolling, no blank under the
+    Dehaze form, combo boxes at their full height (underscores not clipped)."""
+    viewer, dehaze, gcnr = shown
+    canvas = _canvas(viewer).native
+    zoom, (cz, cx) = viewer.camera.zoom, viewer.camera.center[-2:]
+    half = np.array([canvas.height(), canvas.width()]) / (2 * zoom)
+    extent = viewer.layers["demo_scan"].extent.world[:, -2:]  # [[z0, x0], [z1, x1]]
+    assert np.all(extent[0] >= [cz, cx] - half - 1e-6) and np.all(extent[1] <= [cz, cx] + half)
+    assert gcnr.table.rowCount() == 1 and gcnr.table.horizontalScrollBar().maximum() == 0
+    assert gcnr.table.viewport().height() >= 3 * gcnr.table.verticalHeader().defaultSectionSize()
+    assert dehaze.height() - dehaze.sizeHint().height() < 60
+    for combo in (dehaze.layer_combo, dehaze.model, gcnr.image_combo, gcnr.roi_combo):
+        assert combo.height() >= combo.sizeHint().height()
+        assert combo.width() >= combo.sizeHint().width()  # "demo_scan" shown whole
+
+
+def test_long_loop_opens_lazily(make_napari_viewer, qtbot, tmp_path, monkeypatch):
+    """A 40-frame loop opens without reading its frames; moving the slider reads the frame
+    shown, which equals the eager reading of that frame."""
+    from usdehaze.napari._reader import scan_layer_data
+    from usdehaze.ultrasound.io import write_scan
+    from usdehaze.ultrasound.scan import Scan
+    from usdehaze.ultrasound.simulate import polar_grid
+
+    rng = np.random.default_rng(1)
+    x, z, axes = polar_grid((48, 32))
+    iq = (rng.normal(size=(40, 48, 32)) + 1j * rng.normal(size=(40, 48, 32))).astype(np.complex64)
+    path = write_scan(tmp_path / "loop.h5", iq, x, z, axes=axes)
+    reads = []
+    frames = Scan.frames
+    monkeypatch.setattr(Scan, "frames", lambda s, a=0, b=None: reads.append(a) or frames(s, a, b))
+    viewer = make_napari_viewer(show=True)
+    (layer,) = viewer.open(str(path), plugin="usdehaze")
+    assert type(layer.data).__module__.startswith("dask") and layer.data.shape[0] == 40
+    assert len(set(reads)) <= 2  # at most the frame napari shows first
+    viewer.dims.set_current_step(0, 33)
+    qtbot.wait(100)
+    assert 33 in reads and len(set(reads)) <= 4
+    (eager,) = scan_layer_data(path, lazy=False)
+    np.testing.assert_allclose(np.asarray(layer.data[33]), eager[0][33], atol=1e-5)
+    np.testing.assert_allclose(np.asarray(layer._slice.image.raw), eager[0][33], atol=1e-5)

@@ -120,7 +120,8 @@ class GcnrWidget(QWidget):
         self.target_button = QPushButton("Selected → target")
         self.background_button = QPushButton("Selected → background")
         self.table = QTableWidget(0, len(COLUMNS))
-        self.table.setHorizontalHeaderLabels([c[0] for c in COLUMNS])
+        # two-line headers ("haze" over "contrast dB"): all columns fit a dock at 1600 x 1000
+        self.table.setHorizontalHeaderLabels([c[0].replace(" ", "\n", 1) for c in COLUMNS])
         self.table.verticalHeader().setVisible(False)
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeToContents)

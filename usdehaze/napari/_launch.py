@@ -39,7 +39,7 @@ def open_viewer(path: str | Path, roi: str | Path | None = None, viewer: Any = N
 
 
 def arrange(viewer: Any, dehaze: tuple, gcnr: tuple) -> None:
-    """Dock column wide enough for every gCNR table column (at most 45 % of the window), the
+    """Dock column wide enough for every gCNR table column (at most half the window), the
     Dehaze form at its natural height with the rest for the gCNR table, and the whole image in
     view (the canvas shrank when the docks were added)."""
     from qtpy.QtCore import Qt
@@ -47,7 +47,7 @@ def arrange(viewer: Any, dehaze: tuple, gcnr: tuple) -> None:
     (d_dock, d_widget), (g_dock, g_widget) = dehaze, gcnr
     qt = viewer.window._qt_window
     width = max(d_widget.sizeHint().width(), g_widget.sizeHint().width()) + 8
-    width = min(width, int(0.45 * qt.width()))
+    width = min(width, int(0.5 * qt.width()))
     qt.resizeDocks([d_dock, g_dock], [width, width], Qt.Horizontal)
     tall = d_widget.sizeHint().height() + 30  # + the dock's title bar
     qt.resizeDocks([d_dock, g_dock], [tall, max(qt.height() - tall, tall)], Qt.Vertical)
