@@ -32,5 +32,14 @@ __all__ = ["app", "main"]
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point."""
-    sys.exit(run_app(argv))
+    """Console-script entry point: exit 130 after SIGINT and 143 after SIGTERM, each after the
+    same clean partial save (SIGTERM is raised as a KeyboardInterrupt subclass)."""
+    import signal
+
+    from usdehaze.atomic import exit_signals
+
+    received = exit_signals()
+    code = run_app(argv)
+    if received and code in (0, 1, 130):  # interrupted: never a success, whatever caught it
+        code = 143 if received[-1] == signal.SIGTERM else 130
+    sys.exit(code)

@@ -47,6 +47,10 @@ def evaluate(
 
     if not 1 <= frames <= MAX_EVALUATE_FRAMES:
         raise UsageError(f"--frames {frames}: expected 1 to {MAX_EVALUATE_FRAMES} (the limit)")
+    if json_out:
+        from usdehaze.outputs import check_output
+
+        check_output(json_out, [p for p in (config, cases, priors) if p], option="--json")
     base = build_config(
         config, {"steps": steps, "device": device, "priors": str(priors) if priors else None}
     )
@@ -70,7 +74,10 @@ def evaluate(
     typer.echo("\nHaze removed (%) per haze level:\n")
     typer.echo(markdown_by_level(table, "haze_removed"))
     if json_out:
+        from usdehaze import __version__
         from usdehaze.atomic import atomic_path
+        from usdehaze.outputs import MARKER, writing
 
-        with atomic_path(json_out) as tmp:
-            tmp.write_text(dumps(table, indent=2))  # NaN/Infinity as null
+        doc = {MARKER: "evaluate", "usdehaze_version": __version__, **table}
+        with writing(json_out), atomic_path(json_out) as tmp:
+            tmp.write_text(dumps(doc, indent=2))  # NaN/Infinity as null

@@ -78,6 +78,7 @@ def run(
     from tqdm import tqdm
 
     from usdehaze.errors import UsageError
+    from usdehaze.outputs import check_output
     from usdehaze.ultrasound.dehaze import for_magnitude_data, run_dehaze
     from usdehaze.ultrasound.io import load_scan
     from usdehaze.ultrasound.scan import parse_frames
@@ -114,8 +115,7 @@ def run(
         },
     )
     out = out or scan.with_name(scan.stem + ".dehazed.h5")
-    if out.resolve() == Path(scan).resolve():
-        raise UsageError(f"{out}: the output would overwrite the input scan; choose another -o")
+    check_output(out, [scan])  # before any work: never over an input or a file not ours
     with load_scan(scan, key) as s:
         sel = parse_frames(frames, s.n_frames, scan)
         if s.magnitude_only:
@@ -156,7 +156,9 @@ def run(
         except KeyboardInterrupt:
             bar.close()
             typer.echo(
-                f"interrupted: {state['frames']} finished frame(s) kept in {out} (complete = false)",
+                f"interrupted: {state['frames']} finished frame(s) kept in {out} (complete = false)"
+                if state["frames"]
+                else f"interrupted before any frame finished: {out} not written",
                 err=True,
             )
             raise

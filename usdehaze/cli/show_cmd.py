@@ -24,6 +24,7 @@ def show(
 ) -> None:
     """Scan-converted B-mode image(s) with mm axes, dB colourbar and ROI outlines."""
     from usdehaze.errors import UsageError
+    from usdehaze.outputs import check_output
     from usdehaze.ultrasound.images import open_images
     from usdehaze.ultrasound.plot import bmode_figure, save_figure
     from usdehaze.ultrasound.results import is_result_file
@@ -34,6 +35,7 @@ def show(
         raise UsageError(f"{out}: -o: expected a .png, .pdf or .svg file name")
     if dynamic_range <= 0:
         raise UsageError(f"--dynamic-range {dynamic_range}: expected a positive number of dB")
+    check_output(out, [file, *([roi] if roi else [])])  # before any work
     regions = load_roi(roi) if roi else None
     keys = [key] if key or not is_result_file(file) else ["input", "tissue", "haze"]
     images = {}

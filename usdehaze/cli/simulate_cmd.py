@@ -16,9 +16,11 @@ def write_simulation(
 ) -> tuple[Path, Path]:
     """Simulate and write OUT (zea layout; extras 'tissue' and 'haze') and OUT.roi.json."""
     from usdehaze import __version__
+    from usdehaze.atomic import atomic_path
     from usdehaze.errors import UsageError
+    from usdehaze.outputs import MARKER, check_output, writing
     from usdehaze.ultrasound.io import write_scan
-    from usdehaze.ultrasound.roi import save_roi
+    from usdehaze.ultrasound.roi import roi_from_dict
     from usdehaze.ultrasound.simulate import (
         CENTER_FREQUENCY,
         SOUND_SPEED,
@@ -26,6 +28,12 @@ def write_simulation(
         simulate_cyst,
     )
 
+    out = Path(out)
+    if out.suffix.lower() not in (".h5", ".hdf5"):
+        raise UsageError(f"{out}: simulate writes an HDF5 file (zea layout); give NAME.h5")
+    roi_path = out.with_suffix(".roi.json")
+    check_output(out)  # both before any work: never over a file usdehaze did not write
+    check_output(roi_path, [out], option="the ROI file")
     if kind not in ("cardiac", "cyst"):
         raise UsageError(f"--kind {kind}: expected cardiac or cyst")
     from usdehaze import limits
@@ -42,23 +50,28 @@ def write_simulation(
     sim = (simulate_cardiac if kind == "cardiac" else simulate_cyst)(
         frames, seed=seed, haze_db=haze_db
     )
-    path = write_scan(
-        out,
-        sim.hazy_iq,
-        sim.x,
-        sim.z,
-        grid="polar",
-        axes=sim.axes,
-        probe="simulated phased array",
-        center_frequency=CENTER_FREQUENCY,
-        sound_speed=SOUND_SPEED,
-        extras={"tissue": sim.tissue_iq, "haze": sim.haze_iq},
-        attrs={
-            "usdehaze_version": __version__,
-            "simulation": json.dumps(sim.params, default=float),
-        },
-    )
-    roi_path = save_roi(sim.roi, out.with_suffix(".roi.json"))
+    with writing(out):
+        path = write_scan(
+            out,
+            sim.hazy_iq,
+            sim.x,
+            sim.z,
+            grid="polar",
+            axes=sim.axes,
+            probe="simulated phased array",
+            center_frequency=CENTER_FREQUENCY,
+            sound_speed=SOUND_SPEED,
+            extras={"tissue": sim.tissue_iq, "haze": sim.haze_iq},
+            attrs={
+                "usdehaze_version": __version__,
+                MARKER: "simulate",
+                "simulation": json.dumps(sim.params, default=float),
+            },
+        )
+    # validated like save_roi, marked as usdehaze's so that a rerun may replace it
+    roi = {MARKER: "simulate", **roi_from_dict(sim.roi, str(roi_path)).to_dict()}
+    with writing(roi_path), atomic_path(roi_path) as tmp:
+        tmp.write_text(json.dumps(roi, indent=2))
     return path, roi_path
 
 

@@ -44,6 +44,7 @@ def _natives(data: list[LayerData]) -> dict[str, Native]:
 def write_result(path: str, data: list[LayerData]) -> list[str]:
     """Write the selected tissue + haze layers (+ input, std) as a result file; returns [path]."""
     from usdehaze import __version__
+    from usdehaze.outputs import check_output
     from usdehaze.ultrasound.results import ResultWriter
 
     found = _natives(data)
@@ -66,6 +67,8 @@ def write_result(path: str, data: list[LayerData]) -> list[str]:
     if len(set(shapes.values())) != 1:
         raise UsageError(f"{path}: layers differ in shape {shapes}; they must come from one run")
     n, *shape = shapes["tissue"]
+    sources = [s for s in {tissue.source, haze.source} if s]
+    check_output(path, sources)  # never over the scan shown, nor a file usdehaze did not write
     attrs = {
         **{k: v for k, v in tissue.attrs.items() if k not in _OWN_ATTRS and v is not None},
         "usdehaze_version": __version__,
@@ -84,6 +87,7 @@ def write_result(path: str, data: list[LayerData]) -> list[str]:
         axes=tissue.axes,
         with_std=with_std,
         attrs=attrs,
+        writer="napari",
     ) as w:
         for i in range(n):
             w.write(i, **{k: np.asarray(v[i]) for k, v in arrays.items()})

@@ -5,6 +5,11 @@ and whether any scan's ``ood_warning`` fired) with one result group per
 input, ``scans/000``, ``scans/001``..., each in the result layout of ``usdehaze run`` (so ``show``,
 ``gcnr`` and the napari reader open ``OUT.zarr/scans/000``) plus ``done``, one byte per frame.
 
+One run per store: rank 0 holds ``.NAME.zarr.lock`` beside the store (``filelock``) for the
+whole run, so a second ``run-many`` on the same store is refused in one line, and a store left
+half-made is refused with a hint to start over (``--overwrite``). The output is checked before
+any work (usdehaze.outputs): never a folder usdehaze did not write, never over an input.
+
 Concurrency and resume: rank 0 creates the store, then every process takes every world-th frame
 not yet done. A frame's images are written first (one chunk per frame, one writer per chunk) and
 its ``done`` byte last, so a killed run leaves every frame either done and complete or not done;
@@ -14,10 +19,10 @@ so the result does not depend on the number of processes or on where a run was r
 
 from __future__ import annotations
 
+import contextlib
 import json
-import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -26,6 +31,7 @@ import numpy as np
 
 from usdehaze.core import distributed as dist
 from usdehaze.errors import UsageError
+from usdehaze.outputs import MARKER, check_output, write_error
 from usdehaze.ultrasound.dehaze import DehazeConfig, Dehazer, for_magnitude_data
 from usdehaze.ultrasound.ood import OodCheck, check_run
 from usdehaze.ultrasound.results import IMAGE_KEYS, STD_KEYS, init_result_group, set_attrs
@@ -55,7 +61,13 @@ def _create(
     for i, (scan, sel) in enumerate(zip(scans, frames)):
         g = root.require_group(f"scans/{i:03d}")
         init_result_group(
-            g, len(sel), scan.shape, keys, (scan.x, scan.z, scan.grid, scan.axes), True
+            g,
+            len(sel),
+            scan.shape,
+            keys,
+            (scan.x, scan.z, scan.grid, scan.axes),
+            True,
+            "run-many",
         )
         g.create_array("done", shape=(len(sel),), chunks=(1,), dtype="uint8", fill_value=0)
         set_attrs(
@@ -76,21 +88,70 @@ def _create(
         "ood_score": max(scores) if scores else float("nan"),
         "ood_warning": any(c.warning for c in ood),
     }
-    set_attrs(
-        root, {**record, **summary, "format": STORE_FORMAT, "n_scans": len(scans), "runs": []}
+    set_attrs(  # last: a store without these attributes was never finished
+        root,
+        {
+            **record,
+            **summary,
+            "format": STORE_FORMAT,
+            MARKER: "run-many",
+            "n_scans": len(scans),
+            "runs": [],
+        },
     )
 
 
-def _check_store(out: Path, identity: dict) -> None:
+def _damaged(out: Path, what: str) -> UsageError:
+    return UsageError(
+        f"{out}: an unfinished or damaged run-many store ({what}); "
+        "rerun usdehaze run-many with --overwrite to start it over"
+    )
+
+
+def _open_store(out: Path, mode: str = "r"):
+    """The store's root group and its scan groups, every part a run needs checked: a store
+    left half-made (by a crash, or by an older usdehaze racing another run) is a UsageError."""
     import zarr
 
-    root = zarr.open_group(str(out), mode="r")
-    if root.attrs.get("format") != STORE_FORMAT:
+    try:
+        root = zarr.open_group(str(out), mode=mode)
+        attrs = dict(root.attrs)
+    except Exception as exc:  # noqa: BLE001 - unreadable metadata: damaged, said in one line
+        raise _damaged(
+            out, f"cannot open it: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        ) from None
+    if attrs.get("format") != STORE_FORMAT:
         raise UsageError(
-            f"{out}: attribute 'format' is {root.attrs.get('format')!r}, expected '{STORE_FORMAT}' (not a run-many store; choose another -o)"
+            f"{out}: attribute 'format' is {attrs.get('format')!r}, expected '{STORE_FORMAT}' (not a run-many store; choose another -o)"
         )
-    have = json.loads(root.attrs["identity"])
+    for key in ("identity", "n_scans"):
+        if key not in attrs:
+            raise _damaged(out, f"no '{key}' attribute")
+    try:
+        identity = json.loads(attrs["identity"])
+        n = int(attrs["n_scans"])
+    except (TypeError, ValueError):
+        raise _damaged(out, "unreadable 'identity' or 'n_scans'") from None
+    groups = []
+    for i in range(n):
+        name = f"scans/{i:03d}"
+        try:
+            g = root[name]
+            arrays = set(g.array_keys())
+        except Exception:  # noqa: BLE001
+            raise _damaged(out, f"no group '{name}'") from None
+        missing = sorted({"done", *(f"{k}_db" for k in IMAGE_KEYS)} - arrays)
+        if missing:
+            raise _damaged(out, f"'{name}' has no {', '.join(missing)}")
+        groups.append(g)
+    return root, identity, groups
+
+
+def _check_store(out: Path, identity: dict) -> None:
+    _, have, _ = _open_store(out)
     for key in ("inputs", "frames", "config"):
+        if not isinstance(have, dict) or key not in have:
+            raise _damaged(out, f"identity has no '{key}'")
         if have[key] != identity[key]:
             diff = (
                 sorted(k for k in identity[key] if have[key].get(k) != identity[key][k])
@@ -103,18 +164,20 @@ def _check_store(out: Path, identity: dict) -> None:
 
 
 def describe_store(out: Path) -> dict[str, Any] | None:
-    """Summary of a run-many store (None when ``out`` is not one): scans, frames done, runs."""
+    """Summary of a run-many store (None when ``out`` is not one): scans, frames done, runs;
+    a damaged or half-made store is a one-line UsageError."""
     import zarr
 
     try:
         root = zarr.open_group(str(out), mode="r")
+        fmt = root.attrs.get("format")
     except Exception:
         return None
-    if root.attrs.get("format") != STORE_FORMAT:
+    if fmt != STORE_FORMAT:
         return None
+    root, _, groups = _open_store(out)
     scans = []
-    for i in range(int(root.attrs["n_scans"])):
-        g = root[f"scans/{i:03d}"]
+    for i, g in enumerate(groups):
         done = np.asarray(g["done"][:])
         scans.append(
             {
@@ -136,6 +199,28 @@ def describe_store(out: Path) -> dict[str, Any] | None:
     }
 
 
+@contextlib.contextmanager
+def store_lock(out: Path) -> Iterator[None]:
+    """Hold ``.NAME.zarr.lock`` beside the store for a whole run (filelock: an OS file lock,
+    released by the OS if the process dies); a second writer is refused in one line."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(out.parent / f".{out.name}.lock"), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise UsageError(
+            f"{out}: another usdehaze run-many is writing this store (lock {lock.lock_file}); "
+            "wait until it ends, then rerun to resume"
+        ) from None
+    except OSError as exc:
+        raise UsageError(f"{out}: cannot lock the store ({exc.strerror or exc})") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 def run_many(
     inputs: list[Path],
     out: Path,
@@ -154,61 +239,73 @@ def run_many(
     Every scan is checked once, before sampling (usdehaze.ultrasound.ood, recorded in its group
     as ``ood_score`` / ``ood_warning``): ``warn(message)`` (default ``log``) when one looks unlike
     the priors' training data, or with ``strict`` a UsageError before the store is touched."""
-    import zarr
-
-    from usdehaze import __version__
     from usdehaze.core.device import resolve_device
     from usdehaze.ultrasound.io import load_scan
-    from usdehaze.ultrasound.scan import parse_frames
 
     out = Path(out)
     if out.suffix != ".zarr":
         raise UsageError(f"{out}: run-many writes one zarr store; give -o NAME.zarr")
+    check_output(out, inputs, folder=True)  # never over an input or a folder not usdehaze's
     rank, size = dist.world()
     cfg = replace(cfg, device=str(dist.local_device(resolve_device(cfg.device))))
     scans = [load_scan(p, key) for p in inputs]
     try:
-        sels = [parse_frames(frames, s.n_frames, p) for s, p in zip(scans, inputs)]
-        for p in inputs:
-            if Path(p).resolve() == out.resolve():
-                raise UsageError(f"{out}: the output would overwrite an input")
-        if any(s.magnitude_only for s in scans):
-            cfg, note = for_magnitude_data(cfg)
-            if note and rank == 0:
-                log(f"some inputs are {note}")
-        identity = _identity(cfg, inputs, sels)
-        dehazer = Dehazer(cfg)
-        say = (warn or log) if rank == 0 else None  # every rank checks: all refuse together
-        ood = [check_run(s, sel, dehazer, strict, say) for s, sel in zip(scans, sels)]
-        if rank == 0:
-            if out.exists() and overwrite:
-                shutil.rmtree(out)
-            if out.exists():
-                _check_store(out, identity)
-            else:
-                record = {
-                    "usdehaze_version": __version__,
-                    "config": json.dumps(asdict(dehazer.cfg)),
-                    "seed": cfg.seed,
-                    "prior_checksums": json.dumps(dehazer.checksums),
-                    "precision": dehazer.precision(),  # "auto" as resolved on rank 0
-                    "identity": json.dumps(identity),
-                }
-                tmp = out.with_name(out.name + ".creating")
-                shutil.rmtree(tmp, ignore_errors=True)
-                _create(tmp, scans, sels, cfg, record, ood)
-                tmp.rename(out)  # the store appears whole or not at all
-        dist.barrier()
-        if rank != 0:
+        with contextlib.ExitStack() as stack:
+            return _run(
+                scans, inputs, out, cfg, frames, overwrite, progress, log, warn, strict, stack
+            )
+    finally:
+        for s in scans:
+            s.close()
+
+
+def _run(scans, inputs, out, cfg, frames, overwrite, progress, log, warn, strict, stack):
+    """run_many once the inputs are open (``stack`` holds rank 0's store lock)."""
+    import zarr  # noqa: F401 - fail here, not midway, when zarr is missing
+
+    from usdehaze import __version__
+    from usdehaze.atomic import atomic_path
+    from usdehaze.ultrasound.scan import parse_frames
+
+    rank, size = dist.world()
+    sels = [parse_frames(frames, s.n_frames, p) for s, p in zip(scans, inputs)]
+    if any(s.magnitude_only for s in scans):
+        cfg, note = for_magnitude_data(cfg)
+        if note and rank == 0:
+            log(f"some inputs are {note}")
+    identity = _identity(cfg, inputs, sels)
+    if rank == 0:  # one run-many per store: a second one is refused before any work
+        stack.enter_context(store_lock(out))
+        if out.exists() and not overwrite:
             _check_store(out, identity)
-        root = zarr.open_group(str(out), mode="r+")
-        groups = [root[f"scans/{i:03d}"] for i in range(len(scans))]
-        done = [np.asarray(g["done"][:]).astype(bool) for g in groups]
-        todo = [(i, j) for i, d in enumerate(done) for j in np.flatnonzero(~d)]
-        skipped = sum(int(d.sum()) for d in done)
-        mine = todo[rank::size]
-        t0 = time.perf_counter()
-        n_here = 0
+    dehazer = Dehazer(cfg)
+    say = (warn or log) if rank == 0 else None  # every rank checks: all refuse together
+    ood = [check_run(s, sel, dehazer, strict, say) for s, sel in zip(scans, sels)]
+    if rank == 0 and (overwrite or not out.exists()):
+        record = {
+            "usdehaze_version": __version__,
+            "config": json.dumps(asdict(dehazer.cfg)),
+            "seed": cfg.seed,
+            "prior_checksums": json.dumps(dehazer.checksums),
+            "precision": dehazer.precision(),  # "auto" as resolved on rank 0
+            "identity": json.dumps(identity),
+        }
+        try:  # the store appears whole or not at all; --overwrite swaps it in at the end
+            with atomic_path(out) as tmp:
+                _create(tmp, scans, sels, cfg, record, ood)
+        except OSError as exc:
+            raise write_error(out, exc) from exc
+    dist.barrier()
+    if rank != 0:
+        _check_store(out, identity)
+    root, _, groups = _open_store(out, "r+")
+    done = [np.asarray(g["done"][:]).astype(bool) for g in groups]
+    todo = [(i, j) for i, d in enumerate(done) for j in np.flatnonzero(~d)]
+    skipped = sum(int(d.sum()) for d in done)
+    mine = todo[rank::size]
+    t0 = time.perf_counter()
+    n_here = 0
+    try:
         for i in range(len(scans)):
             rows = [j for (k, j) in mine if k == i]
             for b in range(0, len(rows), cfg.batch):
@@ -217,35 +314,45 @@ def run_many(
                 iq = np.concatenate([scans[i].frames(f, f + 1) for f in src])
                 res = dehazer.dehaze_iq(iq, frames=src)
                 g = groups[i]
-                for k, j in enumerate(chunk):
-                    for name, v in res.items():
-                        g[f"{name}_db"][j] = v[k]
-                    g["done"][j] = 1  # last: marks the frame complete
+                try:
+                    for k, j in enumerate(chunk):
+                        for name, v in res.items():
+                            g[f"{name}_db"][j] = v[k]
+                        g["done"][j] = 1  # last: marks the frame complete
+                except OSError as exc:
+                    raise UsageError(
+                        f"{out}: cannot write ({exc.strerror or exc}); the {skipped + n_here} "
+                        "frame(s) finished before are kept, rerun the same command to resume"
+                    ) from exc
                 n_here += len(chunk)
                 if progress is not None:
                     progress(n_here, len(mine))
-        seconds = time.perf_counter() - t0
-        total_new, total_sec = dist.sum_all([float(n_here), seconds])
-        wall = dist.max_all(seconds)
-        dist.barrier()
-        figures = {
-            "frames": n_here,
-            "frames_all": int(total_new),
-            "skipped": skipped,
-            "seconds": wall,
-            "frames_per_s": total_new / wall if wall > 0 else 0.0,
-            "processes": size,
-        }
+    except KeyboardInterrupt:
         if rank == 0:
-            _finish(root, groups, figures)
-            log(
-                f"{out}: {int(total_new)} frame(s) dehazed by {size} process(es) in {wall:.1f} s "
-                f"({figures['frames_per_s']:.2f} frames/s); {skipped} already done, skipped"
+            (warn or log)(
+                f"interrupted: {skipped + n_here} finished frame(s) kept in {out}; "
+                "rerun the same command to resume"
             )
-        return figures
-    finally:
-        for s in scans:
-            s.close()
+        raise
+    seconds = time.perf_counter() - t0
+    total_new, total_sec = dist.sum_all([float(n_here), seconds])
+    wall = dist.max_all(seconds)
+    dist.barrier()
+    figures = {
+        "frames": n_here,
+        "frames_all": int(total_new),
+        "skipped": skipped,
+        "seconds": wall,
+        "frames_per_s": total_new / wall if wall > 0 else 0.0,
+        "processes": size,
+    }
+    if rank == 0:
+        _finish(root, groups, figures)
+        log(
+            f"{out}: {int(total_new)} frame(s) dehazed by {size} process(es) in {wall:.1f} s "
+            f"({figures['frames_per_s']:.2f} frames/s); {skipped} already done, skipped"
+        )
+    return figures
 
 
 def _finish(root, groups, figures: dict) -> None:

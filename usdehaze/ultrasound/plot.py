@@ -157,17 +157,22 @@ def _spread_top(img: np.ndarray) -> float:
     return top if top > 0 else 1.0
 
 
-def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
-    """Save atomically (temp file then rename); the format follows the suffix (png, pdf, svg)."""
+def save_figure(fig, path: str | Path, dpi: int = 120, writer: str = "show") -> Path:
+    """Save atomically (temp file then rename); the format follows the suffix (png, pdf, svg).
+
+    The figure's metadata carries the usdehaze output marker naming ``writer``, so a later run
+    may replace it (usdehaze.outputs); a failed write (disk full) is one UsageError line, the
+    temporary removed and the old figure kept."""
     import matplotlib.pyplot as plt
 
     from usdehaze.atomic import atomic_path
+    from usdehaze.outputs import figure_metadata, writing
 
     path = Path(path)
     fmt = path.suffix.lstrip(".").lower() or "png"
     try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=dpi, format=fmt)
+        with writing(path), atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=dpi, format=fmt, metadata=figure_metadata(writer))
     finally:
         plt.close(fig)
     return path

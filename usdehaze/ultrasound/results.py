@@ -18,6 +18,7 @@ import numpy as np
 
 from usdehaze.atomic import atomic_path
 from usdehaze.errors import UsageError
+from usdehaze.outputs import MARKER, write_error
 
 IMAGE_KEYS = ("input", "tissue", "haze")
 STD_KEYS = ("tissue_std", "haze_std")
@@ -38,9 +39,11 @@ def init_result_group(
     keys: tuple[str, ...],
     geometry: tuple[np.ndarray, np.ndarray, str, dict[str, Any]],
     zarr_format: bool,
+    writer: str = "run",
 ) -> None:
     """Create the result layout in an open HDF5 or zarr group: one chunk per frame, geometry,
-    and the format attributes (``complete = False`` until the writer says otherwise)."""
+    and the format attributes (``complete = False`` until the writer says otherwise), with the
+    usdehaze output marker naming ``writer`` (usdehaze.outputs)."""
     chunks = (1, *shape)
     for k in keys:
         if zarr_format:
@@ -69,6 +72,7 @@ def init_result_group(
         root,
         {
             "format": RESULT_FORMAT,
+            MARKER: writer,
             "grid": grid,
             "n_frames": n_frames,
             "complete": False,
@@ -92,7 +96,9 @@ class ResultWriter:
 
     ``with ResultWriter(path, n_frames, shape, x=..., z=...) as w: w.write(i, input_db=..., ...)``.
     Frames must be written in order 0, 1, 2...; on an exception the frames written so far are
-    kept (``complete = False``) and the exception propagates.
+    kept (``complete = False``) and the exception propagates. A failed write (disk full,
+    permission) keeps nothing: the temporary is removed, the old file stays, and a one-line
+    UsageError naming the file is raised. ``writer`` goes into the output marker.
     """
 
     def __init__(
@@ -107,8 +113,11 @@ class ResultWriter:
         axes: dict[str, Any] | None = None,
         with_std: bool = False,
         attrs: dict[str, Any] | None = None,
+        writer: str = "run",
     ) -> None:
         self.path = Path(path)
+        self.writer = writer
+        self._failed = False  # a write failed: nothing of this run is kept
         self.n_frames = int(n_frames)
         self.shape = tuple(shape)
         self.keys = IMAGE_KEYS + (STD_KEYS if with_std else ())
@@ -117,26 +126,60 @@ class ResultWriter:
         self._attrs = dict(attrs or {})
         self._ctx = None
         self._root = None
+        self._h5 = None
 
     # -- lifecycle -------------------------------------------------------------------------
     def __enter__(self) -> ResultWriter:
-        self._ctx = atomic_path(self.path)
-        tmp = self._ctx.__enter__()
-        self._root = self._open(tmp)
+        try:
+            self._ctx = atomic_path(self.path)
+            tmp = self._ctx.__enter__()
+        except OSError as exc:
+            raise write_error(self.path, exc) from exc
+        try:
+            self._root = self._open(tmp)
+        except BaseException as exc:
+            self._drop(exc)
+            if isinstance(exc, OSError):
+                raise write_error(self.path, exc) from exc
+            raise
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
+        from usdehaze.atomic import deferred_interrupts
+
+        with deferred_interrupts():  # a second Ctrl-C or SIGTERM does not tear the save
+            self._exit(exc_type, exc, tb)
+
+    def _exit(self, exc_type, exc, tb) -> None:
         complete = exc_type is None and self.frames_done == self.n_frames
-        keep = self.frames_done > 0 or exc_type is None
+        keep = not self._failed and (self.frames_done > 0 or exc_type is None)
         try:
             if keep:
                 self._finish(complete)
-        finally:
             self._close_root()
-            if keep:
-                self._ctx.__exit__(None, None, None)  # rename onto target
-            else:
-                self._ctx.__exit__(exc_type, exc, tb)  # nothing worth keeping: drop the temp
+        except BaseException as err:  # the disk filled while finishing: keep nothing
+            self._drop(err)
+            if isinstance(err, OSError):
+                raise write_error(self.path, err) from err
+            raise
+        if not keep:  # nothing worth keeping: drop the temp
+            err = exc if exc is not None else RuntimeError(f"{self.path}: write failed")
+            self._ctx.__exit__(type(err), err, tb)
+            return
+        try:
+            self._ctx.__exit__(None, None, None)  # rename onto target
+        except OSError as err:
+            raise write_error(self.path, err) from err
+
+    def _drop(self, exc: BaseException) -> None:
+        """Close what is open and remove the temporary (the target is left as it was)."""
+        self._failed = True
+        try:
+            self._close_root()
+        except BaseException:  # noqa: BLE001 - the first error is the one reported
+            pass
+        self._root = None
+        self._ctx.__exit__(type(exc), exc, exc.__traceback__)
 
     def _open(self, tmp: Path):
         if _is_zarr(self.path):
@@ -144,11 +187,18 @@ class ResultWriter:
 
             root = zarr.open_group(str(tmp), mode="w")
         else:
-            import h5py
+            from usdehaze.atomic import H5Output
 
-            root = h5py.File(tmp, "w")
+            self._h5 = H5Output(tmp)  # a full disk gives an OSError, not a crash in libhdf5
+            root = self._h5.file
         init_result_group(
-            root, self.n_frames, self.shape, self.keys, self._geometry, _is_zarr(self.path)
+            root,
+            self.n_frames,
+            self.shape,
+            self.keys,
+            self._geometry,
+            _is_zarr(self.path),
+            self.writer,
         )
         return root
 
@@ -174,8 +224,14 @@ class ResultWriter:
         missing = [k for k in self.keys if k not in frames]
         if missing:
             raise ValueError(f"frame {i}: missing {missing}")
-        for k in self.keys:
-            self._root[f"{k}_db"][i] = np.asarray(frames[k], np.float32)
+        try:
+            for k in self.keys:
+                self._root[f"{k}_db"][i] = np.asarray(frames[k], np.float32)
+            if self._h5 is not None:
+                self._h5.check()
+        except OSError as exc:
+            self._failed = True  # __exit__ then drops the temporary and keeps the old file
+            raise write_error(self.path, exc) from exc
         self.frames_done += 1
 
     def _finish(self, complete: bool) -> None:
@@ -189,10 +245,12 @@ class ResultWriter:
         )
 
     def _close_root(self) -> None:
-        close = getattr(self._root, "close", None)
-        if close is not None:
-            close()
-        self._root = None
+        """Close the file; raises the first write error of an HDF5 file."""
+        h5, self._h5, root, self._root = self._h5, None, self._root, None
+        if h5 is not None:
+            h5.close()
+        elif root is not None and hasattr(root, "close"):
+            root.close()
 
 
 @dataclass
@@ -207,6 +265,7 @@ class Result:
     axes: dict[str, np.ndarray]
     attrs: dict[str, Any] = field(default_factory=dict)
     _handle: Any = None
+    done: np.ndarray | None = None  # a run-many group: which frames are dehazed yet
 
     @property
     def n_frames(self) -> int:
@@ -219,6 +278,15 @@ class Result:
                 f"{self.path}: key '{key}': not in this result file, expected one of {sorted(self.arrays)}"
             )
         stop = self.n_frames if stop is None else stop
+        if self.done is not None:
+            todo = [int(i) for i in np.flatnonzero(~self.done[start:stop]) + start]
+            if todo:
+                shown = f"{todo[:5]}"[:-1] + (", ...]" if len(todo) > 5 else "]")
+                raise UsageError(
+                    f"{self.path}: frame(s) {shown} not dehazed yet (an unfinished run-many "
+                    f"store, {int(self.done.sum())}/{self.done.size} done); rerun usdehaze "
+                    "run-many to finish them, or choose frames that are done"
+                )
         return np.asarray(self.arrays[key][start:stop], np.float32)
 
     def close(self) -> None:
@@ -287,6 +355,7 @@ def load_result(path: str | Path) -> Result:
     arrays = {n[: -len("_db")]: root[n] for n in names if n.endswith("_db")}
     axes = {n[len("axes_") :]: np.asarray(root[n]) for n in names if n.startswith("axes_")}
     attrs = {k: _attr(v) for k, v in root.attrs.items()}
+    done = np.asarray(root["done"][:]).astype(bool) if "done" in names else None
     return Result(
         path=path,
         arrays=arrays,
@@ -296,4 +365,5 @@ def load_result(path: str | Path) -> Result:
         axes=axes,
         attrs=attrs,
         _handle=handle,
+        done=done,
     )

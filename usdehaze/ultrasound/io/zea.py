@@ -76,7 +76,7 @@ def write_scan(
     import h5py
 
     from usdehaze import __version__
-    from usdehaze.atomic import atomic_path
+    from usdehaze.atomic import H5Output, atomic_path
 
     iq = np.asarray(iq)
     if iq.ndim != 3:
@@ -88,7 +88,8 @@ def write_scan(
     _check_axes(path, grid, axes or {}, iq.shape[1:])
     coords = _coords(x, z)
     path = Path(path)
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+    # H5Output: a full disk is an OSError here, not a crash of libhdf5 when the file closes
+    with atomic_path(path) as tmp, H5Output(tmp) as f:
         f.attrs["description"] = "beamformed IQ written by usdehaze"
         f.attrs["zea_version"] = "0.1.8"
         for g in ("metadata", "metrics", "probe"):

@@ -1,0 +1,223 @@
+"""Where usdehaze may write: one check for every command's output, made before any work.
+
+An output may replace only what a usdehaze writer made. Every writer stamps its output with
+the marker :data:`MARKER` (an HDF5/zarr root attribute, a key of a JSON file, the ``Creator``
+metadata of a figure), and :func:`check_output` refuses
+
+* an output that is, contains or lies inside an input (also through ``..`` and symlinks),
+* an existing file, folder or store that carries no usdehaze marker,
+* a folder where a file is expected, a parent that is a file, a name the file system cannot
+  hold, a folder that cannot be written,
+
+each as one :class:`~usdehaze.errors.UsageError` line naming the path. :func:`write_error`
+turns a failed write (disk full, permission) into such a line too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from usdehaze.errors import UsageError
+
+MARKER = "usdehaze_output"
+"""The attribute (or JSON key, or figure metadata) naming the usdehaze writer of an output."""
+
+# outputs written before the marker existed: recognised by their own format attribute
+_LEGACY_FORMATS = ("usdehaze-result/1", "usdehaze-batch/1")
+_LEGACY_SCAN = "beamformed IQ written by usdehaze"
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+_FIGURES = (".png", ".pdf", ".svg")
+_SNIFF = 1 << 16  # figure metadata sits in the first (PNG, SVG) or last (PDF) few kB
+
+
+def figure_metadata(writer: str) -> dict[str, str]:
+    """matplotlib ``savefig(metadata=...)`` that marks a figure as usdehaze's (PNG, PDF, SVG)."""
+    from usdehaze import __version__
+
+    return {"Creator": f"usdehaze {__version__} {writer} ({MARKER})"}
+
+
+def is_usdehaze_output(path: str | os.PathLike) -> bool:
+    """True when ``path`` carries the marker of a usdehaze writer (or a pre-marker format)."""
+    path = Path(path)
+    try:
+        if path.is_dir():
+            return _zarr_marked(path)
+        if not path.is_file():
+            return False
+        with open(path, "rb") as f:
+            head = f.read(_SNIFF)
+        if head.startswith(_HDF5_SIGNATURE):
+            return _hdf5_marked(path)
+        suffix = path.suffix.lower()
+        if suffix == ".json":
+            if path.stat().st_size > 64 << 20:
+                return False
+            data = json.loads(path.read_text())
+            return isinstance(data, dict) and MARKER in data
+        if suffix in _FIGURES:
+            token = MARKER.encode()
+            if token in head:
+                return True
+            with open(path, "rb") as f:
+                f.seek(max(0, path.stat().st_size - _SNIFF))
+                return token in f.read()
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False
+    return False
+
+
+def _marked(attrs: object) -> bool:
+    return isinstance(attrs, dict) and (MARKER in attrs or attrs.get("format") in _LEGACY_FORMATS)
+
+
+def _zarr_marked(path: Path) -> bool:
+    """A zarr store (v3 ``zarr.json`` or v2 ``.zattrs``) whose root attributes hold the marker."""
+    for name, key in (("zarr.json", "attributes"), (".zattrs", None)):
+        meta = path / name
+        if meta.is_file():
+            data = json.loads(meta.read_text())
+            return _marked(data.get(key) if key and isinstance(data, dict) else data)
+    return False
+
+
+def _hdf5_marked(path: Path) -> bool:
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            attrs = {k: _text(v) for k, v in f.attrs.items()}
+            group = f.get("usdehaze")
+            inner = {k: _text(v) for k, v in group.attrs.items()} if group is not None else {}
+    except Exception:  # noqa: BLE001 - any unreadable file is simply not ours
+        return False
+    return _marked(attrs) or MARKER in inner or attrs.get("description") == _LEGACY_SCAN
+
+
+def _text(v: object) -> object:
+    return v.decode() if isinstance(v, bytes) else v
+
+
+def _resolved(path: Path) -> Path:
+    return Path(os.path.realpath(os.path.abspath(path)))
+
+
+def _inside(child: Path, parent: Path) -> bool:
+    return child == parent or parent in child.parents
+
+
+def _same(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_output(
+    target: str | os.PathLike,
+    inputs: Iterable[str | os.PathLike] = (),
+    *,
+    option: str = "-o",
+    folder: bool = False,
+) -> Path:
+    """Refuse (one UsageError line) an output that would destroy anything not usdehaze's.
+
+    ``inputs`` are the command's input files (a path inside a zarr store, ``st.zarr/iq``,
+    counts as the store); ``folder`` for outputs that are folders or zarr stores (else a file
+    is expected). Returns ``target`` as a Path. Call it before any work is done.
+    """
+    target = Path(target)
+    _check_name(target, option)
+    _check_parent(target, option)
+    real = _resolved(target)
+    for inp in inputs:
+        inp = Path(inp)
+        src = _resolved(inp)
+        if src == real or _same(inp, target):
+            raise UsageError(
+                f"{target}: {option} would overwrite the input {inp}; choose another {option}"
+            )
+        if _inside(src, real):
+            raise UsageError(
+                f"{target}: {option} contains the input {inp}; writing it would overwrite the input, choose another {option}"
+            )
+        if src in real.parents and src.is_dir():
+            raise UsageError(
+                f"{target}: {option} lies inside the input {inp}; choose another {option} outside it"
+            )
+    if target.is_symlink() and not target.exists():
+        raise UsageError(
+            f"{target}: {option} is a broken symbolic link; remove it or choose another {option}"
+        )
+    if target.exists():
+        if target.is_dir() and not folder and target.suffix != ".zarr":
+            raise UsageError(
+                f"{target}: {option} is an existing folder; give a file name (e.g. {target.name}.h5)"
+            )
+        if not is_usdehaze_output(target):
+            kind = "folder" if target.is_dir() else "file"
+            raise UsageError(
+                f"{target}: {option} is an existing {kind} that usdehaze did not write "
+                f"(no '{MARKER}' marker); it is left alone: remove it yourself or choose another {option}"
+            )
+    return target
+
+
+def _check_name(target: Path, option: str) -> None:
+    limit = 255
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        limit = os.pathconf(_existing_ancestor(target.parent), "PC_NAME_MAX")
+    for part in target.parts:
+        n = len(os.fsencode(part))
+        if n > limit:
+            raise UsageError(
+                f"{target}: {option}: a name of {n} bytes is too long (the file system allows {limit})"
+            )
+
+
+def _existing_ancestor(path: Path) -> Path:
+    path = Path(os.path.abspath(path))
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _check_parent(target: Path, option: str) -> None:
+    """The nearest existing folder above ``target`` must be a folder that takes new files."""
+    probe = _existing_ancestor(target.parent)
+    if not probe.is_dir():
+        raise UsageError(f"{target}: {option}: {probe} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UsageError(f"{target}: {option}: no permission to write in {probe}")
+    try:  # permissions say yes; the file system may still say no (read-only mount)
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as exc:
+        raise UsageError(f"{target}: {option}: cannot write in {probe} ({_reason(exc)})") from None
+
+
+def _reason(exc: BaseException) -> str:
+    return (getattr(exc, "strerror", None) or str(exc) or type(exc).__name__).strip()
+
+
+def write_error(target: str | os.PathLike, exc: BaseException) -> UsageError:
+    """The one-line error for a failed write of ``target`` (its previous version is kept)."""
+    target = Path(target)
+    kept = "the previous one is unchanged" if target.exists() else "nothing was written"
+    return UsageError(f"{target}: cannot write ({_reason(exc)}); {kept}")
+
+
+@contextlib.contextmanager
+def writing(target: str | os.PathLike) -> Iterator[None]:
+    """Turn an OSError raised by the block (which only writes ``target``) into its one line."""
+    try:
+        yield
+    except UsageError:
+        raise
+    except OSError as exc:
+        raise write_error(target, exc) from exc
