@@ -261,6 +261,15 @@ def test_saved_result_reopens_at_its_frame_with_run_provenance(
     gcnr.refresh()
     assert gcnr.error == "" and gcnr.rows[0]["frame"] == 1
     assert {ly.metadata["usdehaze"].source_frame(0) for ly in reopened} == {1}
+    # usdehaze gcnr on the file: frame 0 of the file is frame 1 of the scan, and says so
+    roi = str(demo_scan_path().with_suffix(".roi.json"))
+    capsys.readouterr()
+    assert run_app(["gcnr", str(out), "--roi", roi, "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)["pairs"]
+    assert row["frame"] == 0 and row["source_frame"] == 1
+    assert row["gcnr"] == pytest.approx(gcnr.rows[0]["gcnr"], rel=1e-6)
+    assert run_app(["gcnr", str(out), "--roi", roi]) == 0
+    assert "source frame" in capsys.readouterr().out
 
 
 def test_layout_at_1600x1000(shown, qtbot):

@@ -58,9 +58,12 @@ def gcnr(
 
     title = f"{file} [{src.key}] ({domain}, {bins} bins, {dynamic_range:g} dB)"
     table = Table(title=escape(title))
+    # a result's frames keep the scan's numbering beside the file's own (what --frames takes)
+    sourced = any(r["source_frame"] != r["frame"] for r in rows)
     for col in (
         "pair",
         "frame",
+        *(("source frame",) if sourced else ()),
         "gCNR",
         "KS",
         "CNR",
@@ -74,6 +77,7 @@ def gcnr(
         table.add_row(
             escape(r["name"]),
             str(r["frame"]),
+            *((str(r["source_frame"]),) if sourced else ()),
             f"{r['gcnr']:.3f}",
             f"{r['ks']:.3f}",
             f"{r['cnr']:.3f}",

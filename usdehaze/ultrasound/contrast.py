@@ -13,19 +13,25 @@ from usdehaze.ultrasound.roi import Roi, pair_masks
 def roi_stats(
     source: ImageSource, roi: Roi, frames: range, bins: int = 256, domain: str = "db"
 ) -> list[dict[str, Any]]:
-    """One row per (frame, pair): name, frame, gcnr, ks, cnr, cnr_db, contrast_db, n_target,
-    n_background. ``domain="db"``: the clipped dB image; ``"envelope"``: 10^(dB/20) of it.
+    """One row per (frame, pair): name, frame, source_frame, gcnr, ks, cnr, cnr_db, contrast_db,
+    n_target, n_background. ``frame`` indexes the file (what ``--frames`` takes);
+    ``source_frame`` is that frame's index in the scan it came from (a result's
+    ``source_frames``; the same as ``frame`` for a scan). ``domain="db"``: the clipped dB image;
+    ``"envelope"``: 10^(dB/20) of it.
 
     Masks are rasterised once on the source's native grid; frames are read one at a time.
     """
     if domain not in DOMAINS:
         raise ValueError(f"domain must be one of {DOMAINS}, got {domain!r}")
     masks = pair_masks(roi, source.x, source.z, str(source.path))
+    known = source.meta.get("source_frames")
+    if not (isinstance(known, list) and len(known) == source.n_frames):
+        known = range(source.n_frames)
     rows = []
     for f in frames:
         img = source.read_db(f, f + 1)[0]
         values = img if domain == "db" else db_to_envelope(img)
         for name, t, b in masks:
             stats = region_stats(values[t], values[b], bins, domain)  # type: ignore[arg-type]
-            rows.append({"name": name, "frame": int(f), **stats})
+            rows.append({"name": name, "frame": int(f), "source_frame": int(known[f]), **stats})
     return rows
