@@ -150,11 +150,19 @@ def test_run_records_the_score_and_warns_in_one_line(
         out = tmp_path / f"r{threshold}{suffix}"
         capsys.readouterr()
         assert run_app(_run_args(scan_file, out, tissue, h, "-q")) == 0
-        err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+        lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+        err = [line for line in lines if "ood_score" in line]  # the speckle check's line
         with load_result(out) as r:
             assert isinstance(r.attrs["ood_score"], float) and r.attrs["ood_score"] >= 0
             assert fires or 0 <= r.attrs["ood_score"] < 1
-            assert r.attrs["ood_warning"] is fires and r.attrs["ood_threshold"] == threshold
+            harm = r.attrs["harm_warning"]  # the result check (test_harm), with a random haze prior
+            assert (
+                r.attrs["ood_warning"] is (fires or harm) and r.attrs["ood_threshold"] == threshold
+            )
+            assert r.attrs["ood_reasons"] == [
+                n for n, on in (("speckle", fires), ("result", harm)) if on
+            ]
+            assert len(lines) == len(err) + harm
             assert r.attrs["ood_frames"] == [0, 1] and r.attrs["ood_threshold_from"] == "prior"
         if fires:
             assert len(err) == 1 and str(scan_file) in err[0] and "usdehaze adapt" in err[0]

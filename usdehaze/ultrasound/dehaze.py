@@ -482,6 +482,19 @@ def run_record(
     }
 
 
+def result_check_attrs(harm: Any, ood: Any, with_prior: bool) -> dict[str, Any]:
+    """The do-no-harm check's root attributes (``harm_*``), and ``ood_warning`` / ``ood_reasons``
+    over both checks: "speckle" (the input, before sampling: usdehaze.ultrasound.ood) and
+    "result" (the output, usdehaze.ultrasound.harm). Methods without priors (bm3d) are not
+    judged: their figures are kept, no warning."""
+    out = dict(harm.attrs())
+    out["harm_warning"] = bool(with_prior and harm.warning)
+    reasons = [r for r, on in (("speckle", ood.warning), ("result", out["harm_warning"])) if on]
+    out["ood_warning"] = bool(reasons)
+    out["ood_reasons"] = reasons
+    return out
+
+
 def run_dehaze(
     scan,
     out: str | Path,
@@ -501,6 +514,7 @@ def run_dehaze(
     once before sampling and recorded as ``ood_score`` / ``ood_warning``); ``strict``: refuse
     such a scan instead (UsageError, nothing written).
     """
+    from usdehaze.ultrasound.harm import HarmCheck
     from usdehaze.ultrasound.ood import check_run
     from usdehaze.ultrasound.results import ResultWriter
 
@@ -531,6 +545,7 @@ def run_dehaze(
         attrs=record,
     ) as w:
         blank: list[int] = []
+        harm = HarmCheck()  # do no harm: checked on the result, frame by frame
         for idx, iq in scan.batches(frames, cfg.batch):
             new = [int(i) for i, b in zip(idx, blank_frames(iq)) if b]
             if new:
@@ -539,11 +554,15 @@ def run_dehaze(
                 if warn is not None:
                     warn(f"{scan.path}: frame(s) {new} are all zeros; written as blank frames")
             res = dehazer.dehaze_iq(iq, callback=step_callback, frames=idx)
+            harm.add(idx, res["input"], res["tissue"], sector=None)
             for k in range(len(idx)):
                 w.write(done, **{key: v[k] for key, v in res.items()})
                 done += 1
             if progress is not None:
                 progress(done, len(frames), time.perf_counter() - t0)
+        w._attrs.update(result_check_attrs(harm, ood, dehazer.priors.get("tissue") is not None))
+        if harm.warning and dehazer.priors.get("tissue") is not None and warn is not None:
+            warn(harm.message(str(scan.path)))
         w._attrs["seconds"] = time.perf_counter() - t0
         w._attrs["seconds_per_frame"] = (time.perf_counter() - t0) / max(done, 1)
     return Path(out)

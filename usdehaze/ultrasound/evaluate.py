@@ -20,6 +20,7 @@ import numpy as np
 
 from usdehaze import metrics
 from usdehaze.ultrasound.dehaze import DehazeConfig, Dehazer
+from usdehaze.ultrasound.harm import HarmCheck, frame_harm
 from usdehaze.ultrasound.logcomp import DEFAULT_DYNAMIC_RANGE, envelope, to_db
 from usdehaze.ultrasound.roi import pair_masks, roi_from_dict
 from usdehaze.ultrasound.simulate import simulate_cardiac
@@ -84,7 +85,18 @@ def _frame_scores(case: dict[str, Any], img: np.ndarray) -> dict[str, float]:
         "c_out": c_out,
         "c_hazy": c_hazy,
         "c_clean": c_clean,
+        # the do-no-harm check a run makes on its result (usdehaze.ultrasound.harm), per frame
+        "result_check": float(HarmCheck([fh]).warning)
+        if (fh := frame_harm(0, hazy, img, sector)) is not None
+        else float("nan"),
     }
+
+
+def _mean_finite(values: list[float]) -> float:
+    """Mean of the finite values; NaN when there are none."""
+    v = np.asarray(values, np.float64)
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if v.size else float("nan")
 
 
 def _median(values: list[float]) -> float:
@@ -130,6 +142,7 @@ def score(
         "psnr": mean("psnr"),
         "lv_db": mean("lv_db"),
         "myo_shift_db": mean("myo_shift_db"),
+        "result_check": _mean_finite([r["result_check"] for r in rows]),
     }
     if any("haze_corr" in r for r in rows):
         out["haze_corr"] = mean("haze_corr")
@@ -230,6 +243,7 @@ MARKDOWN_COLUMNS = (  # key, header, format
     ("tissue_kept_db", "tissue kept dB (0 best)", "{:+.2f}"),
     ("psnr", "PSNR dB ↑", "{:.2f}"),
     ("lv_db", "LV dB ↓", "{:.2f}"),
+    ("result_check", "harm warned %", None),
     ("s_per_frame", "s/frame", "{:.2f}"),
 )
 
@@ -246,7 +260,7 @@ def markdown(table: dict[str, dict[str, float]]) -> str:
                 cells.append("–")
             elif key == "gcnr":
                 cells.append(f"{v:.3f} ± {row.get('gcnr_sd', 0.0):.3f}")
-            elif key == "haze_removed":
+            elif key in ("haze_removed", "result_check"):
                 cells.append(_percent(v))
             else:
                 cells.append(fmt.format(v))

@@ -1,0 +1,115 @@
+"""The do-no-harm check on a result (usdehaze.ultrasound.harm): regions found in the input, and a
+warning exactly when the result separates them worse than the input did."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from usdehaze.ultrasound.harm import (
+    CONTRAST_TOLERANCE_DB,
+    GCNR_TOLERANCE,
+    HarmCheck,
+    frame_harm,
+    regions,
+)
+
+
+def _frame(seed: int = 0, cavity_db: float = -25.0) -> tuple[np.ndarray, np.ndarray]:
+    """A speckled dB frame (128 × 64): tissue around -5 dB, an elliptic cavity at ``cavity_db``
+    (Rayleigh speckle: 20 log10 of a Rayleigh envelope), and the cavity's mask."""
+    rng = np.random.default_rng(seed)
+    z, x = np.mgrid[0:128, 0:64]
+    cavity = ((z - 64) / 30.0) ** 2 + ((x - 32) / 14.0) ** 2 <= 1
+    speckle = 20 * np.log10(rng.rayleigh(1.0, (128, 64)) / np.sqrt(np.pi / 2))
+    return np.where(cavity, cavity_db, -5.0) + speckle, cavity
+
+
+def test_regions_find_the_cavity_and_the_tissue():
+    db, cavity = _frame()
+    dark, bright = regions(db)
+    assert dark.sum() > 0.1 * db.size and bright.sum() > 0.3 * db.size
+    assert (dark & cavity).sum() / dark.sum() > 0.95  # the darkest 15 % lie in the cavity
+    assert (bright & cavity).sum() == 0
+    sector = np.zeros(db.shape, bool)
+    sector[:, :32] = True  # regions never leave the sector
+    dark, bright = regions(db, sector)
+    assert not (dark | bright)[:, 32:].any() and dark.any() and bright.any()
+
+
+def test_unchanged_or_dehazed_results_do_no_harm():
+    h = HarmCheck()
+    dehazed = HarmCheck()
+    for seed in range(3):
+        db, cavity = _frame(seed)
+        h.add([seed], db[None], db[None])
+        dehazed.add([seed], db[None], np.where(cavity, db - 10.0, db)[None])  # haze taken out
+    assert not h.warning and h.gcnr_change == 0 and h.contrast_change_db == 0
+    assert not dehazed.warning
+    assert dehazed.contrast_change_db > 8.0 and dehazed.gcnr_change > 0
+    a = dehazed.attrs()
+    assert a["harm_warning"] is False and a["harm_frames"] == [0, 1, 2]
+    assert a["harm_contrast_out_db"] - a["harm_contrast_in_db"] == pytest.approx(
+        dehazed.contrast_change_db
+    )
+
+
+@pytest.mark.parametrize("harm", ["haze added", "noisier"])
+def test_results_that_separate_worse_warn(harm):
+    h = HarmCheck()
+    rng = np.random.default_rng(1)
+    for seed in range(3):
+        db, cavity = _frame(seed, cavity_db=-12.0)
+        if harm == "haze added":  # the cavity brighter: contrast down by 3 dB
+            out = np.where(cavity, db + 3.0, db)
+        else:  # the same levels with twice the spread: the regions overlap more
+            out = db + rng.normal(0.0, 6.0, db.shape)
+        h.add([seed], db[None], out[None])
+    assert h.warning
+    if harm == "haze added":
+        assert h.contrast_change_db < -CONTRAST_TOLERANCE_DB
+    else:
+        assert abs(h.contrast_change_db) < 1.0 and h.gcnr_change < -GCNR_TOLERANCE
+    line = h.message("scan.h5")
+    assert line.startswith("scan.h5: ") and "usdehaze adapt" in line and "\n" not in line
+    assert "3 frame(s)" in line
+
+
+def test_a_small_change_is_within_tolerance():
+    db, cavity = _frame(cavity_db=-12.0)
+    h = HarmCheck()
+    h.add([0], db[None], np.where(cavity, db + 0.2, db)[None])  # 0.2 dB: sampling noise
+    assert not h.warning and -CONTRAST_TOLERANCE_DB < h.contrast_change_db < 0
+
+
+def test_frames_that_cannot_be_scored_are_left_out():
+    db, _ = _frame()
+    assert frame_harm(0, db, db[:, :10]) is None  # shapes differ
+    bad = db.copy()
+    bad[0, 0] = np.nan
+    assert frame_harm(0, bad, db) is None
+    assert frame_harm(0, db, db, np.zeros(db.shape, bool)) is None  # an empty sector
+    h = HarmCheck()
+    h.add([4], bad[None], db[None])
+    assert not h.warning and h.frames == []
+    a = h.attrs()
+    assert a["harm_frames"] == [] and math.isnan(a["harm_gcnr_in"])
+
+
+def test_result_check_attrs_join_both_checks():
+    from usdehaze.ultrasound.dehaze import result_check_attrs
+    from usdehaze.ultrasound.ood import OodCheck
+
+    db, cavity = _frame(cavity_db=-12.0)
+    worse, fine = HarmCheck(), HarmCheck()
+    worse.add([0], db[None], np.where(cavity, db + 3.0, db)[None])
+    fine.add([0], db[None], db[None])
+    quiet, loud = OodCheck(0.01, 0.1), OodCheck(0.5, 0.1)
+    assert result_check_attrs(fine, quiet, True)["ood_reasons"] == []
+    a = result_check_attrs(worse, quiet, True)
+    assert a["ood_warning"] is True and a["ood_reasons"] == ["result"] and a["harm_warning"]
+    assert result_check_attrs(worse, loud, True)["ood_reasons"] == ["speckle", "result"]
+    b = result_check_attrs(worse, quiet, False)  # a method without priors is not judged
+    assert b["harm_warning"] is False and b["ood_warning"] is False
