@@ -314,3 +314,40 @@ def test_long_loop_opens_lazily(make_napari_viewer, qtbot, tmp_path, monkeypatch
     (eager,) = scan_layer_data(path, lazy=False)
     np.testing.assert_allclose(np.asarray(layer.data[33]), eager[0][33], atol=1e-5)
     np.testing.assert_allclose(np.asarray(layer._slice.image.raw), eager[0][33], atol=1e-5)
+
+
+def test_file_without_pixel_coordinates_says_so(make_napari_viewer, tmp_path, capsys):
+    """A legacy file with no axes: its description's sector is used (polar, 9.75-120 mm,
+    ±30°); without one the invented 0.1 mm grid is named; both warn in napari (notification,
+    layer name) and in usdehaze info."""
+    import h5py
+    from napari.utils.notifications import notification_manager
+
+    rng = np.random.default_rng(2)
+    iq = (rng.normal(size=(2, 64, 48)) + 1j * rng.normal(size=(2, 64, 48))).astype(np.complex64)
+    paths = {}
+    for name, desc in (("described", "cardiac loop, polar, 9.75–120 mm, ±30°"), ("bare", None)):
+        paths[name] = tmp_path / f"{name}.h5"
+        with h5py.File(paths[name], "w") as f:
+            f["data/beamformed_data"] = np.stack([iq.real, iq.imag], -1).astype(np.float32)
+            if desc:
+                f.attrs["description"] = desc
+    viewer = make_napari_viewer()
+    before = len(notification_manager.records)
+    (layer,) = viewer.open(str(paths["described"]), plugin="usdehaze")
+    native = layer.metadata["usdehaze"]
+    assert native.grid == "polar" and layer.name == "described (geometry assumed)"
+    np.testing.assert_allclose(native.axes["r"][[0, -1]], [9.75e-3, 120e-3])
+    np.testing.assert_allclose(np.rad2deg(native.axes["theta"][[0, -1]]), [-30, 30])
+    assert layer.extent.world[1, -2] == pytest.approx(120, abs=1)  # deepest point, mm
+    (bare,) = viewer.open(str(paths["bare"]), plugin="usdehaze")
+    assert bare.name == "bare (geometry assumed)" and bare.metadata["usdehaze"].grid == "cartesian"
+    msgs = [str(r.message) for r in notification_manager.records[before:]]
+    assert any("described.h5" in m and "description" in m for m in msgs), msgs
+    assert any("bare.h5" in m and "0.1 mm pixels is assumed" in m for m in msgs), msgs
+    capsys.readouterr()
+    assert run_app(["info", str(paths["bare"])]) == 0
+    out = capsys.readouterr()
+    assert "0.1 mm pixels is assumed" in out.out and out.err.startswith("warning:")
+    assert run_app(["info", str(paths["described"])]) == 0
+    assert "9.75-120 mm" in capsys.readouterr().err

@@ -55,6 +55,7 @@ def describe(file: Path, key: str | None = None) -> dict:
             "dtype": s.dtype,
             "compression": s.compression,
             "magnitude_only": s.magnitude_only,
+            **({"geometry": s.geometry_note} if s.geometry_note else {}),
         }
 
 
@@ -76,3 +77,5 @@ def info(
         if k == "extent_mm" and v:
             v = f"x {v[0]:.1f} … {v[1]:.1f} mm, z {v[2]:.1f} … {v[3]:.1f} mm"
         typer.echo(f"{k:<{width}}  {v}")
+    if d.get("geometry"):  # the grid was inferred or assumed: say so where it is seen
+        typer.echo(f"warning: {file}: {d['geometry']}", err=True)

@@ -5,7 +5,9 @@ file as input / tissue / haze layers (and the posterior std when stored) sharing
 the widgets link their contrast, placed at the frames they came from (``source_frames``). Sector
 scans are scan-converted with their mm geometry. Scans longer than LAZY_FRAMES frames are read
 lazily (dask): a frame is read, log-compressed and scan-converted when napari shows it or a
-widget uses it, so a long cine loop opens at once and never sits in memory whole.
+widget uses it, so a long cine loop opens at once and never sits in memory whole. A file
+without pixel coordinates opens on the grid the reader inferred (from the file's description)
+or assumed; the layer name says "(geometry assumed)" and a warning notification says which.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from usdehaze.napari._layers import Native, image_layer_data
+from usdehaze.napari._layers import META_KEY, Native, image_layer_data
 from usdehaze.ultrasound.logcomp import DEFAULT_DYNAMIC_RANGE, to_db
 
 ReaderFunction = Callable[[Any], list[tuple]]
@@ -105,11 +107,13 @@ def scan_layer_data(
             group=f"{scan.path}:{scan.key}",
             attrs={"layout": scan.layout, "key": scan.key, "magnitude_only": scan.magnitude_only},
             iq=None if scan.magnitude_only else iq,
+            note=scan.geometry_note or "",
         )
     finally:
         if not lazy:
             scan.close()
-    return [image_layer_data(native, Path(path).stem)]
+    name = Path(path).stem + (" (geometry assumed)" if native.note else "")
+    return [image_layer_data(native, name)]
 
 
 def result_layer_data(path: str | Path) -> list[tuple]:
@@ -150,4 +154,10 @@ def read(path: Any) -> list[tuple]:
     p = _single_path(path)
     if is_result_file(p):
         return result_layer_data(p)
-    return scan_layer_data(p)
+    layers = scan_layer_data(p)
+    note = layers[0][1]["metadata"][META_KEY].note
+    if note:  # the mm grid is inferred or invented: say so where the user looks
+        from napari.utils.notifications import show_warning
+
+        show_warning(f"usdehaze: {p.name}: {note}")
+    return layers

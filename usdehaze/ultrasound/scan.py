@@ -42,6 +42,9 @@ class Scan:
     datasets: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
     close: Callable[[], None] = lambda: None
+    # set when the file gives no pixel coordinates and the grid was inferred or assumed: says
+    # from what (shown by usdehaze info and napari, since mm positions may not be physical)
+    geometry_note: str | None = None
 
     def __len__(self) -> int:
         return self.n_frames

@@ -91,6 +91,14 @@ def check_frame(path: Path, key: str, nz: int, nx: int) -> None:
     check_frame_size(f"{path}: key '{key}'", nz, nx)
 
 
+def assumed_grid_note(pitch: float = DEFAULT_PITCH) -> str:
+    """Scan.geometry_note of a file without pixel coordinates on the default grid."""
+    return (
+        f"no pixel coordinates in the file: a Cartesian grid of {pitch * 1e3:g} mm pixels is "
+        "assumed (sizes and positions in mm are not physical)"
+    )
+
+
 def cartesian_geometry(nz: int, nx: int, pitch: float = DEFAULT_PITCH, z0: float = 0.0):
     """Pixel positions (z, x) for a plain grid centred laterally, starting at depth z0."""
     xs = (np.arange(nx) - (nx - 1) / 2) * pitch

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import numpy as np
 from usdehaze.errors import UsageError
 from usdehaze.ultrasound.io._common import (
     analytic_iq,
+    assumed_grid_note,
     cartesian_geometry,
     check_frame,
     check_shape,
@@ -46,10 +48,44 @@ def _axis(path: Path, sg, name: str, n: int) -> np.ndarray | None:
     return v
 
 
-def _geometry(path: Path, sg, nz: int, nx: int):
-    """(x, z, grid, axes) from ``scan/``: x_axis/z_axis, theta_axis/r_axis (polar about the
-    origin), or zea-style xlims/zlims (pixel centres spread evenly between the limits);
-    otherwise the default cartesian grid."""
+_RANGE_MM = re.compile(r"(\d+(?:\.\d+)?)\s*(?:-|–|—|to|\.\.)\s*(\d+(?:\.\d+)?)\s*mm")
+_HALF_ANGLE = re.compile(r"(?:±|\+/-|\+-)\s*(\d+(?:\.\d+)?)\s*(?:°|deg)")
+
+
+def _polar(r: np.ndarray, th: np.ndarray):
+    rr, tt = np.meshgrid(r, th, indexing="ij")
+    return rr * np.sin(tt), rr * np.cos(tt), "polar", {"theta": th, "r": r, "origin": np.zeros(2)}
+
+
+def geometry_from_description(text: object, nz: int, nx: int):
+    """(x, z, grid, axes, note) of a sector the free-text description states ("polar,
+    9.75-120 mm, ±30°": depths of the first and last row, half-angle of the outer columns),
+    else None."""
+    if isinstance(text, bytes):
+        text = text.decode(errors="replace")
+    if not isinstance(text, str):
+        return None
+    low = text.lower()
+    depth, angle = _RANGE_MM.search(low), _HALF_ANGLE.search(low)
+    if not (("polar" in low or "sector" in low) and depth and angle):
+        return None
+    r0, r1, half = float(depth[1]), float(depth[2]), float(angle[1])
+    if not (0 <= r0 < r1 and 0 < half < 90):
+        return None
+    r = np.linspace(r0, r1, nz) * 1e-3
+    th = np.deg2rad(np.linspace(-half, half, nx))
+    note = (
+        f"no pixel coordinates in the file: geometry taken from its description {text!r} "
+        f"(polar, r {r0:g}-{r1:g} mm, ±{half:g}°, rows and columns spread evenly)"
+    )
+    return (*_polar(r, th), note)
+
+
+def _geometry(path: Path, sg, nz: int, nx: int, description: object = None):
+    """(x, z, grid, axes, note) from ``scan/``: x_axis/z_axis, theta_axis/r_axis (polar about
+    the origin), or zea-style xlims/zlims (pixel centres spread evenly between the limits);
+    else a sector stated in the file's description; otherwise the default cartesian grid. The
+    note (None for stated pixel positions) says what was inferred or assumed."""
     xs, zs = _axis(path, sg, "x_axis", nx), _axis(path, sg, "z_axis", nz)
     th, r = _axis(path, sg, "theta_axis", nx), _axis(path, sg, "r_axis", nz)
     if xs is None and zs is None and "xlims" in sg and "zlims" in sg:
@@ -60,17 +96,14 @@ def _geometry(path: Path, sg, nz: int, nx: int):
         xs, zs = np.linspace(xl[0], xl[1], nx), np.linspace(zl[0], zl[1], nz)
     if xs is not None and zs is not None:
         z, x = np.meshgrid(zs, xs, indexing="ij")
-        return x, z, "cartesian", {"x": xs, "z": zs}
+        return x, z, "cartesian", {"x": xs, "z": zs}, None
     if th is not None and r is not None:
-        rr, tt = np.meshgrid(r, th, indexing="ij")
-        return (
-            rr * np.sin(tt),
-            rr * np.cos(tt),
-            "polar",
-            {"theta": th, "r": r, "origin": np.zeros(2)},
-        )
+        return (*_polar(r, th), None)
+    described = geometry_from_description(description, nz, nx)
+    if described is not None:
+        return described
     x, z, axes = cartesian_geometry(nz, nx)
-    return x, z, "cartesian", axes
+    return x, z, "cartesian", axes, assumed_grid_note()
 
 
 def read(path: Path, f, key: str | None) -> Scan:
@@ -88,7 +121,7 @@ def read(path: Path, f, key: str | None) -> Scan:
     sg = f["scan"] if "scan" in f else {}
     if not hasattr(sg, "keys"):
         raise UsageError(f"{path}: key 'scan': expected a group of scan parameters")
-    x, z, grid, axes = _geometry(path, sg, nz, nx)
+    x, z, grid, axes, note = _geometry(path, sg, nz, nx, f.attrs.get("description"))
     complex_ = np.dtype(ds.dtype).kind == "c"
     if complex_ and ds.shape[-1] != 1:
         raise UsageError(
@@ -128,4 +161,5 @@ def read(path: Path, f, key: str | None) -> Scan:
         datasets=[key],
         close=f.close,
         extra={"description": f.attrs.get("description")},
+        geometry_note=note,
     )

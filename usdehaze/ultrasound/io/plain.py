@@ -11,6 +11,7 @@ import numpy as np
 from usdehaze.errors import UsageError
 from usdehaze.ultrasound.io._common import (
     DEFAULT_PITCH,
+    assumed_grid_note,
     cartesian_geometry,
     check_frame,
     check_shape,
@@ -63,6 +64,7 @@ def read(
         else DEFAULT_PITCH
     )
     x, z, axes = cartesian_geometry(nz, nx, pitch)
+    note = None if "pitch" in attrs else assumed_grid_note()
 
     def read_frames(a: int, b: int) -> np.ndarray:
         block = np.asarray(ds[()])[None] if single else np.asarray(ds[a:b])
@@ -89,4 +91,5 @@ def read(
         compression=str(getattr(ds, "compression", None)),
         datasets=sorted(datasets),
         close=close,
+        geometry_note=note,
     )

@@ -16,6 +16,7 @@ import numpy as np
 from usdehaze.errors import UsageError
 from usdehaze.ultrasound.io._common import (
     analytic_iq,
+    assumed_grid_note,
     cartesian_geometry,
     check_frame,
     check_shape,
@@ -237,14 +238,17 @@ def read(path: Path, f, key: str | None) -> Scan:
             )
         first = coords[0] if coords.ndim == 4 else coords[()]  # one grid for all frames
         x, z, grid, axes = geometry_from_coordinates(first, path, f"{group}/coordinates")
+        note = None
     else:
         x, z, axes = cartesian_geometry(nz, nx)
         grid = "cartesian"
+        note = assumed_grid_note()
     meta = f["usdehaze"].attrs if "usdehaze" in f else {}
     if "axes" in meta:
         stored_grid, stored = _stored_axes(path, meta, (nz, nx))
         if stored:
             axes, grid = stored, stored_grid
+            note = None
     key_path = f"{group}/values"
 
     def read_frames(a: int, b: int) -> np.ndarray:
@@ -288,4 +292,5 @@ def read(path: Path, f, key: str | None) -> Scan:
         compression=str(ds.compression),
         datasets=available + [f"extras: {e}" for e in extras],
         close=f.close,
+        geometry_note=note,
     )
