@@ -227,6 +227,25 @@ def test_check_output_contains_and_inside(tmp_path):
     assert check_output(tmp_path / "new.h5", [d]) == tmp_path / "new.h5"
 
 
+def test_train_outputs_checked_before_training(tmp_path, capsys):
+    """train: an export path over a file usdehaze did not write, or a run folder holding a
+    loss.csv of someone else's, is refused before any data is read or step taken."""
+    data = tmp_path / "images.npz"
+    np.savez(data, images=np.zeros((4, 1, 8, 8), np.float32))
+    notes = tmp_path / "notes.json"
+    notes.write_text('{"mine": 1}')
+    cfg = tmp_path / "t.yaml"
+    base = f"data: {{path: {data}, key: images, patch: 6}}\nnetwork: {{arch: unet, base: 8, mults: [1, 2]}}\nsteps: 1\nbatch: 2\n"
+    cfg.write_text(base + f"out: {tmp_path / 'run'}\nexport: {{path: {tmp_path / 'notes'}}}\n")
+    _refused(["train", str(cfg), "--device", "cpu"], capsys, "notes.json", notes, data)
+    theirs = tmp_path / "mine"
+    theirs.mkdir()
+    (theirs / "loss.csv").write_text("my measurements")
+    cfg.write_text(base + f"out: {theirs}\n")
+    _refused(["train", str(cfg), "--device", "cpu"], capsys, "loss.csv", theirs, data)
+    assert not (tmp_path / "run").exists()
+
+
 # --------------------------------------------------------------------------------------------
 # a full disk (item 8): the old output stays, no temporary, one line, exit 2
 

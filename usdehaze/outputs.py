@@ -27,8 +27,9 @@ from usdehaze.errors import UsageError
 MARKER = "usdehaze_output"
 """The attribute (or JSON key, or figure metadata) naming the usdehaze writer of an output."""
 
-# outputs written before the marker existed: recognised by their own format attribute
-_LEGACY_FORMATS = ("usdehaze-result/1", "usdehaze-batch/1")
+# outputs written before the marker existed, and priors (their JSON is core.priors' own):
+# recognised by their own format attribute
+_LEGACY_FORMATS = ("usdehaze-result/1", "usdehaze-batch/1", "usdehaze-prior/1", "usdehaze-adapt/1")
 _LEGACY_SCAN = "beamformed IQ written by usdehaze"
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 _FIGURES = (".png", ".pdf", ".svg")
@@ -58,8 +59,9 @@ def is_usdehaze_output(path: str | os.PathLike) -> bool:
         if suffix == ".json":
             if path.stat().st_size > 64 << 20:
                 return False
-            data = json.loads(path.read_text())
-            return isinstance(data, dict) and MARKER in data
+            return _marked(json.loads(path.read_text()))
+        if suffix == ".safetensors":  # a prior's weights: its JSON beside it says whose
+            return _prior_json(path.with_suffix(".json"))
         if suffix in _FIGURES:
             token = MARKER.encode()
             if token in head:
@@ -74,6 +76,16 @@ def is_usdehaze_output(path: str | os.PathLike) -> bool:
 
 def _marked(attrs: object) -> bool:
     return isinstance(attrs, dict) and (MARKER in attrs or attrs.get("format") in _LEGACY_FORMATS)
+
+
+def _prior_json(path: Path) -> bool:
+    try:
+        if not path.is_file() or path.stat().st_size > 64 << 20:
+            return False
+        data = json.loads(path.read_text())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False
+    return isinstance(data, dict) and data.get("format") == "usdehaze-prior/1"
 
 
 def _zarr_marked(path: Path) -> bool:

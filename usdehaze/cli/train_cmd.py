@@ -38,6 +38,7 @@ def train(
         cfg["export"] = {**(cfg.get("export") or {}), "path": str(export)}
     tc = config_from_dict(cfg, str(config))
     _check_not_shipped(tc, config)
+    _check_outputs(tc, config)
     if export_only:  # the checkpoint first: without one, missing data is beside the point
         ckpt = Path(tc.out) / "checkpoint.pt"
         if not ckpt.is_file():
@@ -94,4 +95,36 @@ def _check_not_shipped(tc, config: Path) -> None:
                 f"{resolved}: config {config}, key '{key}': inside the shipped priors' folder "
                 f"{shipped}; train into a run folder, then replace the shipped priors on purpose "
                 "with python pipelines/ship_priors.py"
+            )
+
+
+def _check_outputs(tc, config: Path) -> None:
+    """Before any training: the exported prior pair replaces only a usdehaze prior, the run
+    folder is no input and holds no checkpoint.pt, loss.csv or loss.png that training did not
+    write (a folder with a checkpoint.pt is a training run folder), via usdehaze.outputs."""
+    from usdehaze.outputs import check_output
+
+    inputs = [config, Path(tc.data["path"])]
+    export = Path((tc.export or {}).get("path", Path(tc.out) / "prior"))
+    for suffix in (".safetensors", ".json"):
+        check_output(export.with_suffix(suffix), inputs, option="export.path")
+    run = Path(tc.out)
+    if not run.exists():  # where it will be made: parent a folder, writable, name not too long
+        check_output(run, inputs, option="out", folder=True)
+        return
+    if not run.is_dir():
+        raise UsageError(f"{run}: config {config}, key 'out': a file, expected a folder")
+    written = [run / n for n in ("checkpoint.pt", "loss.csv", "loss.png")]
+    for path in written:
+        for inp in inputs:
+            if path.exists() and inp.exists() and path.resolve() == inp.resolve():
+                raise UsageError(
+                    f"{path}: config {config}, key 'out': training would overwrite its input; choose another 'out'"
+                )
+    if not written[0].is_file():
+        theirs = [p for p in written if p.exists()]
+        if theirs:
+            raise UsageError(
+                f"{theirs[0]}: config {config}, key 'out': a folder that is not a training run's "
+                "(no checkpoint.pt) holds this file; it is left alone, choose another 'out'"
             )
