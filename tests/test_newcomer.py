@@ -157,3 +157,38 @@ def test_training_never_writes_the_shipped_priors(tmp_path, monkeypatch, capsys)
     assert code == 0, err[-2000:]
     assert (tmp_path / "runs/priors/export/tissue_iq.safetensors").is_file()
     assert _digests(weights) == before
+
+
+def test_optional_packages_are_checked_before_any_work(tmp_path):
+    """Without the baselines extra: experiment refuses at once, evaluate's BM3D row alone too."""
+    r = base_only("experiment", "configs/natural_small.yaml")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "scikit-image" in r.stderr and "usdehaze[baselines]" in r.stderr
+    r = base_only("evaluate", "--frames", "1", "--only", "BM3D")
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and "skipping row 'BM3D'" in lines[0], r.stderr
+    assert lines[-1].startswith("usdehaze: error:") and "evaluate" in lines[-1]
+    assert "simulating" not in r.stderr  # refused before any frame was made
+
+
+def test_experiment_skips_methods_whose_package_is_missing(monkeypatch, capsys):
+    from usdehaze.cli.experiment_cmd import _check_extras
+
+    cfg = {
+        "signal": {"train": {"kind": "npz"}, "test": {"kind": "npz"}},
+        "noise": {"kind": "images", "train": {"kind": "npz"}},
+        "methods": {"joint": {}, "bm3d": {}, "lasso": {}},
+    }
+    monkeypatch.setitem(sys.modules, "bm3d", None)
+    assert _check_extras(cfg, Path("x.yaml"), None) == ["joint", "lasso"]
+    err = capsys.readouterr().err
+    assert "skipping method 'bm3d'" in err and "usdehaze[baselines]" in err
+    assert _check_extras(cfg, Path("x.yaml"), ["joint"]) == ["joint"]
+    from usdehaze.errors import UsageError
+
+    with pytest.raises(UsageError, match="no method left"):
+        _check_extras(cfg, Path("x.yaml"), ["bm3d"])
+    cfg["noise"]["train"] = {"kind": "digits"}
+    monkeypatch.setitem(sys.modules, "sklearn", None)
+    with pytest.raises(UsageError, match="noise.train dataset 'digits' needs the scikit-learn"):
+        _check_extras(cfg, Path("x.yaml"), None)

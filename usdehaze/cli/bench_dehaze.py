@@ -35,6 +35,8 @@ def bench_dehaze(
     from usdehaze.errors import UsageError
     from usdehaze.ultrasound.bench_dehaze import VARIANTS, run
 
+    if not 1 <= frames <= 1000:
+        raise UsageError(f"--frames {frames}: expected 1 to 1000 (the limit)")
     for v in variant:
         if v not in VARIANTS:
             raise UsageError(f"--variant {v}: expected one of {', '.join(VARIANTS)}")
@@ -52,4 +54,5 @@ def bench_dehaze(
             plain=not no_plain,
             plain_steps=plain_steps,
             log=typer.echo,
+            progress=lambda s: typer.echo(s, err=True),
         )

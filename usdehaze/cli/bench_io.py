@@ -26,7 +26,7 @@ def bench_io(
     if not 1 <= batch <= 4096:
         raise UsageError(f"--batch {batch}: expected 1 to 4096 frames per read (the limit)")
 
-    r = run(file, frames, batch=batch)
+    r = run(file, frames, batch=batch, progress=lambda s: typer.echo(s, err=True))
     typer.echo(
         f"read {r['frames']} frames in {r['seconds']:.2f} s: {r['frames_per_s']:.0f} frames/s; "
         f"peak traced memory {r['peak_mb']:.1f} MB for a {r['file_mb']:.0f} MB file (batch {r['batch']})"

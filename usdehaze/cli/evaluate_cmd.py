@@ -57,6 +57,11 @@ def evaluate(
     methods = default_methods(base)
     if only:
         methods = {k: v for k, v in methods.items() if any(o.lower() in k.lower() for o in only)}
+        if not methods:
+            raise UsageError(
+                f"--only {', '.join(only)}: matches no method; the rows are: "
+                + ", ".join(default_methods(base))
+            )
     chosen = None
     if cases is not None:
         from usdehaze.ultrasound.corpus.store import cases as corpus_cases
@@ -67,7 +72,16 @@ def evaluate(
                 f"{cases}: no corpus shards (*.npz); make them: python pipelines/make_corpus.py"
             )
         chosen = corpus_cases(cases, limit=frames)
-    table = run(methods, frames, log=lambda s: typer.echo(s, err=True), cases=chosen)
+    methods = _installed(methods)
+    if chosen is None:
+        from usdehaze.ultrasound.evaluate import eval_set
+
+        typer.echo(f"evaluate: simulating {frames} held-out frames ...", err=True)
+        chosen = eval_set(frames)
+    table: dict = {}
+    for k, (name, cfg) in enumerate(methods.items(), 1):  # one line as each row starts
+        typer.echo(f"evaluate: [{k}/{len(methods)}] {name} on {len(chosen)} frames ...", err=True)
+        table |= run({name: cfg}, len(chosen), log=lambda s: typer.echo(s, err=True), cases=chosen)
     typer.echo(markdown(table))
     typer.echo("\ngCNR per haze level (haze relative to the myocardium):\n")
     typer.echo(markdown_by_level(table))
@@ -81,3 +95,23 @@ def evaluate(
         doc = {MARKER: "evaluate", "usdehaze_version": __version__, **table}
         with writing(json_out), atomic_path(json_out) as tmp:
             tmp.write_text(dumps(doc, indent=2))  # NaN/Infinity as null
+
+
+def _installed(methods: dict) -> dict:
+    """Before any work: rows whose method needs a package that is not installed (BM3D: bm3d,
+    from the baselines extra) are skipped with a one-line note; none left is an error."""
+    from usdehaze import extras
+    from usdehaze.errors import UsageError
+
+    kept = {}
+    for name, cfg in methods.items():
+        gone = extras.missing(("bm3d",) if cfg.method == "bm3d" else ())
+        if gone:
+            typer.echo(
+                f"usdehaze: skipping row '{name}': it needs {extras.install_hint(gone)}", err=True
+            )
+        else:
+            kept[name] = cfg
+    if methods and not kept:
+        raise UsageError("evaluate: no row left to run (see the lines above)")
+    return kept

@@ -32,8 +32,41 @@ def experiment(
         cfg["device"] = device
     if models:
         cfg["models_dir"] = models
-    res = run_experiment(
-        cfg, str(config), out, only.split(",") if only else None, progress=not quiet
-    )
+    chosen = _check_extras(cfg, config, only.split(",") if only else None)
+    res = run_experiment(cfg, str(config), out, chosen, progress=not quiet)
     typer.echo(res["markdown"].read_text())
     typer.echo(f"wrote {res['markdown']}, {res['csv']}, {res['figure']}")
+
+
+def _check_extras(cfg: dict, config: Path, only: list[str] | None) -> list[str] | None:
+    """Before any work: refuse (one line) when the metrics or a dataset need a package that is
+    not installed; skip, with a one-line note each, methods that do. Returns the methods to run."""
+    from usdehaze import extras
+    from usdehaze.errors import UsageError
+
+    extras.require(extras.METRIC_NEEDS, "usdehaze experiment (SSIM)")
+    for section in ("signal", "noise"):
+        for split in ("train", "test"):
+            spec = (
+                (cfg.get(section) or {}).get(split) if isinstance(cfg.get(section), dict) else None
+            )
+            kind = spec.get("kind") if isinstance(spec, dict) else None
+            if kind in extras.DATASET_NEEDS:
+                extras.require(
+                    extras.DATASET_NEEDS[kind], f"{config}: {section}.{split} dataset '{kind}'"
+                )
+    methods = cfg.get("methods") if isinstance(cfg.get("methods"), dict) else {}
+    wanted = only or list(methods)
+    kept = []
+    for name in wanted:
+        gone = extras.missing(extras.METHOD_NEEDS.get(name, ()))
+        if gone and name in methods:
+            typer.echo(
+                f"usdehaze: skipping method '{name}': it needs {extras.install_hint(gone)}",
+                err=True,
+            )
+        else:
+            kept.append(name)
+    if not kept and wanted:
+        raise UsageError(f"{config}: no method left to run (see the lines above)")
+    return kept if len(kept) < len(wanted) else only

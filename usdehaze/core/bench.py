@@ -33,8 +33,10 @@ def run(
     device: str | torch.device = "cpu",
     plain: bool = True,
     log: Callable[[str], None] = print,
+    progress: Callable[[str], None] | None = None,
 ) -> list[dict]:
-    """Time ``steps`` sampler steps per configuration (after one warm-up step)."""
+    """Time ``steps`` sampler steps per configuration (after one warm-up step); ``progress``
+    gets one line as each configuration starts."""
     device = torch.device(device)
     rows = []
     warm = torch.zeros(1, 1, 32, 32, device=device)
@@ -44,9 +46,13 @@ def run(
     log(
         f"networks: signal {count_parameters(signal_prior):,} parameters, noise {count_parameters(noise_prior):,}; device {device}"
     )
+    total, k = len(rules) * len(sizes) * len(batches), 0
     for rule in rules:
         for size in sizes:
             for batch in batches:
+                k += 1
+                if progress:
+                    progress(f"bench sampler: [{k}/{total}] {rule} {size}x{size} batch {batch} ...")
                 y = torch.randn(batch, 1, size, size, device=device) * 0.3
                 row = {"rule": rule, "size": size, "batch": batch}
                 for name, rescore in (("ours", False), ("plain", True)):

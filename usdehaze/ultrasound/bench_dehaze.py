@@ -45,8 +45,10 @@ def run(
     plain: bool = True,
     plain_steps: int = 600,
     log: Callable[[str], None] = print,
+    progress: Callable[[str], None] | None = None,
 ) -> list[dict]:
-    """Rows of frames/s and ms/step per setting; ``variants`` from VARIANTS."""
+    """Rows of frames/s and ms/step per setting; ``variants`` from VARIANTS; ``progress`` gets
+    one line as each setting starts."""
     sim = simulate_cardiac(max(frames, max(batches)), seed=123, shape=shape)
     iq = sim.hazy_iq  # every data model takes IQ frames (dB models log-compress first)
     rows = []
@@ -71,7 +73,9 @@ def run(
     log(f"{len(iq)} frames of {shape[0]}x{shape[1]}, {cfg.steps} steps, device {cfg.device}")
     if plain:
         log("(the plain loop dehazes 1 frame; its ms/step is per step at batch 1)")
-    for name, c, options in settings:
+    for k, (name, c, options) in enumerate(settings, 1):
+        if progress:
+            progress(f"bench dehaze: [{k}/{len(settings)}] {name} ...")
         d = Dehazer(c)
         d.sampler_options = options
         n = len(iq) - len(iq) % c.batch or c.batch

@@ -5,6 +5,7 @@ from __future__ import annotations
 import tempfile
 import time
 import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -69,9 +70,23 @@ def bench_read(path: Path, batch: int = 16) -> dict:
     }
 
 
-def run(file: Path | None = None, frames: int = 200, shape=(512, 256), batch: int = 16) -> dict:
+def run(
+    file: Path | None = None,
+    frames: int = 200,
+    shape=(512, 256),
+    batch: int = 16,
+    progress: Callable[[str], None] | None = None,
+) -> dict:
+    """Read ``file`` (default: a generated scan of ``frames`` frames) in batches; ``progress``
+    gets one line per stage."""
+    say = progress or (lambda s: None)
     if file is not None:
+        say(f"bench io: reading {file} ...")
         return bench_read(Path(file), batch)
     with tempfile.TemporaryDirectory() as d:
+        say(
+            f"bench io: writing a {frames}-frame {shape[0]}x{shape[1]} scan to a temporary file ..."
+        )
         p = make_file(Path(d) / "bench.h5", frames, shape)
+        say("bench io: reading it ...")
         return bench_read(p, batch)
