@@ -113,3 +113,50 @@ def test_result_check_attrs_join_both_checks():
     assert result_check_attrs(worse, loud, True)["ood_reasons"] == ["speckle", "result"]
     b = result_check_attrs(worse, quiet, False)  # a method without priors is not judged
     assert b["harm_warning"] is False and b["ood_warning"] is False
+
+
+@pytest.fixture(scope="module")
+def hazy_scan(tmp_path_factory):
+    from usdehaze.ultrasound.io import write_scan
+    from usdehaze.ultrasound.simulate import simulate_cardiac
+
+    sim = simulate_cardiac(3, seed=5, shape=(64, 32))
+    path = tmp_path_factory.mktemp("scan") / "scan.h5"
+    return write_scan(path, sim.hazy_iq, sim.x, sim.z, grid="polar", axes=sim.axes)
+
+
+def _recomputed(inp: np.ndarray, out: np.ndarray, frames: list[int]) -> HarmCheck:
+    h = HarmCheck()
+    for k, f in enumerate(frames):
+        h.add([f], inp[k : k + 1], out[k : k + 1])
+    return h
+
+
+def test_run_and_run_many_record_the_check_of_what_they_wrote(
+    hazy_scan, tiny_iq_priors, tmp_path, capsys
+):
+    """run and run-many score the frames they wrote (recomputed here from the files), under the
+    source frame numbers, and say so in one line exactly when the check fires."""
+    from usdehaze.cli._app import run_app
+    from usdehaze.ultrasound.results import load_result
+
+    t, h = tiny_iq_priors
+    common = ["--steps", "2", "--device", "cpu", "--tissue-prior", str(t), "--haze-prior", str(h)]
+    out = tmp_path / "r.h5"
+    store = tmp_path / "many.zarr"
+    capsys.readouterr()
+    assert run_app(["run", str(hazy_scan), "-o", str(out), "--frames", "1:3", *common, "-q"]) == 0
+    assert run_app(["run-many", str(hazy_scan), "-o", str(store), *common, "-q"]) == 0
+    said = [line for line in capsys.readouterr().err.splitlines() if "dark and bright" in line]
+    fired = 0
+    for path, frames in ((out, [1, 2]), (store / "scans/000", [0, 1, 2])):
+        with load_result(path) as r:
+            a = r.attrs
+            h = _recomputed(r.frames("input"), r.frames("tissue"), frames)
+        assert a["harm_frames"] == frames
+        assert a["harm_warning"] is h.warning
+        assert a["harm_gcnr_out"] == pytest.approx(h.attrs()["harm_gcnr_out"], abs=1e-6)
+        assert a["ood_warning"] is bool(a["ood_reasons"])
+        assert ("result" in a["ood_reasons"]) is h.warning
+        fired += h.warning
+    assert len(said) == fired and all(str(hazy_scan) in line for line in said)

@@ -347,7 +347,9 @@ def _run(scans, inputs, out, cfg, frames, overwrite, progress, log, warn, strict
         "processes": size,
     }
     if rank == 0:
-        _finish(root, groups, figures)
+        judged = dehazer.priors.get("tissue") is not None
+        checks = [(str(p), c, judged, sel) for p, c, sel in zip(inputs, ood, sels)]
+        _finish(root, groups, figures, checks, warn or log)
         log(
             f"{out}: {int(total_new)} frame(s) dehazed by {size} process(es) in {wall:.1f} s "
             f"({figures['frames_per_s']:.2f} frames/s); {skipped} already done, skipped"
@@ -355,11 +357,26 @@ def _run(scans, inputs, out, cfg, frames, overwrite, progress, log, warn, strict
     return figures
 
 
-def _finish(root, groups, figures: dict) -> None:
-    """Rank 0, after every process is done: frame counts, completeness and the run log."""
-    for g in groups:
-        n = int(np.asarray(g["done"][:]).sum())
-        set_attrs(g, {"frames_done": n, "complete": n == g["done"].shape[0]})
+def _finish(root, groups, figures: dict, checks: list, warn: Callable[[str], None]) -> None:
+    """Rank 0, after every process is done: frame counts, completeness, each scan's do-no-harm
+    check over all its finished frames (usdehaze.ultrasound.harm; ``checks``: (input, its
+    OodCheck, whether the method has priors to judge, its frames) per scan) and the run log."""
+    from usdehaze.ultrasound.dehaze import result_check_attrs
+    from usdehaze.ultrasound.harm import HarmCheck
+
+    any_warning = False
+    for g, (name, ood, judged, frames) in zip(groups, checks):
+        done = np.asarray(g["done"][:]).astype(bool)
+        harm = HarmCheck()
+        for j in np.flatnonzero(done):
+            harm.add([int(frames[j])], g["input_db"][j : j + 1], g["tissue_db"][j : j + 1])
+        found = result_check_attrs(harm, ood, judged)
+        if found["harm_warning"]:
+            warn(harm.message(name))
+        any_warning |= found["ood_warning"]
+        n = int(done.sum())
+        set_attrs(g, {**found, "frames_done": n, "complete": n == done.shape[0]})
+    set_attrs(root, {"ood_warning": any_warning})
     runs = json.loads(root.attrs.get("runs", "[]"))
     runs.append({**figures, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
     set_attrs(root, {"runs": runs})
