@@ -167,6 +167,32 @@ def test_writer_needs_tissue_and_haze(make_napari_viewer, tmp_path):
     assert not (tmp_path / "o.h5").exists()
 
 
+def test_writer_never_over_a_file_usdehaze_did_not_write(make_napari_viewer, tmp_path):
+    """issue 16: the napari writer checks its path like every command (usdehaze.outputs)."""
+    import h5py
+
+    from usdehaze.errors import UsageError
+    from usdehaze.napari._writer import write_result
+
+    _result(tmp_path / "res.h5")
+    viewer = make_napari_viewer()
+    layers = viewer.open(str(tmp_path / "res.h5"), plugin="usdehaze")
+    picked = [ly.as_layer_data_tuple() for ly in layers if ly.metadata["usdehaze"].role != "input"]
+    theirs = tmp_path / "theirs.h5"
+    with h5py.File(theirs, "w") as f:
+        f["data"] = np.arange(4)
+    before = theirs.read_bytes()
+    with pytest.raises(UsageError, match="usdehaze did not write"):
+        write_result(str(theirs), picked)
+    assert theirs.read_bytes() == before
+    with pytest.raises(UsageError, match="would overwrite the input"):
+        write_result(str(tmp_path / "res.h5"), picked)  # the file the layers came from
+    for _ in range(2):  # its own output: replaced
+        assert write_result(str(tmp_path / "new.h5"), picked)
+    with load_result(tmp_path / "new.h5") as res:
+        assert res.attrs["usdehaze_output"] == "napari"
+
+
 def test_sample_data_scan_and_truth(make_napari_viewer):
     viewer = make_napari_viewer()
     viewer.open_sample("usdehaze", "demo")

@@ -246,6 +246,14 @@ def test_train_outputs_checked_before_training(tmp_path, capsys):
     assert not (tmp_path / "run").exists()
 
 
+def test_adapt_refuses_an_output_folder_holding_its_inputs(tmp_path, capsys):
+    """adapt --restart deletes OUT/checkpoints: no input may lie inside OUT."""
+    out = tmp_path / "lab"
+    scan = _scan(out / "checkpoints" / "clear.h5")
+    argv = ["adapt", "--tissue", str(scan), "--haze", str(scan), "-o", str(out), "--restart"]
+    _refused(argv + ["--steps", "1"], capsys, "contains the input", scan)
+
+
 # --------------------------------------------------------------------------------------------
 # a full disk (item 8): the old output stays, no temporary, one line, exit 2
 

@@ -146,22 +146,7 @@ def check_output(
     target = Path(target)
     _check_name(target, option)
     _check_parent(target, option)
-    real = _resolved(target)
-    for inp in inputs:
-        inp = Path(inp)
-        src = _resolved(inp)
-        if src == real or _same(inp, target):
-            raise UsageError(
-                f"{target}: {option} would overwrite the input {inp}; choose another {option}"
-            )
-        if _inside(src, real):
-            raise UsageError(
-                f"{target}: {option} contains the input {inp}; writing it would overwrite the input, choose another {option}"
-            )
-        if src in real.parents and src.is_dir():
-            raise UsageError(
-                f"{target}: {option} lies inside the input {inp}; choose another {option} outside it"
-            )
+    check_inputs(target, inputs, option)
     if target.is_symlink() and not target.exists():
         raise UsageError(
             f"{target}: {option} is a broken symbolic link; remove it or choose another {option}"
@@ -178,6 +163,30 @@ def check_output(
                 f"(no '{MARKER}' marker); it is left alone: remove it yourself or choose another {option}"
             )
     return target
+
+
+def check_inputs(
+    target: str | os.PathLike, inputs: Iterable[str | os.PathLike], option: str = "-o"
+) -> None:
+    """Refuse an output that is, contains or lies inside (a folder or store) one of ``inputs``,
+    also through ``..``, symbolic and hard links."""
+    target = Path(target)
+    real = _resolved(target)
+    for inp in inputs:
+        inp = Path(inp)
+        src = _resolved(inp)
+        if src == real or _same(inp, target):
+            raise UsageError(
+                f"{target}: {option} would overwrite the input {inp}; choose another {option}"
+            )
+        if _inside(src, real):
+            raise UsageError(
+                f"{target}: {option} contains the input {inp}; writing it would overwrite the input, choose another {option}"
+            )
+        if src in real.parents and src.is_dir():
+            raise UsageError(
+                f"{target}: {option} lies inside the input {inp}; choose another {option} outside it"
+            )
 
 
 def _check_name(target: Path, option: str) -> None:

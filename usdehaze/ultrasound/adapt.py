@@ -421,6 +421,15 @@ def _check_writable(out: Path) -> None:
         raise UsageError(f"{out}: -o: not writable ({exc.strerror or exc} in {probe})") from None
 
 
+def _check_not_inputs(out: Path, tissue, haze, haze_roi, base) -> None:
+    """No input may be ``out`` or lie inside it: --restart deletes ``out/checkpoints``."""
+    from usdehaze.outputs import check_inputs
+
+    inputs = [*expand_inputs(tissue, "--tissue"), *expand_inputs(haze, "--haze")]
+    inputs += [Path(p) for p in (haze_roi, base) if p is not None]
+    check_inputs(out, inputs)
+
+
 def _write_manifest(out: Path, manifest: dict[str, Any]) -> None:
     """Write ``out/adapt.json`` atomically; it marks the folder as adapt's and says from what."""
     from usdehaze.atomic import atomic_path
@@ -504,6 +513,7 @@ def adapt(
     if base is not None and Path(base).resolve() == out.resolve():
         raise UsageError(f"{out}: --from and -o are the same folder; adapt into another folder")
     _check_writable(out)
+    _check_not_inputs(out, tissue, haze, haze_roi, base)
     manifest = read_manifest(out)
     device = resolve_device(s.device)
     bases = base_priors(Path(base) if base is not None else None)

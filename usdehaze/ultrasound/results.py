@@ -240,9 +240,8 @@ class ResultWriter:
                 self._root[f"{k}_db"].resize((self.frames_done, *self.shape))
         if not _is_zarr(self.path) and self.frames_done:
             self._write_zea_image()
-        set_attrs(
-            self._root, {**self._attrs, "complete": complete, "frames_done": self.frames_done}
-        )
+        own = {MARKER: self.writer, "complete": complete, "frames_done": self.frames_done}
+        set_attrs(self._root, {**self._attrs, **own})  # copied attrs never name another writer
 
     def _close_root(self) -> None:
         """Close the file; raises the first write error of an HDF5 file."""
