@@ -303,6 +303,13 @@ def test_corrupt_zarr_chunk_is_one_line_naming_store_and_key(tmp_path, capsys):
     refused(capsys, ["show", p, "-o", tmp_path / "f.png"], p, "key 'iq'", inputs=(p,))
 
 
+def test_reader_errors_keep_their_own_words(corpus, capsys):
+    """A reader's UsageError passes through as it is, not wrapped as 'unreadable'."""
+    path, _ = corpus["plain_pitch_text"]
+    err = refused(capsys, ["info", path, "--key", "nope"], path, "key 'nope': not found")
+    assert "unreadable" not in err
+
+
 def test_complex_zea_values_with_a_channel_axis_of_one_read_as_iq(tmp_path):
     """The documented meaning of complex zea values: IQ, with a channel axis of 1."""
     iq = iq_frames()
@@ -425,6 +432,9 @@ def test_bad_run_config_values_name_the_file_and_key(scan4, capsys, tmp_path, te
         ("--start-sigma", "inf"),
         ("--seed", str(2**40)),
         ("--seed", "-3"),
+        ("--steps", "1000000000"),
+        ("--samples", "100000"),
+        ("--batch", "0"),
     ],
 )
 def test_bad_run_options_are_refused(scan4, capsys, tmp_path, option, value):
@@ -467,6 +477,7 @@ def test_yaml_alias_bomb_and_recursion_and_size_are_refused_fast(scan4, capsys, 
         (["evaluate", "--frames", "0"], ["--frames 0"]),
         (["evaluate", "--frames", "100000000"], ["--frames 100000000", "limit"]),
         (["bench", "io", "--batch", "0"], ["--batch 0"]),
+        (["bench", "dehaze", "--frames", "0"], ["--frames 0"]),
         (["bench", "sampler", "--size", "0"], ["--size 0"]),
         (["bench", "sampler", "--size", "20"], ["--size 20"]),
     ],

@@ -113,6 +113,11 @@ class DehazeConfig:
         for name in ("steps", "samples", "batch"):
             if getattr(self, name) < 1:
                 raise UsageError(f"{source}: {name} {getattr(self, name)}: expected at least 1")
+            if getattr(self, name) > limits.MAX_SAMPLER[name]:
+                raise UsageError(
+                    f"{source}: {name} {getattr(self, name)}: expected at most "
+                    f"{limits.MAX_SAMPLER[name]} (the limit)"
+                )
         return self
 
     @classmethod

@@ -73,7 +73,7 @@ def validate_shape(shape: Any, where: str) -> dict[str, Any]:
     if not isinstance(shape, dict):
         raise UsageError(f"{where}: expected a shape object, got {type(shape).__name__}")
     kind = shape.get("shape")
-    if kind not in SHAPE_FIELDS:
+    if not isinstance(kind, str) or kind not in SHAPE_FIELDS:
         raise UsageError(f"{where}.shape: expected one of {', '.join(SHAPE_FIELDS)}, got {kind!r}")
     for f in SHAPE_FIELDS[kind]:
         if f not in shape:
@@ -113,7 +113,7 @@ def roi_from_dict(d: Any, source: str = "roi") -> Roi:
     """Validate a parsed roi.json."""
     if not isinstance(d, dict):
         raise UsageError(f"{source}: expected a JSON object at the top level")
-    if d.get("version") != 1:
+    if d.get("version") != 1 or isinstance(d.get("version"), bool):
         raise UsageError(f"{source}: key 'version': expected 1, got {d.get('version')!r}")
     units = d.get("units")
     if units not in ("mm", "px"):

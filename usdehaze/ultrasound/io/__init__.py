@@ -44,6 +44,8 @@ def load_scan(path: str | Path, key: str | None = None) -> Scan:
         raise UsageError(f"{path}: no such file")
     try:
         return _load(path, key)
+    except UsageError:  # the readers' own one-line errors (a UsageError is a ValueError)
+        raise
     except MemoryError:
         raise UsageError(f"{path}: the file's metadata does not fit in memory") from None
     except RecursionError:
