@@ -547,6 +547,7 @@ json_values = st.recursive(
     st.none()
     | st.booleans()
     | st.integers(-(10**6), 10**6)
+    | st.sampled_from([10**400, -(10**400), 2**64])
     | st.floats(allow_nan=True, allow_infinity=True)
     | st.text(max_size=8),
     lambda children: (

@@ -37,7 +37,10 @@ def number(
 
     ``where`` names the file and key (or the option) for the one-line error."""
     ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    v = float(value) if ok else math.nan
+    try:
+        v = float(value) if ok else math.nan
+    except OverflowError:  # an integer beyond any float
+        v = math.nan
     if not ok or not math.isfinite(v):
         raise UsageError(f"{where}: expected a finite number, got {value!r}")
     if positive and not v > 0:

@@ -8,6 +8,7 @@ millimetres, so sector (polar) scans work through each pixel's physical position
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,21 +50,24 @@ class Roi:
         }
 
 
+def _finite(c: Any) -> bool:
+    """A real number (not a bool) that is finite as a float (huge integers are not)."""
+    if not isinstance(c, (int, float)) or isinstance(c, bool):
+        return False
+    try:
+        return math.isfinite(float(c))
+    except OverflowError:
+        return False
+
+
 def _point(v: Any, where: str) -> list[float]:
-    if not (
-        isinstance(v, (list, tuple))
-        and len(v) == 2
-        and all(
-            isinstance(c, (int, float)) and not isinstance(c, bool) and np.isfinite(c) for c in v
-        )
-    ):
+    if not (isinstance(v, (list, tuple)) and len(v) == 2 and all(_finite(c) for c in v)):
         raise UsageError(f"{where}: expected [x, z] with two finite numbers, got {v!r}")
     return [float(v[0]), float(v[1])]
 
 
 def _number(v: Any, where: str, positive: bool = True) -> float:
-    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
-    if not ok or (positive and v <= 0):
+    if not _finite(v) or (positive and v <= 0):
         raise UsageError(f"{where}: expected a {'positive ' if positive else ''}number, got {v!r}")
     return float(v)
 

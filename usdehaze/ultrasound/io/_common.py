@@ -65,7 +65,7 @@ def number(value, where: str, *, positive: bool = False) -> float:
         f = None
     if f is None or not np.isfinite(f) or (positive and f <= 0):
         what = "a positive number" if positive else "a finite number"
-        shown = v[0] if v.size == 1 else value
+        shown = v[0].item() if v.size == 1 else value
         raise UsageError(f"{where}: expected {what}, got {shown!r}")
     return f
 
