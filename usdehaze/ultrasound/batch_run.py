@@ -314,14 +314,16 @@ def _run(scans, inputs, out, cfg, frames, overwrite, progress, log, warn, strict
                 iq = np.concatenate([scans[i].frames(f, f + 1) for f in src])
                 res = dehazer.dehaze_iq(iq, frames=src)
                 g = groups[i]
+                kept = 0
                 try:
                     for k, j in enumerate(chunk):
                         for name, v in res.items():
                             g[f"{name}_db"][j] = v[k]
                         g["done"][j] = 1  # last: marks the frame complete
+                        kept += 1
                 except OSError as exc:
                     raise UsageError(
-                        f"{out}: cannot write ({exc.strerror or exc}); the {skipped + n_here} "
+                        f"{out}: cannot write ({exc.strerror or exc}); the {skipped + n_here + kept} "
                         "frame(s) finished before are kept, rerun the same command to resume"
                     ) from exc
                 n_here += len(chunk)
