@@ -689,6 +689,9 @@ def test_training_config_wrong_types_and_garbage_data(capsys, tmp_path):
     refused(capsys, ["train", bad], bad, "key 'steps'", inputs=(bad,))
     bad = _yaml(tmp_path, "data: {path: d.npz}\nsde: {kind: ve, sigma: -1}\n", "t2.yaml")
     refused(capsys, ["train", bad], bad, "sigma", inputs=(bad,))
+    for net in ("{base: abc}", "{base: 1000000}", "[unet]", "{arch: transformer}"):
+        bad = _yaml(tmp_path, f"data: {{path: d.npz}}\nnetwork: {net}\n", "t4.yaml")
+        refused(capsys, ["train", bad], bad, "key 'network'", inputs=(bad,))
     garbage = tmp_path / "garbage.npz"
     garbage.write_bytes(b"PK\x03\x04 not really a zip")
     out = tmp_path / "run"

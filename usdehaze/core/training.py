@@ -125,6 +125,10 @@ def _check_train_types(cfg: dict[str, Any], source: str) -> None:
         raise UsageError(f"{where('out')}: expected a folder name, got {cfg['out']!r}")
     if "sde" in cfg:
         sde_from_config(cfg["sde"], where("sde"))
+    if "network" in cfg:
+        from usdehaze.core.networks import check_network
+
+        check_network(cfg["network"], where("network"))
 
 
 class Trainer:

@@ -27,13 +27,10 @@ def _architecture(arch: Any, source: str) -> type[nn.Module]:
     raise UsageError(f"{source}: key 'arch': expected 'unet', 'ncsnv2' or 'mlp', got {arch!r}")
 
 
-def build_network(config: dict[str, Any], source: str = "network config") -> nn.Module:
-    """Build a network from ``{"arch": "unet", ...keyword arguments}``.
-
-    The config comes from files (a prior's JSON, a checkpoint, a training YAML), so it is built
-    first on the meta device (no memory): wrong types or values and networks of more than
-    ``MAX_PARAMETERS`` parameters are one UsageError naming ``source``, never a traceback or a
-    huge allocation."""
+def check_network(config: Any, source: str = "network config") -> tuple[type[nn.Module], dict]:
+    """Validate a network config without allocating it: built on the meta device, wrong types or
+    values and more than ``MAX_PARAMETERS`` parameters are one UsageError naming ``source``.
+    Returns the class and its keyword arguments."""
     import torch
 
     from usdehaze.limits import non_finite_key
@@ -56,6 +53,16 @@ def build_network(config: dict[str, Any], source: str = "network config") -> nn.
         raise UsageError(
             f"{source}: {n} parameters, more than the {MAX_PARAMETERS} a network may have (the limit)"
         )
+    return cls, cfg
+
+
+def build_network(config: dict[str, Any], source: str = "network config") -> nn.Module:
+    """Build a network from ``{"arch": "unet", ...keyword arguments}``.
+
+    The config comes from files (a prior's JSON, a checkpoint, a training YAML), so it is checked
+    first by :func:`check_network` (no memory): wrong types or values and huge networks are one
+    UsageError naming ``source``, never a traceback or a huge allocation."""
+    cls, cfg = check_network(config, source)
     return cls(**cfg)
 
 
