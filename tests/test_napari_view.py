@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from qtpy.QtCore import Qt
 
 from usdehaze.cli._app import run_app
 from usdehaze.napari._launch import open_viewer
@@ -23,9 +22,9 @@ pytestmark = pytest.mark.gui
 
 
 def _docked(viewer, cls):
-    found = [w for w in viewer.window._dock_widgets.values() if isinstance(w.widget(), cls)]
+    found = [w for w in viewer.window.dock_widgets.values() if isinstance(w, cls)]
     assert len(found) == 1
-    return found[0].widget()
+    return found[0]
 
 
 def test_open_viewer_docks_widgets_and_loads_the_scans_roi(make_napari_viewer):
@@ -51,7 +50,7 @@ def test_view_command_errors_are_one_line(tmp_path, capsys):
 def test_screenshot(make_napari_viewer, qtbot, tiny_priors, tmp_path):
     target = os.environ.get("USDEHAZE_SCREENSHOT")
     viewer = make_napari_viewer(show=True)
-    viewer.window._qt_window.resize(1800, 900)
+    viewer.window._qt_window.resize(1600, 1000)  # the layout checked in test_napari_gui
     open_viewer(demo_scan_path(), viewer=viewer)
     dehaze = _docked(viewer, DehazeWidget)
     gcnr = _docked(viewer, GcnrWidget)
@@ -85,13 +84,11 @@ def test_screenshot(make_napari_viewer, qtbot, tiny_priors, tmp_path):
     gcnr.select(image="demo_scan tissue", shapes=roi.name)
     gcnr.refresh()
     assert gcnr.rows and gcnr.rows[0]["frame"] == 1
-    viewer.grid.enabled = True
-    viewer.grid.stride = 2
-    viewer.grid.shape = (1, 3)
-    viewer.grid.spacing = 0.05
-    qt = viewer.window._qt_window
-    docks = [d for d in viewer.window._dock_widgets.values()]
-    qt.resizeDocks(docks, [560] * len(docks), Qt.Horizontal)
+    grid = viewer.canvas.grid
+    grid.enabled = True
+    grid.stride = 2
+    grid.shape = (3, 1)  # one above the other: the dock column leaves a tall canvas
+    grid.spacing = 0.05
     viewer.reset_view()
     qtbot.wait(300)
     out = Path(target) if target else tmp_path / "napari.png"

@@ -256,7 +256,8 @@ class DehazeWidget(QWidget):
         self._progress.connect(self._stepped, Qt.QueuedConnection)
         self._stage.connect(self.status.setText, Qt.QueuedConnection)
         for combo in (self.layer_combo, self.method, self.model, self.rule, self.device):
-            combo.setSizeAdjustPolicy(QComboBox.AdjustToContents)
+            combo.setSizeAdjustPolicy(QComboBox.AdjustToContents)  # whole names, "_" too
+            combo.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
         self.layer_combo.setMinimumContentsLength(12)
         self._ood.connect(self._ood_checked, Qt.QueuedConnection)
         self._last_ood = None  # the running job's OodCheck, once the worker has made it

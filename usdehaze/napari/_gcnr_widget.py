@@ -26,6 +26,7 @@ from qtpy.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
+    QSizePolicy,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -129,7 +130,8 @@ class GcnrWidget(QWidget):
         self.table.setSizeAdjustPolicy(QAbstractScrollArea.AdjustToContents)
         self.table.setMinimumHeight(5 * self.table.verticalHeader().defaultSectionSize())
         for combo in (self.image_combo, self.roi_combo):
-            combo.setSizeAdjustPolicy(QComboBox.AdjustToContents)
+            combo.setSizeAdjustPolicy(QComboBox.AdjustToContents)  # whole names, "_" too
+            combo.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
         self.status = QLabel("")
         self.status.setWordWrap(True)
 
