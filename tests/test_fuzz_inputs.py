@@ -1000,3 +1000,53 @@ def test_readers_answer_a_scan_or_one_line(layout, datasets, attr, seed):
         except UsageError as exc:
             assert str(exc).startswith(str(p)) and "\n" not in str(exc), str(exc)
         assert snapshot(p) == before
+
+
+@FUZZ
+@given(
+    kind=st.sampled_from(["f4", "c8", "i2", "f8", "u1"]),
+    shape=st.lists(dims, min_size=1, max_size=5),
+    attr=meta_values,
+    bare=st.booleans(),
+)
+def test_zarr_reader_answers_a_scan_or_one_line(kind, shape, attr, bare):
+    import zarr
+
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / "s.zarr"
+        a = (
+            zarr.open_array(str(p), mode="w", shape=shape, dtype=kind)
+            if bare
+            else zarr.open_group(str(p), mode="w").create_array("iq", shape=shape, dtype=kind)
+        )
+        if a.size:
+            a[...] = _array(kind, shape, 0)
+        a.attrs["pitch"] = attr
+        before = snapshot(p)
+        try:
+            with load_scan(p) as s:
+                block = s.frames(0, 1)
+                assert block.shape == (1, *s.shape) and np.isfinite(block).all()
+        except UsageError as exc:
+            assert str(exc).startswith(str(p)) and "\n" not in str(exc), str(exc)
+        assert snapshot(p) == before
+
+
+@FUZZ
+@given(garbage=st.binary(min_size=1, max_size=64), at=st.integers(0, 10_000))
+def test_damaged_hdf5_chunks_give_data_or_one_line(garbage, at):
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / "c.h5"
+        with h5py.File(p, "w") as f:
+            f.create_dataset("iq", data=iq_frames(2), chunks=(1, *SHAPE), compression="gzip")
+            info = f["iq"].id.get_chunk_info(0)
+        data = bytearray(p.read_bytes())
+        pos = info.byte_offset + at % info.size
+        data[pos : pos + len(garbage)] = garbage[: info.size - at % info.size]
+        p.write_bytes(bytes(data))
+        try:
+            with load_scan(p) as s:
+                block = s.frames(0, 2)
+                assert block.shape == (2, *SHAPE)
+        except UsageError as exc:
+            assert str(exc).startswith(str(p)) and "\n" not in str(exc), str(exc)
