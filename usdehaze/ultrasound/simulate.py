@@ -148,7 +148,7 @@ def _haze_field(rng: np.random.Generator, x, z, r_axis, shape) -> tuple[np.ndarr
     return field_.astype(np.float32), params
 
 
-def _roi_cardiac(p: dict[str, float]) -> dict[str, Any]:
+def cardiac_roi(p: dict[str, float]) -> dict[str, Any]:
     """ROI pair in mm: a disc inside the LV versus an arc of the lateral LV wall."""
     mm = 1e3
     cx, cz, a, b, phi, w = (p[k] for k in ("lv_cx", "lv_cz", "lv_a", "lv_b", "lv_phi", "wall"))
@@ -213,7 +213,7 @@ def simulate_cardiac(
     wall_mask = _wall_mask(x, z, p)
     haze = _scale_haze(tissue, haze, wall_mask, haze_db)
     params = {"kind": "cardiac", "seed": seed, "haze_db": haze_db, "shape": list(shape), **p, **hp}
-    return SimResult(tissue, haze, x, z, axes, _roi_cardiac(p), params)
+    return SimResult(tissue, haze, x, z, axes, cardiac_roi(p), params)
 
 
 def _wall_mask(x, z, p) -> np.ndarray:

@@ -50,11 +50,17 @@ def _gain(acq: Acquisition, rng: np.random.Generator) -> np.ndarray:
 
 
 def make_sample(
-    scene: Scene, rng: np.random.Generator, haze_db: float, split: str = "train"
+    scene: Scene,
+    rng: np.random.Generator,
+    haze_db: float,
+    split: str = "train",
+    anatomy: Any = None,
 ) -> dict[str, Any]:
-    """Tissue and haze I/Q (complex64, the acquisition's grid), masks, and what was drawn."""
+    """Tissue and haze I/Q (complex64, the acquisition's grid), masks, and what was drawn.
+    ``anatomy``: this view (corpus.anatomy.draw_anatomy) instead of a new one, as for the frames
+    of one loop; speckle, haze, gain and demodulation are drawn anew either way."""
     acq, u = scene.acq, scene.psfs.upsample
-    anat = draw_anatomy(acq, rng)
+    anat = draw_anatomy(acq, rng) if anatomy is None else anatomy
     field = speckle_field(rng, anat.amplitude, u)
     field[::u, ::u] += anat.specular
     tissue = render(acq, scene.psfs, field)
