@@ -33,7 +33,8 @@ def write_simulation(
         raise UsageError(f"{out}: simulate writes an HDF5 file (zea layout); give NAME.h5")
     roi_path = out.with_suffix(".roi.json")
     check_output(out)  # both before any work: never over a file usdehaze did not write
-    check_output(roi_path, [out], option="the ROI file")
+    if not _legacy_pair(out, roi_path):
+        check_output(roi_path, [out], option="the ROI file")
     if kind not in ("cardiac", "cyst"):
         raise UsageError(f"--kind {kind}: expected cardiac or cyst")
     from usdehaze import limits
@@ -73,6 +74,18 @@ def write_simulation(
     with writing(roi_path), atomic_path(roi_path) as tmp:
         tmp.write_text(json.dumps(roi, indent=2))
     return path, roi_path
+
+
+def _legacy_pair(out: Path, roi_path: Path) -> bool:
+    """A ROI file an older usdehaze simulate wrote (no marker yet): exactly the ROI keys, beside
+    the scan of the same name that usdehaze wrote."""
+    from usdehaze.outputs import is_usdehaze_output
+
+    try:
+        keys = set(json.loads(roi_path.read_text()))
+    except (OSError, ValueError, TypeError):
+        return False
+    return keys == {"version", "units", "pairs"} and is_usdehaze_output(out)
 
 
 @app.command()
