@@ -308,6 +308,23 @@ def test_long_loop_opens_lazily(make_napari_viewer, qtbot, tmp_path, monkeypatch
     (eager,) = scan_layer_data(path, lazy=False)
     np.testing.assert_allclose(np.asarray(layer.data[33]), eager[0][33], atol=1e-5)
     np.testing.assert_allclose(np.asarray(layer._slice.image.raw), eager[0][33], atol=1e-5)
+    # a long result (every other frame from 10): lazy too, placed at its source frames
+    from usdehaze.ultrasound.results import ResultWriter
+
+    db = np.asarray(layer.metadata["usdehaze"].db[:20])
+    out = tmp_path / "loop.dehazed.h5"
+    attrs = {"source_frames": list(range(10, 50, 2)), "dynamic_range": 60.0}
+    with ResultWriter(out, 20, db.shape[1:], x=x, z=z, grid="polar", axes=axes, attrs=attrs) as w:
+        for i in range(20):
+            w.write(i, input=db[i], tissue=db[i] - 1, haze=db[i] - 2)
+    layers = viewer.open(str(out), plugin="usdehaze")
+    tissue = next(ly for ly in layers if ly.name.endswith("tissue"))
+    assert type(tissue.data).__module__.startswith("dask")
+    assert tuple(tissue.translate[:1]) == (10,) and tuple(tissue.scale[:1]) == (2,)
+    viewer.dims.set_current_step(0, 16)  # source frame 16 = result frame 3
+    qtbot.wait(100)
+    np.testing.assert_allclose(np.asarray(tissue.metadata["usdehaze"].db[3]), db[3] - 1)
+    assert tissue.metadata["usdehaze"].source_frame(3) == 16
 
 
 def test_file_without_pixel_coordinates_says_so(make_napari_viewer, tmp_path, capsys):

@@ -137,8 +137,11 @@ def image_layer_data(native: Native, name: str, **kwargs: Any) -> tuple:
     """A napari LayerData tuple (data, kwargs, "image") for dB frames."""
     disp = display(native)
     is_std = native.role.endswith("_std")
+    peak = (lambda: np.nanmax(np.asarray(native.db[0]))) if is_lazy(native.db) else None
     limits = (
-        [0.0, max(float(np.nanmax(native.db)), 1e-3)] if is_std else [-native.dynamic_range, 0.0]
+        [0.0, max(float(peak() if peak else np.nanmax(native.db)), 1e-3)]
+        if is_std
+        else [-native.dynamic_range, 0.0]
     )
     meta = {
         "name": name,

@@ -3,11 +3,12 @@
 A scan opens as one B-mode image layer in dB (0 dB = frame maximum, limits [-60, 0]); a result
 file as input / tissue / haze layers (and the posterior std when stored) sharing one group, so
 the widgets link their contrast, placed at the frames they came from (``source_frames``). Sector
-scans are scan-converted with their mm geometry. Scans longer than LAZY_FRAMES frames are read
-lazily (dask): a frame is read, log-compressed and scan-converted when napari shows it or a
-widget uses it, so a long cine loop opens at once and never sits in memory whole. A file
-without pixel coordinates opens on the grid the reader inferred (from the file's description)
-or assumed; the layer name says "(geometry assumed)" and a warning notification says which.
+scans are scan-converted with their mm geometry. Scans and results longer than LAZY_FRAMES
+frames are read lazily (dask): a frame is read, log-compressed and scan-converted when napari
+shows it or a widget uses it, so a long cine loop opens at once and never sits in memory whole.
+A file without pixel coordinates opens on the grid the reader inferred (from the file's
+description) or assumed; the layer name says "(geometry assumed)" and a warning notification
+says which.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from usdehaze.napari._layers import META_KEY, Native, image_layer_data
 from usdehaze.ultrasound.logcomp import DEFAULT_DYNAMIC_RANGE, to_db
 
 ReaderFunction = Callable[[Any], list[tuple]]
-LAZY_FRAMES = 16  # scans with more frames are read on demand
+LAZY_FRAMES = 16  # scans and results with more frames are read on demand
 
 
 def _single_path(path: Any) -> Path | None:
@@ -60,20 +61,21 @@ def napari_get_reader(path: Any) -> ReaderFunction | None:
     return read
 
 
-def _lazy_frames(scan: Any, fn: Callable[[np.ndarray], np.ndarray], dtype: Any) -> Any:
-    """A dask array (n, z, x) of ``fn(scan.frames(i, i + 1))``, one chunk per frame; the scan
-    stays open while the array is referenced."""
+def _lazy_frames(
+    n: int, shape: tuple[int, int], read: Callable[[int], np.ndarray], dtype: Any
+) -> Any:
+    """A dask array (n, z, x) whose frame i is ``read(i)`` (one frame, (z, x) or (1, z, x)),
+    one chunk per frame; the file stays open while the array is referenced."""
     import dask.array as da
 
-    n, (nz, nx) = scan.n_frames, scan.shape
+    nz, nx = shape
 
     def block(block_info=None) -> np.ndarray:
         i = block_info[None]["chunk-location"][0]
-        return fn(scan.frames(i, i + 1))
+        return np.asarray(read(i), dtype).reshape(1, nz, nx)
 
-    return da.map_blocks(
-        block, chunks=((1,) * n, (nz,), (nx,)), dtype=dtype, meta=np.empty((0, 0, 0), dtype)
-    )
+    meta = np.empty((0, 0, 0), dtype)
+    return da.map_blocks(block, chunks=((1,) * n, (nz,), (nx,)), dtype=dtype, meta=meta)
 
 
 def scan_layer_data(
@@ -90,8 +92,11 @@ def scan_layer_data(
     lazy = scan.n_frames > LAZY_FRAMES if lazy is None else lazy
     try:
         if lazy:
-            iq = _lazy_frames(scan, lambda a: a, np.complex64)
-            db = _lazy_frames(scan, lambda a: to_db(a, dynamic_range), np.float32)
+            n, shape = scan.n_frames, scan.shape
+            iq = _lazy_frames(n, shape, lambda i: scan.frames(i, i + 1), np.complex64)
+            db = _lazy_frames(
+                n, shape, lambda i: to_db(scan.frames(i, i + 1), dynamic_range), np.float32
+            )
         else:
             iq = scan.frames(0, scan.n_frames)
             db = to_db(iq, dynamic_range)
@@ -116,16 +121,32 @@ def scan_layer_data(
     return [image_layer_data(native, name)]
 
 
-def result_layer_data(path: str | Path) -> list[tuple]:
-    """input, tissue, haze (and *_std) layers of a result file, one group."""
+def result_layer_data(path: str | Path, lazy: bool | None = None) -> list[tuple]:
+    """input, tissue, haze (and *_std) layers of a result file, one group; ``lazy``: frames
+    read on demand (default: more than LAZY_FRAMES frames)."""
     from usdehaze.napari._layers import placement
     from usdehaze.ultrasound.results import IMAGE_KEYS, STD_KEYS, load_result
 
-    with load_result(path) as res:
-        arrays = {k: res.frames(k) for k in (*IMAGE_KEYS, *STD_KEYS) if k in res.arrays}
+    res = load_result(path)
+    lazy = res.n_frames > LAZY_FRAMES if lazy is None else lazy
+    try:
+        keys = [k for k in (*IMAGE_KEYS, *STD_KEYS) if k in res.arrays]
+        if lazy:
+            shape = tuple(res.arrays["input"].shape[1:])
+            arrays = {
+                k: _lazy_frames(
+                    res.n_frames, shape, lambda i, k=k: res.frames(k, i, i + 1), np.float32
+                )
+                for k in keys
+            }
+        else:
+            arrays = {k: res.frames(k) for k in keys}
         dr = float(res.attrs.get("dynamic_range", DEFAULT_DYNAMIC_RANGE))
         geometry = (np.asarray(res.x), np.asarray(res.z), res.grid, dict(res.axes))
         attrs = dict(res.attrs)
+    finally:
+        if not lazy:
+            res.close()
     stem = Path(path).stem
     n = len(arrays["input"])
     frames = attrs.get("source_frames")
