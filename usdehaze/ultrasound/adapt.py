@@ -353,7 +353,7 @@ def _foreign(weights: Path) -> Path | None:
         return weights if weights.exists() else None
     try:
         cfg = json.loads(cfg_path.read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # unreadable, not JSON, nested too deeply
         return cfg_path
     if not isinstance(cfg, dict) or (cfg.get("data") or {}).get("source") != PRIOR_SOURCE:
         return cfg_path
@@ -382,7 +382,7 @@ def read_manifest(out: Path) -> dict[str, Any] | None:
         return None
     try:
         manifest = json.loads((out / MANIFEST).read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # unreadable, not JSON, nested too deeply
         manifest = None
     if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
         shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
