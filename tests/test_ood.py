@@ -244,9 +244,10 @@ def test_napari_dehaze_widget_warns_from_the_worker(
     from napari.utils.notifications import notification_manager
 
     from usdehaze.napari._widget import DehazeWidget
-    from usdehaze.ultrasound import ood
+    from usdehaze.ultrasound import harm, ood
     from usdehaze.ultrasound.simulate import demo_scan_path
 
+    monkeypatch.setattr(harm, "GCNR_TOLERANCE", -1.0)  # the result check fires on any result
     threads = []
     score = ood.score_encoded
     monkeypatch.setattr(
@@ -271,6 +272,9 @@ def test_napari_dehaze_widget_warns_from_the_worker(
     assert any("ood_score" in m and "usdehaze adapt" in m and "demo_scan" in m for m in msgs), msgs
     attrs = viewer.layers["demo_scan tissue"].metadata["usdehaze"].attrs
     assert attrs["ood_warning"] is True and attrs["ood_score"] > attrs["ood_threshold"]
+    assert any("dark and bright regions" in m and "demo_scan" in m for m in msgs), msgs
+    assert attrs["harm_warning"] is True and attrs["ood_reasons"] == ["speckle", "result"]
+    assert attrs["harm_frames"] == attrs["source_frames"]  # scored under their own numbers
 
 
 def test_calibrate_ood_writes_only_the_threshold(tmp_path):

@@ -103,7 +103,15 @@ def dehaze_frames(
     arrays and ``record`` (run_record's provenance + note + ood attributes) and ``cfg`` (what
     ran). ``progress(value, maximum, text)`` after each sampler step; ``on_ood(check)`` the
     out-of-distribution check, made first; ``on_stage(text)`` what the worker is doing."""
-    from usdehaze.ultrasound.dehaze import Dehazer, method_settings, run_record, uses_iq
+    from usdehaze.ultrasound.dehaze import (
+        Dehazer,
+        method_settings,
+        result_check_attrs,
+        run_record,
+        uses_iq,
+    )
+    from usdehaze.ultrasound.harm import HarmCheck
+    from usdehaze.ultrasound.ood import OodCheck
 
     stage = on_stage or (lambda text: None)
     stage("checking the settings…")
@@ -124,6 +132,7 @@ def dehaze_frames(
         ),
         **({"note": note} if note else {}),
     }
+    check = OodCheck(float("nan"), float("nan"), "none")
     if on_ood is not None:
         stage("checking the frames against the priors…")
         check = layer_check(native, frames, dehazer)
@@ -133,6 +142,7 @@ def dehaze_frames(
     bar = Progress(len(frames), progress or (lambda *a: None))
     batches = [frames[i : i + cfg.batch] for i in range(0, len(frames), cfg.batch)]
     parts: dict[str, list[np.ndarray]] = {}
+    harm = HarmCheck()  # do no harm, as usdehaze run checks its result
     done = 0
     for idx in batches:
         if cancel.is_set():
@@ -147,16 +157,20 @@ def dehaze_frames(
         try:
             if uses_iq(cfg):
                 res = dehazer.dehaze_iq(np.asarray(native.iq[idx]), callback=step, frames=seeds)
-                res.pop("input")
+                db_in = res.pop("input")
             else:
-                res = dehazer(np.asarray(native.db[idx]), callback=step, frames=seeds)
+                db_in = np.asarray(native.db[idx])
+                res = dehazer(db_in, callback=step, frames=seeds)
         except Cancelled:
             return None
+        harm.add(seeds, db_in, res["tissue"])
         for k, v in res.items():
             parts.setdefault(k, []).append(v)
         done += len(idx)
     out: dict[str, Any] = {k: np.concatenate(v) for k, v in parts.items()}
+    record.update(result_check_attrs(harm, check, dehazer.priors.get("tissue") is not None))
     out["record"], out["cfg"] = record, cfg
+    out["harm"] = harm
     return out
 
 
@@ -426,7 +440,11 @@ class DehazeWidget(QWidget):
             self.run_finished.emit("cancelled")
             return
         self._runs += 1
-        record, cfg = out.pop("record"), out.pop("cfg")
+        record, cfg, harm = out.pop("record"), out.pop("cfg"), out.pop("harm")
+        if record.get("harm_warning"):
+            from napari.utils.notifications import show_warning
+
+            show_warning(f"usdehaze dehaze: {harm.message(name)}")
         group = native.group or f"{name} dehazed {self._runs}"  # linked with its input
         where = placement(record["source_frames"])  # shown at the frames they came from
         input_db = np.asarray(native.db[frames])
