@@ -841,6 +841,7 @@ PRIOR_EDITS = {
     ),
     "unknown top key": (lambda c: {**c, "exec": "rm -rf"}, "key 'exec'"),
     "huge network": (lambda c: {**c, "network": {**c["network"], "base": 10**6}}, "limit"),
+    "deep network": (lambda c: {**c, "network": {**c["network"], "blocks": 10**6}}, "limit"),
     "text ood threshold": (lambda c: {**c, "ood": {"threshold": "high"}}, "key 'ood.threshold'"),
 }
 

@@ -9,6 +9,8 @@ from torch import nn
 from usdehaze.errors import UsageError
 
 MAX_PARAMETERS = 500_000_000  # a network config may not ask for more (the shipped priors: ~2 M)
+MAX_DEPTH = 64  # blocks per level (U-Net) or layers (MLP)
+MAX_LEVELS = 8  # U-Net resolution levels (len(mults))
 
 
 def _architecture(arch: Any, source: str) -> type[nn.Module]:
@@ -44,6 +46,14 @@ def check_network(config: Any, source: str = "network config") -> tuple[type[nn.
     cls = _architecture(cfg.pop("arch", "unet"), source)
     if "mults" in cfg and isinstance(cfg["mults"], list):
         cfg["mults"] = tuple(cfg["mults"])
+    # how many modules get built (even the meta build takes time per module)
+    for key, most in (("blocks", MAX_DEPTH), ("layers", MAX_DEPTH), ("mults", MAX_LEVELS)):
+        v = cfg.get(key)
+        n = len(v) if isinstance(v, (tuple, list)) else v
+        if isinstance(n, int) and n > most:
+            raise UsageError(
+                f"{source}: key '{key}': {n}, more than the {most} allowed (the limit)"
+            )
     try:
         with torch.device("meta"):
             n = count_parameters(cls(**cfg))
