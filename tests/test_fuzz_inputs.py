@@ -1058,3 +1058,19 @@ def test_damaged_hdf5_chunks_give_data_or_one_line(garbage, at):
                 assert block.shape == (2, *SHAPE)
         except UsageError as exc:
             assert str(exc).startswith(str(p)) and "\n" not in str(exc), str(exc)
+
+
+def test_evaluate_cases_with_a_garbage_shard_is_one_line(capsys, tmp_path):
+    cases = tmp_path / "val"
+    cases.mkdir()
+    shard = cases / "a.npz"
+    shard.write_bytes(b"PK\x03\x04 garbage")
+    refused(
+        capsys,
+        ["evaluate", "--cases", cases, "--frames", "1"],
+        shard,
+        "corpus shard",
+        inputs=(shard,),
+    )
+    np.savez(shard, tissue=np.zeros((2, 4, 4)), meta=np.array("{}"))
+    refused(capsys, ["evaluate", "--cases", cases, "--frames", "1"], shard, "haze", inputs=(shard,))

@@ -37,10 +37,26 @@ def write_shard(path: Path, acq: dict, samples: list[dict[str, Any]]) -> None:
 
 def read_shard(path: Path) -> dict[str, Any]:
     """One shard's arrays and its metadata (``meta``: acquisition and per-sample settings)."""
-    with np.load(path, allow_pickle=False) as z:
-        out = {k: z[k] for k in z.files if k != "meta"}
-        out["meta"] = json.loads(str(z["meta"]))
+    from usdehaze.errors import UsageError
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            out = {k: z[k] for k in z.files if k != "meta"}
+            out["meta"] = json.loads(str(z["meta"]))
+        n = len(out["tissue"])
+        for key in SAMPLE_ARRAYS:
+            if len(out[key]) != n:
+                raise ValueError(f"'{key}' holds {len(out[key])} samples, 'tissue' {n}")
+        if not isinstance(out["meta"], dict) or len(out["meta"]["samples"]) != n:
+            raise ValueError("'meta' does not describe every sample")
+        out["meta"]["acquisition"]  # noqa: B018 - must be there
+    except Exception as exc:  # noqa: BLE001 - bad zip, truncated arrays, pickles, missing keys
+        first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+        raise UsageError(f"{path}: not a corpus shard ({type(exc).__name__}: {first})") from None
     return out
+
+
+SAMPLE_ARRAYS = ("tissue", "haze", "cavity", "myocardium", "tissue_mask")
 
 
 def shards(folder: str | Path) -> list[Path]:
