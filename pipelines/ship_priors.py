@@ -16,7 +16,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS = ROOT / "usdehaze/weights"
-DOMAINS = {"iq": "iq-mulaw", "db": "db"}
 
 
 def copy_atomic(src: Path, dst: Path) -> None:
@@ -29,9 +28,13 @@ def copy_atomic(src: Path, dst: Path) -> None:
 
 def main() -> int:
     from usdehaze.core.priors import load_prior
+    from usdehaze.ultrasound.dehaze import PRIOR_DOMAIN
+
+    # --domain names the prior pair by its data model: iq (μ-law I/Q) or db (the logsum model's)
+    domains = {"iq": PRIOR_DOMAIN["iq"], "db": PRIOR_DOMAIN["logsum"]}
 
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--domain", choices=sorted(DOMAINS), default="iq")
+    ap.add_argument("--domain", choices=sorted(domains), default="iq")
     ap.add_argument("--from", dest="src", type=Path, default=ROOT / "runs/priors/export")
     args = ap.parse_args()
     suffix = "" if args.domain == "db" else f"_{args.domain}"
@@ -45,8 +48,8 @@ def main() -> int:
             return 2
         prior = load_prior(path)
         domain = prior.meta.get("normalisation", {}).get("domain")
-        if domain != DOMAINS[args.domain]:
-            print(f"{path}: domain {domain!r}, expected {DOMAINS[args.domain]!r}", file=sys.stderr)
+        if domain != domains[args.domain]:
+            print(f"{path}: domain {domain!r}, expected {domains[args.domain]!r}", file=sys.stderr)
             return 2
     for n in names:
         for ext in (".safetensors", ".json"):

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from usdehaze.ultrasound.logcomp import IQ_MULAW
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "runs/priors/data"
 
@@ -40,7 +42,7 @@ def corpus_tiles(corpus: Path, tile: int, per_frame: int) -> None:
     for name, arr in arrays.items():
         np.savez(DATA / f"{name}_iq.npz", images=arr)
     manifest = {
-        "domain": "iq",
+        "domain": IQ_MULAW,
         "corpus": str(corpus.relative_to(ROOT) if corpus.is_relative_to(ROOT) else corpus),
         "tile": tile,
         "tiles_per_frame": per_frame,

@@ -160,6 +160,28 @@ def test_iq_model_refuses_db_images_magnitudes_and_db_priors(tiny_priors, tiny_i
         DehazeConfig.from_dict({"model": "iq", "rule": "projection"})
 
 
+def test_iq_model_refuses_a_prior_companded_with_another_mu(tiny_iq_priors, tmp_path):
+    """A μ-law prior trained with μ = 100 would misread μ = 255 data: one line naming its JSON."""
+    import json
+    import shutil
+
+    t, h = tiny_iq_priors
+    for p in (t, t.with_suffix(".json")):
+        shutil.copy(p, tmp_path / p.name)
+    meta = json.loads(t.with_suffix(".json").read_text())
+    meta["normalisation"]["mu"] = 100
+    (tmp_path / t.with_suffix(".json").name).write_text(json.dumps(meta))
+    other = tmp_path / t.name
+    with pytest.raises(
+        UsageError, match=r"normalisation\.mu.*μ = 100, the iq model uses μ = 255"
+    ) as e:
+        Dehazer(dataclasses.replace(_cfg(tiny_iq_priors, model="iq"), tissue_prior=str(other)))
+    assert str(e.value).startswith(str(other)) and "\n" not in str(e.value)
+    meta["normalisation"]["mu"] = 255.0  # the same μ written as a float is accepted
+    (tmp_path / t.with_suffix(".json").name).write_text(json.dumps(meta))
+    Dehazer(dataclasses.replace(_cfg(tiny_iq_priors, model="iq"), tissue_prior=str(other)))
+
+
 def test_magnitude_only_scans_run_the_iq_model_in_the_log_domain(tiny_priors, tmp_path):
     from tests.conftest import memory_scan
     from usdehaze.ultrasound.dehaze import for_magnitude_data

@@ -61,6 +61,10 @@ def test_mulaw_iq_sum_is_exact_in_iq():
         np.testing.assert_allclose(y, mu_law(t + gamma * h), atol=1e-10)
     v = torch.linspace(-1, 1, 101, dtype=torch.float64)
     torch.testing.assert_close(m.compress(m.expand(v)), v)
+    from usdehaze.ultrasound.logcomp import MU, mu_law_inverse
+
+    assert m.mu == MU  # the one μ of usdehaze.ultrasound.logcomp
+    np.testing.assert_allclose(m.expand(v).numpy(), mu_law_inverse(v.numpy()), atol=1e-15)
     assert m.expand(torch.tensor([3.0])).item() == 1.0  # estimates outside [-1, 1] are clipped
 
 

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from usdehaze.errors import UsageError
-from usdehaze.ultrasound.logcomp import iq_reference, iq_to_mulaw
+from usdehaze.ultrasound.logcomp import IQ_MULAW, iq_reference, iq_to_mulaw
 
 ROLES = ("tissue", "haze")
 MANIFEST = "adapt.json"
@@ -325,7 +325,7 @@ def _check_enough(mat: Material, option: str) -> None:
 def base_priors(folder: Path | None = None) -> dict[str, Any]:
     """The priors to start from: the shipped iq ones, or a folder's (``--from``)."""
     from usdehaze.core.priors import load_prior
-    from usdehaze.ultrasound.dehaze import DehazeConfig, prior_paths
+    from usdehaze.ultrasound.dehaze import DehazeConfig, check_prior_mu, prior_paths
 
     cfg = replace(
         DehazeConfig(), method="joint", model="iq", priors=str(folder) if folder else None
@@ -334,11 +334,12 @@ def base_priors(folder: Path | None = None) -> dict[str, Any]:
     for role, path in zip(ROLES, prior_paths(cfg)):
         prior = load_prior(path)
         got = prior.meta.get("normalisation", {}).get("domain")
-        if got != "iq-mulaw":
+        if got != IQ_MULAW:
             raise UsageError(
                 f"{path}: key 'normalisation.domain': base prior trained on '{got}' data; adapt "
-                "fine-tunes iq-mulaw (μ-law I/Q) priors"
+                f"fine-tunes {IQ_MULAW} (μ-law I/Q) priors"
             )
+        check_prior_mu(prior.meta)
         out[role] = prior
     return out
 
@@ -582,7 +583,7 @@ def adapt(
                     "data": {
                         "source": PRIOR_SOURCE,
                         "content": f"{role}-only",
-                        "domain": "iq",
+                        "domain": IQ_MULAW,
                         "encoding": _ENCODING[role],
                         "files": mats[role].files,
                         "pixels": mats[role].pixels,

@@ -20,6 +20,9 @@ import numpy as np
 
 from usdehaze.errors import UsageError
 from usdehaze.ultrasound.logcomp import (
+    DB,
+    IQ_MULAW,
+    MU,
     db_to_unit,
     iq_reference,
     iq_to_mulaw,
@@ -34,7 +37,7 @@ METHODS = ("joint", "dps", "pigdm-gauss", "bm3d")
 JACOBIANS = ("both", "haze", "tissue", "none")
 MODELS = ("logsum", "additive", "iq")
 # the prior normalisation each data model needs (the "domain" a prior's JSON records)
-PRIOR_DOMAIN = {"logsum": "db", "additive": "db", "iq": "iq-mulaw"}
+PRIOR_DOMAIN = {"logsum": DB, "additive": DB, "iq": IQ_MULAW}
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 
 
@@ -197,6 +200,18 @@ def prior_paths(cfg: DehazeConfig) -> tuple[Path, Path]:
     )
 
 
+def check_prior_mu(meta: dict[str, Any]) -> None:
+    """Refuse a μ-law I/Q prior whose JSON records another μ than the iq model's (it would see
+    its data companded differently from what it learnt): one line naming the prior file."""
+    norm = meta.get("normalisation") or {}
+    mu = norm.get("mu")
+    if norm.get("domain") == IQ_MULAW and mu is not None and float(mu) != MU:
+        raise UsageError(
+            f"{meta.get('path', 'prior')}: key 'normalisation.mu': prior trained on μ-law I/Q "
+            f"with μ = {float(mu):g}, the iq model uses μ = {MU:g}"
+        )
+
+
 def uses_iq(cfg: DehazeConfig) -> bool:
     """Whether a run needs complex IQ (the joint method with the iq model)."""
     return cfg.method == "joint" and cfg.model == "iq"
@@ -240,12 +255,13 @@ class Dehazer:
                 self.checksums[k] = p.checksum
                 accelerate(p, cfg.channels_last, cfg.compile, cfg.cuda_graphs)
                 norm = p.meta.get("normalisation", {})
-                want = PRIOR_DOMAIN[cfg.model] if cfg.method == "joint" else "db"
+                want = PRIOR_DOMAIN[cfg.model] if cfg.method == "joint" else DB
                 got = norm.get("domain")
                 if got is not None and got != want:
                     raise UsageError(
                         f"{p.meta['path']}: key 'normalisation.domain': prior trained on '{got}' data, the {cfg.model if cfg.method == 'joint' else cfg.method} run needs '{want}' priors"
                     )
+                check_prior_mu(p.meta)
                 dr = norm.get("dynamic_range")
                 if dr is not None and float(dr) != cfg.dynamic_range:
                     raise UsageError(

@@ -5,15 +5,30 @@ The one place the project turns IQ into images and back. Conventions:
   the maximum over all frames given; a float: that envelope value is 0 dB (the reference a
   dehazing run stores so tissue and haze share the input's scale).
 - dB images are clipped to [-dynamic_range, 0]; the models see u = 1 + 2·dB/dynamic_range ∈ [-1, 1].
+- μ-law: the one definition (``MU``, :func:`mu_law`, :func:`mu_law_inverse`), on numpy arrays and
+  on torch tensors alike; the iq data model (usdehaze.ultrasound.measurement.MuLawIQSum) calls it.
+- The priors' data domains, as their JSON's ``normalisation.domain`` names them: ``DB`` for
+  log-compressed envelopes, ``IQ_MULAW`` for μ-law companded I/Q.
 """
 
 from __future__ import annotations
+
+import math
+import sys
 
 import numpy as np
 
 DEFAULT_DYNAMIC_RANGE = 60.0
 MU = 255.0
+DB = "db"
+IQ_MULAW = "iq-mulaw"
 _TINY = 1e-30
+
+
+def _is_tensor(x) -> bool:
+    """Whether ``x`` is a torch tensor (without importing torch for numpy callers)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.Tensor)
 
 
 def envelope(iq: np.ndarray) -> np.ndarray:
@@ -68,14 +83,19 @@ def unit_to_db(u: np.ndarray, dynamic_range: float = DEFAULT_DYNAMIC_RANGE) -> n
 def mu_law(x: np.ndarray, mu: float = MU) -> np.ndarray:
     """μ-law companding sign(x)·ln(1 + μ|x|)/ln(1 + μ) of data scaled to [-1, 1] (divide IQ/RF
     by its max |I|, |Q| first); I and Q are companded separately for complex input. μ = 255 as
-    in the follow-up dehazing paper (Stevens et al., IEEE TMI 2024)."""
+    in the follow-up dehazing paper (Stevens et al., IEEE TMI 2024). A torch tensor (real) stays
+    a tensor, differentiable."""
+    if _is_tensor(x):
+        return x.sign() * (mu * x.abs()).log1p() / math.log1p(mu)
     if np.iscomplexobj(x):
         return mu_law(x.real, mu) + 1j * mu_law(x.imag, mu)
     return np.sign(x) * np.log1p(mu * np.abs(x)) / np.log1p(mu)
 
 
 def mu_law_inverse(y: np.ndarray, mu: float = MU) -> np.ndarray:
-    """Inverse of :func:`mu_law`."""
+    """Inverse of :func:`mu_law` (numpy arrays, or real torch tensors)."""
+    if _is_tensor(y):
+        return y.sign() * (y.abs() * math.log1p(mu)).expm1() / mu
     if np.iscomplexobj(y):
         return mu_law_inverse(y.real, mu) + 1j * mu_law_inverse(y.imag, mu)
     return np.sign(y) * np.expm1(np.abs(y) * np.log1p(mu)) / mu

@@ -18,6 +18,8 @@ import math
 import torch
 from torch import Tensor
 
+from usdehaze.ultrasound.logcomp import MU, mu_law, mu_law_inverse
+
 
 class LogPowerSum:
     """y = C(C⁻¹(x) + γ·C⁻¹(n)) with C = normalised log compression of envelope power."""
@@ -67,20 +69,18 @@ class MuLawIQSum:
     name = "iq"
     linear = False
 
-    def __init__(self, gamma: float = 1.0, mu: float = 255.0) -> None:
+    def __init__(self, gamma: float = 1.0, mu: float = MU) -> None:
         if gamma <= 0 or mu <= 0:
             raise ValueError("gamma and mu must be positive")
         self.gamma, self.mu = float(gamma), float(mu)
-        self._l = math.log1p(self.mu)
 
     def expand(self, u: Tensor) -> Tensor:
-        """C⁻¹: companded [-1, 1] → linear [-1, 1]."""
-        u = u.clamp(-1, 1)
-        return torch.sign(u) * torch.expm1(u.abs() * self._l) / self.mu
+        """C⁻¹: companded [-1, 1] → linear [-1, 1] (usdehaze.ultrasound.logcomp.mu_law_inverse)."""
+        return mu_law_inverse(u.clamp(-1, 1), self.mu)
 
     def compress(self, v: Tensor) -> Tensor:
-        """C: linear → companded (odd, monotonic, C(±1) = ±1)."""
-        return torch.sign(v) * torch.log1p(self.mu * v.abs()) / self._l
+        """C: linear → companded (odd, monotonic, C(±1) = ±1; logcomp.mu_law)."""
+        return mu_law(v, self.mu)
 
     def measure(self, x: Tensor, n: Tensor) -> Tensor:
         return self.compress(self.expand(x) + self.gamma * self.expand(n))

@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from usdehaze.ultrasound.logcomp import db_to_unit, iq_reference, iq_to_mulaw, to_db
+from usdehaze.ultrasound.logcomp import IQ_MULAW, db_to_unit, iq_reference, iq_to_mulaw, to_db
 
 OOD_SIGMAS = (0.05, 0.1, 0.2)
 MAX_FRAMES = 4
@@ -151,7 +151,7 @@ def prior_is_iq(prior: Any) -> bool:
     meta = getattr(prior, "meta", {}) or {}
     domain = (meta.get("normalisation") or {}).get("domain")
     if domain is not None:
-        return domain == "iq-mulaw"
+        return domain == IQ_MULAW
     return (meta.get("network") or {}).get("channels") == 2
 
 

@@ -1,6 +1,6 @@
 """Training images for the ultrasound priors: simulated tissue-only and haze-only frames.
 
-``domain="db"``: log-compressed envelopes (N, z, x) in [-1, 1]; ``domain="iq"``: μ-law companded
+``domain="db"``: log-compressed envelopes (N, z, x) in [-1, 1]; ``domain="iq-mulaw"``: μ-law companded
 I and Q channels (N, 2, z, x), the follow-up paper's (TMI 2024) representation. Both are scaled
 by the *hazy* frame's reference, the one a dehazing run uses, so the haze prior learns haze at its
 true level below tissue.
@@ -11,7 +11,9 @@ from __future__ import annotations
 import numpy as np
 
 from usdehaze.ultrasound.logcomp import (
+    DB,
     DEFAULT_DYNAMIC_RANGE,
+    IQ_MULAW,
     db_to_unit,
     envelope,
     iq_reference,
@@ -30,19 +32,19 @@ def make_prior_data(
     seed_start: int = TRAIN_SEED_START,
     haze_db: tuple[float, float] = (-22.0, -4.0),
     dynamic_range: float = DEFAULT_DYNAMIC_RANGE,
-    domain: str = "db",
+    domain: str = DB,
 ) -> dict[str, np.ndarray]:
     """(tissue, haze) arrays in [-1, 1] from ``n_scans`` simulated cardiac loops: (N, z, x) dB
-    images for ``domain="db"``, (N, 2, z, x) μ-law I/Q for ``domain="iq"``."""
-    if domain not in ("db", "iq"):
-        raise ValueError(f"domain must be 'db' or 'iq', got {domain!r}")
+    images for ``domain="db"``, (N, 2, z, x) μ-law I/Q for ``domain="iq-mulaw"``."""
+    if domain not in (DB, IQ_MULAW):
+        raise ValueError(f"domain must be '{DB}' or '{IQ_MULAW}', got {domain!r}")
     rng = np.random.default_rng(seed_start)
     tissue, haze = [], []
     for k in range(n_scans):
         sim = simulate_cardiac(
             frames_per_scan, seed=seed_start + k, haze_db=float(rng.uniform(*haze_db))
         )
-        if domain == "iq":
+        if domain == IQ_MULAW:
             ref = iq_reference(sim.hazy_iq)
             tissue.append(iq_to_mulaw(sim.tissue_iq, ref))
             haze.append(iq_to_mulaw(sim.haze_iq, ref))
