@@ -789,22 +789,30 @@ def test_crafted_training_checkpoint_never_runs(capsys, tmp_path):
         "t.yaml",
     )
     ckpt = out / "checkpoint.pt"
-    refused(capsys, ["train", cfg, "--resume", "--device", "cpu"], ckpt, inputs=(ckpt, cfg, data))
+    err = refused(
+        capsys, ["train", cfg, "--resume", "--device", "cpu"], ckpt, inputs=(ckpt, cfg, data)
+    )
+    assert "could run code" in err and "\x1b" not in err
     assert not marker.exists()
     for content in (b"", b"garbage"):
         ckpt.write_bytes(content)
         refused(capsys, ["train", cfg, "--resume", "--device", "cpu"], ckpt, inputs=(ckpt,))
 
 
-def test_baseline_checkpoint_loads_weights_only(tmp_path):
-    """The GAN/Glow loop's checkpoint: a crafted pickle is refused, not run."""
+@pytest.mark.parametrize("content", ["evil", b"", b"garbage"])
+def test_baseline_checkpoint_loads_weights_only(tmp_path, content):
+    """The GAN/Glow loop's checkpoint: a crafted pickle is refused, not run; an empty or random
+    file is one line too."""
     from usdehaze.natural.baselines.fit import fit
 
     marker = tmp_path / "pwned"
     ckpt = tmp_path / "gan.pt"
-    torch.save({"modules": Evil(marker)}, ckpt)
+    if content == "evil":
+        torch.save({"modules": Evil(marker)}, ckpt)
+    else:
+        ckpt.write_bytes(content)
     net = torch.nn.Linear(2, 2)
-    with pytest.raises(UsageError, match="gan.pt"):
+    with pytest.raises(UsageError, match="gan.pt: not a checkpoint of this model") as exc:
         fit(
             {"n": net},
             {"n": torch.optim.SGD(net.parameters(), lr=0.1)},
@@ -815,6 +823,7 @@ def test_baseline_checkpoint_loads_weights_only(tmp_path):
             checkpoint=ckpt,
             progress=False,
         )
+    assert "\x1b" not in str(exc.value) and "\n" not in str(exc.value)
     assert not marker.exists()
 
 

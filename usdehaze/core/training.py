@@ -31,7 +31,7 @@ from usdehaze.core.networks import build_network, count_parameters
 from usdehaze.core.priors import NetworkPrior, save_prior
 from usdehaze.core.resume import KEPT, capture_rng, restore_rng
 from usdehaze.core.sde import SDE, sde_from_config
-from usdehaze.errors import UsageError
+from usdehaze.errors import UsageError, first_line
 
 
 def dsm_loss(score, x0: Tensor, sde: SDE, t: Tensor, z: Tensor) -> Tensor:
@@ -269,7 +269,7 @@ class Trainer:
                 restore_rng(state["rng"])
         except Exception as exc:  # noqa: BLE001 - unpickling refusals, empty/random files, wrong keys
             raise UsageError(
-                f"{self.checkpoint_path}: not a checkpoint of this training ({(str(exc).splitlines() or [type(exc).__name__])[0][:200]})"
+                f"{self.checkpoint_path}: not a checkpoint of this training ({first_line(exc)})"
             ) from None
         return True
 

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from usdehaze.atomic import atomic_path
 from usdehaze.core.data import PatchSampler
-from usdehaze.errors import UsageError
+from usdehaze.errors import UsageError, first_line
 
 _KEPT = "networks, optimiser states, loss log, data order and RNG states (torch, numpy, python)"
 
@@ -69,7 +69,7 @@ def fit(
                 restore_rng(state["rng"])
         except Exception as exc:  # noqa: BLE001 - unpickling refusals, truncation, wrong keys
             raise UsageError(
-                f"{ckpt}: not a checkpoint of this model ({str(exc).splitlines()[0][:200]}); "
+                f"{ckpt}: not a checkpoint of this model ({first_line(exc)}); "
                 "delete it to start over"
             ) from None
         kept = _KEPT if "rng" in state else _KEPT.split(" and RNG")[0] + " (no RNG states)"
