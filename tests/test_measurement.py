@@ -46,6 +46,25 @@ def test_logsum_gradient_goes_to_the_dominant_component():
 
 def test_additive():
     assert Additive().measure(torch.tensor(0.25), torch.tensor(0.5)).item() == 0.75
+    # linear, A = I: what the pigdm and projection rules ask of it
+    from usdehaze.core.operators import LinearOperator
+
+    m, v = Additive(), torch.tensor([[1.0, 4.0]])
+    assert isinstance(m, LinearOperator) and m.linear and m.config() == {"kind": "additive"}
+    assert torch.equal(m.A(v), v) and torch.equal(m.A_adjoint(v), v)
+    torch.testing.assert_close(m.solve_cov(v, 0.5, 1.5), v / 2.0)  # (r² + q²)⁻¹ v
+
+
+def test_joint_models_build_their_own_measurement_classes(tiny_priors):
+    """The additive model runs with Additive itself (no Identity with a name patched on)."""
+    from usdehaze.ultrasound.dehaze import DehazeConfig, Dehazer
+
+    t, h = tiny_priors
+    cfg = dict(tissue_prior=str(t), haze_prior=str(h), device="cpu", steps=2)
+    op = Dehazer(DehazeConfig(model="additive", rule="pigdm", **cfg)).sampler().op
+    assert type(op) is Additive and op.name == "additive"
+    op = Dehazer(DehazeConfig(model="logsum", gamma=2.0, **cfg)).sampler().op
+    assert type(op) is LogPowerSum and op.config()["gamma"] == 2.0
 
 
 def test_mulaw_iq_sum_is_exact_in_iq():

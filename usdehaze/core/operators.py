@@ -216,24 +216,3 @@ class Blur(LinearOperator):
         r2, q2 = _bshape(r2, v), _bshape(q2, v)
         denom = r2 * (K.abs() ** 2) + q2 * self.noise_scale**2
         return torch.fft.irfft2(torch.fft.rfft2(v) / denom, s=v.shape[-2:])
-
-
-def operator_from_config(cfg: dict, in_shape: tuple[int, ...] | None = None) -> LinearOperator:
-    """Build an operator from a config dict (YAML experiments)."""
-    from usdehaze.errors import UsageError
-
-    cfg = dict(cfg)
-    kind = cfg.pop("kind", "Identity")
-    if kind in ("Identity", "identity"):
-        return Identity(**cfg)
-    if kind in ("ScaledBlend", "blend"):
-        return ScaledBlend(**cfg)
-    if kind in ("GaussianMatrix", "cs"):
-        if in_shape is None and "in_shape" not in cfg:
-            raise UsageError("operator config: key 'in_shape': needed for GaussianMatrix")
-        cfg.setdefault("in_shape", in_shape)
-        cfg.pop("m", None)
-        return GaussianMatrix(**cfg)
-    if kind in ("Blur", "blur"):
-        return Blur.gaussian(cfg.get("sigma", 1.5), cfg.get("size"), cfg.get("noise_scale", 1.0))
-    raise UsageError(f"operator config: 'kind' must be identity, blend, cs or blur, got {kind!r}")

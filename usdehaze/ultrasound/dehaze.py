@@ -305,8 +305,7 @@ class Dehazer:
             elif c.model == "logsum":
                 op = LogPowerSum(c.dynamic_range, c.gamma)
             else:
-                op = Identity()
-                op.name = Additive.name
+                op = Additive()
             kw = {"rule": c.rule, "weighting": c.weighting, "kappa": c.kappa}
             # the joint DC step back-propagates the networks `jacobian` names; the others are
             # run forward only, with a Gaussian prior's Jacobian (variance jacobian_variance)

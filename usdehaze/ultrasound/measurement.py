@@ -18,6 +18,7 @@ import math
 import torch
 from torch import Tensor
 
+from usdehaze.core.operators import Identity
 from usdehaze.ultrasound.logcomp import MU, mu_law, mu_law_inverse
 
 
@@ -45,14 +46,16 @@ class LogPowerSum:
         return {"kind": self.name, "dynamic_range": self.dynamic_range, "gamma": self.gamma}
 
 
-class Additive:
-    """The TMLR paper's ultrasound model: y = x + n on the normalised log-compressed images."""
+class Additive(Identity):
+    """The TMLR paper's ultrasound model: y = x + n on the normalised log-compressed images.
+
+    Linear (A = I, noise scale 1): every rule applies, ΠGDM with the closed-form covariance solve.
+    """
 
     name = "additive"
-    linear = True
 
-    def measure(self, x: Tensor, n: Tensor) -> Tensor:
-        return x + n
+    def __init__(self) -> None:
+        super().__init__(noise_scale=1.0)
 
     def config(self) -> dict:
         return {"kind": self.name}
