@@ -1083,3 +1083,16 @@ def test_evaluate_cases_with_a_garbage_shard_is_one_line(capsys, tmp_path):
     )
     np.savez(shard, tissue=np.zeros((2, 4, 4)), meta=np.array("{}"))
     refused(capsys, ["evaluate", "--cases", cases, "--frames", "1"], shard, "haze", inputs=(shard,))
+
+
+@pytest.mark.parametrize("content", [b"", b"\x00" * 8, b"random bytes, not safetensors"])
+def test_empty_or_random_safetensors_with_a_matching_checksum_is_one_line(prior_copy, content):
+    from usdehaze.core.priors import load_prior, sha256
+
+    w, cfg = prior_copy
+    w.write_bytes(content)
+    _rewrite(cfg, lambda c: {**c, "sha256": sha256(w)})
+    with pytest.raises(UsageError) as exc:
+        load_prior(w)
+    msg = str(exc.value)
+    assert msg.startswith(str(w)) and "do not fit" in msg and "\n" not in msg, msg

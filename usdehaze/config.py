@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from usdehaze.errors import UsageError
+from usdehaze.errors import UsageError, first_line
 from usdehaze.limits import MAX_YAML_ALIASES, MAX_YAML_BYTES, MAX_YAML_NODES, non_finite_key
 
 
@@ -91,7 +91,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         finally:
             loader.dispose()
     except yaml.YAMLError as exc:
-        raise UsageError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        raise UsageError(f"{path}: not valid YAML ({first_line(exc)})") from None
     except RecursionError:
         raise UsageError(f"{path}: not valid YAML (nested too deeply)") from None
     except UnicodeDecodeError as exc:

@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from usdehaze.errors import UsageError
+from usdehaze.errors import UsageError, first_line
 from usdehaze.limits import MAX_JSON_DEPTH
 
 
@@ -72,7 +72,7 @@ def read_json(path: str | Path, what: str, max_bytes: int) -> Any:
             f"{path}: not valid {what}: nested deeper than {MAX_JSON_DEPTH} levels (the limit)"
         ) from None
     except (ValueError, OSError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise UsageError(f"{path}: not valid JSON ({str(exc).splitlines()[0]})") from None
+        raise UsageError(f"{path}: not valid JSON ({first_line(exc)})") from None
     if depth(value) > MAX_JSON_DEPTH:
         raise UsageError(
             f"{path}: not valid {what}: nested deeper than {MAX_JSON_DEPTH} levels (the limit)"

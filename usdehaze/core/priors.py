@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from usdehaze.core.sde import SDE, sde_from_config
-from usdehaze.errors import UsageError
+from usdehaze.errors import UsageError, first_line
 
 
 class Prior(Protocol):
@@ -303,7 +303,7 @@ def load_prior(path: str | Path, device: str | torch.device = "cpu") -> NetworkP
         net.load_state_dict(state)
     except Exception as exc:  # noqa: BLE001 - any mismatch is a user-facing file problem
         raise UsageError(
-            f"{weights}: weights do not fit the network in {cfg_path.name} ({str(exc).splitlines()[0]})"
+            f"{weights}: weights do not fit the network in {cfg_path.name} ({first_line(exc)})"
         ) from None
     for name, t in state.items():
         if t.is_floating_point() and not bool(torch.isfinite(t).all()):

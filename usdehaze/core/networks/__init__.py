@@ -6,7 +6,7 @@ from typing import Any
 
 from torch import nn
 
-from usdehaze.errors import UsageError
+from usdehaze.errors import UsageError, first_line
 
 MAX_PARAMETERS = 500_000_000  # a network config may not ask for more (the shipped priors: ~2 M)
 MAX_DEPTH = 64  # blocks per level (U-Net) or layers (MLP)
@@ -58,7 +58,7 @@ def check_network(config: Any, source: str = "network config") -> tuple[type[nn.
         with torch.device("meta"):
             n = count_parameters(cls(**cfg))
     except (TypeError, ValueError, RuntimeError, ZeroDivisionError, OverflowError) as exc:
-        raise UsageError(f"{source}: {str(exc).splitlines()[0] or type(exc).__name__}") from None
+        raise UsageError(f"{source}: {first_line(exc)}") from None
     if n > MAX_PARAMETERS:
         raise UsageError(
             f"{source}: {n} parameters, more than the {MAX_PARAMETERS} a network may have (the limit)"

@@ -171,13 +171,11 @@ def load_model(
     try:
         net = build(config)
     except (TypeError, ValueError, KeyError, RuntimeError) as exc:
-        raise UsageError(
-            f"{cfg_path}: not a config of this model ({str(exc).splitlines()[0]})"
-        ) from None
+        raise UsageError(f"{cfg_path}: not a config of this model ({first_line(exc)})") from None
     try:
         net.load_state_dict(load_file(str(path)))
     except Exception as exc:  # noqa: BLE001 - a mismatch is a file problem for the user
         raise UsageError(
-            f"{path}: weights do not fit the model in {cfg_path.name} ({str(exc).splitlines()[0]})"
+            f"{path}: weights do not fit the model in {cfg_path.name} ({first_line(exc)})"
         ) from None
     return net.eval(), config

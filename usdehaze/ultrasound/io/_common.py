@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from usdehaze.errors import UsageError
+from usdehaze.errors import UsageError, first_line
 
 DEFAULT_PITCH = 1e-4  # m, for plain arrays without coordinates
 
@@ -75,7 +75,7 @@ def vector(ds, path: Path, key: str) -> np.ndarray:
     try:
         v = np.asarray(ds[()] if hasattr(ds, "shape") else ds)
     except (OSError, ValueError, TypeError) as exc:
-        raise UsageError(f"{path}: key '{key}': unreadable ({str(exc).splitlines()[0]})") from None
+        raise UsageError(f"{path}: key '{key}': unreadable ({first_line(exc)})") from None
     if v.dtype.kind not in "iuf":
         raise UsageError(f"{path}: key '{key}': expected numbers, got {v.dtype} values")
     v = v.astype(np.float64).reshape(-1)

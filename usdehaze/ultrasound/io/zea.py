@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from usdehaze.errors import UsageError
+from usdehaze.errors import UsageError, first_line
 from usdehaze.ultrasound.io._common import (
     analytic_iq,
     assumed_grid_note,
@@ -176,7 +176,7 @@ def _stored_axes(path: Path, meta, shape: tuple[int, int]) -> tuple[str, dict[st
     try:
         stored = json.loads(raw, parse_constant=lambda c: float("nan"))
     except (ValueError, RecursionError) as exc:
-        raise UsageError(f"{where}: not valid JSON ({str(exc).splitlines()[0]})") from None
+        raise UsageError(f"{where}: not valid JSON ({first_line(exc)})") from None
     if not isinstance(stored, dict):
         raise UsageError(f"{where}: expected a JSON object of axes, got {type(stored).__name__}")
     axes = {}
