@@ -78,6 +78,7 @@ def write_scan(
 
     from usdehaze import __version__
     from usdehaze.atomic import H5Output, atomic_path
+    from usdehaze.jsonio import dumps
 
     iq = np.asarray(iq)
     if iq.ndim != 3:
@@ -117,7 +118,7 @@ def write_scan(
             )
         meta = f.require_group("usdehaze")
         meta.attrs["grid"] = grid
-        meta.attrs["axes"] = json.dumps(
+        meta.attrs["axes"] = dumps(
             {k: np.asarray(v, float).tolist() for k, v in (axes or {}).items()}
         )
         meta.attrs["usdehaze_version"] = __version__
@@ -125,7 +126,7 @@ def write_scan(
             if v is not None:
                 meta.attrs[k] = float(v)
         for k, v in (attrs or {}).items():  # nested values as JSON, as h5py cannot store them
-            meta.attrs[k] = json.dumps(v) if isinstance(v, (dict, list, tuple)) else v
+            meta.attrs[k] = dumps(v) if isinstance(v, (dict, list, tuple)) else v  # NaN: null
     return path
 
 
