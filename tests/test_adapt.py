@@ -309,6 +309,31 @@ def test_bad_input_is_one_line_and_exit_2(material, base, tmp_path, capsys):
     assert not (tmp_path / "out").exists()  # nothing created by a refused run
 
 
+def test_messages_name_adapts_own_options(material, base, tmp_path, capsys):
+    """adapt has --from, not --priors, and no --key: its messages name only options it has."""
+    import h5py
+
+    t, h = str(material["tissue"]), str(material["haze"])
+    out = str(tmp_path / "out")
+    common = ["--steps", "1", "--device", "cpu", "-q", "-o", out]
+    (tmp_path / "empty").mkdir()
+    for folder in (tmp_path / "none", tmp_path / "empty"):  # missing; without the priors
+        err = _one_line_exit_2(
+            ["adapt", "--tissue", t, "--haze", h, "--from", str(folder), *common], capsys, "--from"
+        )
+        assert "--priors" not in err
+    two = tmp_path / "two.h5"  # two plain complex datasets: the readers cannot pick one
+    with h5py.File(two, "w") as f:
+        f["a"] = f["b"] = np.ones((2, *SHAPE), np.complex64)
+    err = _one_line_exit_2(
+        ["adapt", "--tissue", str(two), "--haze", h, "--from", str(base), *common],
+        capsys,
+        str(two),
+        "--tissue reads files with one IQ dataset",
+    )
+    assert "--key" not in err
+
+
 def test_unwritable_folder(material, base, tmp_path, capsys):
     """A folder without write permission (root writes anywhere: then a file system that takes
     no files, /proc), refused before any scan is read."""

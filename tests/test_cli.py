@@ -98,6 +98,38 @@ def test_run_then_score_the_result(sim, tmp_path, tiny_iq_priors, capsys):
     assert run_app(["info", str(out)]) == 0
 
 
+def test_run_and_run_many_take_the_dynamic_range(sim, tmp_path, tiny_priors, capsys):
+    """--dynamic-range reaches DehazeConfig.dynamic_range (and the result's clip); the refusal
+    of dB priors trained with another range names the option, and that option exists."""
+    scan, _ = sim
+    t, h = tiny_priors  # dB priors trained with dynamic_range 60
+    common = ["--model", "logsum", "--tissue-prior", str(t), "--haze-prior", str(h)]
+    common += ["--steps", "1", "--device", "cpu", "--frames", "0", "-q"]
+    capsys.readouterr()
+    assert (
+        run_app(["run", str(scan), "-o", str(tmp_path / "a.h5"), "--dynamic-range", "40", *common])
+        == 2
+    )
+    err = capsys.readouterr().err.strip()
+    assert "use --dynamic-range 60" in err and len(err.splitlines()) == 1
+    out = tmp_path / "b.h5"
+    assert run_app(["run", str(scan), "-o", str(out), "--dynamic-range", "60", *common]) == 0
+    with load_result(out) as r:
+        assert r.attrs["config"]["dynamic_range"] == 60.0 and r.attrs["dynamic_range"] == 60.0
+    # the iq model's priors carry no dB range: 30 dB runs and clips the result there
+    out = tmp_path / "c.h5"
+    iq = ["--steps", "1", "--device", "cpu", "--frames", "0", "-q", "--dynamic-range", "30"]
+    assert run_app(["run", str(scan), "-o", str(out), *iq]) == 0
+    with load_result(out) as r:
+        assert r.attrs["config"]["dynamic_range"] == 30.0
+        assert r.frames("tissue").min() >= -30 and r.frames("input").min() == -30
+    store = tmp_path / "m.zarr"
+    assert run_app(["run-many", str(scan), "-o", str(store), *iq]) == 0
+    from usdehaze.ultrasound.batch_run import describe_store
+
+    assert json.loads(describe_store(store)["config"])["dynamic_range"] == 30.0
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

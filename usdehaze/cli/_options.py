@@ -40,6 +40,14 @@ CudaGraphs = Annotated[
         help="Compile the networks as CUDA graphs (torch.compile reduce-overhead; on CPU a plain compile).",
     ),
 ]
+DynamicRange = Annotated[
+    float | None,
+    typer.Option(
+        "--dynamic-range",
+        help="dB kept below each frame's maximum (default 60): the log models' input scale and the "
+        "result's clip; dB priors must be trained with the same.",
+    ),
+]
 Batch = Annotated[int | None, typer.Option("--batch", help="Frames per sampler batch.")]
 Device = Annotated[str | None, typer.Option("--device", help="auto, cpu or cuda.")]
 Config = Annotated[

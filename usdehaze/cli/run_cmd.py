@@ -48,6 +48,7 @@ def run(
     gamma: float = typer.Option(
         None, "--gamma", help="Dehazing strength γ (logsum and iq models)."
     ),
+    dynamic_range: o.DynamicRange = None,
     device: o.Device = None,
     precision: o.Precision = None,
     seed: o.Seed = None,
@@ -105,6 +106,7 @@ def run(
             "cuda_graphs": cuda_graphs,
             "samples": samples,
             "gamma": gamma,
+            "dynamic_range": dynamic_range,
             "device": device,
             "precision": precision,
             "seed": seed,

@@ -191,7 +191,17 @@ def _open(path: Path, option: str):
     """A scan with complex IQ frames of at least MIN_SIDE pixels a side."""
     from usdehaze.ultrasound.io import load_scan
 
-    scan = load_scan(path)
+    try:
+        scan = load_scan(path)
+    except UsageError as exc:  # the readers' hint names run's --key, which adapt does not have
+        if "--key" not in str(exc):
+            raise
+        raise UsageError(
+            str(exc).replace(
+                "pick one with --key",
+                f"{option} reads files with one IQ dataset: copy the one to train on into its own file",
+            )
+        ) from None
     if scan.magnitude_only:
         scan.close()
         raise UsageError(
@@ -331,7 +341,7 @@ def base_priors(folder: Path | None = None) -> dict[str, Any]:
         DehazeConfig(), method="joint", model="iq", priors=str(folder) if folder else None
     )
     out = {}
-    for role, path in zip(ROLES, prior_paths(cfg)):
+    for role, path in zip(ROLES, prior_paths(cfg, "--from")):
         prior = load_prior(path)
         got = prior.meta.get("normalisation", {}).get("domain")
         if got != IQ_MULAW:

@@ -174,15 +174,16 @@ def prior_names(iq: bool) -> tuple[str, str]:
     return f"tissue{suffix}.safetensors", f"haze{suffix}.safetensors"
 
 
-def prior_paths(cfg: DehazeConfig) -> tuple[Path, Path]:
+def prior_paths(cfg: DehazeConfig, option: str = "--priors") -> tuple[Path, Path]:
     """The tissue and haze prior files of a config: ``tissue_prior`` / ``haze_prior`` when given,
     else the ``priors`` folder's or the shipped ones for its domain (the single-prior baselines
-    always work on dB images). A ``priors`` folder must hold both, weights and configs."""
+    always work on dB images). A ``priors`` folder must hold both, weights and configs; messages
+    name it as the command's ``option`` (``usdehaze adapt``: --from)."""
     names = prior_names(uses_iq(cfg))
     folder = Path(cfg.priors) if cfg.priors else WEIGHTS_DIR
     if cfg.priors:
         if not folder.is_dir():
-            raise UsageError(f"{folder}: --priors: no such folder (expected a folder of priors)")
+            raise UsageError(f"{folder}: {option}: no such folder (expected a folder of priors)")
         missing = [
             f.name
             for n in names
@@ -191,7 +192,7 @@ def prior_paths(cfg: DehazeConfig) -> tuple[Path, Path]:
         ]
         if missing:
             raise UsageError(
-                f"{folder}: --priors: no {', '.join(missing)} (expected {names[0]} and {names[1]} "
+                f"{folder}: {option}: no {', '.join(missing)} (expected {names[0]} and {names[1]} "
                 f"with their .json, as usdehaze adapt writes for the {cfg.model} model)"
             )
     return (
