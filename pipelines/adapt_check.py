@@ -3,7 +3,13 @@ absent from training, does the joint method remove ≥ 40 % of the haze there?
 
     python pipelines/adapt_check.py                                   # val_p6_focused, 20 min
     python pipelines/adapt_check.py --acquisition val_p4_diverging --device cuda
+    python pipelines/adapt_check.py --acquisition simulate --out runs/adapt_check_sim
     python pipelines/adapt_check.py --samples 2 --minutes 0.5 --frames 2 --out /tmp/adapt_check_smoke
+
+``--acquisition simulate``: the lab's device is ``usdehaze simulate``'s own simulator (Gaussian-PSF
+speckle, haze of coarse blobs: another engine and another haze model, where the shipped priors
+remove almost no haze); material from its cardiac model at seeds 9000 + ``--seed`` + k, evaluated
+on ``usdehaze evaluate``'s held-out frames (seeds 0, 1, ...; 12 unless ``--frames``).
 
 1. The lab's "own material": ``--samples`` frames of one validation acquisition
    (``corpus.acquisition.VALIDATION``, never used to train the shipped priors) simulated with the
@@ -54,8 +60,15 @@ def log(message: str) -> None:
 
 
 # -- 1. material ----------------------------------------------------------------------------------
+SIMULATE = "simulate"  # usdehaze simulate's own simulator: another engine, another haze model
+SIMULATE_SEED0 = 9000  # its material seeds (evaluate's frames use 0-19, calibration 7000+)
+
+
 def acquisition(name: str):
     from usdehaze.ultrasound.corpus.acquisition import VALIDATION
+
+    if name == SIMULATE:
+        return SIMULATE
 
     for acq in VALIDATION:
         if acq.name == name:
@@ -64,10 +77,43 @@ def acquisition(name: str):
     raise UsageError(f"--acquisition {name}: not a validation acquisition (one of {names})")
 
 
+def simulate_material(samples: int, seed: int, paths: tuple[Path, Path]) -> dict:
+    """The material for ``--acquisition simulate``: ``samples`` single-frame scans of ``usdehaze
+    simulate``'s cardiac model (seeds SIMULATE_SEED0 + seed + k), tissue and haze apart."""
+    from usdehaze import __version__
+    from usdehaze.ultrasound.io import write_scan
+    from usdehaze.ultrasound.simulate import SOUND_SPEED, simulate_cardiac
+
+    rng = np.random.default_rng(seed)
+    levels = [float(v) for v in rng.uniform(*HAZE_DB, samples)]
+    sims = [
+        simulate_cardiac(1, seed=SIMULATE_SEED0 + seed + k, haze_db=lv)
+        for k, lv in enumerate(levels)
+    ]
+    info = {"acquisition": SIMULATE, "seed": seed, "samples": samples, "haze_db": levels}
+    for path, role in zip(paths, ("tissue_iq", "haze_iq")):
+        write_scan(
+            path,
+            np.concatenate([getattr(s, role) for s in sims]),
+            sims[0].x,
+            sims[0].z,
+            grid="polar",
+            axes=sims[0].axes,
+            sound_speed=SOUND_SPEED,
+            attrs={
+                "usdehaze_version": __version__,
+                "content": f"{role[:-3]} only",
+                "adapt_check": info,
+            },
+        )
+    return info
+
+
 def make_material(acq, samples: int, seed: int, folder: Path) -> tuple[Path, Path, dict]:
     """Tissue-only and haze-only scan files of ``samples`` frames of ``acq`` (reused when both
     exist); returns their paths and what they hold."""
-    stem = folder / f"{acq.name}_seed{seed}_n{samples}"
+    name = acq if acq == SIMULATE else acq.name
+    stem = folder / f"{name}_seed{seed}_n{samples}"
     paths = Path(f"{stem}.tissue.h5"), Path(f"{stem}.haze.h5")
     if all(p.exists() for p in paths):
         import h5py
@@ -83,6 +129,11 @@ def make_material(acq, samples: int, seed: int, folder: Path) -> tuple[Path, Pat
     from usdehaze.ultrasound.io import write_scan
 
     t0 = time.perf_counter()
+    if acq == SIMULATE:
+        folder.mkdir(parents=True, exist_ok=True)
+        info = simulate_material(samples, seed, paths)
+        log(f"material: wrote {paths[0]} and {paths[1]}")
+        return *paths, info
     rng = np.random.default_rng(seed)
     levels = [float(v) for v in rng.uniform(*HAZE_DB, samples)]
     log(f"material: {acq.name}, {samples} frames, seed {seed}: building the scene (PSFs, DAS)")
@@ -148,6 +199,10 @@ def eval_cases(corpus: Path, name: str, frames: int | None) -> list[dict[str, An
     ``frames`` of them."""
     from usdehaze.ultrasound.corpus.store import cases
 
+    if name == SIMULATE:  # usdehaze evaluate's held-out simulated frames (seeds 0, 1, ...)
+        from usdehaze.ultrasound.evaluate import eval_set
+
+        return [{**c, "name": f"{SIMULATE}/{c['seed']}"} for c in eval_set(frames or 12)]
     val = corpus / "val"
     if not (val / f"{name}.npz").exists():
         raise UsageError(
@@ -208,7 +263,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--acquisition", default="val_p6_focused", help="a VALIDATION acquisition")
+    ap.add_argument(
+        "--acquisition",
+        default="val_p6_focused",
+        help="a VALIDATION acquisition, or 'simulate' (usdehaze simulate's frames)",
+    )
     ap.add_argument(
         "--samples", type=int, default=8, help="adaptation frames (each of tissue, haze)"
     )
@@ -235,7 +294,8 @@ def main(argv: list[str] | None = None) -> int:
 
     t0 = time.perf_counter()
     acq = acquisition(args.acquisition)
-    cases = eval_cases(args.corpus, acq.name, args.frames)  # fail early, before any work
+    name = args.acquisition
+    cases = eval_cases(args.corpus, name, args.frames)  # fail early, before any work
     tissue, haze, material = make_material(acq, args.samples, args.seed, args.out / "material")
     adapted = run_adapt(tissue, haze, args.out / "priors", args.minutes, args.device, args.restart)
 
@@ -254,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     met = bool(np.isfinite(removed) and removed >= TARGET)
 
     print(
-        f"{acq.name}: {len(cases)} validation frames; adapt --minutes {args.minutes:g} on "
+        f"{name}: {len(cases)} evaluation frames; adapt --minutes {args.minutes:g} on "
         f"{args.samples} tissue-only + {args.samples} haze-only frames (seed {args.seed})\n"
     )
     print(markdown(table))
@@ -266,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     report = {
-        "acquisition": acq.name,
+        "acquisition": name,
         "target_haze_removed": TARGET,
         "haze_removed_after": removed,
         "target_met": met,
