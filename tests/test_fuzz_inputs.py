@@ -694,6 +694,8 @@ def test_training_config_from_any_mapping_is_valid_or_one_line(extra):
 def test_training_config_wrong_types_and_garbage_data(capsys, tmp_path):
     bad = _yaml(tmp_path, "data: {path: d.npz}\nsteps: many\n", "t.yaml")
     refused(capsys, ["train", bad], bad, "key 'steps'", inputs=(bad,))
+    ok = _yaml(tmp_path, "data: {path: d.npz}\nsteps: 10\n", "t0.yaml")
+    refused(capsys, ["train", ok, "--steps", "0"], "key 'steps'", inputs=(ok,))  # not ignored
     bad = _yaml(tmp_path, "data: {path: d.npz}\nsde: {kind: ve, sigma: -1}\n", "t2.yaml")
     refused(capsys, ["train", bad], bad, "sigma", inputs=(bad,))
     for net in ("{base: abc}", "{base: 1000000}", "[unet]", "{arch: transformer}"):

@@ -32,7 +32,7 @@ def train(
     cfg = read_yaml(config)
     if out:
         cfg["out"] = out
-    if steps:
+    if steps is not None:  # --steps 0 is checked like the config's own value, not ignored
         cfg["steps"] = steps
     if export:
         cfg["export"] = {**(cfg.get("export") or {}), "path": str(export)}
