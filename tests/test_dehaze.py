@@ -92,8 +92,36 @@ def test_run_dehaze_writes_a_reproducible_result(tiny_priors, small_scan, tmp_pa
         assert r.attrs["config"]["steps"] == 3 and r.attrs["seed"] == 0
         assert set(r.attrs["prior_checksums"]) == {"tissue", "haze"} and r.attrs["usdehaze_version"]
         assert r.attrs["source_frames"] == [0, 1, 2]
+        assert r.attrs["nfe"] == 6  # 3 steps × 2 priors, as the sampler counted them
         inp = r.frames("input")
         assert inp.max() == 0 and inp.min() >= -60
+
+
+@pytest.mark.parametrize(
+    "kw, nfe",
+    [
+        ({}, 6),  # joint: 3 steps × 2 networks
+        ({"samples": 2}, 12),  # each frame: 2 draws
+        ({"solver": "heun"}, 10),  # Heun: a second evaluation on all but the last step
+        ({"method": "dps"}, 5),  # the baseline's own 5 DDIM steps on one network, not 2 × 40
+        ({"method": "pigdm-gauss", "steps": 4, "solver": "em"}, 4),
+        ({"method": "bm3d"}, 0),
+    ],
+)
+def test_nfe_is_what_the_sampler_ran_per_frame(tiny_priors, kw, nfe):
+    db = np.random.default_rng(7).uniform(-60, 0, (2, 32, 32)).astype(np.float32)
+    kw = dict(kw)
+    steps = kw.pop("steps", 3)
+    cfg = dataclasses.replace(_cfg(tiny_priors, **kw), steps=steps)
+    if kw.get("method") == "dps":  # the joint default's steps: the baseline takes its own
+        cfg = dataclasses.replace(cfg, steps=DehazeConfig().steps)
+    d = Dehazer(cfg)
+    assert d.nfe == 0
+    d(db)
+    assert d.nfe == nfe
+    if nfe:
+        d.dehaze_iq(np.zeros((1, 32, 32), np.complex64))  # a blank frame: nothing runs
+        assert d.nfe == 0
 
 
 def test_interrupted_run_keeps_finished_frames(tiny_priors, small_scan, tmp_path):

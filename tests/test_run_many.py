@@ -68,9 +68,14 @@ def test_store_equals_run_and_resumes(tiny_priors, scans, tmp_path):
         for key in ("input", "tissue", "haze"):
             # batch 2 vs 3: convolutions sum in another order, ~1e-4 dB
             np.testing.assert_allclose(got.frames(key), want.frames(key), atol=1e-2)
+    # the network evaluations each frame got (3 steps × 2 priors), on the store and each scan
+    assert fig["nfe"] == 6 and zarr.open_group(str(out), mode="r").attrs["nfe"] == 6
+    with load_result(out / "scans/001") as got:
+        assert got.attrs["nfe"] == 6
     # a second run finds everything done; a run with other settings refuses to mix
     fig = run_many(scans, out, cfg, log=lambda s: None)
     assert fig["frames_all"] == 0 and fig["skipped"] == 5
+    assert fig["nfe"] == 0 and zarr.open_group(str(out), mode="r").attrs["nfe"] == 6  # kept
     info = describe(out)
     assert info["frames_done"] == "5/5" and len(info["runs"]) == 2
     assert [s["frames"] for s in info["scans"]] == [3, 2]

@@ -198,6 +198,45 @@ def test_solvers_converge_to_the_prior(sde_cls, solver, eta, steps):
     assert nfe == (4 * steps - 2 if solver == "heun" else 2 * steps)  # Heun: Euler on the last step
 
 
+@pytest.mark.parametrize(
+    "noise_prior,solver,rescore,samples",
+    [
+        (True, "em", False, 1),
+        (False, "ddim", False, 1),
+        (True, "heun", False, 3),
+        (False, "em", True, 2),
+    ],
+)
+def test_nfe_counts_the_prior_evaluations_that_ran(noise_prior, solver, rescore, samples):
+    """nfe is what the loop ran (each prior call counted), whatever the rule, solver or prior
+    count: a single-prior run with 5 DDIM steps is 5, not the joint method's 2 per step."""
+    sde = VESDE()
+    calls = []
+
+    def counted(prior):
+        return lambda z, t: calls.append(z.shape[0]) or prior(z, t)
+
+    eye = torch.eye(D, dtype=torch.float64)
+    sig = counted(GaussianPrior(torch.zeros(1, D), eye, sde))
+    noi = counted(GaussianPrior(torch.zeros(1, D), eye, sde)) if noise_prior else None
+    s = JointSampler(
+        sig,
+        noi,
+        Identity(),
+        sde,
+        rule="dps",
+        steps=5,
+        solver=solver,
+        rescore=rescore,
+        noise_sigma=None if noise_prior else 0.5,
+    )
+    res = s(torch.zeros(2, *SHAPE), samples=samples, seed=0)
+    assert res.nfe == len(calls) and set(calls) == {2 * samples}  # each call: the whole batch
+    per_step = (1 + int(noise_prior)) * (2 if rescore else 1)
+    assert res.nfe == per_step * 5 + (4 * (1 + int(noise_prior)) if solver == "heun" else 0)
+    assert res.nfe_per_item == res.nfe * samples
+
+
 @pytest.mark.parametrize("sde_cls", [VESDE, VPSDE])
 def test_heun_is_second_order(sde_cls):
     """At 10 steps Heun's covariance error is well below DDIM's (first order, same ODE)."""

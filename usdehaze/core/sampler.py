@@ -78,7 +78,10 @@ def step_times(sde: SDE, steps: int, t_start: float, schedule: str = "linear") -
 @dataclass
 class SampleResult:
     """Posterior estimates: means over ``samples`` draws and, when samples > 1, per-pixel std;
-    ``x_samples``/``n_samples`` (B, K, ...) keep the draws for statistics in another domain."""
+    ``x_samples``/``n_samples`` (B, K, ...) keep the draws for statistics in another domain.
+
+    ``nfe``: prior (network) evaluations the loop ran, counted per call, each on the whole batch
+    of B × K draws; ``nfe_per_item`` = nfe × K: the evaluations each measurement got."""
 
     x: Tensor
     n: Tensor
@@ -88,6 +91,11 @@ class SampleResult:
     n_samples: Tensor | None = None
     nfe: int = 0
     seconds: float = 0.0
+    samples: int = 1
+
+    @property
+    def nfe_per_item(self) -> int:
+        return self.nfe * self.samples
 
     def __iter__(self):  # allows ``x, n = sampler(y)``
         return iter((self.x, self.n))
@@ -190,7 +198,9 @@ class JointSampler:
         """The prior's score; under autocast the networks run in bf16/fp16, the sampler in fp32.
 
         A CUDA-graphed network writes its output into static memory that its next replay
-        overwrites: the score is cloned so that it outlives the call."""
+        overwrites: the score is cloned so that it outlives the call. Every call is counted
+        (``SampleResult.nfe``)."""
+        self._nfe += 1
         if self._amp is not None:
             with torch.autocast(self.device.type, dtype=self._amp):
                 s = prior(z, t).float()
@@ -282,7 +292,7 @@ class JointSampler:
                 n = a0 * ni + b0 * randn(yk.shape)
             else:
                 n = randn(yk.shape) * (1.0 if self.reference_mode else beta_T)
-        nfe = 0
+        self._nfe = 0
         total = len(ts) - 1
         graphed = any(
             getattr(p, "cuda_graphs", False) for p in (self.signal_prior, self.noise_prior)
@@ -292,13 +302,13 @@ class JointSampler:
             # a new iteration for torch's CUDA graph trees: the last step's buffers are free
             if graphed:
                 torch.compiler.cudagraph_mark_step_begin()
-            x, n, used = self._step(x, n, yk, t, t_next, randn, last=i == total - 1)
-            nfe += used
+            x, n = self._step(x, n, yk, t, t_next, randn, last=i == total - 1)
             if callback is not None:
                 callback(i + 1, total, float(t_next))
         n_out = n if n is not None else (yk - self._A(x)) / getattr(self.op, "noise_scale", 1.0)
         x, n_out = x.reshape(B, K, *x.shape[1:]), n_out.reshape(B, K, *n_out.shape[1:])
-        res = SampleResult(x.mean(1), n_out.mean(1), nfe=nfe, x_samples=x, n_samples=n_out)
+        res = SampleResult(x.mean(1), n_out.mean(1), x_samples=x, n_samples=n_out)
+        res.nfe, res.samples = self._nfe, K
         if K > 1:
             res.x_std, res.n_std = x.std(1), n_out.std(1)
         res.seconds = time.perf_counter() - t0
@@ -330,7 +340,6 @@ class JointSampler:
             if joint:
                 with torch.set_grad_enabled(need_n):
                     sn = self._score(self.noise_prior, ng, tv)
-            used = 1 + int(joint)
             if self.rule == "projection":
                 dx, dn = self._projection(x, n, y, a, b, randn)
             else:
@@ -348,13 +357,10 @@ class JointSampler:
         if self.rescore:  # Algorithm 1 literally: re-evaluate the scores after the DC step
             sx = self._score(self.signal_prior, x, tv)
             sn = self._score(self.noise_prior, n, tv) if joint else None
-            used *= 2
         x = self._prior_step(self.signal_prior, x, sx, t, t_next, randn, last)
         if joint:
             n = self._prior_step(self.noise_prior, n, sn, t, t_next, randn, last)
-        if self.solver == "heun" and not last:
-            used += 1 + int(joint)
-        return x.detach(), (n.detach() if joint else None), used
+        return x.detach(), (n.detach() if joint else None)
 
     def _prior_step(self, prior, z, s, t, t_next, randn, last):
         """Move z from t to t_next along the prior's reverse process, given its score s."""

@@ -1,7 +1,8 @@
 """Many scans over many processes: ``torchrun ... -m usdehaze run-many`` into one zarr store.
 
-Layout: ``OUT.zarr`` (attrs: format, config, prior checksums, inputs, the highest ``ood_score``
-and whether any scan's ``ood_warning`` fired) with one result group per
+Layout: ``OUT.zarr`` (attrs: format, config, prior checksums, inputs, the highest ``ood_score``,
+whether any scan's ``ood_warning`` fired, and ``nfe``: the network evaluations each frame got, as
+the sampler counted them, also on every group) with one result group per
 input, ``scans/000``, ``scans/001``..., each in the result layout of ``usdehaze run`` (so ``show``,
 ``gcnr`` and the napari reader open ``OUT.zarr/scans/000``) plus ``done``, one byte per frame.
 
@@ -305,6 +306,7 @@ def _run(scans, inputs, out, cfg, frames, overwrite, progress, log, warn, strict
     mine = todo[rank::size]
     t0 = time.perf_counter()
     n_here = 0
+    nfe = 0  # network evaluations per dehazed frame, as the sampler counted them
     try:
         for i in range(len(scans)):
             rows = [j for (k, j) in mine if k == i]
@@ -313,6 +315,7 @@ def _run(scans, inputs, out, cfg, frames, overwrite, progress, log, warn, strict
                 src = [sels[i][j] for j in chunk]
                 iq = np.concatenate([scans[i].frames(f, f + 1) for f in src])
                 res = dehazer.dehaze_iq(iq, frames=src)
+                nfe = max(nfe, dehazer.nfe)
                 g = groups[i]
                 kept = 0
                 try:
@@ -339,8 +342,10 @@ def _run(scans, inputs, out, cfg, frames, overwrite, progress, log, warn, strict
     seconds = time.perf_counter() - t0
     total_new, total_sec = dist.sum_all([float(n_here), seconds])
     wall = dist.max_all(seconds)
+    nfe = int(dist.max_all(float(nfe)))  # a rank with no frames of its own counted none
     dist.barrier()
     figures = {
+        "nfe": nfe,
         "frames": n_here,
         "frames_all": int(total_new),
         "skipped": skipped,
@@ -379,6 +384,9 @@ def _finish(root, groups, figures: dict, checks: list, warn: Callable[[str], Non
         n = int(done.sum())
         set_attrs(g, {**found, "frames_done": n, "complete": n == done.shape[0]})
     set_attrs(root, {"ood_warning": any_warning})
+    if figures["nfe"] or "nfe" not in root.attrs:  # a resume with nothing left to do keeps it
+        for node in (root, *groups):
+            set_attrs(node, {"nfe": figures["nfe"]})
     runs = json.loads(root.attrs.get("runs", "[]"))
     runs.append({**figures, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
     set_attrs(root, {"runs": runs})

@@ -270,6 +270,9 @@ class Dehazer:
                     )
         self._torch = torch
         self.sampler_options: dict[str, Any] = {}  # extra JointSampler arguments (benchmarks)
+        # network evaluations each frame of the last call got, as the sampler counted them
+        # (samples × prior calls); 0 when none ran (bm3d, or only blank frames)
+        self.nfe = 0
 
     def precision(self) -> str:
         """The networks' precision: ``auto`` is bf16 on CUDA and fp32 on CPU (where bf16 is faster
@@ -336,6 +339,7 @@ class Dehazer:
         seed + index, so its result does not depend on batching, sharding or resuming.
         """
         c = self.cfg
+        self.nfe = 0
         self._check_frames(db)
         if uses_iq(c):
             raise UsageError(
@@ -352,6 +356,7 @@ class Dehazer:
             kwargs = {"x_init": y, "n_init": y + 2 * c.haze_init_db / c.dynamic_range}
         seeds = self._seeds(len(db), seed, frames)
         res = s(y, samples=c.samples, seed=seeds, callback=callback, **kwargs)
+        self.nfe = res.nfe_per_item
         out = {"tissue": unit_to_db(res.x[:, 0].cpu().numpy(), c.dynamic_range)}
         if c.method == "joint" and c.model == "logsum":  # the haze as it adds to the input: γ·n
             n_db = unit_to_db(res.n[:, 0].cpu().numpy(), c.dynamic_range) + 10 * np.log10(c.gamma)
@@ -375,6 +380,7 @@ class Dehazer:
         ``*_std``) in dB, 0 dB = each input frame's maximum. dB models log-compress first; the
         iq model separates the companded I/Q and log-compresses its tissue and haze IQ."""
         c = self.cfg
+        self.nfe = 0
         iq = np.asarray(iq)
         self._check_frames(iq)
         blank = blank_frames(iq)
@@ -397,6 +403,7 @@ class Dehazer:
         n_init = op.compress(op.expand(y) * 10 ** (c.haze_init_db / 20))
         seeds = self._seeds(len(iq), seed, frames)
         res = s(y, x_init=y, n_init=n_init, samples=c.samples, seed=seeds, callback=callback)
+        self.nfe = res.nfe_per_item
         env_ref = reference(np.abs(iq), "frame")
         out: dict[str, np.ndarray] = {"input": db}
         for name, draws, gain in (
@@ -533,7 +540,8 @@ def run_dehaze(
     step; ``warn(message)`` for frames that are all zeros (kept blank, listed in ``blank_frames``)
     and when the scan looks unlike the priors' training data (usdehaze.ultrasound.ood, checked
     once before sampling and recorded as ``ood_score`` / ``ood_warning``); ``strict``: refuse
-    such a scan instead (UsageError, nothing written).
+    such a scan instead (UsageError, nothing written). The root attribute ``nfe`` is the number
+    of network evaluations each dehazed frame got, as the sampler counted them (0: none ran).
     """
     from usdehaze.ultrasound.harm import HarmCheck
     from usdehaze.ultrasound.ood import check_run
@@ -566,6 +574,7 @@ def run_dehaze(
         attrs=record,
     ) as w:
         blank: list[int] = []
+        nfe = 0  # network evaluations per dehazed frame, as the sampler counted them
         harm = HarmCheck()  # do no harm: checked on the result, frame by frame
         for idx, iq in scan.batches(frames, cfg.batch):
             new = [int(i) for i, b in zip(idx, blank_frames(iq)) if b]
@@ -575,6 +584,7 @@ def run_dehaze(
                 if warn is not None:
                     warn(f"{scan.path}: frame(s) {new} are all zeros; written as blank frames")
             res = dehazer.dehaze_iq(iq, callback=step_callback, frames=idx)
+            nfe = max(nfe, dehazer.nfe)
             harm.add(idx, res["input"], res["tissue"], sector=None)
             for k in range(len(idx)):
                 w.write(done, **{key: v[k] for key, v in res.items()})
@@ -584,6 +594,7 @@ def run_dehaze(
         w._attrs.update(result_check_attrs(harm, ood, dehazer.priors.get("tissue") is not None))
         if harm.warning and dehazer.priors.get("tissue") is not None and warn is not None:
             warn(harm.message(str(scan.path)))
+        w._attrs["nfe"] = nfe
         w._attrs["seconds"] = time.perf_counter() - t0
         w._attrs["seconds_per_frame"] = (time.perf_counter() - t0) / max(done, 1)
     return Path(out)
