@@ -275,6 +275,7 @@ def test_napari_dehaze_widget_warns_from_the_worker(
     assert any("dark and bright regions" in m and "demo_scan" in m for m in msgs), msgs
     assert attrs["harm_warning"] is True and attrs["ood_reasons"] == ["speckle", "result"]
     assert attrs["harm_frames"] == attrs["source_frames"]  # scored under their own numbers
+    assert attrs["nfe"] == 2  # one step, two networks: what ran, as usdehaze run records it
 
 
 def test_calibrate_ood_writes_only_the_threshold(tmp_path):

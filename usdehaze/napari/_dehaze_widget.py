@@ -143,6 +143,7 @@ def dehaze_frames(
     batches = [frames[i : i + cfg.batch] for i in range(0, len(frames), cfg.batch)]
     parts: dict[str, list[np.ndarray]] = {}
     harm = HarmCheck()  # do no harm, as usdehaze run checks its result
+    nfe = 0
     done = 0
     for idx in batches:
         if cancel.is_set():
@@ -164,11 +165,13 @@ def dehaze_frames(
         except Cancelled:
             return None
         harm.add(seeds, db_in, res["tissue"])
+        nfe = max(nfe, dehazer.nfe)  # network evaluations per frame, as usdehaze run records
         for k, v in res.items():
             parts.setdefault(k, []).append(v)
         done += len(idx)
     out: dict[str, Any] = {k: np.concatenate(v) for k, v in parts.items()}
     record.update(result_check_attrs(harm, check, dehazer.priors.get("tissue") is not None))
+    record["nfe"] = nfe
     out["record"], out["cfg"] = record, cfg
     out["harm"] = harm
     return out
