@@ -11,7 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from usdehaze.errors import UsageError, first_line
-from usdehaze.limits import MAX_YAML_ALIASES, MAX_YAML_BYTES, MAX_YAML_NODES, non_finite_key
+from usdehaze.limits import (
+    MAX_YAML_ALIASES,
+    MAX_YAML_BYTES,
+    MAX_YAML_NODES,
+    bounded_file,
+    non_finite_key,
+)
 
 
 def _loader(path: Path):
@@ -71,14 +77,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     """A YAML mapping from ``path``; a missing file, bad YAML or a non-mapping is a UsageError."""
     import yaml
 
-    path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"{path}: no such config file")
-    size = path.stat().st_size
-    if size > MAX_YAML_BYTES:
-        raise UsageError(
-            f"{path}: {size} bytes, larger than the {MAX_YAML_BYTES} bytes a config file may have (the limit)"
-        )
+    path = bounded_file(path, "config file", MAX_YAML_BYTES)
     try:
         loader = _loader(path)(path.read_bytes())
         try:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from usdehaze.errors import UsageError, first_line
-from usdehaze.limits import MAX_JSON_DEPTH
+from usdehaze.limits import MAX_JSON_DEPTH, bounded_file
 
 
 def clean(obj: Any) -> Any:
@@ -56,14 +56,7 @@ def depth(obj: Any) -> int:
 def read_json(path: str | Path, what: str, max_bytes: int) -> Any:
     """Parse the JSON file ``path`` (a ``what``, e.g. 'ROI file'): at most ``max_bytes`` and
     ``MAX_JSON_DEPTH`` levels, no NaN/Infinity; every failure is one UsageError naming the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"{path}: no such {what}")
-    size = path.stat().st_size
-    if size > max_bytes:
-        raise UsageError(
-            f"{path}: {size} bytes, larger than the {max_bytes} bytes a {what} may have (the limit)"
-        )
+    path = bounded_file(path, what, max_bytes)
     try:
         text = path.read_bytes().decode("utf-8")
         value = json.loads(text, parse_constant=_no_constant)

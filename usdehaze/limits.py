@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+from pathlib import Path
 from typing import Any
 
 from usdehaze.errors import UsageError
@@ -114,3 +115,17 @@ def check_frame_size(where: str, nz: int, nx: int, bytes_per_pixel: int = 64) ->
             f"{where}: declared frames of {nz} x {nx} pixels need about {gib(need)}, more than "
             f"half the {gib(have)} of memory available (the limit)"
         )
+
+
+def bounded_file(path: Any, what: str, max_bytes: int) -> Path:
+    """``path`` as a Path once it is a file of at most ``max_bytes`` (a ``what``, e.g. 'ROI
+    file'): the one size check of the config, ROI and JSON readers."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"{path}: no such {what}")
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise UsageError(
+            f"{path}: {size} bytes, larger than the {max_bytes} bytes a {what} may have (the limit)"
+        )
+    return path

@@ -62,12 +62,12 @@ def restore_rng(state: dict[str, Any]) -> None:
 
 
 @contextlib.contextmanager
-def stop_after_step(flags: Any) -> Iterator[None]:
+def stop_after_step(flags: Any, enabled: bool = True) -> Iterator[None]:
     """Ctrl-C sets ``flags.stop`` (the loop ends after the running step, so the checkpoint it
     saves is never half a step); a second Ctrl-C sets ``flags.hard_stop`` and interrupts at
-    once. Main thread only (elsewhere Ctrl-C interrupts as usual)."""
+    once. Main thread only, and only when ``enabled`` (elsewhere Ctrl-C interrupts as usual)."""
     flags.stop = flags.hard_stop = False
-    if threading.current_thread() is not threading.main_thread():
+    if not enabled or threading.current_thread() is not threading.main_thread():
         yield
         return
 

@@ -9,17 +9,14 @@ so N processes with batch B/N reproduce one process with batch B (up to float su
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import csv
 import math
-import signal
 import sys
-import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -29,7 +26,7 @@ from usdehaze.core.data import MaskedPatchSampler, PatchSampler, load_array
 from usdehaze.core.distributed import local_device, world
 from usdehaze.core.networks import build_network, count_parameters
 from usdehaze.core.priors import NetworkPrior, save_prior
-from usdehaze.core.resume import KEPT, capture_rng, restore_rng
+from usdehaze.core.resume import KEPT, capture_rng, restore_rng, stop_after_step
 from usdehaze.core.sde import SDE, sde_from_config
 from usdehaze.errors import UsageError, first_line
 
@@ -177,7 +174,7 @@ class Trainer:
         self.running: float | None = None  # the loss EMA the log records
         self.resume_hint = "rerun with --resume"  # what the Ctrl-C message suggests
         self.out = Path(cfg.out)
-        self._stop = self._hard_stop = False
+        self._interrupt = SimpleNamespace(stop=False, hard_stop=False)
 
     def init_weights(self, state: dict[str, Tensor]) -> None:
         """Start from given weights (fine-tuning a prior): network and EMA alike, Adam fresh."""
@@ -300,7 +297,8 @@ class Trainer:
         )
         running = self.running
         try:
-            with self._interrupt_after_step():
+            # Ctrl-C ends the loop after the running step (single process; resume.py)
+            with stop_after_step(self._interrupt, enabled=self.world == 1):
                 while (total is None or self.step < total) and (
                     seconds is None or self.seconds < seconds
                 ):
@@ -316,10 +314,12 @@ class Trainer:
                     bar.update(min(dt, bar.total - bar.n) if timed else 1)
                     if self.step % self.cfg.checkpoint_every == 0:
                         self.save_checkpoint()
-                    if self._stop:
+                    if self._interrupt.stop:
                         raise KeyboardInterrupt
         except KeyboardInterrupt:
-            if not self._hard_stop:  # a second Ctrl-C may land mid-step: keep the last save
+            if (
+                not self._interrupt.hard_stop
+            ):  # a second Ctrl-C may land mid-step: keep the last save
                 self.save_checkpoint()
                 if self.rank == 0:
                     print(
@@ -334,28 +334,6 @@ class Trainer:
         if running is not None and (not self.losses or self.losses[-1][0] != self.step):
             self.losses.append((self.step, running))
         self.save_checkpoint()
-
-    @contextlib.contextmanager
-    def _interrupt_after_step(self) -> Iterator[None]:
-        """Ctrl-C sets a flag that ends the loop after the running step, so the checkpoint it
-        saves is never a half-updated network; a second Ctrl-C stops at once. Single process
-        in the main thread only (elsewhere Ctrl-C interrupts as usual)."""
-        self._stop = self._hard_stop = False
-        if self.world > 1 or threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def on_sigint(signum: int, frame: object) -> None:
-            if self._stop:
-                self._hard_stop = True
-                raise KeyboardInterrupt
-            self._stop = True
-
-        old = signal.signal(signal.SIGINT, on_sigint)
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGINT, old)
 
     def write_losses(self) -> None:
         """The loss log and its curve, ``out/loss.csv`` and ``out/loss.png`` (rank 0)."""
