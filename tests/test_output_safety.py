@@ -477,3 +477,41 @@ def test_signal_exit_codes_after_a_clean_partial_save(
     with load_result(out) as r:
         assert r.n_frames == 1 and not r.attrs["complete"]
     assert not _strays(tmp_path)
+
+
+@pytest.mark.parametrize("room", [0, 1000, 70_000])
+def test_guarded_file_reads_back_what_was_written_after_the_disk_fills(tmp_path, room):
+    """After the first failed write the HDF5 file object goes on in memory: every read returns
+    what was written, as a file on a disk with room would (an in-memory file is the truth)."""
+    import io
+
+    import usdehaze.atomic as atomic
+
+    g = atomic._GuardedFile(tmp_path / "f.bin")
+    g._f = _FullDisk(g._f, room)
+    truth = io.BytesIO()
+    rng = np.random.default_rng(room)
+    for _ in range(300):
+        op = rng.integers(0, 4)
+        if op == 0:  # write at a random place, sometimes past the end
+            pos = int(rng.integers(0, truth.getbuffer().nbytes + 5000))
+            data = rng.integers(0, 256, int(rng.integers(1, 40_000)), dtype=np.uint8).tobytes()
+            for f in (g, truth):
+                f.seek(pos)
+                f.write(data)
+        elif op == 1:  # read from a random place
+            pos = int(rng.integers(0, truth.getbuffer().nbytes + 10))
+            size = int(rng.integers(1, 50_000))
+            g.seek(pos)
+            truth.seek(pos)
+            assert g.read(size) == truth.read(size)
+        elif op == 2:
+            assert g.seek(0, 2) == truth.seek(0, 2)
+        else:
+            buf, ref = bytearray(3000), bytearray(3000)
+            pos = int(rng.integers(0, truth.getbuffer().nbytes + 10))
+            g.seek(pos)
+            truth.seek(pos)
+            assert g.readinto(buf) == truth.readinto(ref) and buf == ref
+    assert g.error is not None and g.error.errno == errno.ENOSPC  # the failure is kept
+    g.close()

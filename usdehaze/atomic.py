@@ -92,49 +92,114 @@ def deferred_interrupts() -> Iterator[None]:
 class _GuardedFile:
     """A file object for h5py's ``fileobj`` driver that never lets HDF5 see a failed write.
 
-    libhdf5 crashes (SIGSEGV, h5py issue #914) when it closes a file after a write failed (disk
-    full, quota): so the first OSError is kept in ``error``, later writes are dropped, HDF5
-    closes cleanly, and the caller raises ``error`` and removes the temporary."""
+    libhdf5 crashes (SIGSEGV, h5py issue #914) when a write fails under it (disk full, quota),
+    and it also crashes when a write it believes done reads back as something else. So the
+    first OSError is kept in ``error`` and from then on the file is continued in memory: later
+    writes go to pages held here (each page read from the disk file once, when first touched),
+    reads see them, and HDF5 finishes and closes on a file consistent with what it wrote. The
+    caller raises ``error`` and removes the temporary; the memory held is what HDF5 writes after
+    the failure (a run stops at the next frame), never the whole file."""
+
+    PAGE = 1 << 16
 
     def __init__(self, path: Path) -> None:
         self._f = open(path, "w+b", buffering=0)  # noqa: SIM115 - closed in close()
         self.error: OSError | None = None
+        self._pages: dict[int, bytearray] | None = None  # set once a write has failed
+        self._pos = 0
+        self._size = 0
 
+    # -- after a failure: the file continued in memory -------------------------------------
+    def _fail(self, exc: OSError) -> None:
+        self.error = exc
+        self._pages = {}
+        self._pos = self._f.tell()
+        self._size = os.fstat(self._f.fileno()).st_size
+
+    def _page(self, k: int) -> bytearray:
+        page = self._pages.get(k)
+        if page is None:
+            self._f.seek(k * self.PAGE)
+            data = self._f.read(self.PAGE) or b""
+            page = bytearray(data) + bytearray(self.PAGE - len(data))
+            self._pages[k] = page
+        return page
+
+    def _write_memory(self, view: memoryview) -> None:
+        pos, end = self._pos, self._pos + len(view)
+        while pos < end:
+            k, off = divmod(pos, self.PAGE)
+            n = min(self.PAGE - off, end - pos)
+            self._page(k)[off : off + n] = view[pos - self._pos : pos - self._pos + n]
+            pos += n
+        self._pos = end
+        self._size = max(self._size, end)
+
+    def _read_memory(self, size: int) -> bytes:
+        end = self._size if size is None or size < 0 else min(self._size, self._pos + size)
+        out = bytearray()
+        while self._pos < end:
+            k, off = divmod(self._pos, self.PAGE)
+            n = min(self.PAGE - off, end - self._pos)
+            out += self._page(k)[off : off + n]
+            self._pos += n
+        return bytes(out)
+
+    # -- the file object h5py uses -----------------------------------------------------------
     def write(self, data) -> int:
         view = memoryview(data).cast("B")
         n = len(view)
-        while self.error is None and len(view):
+        while self._pages is None and len(view):
             try:
                 done = self._f.write(view)
             except OSError as exc:
-                self.error = exc
+                self._fail(exc)
                 break
             if not done:  # nothing written and no error: the disk takes no more
-                self.error = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                self._fail(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
                 break
             view = view[done:]
+        if self._pages is not None and len(view):
+            self._write_memory(view)
         return n
 
     def read(self, size: int = -1) -> bytes:
-        return self._f.read(size)
+        if self._pages is None:
+            return self._f.read(size)
+        return self._read_memory(size)
 
     def readinto(self, buf) -> int:
-        return self._f.readinto(buf)
+        if self._pages is None:
+            return self._f.readinto(buf)
+        out = memoryview(buf).cast("B")
+        data = self._read_memory(len(out))
+        out[: len(data)] = data
+        return len(data)
 
     def seek(self, offset: int, whence: int = 0) -> int:
-        return self._f.seek(offset, whence)
+        if self._pages is None:
+            return self._f.seek(offset, whence)
+        base = {0: 0, 1: self._pos, 2: self._size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
 
     def tell(self) -> int:
-        return self._f.tell()
+        return self._f.tell() if self._pages is None else self._pos
 
     def truncate(self, size: int | None = None) -> int:
-        if self.error is not None:
-            return self._f.tell() if size is None else size
-        try:
-            return self._f.truncate(size)
-        except OSError as exc:
-            self.error = exc
-            return self._f.tell() if size is None else size
+        if self._pages is None:
+            try:
+                return self._f.truncate(size)
+            except OSError as exc:
+                self._fail(exc)
+        size = self._pos if size is None else size
+        for k in [k for k in self._pages if k * self.PAGE >= size]:
+            del self._pages[k]  # beyond the new end: reads as zeros if the file grows again
+        if size % self.PAGE and size // self.PAGE in self._pages:
+            off = size % self.PAGE
+            self._pages[size // self.PAGE][off:] = bytearray(self.PAGE - off)
+        self._size = size
+        return size
 
     def flush(self) -> None:
         pass
