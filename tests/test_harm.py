@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from usdehaze.ultrasound.harm import (
+    CONTRAST_GAIN_DB,
     CONTRAST_TOLERANCE_DB,
     GCNR_TOLERANCE,
     HarmCheck,
@@ -75,6 +76,21 @@ def test_results_that_separate_worse_warn(harm):
     line = h.message("scan.h5")
     assert line.startswith("scan.h5: ") and "usdehaze adapt" in line and "\n" not in line
     assert "3 frame(s)" in line
+
+
+def test_a_gcnr_fall_with_a_large_contrast_gain_is_haze_removed():
+    """Haze out of the bright regions widens their spread: gCNR may fall while the contrast
+    rises by several dB, as the clean truth does on some validation frames; not harm."""
+    db, cavity = _frame(cavity_db=-25.0)
+    rng = np.random.default_rng(3)
+    out = np.where(cavity, db - 3.0, db + rng.normal(0.0, 12.0, db.shape))
+    worse = HarmCheck()  # the same spread without the gain: harm
+    worse.add([0], db[None], np.where(cavity, db, db + rng.normal(0.0, 12.0, db.shape))[None])
+    assert worse.warning
+    h = HarmCheck()
+    h.add([0], db[None], out[None])
+    assert h.gcnr_change < -GCNR_TOLERANCE and h.contrast_change_db >= CONTRAST_GAIN_DB
+    assert not h.warning
 
 
 def test_a_small_change_is_within_tolerance():
