@@ -36,3 +36,29 @@ def test_default_removes_haze_on_an_unseen_acquisition(tmp_path):
     assert out["gcnr"] - hazy["gcnr"] >= GCNR_GAIN_MIN
     assert abs(out["tissue_kept_db"]) <= TISSUE_KEPT_MAX_DB
     assert out["psnr"] > hazy["psnr"]
+
+
+@pytest.mark.slow
+def test_do_no_harm_is_said_where_the_default_fails_and_only_there(tmp_path):
+    """Issue 14's do-no-harm, pinned: on ``usdehaze simulate``'s frames (haze unlike the
+    corpus's) the shipped default lowers gCNR and its result check warns; on the demo scan
+    (a validation probe the priors never saw) it dehazes and stays quiet."""
+    from usdehaze.cli.simulate_cmd import write_simulation
+    from usdehaze.ultrasound.dehaze import run_dehaze
+    from usdehaze.ultrasound.io import load_scan
+    from usdehaze.ultrasound.results import load_result
+    from usdehaze.ultrasound.simulate import demo_scan_path
+
+    sim, _ = write_simulation(tmp_path / "sim.h5", "cardiac", frames=4, seed=11, haze_db=-12.0)
+    for path, fires in ((sim, True), (demo_scan_path(), False)):
+        said: list[str] = []
+        out = tmp_path / f"{path.stem}.out.h5"
+        with load_scan(path) as scan:
+            run_dehaze(scan, out, DehazeConfig(device="cpu"), warn=said.append)
+        with load_result(out) as r:
+            a = dict(r.attrs)
+        harm = [m for m in said if "dark and bright regions" in m]
+        assert a["harm_warning"] is fires and len(harm) == int(fires), (path, a)
+        assert ("result" in a["ood_reasons"]) is fires
+        if not fires:  # the demo: the regions' contrast rises by several dB
+            assert a["harm_contrast_out_db"] - a["harm_contrast_in_db"] > 3.0
