@@ -35,11 +35,19 @@ def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: exit 130 after SIGINT and 143 after SIGTERM, each after the
     same clean partial save (SIGTERM is raised as a KeyboardInterrupt subclass)."""
     import signal
+    import threading
 
     from usdehaze.atomic import exit_signals
 
-    received = exit_signals()
-    code = run_app(argv)
+    main_thread = threading.current_thread() is threading.main_thread()
+    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)} if main_thread else {}
+    try:
+        received = exit_signals()
+        code = run_app(argv)
+    finally:  # called in-process (tests, scripts): leave the caller's handlers as they were
+        for s, handler in old.items():
+            if handler is not None:
+                signal.signal(s, handler)
     if received and code in (0, 1, 130):  # interrupted: never a success, whatever caught it
         code = 143 if received[-1] == signal.SIGTERM else 130
     sys.exit(code)
