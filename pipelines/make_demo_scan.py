@@ -14,7 +14,6 @@ draws it (usdehaze.ultrasound.simulate.cardiac_roi).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -26,14 +25,10 @@ HAZE_DB = -10.0
 
 
 def main() -> None:
-    from usdehaze import __version__
-    from usdehaze.atomic import atomic_path
-    from usdehaze.outputs import MARKER
+    from usdehaze.cli.simulate_cmd import write_simulated
     from usdehaze.ultrasound.corpus.acquisition import SOUND_SPEED, VALIDATION
     from usdehaze.ultrasound.corpus.anatomy import draw_anatomy
     from usdehaze.ultrasound.corpus.sample import Scene, make_sample
-    from usdehaze.ultrasound.io import write_scan
-    from usdehaze.ultrasound.roi import roi_from_dict
     from usdehaze.ultrasound.simulate import cardiac_roi
 
     acq = VALIDATION[0]
@@ -60,29 +55,22 @@ def main() -> None:
         "split": "val",
         "anatomy": anatomy.params,
     }
-    write_scan(
+    write_simulated(
         OUT,
-        tissue + haze,
+        OUT.with_suffix(".roi.json"),
+        tissue,
+        haze,
         x,
         z,
-        grid="polar",
-        axes={"theta": th, "r": r, "origin": np.array([0.0, 0.0])},
+        {"theta": th, "r": r, "origin": np.array([0.0, 0.0])},
+        cardiac_roi(p),
         probe=acq.name,
         center_frequency=acq.fc,
         sound_speed=SOUND_SPEED,
-        extras={"tissue": tissue, "haze": haze},
-        attrs={
-            "usdehaze_version": __version__,
-            MARKER: "simulate",
-            "simulation": json.dumps(params, default=float),
-        },
+        params=params,
     )
-    roi_path = OUT.with_suffix(".roi.json")
-    roi = {MARKER: "simulate", **roi_from_dict(cardiac_roi(p), str(roi_path)).to_dict()}
-    with atomic_path(roi_path) as tmp:
-        tmp.write_text(json.dumps(roi, indent=2))
     print(OUT, OUT.stat().st_size // 1024, "KiB")
-    print(roi_path)
+    print(OUT.with_suffix(".roi.json"))
 
 
 if __name__ == "__main__":

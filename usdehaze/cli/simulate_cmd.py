@@ -6,6 +6,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import typer
 
 from usdehaze.cli._app import app
@@ -15,12 +16,8 @@ def write_simulation(
     out: Path, kind: str = "cardiac", frames: int = 8, seed: int = 0, haze_db: float = -12.0
 ) -> tuple[Path, Path]:
     """Simulate and write OUT (zea layout; extras 'tissue' and 'haze') and OUT.roi.json."""
-    from usdehaze import __version__
-    from usdehaze.atomic import atomic_path
     from usdehaze.errors import UsageError
-    from usdehaze.outputs import MARKER, check_output, writing
-    from usdehaze.ultrasound.io import write_scan
-    from usdehaze.ultrasound.roi import roi_from_dict
+    from usdehaze.outputs import check_output
     from usdehaze.ultrasound.simulate import (
         CENTER_FREQUENCY,
         SOUND_SPEED,
@@ -51,29 +48,70 @@ def write_simulation(
     sim = (simulate_cardiac if kind == "cardiac" else simulate_cyst)(
         frames, seed=seed, haze_db=haze_db
     )
+    path = write_simulated(
+        out,
+        roi_path,
+        sim.tissue_iq,
+        sim.haze_iq,
+        sim.x,
+        sim.z,
+        sim.axes,
+        sim.roi,
+        probe="simulated phased array",
+        center_frequency=CENTER_FREQUENCY,
+        sound_speed=SOUND_SPEED,
+        params=sim.params,
+    )
+    return path, roi_path
+
+
+def write_simulated(
+    out: Path,
+    roi_path: Path,
+    tissue: np.ndarray,
+    haze: np.ndarray,
+    x: np.ndarray,
+    z: np.ndarray,
+    axes: dict,
+    roi: dict,
+    *,
+    probe: str,
+    center_frequency: float,
+    sound_speed: float,
+    params: dict,
+) -> Path:
+    """Write a simulated polar scan (zea layout: tissue + haze, with 'tissue' and 'haze' extras
+    and the simulation's parameters) and its ROI file, both marked as usdehaze's; used by
+    ``usdehaze simulate`` and pipelines/make_demo_scan.py. No output checks: callers make them."""
+    from usdehaze import __version__
+    from usdehaze.atomic import atomic_path
+    from usdehaze.outputs import MARKER, writing
+    from usdehaze.ultrasound.io import write_scan
+    from usdehaze.ultrasound.roi import roi_from_dict
+
     with writing(out):
         path = write_scan(
             out,
-            sim.hazy_iq,
-            sim.x,
-            sim.z,
+            tissue + haze,
+            x,
+            z,
             grid="polar",
-            axes=sim.axes,
-            probe="simulated phased array",
-            center_frequency=CENTER_FREQUENCY,
-            sound_speed=SOUND_SPEED,
-            extras={"tissue": sim.tissue_iq, "haze": sim.haze_iq},
+            axes=axes,
+            probe=probe,
+            center_frequency=center_frequency,
+            sound_speed=sound_speed,
+            extras={"tissue": tissue, "haze": haze},
             attrs={
                 "usdehaze_version": __version__,
                 MARKER: "simulate",
-                "simulation": json.dumps(sim.params, default=float),
+                "simulation": json.dumps(params, default=float),
             },
         )
     # validated like save_roi, marked as usdehaze's so that a rerun may replace it
-    roi = {MARKER: "simulate", **roi_from_dict(sim.roi, str(roi_path)).to_dict()}
+    marked = {MARKER: "simulate", **roi_from_dict(roi, str(roi_path)).to_dict()}
     with writing(roi_path), atomic_path(roi_path) as tmp:
-        tmp.write_text(json.dumps(roi, indent=2))
-    return path, roi_path
+        tmp.write_text(json.dumps(marked, indent=2))
+    return path
 
 
 def _legacy_pair(out: Path, roi_path: Path) -> bool:
