@@ -585,14 +585,15 @@ def run_dehaze(
                     warn(f"{scan.path}: frame(s) {new} are all zeros; written as blank frames")
             res = dehazer.dehaze_iq(iq, callback=step_callback, frames=idx)
             nfe = max(nfe, dehazer.nfe)
-            harm.add(idx, res["input"], res["tissue"], sector=None)
+            harm.add(idx, res["input"], res["tissue"])
             for k in range(len(idx)):
                 w.write(done, **{key: v[k] for key, v in res.items()})
                 done += 1
             if progress is not None:
                 progress(done, len(frames), time.perf_counter() - t0)
-        w._attrs.update(result_check_attrs(harm, ood, dehazer.priors.get("tissue") is not None))
-        if harm.warning and dehazer.priors.get("tissue") is not None and warn is not None:
+        found = result_check_attrs(harm, ood, dehazer.priors.get("tissue") is not None)
+        w._attrs.update(found)
+        if found["harm_warning"] and warn is not None:
             warn(harm.message(str(scan.path)))
         w._attrs["nfe"] = nfe
         w._attrs["seconds"] = time.perf_counter() - t0
