@@ -1,9 +1,14 @@
-"""Linear forward models y = A·x + α·n as small objects (DeepInverse style).
+"""Measurement models y = measure(x, n) and the linear ones y = A·x + α·n (DeepInverse style).
 
-Each operator maps signal images (B, C, H, W) to measurements and back: ``A(x)``,
-``A_adjoint(y)``, ``measure(x, n) = A(x) + α·n`` (``noise_scale`` α, 1 by default), and what
-ΠGDM needs, ``solve_cov(v, r2, q2) = (r²·AAᵀ + q²·α²·I)⁻¹ v`` — closed form where the structure
-allows it, conjugate gradients otherwise. The noise n lives in measurement space.
+``MeasurementModel`` is the interface a data-consistency rule (usdehaze.core.dc_rules) may ask
+of a model; what it offers is declared, never probed: ``linear`` (``A`` is linear), ``adjoint``
+(``A`` and ``A_adjoint`` exist), ``cov_solve`` (``solve_cov`` exists), ``noise_scale`` α, and
+``noiseless(x)``, the measurement of x with no noise at all (for a nonlinear model n = 0 need
+not be "no noise"). ``LinearOperator`` derives from it: each operator maps signal images
+(B, C, H, W) to measurements and back: ``A(x)``, ``A_adjoint(y)``, ``measure(x, n) = A(x) + α·n``
+(``noise_scale`` α, 1 by default), and what ΠGDM needs, ``solve_cov(v, r2, q2) =
+(r²·AAᵀ + q²·α²·I)⁻¹ v`` — closed form where the structure allows it, conjugate gradients
+otherwise. The noise n lives in measurement space.
 """
 
 from __future__ import annotations
@@ -21,11 +26,58 @@ def _bshape(v: float | Tensor, like: Tensor) -> Tensor | float:
     return v
 
 
-class LinearOperator:
+# what a model may declare, and how a refusal names it
+CAPABILITIES = {
+    "linear": "a linear operator",
+    "adjoint": "an adjoint (A_adjoint)",
+    "cov_solve": "a covariance solve (solve_cov)",
+}
+
+
+class MeasurementModel:
+    """y = measure(x, n): signal x and structured noise n (measurement space) to a measurement.
+
+    Subclasses implement ``measure`` and ``noiseless`` and declare what else they offer:
+    ``linear`` (y = A(x) + α·n with A linear), ``adjoint`` (``A(x)`` and ``A_adjoint(y)``),
+    ``cov_solve`` (``solve_cov(v, r2, q2)`` = (r²AAᵀ + q²α²I)⁻¹ v). ``noiseless(x)`` is the
+    measurement of x alone, with no noise term at all: not ``measure(x, 0)``, since n = 0 is
+    a noise value like any other for a nonlinear model (the ultrasound LogPowerSum's u = 0 is
+    haze at half the dynamic range below the maximum).
+    """
+
+    name = "measurement"
+    linear: bool = False
+    adjoint: bool = False
+    cov_solve: bool = False
+    noise_scale: float = 1.0
+
+    def measure(self, x: Tensor, n: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def noiseless(self, x: Tensor) -> Tensor:
+        """The measurement of ``x`` with no noise (single-prior DC rules use it)."""
+        raise NotImplementedError
+
+    def capabilities(self) -> set[str]:
+        """The capabilities (keys of CAPABILITIES) this model declares."""
+        return {c for c in CAPABILITIES if getattr(self, c)}
+
+    def missing(self, needs) -> list[str]:
+        """What of ``needs`` (capability names) this model lacks, in CAPABILITIES order."""
+        have = self.capabilities()
+        return [c for c in CAPABILITIES if c in needs and c not in have]
+
+    def config(self) -> dict:
+        return {"kind": type(self).__name__, "noise_scale": self.noise_scale}
+
+
+class LinearOperator(MeasurementModel):
     """Base class: subclasses implement ``A`` and ``A_adjoint`` (and may override ``solve_cov``)."""
 
     noise_scale: float = 1.0
     linear = True
+    adjoint = True
+    cov_solve = True  # conjugate gradients unless a subclass has a closed form
 
     def A(self, x: Tensor) -> Tensor:
         raise NotImplementedError
@@ -39,6 +91,9 @@ class LinearOperator:
 
     def measure(self, x: Tensor, n: Tensor) -> Tensor:
         return self.A(x) + self.noise_scale * n
+
+    def noiseless(self, x: Tensor) -> Tensor:
+        return self.A(x)
 
     def solve_cov(
         self, v: Tensor, r2: float | Tensor, q2: float | Tensor, iters: int = 50, tol: float = 1e-6

@@ -18,12 +18,16 @@ import math
 import torch
 from torch import Tensor
 
-from usdehaze.core.operators import Identity
+from usdehaze.core.operators import Identity, MeasurementModel
 from usdehaze.ultrasound.logcomp import MU, mu_law, mu_law_inverse
 
 
-class LogPowerSum:
-    """y = C(C⁻¹(x) + γ·C⁻¹(n)) with C = normalised log compression of envelope power."""
+class LogPowerSum(MeasurementModel):
+    """y = C(C⁻¹(x) + γ·C⁻¹(n)) with C = normalised log compression of envelope power.
+
+    Nonlinear: no adjoint, no covariance solve (the dps rule). Without haze (γ·C⁻¹(n) → 0) the
+    measurement is the tissue itself; n = 0 is not that, it is haze at −DR/2 dB.
+    """
 
     name = "logsum"
     linear = False
@@ -41,6 +45,9 @@ class LogPowerSum:
         lx = self._k * (x - 1)
         ln = self._k * (n - 1) + math.log(self.gamma)
         return 1 + torch.logaddexp(lx, ln) / self._k
+
+    def noiseless(self, x: Tensor) -> Tensor:
+        return x
 
     def config(self) -> dict:
         return {"kind": self.name, "dynamic_range": self.dynamic_range, "gamma": self.gamma}
@@ -61,12 +68,13 @@ class Additive(Identity):
         return {"kind": self.name}
 
 
-class MuLawIQSum:
+class MuLawIQSum(MeasurementModel):
     """y = C(C⁻¹(x) + γ·C⁻¹(n)) on μ-law companded I/Q channels (Stevens et al., IEEE TMI 2024).
 
     Beamformed IQ adds exactly (hazy = tissue + haze), so this is the physics, not an average.
     Tweedie estimates are clipped to the companded range [-1, 1] before expanding, where
     C⁻¹ grows like (1 + μ)^|u| and a stray estimate would otherwise dominate the residual.
+    Nonlinear (the dps rule); C⁻¹(0) = 0, so here n = 0 is no haze: ``noiseless(x)`` = C(C⁻¹(x)).
     """
 
     name = "iq"
@@ -87,6 +95,9 @@ class MuLawIQSum:
 
     def measure(self, x: Tensor, n: Tensor) -> Tensor:
         return self.compress(self.expand(x) + self.gamma * self.expand(n))
+
+    def noiseless(self, x: Tensor) -> Tensor:
+        return self.compress(self.expand(x))
 
     def config(self) -> dict:
         return {"kind": self.name, "gamma": self.gamma, "mu": self.mu}
