@@ -1,6 +1,7 @@
 """Ultrasound measurement models against the physics they stand for."""
 
 import numpy as np
+import pytest
 import torch
 
 from usdehaze.ultrasound.measurement import Additive, LogPowerSum
@@ -96,3 +97,35 @@ def test_mulaw_iq_sum_gradient_follows_the_linear_sum():
     n = torch.tensor([0.9, 0.1], dtype=torch.float64, requires_grad=True)
     m.measure(x, n).sum().backward()
     assert x.grad[0] < 0.05 * n.grad[0] and n.grad[1] < 0.05 * x.grad[1]
+
+
+def test_ultrasound_models_declare_the_core_interface():
+    """LogPowerSum and MuLawIQSum are nonlinear core MeasurementModels: the rules that need a
+    linear operator refuse them in one line; noiseless is no haze, which for LogPowerSum is not
+    n = 0 (haze at -DR/2 dB)."""
+    from usdehaze.core.dc_rules import DC_RULES
+    from usdehaze.core.operators import MeasurementModel
+    from usdehaze.core.priors import GaussianPrior
+    from usdehaze.core.sampler import JointSampler
+    from usdehaze.core.sde import VESDE
+    from usdehaze.errors import UsageError
+    from usdehaze.ultrasound.measurement import MuLawIQSum
+
+    x = torch.linspace(-0.9, 0.9, 7, dtype=torch.float64)
+    log, iq = LogPowerSum(dynamic_range=60), MuLawIQSum()
+    assert torch.equal(log.noiseless(x), x)
+    assert (log.measure(x, torch.zeros_like(x)) - x).max() > 0.1  # n = 0 adds haze at -30 dB
+    torch.testing.assert_close(log.measure(x, torch.full_like(x, -200.0)), x)  # haze → 0
+    torch.testing.assert_close(iq.noiseless(x), iq.measure(x, torch.zeros_like(x)))  # C⁻¹(0) = 0
+    sde = VESDE()
+    prior = GaussianPrior(torch.zeros(1, 4), torch.eye(4, dtype=torch.float64), sde)
+    linear_rules = [r for r, c in DC_RULES.items() if "linear" in c.needs]
+    assert linear_rules
+    for model in (log, iq):
+        assert isinstance(model, MeasurementModel) and model.capabilities() == set()
+        for rule in linear_rules:
+            with pytest.raises(UsageError, match=f"rule '{rule}': needs a linear operator") as e:
+                JointSampler(prior, prior, model, sde, rule=rule)
+            assert "\n" not in str(e.value)
+        JointSampler(prior, prior, model, sde, rule="dps")
+    assert Additive().capabilities() == {"linear", "adjoint", "cov_solve"}

@@ -12,10 +12,19 @@ import pytest
 import torch
 from gaussian_truth import dense, joint_posterior, random_cov
 
-from usdehaze.core.operators import Blur, GaussianMatrix, Identity, Mask, ScaledBlend
+from usdehaze.core.dc_rules import DC_RULES
+from usdehaze.core.operators import (
+    Blur,
+    GaussianMatrix,
+    Identity,
+    Mask,
+    MeasurementModel,
+    ScaledBlend,
+)
 from usdehaze.core.priors import GaussianPrior
 from usdehaze.core.sampler import JointSampler
 from usdehaze.core.sde import VESDE, VPSDE
+from usdehaze.core.solvers import SOLVERS, Solver, register_solver
 from usdehaze.errors import UsageError
 
 SHAPE = (1, 2, 2)
@@ -73,21 +82,76 @@ def test_pigdm_sde_weighting_is_exact_for_unit_covariance(name):
     assert torch.allclose(torch.cov(n.T), Cn, atol=0.1)
 
 
-@pytest.mark.parametrize("rule", ["pigdm", "dps", "projection"])
-def test_rules_move_to_the_posterior_with_correlated_priors(rule):
+# How each registered DC rule is held to the closed-form posterior, one entry per weighting it
+# declares (a rule or weighting registered without one fails the coverage test below):
+# "exact": unit-covariance priors, where the rule's likelihood is exact under these settings:
+#   mean and covariance of x | y and n | y must match;
+# "approximate": correlated priors: the mean moves most of the way from the prior mean to the
+#   posterior mean, and the estimates explain y.
+RULE_TESTS = {
+    "pigdm": {
+        "sde": ("exact", {}),
+        "paper": ("approximate", {}),
+        "variance": ("approximate", {}),
+    },
+    "dps": {
+        "paper": ("approximate", {"lam": 0.5, "kappa": 0.5}),
+        "sde": ("approximate", {"rho": 0.3}),
+        "variance": ("approximate", {}),
+    },
+    "projection": {
+        w: ("approximate", {"lam": 0.5, "kappa": 0.5}) for w in DC_RULES["projection"].weightings
+    },
+}
+# each solver's settings in the exact test: the reverse SDE's solvers take the whole likelihood
+# score g²Δt ∇log p(y | x_t) (ddim with η = 1 is ancestral); the probability-flow ODE's half
+SOLVER_TESTS = {"em": {}, "ddim": {"eta": 1.0}, "heun": {"lam": 0.5, "kappa": 0.5}}
+CASES = [
+    (rule, weighting, solver)
+    for rule, cls in DC_RULES.items()
+    for weighting in cls.weightings
+    for solver in SOLVERS
+]
+
+
+def test_every_registered_rule_weighting_and_solver_has_posterior_test_settings():
+    assert {r: set(c.weightings) for r, c in DC_RULES.items()} == {
+        r: set(w) for r, w in RULE_TESTS.items()
+    }
+    assert set(SOLVER_TESTS) == set(SOLVERS)
+    assert any(tier == "exact" for w in RULE_TESTS.values() for tier, _ in w.values())
+
+
+@pytest.mark.parametrize("rule,weighting,solver", CASES)
+def test_every_rule_and_solver_against_the_gaussian_posterior(rule, weighting, solver):
+    tier, kw = RULE_TESTS[rule][weighting]
     op = Identity()
+    if tier == "exact":
+        eye = torch.eye(D, dtype=torch.float64)
+        sde, sig, noi, y, (mx_t, mn_t, Cx, Cn), _ = _problem(op, eye, eye)
+        kw = {**kw, **SOLVER_TESTS[solver]}
+        s = JointSampler(
+            sig, noi, op, sde, rule=rule, weighting=weighting, steps=200, solver=solver, **kw
+        )
+        x, n = _run(s, y)
+        assert torch.allclose(x.mean(0), mx_t, atol=0.08), (x.mean(0), mx_t)
+        assert torch.allclose(n.mean(0), mn_t, atol=0.08), (n.mean(0), mn_t)
+        assert torch.allclose(torch.cov(x.T), Cx, atol=0.1), (torch.cov(x.T), Cx)
+        assert torch.allclose(torch.cov(n.T), Cn, atol=0.1)
+        return
     Sx, Sn = random_cov(D, 1, 1.0), random_cov(D, 2, 0.5)
     sde, sig, noi, y, (mx_t, mn_t, _, _), (mx, mn) = _problem(op, Sx, Sn, seed=3)
-    kw = {"pigdm": {}, "dps": {"lam": 0.5, "kappa": 0.5}, "projection": {"lam": 0.5, "kappa": 0.5}}[
-        rule
-    ]
-    s = JointSampler(sig, noi, op, sde, rule=rule, steps=300, **kw)
+    if solver == "ddim":
+        kw = {**kw, "eta": 1.0}
+    s = JointSampler(
+        sig, noi, op, sde, rule=rule, weighting=weighting, steps=100, solver=solver, **kw
+    )
     x, n = _run(s, y)
     prior_err = (mx - mx_t).norm()
     err = (x.mean(0) - mx_t).norm()
-    assert err < 0.5 * prior_err, (rule, err, prior_err)
+    assert err < 0.5 * prior_err, (err, prior_err)
     consistency = (x.mean(0) + n.mean(0) - y.reshape(-1).double()).norm()
-    assert consistency < 0.15 * y.norm(), (rule, consistency)
+    assert consistency < 0.15 * y.norm(), consistency
 
 
 def test_single_prior_gaussian_noise_baseline_is_exact():
@@ -245,17 +309,6 @@ def test_heun_is_second_order(sde_cls):
     assert heun < 0.5 * ddim, (heun, ddim)
 
 
-@pytest.mark.parametrize("solver", ["em", "ddim", "heun"])
-def test_solvers_move_to_the_joint_posterior(solver):
-    op = Identity()
-    Sx, Sn = random_cov(D, 1, 1.0), random_cov(D, 2, 0.5)
-    sde, sig, noi, y, (mx_t, mn_t, _, _), (mx, mn) = _problem(op, Sx, Sn, seed=3)
-    s = JointSampler(sig, noi, op, sde, rule="pigdm", steps=50, solver=solver, eta=1.0)
-    x, n = _run(s, y)
-    assert (x.mean(0) - mx_t).norm() < 0.5 * (mx - mx_t).norm(), solver
-    assert (x.mean(0) + n.mean(0) - y.reshape(-1).double()).norm() < 0.15 * y.norm(), solver
-
-
 def test_per_item_seeds_make_results_independent_of_batching():
     op = Identity()
     eye = torch.eye(D, dtype=torch.float64)
@@ -318,3 +371,132 @@ def test_gaussian_jacobian_runs_that_prior_forward_only():
     assert all(grad_on["signal"]) and not any(grad_on["noise"]) and len(grad_on["noise"]) == 5
     with pytest.raises(UsageError, match="noise_jacobian -1"):
         JointSampler(sig, noi, op, sde, noise_jacobian=-1.0)
+
+
+class _Squash(MeasurementModel):
+    """A nonlinear model, y = x + ½ tanh(n)(1 + x²): no adjoint, no covariance solve. It records
+    which of measure / noiseless the sampler called."""
+
+    def __init__(self) -> None:
+        self.calls: set[str] = set()
+
+    def measure(self, x, n):
+        self.calls.add("measure")
+        return x + 0.5 * torch.tanh(n) * (1 + x * x)
+
+    def noiseless(self, x):
+        self.calls.add("noiseless")
+        return x
+
+
+LINEAR_RULES = [r for r, c in DC_RULES.items() if "linear" in c.needs]
+
+
+def test_the_registry_declares_what_each_rule_needs():
+    assert set(LINEAR_RULES) == {"pigdm", "projection"}
+    assert "cov_solve" in DC_RULES["pigdm"].needs and not DC_RULES["dps"].needs
+
+
+@pytest.mark.parametrize("rule", LINEAR_RULES)
+def test_a_rule_needing_a_linear_operator_refuses_a_nonlinear_model(rule):
+    eye = torch.eye(D, dtype=torch.float64)
+    sde, sig, noi, *_ = _problem(Identity(), eye, eye)
+    with pytest.raises(UsageError, match=f"rule '{rule}': needs a linear operator") as e:
+        JointSampler(sig, noi, _Squash(), sde, rule=rule)
+    assert "\n" not in str(e.value) and "_Squash" in str(e.value) and "use dps" in str(e.value)
+
+
+def test_dps_runs_a_nonlinear_model_and_asks_it_for_noiseless_without_a_noise_prior():
+    eye = torch.eye(D, dtype=torch.float64)
+    sde, sig, noi, y, *_ = _problem(Identity(), eye, eye)
+    joint, single = _Squash(), _Squash()
+    res = JointSampler(sig, noi, joint, sde, rule="dps", steps=5)(y, seed=0)
+    assert torch.isfinite(res.x).all() and joint.calls == {"measure"}
+    res = JointSampler(sig, None, single, sde, rule="dps", steps=5, noise_sigma=0.5)(y, seed=0)
+    # no noise prior: the mean measurement is noiseless(x), never measure(x, 0)
+    assert single.calls == {"noiseless"}
+    torch.testing.assert_close(res.n, y - res.x)
+
+
+def test_an_operator_without_the_declared_interface_is_refused_in_one_line():
+    class Duck:  # the methods, but nothing declared
+        linear, noise_scale = True, 1.0
+        A = A_adjoint = staticmethod(lambda v: v)
+
+        def solve_cov(self, v, r2, q2):
+            return v / (r2 + q2)
+
+    eye = torch.eye(D, dtype=torch.float64)
+    sde, sig, noi, *_ = _problem(Identity(), eye, eye)
+    with pytest.raises(UsageError, match="Duck is not a usdehaze.core.operators.MeasurementModel"):
+        JointSampler(sig, noi, Duck(), sde, rule="pigdm")
+
+
+def test_a_weighting_the_rule_does_not_declare_is_refused_in_one_line():
+    eye = torch.eye(D, dtype=torch.float64)
+    sde, sig, noi, *_ = _problem(Identity(), eye, eye)
+    with pytest.raises(UsageError, match="rule 'dps': weighting 'exact': expected one of paper"):
+        JointSampler(sig, noi, Identity(), sde, rule="dps", weighting="exact")
+
+
+def test_pigdm_variance_weighting_is_pigdm_paper_step():
+    """An explicit choice: ΠGDM's step is weighted by the variances r_t², q_t² already (the
+    unweighted likelihood score at step λ it fell into before diverged: NaN frames)."""
+    op = _ops()["blur"]
+    Sx, Sn = random_cov(D, 11, 1.0), random_cov(D, 12, 0.5)
+    sde, sig, noi, y, *_ = _problem(op, Sx, Sn, seed=2)
+    Y = y.repeat(8, 1, 1, 1)
+    runs = [
+        JointSampler(sig, noi, op, sde, rule="pigdm", weighting=w, steps=100)(Y, seed=3)
+        for w in ("paper", "variance")
+    ]
+    assert torch.isfinite(runs[0].x).all()
+    assert torch.equal(runs[0].x, runs[1].x) and torch.equal(runs[0].n, runs[1].n)
+
+
+def test_nfe_is_counted_from_the_solvers_declarations_and_checked():
+    eye = torch.eye(D, dtype=torch.float64)
+    sde, sig, noi, y, *_ = _problem(Identity(), eye, eye)
+    for name, cls in SOLVERS.items():
+        s = JointSampler(sig, noi, Identity(), sde, steps=4, solver=name)
+        res = s(y, seed=0, samples=3)
+        assert res.nfe == s.planned_nfe() == 2 * (3 * cls.evaluations + cls.evaluations_last)
+        assert res.nfe_per_item == 3 * res.nfe
+
+    @register_solver
+    class Twice(Solver):  # evaluates its prior once more per step than it declares
+        name = "test-twice"
+
+        def step(self, z, s, t, t_next, randn, last, score):
+            return score(z, t.reshape(1).expand(z.shape[0])) * 0 + z
+
+    try:
+        s = JointSampler(sig, noi, Identity(), sde, steps=3, solver="test-twice")
+        with pytest.raises(
+            RuntimeError, match="solver 'test-twice': declared 6 network evaluations, ran 12"
+        ):
+            s(y, seed=0)
+    finally:
+        SOLVERS.pop("test-twice")
+
+
+def test_the_architecture_docs_example_rule_runs():
+    """docs/architecture.md's example of adding a DC rule: registered, refused for a nonlinear
+    model, and moving to the Gaussian posterior."""
+    from pathlib import Path
+
+    doc = (Path(__file__).parents[1] / "docs" / "architecture.md").read_text()
+    code = doc.split("<!-- example: dc rule -->\n```python\n")[1].split("```")[0]
+    try:
+        exec(code, {})
+        assert "landweber" in DC_RULES
+        Sx, Sn = random_cov(D, 1, 1.0), random_cov(D, 2, 0.5)
+        sde, sig, noi, y, (mx_t, _, _, _), (mx, _) = _problem(Identity(), Sx, Sn, seed=3)
+        with pytest.raises(UsageError, match="rule 'landweber': needs a linear operator"):
+            JointSampler(sig, noi, _Squash(), sde, rule="landweber")
+        s = JointSampler(sig, noi, Identity(), sde, rule="landweber", steps=100, lam=0.5, kappa=0.5)
+        x, n = _run(s, y)
+        assert (x.mean(0) - mx_t).norm() < 0.5 * (mx - mx_t).norm()
+        assert (x.mean(0) + n.mean(0) - y.reshape(-1).double()).norm() < 0.15 * y.norm()
+    finally:
+        DC_RULES.pop("landweber", None)
