@@ -49,6 +49,18 @@ def tiny_iq_priors(tmp_path_factory):
     return _tiny_pair(d, 2, {"domain": "iq-mulaw", "mu": 255})
 
 
+@pytest.fixture(scope="session")
+def tiny_student(tmp_path_factory):
+    """Path of a tiny fast-method student (untrained but not the identity: a small random head)."""
+    from usdehaze.core.student import OnePassUNet, StudentNet, save_student
+
+    torch.manual_seed(0)
+    net = OnePassUNet(StudentNet(3, 2, width=4, levels=2))
+    torch.nn.init.normal_(net.head.weight, std=0.01)
+    d = tmp_path_factory.mktemp("student")
+    return save_student(d / "student_iq", net, {"method": "fast", "dynamic_range": 60.0})
+
+
 def memory_scan(n_frames: int = 3, shape=(48, 32), seed: int = 0) -> Scan:
     """A simulated hazy scan held in memory, in the Scan interface the readers return."""
     sim = simulate_cardiac(n_frames, seed=seed, shape=shape)

@@ -67,6 +67,21 @@ Priors = Annotated[
         help="Folder with both priors, e.g. from usdehaze adapt (--tissue-prior/--haze-prior override one).",
     ),
 ]
+Student = Annotated[
+    Path | None,
+    typer.Option(
+        "--student",
+        help="Method fast: the distilled student (.safetensors + .json); default the --priors "
+        "folder's student_iq, else the shipped one.",
+    ),
+]
+Method = Annotated[
+    str | None,
+    typer.Option(
+        "--method",
+        help="joint (the sampler, default), fast (its one-pass student), dps, pigdm-gauss or bm3d.",
+    ),
+]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
 Strict = Annotated[
     bool,

@@ -30,7 +30,7 @@ def run(
     demo: bool = typer.Option(False, "--demo", help="Dehaze the embedded simulated demo scan."),
     key: o.Key = None,
     frames: o.Frames = None,
-    method: str = typer.Option(None, "--method", help="joint (default), dps, pigdm-gauss or bm3d."),
+    method: o.Method = None,
     model: o.Model = None,
     rule: str = typer.Option(
         None, "--rule", help="Data consistency: dps (default), pigdm or projection."
@@ -64,6 +64,7 @@ def run(
     tissue_prior: o.TissuePrior = None,
     haze_prior: o.HazePrior = None,
     priors: o.Priors = None,
+    student: o.Student = None,
     quiet: o.Quiet = False,
     strict: o.Strict = False,
 ) -> None:
@@ -114,6 +115,7 @@ def run(
             "tissue_prior": str(tissue_prior) if tissue_prior else None,
             "haze_prior": str(haze_prior) if haze_prior else None,
             "priors": str(priors) if priors else None,
+            "student": str(student) if student else None,
         },
     )
     out = out or scan.with_name(scan.stem + ".dehazed.h5")
@@ -123,7 +125,8 @@ def run(
         if s.magnitude_only:
             note = for_magnitude_data(cfg)[1] or "dehazing runs on the log-compressed envelope"
             typer.echo(f"{scan}: only magnitude data; {note}", err=True)
-        steps_total = len(sel) * (cfg.steps if cfg.method != "bm3d" else 1)
+        stepwise = cfg.method not in ("bm3d", "fast")  # these count frames, not sampler steps
+        steps_total = len(sel) * (cfg.steps if stepwise else 1)
         bar = tqdm(
             total=steps_total,
             unit="step",
@@ -141,7 +144,7 @@ def run(
         def on_batch(done: int, total: int, seconds: float) -> None:
             state["frames"] = done
             bar.set_postfix(frames=f"{done}/{total}", s_per_frame=f"{seconds / done:.1f}")
-            if cfg.method == "bm3d":
+            if not stepwise:
                 bar.update(done - bar.n)
 
         try:

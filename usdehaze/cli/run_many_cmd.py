@@ -17,6 +17,7 @@ def run_many(
     key: o.Key = None,
     frames: o.Frames = None,
     config: o.Config = None,
+    method: o.Method = None,
     model: o.Model = None,
     steps: o.Steps = None,
     solver: o.Solver = None,
@@ -30,6 +31,7 @@ def run_many(
     tissue_prior: o.TissuePrior = None,
     haze_prior: o.HazePrior = None,
     priors: o.Priors = None,
+    student: o.Student = None,
     overwrite: bool = typer.Option(False, "--overwrite", help="Start over instead of resuming."),
     quiet: o.Quiet = False,
     strict: o.Strict = False,
@@ -52,6 +54,7 @@ def run_many(
     cfg = build_config(
         config,
         {
+            "method": method,
             "model": model,
             "steps": steps,
             "solver": solver,
@@ -65,6 +68,7 @@ def run_many(
             "tissue_prior": str(tissue_prior) if tissue_prior else None,
             "haze_prior": str(haze_prior) if haze_prior else None,
             "priors": str(priors) if priors else None,
+            "student": str(student) if student else None,
         },
     )
     rank = int(os.environ.get("RANK", "0"))

@@ -1,6 +1,7 @@
 """Dehazing: scan → normalised dB frames → joint sampler (tissue + haze priors) → result file.
 
-Methods: ``joint`` (two priors, the default), ``dps`` and ``pigdm-gauss`` (tissue prior only,
+Methods: ``joint`` (two priors, the default), ``fast`` (a one-pass student distilled from
+``joint``: usdehaze.ultrasound.student), ``dps`` and ``pigdm-gauss`` (tissue prior only,
 Gaussian noise: the paper's single-prior baselines), ``bm3d`` (classical despeckling). Data
 models for ``joint``: ``logsum`` (envelope powers add; see usdehaze.ultrasound.measurement),
 ``additive`` (the TMLR paper's y = x + n on log images) and ``iq`` (the follow-up paper's exact
@@ -32,7 +33,7 @@ from usdehaze.ultrasound.logcomp import (
     unit_to_db,
 )
 
-METHODS = ("joint", "dps", "pigdm-gauss", "bm3d")
+METHODS = ("joint", "fast", "dps", "pigdm-gauss", "bm3d")
 # whose network Jacobians the joint DC step back-propagates; the others use a Gaussian prior's
 JACOBIANS = ("both", "haze", "tissue", "none")
 MODELS = ("logsum", "additive", "iq")
@@ -73,6 +74,7 @@ class DehazeConfig:
     tissue_prior: str | None = None
     haze_prior: str | None = None
     priors: str | None = None  # a folder with both priors (usdehaze adapt's output)
+    student: str | None = None  # method fast: the student's weights (default: priors' or shipped)
 
     def validate(self, source: str = "config") -> DehazeConfig:
         if self.method not in METHODS:
@@ -81,6 +83,16 @@ class DehazeConfig:
             )
         if self.model not in MODELS:
             raise UsageError(f"{source}: model '{self.model}': expected one of {', '.join(MODELS)}")
+        if self.method == "fast" and self.model != "iq":
+            raise UsageError(
+                f"{source}: model '{self.model}': method fast is distilled from the iq model "
+                "(use model iq, or method joint)"
+            )
+        if self.method == "fast" and self.samples != 1:
+            raise UsageError(
+                f"{source}: samples {self.samples}: method fast returns the posterior mean in one "
+                "pass; uncertainty maps need the sampler (method joint)"
+            )
         if self.model != "additive" and self.rule != "dps" and self.method == "joint":
             raise UsageError(
                 f"{source}: rule '{self.rule}': the {self.model} model is nonlinear, use rule dps (or model additive)"
@@ -214,8 +226,8 @@ def check_prior_mu(meta: dict[str, Any]) -> None:
 
 
 def uses_iq(cfg: DehazeConfig) -> bool:
-    """Whether a run needs complex IQ (the joint method with the iq model)."""
-    return cfg.method == "joint" and cfg.model == "iq"
+    """Whether a run needs complex IQ (the joint method with the iq model, or its student)."""
+    return cfg.method in ("joint", "fast") and cfg.model == "iq"
 
 
 def for_magnitude_data(cfg: DehazeConfig) -> tuple[DehazeConfig, str | None]:
@@ -223,6 +235,11 @@ def for_magnitude_data(cfg: DehazeConfig) -> tuple[DehazeConfig, str | None]:
     needs phases, so such data runs in the log domain (logsum) with the shipped dB priors."""
     if not uses_iq(cfg):
         return cfg, None
+    if cfg.method == "fast":
+        raise UsageError(
+            "method fast needs complex IQ data and this input is magnitude-only; "
+            "use --method joint (it runs such data in the log domain)"
+        )
     if cfg.tissue_prior or cfg.haze_prior or cfg.priors:
         raise UsageError(
             "model 'iq' needs complex IQ data and this input is magnitude-only; "
@@ -245,7 +262,14 @@ class Dehazer:
         self.device = resolve_device(cfg.device)
         self.priors: dict[str, Any] = {}
         self.checksums: dict[str, str] = {}
-        if cfg.method in ("joint", "dps", "pigdm-gauss"):
+        self.student = None
+        if cfg.method == "fast":
+            from usdehaze.ultrasound import student
+
+            path = student.student_path(cfg.priors, cfg.student)
+            self.student = student.load(path, self.device, cfg.dynamic_range)
+            self.checksums["student"] = self.student.checksum
+        if cfg.method in ("joint", "fast", "dps", "pigdm-gauss"):
             from usdehaze.core.priors import accelerate, load_prior
 
             t_path, h_path = prior_paths(cfg)
@@ -256,7 +280,8 @@ class Dehazer:
                 self.checksums[k] = p.checksum
                 accelerate(p, cfg.channels_last, cfg.compile, cfg.cuda_graphs)
                 norm = p.meta.get("normalisation", {})
-                want = PRIOR_DOMAIN[cfg.model] if cfg.method == "joint" else DB
+                # the student keeps the tissue prior for the out-of-distribution check
+                want = PRIOR_DOMAIN[cfg.model] if uses_iq(cfg) else DB
                 got = norm.get("domain")
                 if got is not None and got != want:
                     raise UsageError(
@@ -283,8 +308,8 @@ class Dehazer:
 
     def min_size(self) -> int:
         """Smallest frame side the priors handle (their downsampling factor × 2)."""
-        f = [getattr(p.net, "factor", 1) for p in self.priors.values()]
-        return 2 * max(f, default=1)
+        nets = [p.net for p in self.priors.values()] + ([self.student.net] if self.student else [])
+        return 2 * max((getattr(n, "factor", 1) for n in nets), default=1)
 
     def sampler(self):
         from usdehaze.core.operators import Identity
@@ -395,6 +420,11 @@ class Dehazer:
             )
         if not np.isfinite(iq).all():
             raise UsageError("frames: contain NaN or Inf")
+        if self.student is not None:  # one network evaluation per frame
+            from usdehaze.ultrasound import student
+
+            self.nfe = 1
+            return student.run(self.student, iq, c.dynamic_range, self.device, self.precision())
         torch = self._torch
         scale = iq_reference(iq)
         y = torch.from_numpy(iq_to_mulaw(iq, scale)).to(self.device)
@@ -498,6 +528,7 @@ def run_record(
     return {
         "usdehaze_version": __version__,
         "config": json.dumps(asdict(cfg)),
+        "method": cfg.method,  # joint (the sampler) or fast (its student), ...: what ran
         "seed": cfg.seed,
         "prior_checksums": json.dumps(dehazer.checksums),
         "precision": dehazer.precision(),  # what precision "auto" resolved to on this machine

@@ -224,11 +224,21 @@ def default_methods(base: DehazeConfig | None = None) -> dict[str, DehazeConfig]
         rows[f"joint ({label}{', default' if own else ''})"] = (
             base if own else replace(base, **change)
         )
+    if student_available(base):
+        rows["fast (one-pass student of the default)"] = replace(base, method="fast", model="iq")
     return rows | {
         "DPS, no haze prior": replace(base, method="dps"),
         "ΠGDM-Gauss, no haze prior": replace(base, method="pigdm-gauss"),
         "BM3D": replace(base, method="bm3d"),
     }
+
+
+def student_available(cfg: DehazeConfig) -> bool:
+    """Whether a run of ``cfg`` with method fast finds a student (given, in the priors folder,
+    or shipped): the table has a fast row only then."""
+    from usdehaze.ultrasound.student import student_path
+
+    return student_path(cfg.priors, cfg.student).is_file()
 
 
 def _percent(v: float) -> str:

@@ -1,0 +1,249 @@
+"""Recipe: the fast dehazer, a one-pass student distilled from the joint sampler.
+
+    python pipelines/distil_student.py [configs/student.yaml] [--stage teacher|train|export|all]
+                                       [--wait-for N] [--ship]
+
+1. teacher: the joint sampler (the shipped iq priors, or ``teacher.config.priors``) dehazes every
+   frame of the corpus's training split; outputs are cached per shard under
+   ``out/teacher-<id>/``, where <id> names the teacher (prior checksums + settings), so a new
+   teacher never mixes with an old one's outputs. ``--wait-for N`` keeps going until N shards
+   are cached (for a corpus still being made). Resumable: cached shards are skipped.
+2. train: the student regresses on (hazy frame, teacher output) pairs in random crops;
+   resumable from ``out/train-<id>/checkpoint.pt``.
+3. export: ``out/export/student_iq.safetensors`` + JSON with its provenance (teacher checksums
+   and settings, corpus shards, steps) and the loss curve ``out/export/loss.png``. ``--ship``
+   copies it into the package (usdehaze/weights/), which ``usdehaze run --method fast`` uses.
+
+A new teacher (retrained or adapted priors) means rerunning this one command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+import sys
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _path(p: str) -> Path:
+    p = Path(p)
+    return p if p.is_absolute() else ROOT / p
+
+
+def teacher_config(cfg: dict):
+    from usdehaze.ultrasound.dehaze import DehazeConfig
+
+    t = cfg.get("teacher", {})
+    base = DehazeConfig.from_dict(dict(t.get("config", {})), "teacher.config")
+    return replace(base, samples=int(t.get("samples", 1)), seed=int(t.get("seed", 0)))
+
+
+def teacher_id(dehazer) -> tuple[str, dict]:
+    """The teacher's identity: its prior checksums and every setting that shapes its output."""
+    ident = {
+        "checksums": dehazer.checksums,
+        "config": {k: v for k, v in asdict(dehazer.cfg).items() if k not in RUNTIME},
+    }
+    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:12], ident
+
+
+RUNTIME = ("device", "batch", "channels_last", "compile", "cuda_graphs", "precision")
+
+
+def run_teacher(cfg: dict, wait_for: int | None) -> Path:
+    from usdehaze.atomic import atomic_path
+    from usdehaze.core.priors import sha256
+    from usdehaze.ultrasound.corpus.store import read_shard, shards
+    from usdehaze.ultrasound.dehaze import Dehazer
+
+    dehazer = Dehazer(teacher_config(cfg))
+    tid, ident = teacher_id(dehazer)
+    folder = _path(cfg["out"]) / f"teacher-{tid}"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "teacher.json").write_text(json.dumps(ident, indent=2))
+    train = _path(cfg["corpus"]) / "train"
+    last_new = time.time()
+    while True:
+        todo = [p for p in shards(train) if not (folder / p.name).exists()]
+        done = len(shards(train)) - len(todo)
+        if not todo:
+            if wait_for is None or done >= wait_for or time.time() - last_new > 1800:
+                break
+            time.sleep(20)
+            continue
+        p = todo[0]
+        t0 = time.time()
+        d = read_shard(p)
+        hazy = d["tissue"] + d["haze"]
+        base = 1000 * sorted(q.name for q in shards(train)).index(p.name)
+        tissue, haze = [], []
+        for i in range(0, len(hazy), dehazer.cfg.batch):
+            sel = range(i, min(i + dehazer.cfg.batch, len(hazy)))
+            out = dehazer.dehaze_iq(hazy[sel.start : sel.stop], frames=[base + j for j in sel])
+            tissue.append(out["tissue"])
+            haze.append(out["haze"])
+        with atomic_path(folder / p.name) as tmp:
+            np.savez(
+                tmp,
+                tissue=np.concatenate(tissue).astype(np.float16),
+                haze=np.concatenate(haze).astype(np.float16),
+                shard_sha256=np.array(sha256(p)),
+                nfe=np.array(dehazer.nfe),
+            )
+        last_new = time.time()
+        print(
+            f"teacher {tid}: {p.name} ({len(hazy)} frames, {time.time() - t0:.0f} s); "
+            f"{done + 1} shards cached",
+            flush=True,
+        )
+    print(f"teacher {tid}: {done} shards cached in {folder}")
+    return folder
+
+
+def training_pairs(cfg: dict, folder: Path) -> tuple[list, list, list[str]]:
+    from usdehaze.ultrasound import student
+    from usdehaze.ultrasound.corpus.store import read_shard
+
+    dr = teacher_config(cfg).dynamic_range
+    xs, ys, names = [], [], []
+    for cache in sorted(folder.glob("*.npz")):
+        shard = _path(cfg["corpus"]) / "train" / cache.name
+        d = read_shard(shard)
+        with np.load(cache, allow_pickle=False) as t:
+            tissue, haze = t["tissue"].astype(np.float32), t["haze"].astype(np.float32)
+        _, x = student.encode(d["tissue"] + d["haze"], dr)
+        y = student.targets(tissue, haze, dr)
+        xs.extend(x)
+        ys.extend(y)
+        names.append(cache.name)
+    if not xs:
+        sys.exit(f"{folder}: no teacher outputs; run --stage teacher first")
+    return xs, ys, names
+
+
+def train(cfg: dict, folder: Path) -> Path:
+    from usdehaze.core.resume import stop_after_step
+    from usdehaze.core.student import DistilConfig, Distiller
+
+    dcfg = DistilConfig(**cfg.get("distil", {}))
+    xs, ys, names = training_pairs(cfg, folder)
+    out = _path(cfg["out"]) / f"train-{folder.name.removeprefix('teacher-')}"
+    out.mkdir(parents=True, exist_ok=True)
+    data = out / "data.json"
+    if data.exists() and json.loads(data.read_text())["shards"] != names:
+        sys.exit(f"{data}: the checkpoint was trained on other shards; remove {out} to start again")
+    data.write_text(json.dumps({"shards": names, "frames": len(xs)}, indent=2))
+    print(f"student: {len(xs)} frames from {len(names)} shards -> {out}", flush=True)
+    d = Distiller(xs, ys, dcfg, out)
+
+    class Flags:
+        stop = hard_stop = False
+
+    flags = Flags()
+    with stop_after_step(flags):
+        d.fit(log=lambda s: print(s, flush=True), stop=lambda: flags.stop)
+    if flags.stop:
+        print("stopped: rerun the same command to resume")
+        sys.exit(130)
+    return out
+
+
+def export(cfg: dict, folder: Path, ship: bool) -> Path:
+    from usdehaze.core.priors import sha256
+    from usdehaze.core.student import DistilConfig, Distiller, parameter_bytes, save_student
+
+    xs, ys, names = training_pairs(cfg, folder)
+    out = _path(cfg["out"]) / f"train-{folder.name.removeprefix('teacher-')}"
+    dcfg = DistilConfig(**cfg.get("distil", {}))
+    d = Distiller(xs[:1], ys[:1], dcfg, out)  # loads the checkpoint
+    if d.step < dcfg.steps:
+        sys.exit(f"{out}: trained {d.step} of {dcfg.steps} steps; run --stage train first")
+    teacher = json.loads((folder / "teacher.json").read_text())
+    tcfg = teacher_config(cfg)
+    meta = {
+        "method": "fast",
+        "dynamic_range": tcfg.dynamic_range,
+        "teacher": {
+            **teacher,
+            "samples": tcfg.samples,
+            "seed": tcfg.seed,
+            "nfe_per_frame": int(np.load(folder / names[0])["nfe"]),
+        },
+        "corpus": {
+            "path": cfg["corpus"],
+            "split": "train",
+            "frames": len(xs),
+            "shards": {n: sha256(_path(cfg["corpus"]) / "train" / n) for n in names},
+        },
+        "distil": asdict(dcfg),
+        "steps": d.step,
+        "train_seconds": round(d.seconds, 1),
+        "final_loss": d.losses[-1][1] if d.losses else None,
+        "losses": d.losses,
+    }
+    dest = _path(cfg["out"]) / "export"
+    dest.mkdir(parents=True, exist_ok=True)
+    path = save_student(dest / "student_iq", d.net.cpu().eval(), meta)
+    _plot(d.losses, dest / "loss.png")
+    print(f"student: {path} ({parameter_bytes(d.net) / 1e6:.2f} MB, {d.step} steps)")
+    if ship:
+        weights = ROOT / "usdehaze/weights"
+        for suffix in (".safetensors", ".json"):
+            shutil.copyfile(path.with_suffix(suffix), weights / f"student_iq{suffix}")
+        print(f"shipped to {weights}")
+    return path
+
+
+def _plot(losses: list, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3))
+    if losses:
+        s, v = zip(*losses)
+        ax.plot(s, v)
+    ax.set_xlabel("step")
+    ax.set_ylabel("L1 to the teacher (unit dB scale)")
+    ax.set_yscale("log")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("config", nargs="?", default=str(ROOT / "configs/student.yaml"))
+    ap.add_argument("--stage", choices=["teacher", "train", "export", "all"], default="all")
+    ap.add_argument("--wait-for", type=int, default=None, help="teacher: wait for N shards")
+    ap.add_argument("--ship", action="store_true", help="export: copy into usdehaze/weights")
+    args = ap.parse_args()
+    cfg = yaml.safe_load(Path(args.config).read_text())
+    if args.stage in ("teacher", "all"):
+        folder = run_teacher(cfg, args.wait_for)
+    else:
+        from usdehaze.ultrasound.dehaze import Dehazer
+
+        tid, _ = teacher_id(Dehazer(teacher_config(cfg)))
+        folder = _path(cfg["out"]) / f"teacher-{tid}"
+    if args.stage in ("train", "all"):
+        train(cfg, folder)
+    if args.stage in ("export", "all"):
+        export(cfg, folder, args.ship)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

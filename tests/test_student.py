@@ -1,0 +1,181 @@
+"""The fast dehazer's student: network, files, training and the ``fast`` method end to end."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import replace
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from usdehaze.core.student import (
+    DistilConfig,
+    Distiller,
+    OnePassUNet,
+    StudentNet,
+    load_student,
+    save_student,
+)
+from usdehaze.errors import UsageError
+from usdehaze.ultrasound import student as us_student
+from usdehaze.ultrasound.dehaze import DehazeConfig, Dehazer
+
+
+def _iq(n=2, shape=(40, 24), seed=0):
+    r = np.random.default_rng(seed)
+    return (r.standard_normal((n, *shape)) + 1j * r.standard_normal((n, *shape))).astype(
+        np.complex64
+    )
+
+
+@pytest.mark.parametrize("shape", [(32, 32), (37, 21), (5, 9)])
+def test_untrained_student_returns_its_residual_channel_at_any_size(shape):
+    net = OnePassUNet(StudentNet(3, 2, width=4, levels=3, residual=1)).eval()
+    x = torch.randn(2, 3, *shape)
+    y = net(x)
+    assert y.shape == (2, 2, *shape)
+    assert torch.equal(y, x[:, 1:2].expand(-1, 2, -1, -1))
+
+
+def test_save_load_round_trip_gives_the_same_outputs(tmp_path):
+    torch.manual_seed(0)
+    net = OnePassUNet(StudentNet(3, 2, width=4, levels=2))
+    torch.nn.init.normal_(net.head.weight)
+    path = save_student(tmp_path / "s", net, {"teacher": {"checksums": {"tissue": "abc"}}})
+    s = load_student(path)
+    x = torch.randn(1, 3, 20, 12)
+    assert torch.equal(s(x), net.eval()(x))
+    assert s.meta["teacher"]["checksums"]["tissue"] == "abc"
+    assert s.checksum == json.loads(path.with_suffix(".json").read_text())["checksum"]
+
+
+def test_bad_student_files_are_one_line_errors(tmp_path):
+    net = OnePassUNet(StudentNet(3, 2, width=4, levels=2))
+    path = save_student(tmp_path / "s", net, {})
+    meta = json.loads(path.with_suffix(".json").read_text())
+    # weights changed after the JSON was written: the checksum no longer matches
+    w = path.read_bytes()
+    path.write_bytes(w[:-4] + b"\x00\x00\x80\x7f")
+    with pytest.raises(UsageError, match="checksum|NaN"):
+        load_student(path)
+    path.write_bytes(w)
+    for bad in (
+        {**meta, "format": "other"},
+        {**meta, "network": {**meta["network"], "width": 10**6}},
+    ):
+        path.with_suffix(".json").write_text(json.dumps(bad))
+        with pytest.raises(UsageError) as e:
+            load_student(path)
+        assert str(path.with_suffix(".json")) in str(e.value) and "\n" not in str(e.value)
+    # a pickle under the safetensors name is refused, and nothing in it runs
+    path.with_suffix(".json").write_text(json.dumps(meta))
+    marker = tmp_path / "ran"
+    torch.save({"x": torch.zeros(1)}, path)  # a zip/pickle file, not safetensors
+    with pytest.raises(UsageError, match="safetensors"):
+        load_student(path)
+    assert not marker.exists()
+
+
+def test_fast_student_must_fit_the_representation_and_range(tmp_path):
+    net = OnePassUNet(StudentNet(2, 2, width=4, levels=2))
+    path = save_student(tmp_path / "s", net, {"dynamic_range": 60.0})
+    with pytest.raises(UsageError, match="channels"):
+        us_student.load(path, "cpu", 60.0)
+    path = save_student(tmp_path / "t", OnePassUNet(StudentNet(3, 2, 4, 2)), {"dynamic_range": 50})
+    with pytest.raises(UsageError, match="--dynamic-range 50"):
+        us_student.load(path, "cpu", 60.0)
+
+
+def test_distiller_learns_a_known_map_and_resumes_exactly(tmp_path):
+    """Target: an affine map of the input; the error must fall 5x in 300 steps, and 20 steps
+    in one go equal 10 steps, a restart from the checkpoint, and 10 more."""
+    r = np.random.default_rng(0)
+    xs = [r.standard_normal((1, 24, 24)).astype(np.float32) for _ in range(8)]
+    ys = [0.5 * x - 0.3 for x in xs]
+    cfg = DistilConfig(
+        steps=300,
+        batch=4,
+        crop=16,
+        lr=1e-2,
+        checkpoint_every=100,
+        network={"width": 8, "levels": 2},
+    )
+    d = Distiller(xs, ys, cfg, tmp_path / "a")
+    x, y = torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))
+
+    def error() -> float:
+        with torch.no_grad():
+            return float((d.net(x) - y).abs().mean())
+
+    before = error()
+    d.fit(log=None)
+    assert error() < before / 5, (before, error())
+
+    short = replace(cfg, steps=20, checkpoint_every=10)
+    one = Distiller(xs, ys, short, tmp_path / "b")
+    one.fit(log=None)
+    two = Distiller(xs, ys, short, tmp_path / "c")
+    two.fit(log=None, stop=lambda: two.step == 10)
+    assert two.step == 10
+    three = Distiller(xs, ys, short, tmp_path / "c")  # resumes at step 10
+    assert three.step == 10
+    three.fit(log=None)
+    for k, v in one.net.state_dict().items():
+        assert torch.equal(v, three.net.state_dict()[k]), k
+    with pytest.raises(UsageError, match="other settings"):
+        Distiller(xs, ys, replace(short, lr=5e-3), tmp_path / "c")
+
+
+def test_fast_method_runs_one_pass(tiny_student, tiny_iq_priors):
+    t, h = tiny_iq_priors
+    cfg = DehazeConfig(
+        method="fast",
+        student=str(tiny_student),
+        tissue_prior=str(t),
+        haze_prior=str(h),
+        device="cpu",
+    )
+    d = Dehazer(cfg)
+    iq = _iq()
+    out = d.dehaze_iq(iq)
+    assert d.nfe == 1
+    assert set(out) == {"input", "tissue", "haze"}
+    s = load_student(tiny_student)
+    _, x = us_student.encode(iq, 60.0)
+    want = us_student.decode(s(torch.from_numpy(x)).numpy(), 60.0)
+    np.testing.assert_array_equal(out["tissue"], want["tissue"])
+    assert not np.array_equal(out["tissue"], out["input"])  # the random head changed something
+    assert d.checksums["student"] == s.checksum
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [({"samples": 2}, "uncertainty"), ({"model": "logsum"}, "distilled from the iq model")],
+)
+def test_fast_refuses_what_it_cannot_do(change, message):
+    with pytest.raises(UsageError, match=message):
+        DehazeConfig(method="fast", **change).validate()
+
+
+def test_cli_run_fast_records_method_and_student(tmp_path, tiny_student, tiny_iq_priors):
+    from usdehaze.ultrasound.simulate import demo_scan_path
+
+    t, h = tiny_iq_priors
+    out = tmp_path / "r.h5"
+    cmd = [
+        sys.executable, "-m", "usdehaze", "run", str(demo_scan_path()), "--frames", "0:2",
+        "--method", "fast", "--student", str(tiny_student), "--tissue-prior", str(t),
+        "--haze-prior", str(h), "-o", str(out), "-q",
+    ]  # fmt: skip
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    with h5py.File(out) as f:
+        assert f.attrs["method"] == "fast"
+        assert f.attrs["nfe"] == 1
+        assert "student" in json.loads(f.attrs["prior_checksums"])
+        assert json.loads(f.attrs["config"])["student"] == str(tiny_student)
+        assert f["tissue_db"].shape[0] == 2
