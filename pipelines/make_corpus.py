@@ -47,11 +47,12 @@ def main() -> int:
     # validation first: it is small and everything downstream evaluates on it
     tasks.sort(key=lambda t: t.split != "val")
     todo = [t for t in tasks if not (root / t.split / f"{t.name}.npz").exists()]
+    done = len(tasks) - len(todo)
     if args.limit is not None:
         todo = todo[: args.limit]
     root.mkdir(parents=True, exist_ok=True)
     (root / "manifest.json").write_text(json.dumps({"config": cfg}, indent=2))
-    print(f"corpus: {len(tasks) - len(todo)} of {len(tasks)} shards done, {len(todo)} to make")
+    print(f"corpus: {done} of {len(tasks)} shards done, {len(todo)} to make now")
     t0 = time.time()
     workers = args.workers or int(cfg.get("workers", 2))
     with ProcessPoolExecutor(workers) as pool:
