@@ -77,8 +77,9 @@ class SampleResult:
     """Posterior estimates: means over ``samples`` draws and, when samples > 1, per-pixel std;
     ``x_samples``/``n_samples`` (B, K, ...) keep the draws for statistics in another domain.
 
-    ``nfe``: prior (network) evaluations the loop ran, counted per call, each on the whole batch
-    of B × K draws; ``nfe_per_item`` = nfe × K: the evaluations each measurement got."""
+    ``nfe``: prior (network) evaluations the loop ran, each on the whole batch of B × K draws
+    (from the solver's declaration, checked against the calls made); ``nfe_per_item`` = nfe × K:
+    the evaluations each measurement got."""
 
     x: Tensor
     n: Tensor
