@@ -13,11 +13,20 @@ a warning notification says when they do not. The result layers carry the proven
 ``usdehaze run`` writes (:func:`usdehaze.ultrasound.dehaze.run_record`: version, full config,
 seed, prior checksums, precision, source frames) plus the ``ood_*`` attributes, so a result
 saved from napari records the same.
+
+**Live** (a toggle): while on, the frame the slider shows — as the user plays or scrubs the cine
+loop — is dehazed by the fast method (the one-pass student) in a worker thread and shown in a
+``NAME tissue (live)`` layer beside the input, updated in place; requests the worker has not
+reached when a newer frame comes are dropped, so it always works on the newest frame
+(usdehaze.napari._live). **Dehaze this frame (joint)** runs the joint sampler with the form's
+settings on the frame shown, for a careful look.
 """
 
 from __future__ import annotations
 
 import threading
+import time
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -40,10 +49,15 @@ from qtpy.QtWidgets import (
 from usdehaze.errors import UsageError
 from usdehaze.napari._layers import Native, frame_index, image_layer_data, native_of, placement
 from usdehaze.napari._link import link_groups
+from usdehaze.napari._live import Latest, LiveFrame, LiveStats, live_config, live_loop
 
 RULES = ("dps", "pigdm", "projection")
 DEVICES = ("auto", "cpu", "cuda")
 FRAMES = ("current frame", "all frames")
+
+
+LIVE_SUFFIX = " tissue (live)"
+LIVE_GAP = 0.05  # gap between the input and the live layer, as a fraction of the input's width
 
 
 class Cancelled(Exception):
@@ -177,6 +191,33 @@ def dehaze_frames(
     return out
 
 
+@dataclass
+class LiveSession:
+    """One live run: the input layer it follows, the layer it fills, the worker and its
+    mailbox, stop flag and counters."""
+
+    layer: Any
+    live_layer: Any
+    mailbox: Latest = field(default_factory=Latest)
+    stop: threading.Event = field(default_factory=threading.Event)
+    stats: LiveStats = field(default_factory=LiveStats)
+    worker: Any = None
+    last_requested: int | None = None
+    shown_index: int | None = None
+    ready: bool = False
+
+
+def room_in_pool() -> None:
+    """Make sure the thread pool has a thread for a joint run beside the live worker (the
+    global pool has as many threads as cores, which may be 1 or 2)."""
+    from qtpy.QtCore import QThreadPool
+
+    pool = QThreadPool.globalInstance()
+    need = pool.activeThreadCount() + 2
+    if pool.maxThreadCount() < need:
+        pool.setMaxThreadCount(need)
+
+
 def notify_error(exc: BaseException, what: str) -> None:
     """One notification in the viewer: the one-line message for user errors; anything else as
     an error notification that keeps its traceback (napari's "View Traceback")."""
@@ -195,6 +236,9 @@ class DehazeWidget(QWidget):
     _progress = Signal(int, int, str)  # value, maximum, label
     _stage = Signal(str)
     _ood = Signal(object)  # the worker's out-of-distribution check (an OodCheck)
+    live_shown = Signal(int)  # a live frame was put on screen: its index in the input layer
+    live_stopped = Signal(str)  # "off" (the toggle) or "error"
+    _live_ready = Signal(object)  # the live worker loaded its dehazer
 
     def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -232,6 +276,21 @@ class DehazeWidget(QWidget):
         self.priors_browse = QPushButton("…")
         self.priors_browse.setToolTip("Pick a folder of priors (usdehaze adapt -o DIR)")
         self.priors_browse.clicked.connect(self._pick_priors)
+        self.student = QLineEdit()  # method fast's weights (usdehaze run --student)
+        self.student.setPlaceholderText("shipped student, or the priors folder's")
+        self.student_browse = QPushButton("…")
+        self.student_browse.setToolTip("Pick a student (.safetensors) for method fast and live")
+        self.student_browse.clicked.connect(self._pick_student)
+        self.live_button = QPushButton("Live (fast)")
+        self.live_button.setCheckable(True)
+        self.live_button.setToolTip(
+            "Dehaze the frame shown with method fast as the loop plays or the slider moves"
+        )
+        self.joint_button = QPushButton("Dehaze this frame (joint)")
+        self.joint_button.setToolTip("The joint sampler with these settings on the frame shown")
+        self.live_status = QLabel("")
+        self.live_status.setWordWrap(True)
+        self._live: LiveSession | None = None
         self.run_button = QPushButton("Dehaze")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
@@ -257,19 +316,31 @@ class DehazeWidget(QWidget):
         priors_row.addWidget(self.priors)
         priors_row.addWidget(self.priors_browse)
         form.addRow("priors folder", priors_row)
+        student_row = QHBoxLayout()
+        student_row.addWidget(self.student)
+        student_row.addWidget(self.student_browse)
+        form.addRow("student", student_row)
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_button)
         buttons.addWidget(self.cancel_button)
+        live_row = QHBoxLayout()
+        live_row.addWidget(self.live_button)
+        live_row.addWidget(self.joint_button)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addLayout(buttons)
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
+        layout.addLayout(live_row)
+        layout.addWidget(self.live_status)
         layout.addStretch(1)
         self.setSizePolicy(QSizePolicy.Preferred, QSizePolicy.Maximum)  # the form, no blank
 
         self.run_button.clicked.connect(self.run)
         self.cancel_button.clicked.connect(self.cancel)
+        self.live_button.toggled.connect(self._live_toggled)
+        self.joint_button.clicked.connect(lambda *a: self.run_frame_joint())
+        self._live_ready.connect(self._live_loaded, Qt.QueuedConnection)
         self._progress.connect(self._stepped, Qt.QueuedConnection)
         self._stage.connect(self.status.setText, Qt.QueuedConnection)
         for combo in (self.layer_combo, self.method, self.model, self.rule, self.device):
@@ -329,6 +400,7 @@ class DehazeWidget(QWidget):
             tissue_prior=self.tissue_prior.text().strip() or None,
             haze_prior=self.haze_prior.text().strip() or None,
             priors=self.priors.text().strip() or None,
+            student=self.student.text().strip() or None,
         )
 
     def config(self) -> Any:
@@ -344,8 +416,16 @@ class DehazeWidget(QWidget):
         if folder:
             self.priors.setText(folder)
 
-    def _frames(self, layer: Any, native: Native) -> list[int]:
-        if self.frames.currentText() == "all frames":
+    def _pick_student(self) -> None:
+        """File picker for the student field (what ``usdehaze run --student`` takes)."""
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Student for method fast", self.student.text(), "Student (*.safetensors)"
+        )
+        if path:
+            self.student.setText(path)
+
+    def _frames(self, layer: Any, native: Native, current: bool = False) -> list[int]:
+        if self.frames.currentText() == "all frames" and not current:
             return list(range(native.db.shape[0]))
         i = frame_index(layer, self.viewer.dims.point)
         if i is None:
@@ -356,6 +436,14 @@ class DehazeWidget(QWidget):
     def run(self) -> None:
         """Start a run in a worker thread (no-op while one is running). On the GUI thread only
         the form is read; the config check, priors and sampling happen in the worker."""
+        self._run()
+
+    def run_frame_joint(self) -> None:
+        """The joint sampler, with the form's other settings, on the frame the slider shows
+        (the careful look beside the live view)."""
+        self._run(method="joint", current=True)
+
+    def _run(self, method: str | None = None, current: bool = False) -> None:
         from napari.qt.threading import create_worker
 
         if self.worker is not None:
@@ -366,7 +454,9 @@ class DehazeWidget(QWidget):
                 raise UsageError("dehaze: no image layer from usdehaze (open a scan first)")
             native = native_of(layer)
             cfg = self.form_config()
-            frames = self._frames(layer, native)
+            if method is not None:
+                cfg = replace(cfg, method=method)
+            frames = self._frames(layer, native, current)
         except UsageError as exc:
             notify_error(exc, "dehaze")
             self.status.setText(str(exc))
@@ -380,7 +470,9 @@ class DehazeWidget(QWidget):
         self.progress.setFormat("%p%")
         self.status.setText(f"starting: {len(frames)} frame(s) of {layer.name}…")
         self.run_button.setEnabled(False)
+        self.joint_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
+        room_in_pool()
         worker = create_worker(
             dehaze_frames,
             native,
@@ -421,6 +513,7 @@ class DehazeWidget(QWidget):
     def _reset(self) -> None:
         self.worker = None
         self.run_button.setEnabled(True)
+        self.joint_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
 
     def _failed(self, exc: BaseException) -> None:
@@ -473,5 +566,185 @@ class DehazeWidget(QWidget):
         self.progress.setRange(0, 100)
         self.progress.setValue(100)
         self.progress.setFormat(f"done: {len(frames)} frame(s) · %p%")
-        self.status.setText(f"done: {len(frames)} frame(s), {cfg.steps} steps")
+        how = "one pass (fast)" if cfg.method == "fast" else f"{cfg.steps} steps ({cfg.method})"
+        self.status.setText(f"done: {len(frames)} frame(s), {how}")
         self.run_finished.emit("done")
+
+    # -- live view ---------------------------------------------------------------------------
+    @property
+    def live(self) -> LiveSession | None:
+        """The running live session, or None."""
+        return self._live
+
+    def _live_toggled(self, on: bool) -> None:
+        if on:
+            self.start_live()
+        else:
+            self.stop_live()
+
+    def _set_toggle(self, on: bool) -> None:
+        self.live_button.blockSignals(True)
+        self.live_button.setChecked(on)
+        self.live_button.blockSignals(False)
+
+    def _untoggle(self) -> None:
+        self._set_toggle(False)
+
+    def start_live(self) -> None:
+        """Start the live view on the chosen layer: a worker loads the student, then dehazes
+        the frame the slider shows each time it changes (the newest only)."""
+        from napari.qt.threading import create_worker
+
+        if self._live is not None:
+            return
+        try:
+            layer = self.selected_layer()
+            if layer is None:
+                raise UsageError("live: no image layer from usdehaze (open a scan first)")
+            native = native_of(layer)
+            if native.iq is None:
+                raise UsageError(
+                    f"live: layer '{layer.name}' has no complex IQ (a result's input or a "
+                    "magnitude-only scan); the fast method needs a scan layer"
+                )
+            cfg = live_config(self.form_config())
+        except UsageError as exc:
+            notify_error(exc, "live")
+            self.live_status.setText(str(exc))
+            self._untoggle()
+            self.live_stopped.emit("error")
+            return
+        session = LiveSession(layer, self._live_layer(layer, native))
+        worker = create_worker(
+            live_loop,
+            native,
+            cfg,
+            session.mailbox,
+            session.stop,
+            session.stats,
+            self._live_ready.emit,
+            _start_thread=False,
+            _ignore_errors=True,  # errors → _live_failed → a notification
+        )
+        worker.yielded.connect(lambda f, s=session: self._live_show(s, f))
+        worker.errored.connect(lambda e, s=session: self._live_failed(s, e))
+        session.worker = worker
+        self._live = session
+        stop, mailbox = session.stop, session.mailbox
+        self.destroyed.connect(lambda *a: (stop.set(), mailbox.close()))  # a closed viewer
+        self.viewer.dims.events.current_step.connect(self._live_request)
+        self.viewer.layers.events.removed.connect(self._live_layer_removed)
+        self._set_toggle(True)  # when started from code, not the button
+        self.live_status.setText(f"live: loading the student for {layer.name}…")
+        room_in_pool()
+        worker.start()
+        self._live_request()
+
+    def _live_layer(self, layer: Any, native: Native) -> Any:
+        """The layer the live frames go to, beside the input (to its right): reused when it is
+        there, else a blank one; contrast, gamma and colormap linked with the input."""
+        name = layer.name + LIVE_SUFFIX
+        shape = tuple(layer.data.shape[-2:])
+        scale = tuple(float(v) for v in layer.scale[-2:])
+        t = [float(v) for v in layer.translate[-2:]]
+        t[1] += shape[1] * scale[1] * (1 + LIVE_GAP)
+        if name in self.viewer.layers:
+            live = self.viewer.layers[name]
+            live.translate = t
+            return live
+        blank = np.full(shape, -native.dynamic_range, np.float32)
+        live = self.viewer.add_image(
+            blank,
+            name=name,
+            scale=scale,
+            translate=t,
+            contrast_limits=list(layer.contrast_limits),
+            colormap=layer.colormap,
+            gamma=layer.gamma,
+            metadata={"usdehaze_live": {"source": layer.name, "frame": None}},
+            axis_labels=tuple(layer.axis_labels[-2:]),
+            units=tuple(str(u) for u in layer.units[-2:]),
+        )
+        try:
+            from napari.experimental import link_layers
+
+            link_layers([layer, live], ("contrast_limits", "gamma", "colormap"))
+        except Exception:  # noqa: BLE001 - linking is a convenience
+            pass
+        self.viewer.reset_view()  # input and live side by side, both in view
+        return live
+
+    def _live_request(self, event: Any = None) -> None:
+        """On the GUI thread, when the slider moves: post the frame shown (cheap)."""
+        s = self._live
+        if s is None:
+            return
+        i = frame_index(s.layer, self.viewer.dims.point)
+        if i is None or i == s.last_requested:
+            return
+        s.last_requested = i
+        s.stats.requests += 1
+        s.mailbox.put((i, time.perf_counter()))
+
+    def _live_loaded(self, dehazer: Any) -> None:
+        s = self._live
+        if s is None:
+            return
+        s.ready = True
+        self.live_status.setText(
+            f"live: {s.layer.name}, method fast on {dehazer.device} ({dehazer.precision()})"
+        )
+
+    def _live_show(self, s: LiveSession, f: LiveFrame) -> None:
+        """On the GUI thread: put a dehazed frame in the live layer (none after live is off)."""
+        if s is not self._live:
+            return
+        layer = s.live_layer
+        if isinstance(layer.data, np.ndarray) and layer.data.shape == f.image.shape:
+            layer.data[...] = f.image  # in place: no new layer data, no thumbnail per frame
+            layer.refresh(thumbnail=False, extent=False, highlight=False)
+        else:
+            layer.data = f.image
+        s.live_layer.metadata["usdehaze_live"]["frame"] = f.index
+        s.shown_index = f.index
+        st = s.stats
+        now = time.perf_counter()
+        st.shown += 1
+        st.dropped = s.mailbox.dropped
+        st.latency.append(now - f.requested)
+        self.live_status.setText(
+            f"live: frame {f.index} · {1e3 * f.seconds:.0f} ms/frame · "
+            f"{st.shown} shown, {st.dropped} skipped"
+        )
+        self.live_shown.emit(f.index)
+
+    def _live_failed(self, s: LiveSession, exc: BaseException) -> None:
+        if s is not self._live:
+            return
+        self.stop_live("error")
+        notify_error(exc, "live")
+        self.live_status.setText(f"live failed: {exc}")
+
+    def _live_layer_removed(self, event: Any) -> None:
+        s = self._live
+        if s is not None and event.value in (s.layer, s.live_layer):
+            self.stop_live()
+
+    def stop_live(self, why: str = "off") -> LiveStats | None:
+        """Stop the live view: no frame is put on screen after this; the worker ends after the
+        frame it is on. Returns the session's counters."""
+        s = self._live
+        if s is None:
+            self._untoggle()
+            return None
+        self._live = None
+        s.stop.set()
+        s.mailbox.close()
+        s.stats.dropped = s.mailbox.dropped
+        self.viewer.dims.events.current_step.disconnect(self._live_request)
+        self.viewer.layers.events.removed.disconnect(self._live_layer_removed)
+        self._untoggle()
+        s.live_layer.refresh()  # its thumbnail, left alone while live
+        self.live_status.setText(f"live off: {s.stats.shown} frame(s) shown")
+        self.live_stopped.emit(why)
+        return s.stats

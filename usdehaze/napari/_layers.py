@@ -128,6 +128,21 @@ def display(native: Native, fill: float | None = None) -> Display:
     )
 
 
+def display_converter(native: Native) -> Any:
+    """What :func:`display` does to frames, as a function built once: stored-grid dB frames
+    (n, z, x) → display frames on the same grid as ``display(native)`` (the live view converts
+    one frame at a time with it)."""
+    fill = -native.dynamic_range
+    if is_polar(native.grid, native.axes):
+        from usdehaze.ultrasound.geometry import ScanConverter
+
+        conv = ScanConverter.for_axes(
+            native.axes["theta"], native.axes["r"], native.axes.get("origin", (0.0, 0.0))
+        )
+        return lambda frames: conv(np.asarray(frames), fill=fill).astype(np.float32)
+    return lambda frames: np.asarray(frames, np.float32)
+
+
 def layer_meta(native: Native) -> dict[str, Any]:
     """The metadata dict a plugin layer carries."""
     return {META_KEY: native}

@@ -1,0 +1,215 @@
+"""The Dehaze widget's live view (issue 17), driven as a user drives it: a click on the Live
+toggle, the frame slider stepped with napari's arrow keys and played with its play button, a click on "Dehaze this frame (joint)"; the
+live layer must hold the fast method's tissue of the frame shown, computed off the GUI thread,
+newest frame first, and nothing more once live is off."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+from qtpy.QtCore import Qt
+from test_napari_gui import _click, shown  # noqa: F401 - the fixture
+
+from usdehaze.napari._live import Latest
+
+LIVE = "demo_scan tissue (live)"
+
+
+def test_latest_keeps_only_the_newest_request():
+    box = Latest()
+    for i in range(3):
+        box.put((i, 0.0))
+    assert box.take(0.01) == (2, 0.0) and box.dropped == 2
+    t0 = time.perf_counter()
+    assert box.take(0.05) is None and time.perf_counter() - t0 >= 0.04  # waits, then none
+    box.put((5, 0.0))
+    box.close()
+    assert box.take(1.0) is None  # closed: the worker stops at once
+
+
+def _setup(dehaze, tiny_iq_priors, tiny_student):
+    t, h = tiny_iq_priors
+    dehaze.tissue_prior.setText(str(t))
+    dehaze.haze_prior.setText(str(h))
+    dehaze.student.setText(str(tiny_student))
+    dehaze.device.setCurrentText("cpu")
+    dehaze.model.setCurrentText("iq")
+    dehaze.steps.setValue(2)
+
+
+def _expected(dehaze, frame):
+    """The fast method's tissue of ``frame``, as Dehazer computes it, in display pixels."""
+    from usdehaze.napari._layers import display_converter
+    from usdehaze.napari._live import live_config
+    from usdehaze.ultrasound.dehaze import Dehazer
+
+    native = dehaze.selected_layer().metadata["usdehaze"]
+    d = Dehazer(live_config(dehaze.form_config()).validate())
+    out = d.dehaze_iq(np.asarray(native.iq[frame : frame + 1]), frames=[frame])
+    assert d.nfe == 1
+    return display_converter(native)(out["tissue"])[0]
+
+
+def _press(qtbot, viewer, key, times=1):
+    """Step the frame slider with napari's arrow keys on the canvas, as a user does."""
+    canvas = viewer.window._qt_viewer.canvas.native
+    canvas.setFocus()
+    for _ in range(times):
+        qtbot.keyClick(canvas, key)
+
+
+@pytest.mark.gui
+def test_live_toggle_shows_the_dehazed_frame_off_the_gui_thread(
+    shown,  # noqa: F811
+    qtbot,
+    tiny_iq_priors,
+    tiny_student,
+    monkeypatch,
+):
+    from usdehaze.ultrasound import dehaze as lib
+
+    viewer, dehaze, _ = shown
+    _setup(dehaze, tiny_iq_priors, tiny_student)
+    viewer.dims.set_current_step(0, 1)
+    threads = []
+    delay = {"s": 0.0}
+    dehaze_iq = lib.Dehazer.dehaze_iq
+
+    def spy(self, *a, **k):
+        threads.append(threading.current_thread())
+        time.sleep(delay["s"])
+        return dehaze_iq(self, *a, **k)
+
+    monkeypatch.setattr(lib.Dehazer, "dehaze_iq", spy)
+    delay["s"] = 3.0  # a slow first frame: the click must not wait for it
+    with qtbot.waitSignal(dehaze.live_shown, timeout=60_000) as sig:
+        t0 = time.perf_counter()
+        _click(qtbot, dehaze.live_button)
+        assert time.perf_counter() - t0 < 3.0  # adds the live layer, starts the worker
+        assert dehaze.live_button.isChecked() and dehaze.live is not None
+        assert dehaze.live.stats.shown == 0 and dehaze.live_status.text().startswith("live:")
+    assert sig.args == [1]
+    delay["s"] = 0.0
+    live = viewer.layers[LIVE]
+    monkeypatch.undo()
+    np.testing.assert_allclose(live.data, _expected(dehaze, 1), atol=1e-4)
+    assert live.metadata["usdehaze_live"]["frame"] == 1
+    # side by side: same rows, to the right of the input, nothing overlapping
+    (z0, x0), (z1, x1) = viewer.layers["demo_scan"].extent.world[:, -2:]
+    (lz0, lx0), _ = live.extent.world[:, -2:]
+    assert lz0 == pytest.approx(z0) and lx0 > x1
+    monkeypatch.setattr(lib.Dehazer, "dehaze_iq", spy)
+
+    # the slider moved with the keyboard: the live layer follows, the frame shown is dehazed
+    with qtbot.waitSignal(dehaze.live_shown, timeout=30_000) as sig:
+        _press(qtbot, viewer, Qt.Key_Right)
+    assert sig.args == [2] and viewer.dims.current_step[0] == 2
+    assert threads and threading.main_thread() not in threads
+
+    # frames faster than the worker: the GUI stays free, stale frames are skipped, the
+    # newest one is shown last
+    delay["s"] = 0.4
+    stats = dehaze.live.stats
+    dehazed = stats.dehazed
+    t0 = time.perf_counter()
+    _press(qtbot, viewer, Qt.Key_Left, times=2)  # 2 → 1 → 0 while the worker sleeps
+    _press(qtbot, viewer, Qt.Key_Right, times=3)  # → 1 → 2 → 3
+    assert time.perf_counter() - t0 < 0.3  # 5 slider moves, none waited for the network
+    qtbot.waitUntil(
+        lambda: dehaze.live.shown_index == 3 and stats.dehazed > dehazed, timeout=30_000
+    )
+    qtbot.wait(1000)  # nothing else is queued
+    assert dehaze.live.shown_index == 3
+    assert stats.dehazed - dehazed < 5 and stats.dropped >= 1
+    monkeypatch.undo()
+    np.testing.assert_allclose(live.data, _expected(dehaze, 3), atol=1e-4)
+
+    # the loop played with napari's play button: the live layer follows it, then shows the
+    # frame the loop stopped at
+    play = viewer.window._qt_viewer.dims.slider_widgets[0].play_button
+    shown_before = stats.shown
+    seen = []
+    dehaze.live_shown.connect(seen.append)
+    _click(qtbot, play)
+    qtbot.waitUntil(lambda: len(set(seen)) >= 3, timeout=30_000)
+    _click(qtbot, play)
+    qtbot.waitUntil(lambda: not viewer.window._qt_viewer.dims.is_playing, timeout=5_000)
+    qtbot.wait(300)  # the animation thread's last frame lands
+    here = viewer.dims.current_step[0]
+    qtbot.waitUntil(lambda: dehaze.live.shown_index == here, timeout=30_000)
+    qtbot.wait(500)
+    assert dehaze.live.shown_index == viewer.dims.current_step[0] == here
+    assert stats.shown - shown_before >= 3
+    np.testing.assert_allclose(live.data, _expected(dehaze, here), atol=1e-4)
+    here_before_off = here
+
+    # live off: the slider moves on, the live layer keeps its last frame
+    with qtbot.waitSignal(dehaze.live_stopped, timeout=5_000) as sig:
+        _click(qtbot, dehaze.live_button)
+    assert sig.args == ["off"] and not dehaze.live_button.isChecked() and dehaze.live is None
+    before = np.array(live.data)
+    shown_count = stats.shown
+    key = Qt.Key_Left if here_before_off > 0 else Qt.Key_Right
+    _press(qtbot, viewer, key)
+    qtbot.wait(800)
+    now = viewer.dims.current_step[0]
+    assert now != here_before_off
+    np.testing.assert_array_equal(live.data, before)
+    assert stats.shown == shown_count
+    assert live.metadata["usdehaze_live"]["frame"] == here_before_off
+    # on again: the same layer, now at the frame shown
+    with qtbot.waitSignal(dehaze.live_shown, timeout=60_000) as sig:
+        _click(qtbot, dehaze.live_button)
+    assert sig.args == [now] and [ly.name for ly in viewer.layers].count(LIVE) == 1
+    with qtbot.waitSignal(dehaze.live_stopped, timeout=5_000):
+        _click(qtbot, dehaze.live_button)
+
+
+@pytest.mark.gui
+def test_joint_button_dehazes_the_frame_shown_beside_live(
+    shown,  # noqa: F811
+    qtbot,
+    tiny_iq_priors,
+    tiny_student,
+):
+    import json
+
+    viewer, dehaze, _ = shown
+    _setup(dehaze, tiny_iq_priors, tiny_student)
+    dehaze.frames.setCurrentText("all frames")  # the button takes the frame shown anyway
+    dehaze.method.setCurrentText("fast")  # ... and the joint sampler whatever is picked
+    viewer.dims.set_current_step(0, 2)
+    with qtbot.waitSignal(dehaze.live_shown, timeout=60_000):
+        _click(qtbot, dehaze.live_button)
+    with qtbot.waitSignal(dehaze.run_finished, timeout=60_000) as sig:
+        _click(qtbot, dehaze.joint_button)
+    assert sig.args == ["done"]
+    tissue = viewer.layers["demo_scan tissue"]
+    native = tissue.metadata["usdehaze"]
+    assert native.n_frames == 1 and native.source_frame(0) == 2
+    assert json.loads(native.attrs["config"])["method"] == "joint" and native.attrs["nfe"] > 1
+    assert dehaze.live is not None  # live keeps running beside the joint run
+    with qtbot.waitSignal(dehaze.live_stopped, timeout=5_000):
+        _click(qtbot, dehaze.live_button)
+
+
+@pytest.mark.gui
+def test_live_errors_are_notifications_and_untoggle(
+    shown,  # noqa: F811
+    qtbot,
+    tiny_iq_priors,
+    tmp_path,
+):
+    from napari.utils.notifications import notification_manager
+
+    viewer, dehaze, _ = shown
+    _setup(dehaze, tiny_iq_priors, tmp_path / "missing.safetensors")
+    before = len(notification_manager.records)
+    with qtbot.waitSignal(dehaze.live_stopped, timeout=60_000) as sig:
+        _click(qtbot, dehaze.live_button)
+    assert sig.args == ["error"] and not dehaze.live_button.isChecked() and dehaze.live is None
+    msgs = [str(r.message) for r in notification_manager.records[before:]]
+    assert any(m.startswith("usdehaze live:") and "missing" in m for m in msgs), msgs

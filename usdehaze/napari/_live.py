@@ -1,0 +1,153 @@
+"""Live dehazing for the Dehaze widget: the frame the slider shows, dehazed by the fast method
+(the one-pass student, ``usdehaze.ultrasound.student``) in a worker thread as the cine loop plays.
+
+The GUI thread only posts the frame index the slider shows into a one-slot mailbox
+(:class:`Latest`); a request that is still waiting when a newer one comes is dropped, so when
+frames come faster than the network the worker always takes the newest frame and never falls
+behind. The worker (:func:`live_loop`, a napari generator worker) loads the student once, then
+for each request reads that frame's IQ, dehazes it, scan-converts the tissue for display and
+yields it; the GUI thread puts it in the live layer in place. :class:`LiveStats` counts
+requests, frames dehazed, shown and dropped, and the latency from request to display
+(``pipelines/bench_live.py`` prints them).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from usdehaze.napari._layers import Native, display_converter
+
+IDLE_WAIT = 0.05  # s: how often an idle worker looks whether it was stopped
+
+
+class Latest:
+    """A one-slot mailbox: :meth:`put` replaces a request still waiting (which is dropped)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._item: Any = None
+        self._full = False
+        self.closed = False
+        self.dropped = 0
+
+    def put(self, item: Any) -> None:
+        with self._cond:
+            if self._full:
+                self.dropped += 1
+            self._item, self._full = item, True
+            self._cond.notify()
+
+    def take(self, timeout: float) -> Any:
+        """The newest request, or None after ``timeout`` s with none (or once closed)."""
+        with self._cond:
+            if not self._full and not self.closed:
+                self._cond.wait(timeout)
+            if not self._full or self.closed:
+                return None
+            item, self._item, self._full = self._item, None, False
+            return item
+
+    def close(self) -> None:
+        with self._cond:
+            self.closed = True
+            self._cond.notify_all()
+
+
+@dataclass
+class LiveFrame:
+    """One dehazed frame for display: index into the layer's frames, its display image."""
+
+    index: int
+    image: np.ndarray
+    requested: float  # time.perf_counter() when the slider asked for it
+    done: float  # when the worker finished it
+    seconds: float  # the dehazing alone (read, network, scan conversion)
+
+
+@dataclass
+class LiveStats:
+    """What a live session did: requests posted, frames dehazed and shown, requests dropped."""
+
+    started: float = field(default_factory=time.perf_counter)
+    requests: int = 0
+    dehazed: int = 0
+    shown: int = 0
+    dropped: int = 0
+    latency: list[float] = field(default_factory=list)  # request → shown, s
+    work: list[float] = field(default_factory=list)  # dehazing time per frame, s
+
+    def rate(self, now: float | None = None) -> float:
+        """Frames shown per second since the session started."""
+        dt = (now or time.perf_counter()) - self.started
+        return self.shown / dt if dt > 0 else 0.0
+
+    def summary(self, seconds: float) -> dict[str, float]:
+        lat = np.asarray(self.latency or [np.nan]) * 1e3
+        work = np.asarray(self.work or [np.nan]) * 1e3
+        return {
+            "seconds": seconds,
+            "requests": self.requests,
+            "dehazed": self.dehazed,
+            "shown": self.shown,
+            "dropped": self.dropped,
+            "requested_per_s": self.requests / seconds,
+            "dehazed_per_s": self.dehazed / seconds,
+            "shown_per_s": self.shown / seconds,
+            "ms_per_frame": float(np.nanmedian(work)),
+            "latency_ms_median": float(np.nanmedian(lat)),
+            "latency_ms_p95": float(np.nanpercentile(lat, 95)),
+        }
+
+
+def live_config(cfg: Any) -> Any:
+    """The form's settings as a live run uses them: method fast (iq data, one sample)."""
+    from dataclasses import replace
+
+    return replace(cfg, method="fast", model="iq", samples=1, batch=1)
+
+
+def live_loop(
+    native: Native,
+    cfg: Any,
+    mailbox: Latest,
+    stop: threading.Event,
+    stats: LiveStats,
+    on_ready: Callable[[Any], None] | None = None,
+) -> Iterator[LiveFrame]:
+    """Worker body: load the student, then dehaze the newest requested frame until ``stop``.
+    Requests are ``(index, time requested)``; yields a :class:`LiveFrame` per frame done."""
+    from usdehaze.ultrasound.dehaze import Dehazer, uses_iq
+
+    cfg = cfg.validate("live view")
+    if native.iq is None or not uses_iq(cfg):
+        from usdehaze.errors import UsageError
+
+        raise UsageError(
+            "live view: the fast method needs the scan's complex IQ; this layer is "
+            "magnitude-only (a result file's input, or a magnitude-only scan)"
+        )
+    dehazer = Dehazer(cfg)
+    convert = display_converter(native)
+    if on_ready is not None:
+        on_ready(dehazer)
+    while not stop.is_set():
+        req = mailbox.take(IDLE_WAIT)
+        if req is None:
+            continue
+        i, requested = req
+        t0 = time.perf_counter()
+        iq = np.asarray(native.iq[i : i + 1])
+        out = dehazer.dehaze_iq(iq, frames=[native.source_frame(i)])
+        image = convert(out["tissue"])[0]
+        done = time.perf_counter()
+        stats.dehazed += 1
+        stats.work.append(done - t0)
+        if stop.is_set():
+            return
+        yield LiveFrame(i, image, requested, done, done - t0)
