@@ -1,8 +1,11 @@
-"""Dehazing speed: frames/s and ms per step of the dehazer at several batch sizes, against the
-plain Algorithm 1 loop timed in the same run on the same frames: one frame at a time, fp32,
-Euler–Maruyama from σ_max with scores re-evaluated after each DC step, ``plain_steps`` steps
-(the paper's T = 600 by default; fewer gives the per-step overhead at equal steps), both networks
-back-propagated, as published."""
+"""Dehazing speed: frames/s, ms per frame and ms per step of the dehazer at several batch sizes,
+against the plain Algorithm 1 loop timed in the same run on the same frames: one frame at a
+time, fp32, Euler–Maruyama from σ_max with scores re-evaluated after each DC step,
+``plain_steps`` steps (the paper's T = 600 by default; fewer gives the per-step overhead at equal
+steps), both networks back-propagated, as published. The fast method (the one-pass student,
+``usdehaze.ultrasound.student``) gets rows of its own per batch size and precision, timed over
+at least ``fast_seconds`` each (one pass is too short to time once); every row after the
+default's first also has its ratio to that row."""
 
 from __future__ import annotations
 
@@ -36,6 +39,28 @@ def _time(d: Dehazer, iq: np.ndarray, batch: int) -> float:
     return time.perf_counter() - t0
 
 
+def _time_fast(d: Dehazer, iq: np.ndarray, batch: int, min_seconds: float) -> tuple[int, float]:
+    """(frames, seconds) of repeated one-pass batches of ``batch`` frames (the frames reused
+    cyclically), after two warm-up passes, for at least ``min_seconds`` and 3 batches."""
+    x = iq[np.arange(batch) % len(iq)]
+    for _ in range(2):
+        d.dehaze_iq(x, frames=range(batch))
+    _sync(d.device)
+    n, t0 = 0, time.perf_counter()
+    while True:
+        d.dehaze_iq(x, frames=range(batch))
+        _sync(d.device)
+        n += batch
+        sec = time.perf_counter() - t0
+        if sec >= min_seconds and n >= 3 * batch:
+            return n, sec
+
+
+def fast_config(cfg: DehazeConfig, batch: int, precision: str) -> DehazeConfig:
+    """The fast method's settings in a bench run: its student on the iq model, one sample."""
+    return replace(cfg, method="fast", model="iq", samples=1, batch=batch, precision=precision)
+
+
 def run(
     cfg: DehazeConfig,
     frames: int = 4,
@@ -46,10 +71,16 @@ def run(
     plain_steps: int = 600,
     log: Callable[[str], None] = print,
     progress: Callable[[str], None] | None = None,
+    fast_batches: tuple[int, ...] = (),
+    fast_precisions: tuple[str, ...] = ("fp32", "bf16"),
+    fast_seconds: float = 2.0,
 ) -> list[dict]:
-    """Rows of frames/s and ms/step per setting; ``variants`` from VARIANTS; ``progress`` gets
-    one line as each setting starts."""
-    sim = simulate_cardiac(max(frames, max(batches)), seed=123, shape=shape)
+    """Rows of frames/s, ms/frame and ms/step per setting; ``variants`` from VARIANTS; the fast
+    method at each of ``fast_batches`` × ``fast_precisions`` (none by default: it needs a
+    student, ``cfg.student`` or the shipped one); ``progress`` gets one line as each setting
+    starts. Rows after the plain loop have ``speedup`` (its ratio), rows after the default's
+    first ``vs_default`` (the ratio to that row)."""
+    sim = simulate_cardiac(max(frames, *batches), seed=123, shape=shape)  # fast: reused
     iq = sim.hazy_iq  # every data model takes IQ frames (dB models log-compress first)
     rows = []
     settings = []
@@ -70,32 +101,56 @@ def run(
         for v in variants:
             change = {"precision": v} if v in ("bf16", "fp16") else {v: True}
             settings.append((f"{v}, batch {b}", replace(cfg, batch=b, **change), {}))
+    for b in fast_batches:
+        for p in fast_precisions:
+            settings.append((f"fast {p}, batch {b}", fast_config(cfg, b, p), {"fast": True}))
     log(f"{len(iq)} frames of {shape[0]}x{shape[1]}, {cfg.steps} steps, device {cfg.device}")
     if plain:
         log("(the plain loop dehazes 1 frame; its ms/step is per step at batch 1)")
+    if fast_batches:
+        log(
+            f"(fast: one network pass per frame, each row timed over ≥ {fast_seconds:g} s; "
+            f"ratios against 'default, batch {batches[0]}' and the plain loop of this run)"
+        )
+    reference = None  # the first default row
     for k, (name, c, options) in enumerate(settings, 1):
         if progress:
             progress(f"bench dehaze: [{k}/{len(settings)}] {name} ...")
         d = Dehazer(c)
+        fast = options.pop("fast", False)
         d.sampler_options = options
-        n = len(iq) - len(iq) % c.batch or c.batch
-        if options.get("rescore"):
-            n = 1  # slow by design: one frame is enough
-        sec = _time(d, iq[:n], c.batch)
+        if fast:
+            n, sec = _time_fast(d, iq, c.batch, fast_seconds)
+            steps = 1  # network passes per frame
+        else:
+            n = len(iq) - len(iq) % c.batch or c.batch
+            if options.get("rescore"):
+                n = 1  # slow by design: one frame is enough
+            sec = _time(d, iq[:n], c.batch)
+            steps = c.steps
         row = {
             "setting": name,
+            "method": c.method,
+            "precision": d.precision(),
             "batch": c.batch,
             "frames_per_s": n / sec,
             "s_per_frame": sec / n,
-            "steps": c.steps,
-            "ms_per_step": 1e3 * sec / (n / c.batch) / c.steps,
+            "ms_per_frame": 1e3 * sec / n,
+            "steps": steps,
+            "ms_per_step": 1e3 * sec / (n / c.batch) / steps,
         }
         if rows and plain:
             row["speedup"] = row["frames_per_s"] / rows[0]["frames_per_s"]
+        if reference is not None:
+            row["vs_default"] = row["frames_per_s"] / reference["frames_per_s"]
+        elif name.startswith("default"):
+            reference = row
         rows.append(row)
+        per = "1 pass" if fast else f"{row['ms_per_step']:8.1f} ms/step (batch) × {steps} steps"
         log(
-            f"{name:28s} {row['frames_per_s']:7.2f} frames/s  {row['s_per_frame']:6.2f} s/frame  "
-            f"{row['ms_per_step']:8.1f} ms/step (batch) × {c.steps} steps"
+            f"{name:28s} {row['frames_per_s']:8.2f} frames/s  {row['ms_per_frame']:9.1f} ms/frame  "
+            + per
             + (f"  ×{row['speedup']:.2f} vs plain" if "speedup" in row else "")
+            + (f"  ×{row['vs_default']:.2f} vs default" if "vs_default" in row else "")
         )
     return rows
