@@ -93,6 +93,8 @@ def test_live_toggle_shows_the_dehazed_frame_off_the_gui_thread(
         assert dehaze.live.stats.shown == 0 and dehaze.live_status.text().startswith("live:")
     assert sig.args == [1]
     delay["s"] = 0.0
+    qtbot.waitUntil(lambda: dehaze.live.ood is not None, timeout=30_000)  # once, after frame 1
+    assert dehaze.live.ood.frames == [1]
     live = viewer.layers[LIVE]
     monkeypatch.undo()
     np.testing.assert_allclose(live.data, _expected(dehaze, 1), atol=1e-4)
@@ -117,7 +119,7 @@ def test_live_toggle_shows_the_dehazed_frame_off_the_gui_thread(
     t0 = time.perf_counter()
     _press(qtbot, viewer, Qt.Key_Left, times=2)  # 2 → 1 → 0 while the worker sleeps
     _press(qtbot, viewer, Qt.Key_Right, times=3)  # → 1 → 2 → 3
-    assert time.perf_counter() - t0 < 0.3  # 5 slider moves, none waited for the network
+    assert time.perf_counter() - t0 < 1.5  # 5 slider moves; waiting for the network: >= 2 s
     qtbot.waitUntil(
         lambda: dehaze.live.shown_index == 3 and stats.dehazed > dehazed, timeout=30_000
     )

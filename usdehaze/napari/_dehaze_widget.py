@@ -51,7 +51,6 @@ from usdehaze.napari._layers import Native, frame_index, image_layer_data, nativ
 from usdehaze.napari._link import link_groups
 from usdehaze.napari._live import Latest, LiveFrame, LiveStats, live_config, live_loop
 
-RULES = ("dps", "pigdm", "projection")
 DEVICES = ("auto", "cpu", "cuda")
 FRAMES = ("current frame", "all frames")
 
@@ -205,6 +204,7 @@ class LiveSession:
     last_requested: int | None = None
     shown_index: int | None = None
     ready: bool = False
+    ood: Any = None  # the out-of-distribution check, made once after the first frame
 
 
 def room_in_pool() -> None:
@@ -239,10 +239,13 @@ class DehazeWidget(QWidget):
     live_shown = Signal(int)  # a live frame was put on screen: its index in the input layer
     live_stopped = Signal(str)  # "off" (the toggle) or "error"
     _live_ready = Signal(object)  # the live worker loaded its dehazer
+    _live_ood = Signal(object)  # the live worker's out-of-distribution check (an OodCheck)
 
     def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        from usdehaze.ultrasound.dehaze import METHODS, MODELS, DehazeConfig
+        from usdehaze.core.dc_rules import DC_RULES  # the registries: every model and rule
+        from usdehaze.ultrasound.dehaze import METHODS, DehazeConfig
+        from usdehaze.ultrasound.models import DATA_MODELS
 
         self.viewer = napari_viewer
         self.worker = None
@@ -253,10 +256,11 @@ class DehazeWidget(QWidget):
         self.method = QComboBox()
         self.method.addItems(METHODS)
         self.model = QComboBox()
-        self.model.addItems(MODELS)
+        self.model.addItems(list(DATA_MODELS))
         self.model.setCurrentText(d.model)
         self.rule = QComboBox()
-        self.rule.addItems(RULES)
+        self.rule.addItems(list(DC_RULES))
+        self.rule.setCurrentText(d.rule)
         self.steps = QSpinBox()
         self.steps.setRange(1, 2000)
         self.steps.setValue(d.steps)
@@ -341,6 +345,7 @@ class DehazeWidget(QWidget):
         self.live_button.toggled.connect(self._live_toggled)
         self.joint_button.clicked.connect(lambda *a: self.run_frame_joint())
         self._live_ready.connect(self._live_loaded, Qt.QueuedConnection)
+        self._live_ood.connect(self._live_ood_checked, Qt.QueuedConnection)
         self._progress.connect(self._stepped, Qt.QueuedConnection)
         self._stage.connect(self.status.setText, Qt.QueuedConnection)
         for combo in (self.layer_combo, self.method, self.model, self.rule, self.device):
@@ -623,6 +628,7 @@ class DehazeWidget(QWidget):
             session.stop,
             session.stats,
             self._live_ready.emit,
+            self._live_ood.emit,
             _start_thread=False,
             _ignore_errors=True,  # errors → _live_failed → a notification
         )
@@ -694,6 +700,17 @@ class DehazeWidget(QWidget):
         self.live_status.setText(
             f"live: {s.layer.name}, method fast on {dehazer.device} ({dehazer.precision()})"
         )
+
+    def _live_ood_checked(self, check: Any) -> None:
+        """On the GUI thread: keep the live session's check; warn as a run does when it fires."""
+        from napari.utils.notifications import show_warning
+
+        s = self._live
+        if s is None:
+            return
+        s.ood = check
+        if check.warning:
+            show_warning(f"usdehaze live: {check.message(s.layer.name)}")
 
     def _live_show(self, s: LiveSession, f: LiveFrame) -> None:
         """On the GUI thread: put a dehazed frame in the live layer (none after live is off)."""
