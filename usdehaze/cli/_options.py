@@ -7,6 +7,28 @@ from typing import Annotated
 
 import typer
 
+
+def _model_help() -> str:
+    """--model's help, from the registered data models (usdehaze.ultrasound.models)."""
+    from usdehaze.ultrasound.dehaze import DehazeConfig
+    from usdehaze.ultrasound.models import DATA_MODELS
+
+    default = DehazeConfig.model
+    said = [
+        f"{n} ({'default; ' if n == default else ''}{m.summary})"
+        for n, m in sorted(DATA_MODELS.items(), key=lambda kv: kv[0] != default)
+    ]
+    return "Data model for joint: " + ", ".join(said[:-1]) + f" or {said[-1]}."
+
+
+def gamma_help() -> str:
+    """--gamma's help: the data models that read γ."""
+    from usdehaze.ultrasound.models import DATA_MODELS
+
+    names = [n for n, m in DATA_MODELS.items() if "gamma" in m.params]
+    return f"Dehazing strength γ ({' and '.join(names)} models)."
+
+
 Key = Annotated[str | None, typer.Option("--key", help="Dataset to read when several fit.")]
 Frames = Annotated[
     str | None, typer.Option("--frames", help="START:STOP or an index (default all).")
@@ -24,7 +46,7 @@ Model = Annotated[
     str | None,
     typer.Option(
         "--model",
-        help="Data model for joint: iq (default; μ-law I/Q, TMI 2024), logsum or additive (TMLR).",
+        help=_model_help(),
     ),
 ]
 Precision = Annotated[

@@ -45,9 +45,7 @@ def run(
         None, "--schedule", help="Step times: linear (default) or karras."
     ),
     samples: o.Samples = None,
-    gamma: float = typer.Option(
-        None, "--gamma", help="Dehazing strength γ (logsum and iq models)."
-    ),
+    gamma: float = typer.Option(None, "--gamma", help=o.gamma_help()),
     dynamic_range: o.DynamicRange = None,
     device: o.Device = None,
     precision: o.Precision = None,

@@ -3,16 +3,18 @@
 Methods: ``joint`` (two priors, the default), ``fast`` (a one-pass student distilled from
 ``joint``: usdehaze.ultrasound.student), ``dps`` and ``pigdm-gauss`` (tissue prior only,
 Gaussian noise: the paper's single-prior baselines), ``bm3d`` (classical despeckling). Data
-models for ``joint``: ``logsum`` (envelope powers add; see usdehaze.ultrasound.measurement),
-``additive`` (the TMLR paper's y = x + n on log images) and ``iq`` (the follow-up paper's exact
-y = x + h in IQ with priors on μ-law companded I/Q; needs complex IQ input).
+models for ``joint`` are registered pieces, one module each (usdehaze.ultrasound.models,
+``DATA_MODELS``): ``logsum`` (envelope powers add), ``additive`` (the TMLR paper's y = x + n on
+log images) and ``iq`` (the follow-up paper's exact y = x + h in IQ with priors on μ-law
+companded I/Q; needs complex IQ input). What a model declares (its priors, their JSON keys, its
+rules, its magnitude-only fallback, encoding and decoding) is read from there, not here.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -20,25 +22,37 @@ from typing import Any
 import numpy as np
 
 from usdehaze.errors import UsageError
-from usdehaze.ultrasound.logcomp import (
-    DB,
-    IQ_MULAW,
-    MU,
-    db_to_unit,
-    iq_reference,
-    iq_to_mulaw,
-    mulaw_to_iq,
-    reference,
-    to_db,
-    unit_to_db,
+from usdehaze.ultrasound.logcomp import DB, IQ_MULAW, to_db
+from usdehaze.ultrasound.models import (
+    DATA_MODELS,
+    SINGLE_PRIOR_MODEL,
+    DataModel,
+    data_model,
+    haze_from_power,
 )
 
 METHODS = ("joint", "fast", "dps", "pigdm-gauss", "bm3d")
 # whose network Jacobians the joint DC step back-propagates; the others use a Gaussian prior's
 JACOBIANS = ("both", "haze", "tissue", "none")
-MODELS = ("logsum", "additive", "iq")
-# the prior normalisation each data model needs (the "domain" a prior's JSON records)
-PRIOR_DOMAIN = {"logsum": DB, "additive": DB, "iq": IQ_MULAW}
+# the registered data models by name (the registry itself: a model added later is in it)
+MODELS = DATA_MODELS
+
+
+class _Domains(Mapping):
+    """model name → the prior normalisation it needs (the "domain" a prior's JSON records),
+    read from the registry."""
+
+    def __getitem__(self, name: str) -> str:
+        return DATA_MODELS[name].domain
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(DATA_MODELS)
+
+    def __len__(self) -> int:
+        return len(DATA_MODELS)
+
+
+PRIOR_DOMAIN: Mapping[str, str] = _Domains()
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 
 
@@ -81,8 +95,10 @@ class DehazeConfig:
             raise UsageError(
                 f"{source}: method '{self.method}': expected one of {', '.join(METHODS)}"
             )
-        if self.model not in MODELS:
-            raise UsageError(f"{source}: model '{self.model}': expected one of {', '.join(MODELS)}")
+        if self.model not in DATA_MODELS:
+            raise UsageError(
+                f"{source}: model '{self.model}': expected one of {', '.join(DATA_MODELS)}"
+            )
         if self.method == "fast" and self.model != "iq":
             raise UsageError(
                 f"{source}: model '{self.model}': method fast is distilled from the iq model "
@@ -93,10 +109,8 @@ class DehazeConfig:
                 f"{source}: samples {self.samples}: method fast returns the posterior mean in one "
                 "pass; uncertainty maps need the sampler (method joint)"
             )
-        if self.model != "additive" and self.rule != "dps" and self.method == "joint":
-            raise UsageError(
-                f"{source}: rule '{self.rule}': the {self.model} model is nonlinear, use rule dps (or model additive)"
-            )
+        if self.method == "joint":  # the rules its measurement model declares what they need
+            DATA_MODELS[self.model].check_rule(self.rule, source)
         from usdehaze.core.sampler import PRECISIONS, SCHEDULES, SOLVERS
 
         for name, allowed in (
@@ -179,11 +193,21 @@ def method_settings(cfg: DehazeConfig) -> DehazeConfig:
     return replace(cfg, **{k: v for k, v in own.items() if getattr(cfg, k) == getattr(joint, k)})
 
 
-def prior_names(iq: bool) -> tuple[str, str]:
-    """File names of the tissue and haze priors in a priors folder (the package's own weights
-    folder, or one ``usdehaze adapt`` wrote): ``tissue_iq.safetensors`` for the iq model."""
-    suffix = "_iq" if iq else ""
-    return f"tissue{suffix}.safetensors", f"haze{suffix}.safetensors"
+def run_model(cfg: DehazeConfig) -> DataModel:
+    """The data model a run reads, encodes, decodes and checks its priors with: the config's
+    for the joint method and its student (fast), the additive model's dB images for the
+    single-prior baselines (y = x + Gaussian noise) and bm3d."""
+    name = cfg.model if cfg.method in ("joint", "fast") else SINGLE_PRIOR_MODEL
+    return data_model(name)(cfg)
+
+
+def prior_names(model: str | bool) -> tuple[str, str]:
+    """File names of a data model's tissue and haze priors in a priors folder (the package's
+    own weights folder, or one ``usdehaze adapt`` wrote): ``tissue_iq.safetensors`` for the iq
+    model. ``model`` may also be a bool: whether the run reads IQ (the iq model's names)."""
+    if isinstance(model, bool):
+        model = "iq" if model else "logsum"
+    return data_model(model).prior_names()
 
 
 def prior_paths(cfg: DehazeConfig, option: str = "--priors") -> tuple[Path, Path]:
@@ -191,7 +215,7 @@ def prior_paths(cfg: DehazeConfig, option: str = "--priors") -> tuple[Path, Path
     else the ``priors`` folder's or the shipped ones for its domain (the single-prior baselines
     always work on dB images). A ``priors`` folder must hold both, weights and configs; messages
     name it as the command's ``option`` (``usdehaze adapt``: --from)."""
-    names = prior_names(uses_iq(cfg))
+    names = run_model(cfg).prior_names()
     folder = Path(cfg.priors) if cfg.priors else WEIGHTS_DIR
     if cfg.priors:
         if not folder.is_dir():
@@ -216,37 +240,46 @@ def prior_paths(cfg: DehazeConfig, option: str = "--priors") -> tuple[Path, Path
 def check_prior_mu(meta: dict[str, Any]) -> None:
     """Refuse a μ-law I/Q prior whose JSON records another μ than the iq model's (it would see
     its data companded differently from what it learnt): one line naming the prior file."""
-    norm = meta.get("normalisation") or {}
-    mu = norm.get("mu")
-    if norm.get("domain") == IQ_MULAW and mu is not None and float(mu) != MU:
-        raise UsageError(
-            f"{meta.get('path', 'prior')}: key 'normalisation.mu': prior trained on μ-law I/Q "
-            f"with μ = {float(mu):g}, the iq model uses μ = {MU:g}"
-        )
+    if (meta.get("normalisation") or {}).get("domain") != IQ_MULAW:
+        return
+    for key in data_model("iq")(DehazeConfig()).prior_keys():
+        if key.key == "normalisation.mu":
+            key.check(meta, "iq")
 
 
 def uses_iq(cfg: DehazeConfig) -> bool:
-    """Whether a run needs complex IQ (the joint method with the iq model, or its student)."""
-    return cfg.method in ("joint", "fast") and cfg.model == "iq"
+    """Whether a run needs complex IQ (the joint method with a model that needs phase, such as
+    iq, or its student)."""
+    return run_model(cfg).needs_phase
 
 
 def for_magnitude_data(cfg: DehazeConfig) -> tuple[DehazeConfig, str | None]:
-    """The config to run on magnitude-only data, and a note when it had to change: the iq model
-    needs phases, so such data runs in the log domain (logsum) with the shipped dB priors."""
-    if not uses_iq(cfg):
+    """The config to run on magnitude-only data, and a note when it had to change: a model that
+    needs phases (iq) runs its declared fallback (logsum: the log domain) with the shipped
+    priors of that model."""
+    model = run_model(cfg)
+    if not model.needs_phase:
         return cfg, None
+    fallback = DATA_MODELS.get(model.fallback or "")
     if cfg.method == "fast":
         raise UsageError(
             "method fast needs complex IQ data and this input is magnitude-only; "
             "use --method joint (it runs such data in the log domain)"
         )
+    if fallback is None:
+        raise UsageError(
+            f"model '{cfg.model}' needs complex IQ data and this input is magnitude-only "
+            "(the model has no magnitude-only fallback)"
+        )
+    where = "in the log domain " if fallback.domain == DB else ""
     if cfg.tissue_prior or cfg.haze_prior or cfg.priors:
         raise UsageError(
-            "model 'iq' needs complex IQ data and this input is magnitude-only; "
-            "use --model logsum with dB-domain priors"
+            f"model '{cfg.model}' needs complex IQ data and this input is magnitude-only; "
+            f"use --model {fallback.name} with '{fallback.domain}'-domain priors"
         )
-    return replace(cfg, model="logsum"), (
-        "magnitude-only data (no I/Q): running in the log domain (model logsum) instead of iq"
+    return replace(cfg, model=fallback.name), (
+        f"magnitude-only data (no I/Q): running {where}(model {fallback.name}) instead of "
+        f"{cfg.model}"
     )
 
 
@@ -260,6 +293,7 @@ class Dehazer:
 
         self.cfg = cfg = method_settings(cfg.validate())
         self.device = resolve_device(cfg.device)
+        self.model = run_model(cfg)  # what frames it reads, how it encodes and decodes them
         self.priors: dict[str, Any] = {}
         self.checksums: dict[str, str] = {}
         self.student = None
@@ -279,20 +313,9 @@ class Dehazer:
             for k, p in self.priors.items():
                 self.checksums[k] = p.checksum
                 accelerate(p, cfg.channels_last, cfg.compile, cfg.cuda_graphs)
-                norm = p.meta.get("normalisation", {})
-                # the student keeps the tissue prior for the out-of-distribution check
-                want = PRIOR_DOMAIN[cfg.model] if uses_iq(cfg) else DB
-                got = norm.get("domain")
-                if got is not None and got != want:
-                    raise UsageError(
-                        f"{p.meta['path']}: key 'normalisation.domain': prior trained on '{got}' data, the {cfg.model if cfg.method == 'joint' else cfg.method} run needs '{want}' priors"
-                    )
-                check_prior_mu(p.meta)
-                dr = norm.get("dynamic_range")
-                if dr is not None and float(dr) != cfg.dynamic_range:
-                    raise UsageError(
-                        f"{p.meta['path']}: prior trained with dynamic_range {dr} dB, run uses {cfg.dynamic_range} (use --dynamic-range {dr})"
-                    )
+                # every key of its JSON the model needs (domain, mu, dynamic range...); the
+                # student keeps the tissue prior for the out-of-distribution check
+                self.model.check_prior(p.meta, cfg.model if cfg.method == "joint" else cfg.method)
         self._torch = torch
         self.sampler_options: dict[str, Any] = {}  # extra JointSampler arguments (benchmarks)
         # network evaluations each frame of the last call got, as the sampler counted them
@@ -314,7 +337,6 @@ class Dehazer:
     def sampler(self):
         from usdehaze.core.operators import Identity
         from usdehaze.core.sampler import JointSampler
-        from usdehaze.ultrasound.measurement import Additive, LogPowerSum, MuLawIQSum
 
         c = self.cfg
         tissue = self.priors["tissue"]
@@ -329,12 +351,7 @@ class Dehazer:
             "schedule": c.schedule,
         }
         if c.method == "joint":
-            if c.model == "iq":
-                op = MuLawIQSum(c.gamma)
-            elif c.model == "logsum":
-                op = LogPowerSum(c.dynamic_range, c.gamma)
-            else:
-                op = Additive()
+            op = self.model.operator()
             kw = {"rule": c.rule, "weighting": c.weighting, "kappa": c.kappa}
             # the joint DC step back-propagates the networks `jacobian` names; the others are
             # run forward only, with a Gaussian prior's Jacobian (variance jacobian_variance)
@@ -366,33 +383,27 @@ class Dehazer:
         c = self.cfg
         self.nfe = 0
         self._check_frames(db)
-        if uses_iq(c):
+        if self.model.needs_phase:
             raise UsageError(
-                "model 'iq' needs complex IQ frames, not dB images: use Dehazer.dehaze_iq, or model logsum"
+                f"model '{c.model}' needs complex IQ frames, not dB images: use "
+                f"Dehazer.dehaze_iq, or model {self.model.fallback or 'logsum'}"
             )
         if c.method == "bm3d":
             tissue = _bm3d(db, c.dynamic_range, c.noise_sigma)
             return {"tissue": tissue, "haze": haze_from_power(db, tissue, c.dynamic_range)}
-        torch = self._torch
-        y = torch.from_numpy(db_to_unit(db, c.dynamic_range)[:, None]).to(self.device)
+        return self._sample(db, seed, callback, frames)
+
+    def _sample(self, frames_in, seed, callback, frames, within=None) -> dict[str, np.ndarray]:
+        """The model's encoding of the frames → the sampler → its decoding (tissue, haze, std);
+        the single-prior baselines start from noise, the joint method from the model's start."""
+        c = self.cfg
+        m = self.model.encode(frames_in, self.device, within)
         s = self.sampler()
-        kwargs = {}
-        if c.method == "joint":
-            kwargs = {"x_init": y, "n_init": y + 2 * c.haze_init_db / c.dynamic_range}
-        seeds = self._seeds(len(db), seed, frames)
-        res = s(y, samples=c.samples, seed=seeds, callback=callback, **kwargs)
+        start = {"x_init": m.x_init, "n_init": m.n_init} if c.method == "joint" else {}
+        seeds = self._seeds(len(frames_in), seed, frames)
+        res = s(m.y, samples=c.samples, seed=seeds, callback=callback, **start)
         self.nfe = res.nfe_per_item
-        out = {"tissue": unit_to_db(res.x[:, 0].cpu().numpy(), c.dynamic_range)}
-        if c.method == "joint" and c.model == "logsum":  # the haze as it adds to the input: γ·n
-            n_db = unit_to_db(res.n[:, 0].cpu().numpy(), c.dynamic_range) + 10 * np.log10(c.gamma)
-            out["haze"] = np.clip(n_db, -c.dynamic_range, 0).astype(np.float32)
-        else:
-            out["haze"] = haze_from_power(db, out["tissue"], c.dynamic_range)
-        if c.samples > 1:
-            scale = c.dynamic_range / 2  # std in dB
-            out["tissue_std"] = (res.x_std[:, 0].cpu().numpy() * scale).astype(np.float32)
-            out["haze_std"] = (res.n_std[:, 0].cpu().numpy() * scale).astype(np.float32)
-        return out
+        return self.model.decode(res, m)
 
     def dehaze_iq(
         self,
@@ -416,7 +427,8 @@ class Dehazer:
             return {"input": db, **self(db, seed=seed, callback=callback, frames=frames)}
         if not np.iscomplexobj(iq):
             raise UsageError(
-                "model 'iq' needs complex IQ frames; these are magnitudes (use model logsum)"
+                f"model '{c.model}' needs complex IQ frames; these are magnitudes (use model "
+                f"{self.model.fallback or 'logsum'})"
             )
         if not np.isfinite(iq).all():
             raise UsageError("frames: contain NaN or Inf")
@@ -425,30 +437,7 @@ class Dehazer:
 
             self.nfe = 1
             return student.run(self.student, iq, c.dynamic_range, self.device, self.precision())
-        torch = self._torch
-        scale = iq_reference(iq)
-        y = torch.from_numpy(iq_to_mulaw(iq, scale)).to(self.device)
-        s = self.sampler()
-        op = s.op
-        n_init = op.compress(op.expand(y) * 10 ** (c.haze_init_db / 20))
-        seeds = self._seeds(len(iq), seed, frames)
-        res = s(y, x_init=y, n_init=n_init, samples=c.samples, seed=seeds, callback=callback)
-        self.nfe = res.nfe_per_item
-        env_ref = reference(np.abs(iq), "frame")
-        out: dict[str, np.ndarray] = {"input": db}
-        for name, draws, gain in (
-            ("tissue", res.x_samples, 1.0),
-            ("haze", res.n_samples, c.gamma),  # the haze as it adds to the input: γ·C⁻¹(n)
-        ):
-            d = draws.cpu().numpy()  # (B, K, 2, z, x)
-            per = [
-                to_db(mulaw_to_iq(d[:, k], scale) * gain, c.dynamic_range, env_ref)
-                for k in range(d.shape[1])
-            ]
-            out[name] = np.mean(per, axis=0).astype(np.float32)
-            if c.samples > 1:
-                out[f"{name}_std"] = np.std(per, axis=0).astype(np.float32)
-        return out
+        return {"input": db, **self._sample(iq, seed, callback, frames)}
 
     def _with_blank_frames(self, iq, blank, callback, frames, seed) -> dict[str, np.ndarray]:
         keep = np.flatnonzero(~blank)
@@ -489,14 +478,6 @@ def blank_frames(iq: np.ndarray) -> np.ndarray:
     """Which frames (n, z, x) are all zeros: no signal to dehaze (written as blank frames)."""
     a = np.asarray(iq)
     return ~np.any(a.reshape(len(a), -1) != 0, axis=1)
-
-
-def haze_from_power(
-    input_db: np.ndarray, tissue_db: np.ndarray, dynamic_range: float
-) -> np.ndarray:
-    """The haze a tissue estimate implies: dB of the power left over, 10·log10(P_y − P_x)⁺."""
-    p = 10 ** (input_db / 10) - 10 ** (tissue_db / 10)
-    return np.clip(10 * np.log10(np.maximum(p, 1e-30)), -dynamic_range, 0).astype(np.float32)
 
 
 def _bm3d(db: np.ndarray, dynamic_range: float, sigma: float) -> np.ndarray:

@@ -12,7 +12,7 @@ reference the input uses, so dB levels compare directly.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -22,6 +22,7 @@ from usdehaze import metrics
 from usdehaze.ultrasound.dehaze import DehazeConfig, Dehazer
 from usdehaze.ultrasound.harm import HarmCheck, frame_harm
 from usdehaze.ultrasound.logcomp import DEFAULT_DYNAMIC_RANGE, envelope, to_db
+from usdehaze.ultrasound.models import DATA_MODELS
 from usdehaze.ultrasound.roi import pair_masks, roi_from_dict
 from usdehaze.ultrasound.simulate import simulate_cardiac
 
@@ -205,12 +206,23 @@ def evaluate(
     return table
 
 
-# the joint method under each data model: what a row changes in the base config
-JOINT_MODELS = {
-    "logsum": ("logsum", {"model": "logsum", "rule": "dps"}),
-    "iq": ("μ-law IQ, TMI", {"model": "iq", "rule": "dps"}),
-    "additive": ("additive, TMLR", {"model": "additive", "rule": "pigdm", "weighting": "paper"}),
-}
+class _JointModels(Mapping):
+    """The joint method under each registered data model (usdehaze.ultrasound.models): model
+    name → (its row label, what its row changes in the base config: the model and the sampler
+    settings it declares)."""
+
+    def __getitem__(self, name: str) -> tuple[str, dict[str, Any]]:
+        m = DATA_MODELS[name]
+        return m.label or m.name, {"model": m.name, **m.settings}
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(DATA_MODELS)
+
+    def __len__(self) -> int:
+        return len(DATA_MODELS)
+
+
+JOINT_MODELS: Mapping[str, tuple[str, dict[str, Any]]] = _JointModels()
 
 
 def default_methods(base: DehazeConfig | None = None) -> dict[str, DehazeConfig]:
