@@ -289,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--samples and --frames: expected at least 1")
 
     from usdehaze.atomic import atomic_path
-    from usdehaze.cli.run_cmd import build_config
+    from usdehaze.ultrasound.dehaze import build_config
     from usdehaze.ultrasound.evaluate import markdown_by_level
 
     t0 = time.perf_counter()

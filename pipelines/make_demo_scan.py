@@ -25,11 +25,10 @@ HAZE_DB = -10.0
 
 
 def main() -> None:
-    from usdehaze.cli.simulate_cmd import write_simulated
     from usdehaze.ultrasound.corpus.acquisition import SOUND_SPEED, VALIDATION
     from usdehaze.ultrasound.corpus.anatomy import draw_anatomy
     from usdehaze.ultrasound.corpus.sample import Scene, make_sample
-    from usdehaze.ultrasound.simulate import cardiac_roi
+    from usdehaze.ultrasound.simulate import cardiac_roi, write_simulated
 
     acq = VALIDATION[0]
     rng = np.random.default_rng(SEED)

@@ -51,3 +51,31 @@ def test_no_core_module_imports_an_upper_layer_even_lazily():
                 names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
             found += [f"{path.relative_to(CORE)}:{node.lineno}: {n}" for n in names if _upper(n)]
     assert found == []
+
+
+def _imports(path: Path) -> list[tuple[int, str]]:
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            out += [(node.lineno, a.name) for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            out += [(node.lineno, node.module)]
+    return out
+
+
+def test_no_library_module_or_pipeline_imports_the_cli():
+    """Library code lives in the library: nothing outside usdehaze/cli (and the entry point
+    usdehaze/__main__.py) imports usdehaze.cli, lazily or not; pipelines neither."""
+    root = CORE.parents[1]
+    files = [
+        p
+        for p in sorted((root / "usdehaze").rglob("*.py"))
+        if "cli" not in p.relative_to(root / "usdehaze").parts[:1] and p.name != "__main__.py"
+    ] + sorted((root / "pipelines").rglob("*.py"))
+    found = [
+        f"{p.relative_to(root)}:{line}: {name}"
+        for p in files
+        for line, name in _imports(p)
+        if name == "usdehaze.cli" or name.startswith("usdehaze.cli.")
+    ]
+    assert found == []

@@ -43,11 +43,10 @@ def test_do_no_harm_is_said_where_the_default_fails_and_only_there(tmp_path):
     """Issue 14's do-no-harm, pinned: on ``usdehaze simulate``'s frames (haze unlike the
     corpus's) the shipped default lowers gCNR and its result check warns; on the demo scan
     (a validation probe the priors never saw) it dehazes and stays quiet."""
-    from usdehaze.cli.simulate_cmd import write_simulation
     from usdehaze.ultrasound.dehaze import run_dehaze
     from usdehaze.ultrasound.io import load_scan
     from usdehaze.ultrasound.results import load_result
-    from usdehaze.ultrasound.simulate import demo_scan_path
+    from usdehaze.ultrasound.simulate import demo_scan_path, write_simulation
 
     sim, _ = write_simulation(tmp_path / "sim.h5", "cardiac", frames=4, seed=11, haze_db=-12.0)
     for path, fires in ((sim, True), (demo_scan_path(), False)):

@@ -164,3 +164,24 @@ def test_two_gloo_processes_killed_midway_then_resumed(tiny_priors, tmp_path):
             assert got.attrs["complete"]
             # 1 vs 2 threads sum in another order: ~1e-4 dB after 60 steps
             np.testing.assert_allclose(got.frames("tissue"), want.frames("tissue"), atol=1e-2)
+
+
+def test_resume_identity_is_everything_but_the_runtime_settings():
+    """run-many's resume identity: every DehazeConfig field but dehaze.RUNTIME_KEYS (device,
+    batch, precision, compile, channels_last, cuda_graphs), from that one list."""
+    from dataclasses import fields, replace
+
+    from usdehaze.ultrasound.batch_run import _identity
+    from usdehaze.ultrasound.dehaze import RUNTIME_KEYS
+
+    assert set(RUNTIME_KEYS) == {
+        "device", "batch", "precision", "compile", "channels_last", "cuda_graphs",
+    }  # fmt: skip
+    cfg = DehazeConfig()
+    base = _identity(cfg, [Path("a.h5")], [range(2)])
+    assert set(base["config"]) == {f.name for f in fields(DehazeConfig)} - set(RUNTIME_KEYS)
+    runtime = dict(device="cpu", batch=2, precision="bf16", compile=True, channels_last=False,
+                   cuda_graphs=True)  # fmt: skip
+    assert _identity(replace(cfg, **runtime), [Path("a.h5")], [range(2)]) == base
+    for change in ({"steps": 3}, {"seed": 1}, {"model": "logsum"}, {"gamma": 2.0}):
+        assert _identity(replace(cfg, **change), [Path("a.h5")], [range(2)]) != base

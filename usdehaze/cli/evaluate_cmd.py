@@ -38,10 +38,10 @@ def evaluate(
     minus the clean one's) tell haze removal apart. --json also holds the per-frame median share,
     myocardium shift, haze correlation and the per-haze-level figures.
     """
-    from usdehaze.cli.run_cmd import build_config
     from usdehaze.errors import UsageError
     from usdehaze.jsonio import dumps
     from usdehaze.limits import MAX_EVALUATE_FRAMES
+    from usdehaze.ultrasound.dehaze import build_config
     from usdehaze.ultrasound.evaluate import default_methods, markdown, markdown_by_level
     from usdehaze.ultrasound.evaluate import evaluate as run
 

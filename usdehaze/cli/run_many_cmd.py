@@ -48,8 +48,8 @@ def run_many(
 
     from tqdm import tqdm
 
-    from usdehaze.cli.run_cmd import build_config
     from usdehaze.ultrasound.batch_run import run_many as run
+    from usdehaze.ultrasound.dehaze import build_config
 
     cfg = build_config(
         config,

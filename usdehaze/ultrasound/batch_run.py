@@ -33,18 +33,18 @@ import numpy as np
 from usdehaze.core import distributed as dist
 from usdehaze.errors import UsageError
 from usdehaze.outputs import MARKER, check_output, write_error
-from usdehaze.ultrasound.dehaze import DehazeConfig, Dehazer, for_magnitude_data
+from usdehaze.ultrasound.dehaze import RUNTIME_KEYS, DehazeConfig, Dehazer, for_magnitude_data
 from usdehaze.ultrasound.ood import OodCheck, check_run
 from usdehaze.ultrasound.results import IMAGE_KEYS, STD_KEYS, init_result_group, set_attrs
 
 STORE_FORMAT = "usdehaze-batch/1"
-# settings that change speed, not results: a resumed run may change them
-_FREE_KEYS = ("device", "batch", "compile", "cuda_graphs", "channels_last")
 
 
 def _identity(cfg: DehazeConfig, inputs: list[Path], frames: list[range]) -> dict[str, Any]:
-    """What a resumed run must share with the run that made the store."""
-    c = {k: v for k, v in asdict(cfg).items() if k not in _FREE_KEYS}
+    """What a resumed run must share with the run that made the store: everything but the
+    runtime settings (dehaze.RUNTIME_KEYS: device, batch, precision, compile, ...; each run's
+    precision is in its ``runs`` entry)."""
+    c = {k: v for k, v in asdict(cfg).items() if k not in RUNTIME_KEYS}
     return {
         "config": c,
         "inputs": [str(p.resolve()) for p in inputs],
@@ -153,6 +153,8 @@ def _check_store(out: Path, identity: dict) -> None:
     for key in ("inputs", "frames", "config"):
         if not isinstance(have, dict) or key not in have:
             raise _damaged(out, f"identity has no '{key}'")
+        if key == "config" and isinstance(have[key], dict):  # older stores kept some runtime
+            have = {**have, key: {k: v for k, v in have[key].items() if k not in RUNTIME_KEYS}}
         if have[key] != identity[key]:
             diff = (
                 sorted(k for k in identity[key] if have[key].get(k) != identity[key][k])
@@ -233,7 +235,7 @@ def run_many(
     log: Callable[[str], None] = print,
     warn: Callable[[str], None] | None = None,
     strict: bool = False,
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """Dehaze the frames of every input into ``out`` (a .zarr store), sharded over torchrun
     processes; returns this run's figures (frames done here, skipped, seconds, frames/s).
 
@@ -346,6 +348,7 @@ def _run(scans, inputs, out, cfg, frames, overwrite, progress, log, warn, strict
     dist.barrier()
     figures = {
         "nfe": nfe,
+        "precision": dehazer.precision(),  # a runtime setting: a resume may change it
         "frames": n_here,
         "frames_all": int(total_new),
         "skipped": skipped,

@@ -176,6 +176,22 @@ def _check_type(source: str, key: str, value: Any, default: Any) -> None:
         raise UsageError(f"{source}: key '{key}': expected a {kind}, got {value!r}")
 
 
+# runtime settings: where and how the networks run, not what the run is (device, batch, network
+# precision, compilation, memory layout, CUDA graphs); a resumed run-many may change them
+RUNTIME_KEYS = ("device", "batch", "precision", "compile", "channels_last", "cuda_graphs")
+
+
+def build_config(config: str | Path | None, overrides: dict[str, Any]) -> DehazeConfig:
+    """DehazeConfig from defaults, then the YAML file, then the given overrides (command-line
+    options; None: not given); a baseline method takes its own sampler settings where none
+    were given. Used by the CLI (run, run-many, evaluate, bench) and the pipelines."""
+    from usdehaze.config import read_yaml
+
+    values = read_yaml(config) if config else {}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return method_settings(DehazeConfig.from_dict(values, str(config or "options")))
+
+
 # the single-prior baselines' own sampler settings (their best on validation, docs/results.md):
 # the joint default's λ = 3 over 40 steps makes a single prior's DC step diverge
 BASELINE_SETTINGS = {
