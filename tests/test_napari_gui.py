@@ -254,7 +254,9 @@ def test_saved_result_reopens_at_its_frame_with_run_provenance(
     cmd += ["logsum", "--steps", "2", "--seed", "5", "--device", "cpu"]
     assert run_app([*cmd, "--tissue-prior", str(t), "--haze-prior", str(h)]) == 0
     with load_result(out) as a, load_result(cli_out) as b:
-        for k in ("usdehaze_version", "seed", "prior_checksums", "precision", "source_frames"):
+        from usdehaze.ultrasound.driver import PROVENANCE_KEYS  # the one record, and nfe
+
+        for k in (*PROVENANCE_KEYS, "nfe", "source_frames", "harm_warning", "ood_reasons"):
             assert a.attrs[k] == b.attrs[k], k
         assert a.attrs["config"] == b.attrs["config"]
         np.testing.assert_allclose(a.frames("tissue"), b.frames("tissue"), atol=1e-2)

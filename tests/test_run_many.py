@@ -70,8 +70,16 @@ def test_store_equals_run_and_resumes(tiny_priors, scans, tmp_path):
             np.testing.assert_allclose(got.frames(key), want.frames(key), atol=1e-2)
     # the network evaluations each frame got (3 steps × 2 priors), on the store and each scan
     assert fig["nfe"] == 6 and zarr.open_group(str(out), mode="r").attrs["nfe"] == 6
-    with load_result(out / "scans/001") as got:
+    with load_result(out / "scans/001") as got, load_result(ref) as want:
         assert got.attrs["nfe"] == 6
+        # the one provenance record (driver.provenance), as usdehaze run writes it
+        from usdehaze.ultrasound.driver import PROVENANCE_KEYS
+
+        for k in (*PROVENANCE_KEYS, "magnitude_only"):
+            if k == "config":  # batch 2 vs 3 (a runtime setting)
+                assert {**got.attrs[k], "batch": 3} == want.attrs[k]
+            else:
+                assert got.attrs[k] == want.attrs[k], k
     # a second run finds everything done; a run with other settings refuses to mix
     fig = run_many(scans, out, cfg, log=lambda s: None)
     assert fig["frames_all"] == 0 and fig["skipped"] == 5

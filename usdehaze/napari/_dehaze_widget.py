@@ -116,14 +116,8 @@ def dehaze_frames(
     arrays and ``record`` (run_record's provenance + note + ood attributes) and ``cfg`` (what
     ran). ``progress(value, maximum, text)`` after each sampler step; ``on_ood(check)`` the
     out-of-distribution check, made first; ``on_stage(text)`` what the worker is doing."""
-    from usdehaze.ultrasound.dehaze import (
-        Dehazer,
-        method_settings,
-        result_check_attrs,
-        run_record,
-        uses_iq,
-    )
-    from usdehaze.ultrasound.harm import HarmCheck
+    from usdehaze.ultrasound.dehaze import Dehazer, method_settings, run_record, uses_iq
+    from usdehaze.ultrasound.driver import FrameDriver
     from usdehaze.ultrasound.ood import OodCheck
 
     stage = on_stage or (lambda text: None)
@@ -155,8 +149,7 @@ def dehaze_frames(
     bar = Progress(len(frames), progress or (lambda *a: None))
     batches = [frames[i : i + cfg.batch] for i in range(0, len(frames), cfg.batch)]
     parts: dict[str, list[np.ndarray]] = {}
-    harm = HarmCheck()  # do no harm, as usdehaze run checks its result
-    nfe = 0
+    driver = FrameDriver(dehazer, check)  # usdehaze run's frame driver: blank frames, harm, nfe
     done = 0
     for idx in batches:
         if cancel.is_set():
@@ -170,23 +163,19 @@ def dehaze_frames(
 
         try:
             if uses_iq(cfg):
-                res = dehazer.dehaze_iq(np.asarray(native.iq[idx]), callback=step, frames=seeds)
-                db_in = res.pop("input")
-            else:
-                db_in = np.asarray(native.db[idx])
-                res = dehazer(db_in, callback=step, frames=seeds)
+                res = driver.dehaze(seeds, np.asarray(native.iq[idx]), step)
+            else:  # the layer's dB frames (no IQ, or a log-domain model)
+                res = driver.dehaze(seeds, np.asarray(native.db[idx]), step, db=True)
         except Cancelled:
             return None
-        harm.add(seeds, db_in, res["tissue"])
-        nfe = max(nfe, dehazer.nfe)  # network evaluations per frame, as usdehaze run records
+        res.pop("input")
         for k, v in res.items():
             parts.setdefault(k, []).append(v)
         done += len(idx)
     out: dict[str, Any] = {k: np.concatenate(v) for k, v in parts.items()}
-    record.update(result_check_attrs(harm, check, dehazer.priors.get("tissue") is not None))
-    record["nfe"] = nfe
+    record.update(driver.attrs())  # result check, nfe, blank frames: as usdehaze run records
     out["record"], out["cfg"] = record, cfg
-    out["harm"] = harm
+    out["harm"] = driver.harm
     return out
 
 

@@ -34,6 +34,7 @@ from usdehaze.core import distributed as dist
 from usdehaze.errors import UsageError
 from usdehaze.outputs import MARKER, check_output, write_error
 from usdehaze.ultrasound.dehaze import RUNTIME_KEYS, DehazeConfig, Dehazer, for_magnitude_data
+from usdehaze.ultrasound.driver import FrameDriver, provenance, source_record
 from usdehaze.ultrasound.ood import OodCheck, check_run
 from usdehaze.ultrasound.results import IMAGE_KEYS, STD_KEYS, init_result_group, set_attrs
 
@@ -74,12 +75,7 @@ def _create(
         set_attrs(
             g,
             {
-                "source": str(scan.path),
-                "source_layout": scan.layout,
-                "source_key": scan.key,
-                "source_frames": [int(j) for j in sel],
-                "dynamic_range": cfg.dynamic_range,
-                "magnitude_only": bool(scan.magnitude_only),
+                **source_record(scan.path, scan.layout, scan.key, sel, scan.magnitude_only),
                 **{k: v for k, v in record.items() if k != "identity"},
                 **ood[i].attrs(),
             },
@@ -266,7 +262,6 @@ def _run(scans, inputs, out, cfg, frames, overwrite, progress, log, warn, strict
     """run_many once the inputs are open (``stack`` holds rank 0's store lock)."""
     import zarr  # noqa: F401 - fail here, not midway, when zarr is missing
 
-    from usdehaze import __version__
     from usdehaze.atomic import atomic_path
     from usdehaze.ultrasound.scan import parse_frames
 
@@ -285,14 +280,8 @@ def _run(scans, inputs, out, cfg, frames, overwrite, progress, log, warn, strict
     say = (warn or log) if rank == 0 else None  # every rank checks: all refuse together
     ood = [check_run(s, sel, dehazer, strict, say) for s, sel in zip(scans, sels)]
     if rank == 0 and (overwrite or not out.exists()):
-        record = {
-            "usdehaze_version": __version__,
-            "config": json.dumps(asdict(dehazer.cfg)),
-            "seed": cfg.seed,
-            "prior_checksums": json.dumps(dehazer.checksums),
-            "precision": dehazer.precision(),  # "auto" as resolved on rank 0
-            "identity": json.dumps(identity),
-        }
+        # the provenance every path records (precision: "auto" as resolved on rank 0)
+        record = {**provenance(dehazer), "identity": json.dumps(identity)}
         try:  # the store appears whole or not at all; --overwrite swaps it in at the end
             with atomic_path(out) as tmp:
                 _create(tmp, scans, sels, cfg, record, ood)
@@ -308,7 +297,10 @@ def _run(scans, inputs, out, cfg, frames, overwrite, progress, log, warn, strict
     mine = todo[rank::size]
     t0 = time.perf_counter()
     n_here = 0
-    nfe = 0  # network evaluations per dehazed frame, as the sampler counted them
+    # the frame driver of every path; the do-no-harm check is made by rank 0 at the end, over
+    # every process's frames (_finish), so not here
+    say = (warn or log) if rank == 0 else None
+    drivers = [FrameDriver(dehazer, c, say, str(p), check=False) for c, p in zip(ood, inputs)]
     try:
         for i in range(len(scans)):
             rows = [j for (k, j) in mine if k == i]
@@ -316,8 +308,7 @@ def _run(scans, inputs, out, cfg, frames, overwrite, progress, log, warn, strict
                 chunk = rows[b : b + cfg.batch]
                 src = [sels[i][j] for j in chunk]
                 iq = np.concatenate([scans[i].frames(f, f + 1) for f in src])
-                res = dehazer.dehaze_iq(iq, frames=src)
-                nfe = max(nfe, dehazer.nfe)
+                res = drivers[i].dehaze(src, iq)
                 g = groups[i]
                 kept = 0
                 try:
@@ -344,6 +335,7 @@ def _run(scans, inputs, out, cfg, frames, overwrite, progress, log, warn, strict
     seconds = time.perf_counter() - t0
     total_new, total_sec = dist.sum_all([float(n_here), seconds])
     wall = dist.max_all(seconds)
+    nfe = max(d.nfe for d in drivers)  # network evaluations per frame, as the sampler counted
     nfe = int(dist.max_all(float(nfe)))  # a rank with no frames of its own counted none
     dist.barrier()
     figures = {
@@ -358,7 +350,10 @@ def _run(scans, inputs, out, cfg, frames, overwrite, progress, log, warn, strict
     }
     if rank == 0:
         judged = dehazer.priors.get("tissue") is not None
-        checks = [(str(p), c, judged, sel) for p, c, sel in zip(inputs, ood, sels)]
+        checks = [
+            (str(p), c, judged, sel, dehazer.cfg.dynamic_range)
+            for p, c, sel in zip(inputs, ood, sels)
+        ]
         _finish(root, groups, figures, checks, warn or log)
         log(
             f"{out}: {int(total_new)} frame(s) dehazed by {size} process(es) in {wall:.1f} s "
@@ -370,17 +365,24 @@ def _run(scans, inputs, out, cfg, frames, overwrite, progress, log, warn, strict
 def _finish(root, groups, figures: dict, checks: list, warn: Callable[[str], None]) -> None:
     """Rank 0, after every process is done: frame counts, completeness, each scan's do-no-harm
     check over all its finished frames (usdehaze.ultrasound.harm; ``checks``: (input, its
-    OodCheck, whether the method has priors to judge, its frames) per scan) and the run log."""
+    OodCheck, whether the method has priors to judge, its frames, the dynamic range) per scan),
+    the blank frames among them (input all at -DR: all zeros) and the run log."""
     from usdehaze.ultrasound.dehaze import result_check_attrs
     from usdehaze.ultrasound.harm import HarmCheck
 
     any_warning = False
-    for g, (name, ood, judged, frames) in zip(groups, checks):
+    for g, (name, ood, judged, frames, dr) in zip(groups, checks):
         done = np.asarray(g["done"][:]).astype(bool)
         harm = HarmCheck()
+        blank = []
         for j in np.flatnonzero(done):
-            harm.add([int(frames[j])], g["input_db"][j : j + 1], g["tissue_db"][j : j + 1])
+            inp = g["input_db"][j : j + 1]
+            harm.add([int(frames[j])], inp, g["tissue_db"][j : j + 1])
+            if np.max(inp) <= -dr:  # an all-zero frame, dehazed as a blank frame
+                blank.append(int(frames[j]))
         found = result_check_attrs(harm, ood, judged)
+        if blank:
+            found["blank_frames"] = blank
         if found["harm_warning"]:
             warn(harm.message(name))
         any_warning |= found["ood_warning"]

@@ -12,10 +12,9 @@ rules, its magnitude-only fallback, encoding and decoding) is read from there, n
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -516,25 +515,15 @@ def run_record(
     frames: Any,
     magnitude_only: bool,
 ) -> dict[str, Any]:
-    """The provenance a result file records about its run: version, full config, seed, prior
-    checksums, the precision "auto" resolved to, source file, layout, key and frames. Used by
-    run_dehaze (``usdehaze run``, ``run-many``) and by the napari Dehaze widget."""
-    from usdehaze import __version__
+    """The provenance a result file records about its run (usdehaze.ultrasound.driver:
+    provenance, then source_record): version, full config as it ran, method, seed, prior
+    checksums, the precision "auto" resolved to, dynamic range; source file, layout, key,
+    frames and whether it had phase."""
+    from usdehaze.ultrasound.driver import provenance, source_record
 
-    cfg = dehazer.cfg
     return {
-        "usdehaze_version": __version__,
-        "config": json.dumps(asdict(cfg)),
-        "method": cfg.method,  # joint (the sampler) or fast (its student), ...: what ran
-        "seed": cfg.seed,
-        "prior_checksums": json.dumps(dehazer.checksums),
-        "precision": dehazer.precision(),  # what precision "auto" resolved to on this machine
-        "source": str(source),
-        "source_layout": layout,
-        "source_key": key,
-        "source_frames": [int(i) for i in frames],
-        "dynamic_range": cfg.dynamic_range,
-        "magnitude_only": bool(magnitude_only),
+        **provenance(dehazer),
+        **source_record(source, layout, key, frames, magnitude_only),
     }
 
 
@@ -571,7 +560,7 @@ def run_dehaze(
     such a scan instead (UsageError, nothing written). The root attribute ``nfe`` is the number
     of network evaluations each dehazed frame got, as the sampler counted them (0: none ran).
     """
-    from usdehaze.ultrasound.harm import HarmCheck
+    from usdehaze.ultrasound.driver import FrameDriver
     from usdehaze.ultrasound.ood import check_run
     from usdehaze.ultrasound.results import ResultWriter
 
@@ -588,6 +577,7 @@ def run_dehaze(
         **ood.attrs(),
         **(attrs or {}),
     }
+    driver = FrameDriver(dehazer, ood, warn, str(scan.path))
     t0 = time.perf_counter()
     done = 0
     with ResultWriter(
@@ -601,29 +591,15 @@ def run_dehaze(
         with_std=cfg.samples > 1,
         attrs=record,
     ) as w:
-        blank: list[int] = []
-        nfe = 0  # network evaluations per dehazed frame, as the sampler counted them
-        harm = HarmCheck()  # do no harm: checked on the result, frame by frame
-        for idx, iq in scan.batches(frames, cfg.batch):
-            new = [int(i) for i, b in zip(idx, blank_frames(iq)) if b]
-            if new:
-                blank += new
-                w._attrs["blank_frames"] = blank
-                if warn is not None:
-                    warn(f"{scan.path}: frame(s) {new} are all zeros; written as blank frames")
-            res = dehazer.dehaze_iq(iq, callback=step_callback, frames=idx)
-            nfe = max(nfe, dehazer.nfe)
-            harm.add(idx, res["input"], res["tissue"])
+        for idx, res in driver.run(scan.batches(frames, cfg.batch), step_callback):
             for k in range(len(idx)):
                 w.write(done, **{key: v[k] for key, v in res.items()})
                 done += 1
+            if driver.blank:  # kept when a later batch is interrupted
+                w.update_attrs({"blank_frames": list(driver.blank)})
             if progress is not None:
                 progress(done, len(frames), time.perf_counter() - t0)
-        found = result_check_attrs(harm, ood, dehazer.priors.get("tissue") is not None)
-        w._attrs.update(found)
-        if found["harm_warning"] and warn is not None:
-            warn(harm.message(str(scan.path)))
-        w._attrs["nfe"] = nfe
-        w._attrs["seconds"] = time.perf_counter() - t0
-        w._attrs["seconds_per_frame"] = (time.perf_counter() - t0) / max(done, 1)
+        w.update_attrs(driver.finish())  # result check, nfe, blank frames
+        seconds = time.perf_counter() - t0
+        w.update_attrs({"seconds": seconds, "seconds_per_frame": seconds / max(done, 1)})
     return Path(out)

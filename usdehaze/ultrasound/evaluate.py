@@ -20,6 +20,7 @@ import numpy as np
 
 from usdehaze import metrics
 from usdehaze.ultrasound.dehaze import DehazeConfig, Dehazer
+from usdehaze.ultrasound.driver import FrameDriver
 from usdehaze.ultrasound.harm import HarmCheck, frame_harm
 from usdehaze.ultrasound.logcomp import DEFAULT_DYNAMIC_RANGE, envelope, to_db
 from usdehaze.ultrasound.models import DATA_MODELS
@@ -190,14 +191,18 @@ def evaluate(
     }
     for name, cfg in methods.items():
         t0 = time.perf_counter()
-        dehazer = Dehazer(cfg)
+        # the frame driver of every path (score() makes its own do-no-harm check)
+        driver = FrameDriver(Dehazer(cfg), check=False)
         tissue, hz = [], []
-        for sel in _batches(cases, cfg.batch):
-            iq = np.stack([cases[i]["iq"] for i in sel])
-            out = dehazer.dehaze_iq(iq, frames=sel)
+        batches = (
+            (list(sel), np.stack([cases[i]["iq"] for i in sel]))
+            for sel in _batches(cases, cfg.batch)
+        )
+        for _, out in driver.run(batches):
             tissue.extend(out["tissue"])
             hz.extend(out["haze"])
         row = score(cases, tissue, hz, seconds=time.perf_counter() - t0)
+        row["nfe"] = driver.nfe  # network evaluations each frame got, as the sampler ran them
         table[name] = row
         log(
             f"{name}: gCNR {row['gcnr']:.3f}  KS {row['ks']:.3f}  haze removed {_percent(row['haze_removed'])} %"

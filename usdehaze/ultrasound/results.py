@@ -128,6 +128,11 @@ class ResultWriter:
         self._root = None
         self._h5 = None
 
+    def update_attrs(self, attrs: dict[str, Any]) -> None:
+        """Add or replace root attributes. They are written when the file is finished, also
+        when a run is interrupted, so what is known part-way (blank frames so far) is kept."""
+        self._attrs.update(attrs)
+
     # -- lifecycle -------------------------------------------------------------------------
     def __enter__(self) -> ResultWriter:
         try:

@@ -1,0 +1,152 @@
+"""One frame driver and one provenance record for every path that dehazes frames.
+
+``usdehaze run`` (dehaze.run_dehaze), ``run-many`` (batch_run), the napari Dehaze widget and
+``usdehaze evaluate`` all dehaze batches of frames through :class:`FrameDriver`: it hands each
+batch to the Dehazer (IQ frames, or dB images for layers without IQ), notes the frames that are
+all zeros (dehazed as blank frames, said once through ``warn``), adds every result frame to the
+do-no-harm check (usdehaze.ultrasound.harm) and keeps the network evaluations the sampler
+actually ran per frame. Its :meth:`FrameDriver.attrs` and :func:`provenance` are the record every
+result carries: version, the full config as it actually ran (a baseline's own sampler
+settings included), method, seed, prior checksums, the precision "auto" resolved to, the
+dynamic range, ``nfe`` (root attribute), blank frames, and the ``ood_*`` / ``harm_*`` fields of
+the checks before and after sampling.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+
+# the keys of the provenance record (provenance()) and of a driven run's result (attrs())
+PROVENANCE_KEYS = (
+    "usdehaze_version",
+    "config",
+    "method",
+    "seed",
+    "prior_checksums",
+    "precision",
+    "dynamic_range",
+)
+
+
+def provenance(dehazer: Any) -> dict[str, Any]:
+    """What a result records about the run that made it, before any frame: version, the full
+    config as it ran (``dehazer.cfg``: with a baseline's own settings), method, seed, the prior
+    (and student) checksums, the precision "auto" resolved to on this machine, dynamic range."""
+    from usdehaze import __version__
+
+    cfg = dehazer.cfg
+    return {
+        "usdehaze_version": __version__,
+        "config": json.dumps(asdict(cfg)),
+        "method": cfg.method,  # joint (the sampler) or fast (its student), ...: what ran
+        "seed": cfg.seed,
+        "prior_checksums": json.dumps(dehazer.checksums),
+        "precision": dehazer.precision(),
+        "dynamic_range": cfg.dynamic_range,
+    }
+
+
+def source_record(
+    source: Any, layout: str, key: str | None, frames: Iterable[int], magnitude_only: bool
+) -> dict[str, Any]:
+    """Where the frames came from: source file, its layout and key, the frames, whether the
+    input had phase."""
+    return {
+        "source": str(source),
+        "source_layout": layout,
+        "source_key": key,
+        "source_frames": [int(i) for i in frames],
+        "magnitude_only": bool(magnitude_only),
+    }
+
+
+class FrameDriver:
+    """Batches of frames → Dehazer → per-frame results, with the run's checks and counts.
+
+    ``ood``: the out-of-distribution check made before sampling (usdehaze.ultrasound.ood;
+    default: none made); ``warn(message)``: blank frames and the do-no-harm warning; ``name``:
+    the input as messages name it; ``check``: False where the caller makes the do-no-harm
+    check itself (run-many: over every process's frames, read back from the store)."""
+
+    def __init__(
+        self,
+        dehazer: Any,
+        ood: Any = None,
+        warn: Callable[[str], None] | None = None,
+        name: str = "",
+        check: bool = True,
+    ) -> None:
+        from usdehaze.ultrasound.harm import HarmCheck
+        from usdehaze.ultrasound.ood import OodCheck
+
+        self.dehazer = dehazer
+        self.ood = ood if ood is not None else OodCheck(float("nan"), float("nan"), "none")
+        self.warn = warn
+        self.name = name
+        self.check = check
+        self.harm = HarmCheck()  # do no harm: checked on the result, frame by frame
+        self.blank: list[int] = []  # frames (their indices) that were all zeros
+        self.nfe = 0  # network evaluations per dehazed frame, as the sampler counted them
+        self.frames_done = 0
+
+    def dehaze(
+        self,
+        index: list[int],
+        frames: np.ndarray,
+        callback: Callable | None = None,
+        db: bool = False,
+        within: np.ndarray | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Dehaze one batch: ``frames`` (n, z, x) IQ or envelope (``db``: dB images, for inputs
+        without IQ) with their indices ``index`` (seeds: seed + index); returns input, tissue,
+        haze (and *_std) in dB, one row per frame."""
+        from usdehaze.ultrasound.dehaze import blank_frames
+
+        d = self.dehazer
+        if not db:
+            new = [int(i) for i, b in zip(index, blank_frames(frames)) if b]
+            if new:
+                self.blank += new
+                if self.warn is not None:
+                    self.warn(f"{self.name}: frame(s) {new} are all zeros; written as blank frames")
+            kw = {} if within is None else {"within": within}
+            res = d.dehaze_iq(frames, callback=callback, frames=index, **kw)
+        else:
+            res = {"input": np.asarray(frames), **d(frames, callback=callback, frames=index)}
+        self.nfe = max(self.nfe, d.nfe)
+        if self.check:
+            self.harm.add(index, res["input"], res["tissue"])
+        self.frames_done += len(index)
+        return res
+
+    def run(
+        self, batches: Iterable[tuple[list[int], np.ndarray]], callback: Callable | None = None
+    ) -> Iterator[tuple[list[int], dict[str, np.ndarray]]]:
+        """Dehaze every (indices, frames) batch in turn: yields (indices, result)."""
+        for index, frames in batches:
+            yield index, self.dehaze(index, frames, callback)
+
+    def attrs(self) -> dict[str, Any]:
+        """The run's result attributes after its frames: the do-no-harm figures and
+        ``ood_warning`` / ``ood_reasons`` over both checks (dehaze.result_check_attrs), ``nfe``
+        (0 when none ran) and the blank frames (when any)."""
+        from usdehaze.ultrasound.dehaze import result_check_attrs
+
+        judged = self.dehazer.priors.get("tissue") is not None  # bm3d is not judged
+        return {
+            **result_check_attrs(self.harm, self.ood, judged),
+            "nfe": self.nfe,
+            **({"blank_frames": list(self.blank)} if self.blank else {}),
+        }
+
+    def finish(self) -> dict[str, Any]:
+        """``attrs()``, after saying the do-no-harm warning (when it fires) through ``warn``."""
+        out = self.attrs()
+        if out["harm_warning"] and self.warn is not None:
+            self.warn(self.harm.message(self.name))
+        return out
