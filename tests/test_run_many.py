@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import zarr
 
-from usdehaze.cli.info_cmd import describe
 from usdehaze.errors import UsageError
 from usdehaze.ultrasound.batch_run import run_many
 from usdehaze.ultrasound.dehaze import DehazeConfig, run_dehaze
+from usdehaze.ultrasound.info import describe
 from usdehaze.ultrasound.io import load_scan, write_scan
 from usdehaze.ultrasound.results import load_result
 from usdehaze.ultrasound.simulate import simulate_cardiac

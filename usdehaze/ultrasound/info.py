@@ -1,0 +1,55 @@
+"""What is inside a scan, result file or run-many store (``usdehaze info``, and any caller)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def describe(file: Path, key: str | None = None) -> dict:
+    """A JSON-able summary of a scan or result file."""
+    from usdehaze.ultrasound.batch_run import describe_store
+    from usdehaze.ultrasound.results import is_result_file, load_result
+
+    if Path(file).suffix == ".zarr" and (store := describe_store(file)) is not None:
+        return store
+    if is_result_file(file):
+        with load_result(file) as r:
+            return {
+                "file": str(file),
+                "layout": "usdehaze-result",
+                "keys": sorted(r.arrays),
+                "frames": r.n_frames,
+                "shape": list(r.arrays["input"].shape[1:]),
+                "grid": r.grid,
+                "complete": r.attrs.get("complete"),
+                "extent_mm": [
+                    float(r.x.min() * 1e3),
+                    float(r.x.max() * 1e3),
+                    float(r.z.min() * 1e3),
+                    float(r.z.max() * 1e3),
+                ],
+                "source": r.attrs.get("source"),
+                "config": r.attrs.get("config"),
+                "prior_checksums": r.attrs.get("prior_checksums"),
+                "usdehaze_version": r.attrs.get("usdehaze_version"),
+            }
+    from usdehaze.ultrasound.io import load_scan
+
+    with load_scan(file, key) as s:
+        return {
+            "file": str(file),
+            "layout": s.layout,
+            "key": s.key,
+            "datasets": s.datasets,
+            "frames": s.n_frames,
+            "shape": list(s.shape),
+            "grid": s.grid,
+            "extent_mm": list(s.extent_mm),
+            "probe": s.probe,
+            "center_frequency": s.center_frequency,
+            "sound_speed": s.sound_speed,
+            "dtype": s.dtype,
+            "compression": s.compression,
+            "magnitude_only": s.magnitude_only,
+            **({"geometry": s.geometry_note} if s.geometry_note else {}),
+        }
