@@ -56,6 +56,11 @@ def _time_fast(d: Dehazer, iq: np.ndarray, batch: int, min_seconds: float) -> tu
             return n, sec
 
 
+def _rate(fps: float) -> str:
+    """frames/s in 8 characters, with the digits that matter (0.0014 as well as 1234.5)."""
+    return f"{fps:8.4f}" if fps < 1 else f"{fps:8.1f}"
+
+
 def fast_config(cfg: DehazeConfig, batch: int, precision: str) -> DehazeConfig:
     """The fast method's settings in a bench run: its student on the iq model, one sample."""
     return replace(cfg, method="fast", model="iq", samples=1, batch=batch, precision=precision)
@@ -148,7 +153,7 @@ def run(
         rows.append(row)
         per = "1 pass" if fast else f"{row['ms_per_step']:8.1f} ms/step (batch) × {steps} steps"
         log(
-            f"{name:28s} {row['frames_per_s']:8.2f} frames/s  {row['ms_per_frame']:9.1f} ms/frame  "
+            f"{name:28s} {_rate(row['frames_per_s'])} frames/s  {row['ms_per_frame']:9.1f} ms/frame  "
             + per
             + (f"  ×{row['speedup']:.2f} vs plain" if "speedup" in row else "")
             + (f"  ×{row['vs_default']:.2f} vs default" if "vs_default" in row else "")
