@@ -43,9 +43,9 @@ def bench_dehaze(
     network pass: --fast-batch × --fast-precision), with the ratios against the plain
     Algorithm 1 loop (batch 1, Euler–Maruyama from σ_max, scores re-evaluated after each DC
     step, --plain-steps steps) and the default's first row, all timed in the same run."""
-    from usdehaze.cli.run_cmd import build_config
     from usdehaze.errors import UsageError
     from usdehaze.ultrasound.bench_dehaze import VARIANTS, run
+    from usdehaze.ultrasound.dehaze import build_config
 
     if not 1 <= frames <= 1000:
         raise UsageError(f"--frames {frames}: expected 1 to 1000 (the limit)")
