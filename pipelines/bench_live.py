@@ -2,7 +2,7 @@
 count the frames the slider showed, the frames dehazed (method fast) and the frames put on screen.
 
     python pipelines/bench_live.py                                  # the demo loop, 10 s at 30 frames/s
-    python pipelines/bench_live.py --student runs/student/student_iq.safetensors --fps 60 --seconds 20
+    python pipelines/bench_live.py --student my_student.safetensors --fps 60 --seconds 20
     python pipelines/bench_live.py --scan scan.h5 --device cuda
 
 Runs a shown napari window (1600x1000) as ``usdehaze view SCAN`` opens it, on a virtual display
