@@ -71,6 +71,18 @@ def test_every_result_carries_the_provenance_record(tiny_priors, tmp_path):
             assert r.attrs[k] == want[k], k
         assert r.attrs["method"] == "dps" and r.attrs["config"]["solver"] == "ddim"
         assert r.attrs["nfe"] == 3 and r.attrs["prior_checksums"] == d.checksums
+        assert r.attrs["operator"] == {"kind": "Identity", "noise_scale": 1.0}
+
+
+@pytest.mark.parametrize("model", ["logsum", "additive", "iq"])
+def test_the_record_names_the_measurement_model_the_sampler_ran(model):
+    from usdehaze.ultrasound.dehaze import run_model
+
+    d = Dehazer.__new__(Dehazer)  # no priors needed to say which operator it would run
+    d.cfg = DehazeConfig(model=model, gamma=2.0)
+    d.model = run_model(d.cfg)
+    cfg = d.operator().config()
+    assert cfg["kind"] == model and cfg.get("gamma", 2.0) == 2.0
 
 
 def test_no_module_writes_the_result_writers_private_attributes():

@@ -349,8 +349,17 @@ class Dehazer:
         nets = [p.net for p in self.priors.values()] + ([self.student.net] if self.student else [])
         return 2 * max((getattr(n, "factor", 1) for n in nets), default=1)
 
-    def sampler(self):
+    def operator(self):
+        """The measurement model the sampler runs (recorded in results as ``operator``): the
+        data model's for the joint method, the identity (y = x + Gaussian noise) for the
+        single-prior baselines; None where no sampler runs (bm3d, fast)."""
         from usdehaze.core.operators import Identity
+
+        if self.cfg.method == "joint":
+            return self.model.operator()
+        return Identity() if self.cfg.method in ("dps", "pigdm-gauss") else None
+
+    def sampler(self):
         from usdehaze.core.sampler import JointSampler
 
         c = self.cfg
@@ -366,7 +375,7 @@ class Dehazer:
             "schedule": c.schedule,
         }
         if c.method == "joint":
-            op = self.model.operator()
+            op = self.operator()
             kw = {"rule": c.rule, "weighting": c.weighting, "kappa": c.kappa}
             # the joint DC step back-propagates the networks `jacobian` names; the others are
             # run forward only, with a Gaussian prior's Jacobian (variance jacobian_variance)
@@ -381,7 +390,7 @@ class Dehazer:
             "noise_sigma": c.noise_sigma,
         }
         kw |= common | self.sampler_options
-        return JointSampler(tissue, None, Identity(), tissue.sde, **kw)
+        return JointSampler(tissue, None, self.operator(), tissue.sde, **kw)
 
     def __call__(
         self,

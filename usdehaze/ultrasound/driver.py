@@ -8,7 +8,7 @@ do-no-harm check (usdehaze.ultrasound.harm) and keeps the network evaluations th
 actually ran per frame. Its :meth:`FrameDriver.attrs` and :func:`provenance` are the record every
 result carries: version, the full config as it actually ran (a baseline's own sampler
 settings included), method, seed, prior checksums, the precision "auto" resolved to, the
-dynamic range, ``nfe`` (root attribute), blank frames, and the ``ood_*`` / ``harm_*`` fields of
+dynamic range, the measurement model the sampler ran (``operator``: its config()), ``nfe`` (root attribute), blank frames, and the ``ood_*`` / ``harm_*`` fields of
 the checks before and after sampling.
 """
 
@@ -30,16 +30,19 @@ PROVENANCE_KEYS = (
     "prior_checksums",
     "precision",
     "dynamic_range",
+    "operator",
 )
 
 
 def provenance(dehazer: Any) -> dict[str, Any]:
     """What a result records about the run that made it, before any frame: version, the full
     config as it ran (``dehazer.cfg``: with a baseline's own settings), method, seed, the prior
-    (and student) checksums, the precision "auto" resolved to on this machine, dynamic range."""
+    (and student) checksums, the precision "auto" resolved to on this machine, dynamic range,
+    and the sampler's measurement model (``operator``: its config(), null without a sampler)."""
     from usdehaze import __version__
 
     cfg = dehazer.cfg
+    op = dehazer.operator()
     return {
         "usdehaze_version": __version__,
         "config": json.dumps(asdict(cfg)),
@@ -48,6 +51,7 @@ def provenance(dehazer: Any) -> dict[str, Any]:
         "prior_checksums": json.dumps(dehazer.checksums),
         "precision": dehazer.precision(),
         "dynamic_range": cfg.dynamic_range,
+        "operator": json.dumps(op.config() if op is not None else None),
     }
 
 
