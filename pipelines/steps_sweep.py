@@ -22,6 +22,7 @@ import numpy as np
 
 from usdehaze.ultrasound.dehaze import DehazeConfig, Dehazer
 from usdehaze.ultrasound.evaluate import eval_set, score
+from usdehaze.ultrasound.models import DATA_MODELS
 
 VALIDATION_SEED0 = 5000
 
@@ -96,7 +97,12 @@ def main() -> None:
     ap.add_argument("--max-steps", type=int, default=600, help="skip settings with more steps")
     ap.add_argument("--start-sigma", type=float, default=2.0, help="late start noise level")
     ap.add_argument("--only", default=None, help="run only settings whose name contains this")
-    ap.add_argument("--model", default=DehazeConfig.model, help="data model: logsum, additive, iq")
+    ap.add_argument(
+        "--model",
+        default=DehazeConfig.model,
+        choices=list(DATA_MODELS),
+        help="data model (usdehaze.ultrasound.models)",
+    )
     ap.add_argument("--gamma", type=float, default=DehazeConfig.gamma, help="dehazing strength")
     ap.add_argument("--haze-init-db", type=float, default=DehazeConfig.haze_init_db)
     ap.add_argument("--lam", type=float, default=DehazeConfig.lam, help="tissue DC weight λ")
