@@ -3,8 +3,9 @@
     python pipelines/distil_student.py [configs/student.yaml] [--stage teacher|train|export|all]
                                        [--wait-for N] [--ship]
 
-1. teacher: the joint sampler (the shipped iq priors, or ``teacher.config.priors``) dehazes every
-   frame of the corpus's training split; outputs are cached per shard under
+1. teacher: the joint sampler (the shipped iq priors, or ``teacher.config.priors``) dehazes
+   random crops of every frame of the corpus's training split, each crop scaled as its whole
+   frame (the sampler's cost is per pixel; the student trains on crops); cached per shard under
    ``out/teacher-<id>/``, where <id> names the teacher (prior checksums + settings), so a new
    teacher never mixes with an old one's outputs. ``--wait-for N`` keeps going until N shards
    are cached (for a corpus still being made). Resumable: cached shards are skipped.
@@ -47,11 +48,13 @@ def teacher_config(cfg: dict):
     return replace(base, samples=int(t.get("samples", 1)), seed=int(t.get("seed", 0)))
 
 
-def teacher_id(dehazer) -> tuple[str, dict]:
+def teacher_id(dehazer, crop: int, per_frame: int) -> tuple[str, dict]:
     """The teacher's identity: its prior checksums and every setting that shapes its output."""
     ident = {
         "checksums": dehazer.checksums,
         "config": {k: v for k, v in asdict(dehazer.cfg).items() if k not in RUNTIME},
+        "crop": crop,
+        "crops_per_frame": per_frame,
     }
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:12], ident
 
@@ -59,14 +62,33 @@ def teacher_id(dehazer) -> tuple[str, dict]:
 RUNTIME = ("device", "batch", "channels_last", "compile", "cuda_graphs", "precision")
 
 
+def crop_plan(shapes: list[tuple[int, int]], crop: int, per_frame: int, seed: int) -> np.ndarray:
+    """(frame, row, col) of ``per_frame`` random crops of each frame (the same for a given seed)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for f, (nz, nx) in enumerate(shapes):
+        for _ in range(per_frame):
+            rows.append((f, rng.integers(0, nz - crop + 1), rng.integers(0, nx - crop + 1)))
+    return np.array(rows, np.int64).reshape(-1, 3)
+
+
+def cut(frames: np.ndarray, where: np.ndarray, crop: int) -> np.ndarray:
+    return np.stack([frames[f, r : r + crop, c : c + crop] for f, r, c in where])
+
+
 def run_teacher(cfg: dict, wait_for: int | None) -> Path:
+    """Teacher outputs on random crops of every training frame, each crop scaled as its whole
+    frame (Dehazer.dehaze_iq ``within``): the sampler's cost is per pixel, and the student
+    trains on crops anyway."""
     from usdehaze.atomic import atomic_path
     from usdehaze.core.priors import sha256
     from usdehaze.ultrasound.corpus.store import read_shard, shards
     from usdehaze.ultrasound.dehaze import Dehazer
 
+    t = cfg.get("teacher", {})
+    crop, per_frame = int(t.get("crop", 96)), int(t.get("crops_per_frame", 2))
     dehazer = Dehazer(teacher_config(cfg))
-    tid, ident = teacher_id(dehazer)
+    tid, ident = teacher_id(dehazer, crop, per_frame)
     folder = _path(cfg["out"]) / f"teacher-{tid}"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "teacher.json").write_text(json.dumps(ident, indent=2))
@@ -84,16 +106,20 @@ def run_teacher(cfg: dict, wait_for: int | None) -> Path:
         t0 = time.time()
         d = read_shard(p)
         hazy = d["tissue"] + d["haze"]
-        base = 1000 * sorted(q.name for q in shards(train)).index(p.name)
+        index = int(p.stem.rsplit("_", 1)[-1]) if p.stem[-1].isdigit() else done
+        where = crop_plan([hazy.shape[1:]] * len(hazy), crop, per_frame, seed=index)
+        crops, whole = cut(hazy, where, crop), hazy[where[:, 0]]
         tissue, haze = [], []
-        for i in range(0, len(hazy), dehazer.cfg.batch):
-            sel = range(i, min(i + dehazer.cfg.batch, len(hazy)))
-            out = dehazer.dehaze_iq(hazy[sel.start : sel.stop], frames=[base + j for j in sel])
+        for i in range(0, len(crops), dehazer.cfg.batch):
+            sel = slice(i, i + dehazer.cfg.batch)
+            ids = [1000 * index + j for j in range(i, min(i + dehazer.cfg.batch, len(crops)))]
+            out = dehazer.dehaze_iq(crops[sel], frames=ids, within=whole[sel])
             tissue.append(out["tissue"])
             haze.append(out["haze"])
         with atomic_path(folder / p.name) as tmp:
             np.savez(
                 tmp,
+                where=where,
                 tissue=np.concatenate(tissue).astype(np.float16),
                 haze=np.concatenate(haze).astype(np.float16),
                 shard_sha256=np.array(sha256(p)),
@@ -101,8 +127,8 @@ def run_teacher(cfg: dict, wait_for: int | None) -> Path:
             )
         last_new = time.time()
         print(
-            f"teacher {tid}: {p.name} ({len(hazy)} frames, {time.time() - t0:.0f} s); "
-            f"{done + 1} shards cached",
+            f"teacher {tid}: {p.name} ({len(crops)} crops of {crop} px, {time.time() - t0:.0f} s);"
+            f" {done + 1} shards cached",
             flush=True,
         )
     print(f"teacher {tid}: {done} shards cached in {folder}")
@@ -118,9 +144,11 @@ def training_pairs(cfg: dict, folder: Path) -> tuple[list, list, list[str]]:
     for cache in sorted(folder.glob("*.npz")):
         shard = _path(cfg["corpus"]) / "train" / cache.name
         d = read_shard(shard)
+        hazy = d["tissue"] + d["haze"]
         with np.load(cache, allow_pickle=False) as t:
+            where = t["where"]
             tissue, haze = t["tissue"].astype(np.float32), t["haze"].astype(np.float32)
-        _, x = student.encode(d["tissue"] + d["haze"], dr)
+        _, x = student.encode(cut(hazy, where, tissue.shape[-1]), dr, within=hazy[where[:, 0]])
         y = student.targets(tissue, haze, dr)
         xs.extend(x)
         ys.extend(y)
@@ -236,7 +264,10 @@ def main() -> int:
     else:
         from usdehaze.ultrasound.dehaze import Dehazer
 
-        tid, _ = teacher_id(Dehazer(teacher_config(cfg)))
+        t = cfg.get("teacher", {})
+        tid, _ = teacher_id(
+            Dehazer(teacher_config(cfg)), int(t.get("crop", 96)), int(t.get("crops_per_frame", 2))
+        )
         folder = _path(cfg["out"]) / f"teacher-{tid}"
     if args.stage in ("train", "all"):
         train(cfg, folder)

@@ -17,6 +17,7 @@ import torch
 
 from usdehaze.cli._app import run_app
 from usdehaze.core.priors import load_prior, sha256
+from usdehaze.errors import UsageError
 from usdehaze.ultrasound.io import write_scan
 from usdehaze.ultrasound.roi import save_roi
 from usdehaze.ultrasound.simulate import simulate_cardiac
@@ -399,3 +400,55 @@ def test_ctrl_c_exits_130_and_keeps_the_previous_priors(material, base, tmp_path
     state = torch.load(out / "checkpoints" / "tissue" / "checkpoint.pt", weights_only=True)
     assert state["step"] > 1
     assert not _leftovers(out)
+
+
+def test_adapt_refreshes_the_student_for_the_adapted_priors(material, base, tiny_student, tmp_path):
+    """adapt --student: the adapted priors teach the base student; run --method fast --priors
+    OUT then uses the refreshed one (its checksum in the result), and a base without a student
+    is refused before any work."""
+    from usdehaze.core.student import load_student
+    from usdehaze.ultrasound.adapt import adapt
+    from usdehaze.ultrasound.adapt_student import StudentRefresh
+
+    with_student = tmp_path / "base"
+    shutil.copytree(base, with_student)
+    for suffix in (".safetensors", ".json"):
+        shutil.copy(tiny_student.with_suffix(suffix), with_student / f"student_iq{suffix}")
+    out = tmp_path / "out"
+    refresh = StudentRefresh(crops=4, crop=24, batch=2, steps=3)
+    files = {k: [material[k]] for k in ("tissue", "haze")}
+    res = adapt(
+        files["tissue"], files["haze"], out, _settings(), base=with_student, progress=False,
+        log=lambda m: None, student=refresh,
+    )  # fmt: skip
+    s = load_student(res.student)
+    assert res.student == out / "student_iq.safetensors"
+    base_s = load_student(tiny_student)
+    assert s.meta["base_student"]["checksum"] == base_s.checksum
+    assert s.checksum != base_s.checksum  # fine-tuned
+    assert s.meta["steps"] == 3 and s.meta["refresh"]["teacher_crops"] == 4
+    adapted = {
+        r: json.loads((out / f"{r}_iq.json").read_text())["sha256"] for r in ("tissue", "haze")
+    }
+    assert s.meta["teacher"]["checksums"] == adapted
+
+    result = tmp_path / "r.h5"
+    args = ["run", str(material["hazy"]), "--method", "fast", "--priors", str(out)]
+    assert run_app(args + ["-o", str(result), "--device", "cpu", "-q"]) == 0
+    import h5py
+
+    with h5py.File(result) as f:
+        assert json.loads(f.attrs["prior_checksums"])["student"] == s.checksum
+
+    with pytest.raises(UsageError, match="no student to refresh"):
+        adapt(
+            files["tissue"], files["haze"], tmp_path / "o2", _settings(), base=base,
+            progress=False, log=lambda m: None, student=refresh,
+        )  # fmt: skip
+    assert not (tmp_path / "o2" / "checkpoints").exists()
+
+
+def _settings():
+    from usdehaze.ultrasound.adapt import AdaptSettings
+
+    return AdaptSettings(minutes=None, steps=1, device="cpu")

@@ -179,3 +179,21 @@ def test_cli_run_fast_records_method_and_student(tmp_path, tiny_student, tiny_iq
         assert "student" in json.loads(f.attrs["prior_checksums"])
         assert json.loads(f.attrs["config"])["student"] == str(tiny_student)
         assert f["tissue_db"].shape[0] == 2
+
+
+def test_a_crop_within_its_frame_is_scaled_as_the_frame(tiny_student, tiny_iq_priors):
+    """dehaze_iq(crop, within=frame): the crop's input dB is the frame's input dB cut out (not
+    re-referenced to the crop's own maximum), for the sampler and for the student."""
+    t, h = tiny_iq_priors
+    whole = _iq(1, (48, 40), seed=3)
+    whole[0, 0, 0] *= 50  # the frame's peak lies outside the crop
+    crop = whole[:, 8:40, 8:40]
+    for method in ("joint", "fast"):
+        cfg = DehazeConfig(
+            method=method, student=str(tiny_student), tissue_prior=str(t), haze_prior=str(h),
+            device="cpu", steps=2,
+        )  # fmt: skip
+        d = Dehazer(cfg)
+        full = d.dehaze_iq(whole)["input"][:, 8:40, 8:40]
+        np.testing.assert_allclose(d.dehaze_iq(crop, within=whole)["input"], full, atol=1e-5)
+        assert not np.allclose(d.dehaze_iq(crop)["input"], full, atol=1)

@@ -44,6 +44,14 @@ def adapt(
     restart: bool = typer.Option(
         False, "--restart", help="Discard OUT's checkpoints and start over from the base priors."
     ),
+    student: bool = typer.Option(
+        False,
+        "--student",
+        help="Also refresh the fast dehazer (run --method fast) for the adapted priors.",
+    ),
+    student_minutes: float = typer.Option(
+        5.0, "--student-minutes", help="Time for the student's refresh (teacher + fine-tuning)."
+    ),
     quiet: o.Quiet = False,
 ) -> None:
     """Fine-tune the priors on your scanner's scans; then: usdehaze run SCAN --priors OUT.
@@ -54,6 +62,7 @@ def adapt(
 
     from usdehaze.ultrasound.adapt import AdaptSettings
     from usdehaze.ultrasound.adapt import adapt as run
+    from usdehaze.ultrasound.adapt_student import StudentRefresh
 
     if minutes is None and steps is None:
         minutes = 20.0
@@ -65,7 +74,19 @@ def adapt(
 
     t0 = time.perf_counter()
     try:
-        res = run(tissue or [], haze or [], out, settings, haze_roi, base, restart, not quiet, log)
+        refresh = StudentRefresh(minutes=student_minutes, seed=seed) if student else None
+        res = run(
+            tissue or [],
+            haze or [],
+            out,
+            settings,
+            haze_roi,
+            base,
+            restart,
+            not quiet,
+            log,
+            refresh,
+        )
     except KeyboardInterrupt:
         typer.echo(
             f"interrupted: checkpoints kept in {out}/checkpoints, earlier priors in {out} "
@@ -79,4 +100,6 @@ def adapt(
             + ("" if res.written else ", unchanged: nothing left to train")
             + ")"
         )
+    if res.student is not None:
+        typer.echo(f"{res.student}  (fast dehazer: usdehaze run SCAN --priors {out} --method fast)")
     log(f"done in {time.perf_counter() - t0:.0f} s; use them: usdehaze run SCAN --priors {out}")

@@ -125,6 +125,7 @@ class AdaptResult:
     seconds: dict[str, float]
     steps_this_run: dict[str, int]
     written: bool
+    student: Path | None = None  # the refreshed fast dehazer (adapt --student)
 
 
 # -- inputs -------------------------------------------------------------------------------------
@@ -507,12 +508,15 @@ def adapt(
     restart: bool = False,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    student: Any = None,
 ) -> AdaptResult:
     """Fine-tune the tissue and haze priors on ``tissue`` and ``haze`` material into ``out``.
 
     Rerunning with the same material and settings resumes from ``out/checkpoints`` (a larger
     ``minutes`` or ``steps`` trains on); other material needs ``restart``. Ctrl-C saves the
     checkpoint and raises KeyboardInterrupt with the previous priors in ``out`` untouched.
+    ``student``: a :class:`usdehaze.ultrasound.adapt_student.StudentRefresh` to refresh the fast
+    dehazer for the adapted priors afterwards (usdehaze.ultrasound.adapt_student).
     """
     from usdehaze import __version__
     from usdehaze.atomic import deferred_interrupts
@@ -527,6 +531,17 @@ def adapt(
     _check_not_inputs(out, tissue, haze, haze_roi, base)
     manifest = read_manifest(out)
     device = resolve_device(s.device)
+    base_student = None
+    if student is not None:  # before any work: the student to start from must be there
+        from usdehaze.ultrasound.student import student_path
+
+        student.validate()
+        base_student = student_path(base, None)
+        if not base_student.is_file():
+            raise UsageError(
+                f"{base_student}: adapt --student: no student to refresh (expected "
+                "student_iq.safetensors in --from or in the package)"
+            )
     bases = base_priors(Path(base) if base is not None else None)
     roi_path = Path(haze_roi) if haze_roi is not None else None
     mats = {
@@ -631,7 +646,13 @@ def adapt(
                 }
             manifest["priors"] = records
             _write_manifest(out, manifest)
+    refreshed = None
+    if student is not None and (written or not (out / "student_iq.safetensors").is_file()):
+        from usdehaze.ultrasound.adapt_student import refresh_student
+
+        refreshed = refresh_student(out, mats, student, base_student, device, log)
     return AdaptResult(
+        student=refreshed,
         out=out,
         priors=files,
         steps={role: trainers[role].step for role in ROLES},

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from usdehaze.errors import UsageError
-from usdehaze.ultrasound.logcomp import DB, IQ_MULAW, to_db
+from usdehaze.ultrasound.logcomp import DB, IQ_MULAW, reference, to_db
 from usdehaze.ultrasound.models import (
     DATA_MODELS,
     SINGLE_PRIOR_MODEL,
@@ -435,18 +435,25 @@ class Dehazer:
         callback=None,
         frames: list[int] | range | None = None,
         seed: int | None = None,
+        within: np.ndarray | None = None,
     ) -> dict[str, np.ndarray]:
         """Dehaze IQ (complex) or envelope frames (n, z, x): ``input``, ``tissue``, ``haze`` (and
         ``*_std``) in dB, 0 dB = each input frame's maximum. dB models log-compress first; the
-        iq model separates the companded I/Q and log-compresses its tissue and haze IQ."""
+        iq model separates the companded I/Q and log-compresses its tissue and haze IQ.
+
+        ``within``: when ``iq`` are crops, the whole frames (n, Z, X) they were cut from; the
+        crops are then scaled and referenced as those frames are (a crop of a frame dehazes as
+        that part of the frame would), not by their own maxima."""
         c = self.cfg
         self.nfe = 0
         iq = np.asarray(iq)
         self._check_frames(iq)
         blank = blank_frames(iq)
-        if blank.any():  # nothing to separate: blank in, blank out, and no sampler time spent
+        if blank.any() and within is None:  # blank in, blank out, and no sampler time spent
             return self._with_blank_frames(iq, blank, callback, frames, seed)
-        db = to_db(iq, c.dynamic_range, normalise="frame")
+        whole = iq if within is None else np.asarray(within)
+        env_ref = reference(np.abs(whole), "frame")
+        db = to_db(iq, c.dynamic_range, normalise=env_ref)
         if not uses_iq(c):
             return {"input": db, **self(db, seed=seed, callback=callback, frames=frames)}
         if not np.iscomplexobj(iq):
@@ -460,8 +467,10 @@ class Dehazer:
             from usdehaze.ultrasound import student
 
             self.nfe = 1
-            return student.run(self.student, iq, c.dynamic_range, self.device, self.precision())
-        return {"input": db, **self._sample(iq, seed, callback, frames)}
+            return student.run(
+                self.student, iq, c.dynamic_range, self.device, self.precision(), within
+            )
+        return {"input": db, **self._sample(iq, seed, callback, frames, whole)}
 
     def _with_blank_frames(self, iq, blank, callback, frames, seed) -> dict[str, np.ndarray]:
         keep = np.flatnonzero(~blank)

@@ -14,7 +14,14 @@ from typing import Any
 import numpy as np
 
 from usdehaze.errors import UsageError
-from usdehaze.ultrasound.logcomp import db_to_unit, iq_reference, iq_to_mulaw, to_db, unit_to_db
+from usdehaze.ultrasound.logcomp import (
+    db_to_unit,
+    iq_reference,
+    iq_to_mulaw,
+    reference,
+    to_db,
+    unit_to_db,
+)
 
 STUDENT_FILE = "student_iq.safetensors"
 IN_CHANNELS = 3  # dB (unit scale), μ-law I, μ-law Q
@@ -22,10 +29,14 @@ OUT_CHANNELS = 2  # tissue, haze (dB, unit scale)
 TARGETS = ("tissue", "haze")
 
 
-def encode(iq: np.ndarray, dynamic_range: float) -> tuple[np.ndarray, np.ndarray]:
-    """Complex frames (n, z, x) → the input dB (n, z, x) and the student's input (n, 3, z, x)."""
-    db = to_db(iq, dynamic_range, normalise="frame")
-    mulaw = iq_to_mulaw(iq, iq_reference(iq))
+def encode(
+    iq: np.ndarray, dynamic_range: float, within: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Complex frames (n, z, x) → the input dB (n, z, x) and the student's input (n, 3, z, x);
+    crops are scaled as the whole frames ``within`` they were cut from (as the sampler does)."""
+    whole = iq if within is None else within
+    db = to_db(iq, dynamic_range, normalise=reference(np.abs(whole), "frame"))
+    mulaw = iq_to_mulaw(iq, iq_reference(whole))
     x = np.concatenate([db_to_unit(db, dynamic_range)[:, None], mulaw], axis=1)
     return db, x.astype(np.float32)
 
@@ -77,11 +88,18 @@ def load(path: Path, device: Any, dynamic_range: float):
     return s
 
 
-def run(student, iq: np.ndarray, dynamic_range: float, device: Any, precision: str) -> dict:
+def run(
+    student,
+    iq: np.ndarray,
+    dynamic_range: float,
+    device: Any,
+    precision: str,
+    within: np.ndarray | None = None,
+) -> dict:
     """Dehaze complex frames (n, z, x) in one pass: input, tissue and haze in dB."""
     import torch
 
-    db, x = encode(iq, dynamic_range)
+    db, x = encode(iq, dynamic_range, within)
     xt = torch.from_numpy(x).to(device)
     if precision in ("bf16", "fp16"):
         dtype = torch.bfloat16 if precision == "bf16" else torch.float16
