@@ -13,7 +13,8 @@
    resumable from ``out/train-<id>/checkpoint.pt``.
 3. export: ``out/export/student_iq.safetensors`` + JSON with its provenance (teacher checksums
    and settings, corpus shards, steps) and the loss curve ``out/export/loss.png``. ``--ship``
-   copies it into the package (usdehaze/weights/), which ``usdehaze run --method fast`` uses.
+   copies it into the package (usdehaze/weights/), which ``usdehaze run --method fast`` uses,
+   and its loss curve to docs/img/loss_student.png.
 
 A new teacher (retrained or adapted priors) means rerunning this one command.
 """
@@ -87,6 +88,7 @@ def run_teacher(cfg: dict, wait_for: int | None) -> Path:
 
     t = cfg.get("teacher", {})
     crop, per_frame = int(t.get("crop", 96)), int(t.get("crops_per_frame", 2))
+    rounds = int(t.get("rounds", 1))  # more rounds: more crops (other places), same teacher
     dehazer = Dehazer(teacher_config(cfg))
     tid, ident = teacher_id(dehazer, crop, per_frame)
     folder = _path(cfg["out"]) / f"teacher-{tid}"
@@ -94,29 +96,35 @@ def run_teacher(cfg: dict, wait_for: int | None) -> Path:
     (folder / "teacher.json").write_text(json.dumps(ident, indent=2))
     train = _path(cfg["corpus"]) / "train"
     last_new = time.time()
+
+    def cache(p: Path, r: int) -> Path:
+        return folder / (p.name if r == 0 else f"{p.stem}.r{r}.npz")
+
     while True:
-        todo = [p for p in shards(train) if not (folder / p.name).exists()]
-        done = len(shards(train)) - len(todo)
+        jobs = [(r, p) for r in range(rounds) for p in shards(train)]
+        todo = [(r, p) for r, p in jobs if not cache(p, r).exists()]
+        done = len(jobs) - len(todo)
         if not todo:
             if wait_for is None or done >= wait_for or time.time() - last_new > 1800:
                 break
             time.sleep(20)
             continue
-        p = todo[0]
+        r, p = todo[0]
         t0 = time.time()
         d = read_shard(p)
         hazy = d["tissue"] + d["haze"]
         index = int(p.stem.rsplit("_", 1)[-1]) if p.stem[-1].isdigit() else done
-        where = crop_plan([hazy.shape[1:]] * len(hazy), crop, per_frame, seed=index)
+        seed = index + 100_000 * r
+        where = crop_plan([hazy.shape[1:]] * len(hazy), crop, per_frame, seed=seed)
         crops, whole = cut(hazy, where, crop), hazy[where[:, 0]]
         tissue, haze = [], []
         for i in range(0, len(crops), dehazer.cfg.batch):
             sel = slice(i, i + dehazer.cfg.batch)
-            ids = [1000 * index + j for j in range(i, min(i + dehazer.cfg.batch, len(crops)))]
+            ids = [1000 * seed + j for j in range(i, min(i + dehazer.cfg.batch, len(crops)))]
             out = dehazer.dehaze_iq(crops[sel], frames=ids, within=whole[sel])
             tissue.append(out["tissue"])
             haze.append(out["haze"])
-        with atomic_path(folder / p.name) as tmp:
+        with atomic_path(cache(p, r)) as tmp:
             np.savez(
                 tmp,
                 where=where,
@@ -127,11 +135,11 @@ def run_teacher(cfg: dict, wait_for: int | None) -> Path:
             )
         last_new = time.time()
         print(
-            f"teacher {tid}: {p.name} ({len(crops)} crops of {crop} px, {time.time() - t0:.0f} s);"
-            f" {done + 1} shards cached",
+            f"teacher {tid}: {cache(p, r).name} ({len(crops)} crops of {crop} px, "
+            f"{time.time() - t0:.0f} s); {done + 1} of {len(jobs)} cached",
             flush=True,
         )
-    print(f"teacher {tid}: {done} shards cached in {folder}")
+    print(f"teacher {tid}: {done} shard rounds cached in {folder}")
     return folder
 
 
@@ -142,7 +150,7 @@ def training_pairs(cfg: dict, folder: Path) -> tuple[list, list, list[str]]:
     dr = teacher_config(cfg).dynamic_range
     xs, ys, names = [], [], []
     for cache in sorted(folder.glob("*.npz")):
-        shard = _path(cfg["corpus"]) / "train" / cache.name
+        shard = _path(cfg["corpus"]) / "train" / f"{cache.name.split('.')[0]}.npz"
         d = read_shard(shard)
         hazy = d["tissue"] + d["haze"]
         with np.load(cache, allow_pickle=False) as t:
@@ -209,8 +217,11 @@ def export(cfg: dict, folder: Path, ship: bool) -> Path:
         "corpus": {
             "path": cfg["corpus"],
             "split": "train",
-            "frames": len(xs),
-            "shards": {n: sha256(_path(cfg["corpus"]) / "train" / n) for n in names},
+            "teacher_crops": len(xs),
+            "shards": {
+                n: sha256(_path(cfg["corpus"]) / "train" / n)
+                for n in sorted({f"{c.split('.')[0]}.npz" for c in names})
+            },
         },
         "distil": asdict(dcfg),
         "steps": d.step,
@@ -227,7 +238,8 @@ def export(cfg: dict, folder: Path, ship: bool) -> Path:
         weights = ROOT / "usdehaze/weights"
         for suffix in (".safetensors", ".json"):
             shutil.copyfile(path.with_suffix(suffix), weights / f"student_iq{suffix}")
-        print(f"shipped to {weights}")
+        shutil.copyfile(dest / "loss.png", ROOT / "docs/img/loss_student.png")
+        print(f"shipped to {weights} (loss curve: docs/img/loss_student.png)")
     return path
 
 
