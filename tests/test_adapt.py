@@ -402,10 +402,12 @@ def test_ctrl_c_exits_130_and_keeps_the_previous_priors(material, base, tmp_path
     assert not _leftovers(out)
 
 
-def test_adapt_refreshes_the_student_for_the_adapted_priors(material, base, tiny_student, tmp_path):
+def test_adapt_refreshes_the_student_for_the_adapted_priors(
+    material, base, tiny_student, tmp_path, monkeypatch
+):
     """adapt --student: the adapted priors teach the base student; run --method fast --priors
-    OUT then uses the refreshed one (its checksum in the result), and a base without a student
-    is refused before any work."""
+    OUT then uses the refreshed one (its checksum in the result); with no student in --from nor
+    in the package, adapt --student is refused before any work."""
     from usdehaze.core.student import load_student
     from usdehaze.ultrasound.adapt import adapt
     from usdehaze.ultrasound.adapt_student import StudentRefresh
@@ -440,6 +442,10 @@ def test_adapt_refreshes_the_student_for_the_adapted_priors(material, base, tiny
     with h5py.File(result) as f:
         assert json.loads(f.attrs["prior_checksums"])["student"] == s.checksum
 
+    # no student in --from and none shipped: refused before any work
+    import usdehaze.ultrasound.dehaze as dehaze
+
+    monkeypatch.setattr(dehaze, "WEIGHTS_DIR", tmp_path / "no-weights")
     with pytest.raises(UsageError, match="no student to refresh"):
         adapt(
             files["tissue"], files["haze"], tmp_path / "o2", _settings(), base=base,
