@@ -33,7 +33,14 @@ def shown(make_napari_viewer, qtbot):
     viewer.window._qt_window.resize(*SIZE)
     open_viewer(demo_scan_path(), viewer=viewer)
     qtbot.wait(300)  # the window settles; open_viewer's deferred layout runs
-    return viewer, _docked(viewer, DehazeWidget), _docked(viewer, GcnrWidget)
+    dehaze = _docked(viewer, DehazeWidget)
+    yield viewer, dehaze, _docked(viewer, GcnrWidget)
+    # no worker may outlive its window: a live worker still yielding into a widget that the
+    # next test's teardown deletes crashes the process (seen in CI)
+    from superqt.utils._qthreading import WorkerBase
+
+    dehaze.stop_live("test over")
+    WorkerBase.await_workers(msecs=20_000)
 
 
 def _canvas(viewer):

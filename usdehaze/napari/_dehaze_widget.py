@@ -746,6 +746,8 @@ class DehazeWidget(QWidget):
         self._live = None
         s.stop.set()
         s.mailbox.close()
+        if s.worker is not None:
+            s.worker.quit()  # the generator ends at its next yield, whatever it was doing
         s.stats.dropped = s.mailbox.dropped
         self.viewer.dims.events.current_step.disconnect(self._live_request)
         self.viewer.layers.events.removed.disconnect(self._live_layer_removed)
