@@ -60,6 +60,12 @@ def teacher_id(dehazer, crop: int, per_frame: int) -> tuple[str, dict]:
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:12], ident
 
 
+def crop_settings(cfg: dict) -> tuple[int, int, int]:
+    """The teacher's crop size, crops per frame and rounds (configs/student.yaml)."""
+    t = cfg.get("teacher", {})
+    return int(t.get("crop", 96)), int(t.get("crops_per_frame", 2)), int(t.get("rounds", 1))
+
+
 RUNTIME = ("device", "batch", "channels_last", "compile", "cuda_graphs", "precision")
 
 
@@ -86,9 +92,7 @@ def run_teacher(cfg: dict, wait_for: int | None) -> Path:
     from usdehaze.ultrasound.corpus.store import read_shard, shards
     from usdehaze.ultrasound.dehaze import Dehazer
 
-    t = cfg.get("teacher", {})
-    crop, per_frame = int(t.get("crop", 96)), int(t.get("crops_per_frame", 2))
-    rounds = int(t.get("rounds", 1))  # more rounds: more crops (other places), same teacher
+    crop, per_frame, rounds = crop_settings(cfg)  # rounds: more crops, same teacher
     dehazer = Dehazer(teacher_config(cfg))
     tid, ident = teacher_id(dehazer, crop, per_frame)
     folder = _path(cfg["out"]) / f"teacher-{tid}"
@@ -276,10 +280,8 @@ def main() -> int:
     else:
         from usdehaze.ultrasound.dehaze import Dehazer
 
-        t = cfg.get("teacher", {})
-        tid, _ = teacher_id(
-            Dehazer(teacher_config(cfg)), int(t.get("crop", 96)), int(t.get("crops_per_frame", 2))
-        )
+        crop, per_frame, _ = crop_settings(cfg)
+        tid, _ = teacher_id(Dehazer(teacher_config(cfg)), crop, per_frame)
         folder = _path(cfg["out"]) / f"teacher-{tid}"
     if args.stage in ("train", "all"):
         train(cfg, folder)

@@ -52,7 +52,7 @@ def hazy_frames(mats: dict[str, Any], crop: int, n: int, seed: int) -> list[np.n
     """Up to ``n`` complex hazy frames from adapt's material (μ-law I/Q arrays): tissue + haze
     at a random gain for haze-only material, the frames themselves for hazy (ROI) material."""
     rng = np.random.default_rng(seed)
-    haze = [(a, m) for a, m in zip(mats["haze"].arrays, mats["haze"].masks)]
+    haze = list(zip(mats["haze"].arrays, mats["haze"].masks))
     hazy = [mulaw_to_iq(a) for a, m in haze if m is not None]
     out = [f for arr in hazy for f in arr]
     tissue = [mulaw_to_iq(a) for a in mats["tissue"].arrays]
