@@ -31,24 +31,16 @@ import torch
 from torch import Tensor
 
 from usdehaze.core.operators import CAPABILITIES, MeasurementModel
+from usdehaze.core.registry import Registry
 from usdehaze.errors import UsageError
 
-DC_RULES: dict[str, type[DCRule]] = {}
-
-
-def register_rule(cls: type[DCRule]) -> type[DCRule]:
-    """Class decorator: make ``cls`` available as ``JointSampler(rule=cls.name)``."""
-    if not cls.name or cls.name in DC_RULES:
-        raise ValueError(f"DC rule name '{cls.name}': empty or already registered")
-    DC_RULES[cls.name] = cls
-    return cls
+DC_RULES: Registry[type[DCRule]] = Registry("rule")
+register_rule = DC_RULES.register  # class decorator: ``JointSampler(rule=cls.name)`` runs it
 
 
 def make_rule(name: str, model: MeasurementModel, **options) -> DCRule:
     """The registered rule ``name`` for ``model`` (UsageError for an unknown name)."""
-    if name not in DC_RULES:
-        raise UsageError(f"rule '{name}': unknown, expected one of {', '.join(DC_RULES)}")
-    return DC_RULES[name](model, **options)
+    return DC_RULES.lookup(name)(model, **options)
 
 
 @dataclass

@@ -25,26 +25,17 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from usdehaze.core.registry import Registry
 from usdehaze.core.sde import SDE
-from usdehaze.errors import UsageError
 
-SOLVERS: dict[str, type[Solver]] = {}
+SOLVERS: Registry[type[Solver]] = Registry("solver")
+register_solver = SOLVERS.register  # class decorator: ``JointSampler(solver=cls.name)`` runs it
 Score = Callable[[Tensor, Tensor], Tensor]
-
-
-def register_solver(cls: type[Solver]) -> type[Solver]:
-    """Class decorator: make ``cls`` available as ``JointSampler(solver=cls.name)``."""
-    if not cls.name or cls.name in SOLVERS:
-        raise ValueError(f"solver name '{cls.name}': empty or already registered")
-    SOLVERS[cls.name] = cls
-    return cls
 
 
 def make_solver(name: str, sde: SDE, **options) -> Solver:
     """The registered solver ``name`` (UsageError for an unknown name)."""
-    if name not in SOLVERS:
-        raise UsageError(f"solver '{name}': unknown, expected one of {', '.join(SOLVERS)}")
-    return SOLVERS[name](sde, **options)
+    return SOLVERS.lookup(name)(sde, **options)
 
 
 class Solver:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from usdehaze.core.registry import Registry
 from usdehaze.errors import UsageError
 from usdehaze.ultrasound.logcomp import db_to_unit, unit_to_db
 
@@ -28,23 +29,14 @@ if TYPE_CHECKING:  # pragma: no cover
     from usdehaze.core.operators import MeasurementModel
     from usdehaze.core.sampler import SampleResult
 
-DATA_MODELS: dict[str, type[DataModel]] = {}
+# a data model is available by its ``name`` (config key ``model``) and says its priors' domain
+DATA_MODELS: Registry[type[DataModel]] = Registry("model", requires=("domain",))
+register_model = DATA_MODELS.register
 
 
-def register_model(cls: type[DataModel]) -> type[DataModel]:
-    """Class decorator: make a data model available by its ``name`` (config key ``model``)."""
-    if not getattr(cls, "name", None) or not getattr(cls, "domain", None):
-        raise TypeError(f"{cls.__name__}: a data model needs a name and a prior domain")
-    DATA_MODELS[cls.name] = cls
-    return cls
-
-
-def data_model(name: str) -> type[DataModel]:
-    """The registered model called ``name`` (UsageError naming the choices otherwise)."""
-    try:
-        return DATA_MODELS[name]
-    except KeyError:
-        raise UsageError(f"model '{name}': expected one of {', '.join(DATA_MODELS)}") from None
+def data_model(name: str, source: str | None = None) -> type[DataModel]:
+    """The registered model called ``name`` (UsageError naming ``source`` and the choices)."""
+    return DATA_MODELS.lookup(name, source)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,48 @@
+"""One registry of named pieces (DC rules, solvers, data models): register by name, look up.
+
+A ``Registry`` is a dict of name → class in registration order (so ``list(REG)`` is the
+choices a help text shows), with ``register``, a class decorator that refuses an empty or
+duplicate name, and ``lookup``, which answers an unknown name with one ``UsageError`` line
+"SOURCE: KIND 'x': expected one of a, b, c". Each registry of the package is one of these, so
+adding a piece and refusing a wrong name work the same way everywhere.
+"""
+
+from __future__ import annotations
+
+from typing import Generic, TypeVar
+
+from usdehaze.errors import UsageError
+
+T = TypeVar("T", bound=type)
+
+
+class Registry(dict[str, T], Generic[T]):
+    """Named classes of one ``kind`` ("rule", "solver", "model"); ``requires``: class attributes
+    every registered class must set (besides ``name``)."""
+
+    def __init__(self, kind: str, requires: tuple[str, ...] = ()) -> None:
+        super().__init__()
+        self.kind, self.requires = kind, requires
+
+    def register(self, cls: T) -> T:
+        """Class decorator: make ``cls`` available by its ``name`` (an empty, duplicate or
+        incomplete declaration is a programming error: ValueError at import)."""
+        name = getattr(cls, "name", "")
+        if not name or name in self:
+            raise ValueError(f"{self.kind} name '{name}': empty or already registered")
+        missing = [a for a in self.requires if not getattr(cls, a, None)]
+        if missing:
+            raise ValueError(f"{cls.__name__}: a {self.kind} needs {', '.join(missing)}")
+        self[name] = cls
+        return cls
+
+    def lookup(self, name: str, source: str | None = None) -> T:
+        """The class registered as ``name``; else one UsageError line naming ``source`` (a file,
+        an option; None: no prefix) and the choices."""
+        try:
+            return self[name]
+        except (KeyError, TypeError):  # TypeError: an unhashable value from a config file
+            where = f"{source}: " if source else ""
+            raise UsageError(
+                f"{where}{self.kind} '{name}': expected one of {', '.join(self)}"
+            ) from None
