@@ -163,6 +163,45 @@ def test_cs_task_noise_shape_and_reshaped_prior():
         build_task({"kind": "denoise", "beta": 2}, (1, 8, 8))
 
 
+TASK_OPERATORS = [  # a task's keys, and the core operator they meant before the one factory
+    ({"kind": "blend"}, ScaledBlend(0.5, 0.5)),
+    ({"kind": "blend", "beta": 0.3, "alpha": 0.6}, ScaledBlend(0.3, 0.6)),
+    ({"kind": "denoise"}, Identity(1.0)),
+    ({"kind": "denoise", "alpha": 0.4}, Identity(0.4)),
+    ({"kind": "cs", "ratio": 2, "seed": 1, "alpha": 0.5}, GaussianMatrix((1, 8, 8), 2.0, 1, 0.5)),
+    ({"kind": "cs"}, GaussianMatrix((1, 8, 8), 2.0, seed=5)),  # build_task's seed
+]
+
+
+@pytest.mark.parametrize("cfg,want", TASK_OPERATORS)
+def test_task_operators_come_from_the_core_factory_and_round_trip(cfg, want):
+    from usdehaze.core.operators import operator_from_config
+
+    op = build_task(cfg, (1, 8, 8), seed=5).operator
+    back = operator_from_config(op.config())
+    assert op.config() == want.config() == back.config()
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 1, 8, 8, generator=g)
+    n = torch.randn(want.out_shape((2, 1, 8, 8)), generator=g)
+    for other in (want, back):
+        assert torch.equal(other.measure(x, n), op.measure(x, n))
+
+
+def test_the_shipped_natural_configs_tasks_build():
+    """The task keys users write today (configs/natural_*.yaml) still build their operators."""
+    from pathlib import Path
+
+    import yaml
+
+    kinds = set()
+    for path in sorted((Path(__file__).parents[1] / "configs").glob("natural_*.yaml")):
+        task = yaml.safe_load(path.read_text())["task"]
+        kinds.add(build_task(task, (1, 8, 8), source=f"{path.name}: task").kind)
+    assert kinds == {"blend", "denoise", "cs"}
+    with pytest.raises(UsageError, match="key 'kind': expected blend, denoise, cs, got 'inpaint'"):
+        build_task({"kind": "inpaint"}, (1, 8, 8))
+
+
 def test_cs_measurement_adjoint_through_the_task_layout():
     """<A x, n> = <x, Aᵀ n> with n laid out as the noise images the priors see."""
     task = build_task({"kind": "cs", "ratio": 2}, (1, 8, 8))

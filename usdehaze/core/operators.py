@@ -9,14 +9,23 @@ not be "no noise"). ``LinearOperator`` derives from it: each operator maps signa
 (``noise_scale`` α, 1 by default), and what ΠGDM needs, ``solve_cov(v, r2, q2) =
 (r²·AAᵀ + q²·α²·I)⁻¹ v`` — closed form where the structure allows it, conjugate gradients
 otherwise. The noise n lives in measurement space.
+
+``OPERATORS`` registers the models by the ``kind`` their ``config()`` records (the result files'
+``operator`` attribute): a config is that kind plus the constructor's keyword arguments, so
+``operator_from_config(op.config())`` builds the same model (one factory, for the natural tasks
+too). A model with array parameters (``Mask``, ``Blur``) records them as nested lists.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import Tensor
+
+from usdehaze.core.registry import Registry
 
 
 def _bshape(v: float | Tensor, like: Tensor) -> Tensor | float:
@@ -114,6 +123,26 @@ class LinearOperator(MeasurementModel):
         return {"kind": type(self).__name__, "noise_scale": self.noise_scale}
 
 
+# measurement models by the kind their config() records (name), built back from it
+OPERATORS: Registry[type[MeasurementModel]] = Registry("operator")
+register_operator = OPERATORS.register
+
+
+def operator_from_config(cfg: Mapping[str, Any], source: str = "operator") -> MeasurementModel:
+    """The model a ``config()`` describes: its ``kind`` registered, the rest its constructor's
+    keyword arguments (a wrong kind, key or value: one UsageError line naming ``source``)."""
+    from usdehaze.errors import UsageError, first_line
+
+    if not isinstance(cfg, Mapping):
+        raise UsageError(f"{source}: expected a mapping with 'kind', got {cfg!r}")
+    params = dict(cfg)
+    cls = OPERATORS.lookup(params.pop("kind", None), source)
+    try:
+        return cls(**params)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"{source}: {cls.name}: {first_line(exc)}") from None
+
+
 def adjoint_guess(op: LinearOperator, y: Tensor) -> Tensor:
     """A cheap signal estimate from a measurement: Aᵀy rescaled to A's gain (y itself for A = I)."""
     aty = op.A_adjoint(y)
@@ -142,8 +171,11 @@ def conjugate_gradient(op, b: Tensor, iters: int = 50, tol: float = 1e-6) -> Ten
     return x
 
 
+@register_operator
 class Identity(LinearOperator):
     """Denoising: y = x + α·n."""
+
+    name = "Identity"
 
     def __init__(self, noise_scale: float = 1.0) -> None:
         self.noise_scale = float(noise_scale)
@@ -158,8 +190,11 @@ class Identity(LinearOperator):
         return v / (_bshape(r2, v) + _bshape(q2, v) * self.noise_scale**2)
 
 
+@register_operator
 class ScaledBlend(Identity):
     """The digits-on-faces task: y = β·x + α·n (β = α = 0.5 in the paper)."""
+
+    name = "ScaledBlend"
 
     def __init__(self, beta: float = 0.5, alpha: float = 0.5) -> None:
         self.beta, self.noise_scale = float(beta), float(alpha)
@@ -174,14 +209,17 @@ class ScaledBlend(Identity):
         return v / (_bshape(r2, v) * self.beta**2 + _bshape(q2, v) * self.noise_scale**2)
 
     def config(self) -> dict:
-        return {"kind": "ScaledBlend", "beta": self.beta, "alpha": self.noise_scale}
+        return {"kind": self.name, "beta": self.beta, "alpha": self.noise_scale}
 
 
+@register_operator
 class Mask(LinearOperator):
     """Inpainting: y = m ⊙ x + α·n with a fixed 0/1 mask (measurement keeps the image shape)."""
 
-    def __init__(self, mask: Tensor, noise_scale: float = 1.0) -> None:
-        self.mask = mask.float()
+    name = "Mask"
+
+    def __init__(self, mask: Tensor | list, noise_scale: float = 1.0) -> None:
+        self.mask = torch.as_tensor(mask).float()
         self.noise_scale = float(noise_scale)
 
     def A(self, x: Tensor) -> Tensor:
@@ -192,17 +230,24 @@ class Mask(LinearOperator):
     def solve_cov(self, v, r2, q2, iters=0, tol=0.0):
         return v / (_bshape(r2, v) * self.mask.to(v) + _bshape(q2, v) * self.noise_scale**2)
 
+    def config(self) -> dict:
+        return {"kind": self.name, "mask": self.mask.tolist(), "noise_scale": self.noise_scale}
 
+
+@register_operator
 class GaussianMatrix(LinearOperator):
     """Compressed sensing: y = A·vec(x) + α·n with A ∈ R^{m×d}, entries N(0, 1/m), m = d/ratio."""
+
+    name = "GaussianMatrix"
 
     def __init__(
         self, in_shape: tuple[int, ...], ratio: float = 2.0, seed: int = 0, noise_scale: float = 1.0
     ) -> None:
-        self.in_shape = tuple(in_shape)  # (C, H, W)
+        self.in_shape = tuple(int(s) for s in in_shape)  # (C, H, W)
         d = math.prod(self.in_shape)
-        self.m = max(1, int(round(d / ratio)))
-        g = torch.Generator().manual_seed(seed)
+        self.ratio, self.seed = float(ratio), int(seed)
+        self.m = max(1, int(round(d / self.ratio)))
+        g = torch.Generator().manual_seed(self.seed)
         self.matrix = torch.randn(self.m, d, generator=g) / math.sqrt(self.m)
         self.noise_scale = float(noise_scale)
         self._eig = None
@@ -224,19 +269,27 @@ class GaussianMatrix(LinearOperator):
 
     def config(self) -> dict:
         return {
-            "kind": "GaussianMatrix",
+            "kind": self.name,
             "in_shape": list(self.in_shape),
-            "m": self.m,
+            "ratio": self.ratio,  # m = round(d / ratio) rows, drawn from seed
+            "seed": self.seed,
             "noise_scale": self.noise_scale,
         }
 
 
+@register_operator
 class Blur(LinearOperator):
     """Circular convolution with a kernel (exact adjoint and closed-form ΠGDM solve via FFT)."""
 
-    def __init__(self, kernel: Tensor, noise_scale: float = 1.0) -> None:
+    name = "Blur"
+
+    def __init__(self, kernel: Tensor | list, noise_scale: float = 1.0) -> None:
+        kernel = torch.as_tensor(kernel)
         self.kernel = kernel.float() / kernel.sum()
         self.noise_scale = float(noise_scale)
+
+    def config(self) -> dict:
+        return {"kind": self.name, "kernel": self.kernel.tolist(), "noise_scale": self.noise_scale}
 
     @classmethod
     def gaussian(cls, sigma: float, size: int | None = None, noise_scale: float = 1.0) -> Blur:

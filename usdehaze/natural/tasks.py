@@ -6,6 +6,7 @@
 
 For ``cs`` the noise is an m-vector; its generators and priors see it as an image of shape
 (C, H/ratio, W) (row-major, so the per-pixel sinusoid runs along the flattened vector).
+The operator is built by core's one factory (``operator_from_config``) from the task's keys.
 """
 
 from __future__ import annotations
@@ -39,43 +40,54 @@ class Task:
         return n.reshape(n.shape[0], *self.noise_shape) if self.vector_noise else n
 
 
+# task kind → (the core operator kind, task key → that operator's config key); each key the
+# task YAML may write, with its default (None: the operator's own default)
+TASKS: dict[str, tuple[str, dict[str, tuple[str, Any]]]] = {
+    "blend": ("ScaledBlend", {"beta": ("beta", 0.5), "alpha": ("alpha", 0.5)}),
+    "denoise": ("Identity", {"alpha": ("noise_scale", 1.0)}),
+    "cs": (
+        "GaussianMatrix",
+        {"ratio": ("ratio", 2), "seed": ("seed", None), "alpha": ("noise_scale", 1.0)},
+    ),
+}
+
+
 def build_task(
     cfg: dict[str, Any], x_shape: tuple[int, int, int], seed: int = 0, source: str = "task"
 ) -> Task:
-    from usdehaze.core.operators import GaussianMatrix, Identity, ScaledBlend
+    """The task a config's ``task`` mapping names: its operator built by the one core factory
+    (usdehaze.core.operators.operator_from_config) from the task's keys; ``seed``: the cs
+    matrix's when the task gives none."""
+    from usdehaze.core.operators import operator_from_config
 
     cfg = dict(cfg or {})
     kind = cfg.pop("kind", None)
-    try:
-        if kind == "blend":
-            op = ScaledBlend(float(cfg.pop("beta", 0.5)), float(cfg.pop("alpha", 0.5)))
-            nshape = x_shape
-        elif kind == "denoise":
-            op = Identity(float(cfg.pop("alpha", 1.0)))
-            nshape = x_shape
-        elif kind == "cs":
-            ratio = cfg.pop("ratio", 2)
-            c, h, w = x_shape
-            if int(ratio) != ratio or h % int(ratio):
-                raise UsageError(
-                    f"{source}: key 'ratio': expected an integer dividing the image height {h}, got {ratio}"
-                )
-            r = int(ratio)
-            op = GaussianMatrix(
-                x_shape,
-                float(r),
-                seed=int(cfg.pop("seed", seed)),
-                noise_scale=float(cfg.pop("alpha", 1.0)),
+    if kind not in TASKS:
+        raise UsageError(f"{source}: key 'kind': expected {', '.join(TASKS)}, got {kind!r}")
+    op_kind, keys = TASKS[kind]
+    unknown = sorted(k for k in cfg if k not in keys)
+    if unknown:
+        raise UsageError(f"{source}: key '{unknown[0]}': unknown for task '{kind}'")
+    params = {to: cfg.get(k, default) for k, (to, default) in keys.items()}
+    nshape = tuple(x_shape)
+    if kind == "cs":  # the noise is an m-vector, seen as images of (C, H / ratio, W)
+        c, h, w = x_shape
+        ratio = params["ratio"]
+        try:
+            ok = int(ratio) == ratio and int(ratio) > 0 and h % int(ratio) == 0
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise UsageError(
+                f"{source}: key 'ratio': expected an integer dividing the image height {h}, got {ratio}"
             )
-            nshape = (c, h // r, w)
-            assert op.m == math.prod(nshape)
-        else:
-            raise UsageError(f"{source}: key 'kind': expected blend, denoise or cs, got {kind!r}")
-    except (TypeError, ValueError) as exc:
-        raise UsageError(f"{source}: {exc}") from None
-    if cfg:
-        raise UsageError(f"{source}: key '{sorted(cfg)[0]}': unknown for task '{kind}'")
-    return Task(kind, op, tuple(x_shape), tuple(nshape))
+        params.update(in_shape=list(x_shape), ratio=float(ratio))
+        params["seed"] = seed if params["seed"] is None else params["seed"]
+        nshape = (c, h // int(ratio), w)
+    op = operator_from_config({"kind": op_kind, **params}, source)
+    if kind == "cs":
+        assert op.m == math.prod(nshape)
+    return Task(kind, op, tuple(x_shape), nshape)
 
 
 class ReshapedPrior(nn.Module):

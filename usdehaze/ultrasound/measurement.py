@@ -9,6 +9,8 @@ the envelope powers add. After log compression that becomes a smooth maximum, no
 y = C(C⁻¹(x) + γ·C⁻¹(h)) with μ-law C); ``γ`` sets the dehazing strength. ``Additive`` is the
 TMLR paper's literal y = x + n on the normalised log images. ``MuLawIQSum`` is the follow-up
 paper's model itself: x, n, y are μ-law companded I/Q channels and the sum is exact in IQ.
+Each is registered in core's ``OPERATORS`` by its config's kind, so the ``operator`` attribute of
+a result builds it again (``usdehaze.core.operators.operator_from_config``).
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ import math
 import torch
 from torch import Tensor
 
-from usdehaze.core.operators import Identity, MeasurementModel
+from usdehaze.core.operators import Identity, MeasurementModel, register_operator
 from usdehaze.ultrasound.logcomp import MU, mu_law, mu_law_inverse
 
 
+@register_operator
 class LogPowerSum(MeasurementModel):
     """y = C(C⁻¹(x) + γ·C⁻¹(n)) with C = normalised log compression of envelope power.
 
@@ -53,6 +56,7 @@ class LogPowerSum(MeasurementModel):
         return {"kind": self.name, "dynamic_range": self.dynamic_range, "gamma": self.gamma}
 
 
+@register_operator
 class Additive(Identity):
     """The TMLR paper's ultrasound model: y = x + n on the normalised log-compressed images.
 
@@ -68,6 +72,7 @@ class Additive(Identity):
         return {"kind": self.name}
 
 
+@register_operator
 class MuLawIQSum(MeasurementModel):
     """y = C(C⁻¹(x) + γ·C⁻¹(n)) on μ-law companded I/Q channels (Stevens et al., IEEE TMI 2024).
 
