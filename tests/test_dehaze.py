@@ -146,6 +146,9 @@ def test_bench_dehaze_rows(tiny_priors):
     )
     assert [r["setting"] for r in rows] == ["plain Algorithm 1, T=6", "default, batch 2"]
     assert rows[0]["steps"] == 6 and rows[1]["steps"] == 3
+    # timed through the frame driver, which counts the sampler's evaluations: two priors, one
+    # each per EM step (the plain loop evaluates them again after each DC step)
+    assert rows[1]["nfe"] == 2 * 3 and rows[0]["nfe"] == 2 * 2 * 6
     assert all(r["frames_per_s"] > 0 for r in rows) and "speedup" in rows[1]
     assert "vs plain" in lines[-1]
 

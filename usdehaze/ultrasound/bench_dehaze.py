@@ -5,7 +5,14 @@ time, fp32, Euler–Maruyama from σ_max with scores re-evaluated after each DC 
 steps), both networks back-propagated, as published. The fast method (the one-pass student,
 ``usdehaze.ultrasound.student``) gets rows of its own per batch size and precision, timed over
 at least ``fast_seconds`` each (one pass is too short to time once); every row after the
-default's first also has its ratio to that row."""
+default's first also has its ratio to that row.
+
+The sampler's rows (plain loop, default, variants) dehaze through the frame loop of ``run``,
+``run-many``, napari and ``evaluate`` (usdehaze.ultrasound.driver.FrameDriver), without its
+do-no-harm check (an analysis of the result, not dehazing); its blank-frame scan, under 0.1 ms
+a frame, is all it adds to seconds a frame. The fast rows call ``Dehazer.dehaze_iq`` as the
+live view does: at their ≥ 1000 frames/s target that scan would be several per cent of the
+figure, which would then no longer be the dehazing alone."""
 
 from __future__ import annotations
 
@@ -16,6 +23,7 @@ from dataclasses import replace
 import numpy as np
 
 from usdehaze.ultrasound.dehaze import DehazeConfig, Dehazer
+from usdehaze.ultrasound.driver import FrameDriver
 from usdehaze.ultrasound.simulate import simulate_cardiac
 
 VARIANTS = ("channels_last", "compile", "cuda_graphs", "bf16", "fp16")  # extra rows of `bench`
@@ -28,15 +36,21 @@ def _sync(device) -> None:
         torch.cuda.synchronize()
 
 
-def _time(d: Dehazer, iq: np.ndarray, batch: int) -> float:
-    """Seconds to dehaze all of ``iq`` in batches (after a one-batch warm-up)."""
-    d.dehaze_iq(iq[:batch], frames=range(batch))
+def _time(d: Dehazer, iq: np.ndarray, batch: int) -> tuple[float, int]:
+    """Seconds to dehaze all of ``iq`` in batches through the frame driver (after a one-batch
+    warm-up), and the network evaluations per frame the sampler ran (the driver's count)."""
+    driver = FrameDriver(d, check=False)
+    driver.dehaze(list(range(batch)), iq[:batch])
     _sync(d.device)
+    batches = (
+        (list(range(i, min(i + batch, len(iq)))), iq[i : i + batch])
+        for i in range(0, len(iq), batch)
+    )
     t0 = time.perf_counter()
-    for i in range(0, len(iq), batch):
-        d.dehaze_iq(iq[i : i + batch], frames=range(i, min(i + batch, len(iq))))
+    for _ in driver.run(batches):
+        pass
     _sync(d.device)
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, driver.nfe
 
 
 def _time_fast(d: Dehazer, iq: np.ndarray, batch: int, min_seconds: float) -> tuple[int, float]:
@@ -126,12 +140,12 @@ def run(
         d.sampler_options = options
         if fast:
             n, sec = _time_fast(d, iq, c.batch, fast_seconds)
-            steps = 1  # network passes per frame
+            steps, nfe = 1, d.nfe  # network passes per frame
         else:
             n = len(iq) - len(iq) % c.batch or c.batch
             if options.get("rescore"):
                 n = 1  # slow by design: one frame is enough
-            sec = _time(d, iq[:n], c.batch)
+            sec, nfe = _time(d, iq[:n], c.batch)
             steps = c.steps
         row = {
             "setting": name,
@@ -143,6 +157,7 @@ def run(
             "ms_per_frame": 1e3 * sec / n,
             "steps": steps,
             "ms_per_step": 1e3 * sec / (n / c.batch) / steps,
+            "nfe": nfe,  # network evaluations per frame, as the sampler counted them
         }
         if rows and plain:
             row["speedup"] = row["frames_per_s"] / rows[0]["frames_per_s"]

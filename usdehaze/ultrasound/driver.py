@@ -1,15 +1,16 @@
 """One frame driver and one provenance record for every path that dehazes frames.
 
 ``usdehaze run`` (dehaze.run_dehaze), ``run-many`` (batch_run), the napari Dehaze widget and
-``usdehaze evaluate`` all dehaze batches of frames through :class:`FrameDriver`: it hands each
-batch to the Dehazer (IQ frames, or dB images for layers without IQ), notes the frames that are
-all zeros (dehazed as blank frames, said once through ``warn``), adds every result frame to the
-do-no-harm check (usdehaze.ultrasound.harm) and keeps the network evaluations the sampler
-actually ran per frame. Its :meth:`FrameDriver.attrs` and :func:`provenance` are the record every
-result carries: version, the full config as it actually ran (a baseline's own sampler
-settings included), method, seed, prior checksums, the precision "auto" resolved to, the
-dynamic range, the measurement model the sampler ran (``operator``: its config()), ``nfe`` (root attribute), blank frames, and the ``ood_*`` / ``harm_*`` fields of
-the checks before and after sampling.
+``usdehaze evaluate`` (and ``bench dehaze``'s sampler rows) all dehaze batches of frames
+through :class:`FrameDriver`: it hands each batch to the Dehazer (IQ frames, or dB images for
+layers without IQ), notes the frames that are all zeros (dehazed as blank frames, said once
+through ``warn``), adds every result frame to the do-no-harm check (usdehaze.ultrasound.harm)
+and keeps the network evaluations the sampler actually ran per frame. Its
+:meth:`FrameDriver.attrs` and :func:`provenance` are the record every result carries: version,
+the full config as it actually ran (a baseline's own sampler settings included), method, seed,
+prior checksums, the precision "auto" resolved to, the dynamic range, the measurement model the
+sampler ran (``operator``: its config()), ``nfe`` (root attribute), blank frames, and the
+``ood_*`` / ``harm_*`` fields of the checks before and after sampling.
 """
 
 from __future__ import annotations
