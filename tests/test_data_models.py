@@ -205,3 +205,28 @@ def test_the_architecture_docs_example_model_runs(tiny_priors):
         assert d.nfe == 2 * 2  # two priors, one evaluation each per em step
     finally:
         DATA_MODELS.pop("ampsum", None)
+
+
+def test_the_iq_domain_is_named_once_and_the_iq_model_declares_it():
+    """One name for one idea: the normalisation domain "iq-mulaw" (what the shipped priors' JSON
+    records) is a string literal in one module of the package; the iq data model, the prior
+    checks and the ultrasound code all take it from there."""
+    import ast
+
+    import usdehaze
+    from usdehaze.core import domains
+    from usdehaze.core.priors import DOMAINS
+    from usdehaze.ultrasound import logcomp
+
+    root = Path(usdehaze.__file__).parent
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                if "iq-mulaw" in node.value:
+                    found.append(path.relative_to(root).as_posix())
+    assert found == ["core/domains.py"]
+    assert DATA_MODELS["iq"].domain is domains.IQ_MULAW is logcomp.IQ_MULAW
+    assert PRIOR_DOMAIN["iq"] in DOMAINS
+    meta = json.loads((WEIGHTS_DIR / "tissue_iq.json").read_text())
+    assert meta["normalisation"]["domain"] == domains.IQ_MULAW

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor, nn
 
+from usdehaze.core.domains import DOMAINS
 from usdehaze.core.sde import SDE, sde_from_config
 from usdehaze.errors import UsageError, first_line
 
@@ -199,7 +200,6 @@ PRIOR_KEYS = {
     "ood",
 }
 FORMAT = "usdehaze-prior/1"
-DOMAINS = ("db", "iq-mulaw")
 
 
 def validate_prior_config(cfg: Any, cfg_path: Path) -> dict[str, Any]:

@@ -8,7 +8,7 @@ The one place the project turns IQ into images and back. Conventions:
 - μ-law: the one definition (``MU``, :func:`mu_law`, :func:`mu_law_inverse`), on numpy arrays and
   on torch tensors alike; the iq data model (usdehaze.ultrasound.measurement.MuLawIQSum) calls it.
 - The priors' data domains, as their JSON's ``normalisation.domain`` names them: ``DB`` for
-  log-compressed envelopes, ``IQ_MULAW`` for μ-law companded I/Q.
+  log-compressed envelopes, ``IQ_MULAW`` for μ-law companded I/Q (named in usdehaze.core.domains).
 """
 
 from __future__ import annotations
@@ -18,10 +18,12 @@ import sys
 
 import numpy as np
 
+# the prior domains, named here for the ultrasound code (their one definition is in core)
+from usdehaze.core.domains import DB as DB
+from usdehaze.core.domains import IQ_MULAW as IQ_MULAW
+
 DEFAULT_DYNAMIC_RANGE = 60.0
 MU = 255.0
-DB = "db"
-IQ_MULAW = "iq-mulaw"
 _TINY = 1e-30
 
 

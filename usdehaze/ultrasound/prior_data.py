@@ -1,6 +1,6 @@
 """Training images for the ultrasound priors: simulated tissue-only and haze-only frames.
 
-``domain="db"``: log-compressed envelopes (N, z, x) in [-1, 1]; ``domain="iq-mulaw"``: μ-law companded
+``domain=DB``: log-compressed envelopes (N, z, x) in [-1, 1]; ``domain=IQ_MULAW``: μ-law companded
 I and Q channels (N, 2, z, x), the follow-up paper's (TMI 2024) representation. Both are scaled
 by the *hazy* frame's reference, the one a dehazing run uses, so the haze prior learns haze at its
 true level below tissue.
@@ -35,7 +35,7 @@ def make_prior_data(
     domain: str = DB,
 ) -> dict[str, np.ndarray]:
     """(tissue, haze) arrays in [-1, 1] from ``n_scans`` simulated cardiac loops: (N, z, x) dB
-    images for ``domain="db"``, (N, 2, z, x) μ-law I/Q for ``domain="iq-mulaw"``."""
+    images for ``domain=DB``, (N, 2, z, x) μ-law I/Q for ``domain=IQ_MULAW``."""
     if domain not in (DB, IQ_MULAW):
         raise ValueError(f"domain must be '{DB}' or '{IQ_MULAW}', got {domain!r}")
     rng = np.random.default_rng(seed_start)
