@@ -4,8 +4,9 @@
                                        [--wait-for N] [--ship]
 
 1. teacher: the joint sampler (the shipped iq priors, or ``teacher.config.priors``) dehazes
-   random crops of every frame of the corpus's training split, each crop scaled as its whole
-   frame (the sampler's cost is per pixel; the student trains on crops); cached per shard under
+   every whole frame of the corpus's training split (``teacher.crop: 0``; a crop size instead
+   dehazes random crops, each scaled as its whole frame, but the sampler removes less haze from
+   a crop than from the frame around it); cached per shard under
    ``out/teacher-<id>/``, where <id> names the teacher (prior checksums + settings), so a new
    teacher never mixes with an old one's outputs. ``--wait-for N`` keeps going until N shards
    are cached (for a corpus still being made). Resumable: cached shards are skipped.
@@ -63,14 +64,19 @@ def teacher_id(dehazer, crop: int, per_frame: int) -> tuple[str, dict]:
 def crop_settings(cfg: dict) -> tuple[int, int, int]:
     """The teacher's crop size, crops per frame and rounds (configs/student.yaml)."""
     t = cfg.get("teacher", {})
-    return int(t.get("crop", 96)), int(t.get("crops_per_frame", 2)), int(t.get("rounds", 1))
+    crop = int(t.get("crop", 0))
+    per_frame = 1 if crop == 0 else int(t.get("crops_per_frame", 2))
+    return crop, per_frame, int(t.get("rounds", 1))
 
 
 RUNTIME = ("device", "batch", "channels_last", "compile", "cuda_graphs", "precision")
 
 
 def crop_plan(shapes: list[tuple[int, int]], crop: int, per_frame: int, seed: int) -> np.ndarray:
-    """(frame, row, col) of ``per_frame`` random crops of each frame (the same for a given seed)."""
+    """(frame, row, col) of ``per_frame`` random crops of each frame (the same for a given seed);
+    ``crop`` 0: each whole frame once."""
+    if crop == 0:
+        return np.array([(f, 0, 0) for f in range(len(shapes))], np.int64).reshape(-1, 3)
     rng = np.random.default_rng(seed)
     rows = []
     for f, (nz, nx) in enumerate(shapes):
@@ -79,14 +85,17 @@ def crop_plan(shapes: list[tuple[int, int]], crop: int, per_frame: int, seed: in
     return np.array(rows, np.int64).reshape(-1, 3)
 
 
-def cut(frames: np.ndarray, where: np.ndarray, crop: int) -> np.ndarray:
-    return np.stack([frames[f, r : r + crop, c : c + crop] for f, r, c in where])
+def cut(frames: np.ndarray, where: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The (h, w) crops of ``frames`` at ``where`` (frame, row, col)."""
+    h, w = size
+    return np.stack([frames[f, r : r + h, c : c + w] for f, r, c in where])
 
 
 def run_teacher(cfg: dict, wait_for: int | None) -> Path:
-    """Teacher outputs on random crops of every training frame, each crop scaled as its whole
-    frame (Dehazer.dehaze_iq ``within``): the sampler's cost is per pixel, and the student
-    trains on crops anyway."""
+    """Teacher outputs on every whole training frame (``crop`` 0), or on random crops of them,
+    each crop scaled as its whole frame (Dehazer.dehaze_iq ``within``). Whole frames are the
+    default: on a validation frame the sampler took the cavity to -54 dB, on 96-px crops of the
+    same frame only to -43 to -50 dB, and a student learns that weaker target."""
     from usdehaze.atomic import atomic_path
     from usdehaze.core.priors import sha256
     from usdehaze.ultrasound.corpus.store import read_shard, shards
@@ -120,7 +129,8 @@ def run_teacher(cfg: dict, wait_for: int | None) -> Path:
         index = int(p.stem.rsplit("_", 1)[-1]) if p.stem[-1].isdigit() else done
         seed = index + 100_000 * r
         where = crop_plan([hazy.shape[1:]] * len(hazy), crop, per_frame, seed=seed)
-        crops, whole = cut(hazy, where, crop), hazy[where[:, 0]]
+        size = hazy.shape[1:] if crop == 0 else (crop, crop)
+        crops, whole = cut(hazy, where, size), hazy[where[:, 0]]
         tissue, haze = [], []
         for i in range(0, len(crops), dehazer.cfg.batch):
             sel = slice(i, i + dehazer.cfg.batch)
@@ -139,7 +149,7 @@ def run_teacher(cfg: dict, wait_for: int | None) -> Path:
             )
         last_new = time.time()
         print(
-            f"teacher {tid}: {cache(p, r).name} ({len(crops)} crops of {crop} px, "
+            f"teacher {tid}: {cache(p, r).name} ({len(crops)} crops of {size[0]}x{size[1]} px, "
             f"{time.time() - t0:.0f} s); {done + 1} of {len(jobs)} cached",
             flush=True,
         )
@@ -160,7 +170,7 @@ def training_pairs(cfg: dict, folder: Path) -> tuple[list, list, list[str]]:
         with np.load(cache, allow_pickle=False) as t:
             where = t["where"]
             tissue, haze = t["tissue"].astype(np.float32), t["haze"].astype(np.float32)
-        _, x = student.encode(cut(hazy, where, tissue.shape[-1]), dr, within=hazy[where[:, 0]])
+        _, x = student.encode(cut(hazy, where, tissue.shape[-2:]), dr, within=hazy[where[:, 0]])
         y = student.targets(tissue, haze, dr)
         xs.extend(x)
         ys.extend(y)

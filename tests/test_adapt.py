@@ -417,7 +417,7 @@ def test_adapt_refreshes_the_student_for_the_adapted_priors(
     for suffix in (".safetensors", ".json"):
         shutil.copy(tiny_student.with_suffix(suffix), with_student / f"student_iq{suffix}")
     out = tmp_path / "out"
-    refresh = StudentRefresh(crops=4, crop=24, batch=2, steps=3)
+    refresh = StudentRefresh(frames=4, crop=24, batch=2, steps=3)
     files = {k: [material[k]] for k in ("tissue", "haze")}
     res = adapt(
         files["tissue"], files["haze"], out, _settings(), base=with_student, progress=False,
@@ -428,7 +428,7 @@ def test_adapt_refreshes_the_student_for_the_adapted_priors(
     base_s = load_student(tiny_student)
     assert s.meta["base_student"]["checksum"] == base_s.checksum
     assert s.checksum != base_s.checksum  # fine-tuned
-    assert s.meta["steps"] == 3 and s.meta["refresh"]["teacher_crops"] == 4
+    assert s.meta["steps"] == 3 and s.meta["refresh"]["teacher_frames"] == 4
     adapted = {
         r: json.loads((out / f"{r}_iq.json").read_text())["sha256"] for r in ("tissue", "haze")
     }

@@ -3,8 +3,9 @@
 The adapted priors are the new teacher. Hazy frames come from the lab's own material: with
 tissue-only and haze-only scans, each synthetic frame is a tissue frame plus a haze frame at a
 random gain (in I/Q the two add exactly, the iq model's premise); hazy scans given with a haze
-ROI are used as they are. The teacher dehazes random crops of them (each scaled as its whole
-frame), and the student is fine-tuned from the base one on those pairs within a time budget.
+ROI are used as they are. The teacher dehazes them whole (it removes less haze from a crop than
+from the frame around it), and the student is fine-tuned from the base one on random crops of
+those pairs within a time budget.
 Written to ``OUT/student_iq.safetensors``, which ``usdehaze run --method fast --priors OUT``
 picks up; the checkpoint lies in ``OUT/checkpoints/student`` (a rerun resumes).
 """
@@ -30,8 +31,8 @@ class StudentRefresh:
     """How to refresh the student (recorded in its JSON)."""
 
     minutes: float = 5.0  # teacher and fine-tuning together
-    crops: int = 24  # teacher crops (the sampler's share of the budget)
-    crop: int = 96
+    frames: int = 8  # whole frames the teacher dehazes (the sampler's share of the budget)
+    crop: int = 96  # fine-tuning crops
     batch: int = 8
     lr: float = 3e-4
     seed: int = 0
@@ -40,7 +41,7 @@ class StudentRefresh:
     def validate(self) -> StudentRefresh:
         if not (np.isfinite(self.minutes) and self.minutes > 0):
             raise UsageError(f"--student-minutes {self.minutes}: expected a positive number")
-        for name in ("crops", "crop", "batch"):
+        for name in ("frames", "crop", "batch"):
             if getattr(self, name) < 1:
                 raise UsageError(
                     f"adapt: student {name} {getattr(self, name)}: expected at least 1"
@@ -79,8 +80,8 @@ def refresh_student(
     device: Any,
     log: Callable[[str], None] = print,
 ) -> Path:
-    """Teacher (the priors in ``out``) on crops of hazy frames, then fine-tune ``base_student``
-    on them for the rest of the budget; returns the written student's path."""
+    """Teacher (the priors in ``out``) on whole hazy frames, then fine-tune ``base_student`` on
+    crops of them for the rest of the budget; returns the written student's path."""
     from usdehaze.core.student import DistilConfig, Distiller, load_student, save_student
     from usdehaze.ultrasound import student as us_student
     from usdehaze.ultrasound.dehaze import DehazeConfig, Dehazer
@@ -88,7 +89,7 @@ def refresh_student(
     s = settings.validate()
     t0 = time.perf_counter()
     base = load_student(base_student)
-    frames = hazy_frames(mats, s.crop, s.crops, s.seed)
+    frames = hazy_frames(mats, s.crop, s.frames, s.seed)
     if not frames:
         raise UsageError(
             f"adapt --student: no hazy frame of at least {s.crop}x{s.crop} pixels could be made "
@@ -96,16 +97,12 @@ def refresh_student(
         )
     teacher = Dehazer(DehazeConfig(priors=str(out), device=str(device)))
     dr = teacher.cfg.dynamic_range
-    rng = np.random.default_rng(s.seed)
     xs, ys = [], []
     for k, f in enumerate(frames):
-        r = rng.integers(0, f.shape[0] - s.crop + 1)
-        c = rng.integers(0, f.shape[1] - s.crop + 1)
-        crop = f[None, r : r + s.crop, c : c + s.crop]
-        res = teacher.dehaze_iq(crop, frames=[k], within=f[None])
-        xs.append(us_student.encode(crop, dr, within=f[None])[1][0])
+        res = teacher.dehaze_iq(f[None], frames=[k])
+        xs.append(us_student.encode(f[None], dr)[1][0])
         ys.append(us_student.targets(res["tissue"], res["haze"], dr)[0])
-        log(f"student: teacher crop {k + 1}/{len(frames)} ({time.perf_counter() - t0:.0f} s)")
+        log(f"student: teacher frame {k + 1}/{len(frames)} ({time.perf_counter() - t0:.0f} s)")
     budget = s.minutes * 60 - (time.perf_counter() - t0)
     cfg = DistilConfig(
         steps=s.steps or 10**6,
@@ -136,7 +133,7 @@ def refresh_student(
         "dynamic_range": dr,
         "teacher": {"checksums": teacher.checksums, "source": "usdehaze adapt"},
         "base_student": {"path": str(base_student), "checksum": base.checksum},
-        "refresh": {**asdict(s), "teacher_crops": len(xs)},
+        "refresh": {**asdict(s), "teacher_frames": len(xs)},
         "steps": d.step,
         "train_seconds": round(d.seconds, 1),
         "losses": d.losses,
