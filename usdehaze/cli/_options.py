@@ -1,107 +1,93 @@
-"""Command-line options shared by ``run`` and ``run-many`` (one definition, one help text)."""
+"""Command-line options of ``run`` and ``run-many``.
+
+The dehazing settings are not listed here: :func:`with_settings` makes one option per
+DehazeConfig field (its name with dashes, ``--x/--no-x`` for a boolean, a path for the priors
+section), with the help text and section (the help panel) its field declares
+(usdehaze.ultrasound.dehaze). The options that are not settings (inputs, output, frames, the
+YAML, quiet, strict) are defined once below.
+"""
 
 from __future__ import annotations
 
+import functools
+import inspect
+from dataclasses import Field, fields
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, Optional
 
 import typer
 
+from usdehaze.ultrasound.dehaze import DehazeConfig
 
-def _model_help() -> str:
-    """--model's help, from the registered data models (usdehaze.ultrasound.models)."""
-    from usdehaze.ultrasound.dehaze import DehazeConfig
-    from usdehaze.ultrasound.models import DATA_MODELS
+# help panels of ``--help``, one per config section (None: the top level, ``method``)
+PANELS = {
+    None: "Method",
+    "model": "Model",
+    "sampler": "Sampler",
+    "runtime": "Runtime",
+    "priors": "Priors",
+}
+_FIELDS = {f.name: f for f in fields(DehazeConfig)}
 
-    default = DehazeConfig.model
-    said = [
-        f"{n} ({'default; ' if n == default else ''}{m.summary})"
-        for n, m in sorted(DATA_MODELS.items(), key=lambda kv: kv[0] != default)
+
+def option_name(f: Field) -> str:
+    """A setting's option: ``--dynamic-range``; ``--compile/--no-compile`` for a boolean."""
+    flag = "--" + f.name.replace("_", "-")
+    return f"{flag}/--no-{flag[2:]}" if isinstance(f.default, bool) else flag
+
+
+def setting(name: str, panel: bool = True) -> Any:
+    """The option (an ``Annotated`` type for typer) of DehazeConfig field ``name``: None when
+    not given, so the config file's value or the default stands; ``panel``: listed under its
+    section in ``--help``."""
+    f = _FIELDS[name]
+    kind = Path if f.metadata.get("path") else type(f.default)
+    text = f.metadata["help"]
+    option = typer.Option(
+        option_name(f),
+        help=text() if callable(text) else text,
+        rich_help_panel=PANELS.get(f.metadata["section"]) if panel else None,
+    )
+    return Annotated[Optional[kind], option]  # noqa: UP045 - typer reads this type at run time
+
+
+def with_settings(command: Any) -> Any:
+    """Decorator of a command: after its own options, one option per DehazeConfig field
+    (:func:`setting`); the command gets the values as ``settings``, a dict of every field (None:
+    not given; paths as strings), for ``build_config``."""
+    sig = inspect.signature(command, eval_str=True)
+    own = [p for p in sig.parameters.values() if p.name != "settings"]
+    clash = {p.name for p in own} & set(_FIELDS)
+    if clash or "settings" not in sig.parameters:
+        raise TypeError(f"{command.__name__}: takes settings; options named like one: {clash}")
+    added = [
+        inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=setting(n))
+        for n in _FIELDS
     ]
-    return "Data model for joint: " + ", ".join(said[:-1]) + f" or {said[-1]}."
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> Any:
+        settings = {n: kwargs.pop(n, None) for n in _FIELDS}
+        settings = {k: str(v) if isinstance(v, Path) else v for k, v in settings.items()}
+        return command(**kwargs, settings=settings)
+
+    params = own + added
+    wrapper.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in params}
+    return wrapper
 
 
-def gamma_help() -> str:
-    """--gamma's help: the data models that read γ."""
-    from usdehaze.ultrasound.models import DATA_MODELS
-
-    names = [n for n, m in DATA_MODELS.items() if "gamma" in m.params]
-    return f"Dehazing strength γ ({' and '.join(names)} models)."
-
-
+Device = setting("device", panel=False)  # adapt's --device: the same option
 Key = Annotated[str | None, typer.Option("--key", help="Dataset to read when several fit.")]
 Frames = Annotated[
     str | None, typer.Option("--frames", help="START:STOP or an index (default all).")
 ]
-Steps = Annotated[int | None, typer.Option("--steps", help="Sampler steps.")]
-Solver = Annotated[
-    str | None, typer.Option("--solver", help="Prior step: em (default), ddim or heun.")
-]
-Samples = Annotated[
-    int | None,
-    typer.Option("--samples", help="Posterior samples per frame (std saved when > 1)."),
-]
-Seed = Annotated[int | None, typer.Option("--seed", help="Random seed (frame i: seed + i).")]
-Model = Annotated[
-    str | None,
-    typer.Option(
-        "--model",
-        help=_model_help(),
-    ),
-]
-Precision = Annotated[
-    str | None,
-    typer.Option(
-        "--precision", help="Network precision: auto (bf16 on CUDA, fp32 on CPU), fp32, bf16, fp16."
-    ),
-]
-CudaGraphs = Annotated[
-    bool | None,
-    typer.Option(
-        "--cuda-graphs/--no-cuda-graphs",
-        help="Compile the networks as CUDA graphs (torch.compile reduce-overhead; on CPU a plain compile).",
-    ),
-]
-DynamicRange = Annotated[
-    float | None,
-    typer.Option(
-        "--dynamic-range",
-        help="dB kept below each frame's maximum (default 60): the log models' input scale and the "
-        "result's clip; dB priors must be trained with the same.",
-    ),
-]
-Batch = Annotated[int | None, typer.Option("--batch", help="Frames per sampler batch.")]
-Device = Annotated[str | None, typer.Option("--device", help="auto, cpu or cuda.")]
 Config = Annotated[
     Path | None,
-    typer.Option("--config", help="YAML with DehazeConfig keys (configs/dehaze_default.yaml)."),
-]
-TissuePrior = Annotated[
-    Path | None, typer.Option("--tissue-prior", help="Tissue prior (.safetensors + .json).")
-]
-HazePrior = Annotated[
-    Path | None, typer.Option("--haze-prior", help="Haze prior (.safetensors + .json).")
-]
-Priors = Annotated[
-    Path | None,
     typer.Option(
-        "--priors",
-        help="Folder with both priors, e.g. from usdehaze adapt (--tissue-prior/--haze-prior override one).",
-    ),
-]
-Student = Annotated[
-    Path | None,
-    typer.Option(
-        "--student",
-        help="Method fast: the distilled student (.safetensors + .json); default the --priors "
-        "folder's student_iq, else the shipped one.",
-    ),
-]
-Method = Annotated[
-    str | None,
-    typer.Option(
-        "--method",
-        help="joint (the sampler, default), fast (its one-pass student), dps, pigdm-gauss or bm3d.",
+        "--config",
+        help="YAML with DehazeConfig keys, flat or in sections model, sampler, runtime and "
+        "priors (configs/dehaze_default.yaml); options override it.",
     ),
 ]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from usdehaze.cli import _options as o
 from usdehaze.cli._app import app
-from usdehaze.ultrasound.dehaze import build_config  # noqa: F401 - the library's; bench imports it here
 
 
 @app.command()
+@o.with_settings
 def run(
     scan: Path = typer.Argument(None, help="Beamformed IQ scan (HDF5/zarr); see docs/formats.md."),
     out: Path = typer.Option(
@@ -20,41 +21,11 @@ def run(
     demo: bool = typer.Option(False, "--demo", help="Dehaze the embedded simulated demo scan."),
     key: o.Key = None,
     frames: o.Frames = None,
-    method: o.Method = None,
-    model: o.Model = None,
-    rule: str = typer.Option(
-        None, "--rule", help="Data consistency: dps (default), pigdm or projection."
-    ),
-    steps: o.Steps = None,
-    start_sigma: float = typer.Option(None, "--start-sigma", help="Late start noise level (CCDF)."),
-    solver: o.Solver = None,
-    eta: float = typer.Option(
-        None, "--eta", help="DDIM stochasticity: 0 deterministic, 1 ancestral."
-    ),
-    schedule: str = typer.Option(
-        None, "--schedule", help="Step times: linear (default) or karras."
-    ),
-    samples: o.Samples = None,
-    gamma: float = typer.Option(None, "--gamma", help=o.gamma_help()),
-    dynamic_range: o.DynamicRange = None,
-    device: o.Device = None,
-    precision: o.Precision = None,
-    seed: o.Seed = None,
-    batch: o.Batch = None,
-    channels_last: bool = typer.Option(
-        None, "--channels-last/--no-channels-last", help="NHWC memory layout for the networks."
-    ),
-    compile_nets: bool = typer.Option(
-        None, "--compile/--no-compile", help="torch.compile the networks (needs a C compiler)."
-    ),
-    cuda_graphs: o.CudaGraphs = None,
     config: o.Config = None,
-    tissue_prior: o.TissuePrior = None,
-    haze_prior: o.HazePrior = None,
-    priors: o.Priors = None,
-    student: o.Student = None,
     quiet: o.Quiet = False,
     strict: o.Strict = False,
+    *,
+    settings: dict[str, Any],
 ) -> None:
     """Dehaze SCAN into tissue and haze estimates; the input is never modified.
 
@@ -69,7 +40,7 @@ def run(
 
     from usdehaze.errors import UsageError
     from usdehaze.outputs import check_output
-    from usdehaze.ultrasound.dehaze import for_magnitude_data, run_dehaze
+    from usdehaze.ultrasound.dehaze import build_config, for_magnitude_data, run_dehaze
     from usdehaze.ultrasound.io import load_scan
     from usdehaze.ultrasound.scan import parse_frames
     from usdehaze.ultrasound.simulate import demo_scan_path
@@ -79,33 +50,7 @@ def run(
         out = out or Path("demo_scan.dehazed.h5")
     if scan is None:
         raise UsageError("run: give a SCAN file or --demo")
-    cfg = build_config(
-        config,
-        {
-            "method": method,
-            "model": model,
-            "rule": rule,
-            "steps": steps,
-            "start_sigma": start_sigma,
-            "solver": solver,
-            "eta": eta,
-            "schedule": schedule,
-            "channels_last": channels_last,
-            "compile": compile_nets,
-            "cuda_graphs": cuda_graphs,
-            "samples": samples,
-            "gamma": gamma,
-            "dynamic_range": dynamic_range,
-            "device": device,
-            "precision": precision,
-            "seed": seed,
-            "batch": batch,
-            "tissue_prior": str(tissue_prior) if tissue_prior else None,
-            "haze_prior": str(haze_prior) if haze_prior else None,
-            "priors": str(priors) if priors else None,
-            "student": str(student) if student else None,
-        },
-    )
+    cfg = build_config(config, settings)  # the options of every DehazeConfig field
     out = out or scan.with_name(scan.stem + ".dehazed.h5")
     check_output(out, [scan])  # before any work: never over an input or a file not ours
     with load_scan(scan, key) as s:

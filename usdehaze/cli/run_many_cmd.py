@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -11,30 +12,18 @@ from usdehaze.cli._app import app
 
 
 @app.command("run-many")
+@o.with_settings
 def run_many(
     inputs: list[Path] = typer.Argument(..., help="Beamformed IQ scans (HDF5/zarr)."),
     out: Path = typer.Option(..., "-o", "--out", help="Output zarr store (NAME.zarr)."),
     key: o.Key = None,
     frames: o.Frames = None,
     config: o.Config = None,
-    method: o.Method = None,
-    model: o.Model = None,
-    steps: o.Steps = None,
-    solver: o.Solver = None,
-    samples: o.Samples = None,
-    dynamic_range: o.DynamicRange = None,
-    seed: o.Seed = None,
-    batch: o.Batch = None,
-    device: o.Device = None,
-    precision: o.Precision = None,
-    cuda_graphs: o.CudaGraphs = None,
-    tissue_prior: o.TissuePrior = None,
-    haze_prior: o.HazePrior = None,
-    priors: o.Priors = None,
-    student: o.Student = None,
     overwrite: bool = typer.Option(False, "--overwrite", help="Start over instead of resuming."),
     quiet: o.Quiet = False,
     strict: o.Strict = False,
+    *,
+    settings: dict[str, Any],
 ) -> None:
     """Dehaze every frame of INPUTS into OUT.zarr (one group per scan, one chunk per frame).
 
@@ -51,26 +40,7 @@ def run_many(
     from usdehaze.ultrasound.batch_run import run_many as run
     from usdehaze.ultrasound.dehaze import build_config
 
-    cfg = build_config(
-        config,
-        {
-            "method": method,
-            "model": model,
-            "steps": steps,
-            "solver": solver,
-            "samples": samples,
-            "dynamic_range": dynamic_range,
-            "seed": seed,
-            "batch": batch,
-            "device": device,
-            "precision": precision,
-            "cuda_graphs": cuda_graphs,
-            "tissue_prior": str(tissue_prior) if tissue_prior else None,
-            "haze_prior": str(haze_prior) if haze_prior else None,
-            "priors": str(priors) if priors else None,
-            "student": str(student) if student else None,
-        },
-    )
+    cfg = build_config(config, settings)  # the options of every DehazeConfig field
     rank = int(os.environ.get("RANK", "0"))
     bar = tqdm(unit="frame", disable=quiet or rank != 0, desc="run-many (rank 0)", delay=0.5)
 

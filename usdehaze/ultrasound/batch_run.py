@@ -43,8 +43,8 @@ STORE_FORMAT = "usdehaze-batch/1"
 
 def _identity(cfg: DehazeConfig, inputs: list[Path], frames: list[range]) -> dict[str, Any]:
     """What a resumed run must share with the run that made the store: everything but the
-    runtime settings (dehaze.RUNTIME_KEYS: device, batch, precision, compile, ...; each run's
-    precision is in its ``runs`` entry)."""
+    runtime section (dehaze.RUNTIME_KEYS: device, batch, precision, compile, ...; each run's
+    precision is in its ``runs`` entry), as flat keys (what stores have always recorded)."""
     c = {k: v for k, v in asdict(cfg).items() if k not in RUNTIME_KEYS}
     return {
         "config": c,
