@@ -70,11 +70,12 @@ def test_do_no_harm_is_said_where_the_default_fails_and_only_there(tmp_path):
             assert a["harm_contrast_out_db"] - a["harm_contrast_in_db"] > 3.0
 
 
-# the shipped student on the same frames: haze removed 5 % (its teacher, the default: 28 %),
-# gCNR 0.578 -> 0.627, tissue kept +0.18 dB; pinned with a margin (an identity student: 0 %, +0)
-FAST_HAZE_REMOVED_MIN = 0.02
-FAST_GCNR_GAIN_MIN = 0.02
-FAST_TISSUE_KEPT_MAX_DB = 1.5
+# the shipped student on the same frames: haze removed 48 % (its teacher, the default: 28 %),
+# gCNR 0.578 -> 0.832 (teacher 0.609), tissue kept +0.33 dB; pinned with a margin (the student
+# distilled from 96-px crops removed 5 %; an identity student: 0 %, +0)
+FAST_HAZE_REMOVED_MIN = 0.30
+FAST_GCNR_GAIN_MIN = 0.15
+FAST_TISSUE_KEPT_MAX_DB = 1.0
 
 
 @pytest.mark.slow
