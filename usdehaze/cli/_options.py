@@ -78,6 +78,7 @@ def with_settings(command: Any) -> Any:
 
 
 Device = setting("device", panel=False)  # adapt's --device: the same option
+Steps = setting("steps", panel=False)  # evaluate's and bench dehaze's --steps: the same option
 Key = Annotated[str | None, typer.Option("--key", help="Dataset to read when several fit.")]
 Frames = Annotated[
     str | None, typer.Option("--frames", help="START:STOP or an index (default all).")

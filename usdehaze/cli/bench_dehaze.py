@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from usdehaze.cli._options import Steps
 from usdehaze.cli.bench_cmd import bench_app
 
 
@@ -23,7 +24,7 @@ def bench_dehaze(
         ["auto"], "--device", help="cpu and/or cuda; auto = cpu, then cuda when present."
     ),
     config: Path = typer.Option(None, "--config", help="YAML with DehazeConfig keys."),
-    steps: int = typer.Option(None, "--steps", help="Sampler steps."),
+    steps: Steps = None,
     no_plain: bool = typer.Option(False, "--no-plain", help="Skip the plain Algorithm 1 loop."),
     plain_steps: int = typer.Option(
         600, "--plain-steps", help="Steps of the plain Algorithm 1 loop (the paper's T = 600)."

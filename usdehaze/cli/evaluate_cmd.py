@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from usdehaze.cli._app import app
+from usdehaze.cli._options import Steps
 
 
 @app.command()
@@ -18,7 +19,7 @@ def evaluate(
     config: Path = typer.Option(
         None, "--config", help="YAML with DehazeConfig keys for the joint method."
     ),
-    steps: int = typer.Option(None, "--steps", help="Sampler steps."),
+    steps: Steps = None,
     device: str = typer.Option("cpu", "--device", help="auto, cpu or cuda."),
     cases: Path = typer.Option(
         None,
