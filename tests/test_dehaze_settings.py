@@ -8,13 +8,14 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import asdict, fields, replace
-from importlib import import_module
 from pathlib import Path
 
 import pytest
 
 import usdehaze.ultrasound.dehaze as dehaze
 from usdehaze.cli._app import run_app
+from usdehaze.core.dc_rules import DC_RULES
+from usdehaze.core.solvers import SOLVERS
 from usdehaze.errors import UsageError
 from usdehaze.ultrasound.dehaze import (
     RUNTIME_KEYS,
@@ -191,31 +192,26 @@ def test_new_options_reach_the_recorded_config(tiny_iq_priors, tmp_path):
     assert (got["weighting"], got["steps"], got["tissue_prior"]) == ("paper", 1, str(t))
 
 
-def _words(text: str) -> set[str]:
-    return set(re.findall(r"[a-z][a-z0-9-]*", text))
+def _help_words(name: str) -> set[str]:
+    """The words of DehazeConfig field ``name``'s written help."""
+    return set(
+        re.findall(r"[a-z][a-z0-9-]*", DehazeConfig.__dataclass_fields__[name].metadata["help"])
+    )
 
 
 @pytest.mark.parametrize(
     "name, registered",
-    [
-        ("method", lambda: dehaze.METHODS),
-        ("rule", lambda: list(import_module("usdehaze.core.dc_rules").DC_RULES)),
-        ("solver", lambda: list(import_module("usdehaze.core.solvers").SOLVERS)),
-    ],
+    [("method", dehaze.METHODS), ("rule", DC_RULES), ("solver", SOLVERS)],
 )
 def test_the_written_help_of_a_choice_names_every_registered_choice(name, registered):
     """--method, --rule and --solver keep a written help (their registries import torch, which
     the CLI does not load to start): it must name every registered choice, so a new rule or
     prior step that is not added to it turns this red."""
-    f = next(f for f in FIELDS if f.name == name)
-    missing = set(registered()) - _words(f.metadata["help"])
+    missing = set(registered) - _help_words(name)
     assert not missing, f"--{name}'s help does not name {sorted(missing)}"
 
 
 def test_the_written_help_of_weighting_names_every_weighting_of_every_rule():
-    from usdehaze.core.dc_rules import DC_RULES
-
-    help_words = _words(next(f for f in FIELDS if f.name == "weighting").metadata["help"])
     for name, rule in DC_RULES.items():
-        missing = set(rule.weightings) - help_words
+        missing = set(rule.weightings) - _help_words("weighting")
         assert not missing, f"rule {name}: --weighting's help does not name {sorted(missing)}"
