@@ -9,7 +9,10 @@ from typing import Any, Literal
 
 import numpy as np
 
+from usdehaze.ultrasound.display import DisplayMap
+
 GridKind = Literal["cartesian", "polar"]
+Domain = Literal["iq", "envelope", "display"]
 
 
 @dataclass
@@ -20,7 +23,8 @@ class Scan:
     (z, x), so regions given in millimetres map onto any grid, polar included. For a polar grid
     ``axes`` holds ``theta`` (rad, per column), ``r`` (m, per row) and ``origin`` ([x, z] m).
     For a cartesian grid it holds ``x`` and ``z`` 1-D axes. ``read(start, stop)`` returns
-    complex64 (stop - start, z, x); readers keep the file open until :meth:`close`.
+    complex64 (stop - start, z, x) (float32 magnitudes for ``domain`` "envelope", float32 grey
+    levels for "display"); readers keep the file open until :meth:`close`.
     """
 
     path: Path
@@ -45,6 +49,22 @@ class Scan:
     # set when the file gives no pixel coordinates and the grid was inferred or assumed: says
     # from what (shown by usdehaze info and napari, since mm positions may not be physical)
     geometry_note: str | None = None
+    # what ``read`` returns: "iq" (complex IQ), "envelope" (magnitudes: ``magnitude_only``) or
+    # "display" (scan-converted B-mode grey levels, float32, mapped to dB by ``display``)
+    domain: Domain = "iq"
+    display: DisplayMap | None = None
+    # boolean (z, x) masks the reader found: "sector" (the imaging region: only it is dehazed
+    # and measured) and "overlay" (burned-in text, markers, ECG: copied untouched to outputs)
+    masks: dict[str, np.ndarray] = field(default_factory=dict)
+    frame_rate: float | None = None  # frames per second, when the file says
+
+    def __post_init__(self) -> None:
+        if self.magnitude_only and self.domain == "iq":
+            self.domain = "envelope"
+        if self.domain != "iq":
+            self.magnitude_only = True
+        if self.domain == "display" and self.display is None:
+            self.display = DisplayMap()
 
     def __len__(self) -> int:
         return self.n_frames
