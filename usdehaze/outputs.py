@@ -32,8 +32,11 @@ MARKER = "usdehaze_output"
 _LEGACY_FORMATS = ("usdehaze-result/1", "usdehaze-batch/1", "usdehaze-prior/1", "usdehaze-adapt/1")
 _LEGACY_SCAN = "beamformed IQ written by usdehaze"
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-_FIGURES = (".png", ".pdf", ".svg")
-_SNIFF = 1 << 16  # figure metadata sits in the first (PNG, SVG) or last (PDF) few kB
+# files whose marker is a text token in their first or last 64 kB: figures (PNG, SVG: first;
+# PDF: last), videos (container metadata: MP4 at either end, AVI first) and DICOM cines (the
+# DerivationDescription lies in the header, before the pixel data)
+_SNIFFED = (".png", ".pdf", ".svg", ".mp4", ".mov", ".avi", ".dcm")
+_SNIFF = 1 << 16
 
 
 def figure_metadata(writer: str) -> dict[str, str]:
@@ -62,7 +65,7 @@ def is_usdehaze_output(path: str | os.PathLike) -> bool:
             return _marked(json.loads(path.read_text()))
         if suffix == ".safetensors":  # a prior's weights: its JSON beside it says whose
             return _prior_json(path.with_suffix(".json"))
-        if suffix in _FIGURES:
+        if suffix in _SNIFFED or head[128:132] == b"DICM":
             token = MARKER.encode()
             if token in head:
                 return True
