@@ -1,0 +1,107 @@
+"""Scan-converted B-mode frames around the sampler: what it sees, and what comes back.
+
+A display-domain scan (``Scan.domain == "display"``: grey levels of a DICOM cine or video) is
+dehazed on its own Cartesian pixels, inside the imaging region only:
+
+- ``sampler_frames``: grey → dB by the scan's display map, burned-in overlay pixels filled from
+  their nearest imaging pixel (text and calipers are never shown to the priors), everything
+  outside the sector at the floor, cropped to the sector's bounding box (fewer pixels to run);
+- ``compose``: the tissue (or haze) estimate pasted back onto the input's full frame, the
+  input's own pixels kept outside the sector and under overlays and colour pixels;
+- ``to_pixels``: dB → the output's pixels, grey by the same display map, or RGB where the
+  input was colour (its colour pixels untouched).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from usdehaze.ultrasound.display import DisplayMap
+
+
+@dataclass(frozen=True)
+class Region:
+    """Where a display frame is dehazed: ``dehaze`` (z, x) bool, the sector less overlays and
+    colour pixels; ``box`` the (row0, row1, col0, col1) crop holding it, rounded out to a
+    multiple of ``multiple`` pixels where the frame allows."""
+
+    dehaze: np.ndarray
+    box: tuple[int, int, int, int]
+
+    @property
+    def keep(self) -> np.ndarray:
+        """Pixels the outputs copy from the input (outside the sector, overlays, colour)."""
+        return ~self.dehaze
+
+
+def region(shape: tuple[int, int], masks: dict[str, np.ndarray], multiple: int = 8) -> Region:
+    """The dehazed region of frames of ``shape`` from a scan's masks ("sector", "overlay",
+    "colour"; a missing sector means the whole frame)."""
+    sector = masks.get("sector")
+    inside = np.ones(shape, bool) if sector is None else np.asarray(sector, bool)
+    for name in ("overlay", "colour"):
+        if name in masks:
+            inside = inside & ~np.asarray(masks[name], bool)
+    if not inside.any():
+        return Region(inside, (0, shape[0], 0, shape[1]))
+    rows, cols = np.flatnonzero(inside.any(axis=1)), np.flatnonzero(inside.any(axis=0))
+    box = (
+        *_span(rows[0], rows[-1] + 1, shape[0], multiple),
+        *_span(cols[0], cols[-1] + 1, shape[1], multiple),
+    )
+    return Region(inside, box)
+
+
+def _span(a: int, b: int, n: int, multiple: int) -> tuple[int, int]:
+    """[a, b) widened to a multiple of ``multiple`` (when n allows), kept inside [0, n)."""
+    want = min(n, -(-(b - a) // multiple) * multiple)
+    a = max(0, min(a - (want - (b - a)) // 2, n - want))
+    return int(a), int(a + want)
+
+
+def sampler_frames(grey: np.ndarray, display: DisplayMap, reg: Region) -> np.ndarray:
+    """Grey frames (n, z, x) → dB frames (n, h, w) cropped to ``reg.box``, for the sampler:
+    pixels outside the dehazed region inside the sector (overlays) take their nearest dehazed
+    pixel's value; outside the sector, the floor (−DR)."""
+    db = display.to_db(grey)
+    r0, r1, c0, c1 = reg.box
+    inside = reg.dehaze[r0:r1, c0:c1]
+    out = db[:, r0:r1, c0:c1].copy()
+    if inside.all() or not inside.any():
+        return out
+    # nearest dehazed pixel of every other pixel: overlays inside the fan get tissue around them
+    _, (ri, ci) = ndimage.distance_transform_edt(~inside, return_indices=True)
+    filled = out[:, ri, ci]
+    near = ndimage.binary_dilation(inside, iterations=3)  # overlays within/next to the fan
+    out = np.where(inside, out, np.where(near, filled, -display.dynamic_range))
+    return out.astype(np.float32)
+
+
+def compose(input_db: np.ndarray, est_db: np.ndarray, reg: Region) -> np.ndarray:
+    """An estimate on the crop (n, h, w) → full frames (n, z, x): the estimate inside the
+    dehazed region, the input elsewhere."""
+    out = np.array(input_db, np.float32, copy=True)
+    r0, r1, c0, c1 = reg.box
+    inside = reg.dehaze[r0:r1, c0:c1]
+    out[:, r0:r1, c0:c1] = np.where(inside, est_db, out[:, r0:r1, c0:c1])
+    return out
+
+
+def to_pixels(
+    tissue_db: np.ndarray, source: np.ndarray, display: DisplayMap, reg: Region
+) -> np.ndarray:
+    """Full-frame tissue dB (n, z, x) → output pixels: grey (n, z, x) uint8, or RGB (n, z, x, 3)
+    when ``source`` (the input's pixels as stored) is RGB; the input's pixels kept outside the
+    dehazed region, exactly."""
+    grey = display.to_grey(tissue_db)
+    source = np.asarray(source)
+    if source.ndim == 4:
+        out = source.astype(np.uint8, copy=True)
+        out[:, reg.dehaze] = grey[:, reg.dehaze, None]
+        return out
+    out = np.asarray(source).astype(np.uint8, copy=True)
+    out[:, reg.dehaze] = grey[:, reg.dehaze]
+    return out
