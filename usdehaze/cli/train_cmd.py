@@ -15,6 +15,9 @@ from usdehaze.errors import UsageError
 def train(
     config: Path = typer.Argument(..., help="Training config (YAML); see docs/training.md."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoint.pt."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Start over, replacing the run already in OUT."
+    ),
     out: str = typer.Option(None, "--out", help="Run folder (overrides the config's 'out')."),
     steps: int = typer.Option(None, "--steps", help="Total steps (overrides the config)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
@@ -50,6 +53,7 @@ def train(
         typer.echo(f"exported the EMA prior of step {step} -> {path}")
         return
     _check_data(tc, config)
+    _check_restart(tc, config, resume, overwrite)
     if resume and not (Path(tc.out) / "checkpoint.pt").is_file():
         raise UsageError(
             f"{(Path(tc.out) / 'checkpoint.pt').resolve()}: --resume given but no checkpoint "
@@ -61,6 +65,20 @@ def train(
         resume=resume,
         resume_hint=f"usdehaze train {config} --resume",
         desc=config.stem,
+    )
+
+
+def _check_restart(tc, config: Path, resume: bool, overwrite: bool) -> None:
+    """A run already in OUT is continued (--resume) or replaced (--overwrite), never restarted
+    silently: its checkpoint and exported prior would be lost."""
+    if resume and overwrite:
+        raise UsageError(f"{config}: --resume and --overwrite: give one (continue, or start over)")
+    ckpt = Path(tc.out) / "checkpoint.pt"
+    if resume or overwrite or not ckpt.is_file():
+        return
+    raise UsageError(
+        f"{ckpt.resolve()}: a training run is already there (config {config}, key 'out'); "
+        f"continue it with --resume, or start over with --overwrite"
     )
 
 
