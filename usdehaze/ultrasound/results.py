@@ -40,8 +40,10 @@ def init_result_group(
     geometry: tuple[np.ndarray, np.ndarray, str, dict[str, Any]],
     zarr_format: bool,
     writer: str = "run",
+    masks: dict[str, np.ndarray] | None = None,
 ) -> None:
     """Create the result layout in an open HDF5 or zarr group: one chunk per frame, geometry,
+    ``masks`` (the scan's (z, x) "sector" / "overlay" / "colour" masks, as ``mask_NAME``),
     and the format attributes (``complete = False`` until the writer says otherwise), with the
     usdehaze output marker naming ``writer`` (usdehaze.outputs)."""
     chunks = (1, *shape)
@@ -68,6 +70,8 @@ def init_result_group(
     root["z"] = np.asarray(z, np.float32)
     for name, value in axes.items():
         root[f"axes_{name}"] = np.asarray(value, np.float64)
+    for name, value in (masks or {}).items():
+        root[f"mask_{name}"] = np.asarray(value, bool).astype(np.uint8)
     set_attrs(
         root,
         {
@@ -114,8 +118,10 @@ class ResultWriter:
         with_std: bool = False,
         attrs: dict[str, Any] | None = None,
         writer: str = "run",
+        masks: dict[str, np.ndarray] | None = None,
     ) -> None:
         self.path = Path(path)
+        self._masks = dict(masks or {})
         self.writer = writer
         self._failed = False  # a write failed: nothing of this run is kept
         self.n_frames = int(n_frames)
@@ -204,6 +210,7 @@ class ResultWriter:
             self._geometry,
             _is_zarr(self.path),
             self.writer,
+            self._masks,
         )
         return root
 
@@ -229,6 +236,13 @@ class ResultWriter:
         missing = [k for k in self.keys if k not in frames]
         if missing:
             raise ValueError(f"frame {i}: missing {missing}")
+        for k in self.keys:  # a result never holds NaN/Inf: the run stops at the first one
+            if not np.isfinite(frames[k]).all():
+                raise UsageError(
+                    f"{self.path}: frame {i}: the {k} estimate holds NaN or Inf (the run "
+                    f"diverged: settings or weights out of range?); {self.frames_done} finished "
+                    "frame(s) kept, complete = false"
+                )
         try:
             for k in self.keys:
                 self._root[f"{k}_db"][i] = np.asarray(frames[k], np.float32)
@@ -270,6 +284,9 @@ class Result:
     attrs: dict[str, Any] = field(default_factory=dict)
     _handle: Any = None
     done: np.ndarray | None = None  # a run-many group: which frames are dehazed yet
+    # (z, x) masks of a display-domain input: "sector" (dehazed and measured), "overlay" and
+    # "colour" (burned-in pixels copied from the input, never measured)
+    masks: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def n_frames(self) -> int:
@@ -360,6 +377,9 @@ def load_result(path: str | Path) -> Result:
     axes = {n[len("axes_") :]: np.asarray(root[n]) for n in names if n.startswith("axes_")}
     attrs = {k: _attr(v) for k, v in root.attrs.items()}
     done = np.asarray(root["done"][:]).astype(bool) if "done" in names else None
+    masks = {
+        n[len("mask_") :]: np.asarray(root[n]).astype(bool) for n in names if n.startswith("mask_")
+    }
     return Result(
         path=path,
         arrays=arrays,
@@ -370,4 +390,5 @@ def load_result(path: str | Path) -> Result:
         attrs=attrs,
         _handle=handle,
         done=done,
+        masks=masks,
     )
