@@ -221,7 +221,9 @@ def read_dicom(path: Path, key: str | None = None) -> Scan:
     regs = regions(ds)
     spacing_mm, source = spacing(ds, regs)
     freq = next((f for r in regs if (f := _float(r.get("TransducerFrequency")))), None)
-    probe = ds.get("TransducerData") or ds.get("ManufacturerModelName")
+    probe = _plain(ds.get("TransducerData") or ds.get("ManufacturerModelName"))
+    if isinstance(probe, list):  # TransducerData is multi-valued
+        probe = " ".join(str(p) for p in probe if p) or None
     return _bmode.display_scan(
         path,
         layout="dicom",
@@ -242,7 +244,7 @@ def read_dicom(path: Path, key: str | None = None) -> Scan:
             "transfer_syntax": tsyntax,
             "regions": regs,
         },
-        probe=None if probe is None else str(_plain(probe)),
+        probe=None if probe is None else str(probe),
         center_frequency=None if freq is None else freq * 1e3,  # TransducerFrequency: kHz
         dtype=f"uint{ds.BitsAllocated} {photometric}",
         compression=tsyntax,
