@@ -149,7 +149,13 @@ def _smooth_size(shape: tuple[int, int]) -> int:
 
 
 def region_pixels(frames: np.ndarray) -> np.ndarray:
-    """(z, x) bool: the cone as the pixels show it, before any model is fitted.
+    """(z, x) bool: the cone as the pixels show it, before any model is fitted (see _region)."""
+    return _region(frames)[0]
+
+
+def _region(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The cone as the pixels show it, and where its outline is unsure (within 3 px of static
+    non-zero pixels: text drawn over the cone's edge hides it).
 
     Median over time above 2 % of full scale (so a trace that moves, like an ECG, drops out),
     minus pixels that are identical in every frame (burned-in text), cleaned by a box filter at
@@ -158,15 +164,22 @@ def region_pixels(frames: np.ndarray) -> np.ndarray:
     frames = _subsample(frames)
     level = full_scale(frames)
     med = np.median(frames, axis=0) if frames.shape[0] > 1 else frames[0]
-    active = med > 0.02 * level
+    active = med > max(
+        0.02 * level,
+        0.2 * float(np.median(med[med > 0.02 * level]))
+        if (med > 0.02 * level).any()
+        else 0.02 * level,
+    )
     static = static_pixels(frames)
+    unsure = np.zeros(active.shape, dtype=bool)
     if static is not None:
+        unsure = ndimage.binary_dilation(static & active, iterations=3)
         active &= ~static
     k = _smooth_size(active.shape)
     active = ndimage.uniform_filter(active.astype(np.float32), k, mode="constant") > 0.5
     labels, n = ndimage.label(active)
     if n == 0:
-        return active
+        return active, unsure
     sizes = ndimage.sum_labels(active, labels, index=np.arange(1, n + 1))
     region = labels == (1 + int(np.argmax(sizes)))
     # fill each column between its first and last pixel (a fan is convex along columns)
@@ -175,27 +188,40 @@ def region_pixels(frames: np.ndarray) -> np.ndarray:
     bottom = region.shape[0] - 1 - np.argmax(region[::-1, cols], axis=0)
     rows = np.arange(region.shape[0])[:, None]
     region[:, cols] = (rows >= top[None, :]) & (rows <= bottom[None, :])
-    return ndimage.binary_fill_holes(region)
+    return ndimage.binary_fill_holes(region), unsure
 
 
 def _fit_line(rows: np.ndarray, cols: np.ndarray, tol: float = 1.5) -> tuple[float, float, int]:
-    """Robust fit col = a·row + b: least squares from the middle rows, then on the points within
-    ``tol`` px (arcs and cavities touching the edge drop out). Returns a, b, inliers."""
+    """Robust fit col = a·row + b: the line through two edge points (a fixed random draw of 300
+    pairs, and least squares on each third of the rows) with most points within ``tol`` px,
+    refitted by least squares on those points (arcs, text and cavities at the edge drop out).
+    Returns a, b and the inliers."""
+    n = rows.size
+    rng = np.random.default_rng(0)
+    i, j = rng.integers(0, n, (2, 300))
+    ok = rows[i] != rows[j]
+    a = (cols[j[ok]] - cols[i[ok]]) / (rows[j[ok]] - rows[i[ok]])
+    cands = list(zip(a, cols[i[ok]] - a * rows[i[ok]]))
     lo, hi = rows.min(), rows.max()
-    use = (rows >= lo + 0.3 * (hi - lo)) & (rows <= lo + 0.6 * (hi - lo))
-    if use.sum() < 3:
-        use = np.ones_like(rows, dtype=bool)
-    a, b = np.polyfit(rows[use], cols[use], 1)
-    for _ in range(8):
-        res = np.abs(cols - (a * rows + b))
-        new = res <= max(tol, 2.5 * 1.4826 * float(np.median(res[use])))
-        if new.sum() < 3:
+    for f in (0.0, 0.33, 0.66):
+        use = (rows >= lo + f * (hi - lo)) & (rows <= lo + (f + 0.34) * (hi - lo))
+        if use.sum() >= 3 and np.ptp(rows[use]) > 0:
+            cands.append(tuple(np.polyfit(rows[use], cols[use], 1)))
+    if not cands:
+        return 0.0, 0.0, 0
+    ca, cb = np.array(cands).T
+    counts = (np.abs(cols[None, :] - (ca[:, None] * rows[None, :] + cb[:, None])) <= tol).sum(1)
+    a, b = ca[np.argmax(counts)], cb[np.argmax(counts)]
+    use = np.abs(cols - (a * rows + b)) <= tol
+    for _ in range(10):
+        if use.sum() < 3 or np.ptp(rows[use]) == 0:
             break
-        a, b = np.polyfit(rows[new], cols[new], 1)
+        a, b = np.polyfit(rows[use], cols[use], 1)
+        new = np.abs(cols - (a * rows + b)) <= tol
         if np.array_equal(new, use):
             break
         use = new
-    return float(a), float(b), int(use.sum())
+    return float(a), float(b), int(np.count_nonzero(np.abs(cols - (a * rows + b)) <= tol))
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -223,7 +249,7 @@ def _fit_rectangle(region: np.ndarray) -> Sector:
     )
 
 
-def _fit_fan(region: np.ndarray) -> Sector | None:
+def _fit_fan(region: np.ndarray, unsure: np.ndarray) -> Sector | None:
     """The phased / curved-array model: two side lines meeting at the apex, near and far arcs."""
     z, x = region.shape
     rows = np.flatnonzero(region.any(axis=1))
@@ -233,7 +259,13 @@ def _fit_fan(region: np.ndarray) -> Sector | None:
     left = np.argmax(sub, axis=1)
     right = x - 1 - np.argmax(sub[:, ::-1], axis=1)
     # edges between the last outside and the first inside pixel centre; rows cut by the frame out
-    keep_l, keep_r = left > 0, right < x - 1
+    # side lines: edges that move outwards with depth (the far arc moves inwards), not at the
+    # frame's border nor next to text over the edge
+    widen = np.ones(7) / 7
+    keep_l = (left > 0) & ~unsure[rows, np.maximum(left - 1, 0)]
+    keep_l &= np.convolve(np.gradient(left.astype(float)), widen, mode="same") < 0
+    keep_r = (right < x - 1) & ~unsure[rows, np.minimum(right + 1, x - 1)]
+    keep_r &= np.convolve(np.gradient(right.astype(float)), widen, mode="same") > 0
     if keep_l.sum() < 8 or keep_r.sum() < 8:
         return None
     al, bl, nl = _fit_line(rows[keep_l].astype(float), left[keep_l] - 0.5)
@@ -260,17 +292,17 @@ def _fit_fan(region: np.ndarray) -> Sector | None:
         i, j = sel[np.argmin(rho[sel])], sel[np.argmax(rho[sel])]
         near_all.append(rho[i])
         far_all.append(rho[j])
-        if 0 < rr[i] and 0 < cc[i] < x - 1:
+        if 0 < rr[i] and 0 < cc[i] < x - 1 and not unsure[rr[i], cc[i]]:
             near.append(rho[i])
-        if rr[j] < z - 1 and 0 < cc[j] < x - 1:
+        if rr[j] < z - 1 and 0 < cc[j] < x - 1 and not unsure[rr[j], cc[j]]:
             far.append(rho[j])
     if not far_all:
         return None
     clip_near, clip_far = len(near) < 5, len(far) < 5
     r_near = float(np.min(rho)) - 0.5 if clip_near else float(np.median(near))
     r_far = float(np.max(rho)) + 0.5 if clip_far else float(np.median(far))
-    if r_near < 1.0:
-        r_near = 0.0
+    if r_near < 3 * _smooth_size(region.shape):
+        r_near = 0.0  # the cleaning rounds a fan's tip off: a near arc this close is not seen
     fan = Sector("sector", (apex_r, apex_c), angles, (r_near, r_far), (0, 0, z, x))
     m = fan.mask((z, x))
     if not m.any():
@@ -292,12 +324,12 @@ def find_sector(frames: np.ndarray) -> Sector | None:
     meet, near and far radii per angular bin) and a rectangle are fitted to it and the one that
     overlaps it best is kept. None when no region is found (blank frames) or neither model fits
     (overlap below 0.8)."""
-    region = region_pixels(frames)
+    region, unsure = _region(frames)
     if np.count_nonzero(region) < 0.005 * region.size:
         return None
     best: Sector | None = None
     best_iou = 0.0
-    for model in (_fit_fan(region), _fit_rectangle(region)):
+    for model in (_fit_fan(region, unsure), _fit_rectangle(region)):
         if model is None:
             continue
         score = _iou(model.mask(region.shape), region)
@@ -418,9 +450,10 @@ def reconcile(
     """The region to use and one line saying what was assumed: the tags checked against the
     pixels.
 
-    - box larger than the frame: clipped (said); when the cone then lies outside it but inside
-      the box scaled by 1/2, 1/3 or 1/4, the tags were written for a frame that many times larger
-      (the frame was resized): box and spacing rescaled (said);
+    - box larger than the frame: clipped (said); when it exceeds the frame by more than 10 %
+      (or the cone lies outside the clipped box) and the box scaled by 1/2, 1/3 or 1/4 fits the
+      frame and holds the cone, the tags were written for a frame that many times larger (the
+      frame was resized): box and spacing rescaled (said);
     - box holding less than 90 % of the cone found in the pixels: the pixels win, and the tagged
       spacing (which belongs to another region) is dropped (said);
     - otherwise the fan fitted to the pixels within the tags' box, with the tags' spacing;
@@ -459,12 +492,14 @@ def reconcile(
     inside = np.count_nonzero(cone & _box_mask(clipped, shape)) / n_cone
     spacing = tagged.spacing_mm
     use_box = clipped
-    if inside < 0.9 and clipped != tuple(box):
+    box = tuple(box)
+    grown = any(b > lim * 1.1 for b, lim in zip(box[2:], shape)) or min(box[:2]) < -0.1 * min(shape)
+    if grown or (inside < 0.9 and clipped != tuple(box)):
+        # a box well beyond the frame: tags written for a larger frame, this one resized?
         for k in (2, 3, 4):
             scaled = tuple(int(round(v / k)) for v in box)
-            if np.count_nonzero(cone & _box_mask(scaled, shape)) / n_cone >= 0.9 and all(
-                s <= lim * 1.02 for s, lim in zip(scaled[2:], shape)
-            ):
+            fits = all(s <= lim * 1.02 for s, lim in zip(scaled[2:], shape))
+            if fits and np.count_nonzero(cone & _box_mask(scaled, shape)) / n_cone >= 0.9:
                 said[-1] += (
                     f"; the cone fits it scaled by 1/{k}: tags written for a frame {k}× larger, "
                     f"box and spacing rescaled (spacing ×{k})"
@@ -473,6 +508,9 @@ def reconcile(
                 spacing = None if spacing is None else (spacing[0] * k, spacing[1] * k)
                 inside = 1.0
                 break
+        else:
+            if inside >= 0.9:
+                said[-1] += ": clipped"
     elif clipped != tuple(box):
         said[-1] += ": clipped"
     if inside < 0.9:
