@@ -250,6 +250,11 @@ def _bad_files(tmp_path: Path) -> list[tuple[Path, str]]:
     trunc.write_bytes(trunc.read_bytes()[: -frames[0].size * 2])
     cut = write_cine(tmp_path / "cut.dcm", frames)
     cut.write_bytes(cut.read_bytes()[:200])
+    rle = write_cine(tmp_path / "rle.dcm", frames)
+    ds = pydicom.dcmread(rle)
+    ds.compress(RLELossless)
+    ds.save_as(rle)
+    rle.write_bytes(rle.read_bytes()[: rle.stat().st_size * 2 // 3])  # cut inside the frames
     junk = tmp_path / "junk.dcm"
     junk.write_bytes(b"\0" * 128 + b"DICM" + b"\xff" * 50)
     return [
@@ -257,7 +262,8 @@ def _bad_files(tmp_path: Path) -> list[tuple[Path, str]]:
         (nopix, "no pixel data"),
         (trunc, "truncated"),
         (cut, "expected"),
-        (junk, "no pixel data"),
+        (rle, "truncated"),
+        (junk, "DICOM file"),
     ]
 
 

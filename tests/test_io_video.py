@@ -115,6 +115,10 @@ def test_zea_image_only_files_are_the_envelope_domain(tmp_path):
 def _bad_files(tmp_path: Path) -> list[tuple[Path, str]]:
     garbage = tmp_path / "broken.mp4"
     garbage.write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(2000))
+    cut = tmp_path / "cut.avi"
+    frames = np.random.default_rng(0).integers(0, 255, (20, 64, 48, 3)).astype(np.uint8)
+    iio.imwrite(cut, frames, plugin="pyav", fps=25, codec="ffv1")
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])  # truncated mid-stream
     empty = tmp_path / "empty.avi"
     empty.write_bytes(b"")
     mixed = tmp_path / "mixed"
@@ -126,6 +130,7 @@ def _bad_files(tmp_path: Path) -> list[tuple[Path, str]]:
     return [
         (garbage, "not a video PyAV can decode"),
         (empty, "not a video PyAV can decode"),
+        (cut, "not a video PyAV can decode"),
         (mixed, "frames of one size"),
         (bad_png, "not an image imageio can decode"),
     ]

@@ -13,6 +13,7 @@ FrameTimeVector, CineRate or RecommendedDisplayFrameRate.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -183,13 +184,19 @@ def read_dicom(path: Path, key: str | None = None) -> Scan:
     if key not in (None, "", KEY):
         raise UsageError(f"{path}: key '{key}': a DICOM file holds one image, key '{KEY}'")
     try:
-        ds = pydicom.dcmread(path)
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            ds = pydicom.dcmread(path)
     except InvalidDicomError as exc:
         raise UsageError(f"{path}: not a DICOM file ({first_line(exc)})") from None
     except (OSError, EOFError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise UsageError(
             f"{path}: unreadable DICOM file, truncated or damaged? ({first_line(exc)})"
         ) from None
+    ended = [str(w.message) for w in said if "End of file" in str(w.message)]
+    if ended or not len(ds):
+        why = ended[0] if ended else "no data elements"
+        raise UsageError(f"{path}: truncated DICOM file ({why[:200]}): expected a whole file")
     _check_kind(path, ds)
     tsyntax = _check_decoder(path, ds)
     try:
