@@ -21,7 +21,7 @@ ASSUMED_SPACING_MM = 0.3  # a B-mode pixel when nothing says: 15 cm of depth ove
 # channels differing by more than this fraction of full scale make a pixel colour (JPEG's chroma
 # rounding of grey pixels stays within a few levels of 255)
 COLOUR_TOLERANCE = 10 / 255
-SAMPLE_FRAMES = 64  # frames read (spread over the cine) to find the sector, overlays, colour
+SAMPLE_FRAMES = 32  # frames read (spread over the cine) to find the sector, overlays, colour
 MAX_FRAMES = 100_000  # frames a cine may declare (with check_frame_size: what a file can ask for)
 LUMA = (0.299, 0.587, 0.114)
 REGIONS = "SequenceOfUltrasoundRegions"  # ITU-R BT.601, the Y of DICOM's YBR_FULL
@@ -38,7 +38,9 @@ def check_size(where: str, frames: int, rows: int, cols: int, samples: int = 1) 
         )
     if frames > MAX_FRAMES:
         raise UsageError(f"{where}: declares {frames} frames, more than {MAX_FRAMES} (the limit)")
-    check_frame_size(where, rows, cols, bytes_per_pixel=64 + 8 * samples)
+    # per pixel: the grid and working copies (64 bytes), the float32 sample of SAMPLE_FRAMES
+    # frames kept to find the sector, and one decoded frame in float64
+    check_frame_size(where, rows, cols, bytes_per_pixel=64 + 4 * SAMPLE_FRAMES + 8 * samples)
 
 
 def to_grey(pixels: np.ndarray, levels: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -52,9 +54,21 @@ def to_grey(pixels: np.ndarray, levels: int) -> tuple[np.ndarray, np.ndarray | N
         return rgb[..., 0].astype(np.float32), None
     lo, hi = rgb.min(-1), rgb.max(-1)
     colour = (hi.astype(np.float64) - lo) > COLOUR_TOLERANCE * levels
-    luma = rgb.astype(np.float64) @ np.asarray(LUMA)
+    luma = rgb.astype(np.float32) @ np.asarray(LUMA, np.float32)
     grey = np.where(lo == hi, rgb[..., 0], luma)
     return grey.astype(np.float32), colour
+
+
+def sample(decode: Any, n: int, levels: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Up to SAMPLE_FRAMES grey frames spread over ``n`` (``decode(i)``: one frame as decoded),
+    converted one at a time, and the (z, x) pixels that are colour in any of them."""
+    grey, colour = [], None
+    for i in sample_indices(n):
+        g, c = to_grey(np.asarray(decode(int(i)))[None], levels)
+        grey.append(g[0])
+        if c is not None:
+            colour = c[0] if colour is None else colour | c[0]
+    return np.stack(grey), colour
 
 
 def sample_indices(n: int, k: int = SAMPLE_FRAMES) -> np.ndarray:

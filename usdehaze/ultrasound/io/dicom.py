@@ -217,14 +217,12 @@ def read_dicom(path: Path, key: str | None = None) -> Scan:
     def read_frames(a: int, b: int) -> np.ndarray:
         return _bmode.to_grey(np.stack([decode(i) for i in range(a, b)]), levels)[0]
 
-    idx = _bmode.sample_indices(n)
     try:
-        grey, colour = _bmode.to_grey(np.stack([decode(int(i)) for i in idx]), levels)
+        grey, colour_px = _bmode.sample(decode, n, levels)
     except (ValueError, RuntimeError, IndexError, KeyError, TypeError, OSError) as exc:
         raise UsageError(
             f"{path}: key '{KEY}': frames undecodable, truncated or damaged? ({first_line(exc)})"
         ) from None
-    colour_px = colour.any(0) if colour is not None else None
     regs = regions(ds)
     spacing_mm, source = spacing(ds, regs)
     freq = next((f for r in regs if (f := _float(r.get("TransducerFrequency")))), None)

@@ -128,8 +128,7 @@ def read_images(path: Path, key: str | None = None) -> Scan:
     def read_frames(a: int, b: int) -> np.ndarray:
         return _bmode.to_grey(np.stack([frame(i) for i in range(a, b)]), levels)[0]
 
-    idx = _bmode.sample_indices(n)
-    grey, colour = _bmode.to_grey(np.stack([frame(int(i)) for i in idx]), levels)
+    grey, colour = _bmode.sample(frame, n, levels)
     return _bmode.display_scan(
         path,
         layout=layout,
@@ -137,7 +136,7 @@ def read_images(path: Path, key: str | None = None) -> Scan:
         n_frames=n,
         read=read_frames,
         sample=grey,
-        colour=None if colour is None else colour.any(0),
+        colour=colour,
         levels=levels,
         frame_rate=None,
         dtype=f"{first.dtype} {'RGB' if samples == 3 else 'grey'}",
