@@ -221,9 +221,13 @@ def test_region_contradicting_the_pixels_is_said(tmp_path, capsys):
     assumed; info still answers (exit 0)."""
     frames, _ = _fan_cine(n=3)
     p = write_cine(tmp_path / "wrong.dcm", frames, delta_cm=1.0)  # 10 mm/px: 1.2 m deep
-    assert run_app(["info", str(p)]) == 0
-    out = capsys.readouterr()
-    assert "spacing ignored" in out.out and "pixel spacing assumed" in out.out
+    assert run_app(["info", str(p), "--json"]) == 0
+    import json
+
+    d = json.loads(capsys.readouterr().out)
+    assert d["spacing_source"] == "assumed" and d["pixel_spacing_mm"] == [0.3, 0.3]
+    assert d["geometry"].startswith("pixel spacing assumed") and "\n" not in d["geometry"]
+    assert "SequenceOfUltrasoundRegions" in d["geometry"]  # what the tags said, and why not
 
 
 def test_info_says_frames_rate_spacing_sector_overlays_colour_display(tmp_path, capsys):
