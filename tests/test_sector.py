@@ -324,13 +324,28 @@ def test_reconcile_spacing_checks():
     assert s.spacing_mm == pytest.approx((0.25, 0.25)) and "depth 75 mm" in note
 
 
-def test_reconcile_reference_point_away_from_the_apex():
+def test_reconcile_reference_point_apex_or_transducer_face():
+    """The tags' physical origin is the apex (phased array) or the middle of the transducer
+    face on the near arc (curved array): both agree with the fan; a point elsewhere is said."""
     found, _ = cone()
-    tagged = from_regions(
-        [region(0, 0, 399, 299, ReferencePixelX0=200, ReferencePixelY0=20)], (300, 400)
-    )
-    s, note = reconcile(tagged, found, (300, 400))
-    assert "50 px from the fan's apex" in note and s.apex == found.apex
+    for ref_row, said in ((-30, False), (20, False), (60, True)):  # apex, face, 40 px below
+        item = region(0, 0, 399, 299, ReferencePixelX0=200, ReferencePixelY0=ref_row)
+        s, note = reconcile(from_regions([item], (300, 400)), found, (300, 400))
+        assert ("40 px from the fan's apex or transducer face" in note) == said, note
+        assert s.apex == found.apex
+
+
+def test_reconcile_far_edge_fading_into_black_takes_the_box():
+    """Echoes that fade before the bottom of the image (a curved array over water): the far
+    edge is no clean arc, so the tagged box says where the fan ends."""
+    frames, tissue, _, _ = render_cine(radii=(50.0, 450.0), n=3, seed=12, cavity=False)
+    rows = np.arange(300)[:, None]
+    frames *= np.clip((230 - rows) / 60, 0, 1) ** 2  # fades out between rows 170 and 230
+    found = find_sector(frames)
+    assert found is not None and found.radii[1] < 270
+    s, note = reconcile(from_regions([region(0, 0, 399, 299)], (300, 400)), found, (300, 400))
+    assert "no clean arc" in note and s.radii[1] > 329 and s.bounds[2] == 300
+    assert iou(s.mask((300, 400)), tissue) >= 0.97
 
 
 def test_reconcile_with_nothing_or_only_pixels():

@@ -25,6 +25,9 @@ REGIONS = "SequenceOfUltrasoundRegions"
 # outside it is refused (20 mm for the shallowest small-parts presets, 300 mm for the deepest)
 DEPTH_RANGE_MM = (20.0, 300.0)
 MAX_FRAMES = 32  # frames looked at (evenly spaced) when fitting: enough for a median over time
+# a pixel is lit when its median over time is above FLOOR of full scale and RELATIVE of the level
+# of the lit pixels around it
+FLOOR, RELATIVE = 0.004, 0.3
 LINEAR_SLOPE = math.tan(math.radians(1.5))  # side lines steeper than this: not a fan
 
 
@@ -157,24 +160,31 @@ def _region(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The cone as the pixels show it, and where its outline is unsure (within 3 px of static
     non-zero pixels: text drawn over the cone's edge hides it).
 
-    Median over time above 2 % of full scale (so a trace that moves, like an ECG, drops out),
-    minus pixels that are identical in every frame (burned-in text), cleaned by a box filter at
+    75th percentile over time (a trace that moves, like an ECG, drops out) above 0.4 % of full scale and
+    30 % of the level of the lit pixels around it (dark tissue counts, JPEG ringing does not),
+    minus pixels that are identical in every frame (burned-in text) or, with one frame, flat
+    over 5 × 5 pixels (banners, logos, grey bars: not speckle), cleaned by a box filter at
     half occupancy (thin lines and text strokes vanish, straight edges stay put), the largest
     connected part, filled along columns and through holes (dark cavities inside the cone)."""
     frames = _subsample(frames)
     level = full_scale(frames)
-    med = np.median(frames, axis=0) if frames.shape[0] > 1 else frames[0]
-    active = med > max(
-        0.02 * level,
-        0.2 * float(np.median(med[med > 0.02 * level]))
-        if (med > 0.02 * level).any()
-        else 0.02 * level,
-    )
+    med = np.quantile(frames, 0.75, axis=0) if frames.shape[0] > 1 else frames[0]
+    # lit: above a floor and above a fraction of the tissue's level around it (normalised
+    # convolution), so dark lateral tissue counts and JPEG ringing beside bright tissue does not
+    lit = med > FLOOR * level
+    sigma = 2 * _smooth_size(med.shape)
+    around = ndimage.gaussian_filter(np.where(lit, med, 0), sigma)
+    around /= np.maximum(ndimage.gaussian_filter(lit.astype(np.float32), sigma), 1e-6)
+    active = lit & (med > RELATIVE * around)
     static = static_pixels(frames)
     unsure = np.zeros(active.shape, dtype=bool)
     if static is not None:
         unsure = ndimage.binary_dilation(static & active, iterations=3)
         active &= ~static
+    else:  # one frame: flat graphics (banners, logos, grey bars) are not speckle
+        f = frames[0].astype(np.float64)
+        var = ndimage.uniform_filter(f * f, 5) - ndimage.uniform_filter(f, 5) ** 2
+        active &= var > (FLOOR * level) ** 2
     k = _smooth_size(active.shape)
     active = ndimage.uniform_filter(active.astype(np.float32), k, mode="constant") > 0.5
     labels, n = ndimage.label(active)
@@ -301,8 +311,11 @@ def _fit_fan(region: np.ndarray, unsure: np.ndarray) -> Sector | None:
     clip_near, clip_far = len(near) < 5, len(far) < 5
     r_near = float(np.min(rho)) - 0.5 if clip_near else float(np.median(near))
     r_far = float(np.max(rho)) + 0.5 if clip_far else float(np.median(far))
-    if r_near < 3 * _smooth_size(region.shape):
-        r_near = 0.0  # the cleaning rounds a fan's tip off: a near arc this close is not seen
+    k = _smooth_size(region.shape)
+    mid = np.asarray(near_all[len(near_all) // 4 : -(len(near_all) // 4) or None])
+    spread = float(np.median(np.abs(mid - np.median(mid))) / max(r_near, 1e-6)) if near else 1.0
+    if r_near < k or (r_near < 4 * k and spread > 0.15):
+        r_near = 0.0  # a fan's tip the cleaning rounded off (minima spread along it): no arc
     fan = Sector("sector", (apex_r, apex_c), angles, (r_near, r_far), (0, 0, z, x))
     m = fan.mask((z, x))
     if not m.any():
@@ -402,6 +415,11 @@ def from_regions(regions: list[dict[str, Any]], shape: tuple[int, int]) -> Secto
     )
 
 
+def _bbox_or(mask: np.ndarray, default: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    """The box of ``mask``, or ``default`` when it is empty."""
+    return _bbox(mask) if mask.any() else default
+
+
 def _box_mask(bounds: tuple[int, int, int, int], shape: tuple[int, int]) -> np.ndarray:
     """Boolean mask of a box (clipped to the frame)."""
     m = np.zeros(shape, dtype=bool)
@@ -456,7 +474,10 @@ def reconcile(
       frame was resized): box and spacing rescaled (said);
     - box holding less than 90 % of the cone found in the pixels: the pixels win, and the tagged
       spacing (which belongs to another region) is dropped (said);
-    - otherwise the fan fitted to the pixels within the tags' box, with the tags' spacing;
+    - otherwise the fan fitted to the pixels within the tags' box, with the tags' spacing; a
+      far edge that is no clean arc (echoes fading into black) is moved to the box's edge;
+      a reference point (physical origin) that is neither the fan's apex nor the middle of its
+      near arc (a curved array's face) is said;
     - spacing: refused when the depth it gives is outside ``DEPTH_RANGE_MM`` or when it is
       anisotropic while the fan is circular in pixels. A spacing wrong by the same factor on
       both axes with a plausible depth cannot be seen from the pixels (a scan-converted cone is
@@ -523,12 +544,34 @@ def reconcile(
     b = found.bounds
     bounds = (max(b[0], r0), max(b[1], c0), min(b[2], r1), min(b[3], c1))
     sector = replace(found, bounds=bounds, spacing_mm=spacing, source=REGIONS)
+    if found.kind == "sector":
+        # a fan's far edge that is no clean arc is where the echoes fade: the tagged box,
+        # deeper, says where the image ends
+        rms = found.fit.get("far_arc_rms_px", 0.0)
+        open_fan = replace(sector, radii=(found.radii[0], math.inf), bounds=use_box)
+        rr, cc = np.nonzero(open_fan.mask(shape))
+        deepest = float(np.hypot(rr - found.apex[0], cc - found.apex[1]).max()) if rr.size else 0
+        if (rms < 0 or rms > 0.02 * found.radii[1]) and deepest > found.radii[1] + 2:
+            sector = replace(open_fan, radii=(found.radii[0], deepest))
+            sector = replace(sector, bounds=_bbox_or(sector.mask(shape), use_box))
+            said.append(
+                f"the fan's far edge in the pixels is no clean arc (echoes fading): the fan runs "
+                f"to the tagged box's edge (far radius {deepest:.0f} px)"
+            )
     if tagged.fit.get("apex_from_reference") and found.kind == "sector":
-        d = math.dist(tagged.apex, found.apex)
+        # the tags' physical origin: the apex (phased arrays) or the middle of the transducer
+        # face, on the near arc (curved arrays)
+        mid = (found.angles[0] + found.angles[1]) / 2
+        face = (
+            found.apex[0] + found.radii[0] * math.cos(mid),
+            found.apex[1] + found.radii[0] * math.sin(mid),
+        )
+        d = min(math.dist(tagged.apex, found.apex), math.dist(tagged.apex, face))
         if d > max(3.0, 0.02 * found.radii[1]):
             said.append(
                 f"the tags' reference point ({tagged.apex[0]:.1f}, {tagged.apex[1]:.1f}) is "
-                f"{d:.0f} px from the fan's apex in the pixels: the pixels' apex used"
+                f"{d:.0f} px from the fan's apex or transducer face in the pixels: the pixels' "
+                "apex used"
             )
     sector = _check_spacing(sector, said)
     shape_said = (
