@@ -204,6 +204,7 @@ def display_scan(
     display_source: str = "default",
     dynamic_range: float | None = None,
     extra: dict[str, Any] | None = None,
+    notes: list[str] | None = None,
     **fields: Any,
 ) -> Any:
     """The display-domain Scan of B-mode frames: ``read(a, b)`` float32 grey (n, z, x),
@@ -214,7 +215,7 @@ def display_scan(
     geo = geometry(
         sample, colour, spacing_mm=spacing_mm, spacing_source=spacing_source, regions=regions
     )
-    notes = [m for m in (colour_note(path, colour),) if m]
+    notes = [*(notes or []), *[m for m in (colour_note(path, colour),) if m]]
     display = DisplayMap(
         dynamic_range=dynamic_range or DEFAULT_DYNAMIC_RANGE, levels=levels, source=display_source
     )

@@ -114,6 +114,7 @@ def _scan_once(path: Path, iio: Any) -> tuple[int, tuple[int, int], np.ndarray, 
     sample = np.stack(kept)
     if len(sample) > _bmode.SAMPLE_FRAMES:
         sample = sample[_bmode.sample_indices(len(sample))]
+    meta["declared_frames"] = declared
     return n, (h, w), sample, colour, meta
 
 
@@ -133,6 +134,12 @@ def read_video(path: Path, key: str | None = None) -> Scan:
     fps = meta.get("fps")
     fps = float(fps) if isinstance(fps, (int, float)) and np.isfinite(fps) and fps > 0 else None
     frames = _Frames(path, shape)
+    declared = meta["declared_frames"]
+    notes = (
+        [f"{path}: the container declares {declared} frames, {n} decoded (truncated?)"]
+        if declared and declared != n
+        else []
+    )
     return _bmode.display_scan(
         path,
         layout="video",
@@ -144,6 +151,7 @@ def read_video(path: Path, key: str | None = None) -> Scan:
         levels=LEVELS,
         frame_rate=fps,
         extra={"codec": meta.get("codec"), "duration": meta.get("duration")},
+        notes=notes,
         dtype="uint8 RGB",
         compression=str(meta.get("codec")),
         datasets=[KEY],
