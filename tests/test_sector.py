@@ -356,3 +356,58 @@ def test_reconcile_with_nothing_or_only_pixels():
     assert s is found and "no region tags" in note
     rec = s.record()
     assert json.loads(json.dumps(rec)) == rec
+
+
+# --- real clinical files shipped with pydicom (geometry checked against their burned-in text) ---
+
+
+def dicom_luma(name):
+    """Grey frames (n, z, x) and region items of one of pydicom's ultrasound test files."""
+    pydicom = pytest.importorskip("pydicom")
+    from pydicom.data import get_testdata_file
+    from pydicom.pixels import apply_color_lut
+
+    ds = pydicom.dcmread(get_testdata_file(name))
+    arr = ds.pixel_array
+    if ds.PhotometricInterpretation == "PALETTE COLOR":
+        arr = apply_color_lut(arr, ds) / 257.0
+    arr = np.asarray(arr, dtype=np.float64)
+    arr = arr[None] if arr.ndim == 3 else arr
+    items = [{el.keyword: el.value for el in item} for item in ds.SequenceOfUltrasoundRegions]
+    return arr @ [0.299, 0.587, 0.114], items
+
+
+def test_real_cardiac_cine_tags_for_a_frame_twice_as_large():
+    """pydicom's examples_ybr_color.dcm: a 30-frame apical four-chamber cine at 240 × 320 whose
+    region tags describe a 480 × 640 frame (box up to row 414, column 595; 0.51 mm/px). The
+    fan found in the pixels fits the box halved: spacing 1.02 mm/px, and the depth it gives
+    (≈ 195 mm from the apex) matches the depth scale burned into the image ('19' cm)."""
+    luma, items = dicom_luma("examples_ybr_color.dcm")
+    found = find_sector(luma)
+    assert found is not None and found.kind == "sector"
+    assert abs(found.angles[0] + found.angles[1]) < math.radians(1.5)  # a symmetric fan
+    assert 80 <= math.degrees(found.angles[1] - found.angles[0]) <= 90  # a phased array's 85°
+    s, note = reconcile(from_regions(items, luma.shape[1:]), found, luma.shape[1:])
+    assert "frame 2× larger" in note
+    assert s.spacing_mm == pytest.approx((1.021, 1.021), abs=1e-3)
+    assert 185 <= s.depth_mm() <= 200
+
+
+def test_real_curved_array_frame_cropped_below_its_tags():
+    """pydicom's examples_palette.dcm: a Philips C5-1 (curved array) frame, 350 rows, whose
+    region runs to row 519 (the frame was cropped, not resized: the burned-in depth, 11 cm at
+    0.262 mm/px below the transducer face, ends at the box's bottom). Echoes fade well above the frame's
+    bottom, so the fan runs to the clipped box; the tags' reference point (the face's middle)
+    agrees with the fitted fan's near arc."""
+    luma, items = dicom_luma("examples_palette.dcm")
+    found = find_sector(luma)
+    assert found is not None and found.kind == "sector"
+    assert abs(found.apex[1] - 460) <= 2  # the middle of the tagged box, columns 120..800
+    assert abs(found.angles[0] + found.angles[1]) < math.radians(1.0)
+    tagged = from_regions(items, luma.shape[1:])
+    s, note = reconcile(tagged, found, luma.shape[1:])
+    assert "exceeds the 350×800 frame: clipped" in note and "2× larger" not in note
+    assert "no clean arc" in note and "reference point" not in note
+    # 11 cm below the face found in the pixels, at the tags' spacing: the tags' box bottom
+    face_row = found.apex[0] + found.radii[0]
+    assert face_row + 110 / s.spacing_mm[0] == pytest.approx(tagged.bounds[2], abs=5)
