@@ -101,3 +101,30 @@ def test_outside_the_cone_everything_non_zero_is_an_overlay():
 def test_blank_frames_have_no_overlays():
     assert not find_overlays(np.zeros((3, 64, 80))).any()
     assert math.isfinite(float(find_overlays(np.zeros((64, 80))).sum()))
+
+
+def test_real_cine_and_frame_from_pydicom():
+    """pydicom's clinical files: over the 30 JPEG frames of the cardiac cine no speckle pixel
+    inside the fan is taken for an overlay; in the curved-array frame (one frame) the caliper
+    crosses drawn inside the fan (rows 280–310, columns 450–510) are, and little else inside."""
+    from test_sector import dicom_luma
+
+    from usdehaze.ultrasound.sector import from_regions, reconcile
+
+    luma, items = dicom_luma("examples_ybr_color.dcm")
+    shape = luma.shape[1:]
+    sector, _ = reconcile(from_regions(items, shape), find_sector(luma), shape)
+    inside = sector.mask(shape)
+    found = find_overlays(luma, sector_mask=inside)
+    assert not (found & inside).any()
+    assert found[~inside & (luma.max(axis=0) > 10)].all()
+
+    luma, items = dicom_luma("examples_palette.dcm")
+    shape = luma.shape[1:]
+    sector, _ = reconcile(from_regions(items, shape), find_sector(luma), shape)
+    inside = sector.mask(shape)
+    found = find_overlays(luma, sector_mask=inside) & inside
+    calipers = np.zeros(shape, bool)
+    calipers[280:310, 450:510] = True
+    assert np.count_nonzero(found & calipers) >= 20
+    assert np.count_nonzero(found & ~calipers) <= 0.001 * np.count_nonzero(inside)
