@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from usdehaze.errors import UsageError
+from usdehaze.ultrasound.io.registry import suffixes
 from usdehaze.ultrasound.logcomp import IQ_MULAW, iq_reference, iq_to_mulaw
 
 ROLES = ("tissue", "haze")
@@ -44,7 +45,7 @@ MANIFEST = "adapt.json"
 MANIFEST_FORMAT = "usdehaze-adapt/1"
 CHECKPOINTS = "checkpoints"
 PRIOR_SOURCE = "usdehaze adapt"  # the 'data.source' of every prior adapt writes
-SCAN_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5", ".uff", ".mat", ".zarr")
+SCAN_SUFFIXES = suffixes()  # what the registered readers read (usdehaze.ultrasound.io)
 # a haze-only frame's peak under a hazy frame's: the 75th, 50th, 25th and 5th percentiles of the
 # haze peak under the hazy peak over the shipped priors' training corpus (runs/corpus/train)
 HAZE_ONLY_PEAKS_DB = (0.0, -3.0, -9.0, -16.0)

@@ -51,5 +51,23 @@ def describe(file: Path, key: str | None = None) -> dict:
             "dtype": s.dtype,
             "compression": s.compression,
             "magnitude_only": s.magnitude_only,
+            "domain": s.domain,
+            "frame_rate": s.frame_rate,
+            **(_bmode(s) if s.domain == "display" else {}),
             **({"geometry": s.geometry_note} if s.geometry_note else {}),
         }
+
+
+def _bmode(s) -> dict:
+    """What a B-mode reader found: pixel spacing, sector, overlays, colour pixels, display map."""
+    masks = s.masks
+    return {
+        "pixel_spacing_mm": s.extra.get("spacing_mm"),
+        "spacing_source": s.extra.get("spacing_source"),
+        "sector": s.extra.get("sector"),
+        "sector_pixels": int(masks["sector"].sum()) if "sector" in masks else None,
+        "overlay_pixels": int(masks["overlay"].sum()) if "overlay" in masks else None,
+        "colour_pixels": int(masks["colour"].sum()) if "colour" in masks else 0,
+        "display": s.display.record() if s.display is not None else None,
+        **({"notes": s.extra["notes"]} if s.extra.get("notes") else {}),
+    }

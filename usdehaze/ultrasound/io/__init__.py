@@ -1,33 +1,50 @@
-"""Readers for beamformed IQ scans behind one entry point, and the zea-layout writer.
+"""Scan readers behind one entry point, registered in ``READERS``, and the zea-layout writer.
 
-``load_scan(path, key=None)`` tries, in order: zea ≥ 0.1, zea legacy (usbmd), USTB UFF, and plain
-HDF5/zarr arrays. Files are opened read-only and frames are read on demand.
+``load_scan(path, key=None)`` asks the registered readers (``registry.py``), highest priority
+first, which one detects the file: DICOM, videos and image stacks (B-mode grey levels), zea ≥ 0.1,
+zea legacy (usbmd), USTB UFF, then plain HDF5/zarr arrays. Files are opened read-only and frames
+are read on demand. Every module of this package but the private ones (``_*``), ``registry`` and
+writers (``write_*``) is imported here, so a new reader is one new module.
 """
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from pathlib import Path
 
 from usdehaze.errors import UsageError
-from usdehaze.ultrasound.io import legacy, plain, uff, zea
-from usdehaze.ultrasound.io._common import open_h5
+from usdehaze.ultrasound.io.registry import (
+    READERS,
+    Reader,
+    Source,
+    by_priority,
+    filename_patterns,
+    pick,
+    register_reader,
+    suffixes,
+)
 from usdehaze.ultrasound.io.zea import write_scan
 from usdehaze.ultrasound.scan import Scan
 
-LAYOUTS = ("zea", "zea-legacy", "uff", "plain")
+for _m in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+    if not _m.name.startswith(("_", "write_")) and _m.name != "registry":
+        importlib.import_module(f"{__name__}.{_m.name}")
 
-__all__ = ["LAYOUTS", "load_scan", "write_scan"]
+# the layouts load_scan tries, in the order it asks them (derived from the registry)
+LAYOUTS = tuple(r.name for r in by_priority())
 
-
-def _h5_datasets(f) -> dict:
-    import h5py
-
-    out = {}
-    f.visititems(
-        lambda name, obj: out.__setitem__(name, obj) if isinstance(obj, h5py.Dataset) else None
-    )
-    return out
-
+__all__ = [
+    "LAYOUTS",
+    "READERS",
+    "Reader",
+    "Source",
+    "filename_patterns",
+    "load_scan",
+    "register_reader",
+    "suffixes",
+    "write_scan",
+]
 
 # what a reader raises on a damaged or malformed file (beyond its own UsageErrors): HDF5 read and
 # filter errors, zarr codec and metadata errors, arrays of the wrong kind deep in numpy
@@ -42,55 +59,30 @@ def load_scan(path: str | Path, key: str | None = None) -> Scan:
     path = Path(path)
     if not path.exists():
         raise UsageError(f"{path}: no such file")
+    src = Source(path, key)
     try:
-        return _load(path, key)
-    except UsageError:  # the readers' own one-line errors (a UsageError is a ValueError)
-        raise
-    except MemoryError:
-        raise UsageError(f"{path}: the file's metadata does not fit in memory") from None
-    except RecursionError:
-        raise UsageError(f"{path}: not a scan usdehaze can read (nested too deeply)") from None
-    except READ_ERRORS as exc:
+        scan = pick(src).read(src)
+    except BaseException as exc:
+        src.close()
+        raise _one_line(exc, path, key) from None
+    src.close()  # the HDF5 file stays open only when the scan took it
+    return scan
+
+
+def _one_line(exc: BaseException, path: Path, key: str | None) -> BaseException:
+    """The error a failed read raises: its own UsageError, or one line for anything else."""
+    if isinstance(
+        exc, UsageError
+    ):  # the readers' own one-line errors (a UsageError is a ValueError)
+        return exc
+    if isinstance(exc, MemoryError):
+        return UsageError(f"{path}: the file's metadata does not fit in memory")
+    if isinstance(exc, RecursionError):
+        return UsageError(f"{path}: not a scan usdehaze can read (nested too deeply)")
+    if isinstance(exc, READ_ERRORS):
         first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
         where = f"{path}: key '{key}'" if key else f"{path}"
-        raise UsageError(
+        return UsageError(
             f"{where}: unreadable or malformed scan file ({type(exc).__name__}: {first})"
-        ) from None
-
-
-def _load(path: Path, key: str | None) -> Scan:
-    if path.is_dir() or path.suffix == ".zarr":
-        return _load_zarr(path, key)
-    f = open_h5(path)
-    try:
-        if zea.detect(f):
-            return zea.read(path, f, key)
-        if legacy.detect(f) and (key is None or key == legacy.KEY):
-            return legacy.read(path, f, key)
-        if uff.detect(f) and uff.owns(f, key):
-            return uff.read(path, f, key)
-        return plain.read(path, _h5_datasets(f), key, f.close, "hdf5")
-    except BaseException:
-        f.close()
-        raise
-
-
-def _load_zarr(path: Path, key: str | None) -> Scan:
-    import zarr
-
-    try:
-        root = zarr.open(str(path), mode="r")
-    except Exception:  # noqa: BLE001 - zarr raises several types for non-stores
-        raise UsageError(f"{path}: not a zarr store") from None
-    if hasattr(root, "shape"):  # a bare array
-        return plain.read(path, {"": root}, key if key is not None else "", fmt="zarr")
-    arrays = {}
-
-    def walk(g, prefix=""):
-        for name, a in g.arrays():
-            arrays[prefix + name] = a
-        for name, sub in g.groups():
-            walk(sub, prefix + name + "/")
-
-    walk(root)
-    return plain.read(path, arrays, key, fmt="zarr")
+        )
+    return exc  # KeyboardInterrupt, SystemExit: as they are

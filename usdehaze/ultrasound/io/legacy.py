@@ -20,6 +20,7 @@ from usdehaze.ultrasound.io._common import (
     to_complex,
     vector,
 )
+from usdehaze.ultrasound.io.registry import Reader, Source, register_reader
 from usdehaze.ultrasound.scan import Scan
 
 KEY = "data/beamformed_data"
@@ -163,3 +164,21 @@ def read(path: Path, f, key: str | None) -> Scan:
         extra={"description": f.attrs.get("description")},
         geometry_note=note,
     )
+
+
+@register_reader
+class LegacyReader(Reader):
+    """zea legacy / usbmd files: ``data/beamformed_data`` (key None or that path)."""
+
+    name, priority = "zea-legacy", 30
+    suffixes = (".h5", ".hdf5", ".hdf", ".he5")
+    description = "zea legacy / usbmd (HDF5)"
+
+    @classmethod
+    def detect(cls, src: Source) -> bool:
+        f = src.h5()
+        return f is not None and detect(f) and src.key in (None, KEY)
+
+    @classmethod
+    def read(cls, src: Source) -> Scan:
+        return read(src.path, src.take_h5(), src.key)

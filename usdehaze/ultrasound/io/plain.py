@@ -18,6 +18,7 @@ from usdehaze.ultrasound.io._common import (
     number,
     to_complex,
 )
+from usdehaze.ultrasound.io.registry import Reader, Source, register_reader
 from usdehaze.ultrasound.scan import Scan
 
 
@@ -93,3 +94,54 @@ def read(
         close=close,
         geometry_note=note,
     )
+
+
+def _h5_datasets(f) -> dict:
+    import h5py
+
+    out = {}
+    f.visititems(
+        lambda name, obj: out.__setitem__(name, obj) if isinstance(obj, h5py.Dataset) else None
+    )
+    return out
+
+
+def _read_zarr(path: Path, key: str | None) -> Scan:
+    import zarr
+
+    try:
+        root = zarr.open(str(path), mode="r")
+    except Exception:  # noqa: BLE001 - zarr raises several types for non-stores
+        raise UsageError(f"{path}: not a zarr store") from None
+    if hasattr(root, "shape"):  # a bare array
+        return read(path, {"": root}, key if key is not None else "", fmt="zarr")
+    arrays = {}
+
+    def walk(g, prefix=""):
+        for name, a in g.arrays():
+            arrays[prefix + name] = a
+        for name, sub in g.groups():
+            walk(sub, prefix + name + "/")
+
+    walk(root)
+    return read(path, arrays, key, fmt="zarr")
+
+
+@register_reader
+class PlainReader(Reader):
+    """The fallback: a zarr store (folder or .zarr), else one complex array in an HDF5 file."""
+
+    name, priority = "plain", -100
+    suffixes = (".h5", ".hdf5", ".hdf", ".he5", ".mat", ".zarr")
+    description = "plain complex arrays (HDF5, zarr)"
+
+    @classmethod
+    def detect(cls, src: Source) -> bool:
+        return True
+
+    @classmethod
+    def read(cls, src: Source) -> Scan:
+        if src.path.is_dir() or src.suffix == ".zarr":
+            return _read_zarr(src.path, src.key)
+        f = src.take_h5()
+        return read(src.path, _h5_datasets(f), src.key, f.close, "hdf5")

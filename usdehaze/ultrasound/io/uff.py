@@ -15,6 +15,7 @@ import numpy as np
 
 from usdehaze.errors import UsageError
 from usdehaze.ultrasound.io._common import check_frame, check_shape, number, to_complex, vector
+from usdehaze.ultrasound.io.registry import Reader, Source, register_reader
 from usdehaze.ultrasound.scan import Scan
 
 GROUP = "beamformed_data"
@@ -162,3 +163,21 @@ def read(path: Path, f, key: str | None) -> Scan:
         datasets=found,
         close=f.close,
     )
+
+
+@register_reader
+class UffReader(Reader):
+    """USTB UFF files holding beamformed data (the key, if given, inside a UFF group)."""
+
+    name, priority = "uff", 20
+    suffixes = (".uff", ".h5", ".mat")
+    description = "USTB UFF (HDF5)"
+
+    @classmethod
+    def detect(cls, src: Source) -> bool:
+        f = src.h5()
+        return f is not None and detect(f) and owns(f, src.key)
+
+    @classmethod
+    def read(cls, src: Source) -> Scan:
+        return read(src.path, src.take_h5(), src.key)

@@ -23,6 +23,7 @@ from usdehaze.ultrasound.io._common import (
     geometry_from_coordinates,
     to_complex,
 )
+from usdehaze.ultrasound.io.registry import Reader, Source, register_reader
 from usdehaze.ultrasound.logcomp import db_to_envelope
 from usdehaze.ultrasound.scan import Scan
 
@@ -295,3 +296,21 @@ def read(path: Path, f, key: str | None) -> Scan:
         close=f.close,
         geometry_note=note,
     )
+
+
+@register_reader
+class ZeaReader(Reader):
+    """zea ≥ 0.1 files: ``tracks/track_0/data/<product>/values``."""
+
+    name, priority = "zea", 40
+    suffixes = (".h5", ".hdf5", ".hdf", ".he5")
+    description = "zea ≥ 0.1 (HDF5)"
+
+    @classmethod
+    def detect(cls, src: Source) -> bool:
+        f = src.h5()
+        return f is not None and detect(f)
+
+    @classmethod
+    def read(cls, src: Source) -> Scan:
+        return read(src.path, src.take_h5(), src.key)
