@@ -57,6 +57,9 @@ class Scan:
     # and measured) and "overlay" (burned-in text, markers, ECG: copied untouched to outputs)
     masks: dict[str, np.ndarray] = field(default_factory=dict)
     frame_rate: float | None = None  # frames per second, when the file says
+    # display scans: frames [a, b) as stored, (n, z, x) grey or (n, z, x, 3) RGB integers, for
+    # outputs that copy the input's own pixels (overlays, colour) back exactly
+    pixels: Callable[[int, int], np.ndarray] | None = None
 
     def __post_init__(self) -> None:
         if self.magnitude_only and self.domain == "iq":

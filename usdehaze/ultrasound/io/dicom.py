@@ -217,6 +217,9 @@ def read_dicom(path: Path, key: str | None = None) -> Scan:
     def read_frames(a: int, b: int) -> np.ndarray:
         return _bmode.to_grey(np.stack([decode(i) for i in range(a, b)]), levels)[0]
 
+    def read_pixels(a: int, b: int) -> np.ndarray:
+        return np.stack([np.asarray(decode(i))[..., :3] for i in range(a, b)])
+
     try:
         grey, colour_px = _bmode.sample(decode, n, levels)
     except (ValueError, RuntimeError, IndexError, KeyError, TypeError, OSError) as exc:
@@ -254,6 +257,7 @@ def read_dicom(path: Path, key: str | None = None) -> Scan:
         dtype=f"uint{ds.BitsAllocated} {photometric}",
         compression=tsyntax,
         datasets=[KEY],
+        pixels=read_pixels,
     )
 
 
