@@ -90,7 +90,9 @@ class FrameWreck:
 def _block_sums(a: np.ndarray, bz: int, bx: int) -> np.ndarray:
     """Sums over bz × bx blocks of a (z, x) array (the ragged last rows/columns dropped)."""
     nz, nx = a.shape[0] // bz, a.shape[1] // bx
-    return a[: nz * bz, : nx * bx].reshape(nz, bz, nx, bx).sum(axis=(1, 3))
+    a = a[: nz * bz, : nx * bx].reshape(nz, bz, nx * bx)
+    rows = a.sum(axis=1, dtype=np.float64)  # contiguous first: fast; float32 input summed as 64
+    return rows.reshape(nz, nx, bx).sum(axis=2)
 
 
 def block_means(
@@ -103,7 +105,8 @@ def block_means(
     cover = _block_sums(mask.astype(np.float64), bz, bx)
     keep = cover >= MIN_COVER * bz * bx
     n = np.where(keep, cover, np.nan)
-    means = [_block_sums(np.where(mask, im, 0.0), bz, bx) / n for im in images]
+    every = bool(mask.all())  # no masked pixel: skip zeroing them
+    means = [_block_sums(im if every else np.where(mask, im, 0.0), bz, bx) / n for im in images]
     return means, keep
 
 
@@ -111,10 +114,12 @@ def _beyond_row(d: np.ndarray, keep: np.ndarray) -> np.ndarray:
     """Each kept block's value minus the median of its depth row's kept blocks (NaN elsewhere):
     haze (near-field clutter, reverberation) varies chiefly with depth, tissue structures do not
     fill a row."""
-    rows = keep.any(axis=1)
-    med = np.full((d.shape[0], 1), np.nan)
-    med[rows, 0] = np.nanmedian(d[rows], axis=1)
-    return d - med
+    v = np.sort(np.where(keep, d, np.inf), axis=1)  # kept values first, in order
+    n = keep.sum(axis=1)
+    lo = np.take_along_axis(v, np.maximum((n - 1) // 2, 0)[:, None], axis=1)
+    hi = np.take_along_axis(v, np.maximum(n // 2, 0)[:, None], axis=1)
+    med = np.where(n[:, None] > 0, (lo + hi) / 2, np.nan)
+    return np.where(keep, d - med, np.nan)
 
 
 def frame_wreck(
@@ -127,9 +132,8 @@ def frame_wreck(
     """The figures of one frame, or None when it cannot be scored (shapes differ, too few judged
     blocks). Non-finite pixels are left out as if masked; rows are the frame's first axis
     (depth on a polar grid, z on a Cartesian one)."""
-    x = np.asarray(input_db, np.float64)
-    t = np.asarray(tissue_db, np.float64)
-    h = None if haze_db is None else np.asarray(haze_db, np.float64)
+    x, t = np.asarray(input_db), np.asarray(tissue_db)  # any float dtype; block sums in float64
+    h = None if haze_db is None else np.asarray(haze_db)
     if x.ndim != 2 or t.shape != x.shape or (h is not None and h.shape != x.shape):
         return None
     m = np.isfinite(x) & np.isfinite(t)
