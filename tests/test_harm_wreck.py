@@ -204,3 +204,23 @@ def test_calibration_material_simulated_truth_is_quiet_and_wrecks_fire():
         elif name in must:
             assert expect == must[name]
             assert all(expect in f.reasons for f in w.frames), (name, w.attrs())
+
+
+def test_calibrate_checks_prints_the_table_of_a_folder(tmp_path, capsys):
+    """pipelines/calibrate_checks.py reads case files and counts, per material, the frames
+    flagged and those where the check that must fire did."""
+    cal = _calibration()
+    x, cavity, septum = _frame()
+    good = np.where(cavity, x - 15.0, x)
+    bad = np.where(septum, x - 12.0, x)
+    for k, (t, label, expect) in enumerate(
+        ((good, "helped", ""), (bad, "harmed", "bright_darkened"))
+    ):
+        cal.write_case(
+            tmp_path / f"{k}.h5", x[None], t[None], _haze(x, t)[None], label, expect, f"c{k}"
+        )
+    assert cal.main([str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "| helped | 1 | 0 | – |" in out
+    assert "| harmed (must fire: bright_darkened) | 1 | 1 | 1/1 |" in out
+    assert cal.main([str(tmp_path / "none")]) == 1
