@@ -84,6 +84,7 @@ class FrameWreck:
 
     @property
     def flagged(self) -> bool:
+        """True when any check fired on this frame."""
         return bool(self.reasons)
 
 
