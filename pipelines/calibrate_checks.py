@@ -14,7 +14,8 @@ on the demo scan helps: docs/results.md).
 independent physics (issue 28's calibration on a full-wave simulator is still to do):
 
 - good: clean truth as the result (tissue and haze truth, on the input's dB scale) on the demo
-  scan and on ``usdehaze simulate``-style frames (three seeds, haze -12, -6 and 0 dB against the
+  scan, on the demo scan made a display image (scan-converted to a Cartesian fan on black with
+  a burned-in label and grey bar outside it; judged inside the fan's mask), and on ``usdehaze simulate``-style frames (three seeds, haze -12, -6 and 0 dB against the
   myocardium); the input itself as the result; constructed mild dehazing (the input's darkest 30 %
   lowered by 10 or 20 dB, the rest moved by a smooth field within ±1 dB);
 - harmed, each on the same inputs: the brightest structures (smoothed input ≥ its 85th
@@ -55,8 +56,10 @@ def smooth(x: np.ndarray) -> np.ndarray:
     return np.stack([gaussian_filter(f.astype(np.float64), sigma) for f in x])
 
 
-def _pct(xs: np.ndarray, q: float) -> np.ndarray:
-    return np.percentile(xs.reshape(len(xs), -1), q, axis=1)[:, None, None]
+def _pct(xs: np.ndarray, q: float, mask: np.ndarray | None = None) -> np.ndarray:
+    """Each frame's q-th percentile over ``mask`` (default all pixels), shaped (n, 1, 1)."""
+    flat = xs.reshape(len(xs), -1) if mask is None else xs[:, mask]
+    return np.percentile(flat, q, axis=1)[:, None, None]
 
 
 def truth_db(hazy: np.ndarray, tissue: np.ndarray, haze: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -67,10 +70,42 @@ def truth_db(hazy: np.ndarray, tissue: np.ndarray, haze: np.ndarray) -> tuple[np
     return tuple(to_db(a, DR, normalise=ref) for a in (hazy, tissue, haze))
 
 
-def constructed(x: np.ndarray, t0: np.ndarray, rng: np.random.Generator) -> dict[str, tuple]:
+def to_fan(polar: np.ndarray, coords: np.ndarray, n: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Polar dB frames (frames, r, θ) on ``coords`` (r, θ, 3: x, y, z) → a display image: an
+    n × n Cartesian fan on black (-DR), and the fan's mask."""
+    from scipy.ndimage import map_coordinates
+
+    x, z = coords[..., 0], coords[..., 2]
+    r, th = np.hypot(x, z), np.arctan2(x, z)
+    r0, r1, t0, t1 = r.min(), r.max(), th.min(), th.max()
+    half = r1 * np.sin(max(-t0, t1))
+    zz, xx = np.meshgrid(np.linspace(0, r1, n), np.linspace(-half, half, n), indexing="ij")
+    ri = (np.hypot(xx, zz) - r0) / (r1 - r0) * (polar.shape[1] - 1)
+    ti = (np.arctan2(xx, zz) - t0) / (t1 - t0) * (polar.shape[2] - 1)
+    fan = (ri >= 0) & (ri <= polar.shape[1] - 1) & (ti >= 0) & (ti <= polar.shape[2] - 1)
+    out = np.stack([map_coordinates(f, [ri, ti], order=1, mode="nearest") for f in polar])
+    return np.where(fan, out, -DR).astype(np.float32), fan
+
+
+def overlays(img: np.ndarray) -> np.ndarray:
+    """Burned-in overlays outside the fan, as B-mode screens have: a white label, a grey bar."""
+    img = img.copy()
+    n = img.shape[-1]
+    img[:, n // 32 : n // 12, n // 32 : n // 4] = 0.0
+    bar = np.linspace(0, -DR, n // 5, dtype=np.float32)[None, :, None]
+    img[:, n - n // 32 - n // 5 : n - n // 32, n - n // 16 : n - n // 32] = bar
+    return img
+
+
+def constructed(
+    x: np.ndarray, t0: np.ndarray, rng: np.random.Generator, mask: np.ndarray | None = None
+) -> dict[str, tuple]:
     """Constructed results on input frames x (n, z, x) whose true tissue is t0 (dB): name →
     (label, expect, tissue, haze). Harm is placed on the true tissue (its brightest structures,
-    blobs where it is at tissue level), so that "harmed" means tissue lost, as truth says."""
+    blobs where it is at tissue level), so that "harmed" means tissue lost, as truth says.
+    Levels are percentiles over ``mask`` (z, x) (default all pixels): a fan's black is not a
+    cavity."""
+    inside = np.ones(x.shape[1:], bool) if mask is None else mask
     xs, ts = smooth(x), smooth(t0)
     n, nz, nx = x.shape
     out: dict[str, tuple] = {}
@@ -80,17 +115,19 @@ def constructed(x: np.ndarray, t0: np.ndarray, rng: np.random.Generator) -> dict
         out[name] = (label, expect, t, residual_haze(x, t) if h is None else h)
 
     put("input as result", "helped", "", x.copy(), np.full_like(x, -DR))
-    dark = xs <= _pct(xs, 30)
+    dark = (xs <= _pct(xs, 30, mask)) & inside
     jitter = smooth(rng.normal(size=x.shape) * 20)
     jitter = jitter / np.abs(jitter).max(axis=(1, 2), keepdims=True)  # smooth, within ±1 dB
     soft = smooth(dark.astype(float))  # a soft cavity edge
     for d in (10.0, 20.0):
         t = x - d * soft + jitter * (1 - soft)
         put(f"mild dehazing: darkest 30 % -{d:.0f} dB", "helped", "", t)
-    bright = smooth((ts >= _pct(ts, 85)).astype(float))  # the brightest true tissue
+    bright = smooth(
+        ((ts >= _pct(ts, 85, mask)) & inside).astype(float)
+    )  # the brightest true tissue
     for d in (6.0, 12.0):
         put(f"brightest tissue -{d:.0f} dB", "harmed", "bright_darkened", x - d * bright)
-    med = _pct(xs, 50)
+    med = _pct(xs, 50, mask)
     put("order inverted", "harmed", "order_inverted", x - 2 * (xs - med))
     h = np.where(bright > 0.5, x - 1.0, -DR).astype(np.float32)
     put("brightest tissue moved into the haze", "harmed", "moved_to_haze", x.copy(), h)
@@ -98,7 +135,7 @@ def constructed(x: np.ndarray, t0: np.ndarray, rng: np.random.Generator) -> dict
     for share in (0.10, 0.25):
         blobs = np.zeros(x.shape, bool)
         for k in range(n):
-            tissue = ts[k] >= np.median(ts[k])
+            tissue = (ts[k] >= np.median(ts[k][inside])) & inside
             cand = np.argwhere(tissue)
             while blobs[k][tissue].mean() < share:
                 cz, cx = cand[rng.integers(len(cand))]
@@ -138,9 +175,19 @@ def make(folder: Path, results: list[Path], mild: list[Path]) -> None:
             return a[..., 0] + 1j * a[..., 1]
 
         hazy = iq(f["tracks/track_0/data/beamformed_data/values"][()])
+        coords = f["tracks/track_0/data/beamformed_data/coordinates"][()]
         tis = iq(f["usdehaze/extras/tissue/values"][()])
         hz = iq(f["usdehaze/extras/haze/values"][()])
     sources["demo"] = truth_db(hazy, tis, hz)
+    fans = [to_fan(a, coords) for a in sources["demo"]]
+    fan = fans[0][1]
+    x_fan = overlays(fans[0][0])
+    t_fan = np.where(fan, fans[1][0], x_fan)  # outside the fan: whatever the method wrote
+    sources["demo as a display image (fan on black, overlays; judged in the fan)"] = (
+        x_fan,
+        t_fan,
+        np.where(fan, fans[2][0], -DR),
+    )
     for seed in (0, 1, 2):
         for haze_db in (-12.0, -6.0, 0.0):
             sim = simulate_cardiac(4, seed=seed, haze_db=haze_db)
@@ -151,13 +198,17 @@ def make(folder: Path, results: list[Path], mild: list[Path]) -> None:
     for src, (x, t, h) in sources.items():
         heavy = src.startswith("sim") and not src.endswith("-12dB")
         group = "helped, heavy haze (-6, 0 dB)" if heavy else "helped"
-        write_case(folder / f"{k:03d}.h5", x, t, h, "helped", "", f"{src}: clean truth", group)
+        mask = fan if src.startswith("demo as") else None
+        write_case(
+            folder / f"{k:03d}.h5", x, t, h, "helped", "", f"{src}: clean truth", group, mask
+        )
         k += 1
         if src.startswith("sim") and not src.endswith("-12dB"):
             continue  # constructed results on one haze level per simulated anatomy
-        for name, (label, expect, tc, hc) in constructed(x, t, rng).items():
+        for name, (label, expect, tc, hc) in constructed(x, t, rng, mask).items():
             group = f"harmed: {name}" if label == "harmed" else "helped"
-            write_case(folder / f"{k:03d}.h5", x, tc, hc, label, expect, f"{src}: {name}", group)
+            what = f"{src}: {name}"
+            write_case(folder / f"{k:03d}.h5", x, tc, hc, label, expect, what, group, mask)
             k += 1
     for r, label in [(r, "helped") for r in results] + [(r, "not gross") for r in mild]:
         from usdehaze.ultrasound.results import load_result
