@@ -2,6 +2,7 @@
 
     python pipelines/calibrate_checks.py --make DIR [--result demo.h5 ...]   # write the cases
     python pipelines/calibrate_checks.py DIR                                 # print the table
+    python pipelines/calibrate_checks.py DIR --write-display display_scan.h5 # for usdehaze run
 
 A case is an HDF5 file with ``input_db``, ``tissue_db``, ``haze_db`` (frames, z, x; dB on one
 scale), an optional ``mask`` (z, x) of the pixels to judge, and attributes ``label`` ("helped"
@@ -41,6 +42,7 @@ from scipy.ndimage import gaussian_filter
 from usdehaze.ultrasound.wreck import CHECKS, WreckCheck
 
 DR = 60.0
+DISPLAY = "demo as a display image (fan on black, overlays; judged in the fan)"
 SMOOTH_FRACTION = 1 / 40
 
 
@@ -162,13 +164,11 @@ def write_case(
         f.attrs.update(label=label, expect=expect, what=what, group=group or label)
 
 
-def make(folder: Path, results: list[Path], mild: list[Path]) -> None:
-    """Write the constructed cases (and copies of the given run results) into ``folder``."""
-    from usdehaze.ultrasound.simulate import demo_scan_path, simulate_cardiac
+def demo_sources() -> tuple[dict[str, tuple], np.ndarray]:
+    """The demo scan's (input, tissue truth, haze truth) dB, plain and as a display image (fan
+    on black with overlays), and the fan's mask."""
+    from usdehaze.ultrasound.simulate import demo_scan_path
 
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(28)
-    sources = {}
     with h5py.File(demo_scan_path()) as f:
 
         def iq(a):
@@ -178,16 +178,31 @@ def make(folder: Path, results: list[Path], mild: list[Path]) -> None:
         coords = f["tracks/track_0/data/beamformed_data/coordinates"][()]
         tis = iq(f["usdehaze/extras/tissue/values"][()])
         hz = iq(f["usdehaze/extras/haze/values"][()])
-    sources["demo"] = truth_db(hazy, tis, hz)
-    fans = [to_fan(a, coords) for a in sources["demo"]]
+    plain = truth_db(hazy, tis, hz)
+    fans = [to_fan(a, coords) for a in plain]
     fan = fans[0][1]
     x_fan = overlays(fans[0][0])
     t_fan = np.where(fan, fans[1][0], x_fan)  # outside the fan: whatever the method wrote
-    sources["demo as a display image (fan on black, overlays; judged in the fan)"] = (
-        x_fan,
-        t_fan,
-        np.where(fan, fans[2][0], -DR),
-    )
+    display = (x_fan, t_fan, np.where(fan, fans[2][0], -DR))
+    return {"demo": plain, DISPLAY: display}, fan
+
+
+def write_display_scan(path: Path) -> None:
+    """The demo's display image as a zea file holding only ``image`` (dB), as issue 28's cine
+    was given: ``usdehaze run`` on it is magnitude-only (logsum)."""
+    sources, _ = demo_sources()
+    with h5py.File(path, "w") as f:
+        f["tracks/track_0/data/image/values"] = sources[DISPLAY][0]
+    print(f"{path}: the demo scan as a display image (4 frames), image only")
+
+
+def make(folder: Path, results: list[Path], mild: list[Path]) -> None:
+    """Write the constructed cases (and copies of the given run results) into ``folder``."""
+    from usdehaze.ultrasound.simulate import simulate_cardiac
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(28)
+    sources, fan = demo_sources()
     for seed in (0, 1, 2):
         for haze_db in (-12.0, -6.0, 0.0):
             sim = simulate_cardiac(4, seed=seed, haze_db=haze_db)
@@ -198,7 +213,7 @@ def make(folder: Path, results: list[Path], mild: list[Path]) -> None:
     for src, (x, t, h) in sources.items():
         heavy = src.startswith("sim") and not src.endswith("-12dB")
         group = "helped, heavy haze (-6, 0 dB)" if heavy else "helped"
-        mask = fan if src.startswith("demo as") else None
+        mask = fan if src == DISPLAY else None
         write_case(
             folder / f"{k:03d}.h5", x, t, h, "helped", "", f"{src}: clean truth", group, mask
         )
@@ -299,7 +314,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--mild", type=Path, nargs="*", default=[], help="run results that harm a little"
     )
+    ap.add_argument(
+        "--write-display", type=Path, help="write the demo's display image (zea, image only)"
+    )
     args = ap.parse_args(argv)
+    if args.write_display:
+        write_display_scan(args.write_display)
     if args.make:
         make(args.folder, args.result, args.mild)
     return table(args.folder)
