@@ -18,8 +18,10 @@ from usdehaze.ultrasound.wreck import (
     CHECKS,
     DARK_SHARE,
     HAZE_SHARE,
+    THRESHOLDS,
     WreckCheck,
     frame_wreck,
+    judged_mask,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -128,6 +130,18 @@ def test_the_mask_keeps_the_fan_black_and_overlays_out():
     assert whole is not None and "bright_darkened" in whole.reasons
 
 
+def test_the_judged_pixels_are_a_scans_sector_without_its_overlays():
+    sector = np.zeros((4, 5), bool)
+    sector[1:, 1:] = True
+    overlay = np.zeros((4, 5), bool)
+    overlay[3, 3:] = True
+    assert judged_mask({}) is None
+    assert (judged_mask({"sector": sector}) == sector).all()
+    assert (judged_mask({"overlay": overlay}) == ~overlay).all()
+    both = judged_mask({"sector": sector, "overlay": overlay})
+    assert both.sum() == sector.sum() - 2 and not both[3, 3:].any()
+
+
 def test_frames_that_cannot_be_scored_are_left_out():
     x, _, _ = _frame()
     assert frame_wreck(0, x, x[:, :10]) is None
@@ -159,6 +173,7 @@ def test_attrs_say_which_frames_and_why_and_survive_a_result_file(tmp_path):
     with h5py.File(tmp_path / "r.h5") as f:
         back = {k: _attr(v) for k, v in f.attrs.items()}
     assert back["wreck_reasons"] == a["wreck_reasons"]
+    assert back["wreck_thresholds"] == THRESHOLDS
     assert list(back["wreck_flagged_frames"]) == [4] and bool(back["wreck_warning"])
     line = w.message("cine.h5")
     assert line.startswith("cine.h5: ") and "1 of 3" in line and "[4]" in line

@@ -89,6 +89,28 @@ class FrameWreck:
         return bool(self.reasons)
 
 
+def judged_mask(masks: dict[str, np.ndarray]) -> np.ndarray | None:
+    """The pixels to judge from a Scan's ``masks``: its "sector" without its "overlay" (burned-in
+    text, markers); None (judge all) when it has neither."""
+    sector, overlay = masks.get("sector"), masks.get("overlay")
+    if sector is None and overlay is None:
+        return None
+    judged = np.ones(np.shape(sector if sector is not None else overlay), bool)
+    if sector is not None:
+        judged &= np.asarray(sector, bool)
+    if overlay is not None:
+        judged &= ~np.asarray(overlay, bool)
+    return judged
+
+
+THRESHOLDS = {
+    "bright_drop_db": BRIGHT_DROP_DB,
+    "contrast_fall_db": CONTRAST_FALL_DB,
+    "haze_share": HAZE_SHARE,
+    "dark_share": DARK_SHARE,
+}
+
+
 def _block_sums(a: np.ndarray, bz: int, bx: int) -> np.ndarray:
     """Sums over bz × bx blocks of a (z, x) array (the ragged last rows/columns dropped)."""
     nz, nx = a.shape[0] // bz, a.shape[1] // bx
@@ -226,6 +248,7 @@ class WreckCheck:
             "wreck_contrast_out_db": [f.contrast_out_db for f in fs],
             "wreck_haze_share": [f.haze_share for f in fs],
             "wreck_dark_share": [f.dark_share for f in fs],
+            "wreck_thresholds": dict(THRESHOLDS),
         }
 
     def message(self, name: str) -> str:
