@@ -1,29 +1,31 @@
 """Calibrate the gross-failure check (usdehaze.ultrasound.wreck) on good and wrecked results.
 
-    python pipelines/calibrate_checks.py --make DIR [--result demo.h5 ...]   # write the cases
-    python pipelines/calibrate_checks.py DIR                                 # print the table
-    python pipelines/calibrate_checks.py DIR --write-display display_scan.h5 # for usdehaze run
+    python pipelines/calibrate_checks.py DIR --make [--result R.h5 ...] [--mild R.h5 ...]
+    python pipelines/calibrate_checks.py DIR                      # print the table of DIR
+    python pipelines/calibrate_checks.py DIR --write-display display_scan.h5   # for usdehaze run
 
 A case is an HDF5 file with ``input_db``, ``tissue_db``, ``haze_db`` (frames, z, x; dB on one
-scale), an optional ``mask`` (z, x) of the pixels to judge, and attributes ``label`` ("helped"
-or "harmed"), ``expect`` (the check that must fire on a harmed case, "any" for any), ``what`` and
-``group`` (the summary's row). ``usdehaze
-run`` result files given with ``--result`` are copied in as "helped" cases (the shipped default
-on the demo scan helps: docs/results.md).
+scale), an optional ``mask`` (z, x) of the pixels to judge, and attributes ``label`` ("helped",
+"harmed" or "not gross"), ``expect`` (the check that must fire on a harmed case, "any" for any),
+``what`` and ``group`` (the summary's row). ``usdehaze run`` result files given with ``--result``
+are copied in as "helped" cases (the shipped default on the demo scan helps: docs/results.md),
+those given with ``--mild`` as "not gross" (results that change little or harm a little).
 
 ``--make`` builds the material this session could make, all of it constructed, none of it
 independent physics (issue 28's calibration on a full-wave simulator is still to do):
 
 - good: clean truth as the result (tissue and haze truth, on the input's dB scale) on the demo
   scan, on the demo scan made a display image (scan-converted to a Cartesian fan on black with
-  a burned-in label and grey bar outside it; judged inside the fan's mask), and on ``usdehaze simulate``-style frames (three seeds, haze -12, -6 and 0 dB against the
-  myocardium); the input itself as the result; constructed mild dehazing (the input's darkest 30 %
-  lowered by 10 or 20 dB, the rest moved by a smooth field within ±1 dB);
-- harmed, each on the same inputs: the brightest structures (smoothed input ≥ its 85th
-  percentile) 6 or 12 dB darker; the dark/bright order inverted (the smoothed level mirrored
-  about its median); the brightest structures moved into the haze estimate (haze 1 dB under the
-  input there, tissue kept); dark blobs (20 dB darker) painted on about 10 % of the tissue-level
-  area; and issue 28's wreck all at once (bright −12 dB, order inverted, blobs).
+  a burned-in label and a grey bar outside it; judged inside the fan's mask), and on ``usdehaze
+  simulate``-style frames (three seeds, haze -12, -6 and 0 dB against the myocardium); the
+  input itself as the result; mild dehazing (the input's darkest 30 % lowered by 10 or 20 dB,
+  the rest moved by a smooth field within ±1 dB);
+- harmed, on the demo inputs and the -12 dB simulator frames, placed on the true tissue: its
+  brightest structures (smoothed truth ≥ its 85th percentile) 6 or 12 dB darker; the dark/bright
+  order inverted (the smoothed input mirrored about its median); the brightest true tissue moved
+  into the haze estimate (haze 1 dB under the input there, tissue kept); 20 dB dark blobs on
+  10 % or 25 % of the true tissue; and issue 28's wreck all at once (bright −12 dB, order
+  inverted, blobs).
 
 The haze estimate of a constructed result is the input minus the tissue in power (the ``logsum``
 split), floored at the dynamic range, except where said.
