@@ -23,7 +23,8 @@ Dehazing that works raises the contrast (median +7.8 dB on 8 validation frames o
 every frame +4.9 dB or more) and the gCNR of these regions; on ``usdehaze simulate`` frames the
 shipped default changes the contrast by -1.6..+1.5 dB and lowers the regions' gCNR on 7 of 8
 frames (median -0.05), as it lowers the true cavity/myocardium gCNR there. Figures in
-docs/results.md.
+docs/results.md. Gross failures of single frames (bright structures darkened, order inverted,
+structures in the haze, dark painted on tissue) are usdehaze.ultrasound.wreck's business.
 """
 
 from __future__ import annotations
