@@ -16,6 +16,7 @@ from usdehaze.ultrasound.sector import _subsample, find_sector, full_scale, stat
 
 BRIGHT = 0.5  # overlays inside the cone: at least half of full scale (text is drawn bright)
 SATURATED = 0.95  # "saturated": within 5 % of full scale
+WHITE, JPEG_SWING = 0.8, 0.12  # near-white in every frame, varying by at most 12 % (JPEG)
 THIN = 5  # a structure an opening by a THIN × THIN square removes is thin (strokes ≤ 4 px)
 MIN_PIXELS = 3  # smaller static specks inside the cone are chance coincidences of speckle
 
@@ -46,7 +47,9 @@ def find_overlays(
     - outside ``sector_mask`` (found with :func:`find_sector` when not given; no region found:
       no outside): every pixel non-zero (above 2 % of full scale) in any frame;
     - inside: thin (removed by a 5 × 5 opening) structures of at least 3 pixels that are bright
-      (half of full scale) and, with two frames or more, identical in every frame; with one
+      (half of full scale) and, with two frames or more, identical in every frame, or
+      near-white (80 % of full scale) in every frame varying by at most 12 % (text through
+      JPEG, whose blocks change with the tissue beneath); with one
       frame (or a frozen cine) only saturated ones (95 % of full scale); none within 2 px of
       a thick bright structure of the median over time (a clipped wall). They are grown by one pixel
       into pixels at least a quarter of full scale in every frame (a glyph's blurred rim).
@@ -68,6 +71,10 @@ def find_overlays(
         cand = frames[0] >= SATURATED * level
     else:
         cand = static & (frames[0] >= BRIGHT * level)
+        # near-white in every frame and nearly constant: a glyph JPEG-blurred by the tissue
+        # beneath it changing (8-bit speckle is not near-white in every frame)
+        low = frames.min(axis=0)
+        cand |= (low >= WHITE * level) & (frames.max(axis=0) - low <= JPEG_SWING * level)
     # bright tissue (a clipped wall) is thick in the median over time (up to the cone's edge,
     # where it is cut thin): its static specks are not text; a glyph is thin there too
     bright = (np.median(frames, axis=0) if len(frames) > 1 else frames[0]) >= BRIGHT * level

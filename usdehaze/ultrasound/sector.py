@@ -308,7 +308,9 @@ def _fit_fan(region: np.ndarray, unsure: np.ndarray) -> Sector | None:
             far.append(rho[j])
     if not far_all:
         return None
-    clip_near, clip_far = len(near) < 5, len(far) < 5
+    # the frame cuts the near side when most bins start on its border (corners the cleaning
+    # rounded give a few that do not)
+    clip_near, clip_far = len(near) < max(5, len(near_all) / 2), len(far) < 5
     r_near = float(np.min(rho)) - 0.5 if clip_near else float(np.median(near))
     r_far = float(np.max(rho)) + 0.5 if clip_far else float(np.median(far))
     k = _smooth_size(region.shape)
