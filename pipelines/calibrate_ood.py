@@ -206,7 +206,6 @@ def main() -> int:
     from usdehaze import __version__
     from usdehaze.core.device import resolve_device
     from usdehaze.core.priors import load_prior
-    from usdehaze.ultrasound.dehaze import WEIGHTS_DIR
     from usdehaze.ultrasound.ood import (
         MAX_FRAMES,
         MAX_SIDE,
@@ -216,6 +215,7 @@ def main() -> int:
         check_frames,
         prior_is_iq,
     )
+    from usdehaze.ultrasound.prior_files import WEIGHTS_DIR
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--prior", type=Path, default=WEIGHTS_DIR / "tissue_iq.safetensors")

@@ -76,7 +76,7 @@ def test_every_result_carries_the_provenance_record(tiny_priors, tmp_path):
 
 @pytest.mark.parametrize("model", ["logsum", "additive", "iq"])
 def test_the_record_names_the_measurement_model_the_sampler_ran(model):
-    from usdehaze.ultrasound.dehaze import run_model
+    from usdehaze.ultrasound.methods import run_model
 
     d = Dehazer.__new__(Dehazer)  # no priors needed to say which operator it would run
     d.cfg = DehazeConfig(model=model, gamma=2.0)

@@ -53,7 +53,7 @@ def test_denoising_check_of_a_blind_prior_is_infinitely_off():
 @pytest.fixture(scope="module")
 def shipped_iq_tissue():
     from usdehaze.core.priors import load_prior
-    from usdehaze.ultrasound.dehaze import WEIGHTS_DIR
+    from usdehaze.ultrasound.prior_files import WEIGHTS_DIR
 
     return load_prior(WEIGHTS_DIR / "tissue_iq.safetensors")
 
@@ -140,7 +140,7 @@ def test_run_records_the_score_and_warns_in_one_line(
     scan_file, tiny_iq_priors, tmp_path, capsys, suffix
 ):
     from usdehaze.cli._app import run_app
-    from usdehaze.ultrasound.dehaze import WEIGHTS_DIR
+    from usdehaze.ultrasound.prior_files import WEIGHTS_DIR
     from usdehaze.ultrasound.results import load_result
 
     t, h = tiny_iq_priors  # a random network explains nothing: its score is +inf
@@ -287,9 +287,9 @@ def test_calibrate_ood_writes_only_the_threshold(tmp_path):
     import numpy as np
 
     from usdehaze.core.priors import load_prior
-    from usdehaze.ultrasound.dehaze import WEIGHTS_DIR
     from usdehaze.ultrasound.io import write_scan
     from usdehaze.ultrasound.ood import ood_threshold
+    from usdehaze.ultrasound.prior_files import WEIGHTS_DIR
     from usdehaze.ultrasound.simulate import simulate_cardiac
 
     prior = _with_threshold(WEIGHTS_DIR / "tissue_iq.safetensors", 1.0, tmp_path / "p")

@@ -126,7 +126,8 @@ def live_loop(
     """Worker body: load the student, then dehaze the newest requested frame until ``stop``.
     Requests are ``(index, time requested)``; yields a :class:`LiveFrame` per frame done.
     ``on_ready(dehazer)`` once loaded; ``on_ood(check)`` once, after the first frame."""
-    from usdehaze.ultrasound.dehaze import Dehazer, uses_iq
+    from usdehaze.ultrasound.dehaze import Dehazer
+    from usdehaze.ultrasound.methods import uses_iq
 
     cfg = cfg.validate("live view")
     if native.iq is None or not uses_iq(cfg):

@@ -336,7 +336,8 @@ def _check_enough(mat: Material, option: str) -> None:
 def base_priors(folder: Path | None = None) -> dict[str, Any]:
     """The priors to start from: the shipped iq ones, or a folder's (``--from``)."""
     from usdehaze.core.priors import load_prior
-    from usdehaze.ultrasound.dehaze import DehazeConfig, check_prior_mu, prior_paths
+    from usdehaze.ultrasound.dehaze import DehazeConfig
+    from usdehaze.ultrasound.prior_files import check_prior_mu, prior_paths
 
     cfg = replace(
         DehazeConfig(), method="joint", model="iq", priors=str(folder) if folder else None
@@ -377,9 +378,9 @@ def _foreign(weights: Path) -> Path | None:
 # -- the output folder --------------------------------------------------------------------------
 def prior_files(out: Path) -> dict[str, Path]:
     """Where the adapted priors go: the names ``--priors`` looks for (iq model)."""
-    from usdehaze.ultrasound.dehaze import prior_names
+    from usdehaze.ultrasound.models import data_model
 
-    return {role: out / name for role, name in zip(ROLES, prior_names(True))}
+    return {role: out / name for role, name in zip(ROLES, data_model("iq").prior_names())}
 
 
 def read_manifest(out: Path) -> dict[str, Any] | None:

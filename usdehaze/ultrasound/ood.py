@@ -231,7 +231,7 @@ def check_run(
     ``warn(message)`` when it fires, or with ``strict`` a UsageError (before anything is
     written). Methods without a prior (bm3d) get no score (NaN, no warning)."""
     from usdehaze.errors import UsageError
-    from usdehaze.ultrasound.dehaze import uses_iq
+    from usdehaze.ultrasound.methods import uses_iq
 
     cfg = dehazer.cfg
     prior = dehazer.priors.get("tissue")

@@ -28,13 +28,8 @@ for _m in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
     if _m.name != "base" and not _m.name.startswith("_"):
         importlib.import_module(f"{__name__}.{_m.name}")
 
-# the single-prior baselines (dps, pigdm-gauss: y = x + Gaussian noise on dB images) read,
-# check their prior and decode like this model
-SINGLE_PRIOR_MODEL = "additive"
-
 __all__ = [
     "DATA_MODELS",
-    "SINGLE_PRIOR_MODEL",
     "DataModel",
     "DbModel",
     "Measurement",

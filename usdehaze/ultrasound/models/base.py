@@ -101,6 +101,9 @@ class DataModel:
     domain: str = ""  # normalisation.domain of its priors (usdehaze.ultrasound.logcomp)
     needs_phase: bool = False  # reads complex IQ frames (else dB images)
     fallback: str | None = None  # the model magnitude-only data runs instead (needs_phase)
+    # the dB model the single-prior methods (dps, pigdm-gauss, bm3d: y = x + Gaussian noise)
+    # read for a run of this one, with its tissue prior (None: this model itself)
+    single_prior: str | None = None
     prior_suffix: str = ""  # tissue{suffix}.safetensors, haze{suffix}.safetensors
     params: tuple[str, ...] = ()  # the DehazeConfig fields it reads
     settings: dict[str, Any] = {}  # sampler settings it is evaluated with (rule, weighting)
