@@ -88,18 +88,16 @@ def layer_config(native: Native, cfg: Any) -> tuple[Any, str | None]:
 
 def layer_check(native: Native, frames: list[int], dehazer: Any) -> Any:
     """The out-of-distribution check of a run on ``frames`` of a layer, as run_dehaze makes it
-    on a scan: up to 4 frames spread over them, encoded as the dehazer's priors see them."""
-    from usdehaze.ultrasound.logcomp import db_to_unit
-    from usdehaze.ultrasound.methods import uses_iq
+    on a scan: up to 4 frames spread over them, encoded as the dehazer's data model gives them
+    to the sampler (the layer's IQ, or its dB frames for a dB model)."""
     from usdehaze.ultrasound.ood import check_frames, sample_frames
 
-    cfg, prior = dehazer.cfg, dehazer.priors.get("tissue")
+    model, prior = dehazer.model, dehazer.priors.get("tissue")
     picked = sample_frames(frames)
     seen = [native.source_frame(i) for i in picked]
-    if uses_iq(cfg):
-        return check_frames(np.asarray(native.iq[picked]), prior, True, cfg.dynamic_range, seen)
-    x = db_to_unit(np.asarray(native.db[picked]), cfg.dynamic_range)[:, None]  # as Dehazer sees
-    return check_frames(x, prior, False, cfg.dynamic_range, seen, encoded=True)
+    if model.needs_phase:
+        return check_frames(np.asarray(native.iq[picked]), prior, model, seen)
+    return check_frames(np.asarray(native.db[picked]), prior, model, seen, db=True)
 
 
 def dehaze_frames(

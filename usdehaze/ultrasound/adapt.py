@@ -248,13 +248,21 @@ def _record(path: Path, scan, kind: str, frames: list[int]) -> dict[str, Any]:
     }
 
 
+def _iq_model() -> Any:
+    """The iq data model, whose encoding (``prior_input``: the sampler's y) the material gets."""
+    from usdehaze.ultrasound.dehaze_config import DehazeConfig
+    from usdehaze.ultrasound.models import data_model
+
+    return data_model("iq")(DehazeConfig())
+
+
 def tissue_material(paths: Sequence[Path], max_frames: int = 64) -> Material:
     """Tissue-only scans → μ-law I/Q by each frame's own reference."""
     mat = Material("tissue")
     for path in paths:
         with _open(path, "--tissue") as scan:
             idx, iq = _frames(scan, max_frames)
-            mat.arrays.append(iq_to_mulaw(iq, iq_reference(iq)))
+            mat.arrays.append(_iq_model().prior_input(iq))
             mat.masks.append(None)
             mat.files.append(_record(path, scan, "tissue-only", idx))
     return mat
@@ -280,7 +288,7 @@ def haze_material(
                 rec = _record(path, scan, "haze-only", idx)
                 rec["peaks_db"] = list(HAZE_ONLY_PEAKS_DB)
             else:
-                mat.arrays.append(iq_to_mulaw(iq, ref))
+                mat.arrays.append(_iq_model().prior_input(iq))
                 mask, counts = _roi_mask(roi, scan)
                 mat.masks.append(mask)
                 rec = _record(path, scan, "hazy, ROI targets", idx)
