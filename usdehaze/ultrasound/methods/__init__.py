@@ -7,9 +7,7 @@ this package is imported here, so a new method is one new module (see ``base``).
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
+from usdehaze.core.registry import import_modules
 from usdehaze.ultrasound.methods.base import (
     METHODS,
     Method,
@@ -23,11 +21,7 @@ from usdehaze.ultrasound.methods.base import (
 )
 
 # the shipped methods first, in this order (help texts, the widget, evaluate's rows), then any other
-for _name in ("joint", "fast", "dps", "pigdm_gauss", "bm3d"):
-    importlib.import_module(f"{__name__}.{_name}")
-for _m in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-    if _m.name != "base" and not _m.name.startswith("_"):
-        importlib.import_module(f"{__name__}.{_m.name}")
+import_modules(__name__, __path__, first=("joint", "fast", "dps", "pigdm_gauss", "bm3d"))
 
 __all__ = [
     "METHODS",

@@ -7,9 +7,7 @@ package is imported here, so a new model is one new module (see ``base``).
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
+from usdehaze.core.registry import import_modules
 from usdehaze.ultrasound.models.base import (
     DATA_MODELS,
     DataModel,
@@ -22,11 +20,7 @@ from usdehaze.ultrasound.models.base import (
 )
 
 # the shipped models first, in this order (help texts, the widget, evaluate's rows), then any other
-for _name in ("logsum", "additive", "iq"):
-    importlib.import_module(f"{__name__}.{_name}")
-for _m in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-    if _m.name != "base" and not _m.name.startswith("_"):
-        importlib.import_module(f"{__name__}.{_m.name}")
+import_modules(__name__, __path__, first=("logsum", "additive", "iq"))
 
 __all__ = [
     "DATA_MODELS",
