@@ -8,11 +8,13 @@ built (nothing here imports torch). docs/architecture.md, *Dehazing settings*.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from usdehaze.core.dc_rules import DC_RULES
+from usdehaze.core.solvers import SOLVERS
 from usdehaze.errors import UsageError
 from usdehaze.ultrasound.methods import METHODS, method_of
 from usdehaze.ultrasound.models import DATA_MODELS
@@ -51,6 +53,32 @@ def _method_help() -> str:
     return ", ".join(said[:-1]) + f" or {said[-1]}."
 
 
+def _choices(names: Iterable[str], default: str) -> str:
+    """'a (default), b or c': a setting's registered choices, its default first."""
+    said = sorted(dict.fromkeys(names), key=lambda n: n != default)
+    said = [f"{n} (default)" if n == default else n for n in said]
+    return ", ".join(said[:-1]) + f" or {said[-1]}" if len(said) > 1 else said[0]
+
+
+def _rule_help() -> str:
+    """--rule's help, from the registered DC rules (usdehaze.core.dc_rules)."""
+    return f"Data consistency: {_choices(DC_RULES, DehazeConfig.rule)}."
+
+
+def _weighting_help() -> str:
+    """--weighting's help: every weighting a registered rule declares."""
+    names = [w for rule in DC_RULES.values() for w in rule.weightings]
+    return (
+        f"Weighting of the data-consistency step: {_choices(names, DehazeConfig.weighting)} "
+        "(what each is for each rule: usdehaze.core.dc_rules)."
+    )
+
+
+def _solver_help() -> str:
+    """--solver's help, from the registered prior steps (usdehaze.core.solvers)."""
+    return f"Prior step: {_choices(SOLVERS, DehazeConfig.solver)}."
+
+
 def _gamma_help() -> str:
     """--gamma's help: the data models that read γ (their declared ``params``)."""
     names = [n for n, m in DATA_MODELS.items() if "gamma" in m.params]
@@ -67,15 +95,10 @@ class DehazeConfig:
 
     method: str = _setting("joint", None, _method_help)
     model: str = _setting("iq", "model", _model_help)
-    rule: str = _setting("dps", "sampler", "Data consistency: dps (default), pigdm or projection.")
-    weighting: str = _setting(
-        "variance",
-        "sampler",
-        "Weighting of the data-consistency step: variance (default; by the Tweedie variances, "
-        "as PiGDM), paper or sde (what each is for each rule: usdehaze.core.dc_rules).",
-    )
+    rule: str = _setting("dps", "sampler", _rule_help)
+    weighting: str = _setting("variance", "sampler", _weighting_help)
     steps: int = _setting(25, "sampler", "Sampler steps.")
-    solver: str = _setting("em", "sampler", "Prior step: em (default), ddim or heun.")
+    solver: str = _setting("em", "sampler", _solver_help)
     eta: float = _setting(1.0, "sampler", "DDIM stochasticity: 0 deterministic, 1 ancestral.")
     schedule: str = _setting("linear", "sampler", "Step times: linear (default) or karras.")
     jacobian: str = _setting(
@@ -154,7 +177,7 @@ class DehazeConfig:
         method = method_of(self.method, source)  # an unknown method or model: one line
         DATA_MODELS.lookup(self.model, source)
         method.check(self, source)  # its models, samples > 1, the rules the model allows
-        from usdehaze.core.sampler import PRECISIONS, SCHEDULES, SOLVERS
+        from usdehaze.core.sampler import PRECISIONS, SCHEDULES
 
         for name, allowed in (
             ("solver", SOLVERS),
