@@ -76,11 +76,11 @@ def test_every_result_carries_the_provenance_record(tiny_priors, tmp_path):
 
 @pytest.mark.parametrize("model", ["logsum", "additive", "iq"])
 def test_the_record_names_the_measurement_model_the_sampler_ran(model):
-    from usdehaze.ultrasound.methods import run_model
+    from usdehaze.ultrasound.methods import METHODS, run_model
 
     d = Dehazer.__new__(Dehazer)  # no priors needed to say which operator it would run
     d.cfg = DehazeConfig(model=model, gamma=2.0)
-    d.model = run_model(d.cfg)
+    d.method, d.model = METHODS[d.cfg.method](d.cfg), run_model(d.cfg)
     cfg = d.operator().config()
     assert cfg["kind"] == model and cfg.get("gamma", 2.0) == 2.0
 
