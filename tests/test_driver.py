@@ -94,3 +94,22 @@ def test_no_module_writes_the_result_writers_private_attributes():
         if p.name != "results.py" and "._attrs" in p.read_text()
     ]
     assert found == []
+
+
+def test_blank_frames_are_found_once_per_batch(tiny_priors, monkeypatch):
+    """The driver scans a batch for all-zero frames once and tells the Dehazer (which would
+    otherwise scan it again, and once more for the frames it keeps)."""
+    from usdehaze.ultrasound import dehaze, driver, scan
+
+    calls = []
+
+    def counted(a):
+        calls.append(len(a))
+        return scan.blank_frames(a)
+
+    monkeypatch.setattr(driver, "blank_frames", counted)
+    monkeypatch.setattr(dehaze, "blank_frames", counted)
+    iq = _iq()
+    iq[1] = 0
+    res = FrameDriver(Dehazer(_cfg(tiny_priors))).dehaze([0, 1, 2], iq)
+    assert calls == [3] and (res["tissue"][1] == -60).all()

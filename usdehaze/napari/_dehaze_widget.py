@@ -47,7 +47,14 @@ from qtpy.QtWidgets import (
 )
 
 from usdehaze.errors import UsageError
-from usdehaze.napari._layers import Native, frame_index, image_layer_data, native_of, placement
+from usdehaze.napari._layers import (
+    Native,
+    frame_index,
+    image_layer_data,
+    layer_check,
+    native_of,
+    placement,
+)
 from usdehaze.napari._link import link_groups
 from usdehaze.napari._live import Latest, LiveFrame, LiveStats, live_config, live_loop
 
@@ -84,20 +91,6 @@ def layer_config(native: Native, cfg: Any) -> tuple[Any, str | None]:
     from usdehaze.ultrasound.methods import for_magnitude_data
 
     return (cfg, None) if native.iq is not None else for_magnitude_data(cfg)
-
-
-def layer_check(native: Native, frames: list[int], dehazer: Any) -> Any:
-    """The out-of-distribution check of a run on ``frames`` of a layer, as run_dehaze makes it
-    on a scan: up to 4 frames spread over them, encoded as the dehazer's data model gives them
-    to the sampler (the layer's IQ, or its dB frames for a dB model)."""
-    from usdehaze.ultrasound.ood import check_frames, sample_frames
-
-    model, prior = dehazer.model, dehazer.priors.get("tissue")
-    picked = sample_frames(frames)
-    seen = [native.source_frame(i) for i in picked]
-    if model.needs_phase:
-        return check_frames(np.asarray(native.iq[picked]), prior, model, seen)
-    return check_frames(np.asarray(native.db[picked]), prior, model, seen, db=True)
 
 
 def dehaze_frames(

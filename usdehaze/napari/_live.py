@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from usdehaze.napari._layers import Native, display_converter
+from usdehaze.napari._layers import Native, display_converter, layer_check
 
 IDLE_WAIT = 0.05  # s: how often an idle worker looks whether it was stopped
 
@@ -157,7 +157,5 @@ def live_loop(
             return
         yield LiveFrame(i, image, requested, done, done - t0)
         if on_ood is not None:
-            from usdehaze.napari._dehaze_widget import layer_check
-
             on_ood(layer_check(native, [i], dehazer))
             on_ood = None

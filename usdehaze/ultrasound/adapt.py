@@ -220,7 +220,7 @@ def _open(path: Path, option: str):
 
 def _frames(scan, max_frames: int) -> tuple[list[int], np.ndarray]:
     """Up to ``max_frames`` evenly spaced frames, all-zero ones left out: (indices, IQ)."""
-    from usdehaze.ultrasound.dehaze import blank_frames
+    from usdehaze.ultrasound.scan import blank_frames
 
     n = scan.n_frames
     pick = np.unique(np.linspace(0, n - 1, min(n, max_frames)).round().astype(int))

@@ -369,7 +369,7 @@ def _finish(root, groups, figures: dict, checks: list, warn: Callable[[str], Non
     check over all its finished frames (usdehaze.ultrasound.harm; ``checks``: (input, its
     OodCheck, whether the method has priors to judge, its frames, the dynamic range) per scan),
     the blank frames among them (input all at -DR: all zeros) and the run log."""
-    from usdehaze.ultrasound.dehaze import result_check_attrs
+    from usdehaze.ultrasound.driver import result_check_attrs
     from usdehaze.ultrasound.harm import HarmCheck
 
     any_warning = False

@@ -19,8 +19,10 @@ import numpy as np
 
 from usdehaze.errors import UsageError
 from usdehaze.ultrasound.dehaze_config import DehazeConfig, build_config, method_settings
+from usdehaze.ultrasound.driver import FrameDriver, provenance, source_record
 from usdehaze.ultrasound.logcomp import reference, to_db
 from usdehaze.ultrasound.methods import METHODS, for_magnitude_data, run_model
+from usdehaze.ultrasound.scan import blank_frames
 
 # the public API: the settings and how to build them come from dehaze_config
 __all__ = ["DehazeConfig", "Dehazer", "build_config", "run_dehaze"]
@@ -119,6 +121,7 @@ class Dehazer:
         frames: list[int] | range | None = None,
         seed: int | None = None,
         within: np.ndarray | None = None,
+        blank: np.ndarray | None = None,
     ) -> dict[str, np.ndarray]:
         """Dehaze IQ (complex) or envelope frames (n, z, x): ``input``, ``tissue``, ``haze`` (and
         ``*_std``) in dB, 0 dB = each input frame's maximum. dB models log-compress first; the
@@ -126,12 +129,13 @@ class Dehazer:
 
         ``within``: when ``iq`` are crops, the whole frames (n, Z, X) they were cut from; the
         crops are then scaled and referenced as those frames are (a crop of a frame dehazes as
-        that part of the frame would), not by their own maxima."""
+        that part of the frame would), not by their own maxima. ``blank``: which frames are all
+        zeros, when the caller found them already (the driver: one scan per batch)."""
         c = self.cfg
         self.nfe = 0
         iq = np.asarray(iq)
         self._check_frames(iq)
-        blank = blank_frames(iq)
+        blank = blank_frames(iq) if blank is None else np.asarray(blank, bool)
         if blank.any() and within is None:  # blank in, blank out, and no sampler time spent
             return self._with_blank_frames(iq, blank, callback, frames, seed)
         whole = iq if within is None else np.asarray(within)
@@ -155,7 +159,8 @@ class Dehazer:
         sub = {}
         if len(keep):
             idx = None if frames is None else [frames[i] for i in keep]
-            sub = self.dehaze_iq(iq[keep], callback=callback, frames=idx, seed=seed)
+            none = np.zeros(len(keep), bool)  # the frames kept have signal
+            sub = self.dehaze_iq(iq[keep], callback=callback, frames=idx, seed=seed, blank=none)
         keys = ("input", "tissue", "haze") + (
             ("tissue_std", "haze_std") if self.cfg.samples > 1 else ()
         )
@@ -184,12 +189,6 @@ class Dehazer:
         return [self.cfg.seed + int(f) for f in frames]
 
 
-def blank_frames(iq: np.ndarray) -> np.ndarray:
-    """Which frames (n, z, x) are all zeros: no signal to dehaze (written as blank frames)."""
-    a = np.asarray(iq)
-    return ~np.any(a.reshape(len(a), -1) != 0, axis=1)
-
-
 def run_record(
     dehazer: Dehazer,
     source: str | Path,
@@ -202,25 +201,10 @@ def run_record(
     provenance, then source_record): version, full config as it ran, method, seed, prior
     checksums, the precision "auto" resolved to, dynamic range; source file, layout, key,
     frames and whether it had phase."""
-    from usdehaze.ultrasound.driver import provenance, source_record
-
     return {
         **provenance(dehazer),
         **source_record(source, layout, key, frames, magnitude_only),
     }
-
-
-def result_check_attrs(harm: Any, ood: Any, with_prior: bool) -> dict[str, Any]:
-    """The do-no-harm check's root attributes (``harm_*``), and ``ood_warning`` / ``ood_reasons``
-    over both checks: "speckle" (the input, before sampling: usdehaze.ultrasound.ood) and
-    "result" (the output, usdehaze.ultrasound.harm). Methods without priors (bm3d) are not
-    judged: their figures are kept, no warning."""
-    out = dict(harm.attrs())
-    out["harm_warning"] = bool(with_prior and harm.warning)
-    reasons = [r for r, on in (("speckle", ood.warning), ("result", out["harm_warning"])) if on]
-    out["ood_warning"] = bool(reasons)
-    out["ood_reasons"] = reasons
-    return out
 
 
 def run_dehaze(
@@ -243,7 +227,6 @@ def run_dehaze(
     such a scan instead (UsageError, nothing written). The root attribute ``nfe`` is the number
     of network evaluations each dehazed frame got, as the sampler counted them (0: none ran).
     """
-    from usdehaze.ultrasound.driver import FrameDriver
     from usdehaze.ultrasound.ood import check_run
     from usdehaze.ultrasound.results import ResultWriter
 
