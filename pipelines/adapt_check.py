@@ -214,7 +214,7 @@ def eval_cases(corpus: Path, name: str, frames: int | None) -> list[dict[str, An
 
 def prior_checksums(cfg) -> list[str]:
     from usdehaze.core.priors import sha256
-    from usdehaze.ultrasound.dehaze import prior_paths
+    from usdehaze.ultrasound.prior_files import prior_paths
 
     return [sha256(p) for p in prior_paths(cfg)]
 

@@ -206,7 +206,6 @@ def main() -> int:
     from usdehaze import __version__
     from usdehaze.core.device import resolve_device
     from usdehaze.core.priors import load_prior
-    from usdehaze.ultrasound.dehaze import WEIGHTS_DIR
     from usdehaze.ultrasound.ood import (
         MAX_FRAMES,
         MAX_SIDE,
@@ -214,8 +213,9 @@ def main() -> int:
         OOD_SIGMAS,
         SEED,
         check_frames,
-        prior_is_iq,
+        model_for_prior,
     )
+    from usdehaze.ultrasound.prior_files import WEIGHTS_DIR
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--prior", type=Path, default=WEIGHTS_DIR / "tissue_iq.safetensors")
@@ -234,7 +234,8 @@ def main() -> int:
     args = ap.parse_args()
     try:
         prior = load_prior(args.prior, resolve_device(args.device))
-        iq = prior_is_iq(prior)
+        model = model_for_prior(prior, args.dynamic_range)  # how the prior sees frames
+        iq = model.needs_phase
         inside_scans = (
             file_scans(args.inside, args.key, args.group)
             if args.inside
@@ -249,7 +250,7 @@ def main() -> int:
         return 2
 
     def score(frames: Frames) -> float:
-        return check_frames(frames, prior, iq, args.dynamic_range).score
+        return check_frames(frames, prior, model).score
 
     t0 = time.perf_counter()
     rng = np.random.default_rng(0)

@@ -18,9 +18,9 @@ import numpy as np
 import torch
 
 from usdehaze.core.priors import load_prior
-from usdehaze.ultrasound.dehaze import WEIGHTS_DIR
 from usdehaze.ultrasound.evaluate import eval_set
 from usdehaze.ultrasound.logcomp import db_to_unit, unit_to_db
+from usdehaze.ultrasound.prior_files import WEIGHTS_DIR
 
 VALIDATION_SEED0 = 5000
 

@@ -28,10 +28,10 @@ def copy_atomic(src: Path, dst: Path) -> None:
 
 def main() -> int:
     from usdehaze.core.priors import load_prior
-    from usdehaze.ultrasound.dehaze import PRIOR_DOMAIN
+    from usdehaze.ultrasound.models import DATA_MODELS
 
     # --domain names the prior pair by its data model: iq (μ-law I/Q) or db (the logsum model's)
-    domains = {"iq": PRIOR_DOMAIN["iq"], "db": PRIOR_DOMAIN["logsum"]}
+    domains = {"iq": DATA_MODELS["iq"].domain, "db": DATA_MODELS["logsum"].domain}
 
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--domain", choices=sorted(domains), default="iq")

@@ -171,7 +171,7 @@ def test_other_material_needs_restart(material, base, tmp_path, capsys):
 
 def test_adapt_from_the_shipped_priors(material, tmp_path):
     """Without --from: the package's iq priors are the base (one step on small frames)."""
-    from usdehaze.ultrasound.dehaze import WEIGHTS_DIR
+    from usdehaze.ultrasound.prior_files import WEIGHTS_DIR
 
     out = tmp_path / "lab"
     assert run_app(_adapt(material, out, "--steps", "1")) == 0

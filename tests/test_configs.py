@@ -39,7 +39,9 @@ def test_prior_configs_are_valid():
 
 def test_shipped_priors_load_and_match_their_checksums():
     from usdehaze.core.priors import load_prior
-    from usdehaze.ultrasound.dehaze import PRIOR_DOMAIN, DehazeConfig, prior_paths
+    from usdehaze.ultrasound.dehaze import DehazeConfig
+    from usdehaze.ultrasound.models import DATA_MODELS
+    from usdehaze.ultrasound.prior_files import prior_paths
 
     for name in ("tissue", "haze"):
         p = load_prior(ROOT / f"usdehaze/weights/{name}.safetensors")
@@ -50,5 +52,5 @@ def test_shipped_priors_load_and_match_their_checksums():
     cfg = DehazeConfig()
     for path in prior_paths(cfg):
         p = load_prior(path)
-        assert p.meta["normalisation"]["domain"] == PRIOR_DOMAIN[cfg.model] == "iq-mulaw"
+        assert p.meta["normalisation"]["domain"] == DATA_MODELS[cfg.model].domain == "iq-mulaw"
         assert p.meta["network"]["channels"] == 2 and p.meta["training"]["steps"] >= 6000

@@ -16,16 +16,11 @@ from usdehaze.core.dc_rules import DC_RULES
 from usdehaze.core.sampler import SampleResult
 from usdehaze.errors import UsageError
 from usdehaze.ultrasound import models as models_pkg
-from usdehaze.ultrasound.dehaze import (
-    PRIOR_DOMAIN,
-    WEIGHTS_DIR,
-    DehazeConfig,
-    Dehazer,
-    for_magnitude_data,
-    prior_names,
-)
+from usdehaze.ultrasound.dehaze import DehazeConfig, Dehazer
 from usdehaze.ultrasound.logcomp import DB, to_db
+from usdehaze.ultrasound.methods import for_magnitude_data
 from usdehaze.ultrasound.models import DATA_MODELS
+from usdehaze.ultrasound.prior_files import WEIGHTS_DIR
 
 MODELS = sorted(DATA_MODELS)
 
@@ -46,7 +41,7 @@ def _frames(model, iq):
 def _wrong(want):
     """Another valid value: another model's domain, or another number."""
     if isinstance(want, str):
-        return next(d for d in set(PRIOR_DOMAIN.values()) if d != want)
+        return next(d for d in {m.domain for m in DATA_MODELS.values()} if d != want)
     return float(want) + 1
 
 
@@ -160,7 +155,6 @@ def test_declarations(name):
             with pytest.raises(UsageError, match=f"rule '{rule}': the {name} model") as e:
                 DehazeConfig.from_dict({"model": name, "rule": rule})
             assert "\n" not in str(e.value)
-    assert PRIOR_DOMAIN[name] == cls.domain and prior_names(name) == cls.prior_names()
     assert all(p in DehazeConfig.__dataclass_fields__ for p in cls.params)
     if cls.settings:
         DehazeConfig(model=name, **cls.settings).validate()
@@ -186,7 +180,7 @@ def test_every_module_of_the_package_registers_a_model():
 def test_the_architecture_docs_example_model_runs(tiny_priors):
     """docs/architecture.md's example of adding a data model: registered, read by the config,
     the evaluate table and the Dehazer, its rule refusal one line."""
-    from usdehaze.ultrasound.evaluate import JOINT_MODELS, default_methods
+    from usdehaze.ultrasound.evaluate import default_methods
 
     doc = (Path(__file__).parents[1] / "docs" / "architecture.md").read_text()
     code = doc.split("<!-- example: data model -->\n```python\n")[1].split("```")[0]
@@ -195,8 +189,8 @@ def test_the_architecture_docs_example_model_runs(tiny_priors):
         assert "ampsum" in DATA_MODELS and DATA_MODELS["ampsum"].rules() == ("dps",)
         with pytest.raises(UsageError, match="rule 'pigdm': the ampsum model is nonlinear"):
             DehazeConfig.from_dict({"model": "ampsum", "rule": "pigdm"})
-        assert JOINT_MODELS["ampsum"] == ("amplitudes add", {"model": "ampsum"})
-        assert "joint (amplitudes add)" in default_methods(DehazeConfig(device="cpu"))
+        rows = default_methods(DehazeConfig(device="cpu"))
+        assert rows["joint (amplitudes add)"].model == "ampsum"
         t, h = tiny_priors
         d = Dehazer(DehazeConfig(model="ampsum", tissue_prior=str(t), haze_prior=str(h),
                                  steps=2, device="cpu"))  # fmt: skip
@@ -227,6 +221,6 @@ def test_the_iq_domain_is_named_once_and_the_iq_model_declares_it():
                     found.append(path.relative_to(root).as_posix())
     assert found == ["core/domains.py"]
     assert DATA_MODELS["iq"].domain is domains.IQ_MULAW is logcomp.IQ_MULAW
-    assert PRIOR_DOMAIN["iq"] in DOMAINS
+    assert DATA_MODELS["iq"].domain in DOMAINS
     meta = json.loads((WEIGHTS_DIR / "tissue_iq.json").read_text())
     assert meta["normalisation"]["domain"] == domains.IQ_MULAW

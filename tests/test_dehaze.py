@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from usdehaze.errors import UsageError
-from usdehaze.ultrasound.dehaze import DehazeConfig, Dehazer, haze_from_power, run_dehaze
+from usdehaze.ultrasound.dehaze import DehazeConfig, Dehazer, run_dehaze
+from usdehaze.ultrasound.models import haze_from_power
 from usdehaze.ultrasound.results import load_result
 
 
@@ -215,7 +216,7 @@ def test_iq_model_refuses_a_prior_companded_with_another_mu(tiny_iq_priors, tmp_
 
 def test_magnitude_only_scans_run_the_iq_model_in_the_log_domain(tiny_priors, tmp_path):
     from tests.conftest import memory_scan
-    from usdehaze.ultrasound.dehaze import for_magnitude_data
+    from usdehaze.ultrasound.methods import for_magnitude_data
 
     assert for_magnitude_data(DehazeConfig(model="additive")) == (
         DehazeConfig(model="additive"),
@@ -287,7 +288,8 @@ def test_cuda_graphs_setting_compiles_and_keeps_results(tiny_priors):
 
 
 def test_baselines_take_their_own_settings_unless_given():
-    from usdehaze.ultrasound.dehaze import BASELINE_SETTINGS, method_settings
+    from usdehaze.ultrasound.dehaze_config import method_settings
+    from usdehaze.ultrasound.methods import METHODS
 
     dps = method_settings(DehazeConfig(method="dps"))
     assert (dps.solver, dps.steps, dps.lam) == ("ddim", 5, 1.0)
@@ -295,7 +297,7 @@ def test_baselines_take_their_own_settings_unless_given():
     given = method_settings(DehazeConfig(method="pigdm-gauss", steps=12, lam=0.5))
     assert (given.steps, given.lam, given.solver) == (12, 0.5, "ddim")
     assert method_settings(DehazeConfig()) == DehazeConfig()  # the joint method keeps its own
-    assert set(BASELINE_SETTINGS) == {"dps", "pigdm-gauss"}
+    assert {n for n, m in METHODS.items() if m.settings} == {"dps", "pigdm-gauss"}
 
 
 @pytest.mark.parametrize(

@@ -76,11 +76,11 @@ def test_every_result_carries_the_provenance_record(tiny_priors, tmp_path):
 
 @pytest.mark.parametrize("model", ["logsum", "additive", "iq"])
 def test_the_record_names_the_measurement_model_the_sampler_ran(model):
-    from usdehaze.ultrasound.dehaze import run_model
+    from usdehaze.ultrasound.methods import METHODS, run_model
 
     d = Dehazer.__new__(Dehazer)  # no priors needed to say which operator it would run
     d.cfg = DehazeConfig(model=model, gamma=2.0)
-    d.model = run_model(d.cfg)
+    d.method, d.model = METHODS[d.cfg.method](d.cfg), run_model(d.cfg)
     cfg = d.operator().config()
     assert cfg["kind"] == model and cfg.get("gamma", 2.0) == 2.0
 
@@ -94,3 +94,22 @@ def test_no_module_writes_the_result_writers_private_attributes():
         if p.name != "results.py" and "._attrs" in p.read_text()
     ]
     assert found == []
+
+
+def test_blank_frames_are_found_once_per_batch(tiny_priors, monkeypatch):
+    """The driver scans a batch for all-zero frames once and tells the Dehazer (which would
+    otherwise scan it again, and once more for the frames it keeps)."""
+    from usdehaze.ultrasound import dehaze, driver, scan
+
+    calls = []
+
+    def counted(a):
+        calls.append(len(a))
+        return scan.blank_frames(a)
+
+    monkeypatch.setattr(driver, "blank_frames", counted)
+    monkeypatch.setattr(dehaze, "blank_frames", counted)
+    iq = _iq()
+    iq[1] = 0
+    res = FrameDriver(Dehazer(_cfg(tiny_priors))).dehaze([0, 1, 2], iq)
+    assert calls == [3] and (res["tissue"][1] == -60).all()

@@ -115,7 +115,7 @@ def test_frames_that_cannot_be_scored_are_left_out():
 
 
 def test_result_check_attrs_join_both_checks():
-    from usdehaze.ultrasound.dehaze import result_check_attrs
+    from usdehaze.ultrasound.driver import result_check_attrs
     from usdehaze.ultrasound.ood import OodCheck
 
     db, cavity = _frame(cavity_db=-12.0)

@@ -53,7 +53,7 @@ def test_denoising_check_of_a_blind_prior_is_infinitely_off():
 @pytest.fixture(scope="module")
 def shipped_iq_tissue():
     from usdehaze.core.priors import load_prior
-    from usdehaze.ultrasound.dehaze import WEIGHTS_DIR
+    from usdehaze.ultrasound.prior_files import WEIGHTS_DIR
 
     return load_prior(WEIGHTS_DIR / "tissue_iq.safetensors")
 
@@ -140,7 +140,7 @@ def test_run_records_the_score_and_warns_in_one_line(
     scan_file, tiny_iq_priors, tmp_path, capsys, suffix
 ):
     from usdehaze.cli._app import run_app
-    from usdehaze.ultrasound.dehaze import WEIGHTS_DIR
+    from usdehaze.ultrasound.prior_files import WEIGHTS_DIR
     from usdehaze.ultrasound.results import load_result
 
     t, h = tiny_iq_priors  # a random network explains nothing: its score is +inf
@@ -287,9 +287,9 @@ def test_calibrate_ood_writes_only_the_threshold(tmp_path):
     import numpy as np
 
     from usdehaze.core.priors import load_prior
-    from usdehaze.ultrasound.dehaze import WEIGHTS_DIR
     from usdehaze.ultrasound.io import write_scan
     from usdehaze.ultrasound.ood import ood_threshold
+    from usdehaze.ultrasound.prior_files import WEIGHTS_DIR
     from usdehaze.ultrasound.simulate import simulate_cardiac
 
     prior = _with_threshold(WEIGHTS_DIR / "tissue_iq.safetensors", 1.0, tmp_path / "p")
@@ -311,3 +311,45 @@ def test_calibrate_ood_writes_only_the_threshold(tmp_path):
     assert block["calibration"]["in_distribution"]["n"] == 6  # 3 frames of 2 files, one by one
     t, source = ood_threshold(load_prior(prior))
     assert source == "prior" and t == block["threshold"] and 0 < t < 1
+
+
+@pytest.mark.parametrize("name", ["logsum", "additive", "iq", "dps"])
+def test_the_ood_input_is_what_the_sampler_gets(name, tiny_priors, tiny_iq_priors, monkeypatch):
+    """For every registered data model (and the single-prior methods' dB model), the frames the
+    out-of-distribution check scores are the measurement y the sampler runs on (the tissue
+    prior's input), as ``Dehazer.dehaze_iq`` hands it: one encoding, the data model's."""
+    import numpy as np
+
+    from usdehaze.core.sampler import JointSampler
+    from usdehaze.ultrasound import ood
+    from usdehaze.ultrasound.dehaze import DehazeConfig, Dehazer
+
+    method, model = ("dps", "iq") if name == "dps" else ("joint", name)
+    t, h = tiny_iq_priors if model == "iq" and method == "joint" else tiny_priors
+    cfg = DehazeConfig(method=method, model=model, tissue_prior=str(t), haze_prior=str(h),
+                       steps=1, device="cpu")  # fmt: skip
+    d = Dehazer(cfg)
+    rng = np.random.default_rng(3)
+    iq = (rng.normal(size=(2, 40, 32)) + 1j * rng.normal(size=(2, 40, 32))).astype(np.complex64)
+    seen = {}
+    call = JointSampler.__call__
+    monkeypatch.setattr(
+        JointSampler,
+        "__call__",
+        lambda s, y, **k: seen.setdefault("y", y.numpy()) is None or call(s, y, **k),
+    )
+    monkeypatch.setattr(
+        ood, "score_encoded", lambda x, prior, *a: seen.setdefault("ood", x) is None or 0.0
+    )
+    d.dehaze_iq(iq, frames=[0, 1])
+    ood.check_frames(iq, d.priors["tissue"], d.model)
+    assert seen["ood"].shape == seen["y"].shape
+    np.testing.assert_array_equal(seen["ood"], seen["y"])
+
+
+def test_model_for_prior_follows_the_priors_domain(tiny_priors, tiny_iq_priors):
+    from usdehaze.core.priors import load_prior
+    from usdehaze.ultrasound.ood import model_for_prior
+
+    assert model_for_prior(load_prior(tiny_iq_priors[0])).name == "iq"
+    assert model_for_prior(load_prior(tiny_priors[0])).domain == "db"

@@ -180,7 +180,7 @@ def test_resume_identity_is_everything_but_the_runtime_settings():
     from dataclasses import fields, replace
 
     from usdehaze.ultrasound.batch_run import _identity
-    from usdehaze.ultrasound.dehaze import RUNTIME_KEYS
+    from usdehaze.ultrasound.dehaze_config import RUNTIME_KEYS
 
     assert set(RUNTIME_KEYS) == {
         "device", "batch", "precision", "compile", "channels_last", "cuda_graphs",

@@ -34,7 +34,7 @@ def bench_sampler(
     from usdehaze.core.device import resolve_device
     from usdehaze.core.priors import load_prior
     from usdehaze.errors import UsageError
-    from usdehaze.ultrasound.dehaze import WEIGHTS_DIR
+    from usdehaze.ultrasound.prior_files import WEIGHTS_DIR
 
     for size in sizes:  # the U-Net halves the image 3 times
         if not (8 <= size <= 4096 and size % 8 == 0):

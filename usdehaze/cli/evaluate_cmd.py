@@ -103,10 +103,11 @@ def _installed(methods: dict) -> dict:
     from the baselines extra) are skipped with a one-line note; none left is an error."""
     from usdehaze import extras
     from usdehaze.errors import UsageError
+    from usdehaze.ultrasound.methods import METHODS
 
     kept = {}
     for name, cfg in methods.items():
-        gone = extras.missing(("bm3d",) if cfg.method == "bm3d" else ())
+        gone = extras.missing(METHODS[cfg.method].extras)
         if gone:
             typer.echo(
                 f"usdehaze: skipping row '{name}': it needs {extras.install_hint(gone)}", err=True

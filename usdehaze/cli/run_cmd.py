@@ -40,8 +40,9 @@ def run(
 
     from usdehaze.errors import UsageError
     from usdehaze.outputs import check_output
-    from usdehaze.ultrasound.dehaze import build_config, for_magnitude_data, run_dehaze
+    from usdehaze.ultrasound.dehaze import build_config, run_dehaze
     from usdehaze.ultrasound.io import load_scan
+    from usdehaze.ultrasound.methods import METHODS, for_magnitude_data
     from usdehaze.ultrasound.scan import parse_frames
     from usdehaze.ultrasound.simulate import demo_scan_path
 
@@ -58,7 +59,7 @@ def run(
         if s.magnitude_only:
             note = for_magnitude_data(cfg)[1] or "dehazing runs on the log-compressed envelope"
             typer.echo(f"{scan}: only magnitude data; {note}", err=True)
-        stepwise = cfg.method not in ("bm3d", "fast")  # these count frames, not sampler steps
+        stepwise = METHODS[cfg.method].stepwise  # the others count frames, not sampler steps
         steps_total = len(sel) * (cfg.steps if stepwise else 1)
         bar = tqdm(
             total=steps_total,

@@ -102,7 +102,7 @@ def _check_data(tc, config: Path) -> None:
 def _check_not_shipped(tc, config: Path) -> None:
     """Training writes to run folders, never into the package's shipped priors: replacing those
     is the explicit step pipelines/ship_priors.py."""
-    from usdehaze.ultrasound.dehaze import WEIGHTS_DIR
+    from usdehaze.ultrasound.prior_files import WEIGHTS_DIR
 
     shipped = WEIGHTS_DIR.resolve()
     export = Path((tc.export or {}).get("path", Path(tc.out) / "prior"))

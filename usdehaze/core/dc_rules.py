@@ -26,16 +26,26 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
-from torch import Tensor
-
-from usdehaze.core.operators import CAPABILITIES, MeasurementModel
 from usdehaze.core.registry import Registry
 from usdehaze.errors import UsageError
 
+if TYPE_CHECKING:  # pragma: no cover
+    from torch import Tensor
+
+    from usdehaze.core.operators import MeasurementModel
+
 DC_RULES: Registry[type[DCRule]] = Registry("rule")
 register_rule = DC_RULES.register  # class decorator: ``JointSampler(rule=cls.name)`` runs it
+
+
+def _grad(*args, **kw):
+    """torch.autograd.grad (torch loads when a rule first runs, not when the CLI lists the
+    rules)."""
+    import torch
+
+    return torch.autograd.grad(*args, **kw)
 
 
 def make_rule(name: str, model: MeasurementModel, **options) -> DCRule:
@@ -95,6 +105,8 @@ class DCRule:
             raise UsageError(
                 f"rule '{self.name}': weighting '{weighting}': expected one of {', '.join(self.weightings)}"
             )
+        from usdehaze.core.operators import CAPABILITIES, MeasurementModel
+
         if not isinstance(model, MeasurementModel):
             raise UsageError(
                 f"rule '{self.name}': operator {type(model).__name__} is not a "
@@ -160,10 +172,10 @@ class TweedieRule(DCRule):
 
     def vjp(self, outs, inputs, vecs) -> tuple[Tensor, Tensor | None]:
         if self.reference_mode:  # reference code: diagonal (Jᵀ1) ⊙ v instead of Jᵀ v
-            diag = torch.autograd.grad([o.sum() for o in outs], inputs)
+            diag = _grad([o.sum() for o in outs], inputs)
             got = [d * v for d, v in zip(diag, vecs)]
         else:
-            got = list(torch.autograd.grad(outs, inputs, vecs))
+            got = list(_grad(outs, inputs, vecs))
         return got[0], (got[1] if len(got) > 1 else None)
 
     def variances(self, a: float, b: float) -> tuple[float, float]:
@@ -223,13 +235,13 @@ class DPS(TweedieRule):
         res = (y - mu).reshape(y.shape[0], -1)
         inputs = [x, n] if n is not None else [x]
         if self.weighting == "paper":
-            grads = torch.autograd.grad(-res.norm(dim=1).sum(), inputs)
+            grads = _grad(-res.norm(dim=1).sum(), inputs)
             return grads[0], (grads[1] if n is not None else None)
         if self.weighting == "sde":
-            grads = torch.autograd.grad(-(res**2).sum() / (2 * self.rho**2), inputs)
+            grads = _grad(-(res**2).sum() / (2 * self.rho**2), inputs)
             return grads[0], (grads[1] if n is not None else None)
         r2, q2 = self.variances(a, b)
-        grads = torch.autograd.grad(-0.5 * (res**2).sum() / (r2 + q2 * op.noise_scale**2), inputs)
+        grads = _grad(-0.5 * (res**2).sum() / (r2 + q2 * op.noise_scale**2), inputs)
         return r2 * grads[0], (q2 * grads[1] if n is not None else None)
 
 

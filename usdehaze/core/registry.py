@@ -9,6 +9,9 @@ adding a piece and refusing a wrong name work the same way everywhere.
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+from collections.abc import Iterable
 from typing import Generic, TypeVar
 
 from usdehaze.errors import UsageError
@@ -46,3 +49,14 @@ class Registry(dict[str, T], Generic[T]):
             raise UsageError(
                 f"{where}{self.kind} '{name}': expected one of {', '.join(self)}"
             ) from None
+
+
+def import_modules(package: str, path: Iterable[str], first: Iterable[str] = ()) -> None:
+    """Import the modules ``first`` of ``package`` in that order (the order a registry lists
+    its pieces), then every other module but ``base`` and private ones: a piece registered in a
+    new module of the package is available with no other edit."""
+    for name in first:
+        importlib.import_module(f"{package}.{name}")
+    for m in sorted(pkgutil.iter_modules(path), key=lambda m: m.name):
+        if m.name != "base" and not m.name.startswith("_"):
+            importlib.import_module(f"{package}.{m.name}")

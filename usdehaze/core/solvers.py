@@ -21,16 +21,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-
-import torch
-from torch import Tensor
+from typing import TYPE_CHECKING
 
 from usdehaze.core.registry import Registry
-from usdehaze.core.sde import SDE
+
+if TYPE_CHECKING:  # pragma: no cover
+    from torch import Tensor
+
+    from usdehaze.core.sde import SDE
 
 SOLVERS: Registry[type[Solver]] = Registry("solver")
 register_solver = SOLVERS.register  # class decorator: ``JointSampler(solver=cls.name)`` runs it
-Score = Callable[[Tensor, Tensor], Tensor]
+Score = Callable[["Tensor", "Tensor"], "Tensor"]
 
 
 def make_solver(name: str, sde: SDE, **options) -> Solver:
@@ -107,6 +109,8 @@ class Heun(Solver):
         z1 = a1 * (z / a + (b1 / a1 - b / a) * d)  # = the DDIM (η = 0) step
         if last:
             return z1
+        import torch  # loaded when a solver runs, not when the CLI lists the solvers
+
         tv = torch.full((z.shape[0],), float(t_next), dtype=torch.float64, device=z.device)
         d1 = -b1 * score(z1, tv)
         return a1 * (z / a + (b1 / a1 - b / a) * 0.5 * (d + d1))

@@ -47,7 +47,14 @@ from qtpy.QtWidgets import (
 )
 
 from usdehaze.errors import UsageError
-from usdehaze.napari._layers import Native, frame_index, image_layer_data, native_of, placement
+from usdehaze.napari._layers import (
+    Native,
+    frame_index,
+    image_layer_data,
+    layer_check,
+    native_of,
+    placement,
+)
 from usdehaze.napari._link import link_groups
 from usdehaze.napari._live import Latest, LiveFrame, LiveStats, live_config, live_loop
 
@@ -81,25 +88,9 @@ class Progress:
 def layer_config(native: Native, cfg: Any) -> tuple[Any, str | None]:
     """The config a layer can run: the iq model needs the scan's IQ, which result layers and
     magnitude-only scans lack; those run in the log domain (with a note saying so)."""
-    from usdehaze.ultrasound.dehaze import for_magnitude_data
+    from usdehaze.ultrasound.methods import for_magnitude_data
 
     return (cfg, None) if native.iq is not None else for_magnitude_data(cfg)
-
-
-def layer_check(native: Native, frames: list[int], dehazer: Any) -> Any:
-    """The out-of-distribution check of a run on ``frames`` of a layer, as run_dehaze makes it
-    on a scan: up to 4 frames spread over them, encoded as the dehazer's priors see them."""
-    from usdehaze.ultrasound.dehaze import uses_iq
-    from usdehaze.ultrasound.logcomp import db_to_unit
-    from usdehaze.ultrasound.ood import check_frames, sample_frames
-
-    cfg, prior = dehazer.cfg, dehazer.priors.get("tissue")
-    picked = sample_frames(frames)
-    seen = [native.source_frame(i) for i in picked]
-    if uses_iq(cfg):
-        return check_frames(np.asarray(native.iq[picked]), prior, True, cfg.dynamic_range, seen)
-    x = db_to_unit(np.asarray(native.db[picked]), cfg.dynamic_range)[:, None]  # as Dehazer sees
-    return check_frames(x, prior, False, cfg.dynamic_range, seen, encoded=True)
 
 
 def dehaze_frames(
@@ -116,7 +107,8 @@ def dehaze_frames(
     arrays and ``record`` (run_record's provenance + note + ood attributes) and ``cfg`` (what
     ran). ``progress(value, maximum, text)`` after each sampler step; ``on_ood(check)`` the
     out-of-distribution check, made first; ``on_stage(text)`` what the worker is doing."""
-    from usdehaze.ultrasound.dehaze import Dehazer, method_settings, run_record, uses_iq
+    from usdehaze.ultrasound.dehaze import Dehazer, run_record
+    from usdehaze.ultrasound.dehaze_config import method_settings
     from usdehaze.ultrasound.driver import FrameDriver
     from usdehaze.ultrasound.ood import OodCheck
 
@@ -162,7 +154,7 @@ def dehaze_frames(
             bar.step(done, seeds, i, total)
 
         try:
-            if uses_iq(cfg):
+            if dehazer.model.needs_phase:
                 res = driver.dehaze(seeds, np.asarray(native.iq[idx]), step)
             else:  # the layer's dB frames (no IQ, or a log-domain model)
                 res = driver.dehaze(seeds, np.asarray(native.db[idx]), step, db=True)
@@ -233,7 +225,8 @@ class DehazeWidget(QWidget):
     def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         from usdehaze.core.dc_rules import DC_RULES  # the registries: every model and rule
-        from usdehaze.ultrasound.dehaze import METHODS, DehazeConfig
+        from usdehaze.ultrasound.dehaze import DehazeConfig
+        from usdehaze.ultrasound.methods import METHODS
         from usdehaze.ultrasound.models import DATA_MODELS
 
         self.viewer = napari_viewer
@@ -243,7 +236,7 @@ class DehazeWidget(QWidget):
         d = DehazeConfig()
         self.layer_combo = QComboBox()
         self.method = QComboBox()
-        self.method.addItems(METHODS)
+        self.method.addItems(list(METHODS))
         self.model = QComboBox()
         self.model.addItems(list(DATA_MODELS))
         self.model.setCurrentText(d.model)
@@ -400,7 +393,7 @@ class DehazeWidget(QWidget):
     def config(self) -> Any:
         """The DehazeConfig the form describes, checked (imports the sampler: not for the GUI
         thread; a run checks it in its worker)."""
-        from usdehaze.ultrasound.dehaze import method_settings
+        from usdehaze.ultrasound.dehaze_config import method_settings
 
         return method_settings(self.form_config().validate("dehaze widget"))
 
@@ -560,7 +553,10 @@ class DehazeWidget(QWidget):
         self.progress.setRange(0, 100)
         self.progress.setValue(100)
         self.progress.setFormat(f"done: {len(frames)} frame(s) · %p%")
-        how = "one pass (fast)" if cfg.method == "fast" else f"{cfg.steps} steps ({cfg.method})"
+        from usdehaze.ultrasound.methods import METHODS
+
+        stepwise = METHODS[cfg.method].stepwise
+        how = f"{cfg.steps} steps ({cfg.method})" if stepwise else f"one pass ({cfg.method})"
         self.status.setText(f"done: {len(frames)} frame(s), {how}")
         self.run_finished.emit("done")
 

@@ -58,6 +58,20 @@ class Native:
         return int(self.db.shape[0])
 
 
+def layer_check(native: Native, frames: list[int], dehazer: Any) -> Any:
+    """The out-of-distribution check of a run on ``frames`` of a layer, as run_dehaze makes it
+    on a scan: up to 4 frames spread over them, encoded as the dehazer's data model gives them
+    to the sampler (the layer's IQ, or its dB frames for a dB model)."""
+    from usdehaze.ultrasound.ood import check_frames, sample_frames
+
+    model, prior = dehazer.model, dehazer.priors.get("tissue")
+    picked = sample_frames(frames)
+    seen = [native.source_frame(i) for i in picked]
+    if model.needs_phase:
+        return check_frames(np.asarray(native.iq[picked]), prior, model, seen)
+    return check_frames(np.asarray(native.db[picked]), prior, model, seen, db=True)
+
+
 def placement(frames: list[int]) -> dict[str, Any]:
     """Native keyword arguments that place frames at their source indices: an evenly spaced
     run is shown at those indices; other sets keep the indices only for labels and seeds."""

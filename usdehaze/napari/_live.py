@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from usdehaze.napari._layers import Native, display_converter
+from usdehaze.napari._layers import Native, display_converter, layer_check
 
 IDLE_WAIT = 0.05  # s: how often an idle worker looks whether it was stopped
 
@@ -126,7 +126,8 @@ def live_loop(
     """Worker body: load the student, then dehaze the newest requested frame until ``stop``.
     Requests are ``(index, time requested)``; yields a :class:`LiveFrame` per frame done.
     ``on_ready(dehazer)`` once loaded; ``on_ood(check)`` once, after the first frame."""
-    from usdehaze.ultrasound.dehaze import Dehazer, uses_iq
+    from usdehaze.ultrasound.dehaze import Dehazer
+    from usdehaze.ultrasound.methods import uses_iq
 
     cfg = cfg.validate("live view")
     if native.iq is None or not uses_iq(cfg):
@@ -156,7 +157,5 @@ def live_loop(
             return
         yield LiveFrame(i, image, requested, done, done - t0)
         if on_ood is not None:
-            from usdehaze.napari._dehaze_widget import layer_check
-
             on_ood(layer_check(native, [i], dehazer))
             on_ood = None

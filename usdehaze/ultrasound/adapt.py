@@ -221,7 +221,7 @@ def _open(path: Path, option: str):
 
 def _frames(scan, max_frames: int) -> tuple[list[int], np.ndarray]:
     """Up to ``max_frames`` evenly spaced frames, all-zero ones left out: (indices, IQ)."""
-    from usdehaze.ultrasound.dehaze import blank_frames
+    from usdehaze.ultrasound.scan import blank_frames
 
     n = scan.n_frames
     pick = np.unique(np.linspace(0, n - 1, min(n, max_frames)).round().astype(int))
@@ -249,13 +249,21 @@ def _record(path: Path, scan, kind: str, frames: list[int]) -> dict[str, Any]:
     }
 
 
+def _iq_model() -> Any:
+    """The iq data model, whose encoding (``prior_input``: the sampler's y) the material gets."""
+    from usdehaze.ultrasound.dehaze_config import DehazeConfig
+    from usdehaze.ultrasound.models import data_model
+
+    return data_model("iq")(DehazeConfig())
+
+
 def tissue_material(paths: Sequence[Path], max_frames: int = 64) -> Material:
     """Tissue-only scans → μ-law I/Q by each frame's own reference."""
     mat = Material("tissue")
     for path in paths:
         with _open(path, "--tissue") as scan:
             idx, iq = _frames(scan, max_frames)
-            mat.arrays.append(iq_to_mulaw(iq, iq_reference(iq)))
+            mat.arrays.append(_iq_model().prior_input(iq))
             mat.masks.append(None)
             mat.files.append(_record(path, scan, "tissue-only", idx))
     return mat
@@ -281,7 +289,7 @@ def haze_material(
                 rec = _record(path, scan, "haze-only", idx)
                 rec["peaks_db"] = list(HAZE_ONLY_PEAKS_DB)
             else:
-                mat.arrays.append(iq_to_mulaw(iq, ref))
+                mat.arrays.append(_iq_model().prior_input(iq))
                 mask, counts = _roi_mask(roi, scan)
                 mat.masks.append(mask)
                 rec = _record(path, scan, "hazy, ROI targets", idx)
@@ -337,7 +345,8 @@ def _check_enough(mat: Material, option: str) -> None:
 def base_priors(folder: Path | None = None) -> dict[str, Any]:
     """The priors to start from: the shipped iq ones, or a folder's (``--from``)."""
     from usdehaze.core.priors import load_prior
-    from usdehaze.ultrasound.dehaze import DehazeConfig, check_prior_mu, prior_paths
+    from usdehaze.ultrasound.dehaze import DehazeConfig
+    from usdehaze.ultrasound.prior_files import check_prior_mu, prior_paths
 
     cfg = replace(
         DehazeConfig(), method="joint", model="iq", priors=str(folder) if folder else None
@@ -378,9 +387,9 @@ def _foreign(weights: Path) -> Path | None:
 # -- the output folder --------------------------------------------------------------------------
 def prior_files(out: Path) -> dict[str, Path]:
     """Where the adapted priors go: the names ``--priors`` looks for (iq model)."""
-    from usdehaze.ultrasound.dehaze import prior_names
+    from usdehaze.ultrasound.models import data_model
 
-    return {role: out / name for role, name in zip(ROLES, prior_names(True))}
+    return {role: out / name for role, name in zip(ROLES, data_model("iq").prior_names())}
 
 
 def read_manifest(out: Path) -> dict[str, Any] | None:

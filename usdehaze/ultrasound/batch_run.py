@@ -33,8 +33,10 @@ import numpy as np
 from usdehaze.core import distributed as dist
 from usdehaze.errors import UsageError
 from usdehaze.outputs import MARKER, check_output, write_error
-from usdehaze.ultrasound.dehaze import RUNTIME_KEYS, DehazeConfig, Dehazer, for_magnitude_data
+from usdehaze.ultrasound.dehaze import DehazeConfig, Dehazer
+from usdehaze.ultrasound.dehaze_config import RUNTIME_KEYS
 from usdehaze.ultrasound.driver import FrameDriver, provenance, source_record
+from usdehaze.ultrasound.methods import for_magnitude_data
 from usdehaze.ultrasound.ood import OodCheck, check_run
 from usdehaze.ultrasound.results import IMAGE_KEYS, STD_KEYS, init_result_group, set_attrs
 
@@ -367,7 +369,7 @@ def _finish(root, groups, figures: dict, checks: list, warn: Callable[[str], Non
     check over all its finished frames (usdehaze.ultrasound.harm; ``checks``: (input, its
     OodCheck, whether the method has priors to judge, its frames, the dynamic range) per scan),
     the blank frames among them (input all at -DR: all zeros) and the run log."""
-    from usdehaze.ultrasound.dehaze import result_check_attrs
+    from usdehaze.ultrasound.driver import result_check_attrs
     from usdehaze.ultrasound.harm import HarmCheck
 
     any_warning = False

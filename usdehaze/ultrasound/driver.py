@@ -22,6 +22,10 @@ from typing import Any
 
 import numpy as np
 
+from usdehaze.ultrasound.harm import HarmCheck
+from usdehaze.ultrasound.ood import OodCheck
+from usdehaze.ultrasound.scan import blank_frames
+
 # the keys of the provenance record (provenance()) and of a driven run's result (attrs())
 PROVENANCE_KEYS = (
     "usdehaze_version",
@@ -70,6 +74,19 @@ def source_record(
     }
 
 
+def result_check_attrs(harm: Any, ood: Any, with_prior: bool) -> dict[str, Any]:
+    """The do-no-harm check's root attributes (``harm_*``), and ``ood_warning`` / ``ood_reasons``
+    over both checks: "speckle" (the input, before sampling: usdehaze.ultrasound.ood) and
+    "result" (the output, usdehaze.ultrasound.harm). Methods without priors (bm3d) are not
+    judged: their figures are kept, no warning."""
+    out = dict(harm.attrs())
+    out["harm_warning"] = bool(with_prior and harm.warning)
+    reasons = [r for r, on in (("speckle", ood.warning), ("result", out["harm_warning"])) if on]
+    out["ood_warning"] = bool(reasons)
+    out["ood_reasons"] = reasons
+    return out
+
+
 class FrameDriver:
     """Batches of frames → Dehazer → per-frame results, with the run's checks and counts.
 
@@ -86,9 +103,6 @@ class FrameDriver:
         name: str = "",
         check: bool = True,
     ) -> None:
-        from usdehaze.ultrasound.harm import HarmCheck
-        from usdehaze.ultrasound.ood import OodCheck
-
         self.dehazer = dehazer
         self.ood = ood if ood is not None else OodCheck(float("nan"), float("nan"), "none")
         self.warn = warn
@@ -110,16 +124,15 @@ class FrameDriver:
         """Dehaze one batch: ``frames`` (n, z, x) IQ or envelope (``db``: dB images, for inputs
         without IQ) with their indices ``index`` (seeds: seed + index); returns input, tissue,
         haze (and *_std) in dB, one row per frame."""
-        from usdehaze.ultrasound.dehaze import blank_frames
-
         d = self.dehazer
         if not db:
-            new = [int(i) for i, b in zip(index, blank_frames(frames)) if b]
+            blank = blank_frames(frames)  # once per batch: the Dehazer is told, not rescanning
+            new = [int(i) for i, b in zip(index, blank) if b]
             if new:
                 self.blank += new
                 if self.warn is not None:
                     self.warn(f"{self.name}: frame(s) {new} are all zeros; written as blank frames")
-            kw = {} if within is None else {"within": within}
+            kw = {"blank": blank} if within is None else {"within": within}
             res = d.dehaze_iq(frames, callback=callback, frames=index, **kw)
         else:
             res = {"input": np.asarray(frames), **d(frames, callback=callback, frames=index)}
@@ -138,10 +151,8 @@ class FrameDriver:
 
     def attrs(self) -> dict[str, Any]:
         """The run's result attributes after its frames: the do-no-harm figures and
-        ``ood_warning`` / ``ood_reasons`` over both checks (dehaze.result_check_attrs), ``nfe``
+        ``ood_warning`` / ``ood_reasons`` over both checks (result_check_attrs), ``nfe``
         (0 when none ran) and the blank frames (when any)."""
-        from usdehaze.ultrasound.dehaze import result_check_attrs
-
         judged = self.dehazer.priors.get("tissue") is not None  # bm3d is not judged
         return {
             **result_check_attrs(self.harm, self.ood, judged),

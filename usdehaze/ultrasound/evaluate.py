@@ -12,8 +12,7 @@ reference the input uses, so dB levels compare directly.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import replace
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -23,7 +22,7 @@ from usdehaze.ultrasound.dehaze import DehazeConfig, Dehazer
 from usdehaze.ultrasound.driver import FrameDriver
 from usdehaze.ultrasound.harm import HarmCheck, frame_harm
 from usdehaze.ultrasound.logcomp import DEFAULT_DYNAMIC_RANGE, envelope, to_db
-from usdehaze.ultrasound.models import DATA_MODELS
+from usdehaze.ultrasound.methods import METHODS
 from usdehaze.ultrasound.roi import pair_masks, roi_from_dict
 from usdehaze.ultrasound.simulate import simulate_cardiac
 
@@ -211,51 +210,16 @@ def evaluate(
     return table
 
 
-class _JointModels(Mapping):
-    """The joint method under each registered data model (usdehaze.ultrasound.models): model
-    name → (its row label, what its row changes in the base config: the model and the sampler
-    settings it declares)."""
-
-    def __getitem__(self, name: str) -> tuple[str, dict[str, Any]]:
-        m = DATA_MODELS[name]
-        return m.label or m.name, {"model": m.name, **m.settings}
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(DATA_MODELS)
-
-    def __len__(self) -> int:
-        return len(DATA_MODELS)
-
-
-JOINT_MODELS: Mapping[str, tuple[str, dict[str, Any]]] = _JointModels()
-
-
 def default_methods(base: DehazeConfig | None = None) -> dict[str, DehazeConfig]:
-    """The table's rows: the joint method under each data model with the base config's sampler
-    settings (the base's own model first, marked default), single-prior baselines and BM3D."""
+    """The table's rows, each registered method's (usdehaze.ultrasound.methods: ``rows``): the
+    joint method under each data model with the base config's sampler settings (the base's own
+    model first, marked default), its student when one is found, the single-prior baselines and
+    BM3D."""
     base = base or DehazeConfig(device="cpu")
-    rows = {}
-    for m in sorted(JOINT_MODELS, key=lambda m: m != base.model):
-        label, change = JOINT_MODELS[m]
-        own = m == base.model
-        rows[f"joint ({label}{', default' if own else ''})"] = (
-            base if own else replace(base, **change)
-        )
-    if student_available(base):
-        rows["fast (one-pass student of the default)"] = replace(base, method="fast", model="iq")
-    return rows | {
-        "DPS, no haze prior": replace(base, method="dps"),
-        "ΠGDM-Gauss, no haze prior": replace(base, method="pigdm-gauss"),
-        "BM3D": replace(base, method="bm3d"),
-    }
-
-
-def student_available(cfg: DehazeConfig) -> bool:
-    """Whether a run of ``cfg`` with method fast finds a student (given, in the priors folder,
-    or shipped): the table has a fast row only then."""
-    from usdehaze.ultrasound.student import student_path
-
-    return student_path(cfg.priors, cfg.student).is_file()
+    rows: dict[str, DehazeConfig] = {}
+    for method in METHODS.values():
+        rows |= method.rows(base)
+    return rows
 
 
 def _percent(v: float) -> str:

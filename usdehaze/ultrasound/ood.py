@@ -38,8 +38,6 @@ from typing import Any
 
 import numpy as np
 
-from usdehaze.ultrasound.logcomp import IQ_MULAW, db_to_unit, iq_reference, iq_to_mulaw, to_db
-
 OOD_SIGMAS = (0.05, 0.1, 0.2)
 MAX_FRAMES = 4
 MAX_SIDE = 256
@@ -100,16 +98,6 @@ def sample_frames(frames: Sequence[int], k: int = MAX_FRAMES) -> list[int]:
     return [frames[int(round(i))] for i in np.linspace(0, len(frames) - 1, k)]
 
 
-def encode(frames: np.ndarray, iq: bool, dynamic_range: float = 60.0) -> np.ndarray:
-    """Frames (n, z, x) as a run's priors see them, (n, C, z, x): μ-law I/Q scaled by each frame's
-    max(|I|, |Q|) (the iq model), or per-frame dB mapped to [-1, 1] (the dB models)."""
-    frames = np.asarray(frames)
-    if iq:
-        return iq_to_mulaw(frames, iq_reference(frames))
-    db = to_db(frames, dynamic_range, normalise="frame")
-    return db_to_unit(db, dynamic_range)[:, None]
-
-
 def _centre_crop(x: np.ndarray, max_side: int) -> np.ndarray:
     z0 = max((x.shape[-2] - max_side) // 2, 0)
     x0 = max((x.shape[-1] - max_side) // 2, 0)
@@ -146,30 +134,37 @@ def score_encoded(
     return float(np.mean([abs(c.log_ratio) for c in checks]))
 
 
-def prior_is_iq(prior: Any) -> bool:
-    """Whether a prior was trained on μ-law I/Q (its JSON's domain; else 2 input channels)."""
+def model_for_prior(prior: Any, dynamic_range: float = 60.0) -> Any:
+    """The data model whose priors' domain the prior's JSON records (the first registered:
+    logsum for "db"), at ``dynamic_range``; a prior without one: iq for 2 input channels, else
+    logsum. Its ``prior_input`` is how frames are encoded for the prior."""
+    from usdehaze.ultrasound.dehaze_config import DehazeConfig
+    from usdehaze.ultrasound.models import DATA_MODELS
+
     meta = getattr(prior, "meta", {}) or {}
     domain = (meta.get("normalisation") or {}).get("domain")
-    if domain is not None:
-        return domain == IQ_MULAW
-    return (meta.get("network") or {}).get("channels") == 2
+    if domain is None:
+        two = (meta.get("network") or {}).get("channels") == 2
+        domain = DATA_MODELS["iq" if two else "logsum"].domain
+    name = next((n for n, m in DATA_MODELS.items() if m.domain == domain), "logsum")
+    return DATA_MODELS[name](DehazeConfig(model=name, dynamic_range=dynamic_range))
 
 
 def ood_score(
     frames_iq: np.ndarray,
     tissue_prior: Any,
     *,
-    iq: bool | None = None,
+    model: Any = None,
     dynamic_range: float = 60.0,
     sigmas: Sequence[float] = OOD_SIGMAS,
     seed: int = SEED,
     max_side: int = MAX_SIDE,
 ) -> float:
     """How far the tissue prior is from explaining complex IQ frames (n, z, x): 0 when it does,
-    larger the less (see the module docstring). ``iq``: μ-law I/Q encoding (default: whatever
-    the prior's JSON says it was trained on), else dB. Deterministic for a ``seed``."""
-    iq = prior_is_iq(tissue_prior) if iq is None else iq
-    x = encode(frames_iq, iq, dynamic_range)
+    larger the less (see the module docstring). ``model``: the data model whose encoding the
+    prior sees (default: the one of the domain its JSON records). Deterministic for a ``seed``."""
+    model = model_for_prior(tissue_prior, dynamic_range) if model is None else model
+    x = model.prior_input(model.reads(frames_iq))
     return score_encoded(x, tissue_prior, sigmas, seed, max_side)
 
 
@@ -187,37 +182,37 @@ def ood_threshold(prior: Any) -> tuple[float, str]:
 def check_frames(
     frames: np.ndarray,
     prior: Any,
-    iq: bool,
-    dynamic_range: float = 60.0,
+    model: Any,
     indices: Sequence[int] | None = None,
-    encoded: bool = False,
+    db: bool = False,
 ) -> OodCheck:
-    """Score frames (IQ, or already ``encoded`` (n, C, z, x)) against the prior's threshold;
-    blank or non-finite frames are left out, and without any left the score is NaN."""
+    """Score IQ frames (n, z, x), encoded as ``model`` (a DataModel of the run) gives them to the
+    sampler, against the prior's threshold; ``db``: the frames are dB images (a layer without
+    IQ; a dB model reads them as they are). Blank or non-finite frames are left out, and
+    without any left the score is NaN."""
     indices = list(range(len(frames))) if indices is None else [int(i) for i in indices]
     if prior is None:
         return OodCheck(math.nan, math.nan, "none", [], "the method uses no prior")
     threshold, source = ood_threshold(prior)
     frames = np.asarray(frames)
     flat = frames.reshape(len(frames), -1)
-    ok = np.isfinite(flat).all(axis=1) & (flat != (-1 if encoded and not iq else 0)).any(axis=1)
+    empty = -model.cfg.dynamic_range if db else 0  # a blank frame
+    ok = np.isfinite(flat).all(axis=1) & (flat != empty).any(axis=1)
     if not ok.any():
         return OodCheck(math.nan, threshold, source, [], "no frame with signal to score")
     keep = [i for i, k in zip(indices, ok) if k]
-    x = frames[ok] if encoded else encode(frames[ok], iq, dynamic_range)
+    x = model.prior_input(frames[ok] if db else model.reads(frames[ok]))
     return OodCheck(score_encoded(x, prior), threshold, source, keep)
 
 
-def check_scan(
-    scan: Any, frames: Sequence[int], prior: Any, iq: bool, dynamic_range: float
-) -> OodCheck:
+def check_scan(scan: Any, frames: Sequence[int], prior: Any, model: Any) -> OodCheck:
     """Read up to ``MAX_FRAMES`` frames spread over a scan's ``frames`` and check them: the one
     check of a run, before sampling."""
     picked = sample_frames(frames)
     if prior is None or not picked:
-        return check_frames(np.zeros((0, 1, 1)), prior, iq, dynamic_range, [])
+        return check_frames(np.zeros((0, 1, 1)), prior, model, [])
     data = np.concatenate([scan.frames(i, i + 1) for i in picked])
-    return check_frames(data, prior, iq, dynamic_range, picked)
+    return check_frames(data, prior, model, picked)
 
 
 def check_run(
@@ -231,11 +226,9 @@ def check_run(
     ``warn(message)`` when it fires, or with ``strict`` a UsageError (before anything is
     written). Methods without a prior (bm3d) get no score (NaN, no warning)."""
     from usdehaze.errors import UsageError
-    from usdehaze.ultrasound.dehaze import uses_iq
 
-    cfg = dehazer.cfg
     prior = dehazer.priors.get("tissue")
-    check = check_scan(scan, frames, prior, uses_iq(cfg), cfg.dynamic_range)
+    check = check_scan(scan, frames, prior, dehazer.model)
     if check.warning and strict:
         raise UsageError(check.message(str(scan.path), strict=True))
     if check.warning and warn is not None:

@@ -167,3 +167,9 @@ def parse_frames(
             f"{path}: {option} '{spec}': empty range (frames {start}:{stop} of {n_frames})"
         )
     return range(start, stop)
+
+
+def blank_frames(iq: np.ndarray) -> np.ndarray:
+    """Which frames (n, z, x) are all zeros: no signal to dehaze (written as blank frames)."""
+    a = np.asarray(iq)
+    return ~np.any(a.reshape(len(a), -1) != 0, axis=1)

@@ -59,7 +59,7 @@ def decode(out: np.ndarray, dynamic_range: float) -> dict[str, np.ndarray]:
 def student_path(priors: str | Path | None, student: str | Path | None) -> Path:
     """The student a run uses: ``student`` when given, else the priors folder's (``usdehaze
     adapt --student`` writes one beside the adapted priors), else the shipped one."""
-    from usdehaze.ultrasound.dehaze import WEIGHTS_DIR
+    from usdehaze.ultrasound.prior_files import WEIGHTS_DIR
 
     if student:
         return Path(student)

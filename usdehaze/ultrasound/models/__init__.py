@@ -7,9 +7,7 @@ package is imported here, so a new model is one new module (see ``base``).
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
+from usdehaze.core.registry import import_modules
 from usdehaze.ultrasound.models.base import (
     DATA_MODELS,
     DataModel,
@@ -22,19 +20,10 @@ from usdehaze.ultrasound.models.base import (
 )
 
 # the shipped models first, in this order (help texts, the widget, evaluate's rows), then any other
-for _name in ("logsum", "additive", "iq"):
-    importlib.import_module(f"{__name__}.{_name}")
-for _m in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-    if _m.name != "base" and not _m.name.startswith("_"):
-        importlib.import_module(f"{__name__}.{_m.name}")
-
-# the single-prior baselines (dps, pigdm-gauss: y = x + Gaussian noise on dB images) read,
-# check their prior and decode like this model
-SINGLE_PRIOR_MODEL = "additive"
+import_modules(__name__, __path__, first=("logsum", "additive", "iq"))
 
 __all__ = [
     "DATA_MODELS",
-    "SINGLE_PRIOR_MODEL",
     "DataModel",
     "DbModel",
     "Measurement",

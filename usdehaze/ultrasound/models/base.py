@@ -21,7 +21,7 @@ import numpy as np
 
 from usdehaze.core.registry import Registry
 from usdehaze.errors import UsageError
-from usdehaze.ultrasound.logcomp import db_to_unit, unit_to_db
+from usdehaze.ultrasound.logcomp import db_to_unit, reference, to_db, unit_to_db
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import Tensor
@@ -101,6 +101,9 @@ class DataModel:
     domain: str = ""  # normalisation.domain of its priors (usdehaze.ultrasound.logcomp)
     needs_phase: bool = False  # reads complex IQ frames (else dB images)
     fallback: str | None = None  # the model magnitude-only data runs instead (needs_phase)
+    # the dB model the single-prior methods (dps, pigdm-gauss, bm3d: y = x + Gaussian noise)
+    # read for a run of this one, with its tissue prior (None: this model itself)
+    single_prior: str | None = None
     prior_suffix: str = ""  # tissue{suffix}.safetensors, haze{suffix}.safetensors
     params: tuple[str, ...] = ()  # the DehazeConfig fields it reads
     settings: dict[str, Any] = {}  # sampler settings it is evaluated with (rule, weighting)
@@ -181,6 +184,23 @@ class DataModel:
         """The sampler's result → ``tissue`` and ``haze`` dB images (n, z, x), and their
         ``*_std`` when it drew several samples; the haze as it adds to the input."""
         raise NotImplementedError
+
+    # -- what its priors see -----------------------------------------------------------------
+    def reads(self, frames: np.ndarray, within: Any = None) -> np.ndarray:
+        """IQ or envelope frames (n, z, x) → what it reads: the complex IQ itself when it
+        ``needs_phase``, else dB images in [-DR, 0] (0 dB: each frame's envelope maximum, or
+        that of the whole frame ``within`` a crop was cut from), as ``Dehazer.dehaze_iq`` makes."""
+        if self.needs_phase:
+            return np.asarray(frames)
+        whole = frames if within is None else np.asarray(within)
+        ref = reference(np.abs(whole), "frame")
+        return to_db(frames, self.cfg.dynamic_range, normalise=ref)
+
+    def prior_input(self, frames: np.ndarray, within: Any = None) -> np.ndarray:
+        """Frames as it reads them (``reads``) → what its tissue prior sees, (n, C, z, x): the
+        measurement y its ``encode`` gives the sampler, as numpy (the out-of-distribution
+        check, adapt's material)."""
+        return self.encode(frames, "cpu", within).y.numpy()
 
 
 class DbModel(DataModel):

@@ -35,6 +35,7 @@ class IQ(DataModel):
     prior_suffix = "_iq"
     params = ("gamma", "dynamic_range")  # dynamic_range: of the dB images it decodes to
     settings = {"rule": "dps"}
+    single_prior = "additive"  # the single-prior baselines read dB images
 
     def prior_keys(self) -> list[PriorKey]:
         return super().prior_keys() + [

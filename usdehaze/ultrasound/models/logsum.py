@@ -22,6 +22,7 @@ class LogSum(DbModel):
     domain = DB
     params = ("dynamic_range", "gamma")
     settings = {"rule": "dps"}
+    single_prior = "additive"  # its haze needs the haze prior
 
     @classmethod
     def operator_type(cls) -> type:

@@ -1,0 +1,329 @@
+"""The dehazing settings: ``DehazeConfig``, every setting once (its default, its section, its
+command-line help), and ``build_config`` (defaults, then a YAML file, then options).
+
+What each method and data model accepts is asked of their registries (``METHODS``,
+``DATA_MODELS``); the help of --method, --model and --gamma is made from them when the CLI is
+built (nothing here imports torch). docs/architecture.md, *Dehazing settings*.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from usdehaze.core.dc_rules import DC_RULES
+from usdehaze.core.solvers import SOLVERS
+from usdehaze.errors import UsageError
+from usdehaze.ultrasound.methods import METHODS, method_of
+from usdehaze.ultrasound.models import DATA_MODELS
+
+# whose network Jacobians the joint DC step back-propagates; the others use a Gaussian prior's
+JACOBIANS = ("both", "haze", "tissue", "none")
+
+# the sections of a DehazeConfig besides its top-level ``method`` (each field's metadata names
+# its own): the data model and its parameters, the sampler, where and how the networks run,
+# and which priors (and student) a run loads
+SECTIONS = ("model", "sampler", "runtime", "priors")
+
+
+def _setting(default: Any, section: str | None, help: str | Callable[[], str], **meta: Any):
+    """A DehazeConfig field: its default, its ``section`` (None: the top level, as ``method``)
+    and its command-line help (a string, or a function that makes it from a registry when the
+    CLI is built); ``path``: the option takes a file or folder. The options of ``usdehaze run``
+    and ``run-many`` are made from these (usdehaze.cli._options), nothing else lists them."""
+    return field(default=default, metadata={"section": section, "help": help, **meta})
+
+
+def _model_help() -> str:
+    """--model's help, from the registered data models (usdehaze.ultrasound.models)."""
+    default = DehazeConfig.model
+    said = [
+        f"{n} ({'default; ' if n == default else ''}{m.summary})"
+        for n, m in sorted(DATA_MODELS.items(), key=lambda kv: kv[0] != default)
+    ]
+    return "Data model for joint: " + ", ".join(said[:-1]) + f" or {said[-1]}."
+
+
+def _method_help() -> str:
+    """--method's help, from the registered methods (usdehaze.ultrasound.methods)."""
+    default = DehazeConfig.method
+    said = [f"{n} ({'default; ' if n == default else ''}{m.summary})" for n, m in METHODS.items()]
+    return ", ".join(said[:-1]) + f" or {said[-1]}."
+
+
+def _choices(names: Iterable[str], default: str) -> str:
+    """'a (default), b or c': a setting's registered choices, its default first."""
+    said = sorted(dict.fromkeys(names), key=lambda n: n != default)
+    said = [f"{n} (default)" if n == default else n for n in said]
+    return ", ".join(said[:-1]) + f" or {said[-1]}" if len(said) > 1 else said[0]
+
+
+def _rule_help() -> str:
+    """--rule's help, from the registered DC rules (usdehaze.core.dc_rules)."""
+    return f"Data consistency: {_choices(DC_RULES, DehazeConfig.rule)}."
+
+
+def _weighting_help() -> str:
+    """--weighting's help: every weighting a registered rule declares."""
+    names = [w for rule in DC_RULES.values() for w in rule.weightings]
+    return (
+        f"Weighting of the data-consistency step: {_choices(names, DehazeConfig.weighting)} "
+        "(what each is for each rule: usdehaze.core.dc_rules)."
+    )
+
+
+def _solver_help() -> str:
+    """--solver's help, from the registered prior steps (usdehaze.core.solvers)."""
+    return f"Prior step: {_choices(SOLVERS, DehazeConfig.solver)}."
+
+
+def _gamma_help() -> str:
+    """--gamma's help: the data models that read γ (their declared ``params``)."""
+    names = [n for n, m in DATA_MODELS.items() if "gamma" in m.params]
+    return f"Dehazing strength γ ({' and '.join(names)} models)."
+
+
+@dataclass
+class DehazeConfig:
+    """Settings of a dehazing run (all recorded in the output).
+
+    Flat attributes (``cfg.steps``), each field tagged with its section (``SECTIONS``) and its
+    command-line help; ``nested()`` is the same settings grouped by section, and ``from_dict``
+    takes either form (docs/architecture.md, *Dehazing settings*)."""
+
+    method: str = _setting("joint", None, _method_help)
+    model: str = _setting("iq", "model", _model_help)
+    rule: str = _setting("dps", "sampler", _rule_help)
+    weighting: str = _setting("variance", "sampler", _weighting_help)
+    steps: int = _setting(25, "sampler", "Sampler steps.")
+    solver: str = _setting("em", "sampler", _solver_help)
+    eta: float = _setting(1.0, "sampler", "DDIM stochasticity: 0 deterministic, 1 ancestral.")
+    schedule: str = _setting("linear", "sampler", "Step times: linear (default) or karras.")
+    jacobian: str = _setting(
+        "both",
+        "sampler",
+        "Networks the joint data-consistency step back-propagates: both (default: the exact "
+        "step), haze, tissue or none; the others run forward only, with a Gaussian prior's "
+        "Jacobian.",
+    )
+    jacobian_variance: float = _setting(
+        0.5,
+        "sampler",
+        "Variance of the Gaussian prior whose Jacobian stands in for a network's "
+        "(--jacobian other than both).",
+    )
+    start_sigma: float = _setting(3.0, "sampler", "Late start noise level (CCDF).")
+    lam: float = _setting(3.0, "sampler", "Tissue data-consistency weight λ.")
+    kappa: float = _setting(3.0, "sampler", "Haze data-consistency weight κ (joint method).")
+    gamma: float = _setting(1.0, "model", _gamma_help)
+    haze_init_db: float = _setting(
+        -20.0,
+        "model",
+        "The haze's starting guess: the input this many dB lower (joint method).",
+    )
+    noise_sigma: float = _setting(
+        0.2,
+        "model",
+        "Gaussian noise σ of y = x + n for the single-prior baselines (dps, pigdm-gauss; on "
+        "images scaled to [-1, 1]) and bm3d's noise level.",
+    )
+    samples: int = _setting(1, "sampler", "Posterior samples per frame (std saved when > 1).")
+    seed: int = _setting(0, "sampler", "Random seed (frame i: seed + i).")
+    device: str = _setting("auto", "runtime", "auto, cpu or cuda.")
+    dynamic_range: float = _setting(
+        60.0,
+        "model",
+        "dB kept below each frame's maximum (default 60): the log models' input scale and the "
+        "result's clip; dB priors must be trained with the same.",
+    )
+    batch: int = _setting(4, "runtime", "Frames per sampler batch.")
+    channels_last: bool = _setting(True, "runtime", "NHWC memory layout for the networks.")
+    compile: bool = _setting(False, "runtime", "torch.compile the networks (needs a C compiler).")
+    cuda_graphs: bool = _setting(
+        False,
+        "runtime",
+        "Compile the networks as CUDA graphs (torch.compile reduce-overhead; on CPU a plain "
+        "compile).",
+    )
+    precision: str = _setting(
+        "auto",
+        "runtime",
+        "Network precision: auto (bf16 on CUDA, fp32 on CPU), fp32, bf16, fp16.",
+    )
+    tissue_prior: str | None = _setting(
+        None, "priors", "Tissue prior (.safetensors + .json).", path=True
+    )
+    haze_prior: str | None = _setting(
+        None, "priors", "Haze prior (.safetensors + .json).", path=True
+    )
+    priors: str | None = _setting(
+        None,
+        "priors",
+        "Folder with both priors, e.g. from usdehaze adapt (--tissue-prior/--haze-prior "
+        "override one).",
+        path=True,
+    )
+    student: str | None = _setting(
+        None,
+        "priors",
+        "Method fast: the distilled student (.safetensors + .json); default the --priors "
+        "folder's student_iq, else the shipped one.",
+        path=True,
+    )
+
+    def validate(self, source: str = "config") -> DehazeConfig:
+        method = method_of(self.method, source)  # an unknown method or model: one line
+        DATA_MODELS.lookup(self.model, source)
+        method.check(self, source)  # its models, samples > 1, the rules the model allows
+        from usdehaze.core.sampler import PRECISIONS, SCHEDULES
+
+        for name, allowed in (
+            ("solver", SOLVERS),
+            ("schedule", SCHEDULES),
+            ("jacobian", JACOBIANS),
+            ("precision", ("auto", *PRECISIONS)),
+        ):
+            if getattr(self, name) not in allowed:
+                raise UsageError(
+                    f"{source}: {name} '{getattr(self, name)}': expected one of {', '.join(allowed)}"
+                )
+        from usdehaze import limits
+
+        # positive and finite: a 0, negative or NaN value here gives all-NaN or all-0 dB frames
+        for name in (
+            "jacobian_variance",
+            "start_sigma",
+            "lam",
+            "kappa",
+            "gamma",
+            "noise_sigma",
+            "dynamic_range",
+        ):
+            limits.number(getattr(self, name), f"{source}: key '{name}'", positive=True)
+        limits.number(self.eta, f"{source}: key 'eta'", minimum=0.0)
+        limits.number(self.haze_init_db, f"{source}: key 'haze_init_db'")
+        limits.seed(self.seed, f"{source}: key 'seed'")
+        for name in ("steps", "samples", "batch"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"{source}: {name} {getattr(self, name)}: expected at least 1")
+            if getattr(self, name) > limits.MAX_SAMPLER[name]:
+                raise UsageError(
+                    f"{source}: {name} {getattr(self, name)}: expected at most "
+                    f"{limits.MAX_SAMPLER[name]} (the limit)"
+                )
+        return self
+
+    @classmethod
+    def keys(cls, section: str | None) -> tuple[str, ...]:
+        """The fields of one section (None: the top level's, ``method``), in field order."""
+        return tuple(f.name for f in fields(cls) if f.metadata["section"] == section)
+
+    def nested(self) -> dict[str, Any]:
+        """The settings grouped by section: ``{"method": ..., "model": {"model": ..., "gamma":
+        ...}, "sampler": {...}, "runtime": {...}, "priors": {...}}``; ``from_dict`` takes it."""
+        flat = asdict(self)
+        out: dict[str, Any] = {k: flat[k] for k in self.keys(None)}
+        for section in SECTIONS:
+            out[section] = {k: flat[k] for k in self.keys(section)}
+        return out
+
+    @classmethod
+    def flatten(cls, d: Mapping[str, Any], source: str = "config") -> dict[str, Any]:
+        """A config mapping with flat keys (``steps: 10``), sections (``sampler: {steps: 10}``)
+        or both → flat keys. A section is a mapping under a section's name (``model`` and
+        ``priors`` are also fields: a string there is the field); a key in the wrong section, or
+        given twice with different values, is one line."""
+        where: dict[str, str] = {}
+        out: dict[str, Any] = {}
+
+        def put(key: str, value: Any, said: str) -> None:
+            if key in out and (
+                out[key] != value or isinstance(out[key], bool) != isinstance(value, bool)
+            ):
+                raise UsageError(
+                    f"{source}: key '{key}' given twice with different values ({where[key]}: "
+                    f"{out[key]!r}, {said}: {value!r}); keep one"
+                )
+            where.setdefault(key, said)
+            out[key] = value
+
+        known = {f.name: f.metadata["section"] for f in fields(cls)}
+        for k, v in d.items():
+            if k not in SECTIONS or (k in known and not isinstance(v, Mapping)):
+                put(k, v, k)
+                continue
+            if v is None:  # an empty section (``runtime:`` with nothing under it)
+                continue
+            if not isinstance(v, Mapping):
+                raise UsageError(
+                    f"{source}: key '{k}': expected a mapping of {k} settings "
+                    f"({', '.join(cls.keys(k))}), got {v!r}"
+                )
+            for sub, value in v.items():
+                place = known.get(sub, "")
+                if place == k:
+                    put(sub, value, f"{k}.{sub}")
+                    continue
+                said = f"{source}: key '{k}.{sub}': "
+                if place is None:
+                    raise UsageError(said + "a top-level setting (write it outside the sections)")
+                if place:
+                    raise UsageError(said + f"a {place} setting (write it under {place})")
+                raise UsageError(said + f"unknown (section {k} has {', '.join(cls.keys(k))})")
+        return out
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], source: str = "config") -> DehazeConfig:
+        """A validated config from flat keys, sections (``nested()``'s form) or both."""
+        d = cls.flatten(d, source)
+        known = {f.name: f.default for f in fields(cls)}
+        for k, v in d.items():
+            if k not in known:
+                raise UsageError(
+                    f"{source}: key '{k}': unknown (expected one of {sorted(known)}, or a "
+                    f"section: {', '.join(SECTIONS)})"
+                )
+            _check_type(source, k, v, known[k])
+        return cls(**d).validate(source)
+
+
+def _check_type(source: str, key: str, value: Any, default: Any) -> None:
+    """A config value must have its default's type (an integer is a number; a default of None
+    takes a string): ``lam: abc`` is one line, not a traceback from deep in the sampler."""
+    if default is None:
+        ok, kind = value is None or isinstance(value, str), "string"
+    elif isinstance(default, bool):
+        ok, kind = isinstance(value, bool), "boolean (true/false)"
+    elif isinstance(default, int):
+        ok, kind = isinstance(value, int) and not isinstance(value, bool), "integer"
+    elif isinstance(default, float):
+        ok, kind = isinstance(value, (int, float)) and not isinstance(value, bool), "number"
+    else:
+        ok, kind = isinstance(value, type(default)), type(default).__name__
+    if not ok:
+        raise UsageError(f"{source}: key '{key}': expected a {kind}, got {value!r}")
+
+
+# runtime settings, the runtime section: where and how the networks run, not what the run is
+# (device, batch, network precision, compilation, memory layout, CUDA graphs); a resumed
+# run-many may change them
+RUNTIME_KEYS = DehazeConfig.keys("runtime")
+
+
+def build_config(config: str | Path | None, overrides: dict[str, Any]) -> DehazeConfig:
+    """DehazeConfig from defaults, then the YAML file (flat keys or sections), then the given
+    overrides (flat keys: command-line options; None: not given); a baseline method takes its own sampler settings where none
+    were given. Used by the CLI (run, run-many, evaluate, bench) and the pipelines."""
+    from usdehaze.config import read_yaml
+
+    values = DehazeConfig.flatten(read_yaml(config), str(config)) if config else {}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return method_settings(DehazeConfig.from_dict(values, str(config or "options")))
+
+
+def method_settings(cfg: DehazeConfig) -> DehazeConfig:
+    """``cfg`` with its method's own sampler settings in place of each joint default it kept
+    (the single-prior baselines'); settings changed from the defaults stay as given."""
+    return METHODS[cfg.method].defaults(cfg)

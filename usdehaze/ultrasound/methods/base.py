@@ -1,0 +1,238 @@
+"""The method interface and its registry (``METHODS``): one registered class per dehazing method.
+
+A method is what ``--method`` names: the priors it loads (``tissue``, ``haze``, ``student``), the
+data model it reads frames with (the config's, one of ``models``, or the dB model the
+single-prior methods read), whether it runs the sampler (``stepwise``: it has network
+evaluations and takes a step callback), whether it draws several samples, its own default
+sampler settings, the optional packages it needs, what it does on magnitude-only data, and how
+it dehazes a batch of frames. ``Dehazer`` (usdehaze.ultrasound.dehaze) delegates to it; the
+config check, the CLI help, evaluate's rows and the napari widget read this registry.
+
+Adding a method is one new module in this package: subclass ``Method`` (or ``SamplerMethod``),
+decorate it with ``@register_method`` (docs/architecture.md has the example a test runs).
+Nothing here imports torch: the CLI's help is made from these declarations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from usdehaze.core.registry import Registry
+from usdehaze.errors import UsageError
+from usdehaze.ultrasound.logcomp import DB
+from usdehaze.ultrasound.models import DATA_MODELS, DataModel, data_model
+
+if TYPE_CHECKING:  # pragma: no cover
+    from usdehaze.core.operators import MeasurementModel
+
+METHODS: Registry[type[Method]] = Registry("method", requires=("summary",))
+register_method = METHODS.register
+
+
+def method_of(name: str, source: str | None = None) -> type[Method]:
+    """The registered method called ``name`` (UsageError naming ``source`` and the choices)."""
+    return METHODS.lookup(name, source)
+
+
+class Method:
+    """Base class: declarations (class attributes and classmethods, read before anything loads)
+    and the run (``run_db``; ``run_iq`` for a data model that needs phase). An instance holds
+    the run's config; the run methods get the ``Dehazer`` (device, priors, precision)."""
+
+    name: str = ""
+    summary: str = ""  # a few words for --method's help
+    row: str = ""  # its row in usdehaze evaluate's table ("" : none)
+    priors: tuple[str, ...] = ()  # what it loads, in order: "student", "tissue", "haze"
+    models: tuple[str, ...] = ()  # the config models it runs (empty: any registered)
+    models_why: str = ""  # why only those (the refusal's words)
+    stepwise: bool = False  # runs the sampler: network evaluations per step, a step callback
+    multi_sample: bool = False  # takes samples > 1 (std maps)
+    one_sample_why: str = "gives one estimate per frame"
+    settings: dict[str, Any] = {}  # its own sampler settings (in place of the joint defaults)
+    extras: tuple[str, ...] = ()  # optional packages it needs (import names, usdehaze.extras)
+
+    def __init__(self, cfg: Any) -> None:
+        self.cfg = cfg
+
+    # -- declarations ------------------------------------------------------------------------
+    @classmethod
+    def model_name(cls, cfg: Any) -> str:
+        """The data model it reads, encodes and checks its priors with: by default the dB
+        model a single prior reads for the config's model (its ``single_prior``, else itself)."""
+        return DATA_MODELS[cfg.model].single_prior or cfg.model
+
+    @classmethod
+    def data_model(cls, cfg: Any) -> DataModel:
+        return data_model(cls.model_name(cfg))(cfg)
+
+    @classmethod
+    def check(cls, cfg: Any, source: str) -> None:
+        """One line for a config it cannot run (its models, samples > 1)."""
+        if cls.models and cfg.model not in cls.models:
+            raise UsageError(
+                f"{source}: model '{cfg.model}': method {cls.name} {cls.models_why} (use model "
+                f"{' or '.join(cls.models)}, or method joint)"
+            )
+        if not cls.multi_sample and cfg.samples != 1:
+            raise UsageError(
+                f"{source}: samples {cfg.samples}: method {cls.name} {cls.one_sample_why}; "
+                "uncertainty maps need the sampler (method joint)"
+            )
+
+    @classmethod
+    def defaults(cls, cfg: Any) -> Any:
+        """``cfg`` with its own sampler settings in place of each joint default it kept;
+        settings changed from the defaults stay as given."""
+        if not cls.settings:
+            return cfg
+        joint = type(cfg)()
+        own = {k: v for k, v in cls.settings.items() if getattr(cfg, k) == getattr(joint, k)}
+        return replace(cfg, **own)
+
+    @classmethod
+    def prior_role(cls, cfg: Any) -> str:
+        """Who a prior's JSON is checked for (the refusal's words: 'the WHO run needs ...')."""
+        return cls.name
+
+    @classmethod
+    def for_magnitude_data(cls, cfg: Any) -> tuple[Any, str | None]:
+        """The config to run on magnitude-only data, and a note when it had to change: a model
+        that needs phases (iq) runs its declared fallback (logsum: the log domain) with the
+        shipped priors of that model."""
+        model = cls.data_model(cfg)
+        if not model.needs_phase:
+            return cfg, None
+        fallback = DATA_MODELS.get(model.fallback or "")
+        if fallback is None:
+            raise UsageError(
+                f"model '{cfg.model}' needs complex IQ data and this input is magnitude-only "
+                "(the model has no magnitude-only fallback)"
+            )
+        where = "in the log domain " if fallback.domain == DB else ""
+        if cfg.tissue_prior or cfg.haze_prior or cfg.priors:
+            raise UsageError(
+                f"model '{cfg.model}' needs complex IQ data and this input is magnitude-only; "
+                f"use --model {fallback.name} with '{fallback.domain}'-domain priors"
+            )
+        return replace(cfg, model=fallback.name), (
+            f"magnitude-only data (no I/Q): running {where}(model {fallback.name}) instead of "
+            f"{cfg.model}"
+        )
+
+    @classmethod
+    def rows(cls, base: Any) -> dict[str, Any]:
+        """Its rows in usdehaze evaluate's table: label → config (none without ``row``)."""
+        return {cls.row: replace(base, method=cls.name)} if cls.row else {}
+
+    # -- the run -----------------------------------------------------------------------------
+    def operator(self, d: Any) -> MeasurementModel | None:
+        """The measurement model its sampler runs (results record it); None without one."""
+        return None
+
+    def run_db(self, d: Any, db: np.ndarray, seed: Any, callback: Any, frames: Any) -> dict:
+        """dB frames (n, z, x) in [-DR, 0] → ``tissue``, ``haze`` (and ``*_std``) in dB."""
+        raise NotImplementedError
+
+    def run_iq(self, d: Any, iq: np.ndarray, db: np.ndarray, run: dict[str, Any]) -> dict:
+        """Complex frames (n, z, x) for a model that needs phase, ``db`` their input dB →
+        ``input``, ``tissue``, ``haze`` (and ``*_std``); ``run``: seed, callback, frames and
+        ``whole`` (the frames crops were cut from) / ``within`` (None: not crops)."""
+        raise UsageError(f"method '{self.name}' does not run on complex IQ frames")
+
+
+class SamplerMethod(Method):
+    """A method that runs the JointSampler: the data model's encoding → the sampler → its
+    decoding; network evaluations counted by the sampler (``Dehazer.nfe``)."""
+
+    stepwise = True
+    multi_sample = True
+
+    def sampler_options(self, d: Any) -> dict[str, Any]:
+        """Its own JointSampler keywords (rule, weighting, ...) besides the common ones."""
+        raise NotImplementedError
+
+    def sampler(self, d: Any):
+        from usdehaze.core.sampler import JointSampler
+
+        c = self.cfg
+        tissue = d.priors["tissue"]
+        common = {
+            "steps": c.steps,
+            "lam": c.lam,
+            "start_sigma": c.start_sigma,
+            "device": d.device,
+            "precision": d.precision(),
+            "solver": c.solver,
+            "eta": c.eta,
+            "schedule": c.schedule,
+        }
+        kw = self.sampler_options(d) | common | d.sampler_options
+        return JointSampler(tissue, d.priors.get("haze"), self.operator(d), tissue.sde, **kw)
+
+    def start(self, m: Any) -> dict[str, Any]:
+        """The sampler's starting point (none: it starts from noise)."""
+        return {}
+
+    def sample(
+        self, d: Any, frames_in: np.ndarray, seed: Any, callback: Any, frames: Any, within=None
+    ):
+        """The model's encoding of the frames → the sampler → its decoding (tissue, haze, std)."""
+        m = d.model.encode(frames_in, d.device, within)
+        s = self.sampler(d)
+        seeds = d.seeds(len(frames_in), seed, frames)
+        res = s(m.y, samples=self.cfg.samples, seed=seeds, callback=callback, **self.start(m))
+        d.nfe = res.nfe_per_item
+        return d.model.decode(res, m)
+
+    def run_db(self, d, db, seed, callback, frames):
+        return self.sample(d, db, seed, callback, frames)
+
+    def run_iq(self, d, iq, db, run):
+        w = run["whole"]
+        return {"input": db, **self.sample(d, iq, run["seed"], run["callback"], run["frames"], w)}
+
+
+class SinglePriorMethod(SamplerMethod):
+    """The paper's single-prior baselines: the tissue prior only, y = x + Gaussian noise
+    (σ: ``noise_sigma``) on the dB images the config's model reads, starting from noise; their
+    own sampler settings (the joint default's λ = 3 over 25 steps makes a single prior's DC
+    step diverge; these were their best on validation, docs/results.md)."""
+
+    priors = ("tissue",)
+    settings = {"solver": "ddim", "eta": 0.0, "steps": 5, "lam": 1.0}
+    rule: str = ""
+
+    def weighting(self) -> str:
+        return self.cfg.weighting
+
+    def operator(self, d):
+        from usdehaze.core.operators import Identity
+
+        return Identity()
+
+    def sampler_options(self, d):
+        return {
+            "rule": self.rule,
+            "weighting": self.weighting(),
+            "noise_sigma": self.cfg.noise_sigma,
+        }
+
+
+def run_model(cfg: Any) -> DataModel:
+    """The data model a run reads, encodes, decodes and checks its priors with (its method's)."""
+    return METHODS[cfg.method].data_model(cfg)
+
+
+def uses_iq(cfg: Any) -> bool:
+    """Whether a run needs complex IQ (its method's data model needs phase: joint or fast on
+    the iq model)."""
+    return run_model(cfg).needs_phase
+
+
+def for_magnitude_data(cfg: Any) -> tuple[Any, str | None]:
+    """The config to run on magnitude-only data, and a note when it had to change (its
+    method's ``for_magnitude_data``)."""
+    return METHODS[cfg.method].for_magnitude_data(cfg)
