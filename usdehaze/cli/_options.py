@@ -92,10 +92,20 @@ Config = Annotated[
     ),
 ]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+Fallback = Annotated[
+    str,
+    typer.Option(
+        "--fallback",
+        help="A frame whose result looks wrecked (brightest tissue darkened, dark/bright order "
+        "inverted, tissue moved into the haze, dark regions invented): none (default: keep it, "
+        "say so in a warning and in the file) or input (write the input in its place).",
+    ),
+]
+
 Strict = Annotated[
     bool,
     typer.Option(
         "--strict",
-        help="Refuse (exit 2, nothing written) a scan that looks unlike the priors' training data, instead of warning.",
+        help="Refuse (exit 2, nothing written) a scan that looks unlike the priors' training data, instead of warning; stop at a frame whose result looks wrecked (the frames before it kept).",
     ),
 ]

@@ -14,9 +14,17 @@ from usdehaze.cli._app import app
 @app.command()
 @o.with_settings
 def run(
-    scan: Path = typer.Argument(None, help="Beamformed IQ scan (HDF5/zarr); see docs/formats.md."),
+    scan: Path = typer.Argument(
+        None,
+        help="Beamformed IQ scan (HDF5/zarr), or a B-mode DICOM cine, video or image stack; "
+        "see docs/formats.md.",
+    ),
     out: Path = typer.Option(
-        None, "-o", "--out", help="Result file (.h5, or .zarr); default SCAN.dehazed.h5."
+        None,
+        "-o",
+        "--out",
+        help="Result file (.h5, or .zarr); for B-mode input also a DICOM cine (.dcm, from a "
+        "DICOM) or an input | dehazed video (.mp4, .mov, .avi); default SCAN.dehazed.h5.",
     ),
     demo: bool = typer.Option(False, "--demo", help="Dehaze the embedded simulated demo scan."),
     key: o.Key = None,
@@ -24,6 +32,7 @@ def run(
     config: o.Config = None,
     quiet: o.Quiet = False,
     strict: o.Strict = False,
+    fallback: o.Fallback = "none",
     *,
     settings: dict[str, Any],
 ) -> None:
@@ -42,9 +51,10 @@ def run(
     from usdehaze.outputs import check_output
     from usdehaze.ultrasound.dehaze import build_config, run_dehaze
     from usdehaze.ultrasound.io import load_scan
-    from usdehaze.ultrasound.methods import METHODS, for_magnitude_data
+    from usdehaze.ultrasound.methods import METHODS, for_scan
     from usdehaze.ultrasound.scan import parse_frames
     from usdehaze.ultrasound.simulate import demo_scan_path
+    from usdehaze.ultrasound.sinks import check_kind, output_kind
 
     if demo:
         scan = scan or demo_scan_path()
@@ -53,12 +63,17 @@ def run(
         raise UsageError("run: give a SCAN file or --demo")
     cfg = build_config(config, settings)  # the options of every DehazeConfig field
     out = out or scan.with_name(scan.stem + ".dehazed.h5")
+    if fallback not in ("none", "input"):
+        raise UsageError(f"--fallback '{fallback}': expected none or input")
+    output_kind(out)  # a suffix it cannot write: refused before anything is read
     check_output(out, [scan])  # before any work: never over an input or a file not ours
     with load_scan(scan, key) as s:
         sel = parse_frames(frames, s.n_frames, scan)
+        check_kind(out, s)
         if s.magnitude_only:
-            note = for_magnitude_data(cfg)[1] or "dehazing runs on the log-compressed envelope"
-            typer.echo(f"{scan}: only magnitude data; {note}", err=True)
+            note = for_scan(cfg, s)[1] or "dehazing runs on the log-compressed envelope"
+            what = "scan-converted B-mode" if s.domain == "display" else "only magnitude data"
+            typer.echo(f"{scan}: {what}; {note}", err=True)
         stepwise = METHODS[cfg.method].stepwise  # the others count frames, not sampler steps
         steps_total = len(sel) * (cfg.steps if stepwise else 1)
         bar = tqdm(
@@ -91,6 +106,7 @@ def run(
                 step_callback=on_step,
                 warn=lambda m: bar.write(m, file=sys.stderr),
                 strict=strict,
+                fallback=fallback,
             )
         except KeyboardInterrupt:
             bar.close()

@@ -105,3 +105,31 @@ def to_pixels(
     out = np.asarray(source).astype(np.uint8, copy=True)
     out[:, reg.dehaze] = grey[:, reg.dehaze]
     return out
+
+
+class DisplayView:
+    """How the frame driver sees a display-domain scan: its grey frames → the sampler's dB crop
+    (``encode``), the estimates on the crop → full frames on the input's own pixel grid
+    (``full``: input, tissue and haze dB; the haze is nothing where the input is kept), and the
+    pixels the checks judge (``mask``: the dehazed region)."""
+
+    def __init__(self, scan, multiple: int = 8) -> None:
+        self.display: DisplayMap = scan.display or DisplayMap()
+        self.region = region(tuple(scan.shape), scan.masks, multiple)
+        self.mask = self.region.dehaze
+
+    def encode(self, grey: np.ndarray) -> np.ndarray:
+        return sampler_frames(grey, self.display, self.region)
+
+    def full(self, grey: np.ndarray, res: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        input_db = self.display.to_db(grey)
+        floor = np.full_like(input_db, -self.display.dynamic_range)
+        out = {
+            "input": input_db,
+            "tissue": compose(input_db, res["tissue"], self.region),
+            "haze": compose(floor, res["haze"], self.region),
+        }
+        for k in ("tissue_std", "haze_std"):
+            if k in res:
+                out[k] = compose(np.zeros_like(input_db), res[k], self.region)
+        return out

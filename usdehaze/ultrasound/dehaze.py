@@ -21,7 +21,7 @@ from usdehaze.errors import UsageError
 from usdehaze.ultrasound.dehaze_config import DehazeConfig, build_config, method_settings
 from usdehaze.ultrasound.driver import FrameDriver, provenance, source_record
 from usdehaze.ultrasound.logcomp import reference, to_db
-from usdehaze.ultrasound.methods import METHODS, for_magnitude_data, run_model
+from usdehaze.ultrasound.methods import METHODS, for_scan, run_model
 from usdehaze.ultrasound.scan import blank_frames
 
 # the public API: the settings and how to build them come from dehaze_config
@@ -217,36 +217,70 @@ def run_dehaze(
     step_callback: Callable[[int, int, float], None] | None = None,
     warn: Callable[[str], None] | None = None,
     strict: bool = False,
+    fallback: str = "none",
 ) -> Path:
-    """Dehaze ``frames`` of a Scan into a result file; frames stream in batches of cfg.batch.
+    """Dehaze ``frames`` of a Scan into ``out``; frames stream in batches of cfg.batch.
 
-    ``progress(frames_done, total, seconds)`` after each batch; ``step_callback`` each sampler
-    step; ``warn(message)`` for frames that are all zeros (kept blank, listed in ``blank_frames``)
-    and when the scan looks unlike the priors' training data (usdehaze.ultrasound.ood, checked
-    once before sampling and recorded as ``ood_score`` / ``ood_warning``); ``strict``: refuse
-    such a scan instead (UsageError, nothing written). The root attribute ``nfe`` is the number
-    of network evaluations each dehazed frame got, as the sampler counted them (0: none ran).
+    ``out``'s suffix picks the output (usdehaze.ultrasound.sinks): a result file, or for
+    scan-converted B-mode a DICOM cine or a side-by-side video. ``progress(frames_done, total,
+    seconds)`` after each batch; ``step_callback`` each sampler step; ``warn(message)`` for
+    frames that are all zeros (kept blank, listed in ``blank_frames``), when the scan looks
+    unlike the priors' training data (usdehaze.ultrasound.ood, checked once before sampling)
+    and when results look wrecked (usdehaze.ultrasound.wreck, per frame); ``strict``: refuse
+    such a scan, and stop at a wrecked frame; ``fallback`` "input": write the input in place of
+    a wrecked frame. The root attribute ``nfe`` is the number of network evaluations each
+    dehazed frame got, as the sampler counted them (0: none ran).
     """
     from usdehaze.ultrasound.ood import check_run
-    from usdehaze.ultrasound.results import ResultWriter
+    from usdehaze.ultrasound.sinks import check_kind
 
     frames = range(scan.n_frames) if frames is None else frames
-    note = None
-    if scan.magnitude_only:
-        cfg, note = for_magnitude_data(cfg)
+    kind = check_kind(out, scan)
+    cfg, note = for_scan(cfg, scan)
     dehazer = Dehazer(cfg)
     cfg = dehazer.cfg  # with a baseline's own settings: what actually ran
-    ood = check_run(scan, frames, dehazer, strict, warn)
+    view = None
+    if scan.domain == "display":
+        from usdehaze.ultrasound.bmode import DisplayView
+
+        view = DisplayView(scan, dehazer.min_size())
+    ood = check_run(scan, frames, dehazer, strict, warn, view)
     record = {
         **run_record(dehazer, scan.path, scan.layout, scan.key, frames, scan.magnitude_only),
         **({"note": note} if note else {}),
+        **({"display": scan.display.record()} if scan.display is not None else {}),
         **ood.attrs(),
         **(attrs or {}),
     }
-    driver = FrameDriver(dehazer, ood, warn, str(scan.path))
+    driver = FrameDriver(
+        dehazer, ood, warn, str(scan.path), fallback="stop" if strict else fallback
+    )
     t0 = time.perf_counter()
     done = 0
-    with ResultWriter(
+    with _sink(out, kind, scan, view, frames, cfg, record) as w:
+        for idx, res in driver.run(scan.batches(frames, cfg.batch), step_callback, view):
+            for k in range(len(idx)):
+                w.write(done, **{key: v[k] for key, v in res.items()})
+                done += 1
+            if driver.blank:  # kept when a later batch is interrupted
+                w.update_attrs({"blank_frames": list(driver.blank)})
+            if progress is not None:
+                progress(done, len(frames), time.perf_counter() - t0)
+        w.update_attrs(driver.finish())  # result checks, nfe, blank frames
+        seconds = time.perf_counter() - t0
+        w.update_attrs({"seconds": seconds, "seconds_per_frame": seconds / max(done, 1)})
+    return Path(out)
+
+
+def _sink(out, kind: str, scan, view, frames, cfg: DehazeConfig, record: dict[str, Any]):
+    """The writer of a run's output kind (usdehaze.ultrasound.sinks)."""
+    if kind != "result":
+        from usdehaze.ultrasound.sinks import PixelSink
+
+        return PixelSink(out, kind, scan, view, frames, cfg.method)
+    from usdehaze.ultrasound.results import ResultWriter
+
+    return ResultWriter(
         out,
         len(frames),
         scan.shape,
@@ -256,16 +290,5 @@ def run_dehaze(
         axes=scan.axes,
         with_std=cfg.samples > 1,
         attrs=record,
-    ) as w:
-        for idx, res in driver.run(scan.batches(frames, cfg.batch), step_callback):
-            for k in range(len(idx)):
-                w.write(done, **{key: v[k] for key, v in res.items()})
-                done += 1
-            if driver.blank:  # kept when a later batch is interrupted
-                w.update_attrs({"blank_frames": list(driver.blank)})
-            if progress is not None:
-                progress(done, len(frames), time.perf_counter() - t0)
-        w.update_attrs(driver.finish())  # result check, nfe, blank frames
-        seconds = time.perf_counter() - t0
-        w.update_attrs({"seconds": seconds, "seconds_per_frame": seconds / max(done, 1)})
-    return Path(out)
+        masks=scan.masks,
+    )

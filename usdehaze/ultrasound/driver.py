@@ -25,6 +25,11 @@ import numpy as np
 from usdehaze.ultrasound.harm import HarmCheck
 from usdehaze.ultrasound.ood import OodCheck
 from usdehaze.ultrasound.scan import blank_frames
+from usdehaze.ultrasound.wreck import WreckCheck
+
+# what a run does with a frame the gross-failure check flags: keep the result (and say so),
+# write the input in its place, or stop (--strict)
+FALLBACKS = ("none", "input", "stop")
 
 # the keys of the provenance record (provenance()) and of a driven run's result (attrs())
 PROVENANCE_KEYS = (
@@ -102,16 +107,22 @@ class FrameDriver:
         warn: Callable[[str], None] | None = None,
         name: str = "",
         check: bool = True,
+        fallback: str = "none",
     ) -> None:
+        if fallback not in FALLBACKS:
+            raise ValueError(f"fallback {fallback!r}: expected one of {FALLBACKS}")
+        self.fallback = fallback
         self.dehazer = dehazer
         self.ood = ood if ood is not None else OodCheck(float("nan"), float("nan"), "none")
         self.warn = warn
         self.name = name
         self.check = check
         self.harm = HarmCheck()  # do no harm: checked on the result, frame by frame
+        self.wreck = WreckCheck()  # gross failures, frame by frame (usdehaze.ultrasound.wreck)
         self.blank: list[int] = []  # frames (their indices) that were all zeros
         self.nfe = 0  # network evaluations per dehazed frame, as the sampler counted them
         self.frames_done = 0
+        self.replaced: list[int] = []  # flagged frames written as the input (fallback input)
 
     def dehaze(
         self,
@@ -120,11 +131,16 @@ class FrameDriver:
         callback: Callable | None = None,
         db: bool = False,
         within: np.ndarray | None = None,
+        view: Any = None,
     ) -> dict[str, np.ndarray]:
         """Dehaze one batch: ``frames`` (n, z, x) IQ or envelope (``db``: dB images, for inputs
-        without IQ) with their indices ``index`` (seeds: seed + index); returns input, tissue,
-        haze (and *_std) in dB, one row per frame."""
+        without IQ; ``view``: frames its ``encode`` turns into dB images) with their indices
+        ``index`` (seeds: seed + index); returns input, tissue, haze (and *_std) in dB, one row
+        per frame."""
         d = self.dehazer
+        frames_in, mask = frames, None
+        if view is not None:
+            frames, db, mask = view.encode(frames), True, view.mask
         if not db:
             blank = blank_frames(frames)  # once per batch: the Dehazer is told, not rescanning
             new = [int(i) for i, b in zip(index, blank) if b]
@@ -137,32 +153,71 @@ class FrameDriver:
         else:
             res = {"input": np.asarray(frames), **d(frames, callback=callback, frames=index)}
         self.nfe = max(self.nfe, d.nfe)
+        if view is not None:  # the dehazed crop back onto the input's full frames
+            res = view.full(frames_in, res)
         if self.check:
             self.harm.add(index, res["input"], res["tissue"])
+            self.wreck.add(index, res["input"], res["tissue"], res.get("haze"), mask)
+            self._fall_back(index, res)
         self.frames_done += len(index)
         return res
 
+    def _fall_back(self, index: list[int], res: dict[str, np.ndarray]) -> None:
+        """Flagged frames of this batch (the gross-failure check): kept (``none``), replaced by
+        the input, the haze estimate nothing (``input``), or the run stopped (``stop``)."""
+        flagged = set(self.wreck.flagged) & {int(i) for i in index}
+        if not flagged or self.fallback == "none" or self.dehazer.priors.get("tissue") is None:
+            return
+        first = min(flagged)
+        if self.fallback == "stop":
+            from usdehaze.errors import UsageError
+
+            raise UsageError(
+                f"{self.name}: frame {first}: the result looks wrecked "
+                f"({', '.join(self.wreck.reasons(first))}); --strict: stopped (the frames "
+                "before it are kept, complete = false)"
+            )
+        for k, i in enumerate(index):
+            if int(i) in flagged:
+                res["tissue"][k] = res["input"][k]
+                res["haze"][k] = -float(self.dehazer.cfg.dynamic_range)
+        self.replaced += sorted(flagged)
+
     def run(
-        self, batches: Iterable[tuple[list[int], np.ndarray]], callback: Callable | None = None
+        self,
+        batches: Iterable[tuple[list[int], np.ndarray]],
+        callback: Callable | None = None,
+        view: Any = None,
     ) -> Iterator[tuple[list[int], dict[str, np.ndarray]]]:
-        """Dehaze every (indices, frames) batch in turn: yields (indices, result)."""
+        """Dehaze every (indices, frames) batch in turn: yields (indices, result). ``view``: how
+        frames of another domain are seen (usdehaze.ultrasound.bmode.DisplayView for B-mode
+        grey levels: dB crops in, full frames out, the checks on its mask)."""
         for index, frames in batches:
-            yield index, self.dehaze(index, frames, callback)
+            yield index, self.dehaze(index, frames, callback, view=view)
 
     def attrs(self) -> dict[str, Any]:
         """The run's result attributes after its frames: the do-no-harm figures and
         ``ood_warning`` / ``ood_reasons`` over both checks (result_check_attrs), ``nfe``
         (0 when none ran) and the blank frames (when any)."""
         judged = self.dehazer.priors.get("tissue") is not None  # bm3d is not judged
+        wreck = self.wreck.attrs()
+        wreck["wreck_warning"] = bool(judged and wreck["wreck_warning"])
         return {
             **result_check_attrs(self.harm, self.ood, judged),
+            **wreck,
+            "fallback": self.fallback,
+            "fallback_frames": list(self.replaced),
             "nfe": self.nfe,
             **({"blank_frames": list(self.blank)} if self.blank else {}),
         }
 
     def finish(self) -> dict[str, Any]:
-        """``attrs()``, after saying the do-no-harm warning (when it fires) through ``warn``."""
+        """``attrs()``, after saying the do-no-harm and gross-failure warnings (when they fire)
+        through ``warn``."""
         out = self.attrs()
-        if out["harm_warning"] and self.warn is not None:
-            self.warn(self.harm.message(self.name))
+        if self.warn is not None:
+            if out["harm_warning"]:
+                self.warn(self.harm.message(self.name))
+            if out["wreck_warning"]:
+                self.warn(self.wreck.message(self.name))
         return out

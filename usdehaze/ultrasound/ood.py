@@ -205,13 +205,18 @@ def check_frames(
     return OodCheck(score_encoded(x, prior), threshold, source, keep)
 
 
-def check_scan(scan: Any, frames: Sequence[int], prior: Any, model: Any) -> OodCheck:
+def check_scan(
+    scan: Any, frames: Sequence[int], prior: Any, model: Any, view: Any = None
+) -> OodCheck:
     """Read up to ``MAX_FRAMES`` frames spread over a scan's ``frames`` and check them: the one
-    check of a run, before sampling."""
+    check of a run, before sampling (``view``: frames of another domain, seen as the driver
+    sees them: usdehaze.ultrasound.bmode.DisplayView)."""
     picked = sample_frames(frames)
     if prior is None or not picked:
         return check_frames(np.zeros((0, 1, 1)), prior, model, [])
     data = np.concatenate([scan.frames(i, i + 1) for i in picked])
+    if view is not None:
+        return check_frames(view.encode(data), prior, model, picked, db=True)
     return check_frames(data, prior, model, picked)
 
 
@@ -221,6 +226,7 @@ def check_run(
     dehazer: Any,
     strict: bool = False,
     warn: Callable[[str], None] | None = None,
+    view: Any = None,
 ) -> OodCheck:
     """A run's one check, before sampling, with the tissue prior the ``dehazer`` samples with:
     ``warn(message)`` when it fires, or with ``strict`` a UsageError (before anything is
@@ -228,7 +234,7 @@ def check_run(
     from usdehaze.errors import UsageError
 
     prior = dehazer.priors.get("tissue")
-    check = check_scan(scan, frames, prior, dehazer.model)
+    check = check_scan(scan, frames, prior, dehazer.model, view)
     if check.warning and strict:
         raise UsageError(check.message(str(scan.path), strict=True))
     if check.warning and warn is not None:

@@ -228,6 +228,10 @@ class WreckCheck:
         """The flagged frames' indices, in the order scored."""
         return [f.frame for f in self.frames if f.flagged]
 
+    def reasons(self, frame: int) -> tuple[str, ...]:
+        """The checks that fired on ``frame`` (empty when it was not flagged or not scored)."""
+        return next((f.reasons for f in self.frames if f.frame == int(frame)), ())
+
     @property
     def warning(self) -> bool:
         """True when any scored frame is flagged."""

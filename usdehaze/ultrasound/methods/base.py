@@ -123,6 +123,39 @@ class Method:
         )
 
     @classmethod
+    def for_display_data(cls, cfg: Any) -> tuple[Any, str | None]:
+        """The config to run on scan-converted B-mode (display grey levels, or magnitudes on a
+        Cartesian pixel grid), and a note when it had to change: a model whose priors never saw
+        display images is replaced by the registered display model with its shipped priors."""
+        if DATA_MODELS[cfg.model].display:
+            return cfg, None
+        target = next((m for m in DATA_MODELS.values() if m.display), None)
+        if target is None:
+            raise UsageError(
+                "this input is scan-converted B-mode and no display-domain data model is registered"
+            )
+        if cfg.tissue_prior or cfg.haze_prior or cfg.priors:
+            raise UsageError(
+                f"model '{cfg.model}': this input is scan-converted B-mode, which its priors "
+                f"never saw; use --model {target.name} with '{target.domain}'-domain priors"
+            )
+        return replace(cfg, model=target.name), (
+            f"scan-converted B-mode: running model {target.name} (priors trained on display "
+            f"images) instead of {cfg.model}"
+        )
+
+    @classmethod
+    def for_scan(cls, cfg: Any, scan: Any) -> tuple[Any, str | None]:
+        """The config to run on ``scan`` and a note when it changed, by what its frames are:
+        complex IQ as given; display grey levels, or magnitudes on a Cartesian grid (a
+        scan-converted image) for a display model; polar magnitudes in the log domain."""
+        if scan.domain == "display" or (scan.domain == "envelope" and scan.grid == "cartesian"):
+            return cls.for_display_data(cfg)
+        if scan.magnitude_only:
+            return cls.for_magnitude_data(cfg)
+        return cfg, None
+
+    @classmethod
     def rows(cls, base: Any) -> dict[str, Any]:
         """Its rows in usdehaze evaluate's table: label → config (none without ``row``)."""
         return {cls.row: replace(base, method=cls.name)} if cls.row else {}
@@ -230,6 +263,11 @@ def uses_iq(cfg: Any) -> bool:
     """Whether a run needs complex IQ (its method's data model needs phase: joint or fast on
     the iq model)."""
     return run_model(cfg).needs_phase
+
+
+def for_scan(cfg: Any, scan: Any) -> tuple[Any, str | None]:
+    """The config to run on ``scan`` and a note when it changed (its method's ``for_scan``)."""
+    return METHODS[cfg.method].for_scan(cfg, scan)
 
 
 def for_magnitude_data(cfg: Any) -> tuple[Any, str | None]:

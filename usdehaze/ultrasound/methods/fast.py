@@ -34,6 +34,13 @@ class Fast(Method):
         return cfg, None
 
     @classmethod
+    def for_display_data(cls, cfg: Any) -> tuple[Any, str | None]:
+        raise UsageError(
+            "method fast has no student for scan-converted B-mode yet (it is distilled from "
+            "the iq model); use --method joint, which runs such input with the B-mode priors"
+        )
+
+    @classmethod
     def rows(cls, base: Any) -> dict[str, Any]:
         """Its row when a run of ``base`` finds a student (given, in the priors folder, or
         shipped)."""

@@ -100,6 +100,7 @@ class DataModel:
     summary: str = ""  # a few words for help texts
     domain: str = ""  # normalisation.domain of its priors (usdehaze.ultrasound.logcomp)
     needs_phase: bool = False  # reads complex IQ frames (else dB images)
+    display: bool = False  # priors trained on scan-converted display images (B-mode cines)
     fallback: str | None = None  # the model magnitude-only data runs instead (needs_phase)
     # the dB model the single-prior methods (dps, pigdm-gauss, bm3d: y = x + Gaussian noise)
     # read for a run of this one, with its tissue prior (None: this model itself)
