@@ -212,19 +212,21 @@ def evaluate(
 
 
 class _JointModels(Mapping):
-    """The joint method under each registered data model (usdehaze.ultrasound.models): model
-    name → (its row label, what its row changes in the base config: the model and the sampler
-    settings it declares)."""
+    """The joint method under each registered data model (usdehaze.ultrasound.models) that asks
+    for a row (``table_row``): model name → (its row label, what its row changes in the base
+    config: the model and the sampler settings it declares)."""
 
     def __getitem__(self, name: str) -> tuple[str, dict[str, Any]]:
         m = DATA_MODELS[name]
+        if not m.table_row:
+            raise KeyError(name)
         return m.label or m.name, {"model": m.name, **m.settings}
 
     def __iter__(self) -> Iterator[str]:
-        return iter(DATA_MODELS)
+        return (n for n, m in DATA_MODELS.items() if m.table_row)
 
     def __len__(self) -> int:
-        return len(DATA_MODELS)
+        return sum(1 for m in DATA_MODELS.values() if m.table_row)
 
 
 JOINT_MODELS: Mapping[str, tuple[str, dict[str, Any]]] = _JointModels()
