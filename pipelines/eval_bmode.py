@@ -2,6 +2,7 @@
 
     python pipelines/eval_bmode.py [--corpus runs/corpus] [--limit N] [--steps 25]
         [--methods input,bmode,logsum,dps,bm3d] [--out runs/eval_bmode.json]
+    python pipelines/eval_bmode.py --merge runs/a.json runs/b.json    # one table of several runs
 
 The corpus's validation acquisitions (make them: ``python pipelines/make_corpus.py --only val``),
 each frame with near-field clutter and rendered through a held-out display chain
@@ -43,7 +44,18 @@ def main() -> int:
     ap.add_argument("--methods", default="input,bmode,logsum,dps,bm3d")
     ap.add_argument("--seed", type=int, default=0, help="draws the chains and clutter")
     ap.add_argument("--out", type=Path, default=ROOT / "runs/eval_bmode.json")
+    ap.add_argument(
+        "--merge", type=Path, nargs="+", default=None, help="print the rows of these outputs"
+    )
     args = ap.parse_args()
+    if args.merge:  # rows made by several processes (one method each), one table
+        from usdehaze.ultrasound.evaluate import markdown
+
+        merged: dict = {}
+        for p in args.merge:
+            merged |= json.loads(p.read_text())["table"]
+        print(markdown(merged))
+        return 0
 
     import numpy as np
 
