@@ -1,10 +1,10 @@
 """Replace the shipped priors with the ones a training run exported (an explicit, separate step).
 
-    python pipelines/ship_priors.py [--domain iq|db] [--from runs/priors/export]
+    python pipelines/ship_priors.py [--domain iq|db|bmode] [--from runs/priors/export]
 
 Both priors must load (weights matching their JSON's sha256) and carry the data domain that the
 shipped ones of ``--domain`` have; then each file is replaced atomically, and the loss curves
-go to docs/img/loss_{tissue,haze}[_iq].png.
+go to docs/img/loss_{tissue,haze}[_iq|_bmode].png.
 """
 
 from __future__ import annotations
@@ -30,8 +30,13 @@ def main() -> int:
     from usdehaze.core.priors import load_prior
     from usdehaze.ultrasound.models import DATA_MODELS
 
-    # --domain names the prior pair by its data model: iq (μ-law I/Q) or db (the logsum model's)
-    domains = {"iq": DATA_MODELS["iq"].domain, "db": DATA_MODELS["logsum"].domain}
+    # --domain names the prior pair by its data model: iq (μ-law I/Q), db (the logsum model's)
+    # or bmode (exported B-mode grey levels)
+    domains = {
+        "iq": DATA_MODELS["iq"].domain,
+        "db": DATA_MODELS["logsum"].domain,
+        "bmode": DATA_MODELS["bmode"].domain,
+    }
 
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--domain", choices=sorted(domains), default="iq")

@@ -50,6 +50,13 @@ def tiny_iq_priors(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_bmode_priors(tmp_path_factory):
+    """(tissue, haze) prior paths for the bmode model: 1 channel, display grey levels."""
+    d = tmp_path_factory.mktemp("bmode_priors")
+    return _tiny_pair(d, 1, {"domain": "bmode-db", "dynamic_range": 60})
+
+
+@pytest.fixture(scope="session")
 def tiny_student(tmp_path_factory):
     """Path of a tiny fast-method student (untrained but not the identity: a small random head)."""
     from usdehaze.core.student import OnePassUNet, StudentNet, save_student

@@ -29,12 +29,14 @@ def test_dehaze_presets_are_valid_and_change_settings():
 
 
 def test_prior_configs_are_valid():
-    for name in ("prior_tissue", "prior_haze", "prior_tissue_iq", "prior_haze_iq"):
+    names = ("prior_tissue", "prior_haze", "prior_tissue_iq", "prior_haze_iq")
+    for name in names + ("prior_tissue_bmode", "prior_haze_bmode"):
         cfg = config_from_dict(yaml.safe_load((ROOT / f"configs/{name}.yaml").read_text()), name)
         # training never writes over the shipped priors: pipelines/ship_priors.py does, on purpose
         assert cfg.export["path"] == "runs/priors/export/" + name.removeprefix("prior_")
         domain = cfg.export["normalisation"]["domain"]
-        assert domain == ("iq-mulaw" if name.endswith("_iq") else "db")
+        want = {"_iq": "iq-mulaw", "_bmode": "bmode-db"}.get("_" + name.rsplit("_", 1)[1], "db")
+        assert domain == want
 
 
 def test_shipped_priors_load_and_match_their_checksums():

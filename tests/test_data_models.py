@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from usdehaze.core.dc_rules import DC_RULES
+from usdehaze.core.domains import BMODE_DB
 from usdehaze.core.sampler import SampleResult
 from usdehaze.errors import UsageError
 from usdehaze.ultrasound import models as models_pkg
@@ -114,9 +115,12 @@ def test_every_key_of_its_priors_json_is_checked(name, tmp_path):
 
 
 @pytest.mark.parametrize("name", MODELS)
-def test_a_dehazer_refuses_a_prior_with_a_wrong_key(name, tiny_priors, tiny_iq_priors, tmp_path):
+def test_a_dehazer_refuses_a_prior_with_a_wrong_key(name, request, tmp_path):
     """End to end: a copy of the tiny prior whose JSON disagrees at each of the model's keys."""
-    pair = tiny_iq_priors if DATA_MODELS[name].domain != DB else tiny_priors
+    fixture = {DB: "tiny_priors", BMODE_DB: "tiny_bmode_priors"}.get(
+        DATA_MODELS[name].domain, "tiny_iq_priors"
+    )
+    pair = request.getfixturevalue(fixture)
     cfg = DehazeConfig(
         model=name, rule=DATA_MODELS[name].rules()[0], tissue_prior=str(pair[0]),
         haze_prior=str(pair[1]), steps=1, device="cpu",
@@ -224,3 +228,23 @@ def test_the_iq_domain_is_named_once_and_the_iq_model_declares_it():
     assert DATA_MODELS["iq"].domain in DOMAINS
     meta = json.loads((WEIGHTS_DIR / "tissue_iq.json").read_text())
     assert meta["normalisation"]["domain"] == domains.IQ_MULAW
+
+
+def test_the_bmode_model_runs_logsum_on_grey_levels_at_any_dynamic_range(tiny_bmode_priors):
+    """bmode: logsum's operator, its own priors (domain bmode-db, names *_bmode), and priors of
+    one unit range whatever the run's dynamic range (only the domain is checked); dB priors
+    and logsum runs refuse each other's priors."""
+    from usdehaze.ultrasound.measurement import LogPowerSum
+
+    cls = DATA_MODELS["bmode"]
+    assert cls.domain == BMODE_DB == "bmode-db" and not cls.needs_phase
+    assert cls.prior_names() == ("tissue_bmode.safetensors", "haze_bmode.safetensors")
+    assert cls.operator_type() is LogPowerSum and cls.rules() == ("dps",)
+    t, h = tiny_bmode_priors
+    for dr in (45.0, 60.0, 80.0):
+        d = Dehazer(DehazeConfig(model="bmode", tissue_prior=str(t), haze_prior=str(h),
+                                 steps=2, device="cpu", dynamic_range=dr))  # fmt: skip
+        out = d(np.full((1, 32, 32), -dr / 2, np.float32))
+        assert out["tissue"].shape == (1, 32, 32) and np.isfinite(out["haze"]).all()
+    with pytest.raises(UsageError, match="'bmode-db' data, the logsum run needs 'db'"):
+        Dehazer(DehazeConfig(model="logsum", tissue_prior=str(t), haze_prior=str(h), device="cpu"))

@@ -14,7 +14,7 @@ dehazed on its own Cartesian pixels, inside the imaging region only:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import ndimage
@@ -113,8 +113,11 @@ class DisplayView:
     (``full``: input, tissue and haze dB; the haze is nothing where the input is kept), and the
     pixels the checks judge (``mask``: the dehazed region)."""
 
-    def __init__(self, scan, multiple: int = 8) -> None:
-        self.display: DisplayMap = scan.display or DisplayMap()
+    def __init__(self, scan, multiple: int = 8, dynamic_range: float | None = None) -> None:
+        display = scan.display or DisplayMap()
+        if dynamic_range is not None and display.source == "default":  # the run's, not assumed
+            display = replace(display, dynamic_range=float(dynamic_range), source="run")
+        self.display: DisplayMap = display
         self.region = region(tuple(scan.shape), scan.masks, multiple)
         self.mask = self.region.dehaze
 

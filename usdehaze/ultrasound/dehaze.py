@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -237,18 +238,20 @@ def run_dehaze(
     frames = range(scan.n_frames) if frames is None else frames
     kind = check_kind(out, scan)
     cfg, note = for_scan(cfg, scan)
+    if scan.display is not None and scan.display.source != "default":  # the file says
+        cfg = replace(cfg, dynamic_range=scan.display.dynamic_range)
     dehazer = Dehazer(cfg)
     cfg = dehazer.cfg  # with a baseline's own settings: what actually ran
     view = None
     if scan.domain == "display":
         from usdehaze.ultrasound.bmode import DisplayView
 
-        view = DisplayView(scan, dehazer.min_size())
+        view = DisplayView(scan, dehazer.min_size(), cfg.dynamic_range)
     ood = check_run(scan, frames, dehazer, strict, warn, view)
     record = {
         **run_record(dehazer, scan.path, scan.layout, scan.key, frames, scan.magnitude_only),
         **({"note": note} if note else {}),
-        **({"display": scan.display.record()} if scan.display is not None else {}),
+        **({"display": view.display.record()} if view is not None else {}),
         **ood.attrs(),
         **(attrs or {}),
     }

@@ -36,11 +36,14 @@ class Joint(SamplerMethod):
     @classmethod
     def rows(cls, base: Any) -> dict[str, Any]:
         """Its row under each registered data model with the sampler settings that model
-        declares (the base's own model first, marked default)."""
+        declares (the base's own model first, marked default); models that ask for no row
+        (``table_row`` False: the display model, scored on exported B-mode) are left out."""
         rows = {}
         for name in sorted(DATA_MODELS, key=lambda m: m != base.model):
             m = DATA_MODELS[name]
             own = name == base.model
+            if not (own or m.table_row):
+                continue
             label = f"joint ({m.label or m.name}{', default' if own else ''})"
             rows[label] = base if own else replace(base, model=name, **m.settings)
         return rows

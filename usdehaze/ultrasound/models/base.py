@@ -108,6 +108,9 @@ class DataModel:
     prior_suffix: str = ""  # tissue{suffix}.safetensors, haze{suffix}.safetensors
     params: tuple[str, ...] = ()  # the DehazeConfig fields it reads
     settings: dict[str, Any] = {}  # sampler settings it is evaluated with (rule, weighting)
+    # a row in usdehaze evaluate's default table (beamformer-domain frames of the simulator or
+    # the corpus); False for a model of other data (bmode: pipelines/eval_bmode.py scores it)
+    table_row: bool = True
 
     def __init__(self, cfg: Any) -> None:
         self.cfg = cfg
