@@ -218,7 +218,8 @@ def read_dicom(path: Path, key: str | None = None) -> Scan:
         return _bmode.to_grey(np.stack([decode(i) for i in range(a, b)]), levels)[0]
 
     def read_pixels(a: int, b: int) -> np.ndarray:
-        return np.stack([np.asarray(decode(i))[..., :3] for i in range(a, b)])
+        px = [np.asarray(decode(i)) for i in range(a, b)]
+        return np.stack([p[..., :3] if p.ndim == 3 else p for p in px])
 
     try:
         grey, colour_px = _bmode.sample(decode, n, levels)

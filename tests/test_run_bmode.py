@@ -1,0 +1,200 @@
+"""B-mode cines end to end (issue 27): a DICOM cine in, a result file, a derived DICOM and a
+video out, dehazed inside the imaging region only, overlays and the outside copied back."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pydicom = pytest.importorskip("pydicom")
+pytest.importorskip("av")
+
+from pydicom.dataset import Dataset, FileMetaDataset  # noqa: E402
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid  # noqa: E402
+
+from usdehaze.cli._app import run_app  # noqa: E402
+from usdehaze.ultrasound.dehaze import DehazeConfig, run_dehaze  # noqa: E402
+from usdehaze.ultrasound.driver import FrameDriver  # noqa: E402
+from usdehaze.ultrasound.io import load_scan  # noqa: E402
+from usdehaze.ultrasound.results import load_result  # noqa: E402
+
+US_MULTIFRAME = "1.2.840.10008.5.1.4.1.1.3.1"
+
+
+def write_fan_cine(path, n=3, rows=96, cols=128, seed=0):
+    """An 8-bit multi-frame cine written by pydicom: speckle in a fan below (0, cols/2), a dark
+    hazy cavity, a static burned-in text block top-left and a caliper inside the fan."""
+    rng = np.random.default_rng(seed)
+    r, c = np.mgrid[0:rows, 0:cols]
+    rho, phi = np.hypot(r + 10, c - cols / 2), np.arctan2(c - cols / 2, r + 10)
+    fan = (np.abs(phi) < np.deg2rad(38)) & (rho > 20) & (rho < rows + 4)
+    cavity = ((r - 50) / 18) ** 2 + ((c - cols / 2) / 14) ** 2 < 1
+    level = np.where(cavity, 60.0, 150.0)
+    frames = np.where(fan, np.clip(rng.rayleigh(level / 1.25, (n, rows, cols)), 0, 254), 0)
+    frames = frames.astype(np.uint8)
+    frames[:, 3:9, 3:40] = np.where((np.arange(37) % 3) == 0, 255, 0)[None, None]
+    frames[:, 70, 50:60] = 255  # a caliper line inside the fan
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = US_MULTIFRAME
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = US_MULTIFRAME, meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.Modality, ds.PatientID = "US", "P1"
+    ds.Rows, ds.Columns, ds.NumberOfFrames = rows, cols, n
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds.FrameTime = "40"
+    ds.add_new(0x7FE00010, "OB", frames.tobytes())
+    ds.save_as(path, enforce_file_format=True)
+    return frames
+
+
+def _priors(tiny_bmode_priors):
+    t, h = tiny_bmode_priors
+    return [
+        "--model",
+        "bmode",
+        "--tissue-prior",
+        str(t),
+        "--haze-prior",
+        str(h),
+        "--steps",
+        "2",
+        "-q",
+    ]
+
+
+def test_a_dicom_cine_dehazes_into_a_result_on_its_own_pixels(tmp_path, tiny_bmode_priors):
+    src = tmp_path / "cine.dcm"
+    frames = write_fan_cine(src)
+    raw = src.read_bytes()
+    out = tmp_path / "cine.dehazed.h5"
+    assert run_app(["run", str(src), "-o", str(out), *_priors(tiny_bmode_priors)]) == 0
+    assert src.read_bytes() == raw
+    with load_scan(src) as scan, load_result(out) as r:
+        keep = ~(scan.masks["sector"] & ~scan.masks["overlay"])
+        assert r.attrs["complete"] and r.attrs["config"]["model"] == "bmode"
+        assert r.attrs["display"]["dynamic_range"] == 60.0
+        assert np.array_equal(r.masks["sector"], scan.masks["sector"])
+        assert np.array_equal(r.masks["overlay"], scan.masks["overlay"])
+        inp, tissue = r.frames("input"), r.frames("tissue")
+        assert inp.shape == frames.shape
+        np.testing.assert_allclose(inp, scan.display.to_db(frames), atol=1e-5)
+        assert np.array_equal(tissue[:, keep], inp[:, keep])  # outside and overlays: the input
+        assert (r.frames("haze")[:, keep] == -60).all()
+        assert r.masks["overlay"][3:9, 3:40].any() and keep[70, 50:60].all()  # text, caliper
+        assert {"wreck_warning", "wreck_frames", "fallback"} <= set(r.attrs)
+
+
+def test_b_mode_input_runs_the_display_model_and_says_so(tmp_path):
+    from usdehaze.ultrasound.methods import for_scan
+
+    src = tmp_path / "cine.dcm"
+    write_fan_cine(src)
+    with load_scan(src) as scan:
+        cfg, note = for_scan(DehazeConfig(), scan)
+        assert cfg.model == "bmode" and "scan-converted B-mode" in note
+        assert for_scan(DehazeConfig(model="bmode"), scan) == (DehazeConfig(model="bmode"), None)
+        dps, _ = for_scan(DehazeConfig(method="dps"), scan)
+        assert dps.model == "bmode"  # a single prior on B-mode reads the bmode tissue prior
+
+
+def test_dicom_and_video_outputs(tmp_path, tiny_bmode_priors):
+    import imageio.v3 as iio
+
+    src = tmp_path / "cine.dcm"
+    frames = write_fan_cine(src)
+    dcm = tmp_path / "cine.dehazed.dcm"
+    assert (
+        run_app(["run", str(src), "-o", str(dcm), "--frames", "0:2", *_priors(tiny_bmode_priors)])
+        == 0
+    )
+    ds = pydicom.dcmread(dcm)
+    px = ds.pixel_array
+    assert px.shape == (2, *frames.shape[1:]) and ds.PatientID == "P1"
+    assert "usdehaze" in ds.DerivationDescription
+    with load_scan(src) as scan:
+        keep = ~(scan.masks["sector"] & ~scan.masks["overlay"])
+    assert np.array_equal(px[:, keep], frames[:2][:, keep])  # overlays and outside: bit-exact
+    mp4 = tmp_path / "cine.mp4"
+    assert run_app(["run", str(src), "-o", str(mp4), *_priors(tiny_bmode_priors)]) == 0
+    video = iio.imread(mp4, plugin="pyav")
+    assert video.shape[0] == 3 and video.shape[2] >= 2 * frames.shape[2]
+    assert iio.immeta(mp4, plugin="pyav")["fps"] == pytest.approx(25.0)  # FrameTime 40 ms
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["-o", "{d}/x.png"], "expected a result file"),
+        (["--method", "fast"], "no student for scan-converted B-mode"),
+        (["--model", "logsum", "--priors", "{d}"], "never saw"),
+        (["--fallback", "maybe"], "--fallback 'maybe'"),
+    ],
+)
+def test_b_mode_refusals_are_one_line(tmp_path, capsys, args, said):
+    src = tmp_path / "cine.dcm"
+    write_fan_cine(src)
+    raw = src.read_bytes()
+    capsys.readouterr()
+    code = run_app(["run", str(src), *[a.format(d=tmp_path) for a in args], "-q"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and said in err[0], err
+    assert src.read_bytes() == raw
+    assert not list(tmp_path.glob("*.dehazed*")) and not (tmp_path / "x.png").exists()
+
+
+def test_a_dicom_output_needs_a_dicom_input(tmp_path, capsys, small_scan):
+    from usdehaze.ultrasound.io import write_scan
+
+    p = tmp_path / "scan.h5"
+    s = small_scan
+    write_scan(p, s.frames(), s.x, s.z, grid=s.grid, axes=s.axes)
+    code = run_app(["run", str(p), "-o", str(tmp_path / "o.dcm"), "-q"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "derived copy of a DICOM input" in err
+
+
+class _Wrecker:
+    """A stand-in dehazer whose tissue estimate darkens the brightest structures by 15 dB."""
+
+    priors = {"tissue": object()}
+    nfe = 0
+    cfg = DehazeConfig()
+
+    def __call__(self, db, callback=None, frames=None):
+        bright = db > np.percentile(db, 80, axis=(1, 2), keepdims=True)
+        tissue = np.where(bright, db - 15, db).astype(np.float32)
+        return {"tissue": tissue, "haze": np.full_like(db, -60.0)}
+
+
+def _frames(n=2, seed=3):
+    rng = np.random.default_rng(seed)
+    z, x = np.mgrid[0:64, 0:64]
+    level = np.where(((z - 32) / 12) ** 2 + ((x - 32) / 10) ** 2 < 1, -40.0, -12.0)
+    level = level + np.where(np.abs(z - 50) < 3, 8, 0)  # a bright wall
+    return np.clip(level + rng.normal(0, 3, (n, 64, 64)), -60, 0).astype(np.float32)
+
+
+@pytest.mark.parametrize("fallback", ["none", "input", "stop"])
+def test_a_wrecked_frame_is_flagged_replaced_or_stops_the_run(fallback):
+    from usdehaze.errors import UsageError
+
+    said = []
+    driver = FrameDriver(_Wrecker(), warn=said.append, name="cine", fallback=fallback)
+    db = _frames()
+    if fallback == "stop":
+        with pytest.raises(UsageError, match="looks wrecked"):
+            driver.dehaze([0, 1], db, db=True)
+        return
+    res = driver.dehaze([0, 1], db, db=True)
+    a = driver.finish()
+    assert a["wreck_warning"] and a["wreck_flagged_frames"] == [0, 1]
+    assert any("wrecks 2 of 2" in m for m in said)
+    if fallback == "input":
+        assert np.array_equal(res["tissue"], db) and a["fallback_frames"] == [0, 1]
+    else:
+        assert not np.array_equal(res["tissue"], db) and a["fallback_frames"] == []
