@@ -13,7 +13,7 @@ from pydicom.dataset import Dataset, FileMetaDataset  # noqa: E402
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid  # noqa: E402
 
 from usdehaze.cli._app import run_app  # noqa: E402
-from usdehaze.ultrasound.dehaze import DehazeConfig, run_dehaze  # noqa: E402
+from usdehaze.ultrasound.dehaze import DehazeConfig  # noqa: E402
 from usdehaze.ultrasound.driver import FrameDriver  # noqa: E402
 from usdehaze.ultrasound.io import load_scan  # noqa: E402
 from usdehaze.ultrasound.results import load_result  # noqa: E402
