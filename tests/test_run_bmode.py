@@ -198,3 +198,28 @@ def test_a_wrecked_frame_is_flagged_replaced_or_stops_the_run(fallback):
         assert np.array_equal(res["tissue"], db) and a["fallback_frames"] == [0, 1]
     else:
         assert not np.array_equal(res["tissue"], db) and a["fallback_frames"] == []
+
+
+def test_metrics_of_a_cine_read_the_display_map_and_skip_overlays(tmp_path):
+    import json
+
+    from usdehaze.ultrasound.contrast import roi_stats
+    from usdehaze.ultrasound.images import open_images
+    from usdehaze.ultrasound.roi import load_roi
+
+    src = tmp_path / "cine.dcm"
+    frames = write_fan_cine(src)
+    with load_scan(src) as scan:
+        zs, xs = scan.z[3:9, 3:40] * 1e3, scan.x[3:9, 3:40] * 1e3  # the burned-in text
+        assert scan.masks["overlay"][3:9, 3:40][frames[0, 3:9, 3:40] == 255].all()
+    roi = tmp_path / "r.json"  # a target box around the burned-in text, a background in tissue
+    box = {"shape": "rectangle", "min": [float(xs.min()), float(zs.min())],
+           "max": [float(xs.max()), float(zs.max())]}  # fmt: skip
+    back = {"shape": "circle", "center": [0.0, 25.0], "radius": 2.0}
+    roi.write_text(json.dumps({"version": 1, "units": "mm", "pairs": [
+        {"name": "text", "target": box, "background": back}]}))  # fmt: skip
+    with open_images(src) as img:
+        np.testing.assert_allclose(img.read_db(0, 1)[0], frames[0] / 255 * 60 - 60, atol=1e-4)
+        rows = roi_stats(img, load_roi(roi), range(1))
+    # only the black between the letters is left of the target: the text is never measured
+    assert rows[0]["n_target"] > 0 and rows[0]["contrast_db"] < -20

@@ -19,11 +19,14 @@ def roi_stats(
     ``source_frames``; the same as ``frame`` for a scan). ``domain="db"``: the clipped dB image;
     ``"envelope"``: 10^(dB/20) of it.
 
-    Masks are rasterised once on the source's native grid; frames are read one at a time.
+    Masks are rasterised once on the source's native grid, less the source's ``excluded``
+    pixels (a B-mode cine's overlays); frames are read one at a time.
     """
     if domain not in DOMAINS:
         raise ValueError(f"domain must be one of {DOMAINS}, got {domain!r}")
     masks = pair_masks(roi, source.x, source.z, str(source.path))
+    if source.excluded is not None:  # burned-in overlays are never measured
+        masks = [(name, t & ~source.excluded, b & ~source.excluded) for name, t, b in masks]
     known = source.meta.get("source_frames")
     if not (isinstance(known, list) and len(known) == source.n_frames):
         known = range(source.n_frames)

@@ -1,4 +1,5 @@
-"""One source of dB frames for display and metrics: a scan (log-compressed here) or a result file."""
+"""One source of dB frames for display and metrics: a scan (log-compressed here, or a B-mode
+cine through its display map) or a result file."""
 
 from __future__ import annotations
 
@@ -28,6 +29,8 @@ class ImageSource:
     read_db: Callable[[int, int], np.ndarray]
     close: Callable[[], None] = lambda: None
     meta: dict[str, Any] = field(default_factory=dict)
+    # (z, x) pixels metrics never count: burned-in overlays and colour pixels of a B-mode input
+    excluded: np.ndarray | None = None
 
     def __enter__(self) -> ImageSource:
         return self
@@ -79,10 +82,20 @@ def open_images(
             _result_reader(res, key, dynamic_range),
             res.close,
             dict(res.attrs),
+            _excluded(res.masks),
         )
     from usdehaze.ultrasound.io import load_scan
 
     scan = load_scan(path, key)
+    if scan.domain == "display":  # grey levels through the display map, 0 dB = full scale
+        from dataclasses import replace
+
+        display = scan.display
+        if display.source == "default":
+            display = replace(display, dynamic_range=float(dynamic_range))
+        read = lambda a, b: display.to_db(scan.frames(a, b))  # noqa: E731
+    else:
+        read = lambda a, b: to_db(scan.frames(a, b), dynamic_range)  # noqa: E731
     return ImageSource(
         path,
         "scan",
@@ -92,7 +105,17 @@ def open_images(
         scan.z,
         scan.grid,
         scan.axes,
-        lambda a, b: to_db(scan.frames(a, b), dynamic_range),
+        read,
         scan.close,
-        {"layout": scan.layout, "magnitude_only": scan.magnitude_only},
+        {"layout": scan.layout, "magnitude_only": scan.magnitude_only, "domain": scan.domain},
+        _excluded(scan.masks),
     )
+
+
+def _excluded(masks: dict[str, np.ndarray]) -> np.ndarray | None:
+    """The pixels no metric counts: overlays and colour pixels (None when there are none)."""
+    out = None
+    for name in ("overlay", "colour"):
+        if name in masks:
+            out = masks[name] if out is None else out | masks[name]
+    return out
