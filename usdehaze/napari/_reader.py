@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from usdehaze.napari._layers import META_KEY, Native, image_layer_data
-from usdehaze.ultrasound.logcomp import DEFAULT_DYNAMIC_RANGE, to_db
+from usdehaze.ultrasound.logcomp import DEFAULT_DYNAMIC_RANGE
 
 ReaderFunction = Callable[[Any], list[tuple]]
 LAZY_FRAMES = 16  # scans and results with more frames are read on demand
@@ -86,20 +86,20 @@ def scan_layer_data(
 ) -> list[tuple]:
     """One B-mode layer for a scan (``key``: dataset or zea extra such as 'tissue');
     ``lazy``: frames read on demand (default: when the scan has more than LAZY_FRAMES)."""
+    from usdehaze.ultrasound.images import db_reader
     from usdehaze.ultrasound.io import load_scan
 
     scan = load_scan(path, key)
     lazy = scan.n_frames > LAZY_FRAMES if lazy is None else lazy
     try:
+        read_db = db_reader(scan, dynamic_range)  # B-mode grey levels: their display map
         if lazy:
             n, shape = scan.n_frames, scan.shape
             iq = _lazy_frames(n, shape, lambda i: scan.frames(i, i + 1), np.complex64)
-            db = _lazy_frames(
-                n, shape, lambda i: to_db(scan.frames(i, i + 1), dynamic_range), np.float32
-            )
+            db = _lazy_frames(n, shape, lambda i: read_db(i, i + 1), np.float32)
         else:
             iq = scan.frames(0, scan.n_frames)
-            db = to_db(iq, dynamic_range)
+            db = read_db(0, scan.n_frames)
         native = Native(
             db,
             np.asarray(scan.x),

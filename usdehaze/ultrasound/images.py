@@ -87,15 +87,7 @@ def open_images(
     from usdehaze.ultrasound.io import load_scan
 
     scan = load_scan(path, key)
-    if scan.domain == "display":  # grey levels through the display map, 0 dB = full scale
-        from dataclasses import replace
-
-        display = scan.display
-        if display.source == "default":
-            display = replace(display, dynamic_range=float(dynamic_range))
-        read = lambda a, b: display.to_db(scan.frames(a, b))  # noqa: E731
-    else:
-        read = lambda a, b: to_db(scan.frames(a, b), dynamic_range)  # noqa: E731
+    read = db_reader(scan, dynamic_range)
     return ImageSource(
         path,
         "scan",
@@ -110,6 +102,20 @@ def open_images(
         {"layout": scan.layout, "magnitude_only": scan.magnitude_only, "domain": scan.domain},
         _excluded(scan.masks),
     )
+
+
+def db_reader(scan: Any, dynamic_range: float) -> Callable[[int, int], np.ndarray]:
+    """A scan's frames [a, b) as dB images in [-DR, 0]: IQ or magnitudes log-compressed (0 dB =
+    each frame's maximum), B-mode grey levels through the scan's display map (0 dB = full scale;
+    ``dynamic_range`` sets an assumed map's range). The one rule for showing and measuring."""
+    if scan.domain != "display":
+        return lambda a, b: to_db(scan.frames(a, b), dynamic_range)
+    from dataclasses import replace
+
+    display = scan.display
+    if display.source == "default":
+        display = replace(display, dynamic_range=float(dynamic_range))
+    return lambda a, b: display.to_db(scan.frames(a, b))
 
 
 def _excluded(masks: dict[str, np.ndarray]) -> np.ndarray | None:
