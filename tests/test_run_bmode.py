@@ -87,6 +87,11 @@ def test_a_dicom_cine_dehazes_into_a_result_on_its_own_pixels(tmp_path, tiny_bmo
         assert (r.frames("haze")[:, keep] == -60).all()
         assert r.masks["overlay"][3:9, 3:40].any() and keep[70, 50:60].all()  # text, caliper
         assert {"wreck_warning", "wreck_frames", "fallback"} <= set(r.attrs)
+        # flicker: mean |Δ dB| of consecutive frames in the dehazed region, input and result
+        region = ~keep
+        want = np.mean([np.abs(inp[i + 1] - inp[i])[region].mean() for i in range(len(inp) - 1)])
+        assert r.attrs["flicker_input_db"] == pytest.approx(want, rel=1e-5)
+        assert r.attrs["flicker_tissue_db"] >= 0
 
 
 def test_b_mode_input_runs_the_display_model_and_says_so(tmp_path):

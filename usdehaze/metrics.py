@@ -204,3 +204,13 @@ def psnr_in_mask(
     return psnr(
         _mask_of(x, mask, "psnr_in_mask"), _mask_of(ref, mask, "psnr_in_mask"), dynamic_range
     )
+
+
+def frame_change_db(
+    prev_db: np.ndarray, next_db: np.ndarray, mask: np.ndarray | None = None
+) -> float:
+    """Flicker between two frames of a cine: mean |next − prev| in dB over the masked pixels
+    (all when None). A dehazed cine should change no more from frame to frame than its input."""
+    a, b = _pair(prev_db, next_db, "frame_change_db")
+    d = np.abs(b - a)
+    return float(np.mean(d if mask is None else _mask_of(d, mask, "frame_change_db")))

@@ -123,6 +123,9 @@ class FrameDriver:
         self.nfe = 0  # network evaluations per dehazed frame, as the sampler counted them
         self.frames_done = 0
         self.replaced: list[int] = []  # flagged frames written as the input (fallback input)
+        # cines: mean |Δ dB| between consecutive frames of the input and of the tissue estimate
+        self.flicker: dict[str, list[float]] = {"input": [], "tissue": []}
+        self._last: tuple[int, dict[str, np.ndarray]] | None = None
 
     def dehaze(
         self,
@@ -159,8 +162,22 @@ class FrameDriver:
             self.harm.add(index, res["input"], res["tissue"])
             self.wreck.add(index, res["input"], res["tissue"], res.get("haze"), mask)
             self._fall_back(index, res)
+        if view is not None:  # a cine: frame-to-frame change of input and result
+            self._flicker(index, res, mask)
         self.frames_done += len(index)
         return res
+
+    def _flicker(self, index: list[int], res: dict[str, np.ndarray], mask: Any) -> None:
+        """Add consecutive frames' changes (mean |Δ dB| in the dehazed region) of the input and
+        the tissue estimate; frames that do not follow each other in the scan are not paired."""
+        from usdehaze.metrics import frame_change_db
+
+        for k, i in enumerate(index):
+            last = self._last
+            if last is not None and last[0] == int(i) - 1:
+                for key in ("input", "tissue"):
+                    self.flicker[key].append(frame_change_db(last[1][key], res[key][k], mask))
+            self._last = (int(i), {key: res[key][k] for key in ("input", "tissue")})
 
     def _fall_back(self, index: list[int], res: dict[str, np.ndarray]) -> None:
         """Flagged frames of this batch (the gross-failure check): kept (``none``), replaced by
@@ -205,6 +222,14 @@ class FrameDriver:
         return {
             **result_check_attrs(self.harm, self.ood, judged),
             **wreck,
+            **(
+                {
+                    "flicker_input_db": float(np.mean(self.flicker["input"])),
+                    "flicker_tissue_db": float(np.mean(self.flicker["tissue"])),
+                }
+                if self.flicker["input"]
+                else {}
+            ),
             "fallback": self.fallback,
             "fallback_frames": list(self.replaced),
             "nfe": self.nfe,
