@@ -47,7 +47,9 @@ STAND_INS = {
 }
 # Inputs that are the reader's own (their scans, folders, adapted priors), never made here, or
 # made by a SLOW command above (out.zarr: docs/cli.md's run-many).
-USER_FILES = {"a.h5", "b.h5", "roi.json", "lab_priors", "lab", "out.zarr", "out.zarr/scans/000"}
+USER_FILES = {
+    "a.h5", "b.h5", "roi.json", "lab_priors", "lab", "out.zarr", "out.zarr/scans/000", "cine.dcm"
+}  # fmt: skip
 # Commands that, as written here, refuse in one line: what the line must say.
 REFUSALS = {
     "usdehaze adapt ": "",  # your own scans and folders
