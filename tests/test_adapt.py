@@ -443,9 +443,9 @@ def test_adapt_refreshes_the_student_for_the_adapted_priors(
         assert json.loads(f.attrs["prior_checksums"])["student"] == s.checksum
 
     # no student in --from and none shipped: refused before any work
-    import usdehaze.ultrasound.dehaze as dehaze
+    import usdehaze.ultrasound.prior_files as prior_files
 
-    monkeypatch.setattr(dehaze, "WEIGHTS_DIR", tmp_path / "no-weights")
+    monkeypatch.setattr(prior_files, "WEIGHTS_DIR", tmp_path / "no-weights")
     with pytest.raises(UsageError, match="no student to refresh"):
         adapt(
             files["tissue"], files["haze"], tmp_path / "o2", _settings(), base=base,

@@ -113,3 +113,15 @@ def test_blank_frames_are_found_once_per_batch(tiny_priors, monkeypatch):
     iq[1] = 0
     res = FrameDriver(Dehazer(_cfg(tiny_priors))).dehaze([0, 1, 2], iq)
     assert calls == [3] and (res["tissue"][1] == -60).all()
+
+
+def test_read_frames_is_the_runs_one_frame_source():
+    """Frames in any order, runs of neighbours read as one block: the same frames either way."""
+    from tests.conftest import memory_scan
+    from usdehaze.ultrasound.scan import read_frames
+
+    scan = memory_scan(4)
+    every = scan.frames(0, 4)
+    for index in ([1, 2, 3], [3, 0], [2]):
+        np.testing.assert_array_equal(read_frames(scan, index), every[index])
+    assert [i for i, _ in scan.batches(range(4), 3)] == [[0, 1, 2], [3]]

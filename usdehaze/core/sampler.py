@@ -27,19 +27,17 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from usdehaze.core.dc_rules import DC_RULES, StepState, make_rule
+from usdehaze.core.dc_rules import StepState, make_rule
 from usdehaze.core.device import resolve_device
 from usdehaze.core.operators import adjoint_guess
 from usdehaze.core.sde import SDE
 from usdehaze.core.solvers import SOLVERS, make_solver
 from usdehaze.errors import UsageError
 
-RULES = DC_RULES  # the registries themselves: names in registration order
 SCHEDULES = ("linear", "karras")
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 __all__ = [
     "PRECISIONS",
-    "RULES",
     "SCHEDULES",
     "SOLVERS",
     "JointSampler",
@@ -143,8 +141,7 @@ class JointSampler:
         reference_mode: bool = False,
         rescore: bool = False,
         device: str | torch.device = "cpu",
-        autocast: bool = False,
-        precision: str | None = None,
+        precision: str = "fp32",
         solver: str = "em",
         eta: float = 1.0,
         schedule: str = "linear",
@@ -178,8 +175,6 @@ class JointSampler:
         self.solver, self.eta, self.schedule = solver, float(eta), schedule
         self.jacobians = (signal_jacobian, noise_jacobian)
         self.device = resolve_device(device)
-        if precision is None:  # autocast=True: the historical bf16-on-CUDA switch
-            precision = "bf16" if autocast and self.device.type == "cuda" else "fp32"
         if precision not in PRECISIONS:
             raise UsageError(f"precision '{precision}': expected one of {', '.join(PRECISIONS)}")
         self.precision = precision

@@ -108,10 +108,10 @@ class LiveStats:
 
 
 def live_config(cfg: Any) -> Any:
-    """The form's settings as a live run uses them: method fast (iq data, one sample)."""
-    from dataclasses import replace
+    """The form's settings as a live run uses them: method fast (its model, one sample)."""
+    from usdehaze.ultrasound.methods import METHODS
 
-    return replace(cfg, method="fast", model="iq", samples=1, batch=1)
+    return METHODS["fast"].configure(cfg, samples=1, batch=1)
 
 
 def live_loop(

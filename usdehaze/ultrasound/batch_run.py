@@ -39,6 +39,7 @@ from usdehaze.ultrasound.driver import FrameDriver, provenance, source_record
 from usdehaze.ultrasound.methods import for_magnitude_data
 from usdehaze.ultrasound.ood import OodCheck, check_run
 from usdehaze.ultrasound.results import IMAGE_KEYS, STD_KEYS, init_result_group, set_attrs
+from usdehaze.ultrasound.scan import read_frames
 
 STORE_FORMAT = "usdehaze-batch/1"
 
@@ -309,7 +310,7 @@ def _run(scans, inputs, out, cfg, frames, overwrite, progress, log, warn, strict
             for b in range(0, len(rows), cfg.batch):
                 chunk = rows[b : b + cfg.batch]
                 src = [sels[i][j] for j in chunk]
-                iq = np.concatenate([scans[i].frames(f, f + 1) for f in src])
+                iq = read_frames(scans[i], src)
                 res = drivers[i].dehaze(src, iq)
                 g = groups[i]
                 kept = 0

@@ -24,6 +24,7 @@ import numpy as np
 
 from usdehaze.ultrasound.dehaze import DehazeConfig, Dehazer
 from usdehaze.ultrasound.driver import FrameDriver
+from usdehaze.ultrasound.methods import METHODS
 from usdehaze.ultrasound.simulate import simulate_cardiac
 
 VARIANTS = ("channels_last", "compile", "cuda_graphs", "bf16", "fp16")  # extra rows of `bench`
@@ -76,8 +77,8 @@ def _rate(fps: float) -> str:
 
 
 def fast_config(cfg: DehazeConfig, batch: int, precision: str) -> DehazeConfig:
-    """The fast method's settings in a bench run: its student on the iq model, one sample."""
-    return replace(cfg, method="fast", model="iq", samples=1, batch=batch, precision=precision)
+    """The fast method's settings in a bench run: its student on its model, one sample."""
+    return METHODS["fast"].configure(cfg, samples=1, batch=batch, precision=precision)
 
 
 def run(

@@ -38,6 +38,8 @@ from typing import Any
 
 import numpy as np
 
+from usdehaze.ultrasound.scan import read_frames
+
 OOD_SIGMAS = (0.05, 0.1, 0.2)
 MAX_FRAMES = 4
 MAX_SIDE = 256
@@ -214,7 +216,7 @@ def check_scan(
     picked = sample_frames(frames)
     if prior is None or not picked:
         return check_frames(np.zeros((0, 1, 1)), prior, model, [])
-    data = np.concatenate([scan.frames(i, i + 1) for i in picked])
+    data = read_frames(scan, picked)
     if view is not None:
         return check_frames(view.encode(data), prior, model, picked, db=True)
     return check_frames(data, prior, model, picked)

@@ -109,10 +109,7 @@ class Scan:
         idx = list(frames)
         for i in range(0, len(idx), batch):
             chunk = idx[i : i + batch]
-            if chunk == list(range(chunk[0], chunk[-1] + 1)):
-                yield chunk, self.frames(chunk[0], chunk[-1] + 1)
-            else:
-                yield chunk, np.concatenate([self.frames(j, j + 1) for j in chunk])
+            yield chunk, read_frames(self, chunk)
 
     @property
     def extent_mm(self) -> tuple[float, float, float, float]:
@@ -173,3 +170,13 @@ def blank_frames(iq: np.ndarray) -> np.ndarray:
     """Which frames (n, z, x) are all zeros: no signal to dehaze (written as blank frames)."""
     a = np.asarray(iq)
     return ~np.any(a.reshape(len(a), -1) != 0, axis=1)
+
+
+def read_frames(scan: Scan, index: list[int]) -> np.ndarray:
+    """Frames ``index`` of a scan, (n, z, x), read in one block when they follow each other:
+    the one frame source of the dehazing runs (run and run-many through the driver, and the
+    out-of-distribution check)."""
+    idx = [int(i) for i in index]
+    if idx and idx == list(range(idx[0], idx[-1] + 1)):
+        return scan.frames(idx[0], idx[-1] + 1)
+    return np.concatenate([scan.frames(j, j + 1) for j in idx])

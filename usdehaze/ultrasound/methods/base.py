@@ -156,6 +156,13 @@ class Method:
         return cfg, None
 
     @classmethod
+    def configure(cls, cfg: Any, **changes: Any) -> Any:
+        """``cfg`` set to run this method (with ``changes``): on its first model when it runs
+        only some (fast: iq) and ``cfg``'s is not one of them."""
+        model = cls.models[0] if cls.models and cfg.model not in cls.models else cfg.model
+        return replace(cfg, method=cls.name, model=model, **changes)
+
+    @classmethod
     def rows(cls, base: Any) -> dict[str, Any]:
         """Its rows in usdehaze evaluate's table: label → config (none without ``row``)."""
         return {cls.row: replace(base, method=cls.name)} if cls.row else {}

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from usdehaze.errors import UsageError
@@ -48,7 +47,7 @@ class Fast(Method):
 
         if not student_path(base.priors, base.student).is_file():
             return {}
-        return {cls.row: replace(base, method=cls.name, model=cls.models[0])}
+        return {cls.row: cls.configure(base)}
 
     def run_iq(self, d, iq, db, run):
         from usdehaze.ultrasound import student
