@@ -65,8 +65,8 @@ def run(
     out = out or scan.with_name(scan.stem + ".dehazed.h5")
     if fallback not in ("none", "input"):
         raise UsageError(f"--fallback '{fallback}': expected none or input")
-    output_kind(out)  # a suffix it cannot write: refused before anything is read
     check_output(out, [scan])  # before any work: never over an input or a file not ours
+    output_kind(out)  # a suffix it cannot write: refused before anything is read
     with load_scan(scan, key) as s:
         sel = parse_frames(frames, s.n_frames, scan)
         check_kind(out, s)
