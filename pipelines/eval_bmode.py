@@ -43,6 +43,13 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=25, help="sampler steps")
     ap.add_argument("--methods", default="input,bmode,logsum,dps,bm3d")
     ap.add_argument("--seed", type=int, default=0, help="draws the chains and clutter")
+    ap.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="KEY=NUMBER",
+        help="sampler settings (e.g. haze_init_db=-3)",
+    )
     ap.add_argument("--out", type=Path, default=ROOT / "runs/eval_bmode.json")
     ap.add_argument(
         "--merge", type=Path, nargs="+", default=None, help="print the rows of these outputs"
@@ -71,12 +78,14 @@ def main() -> int:
     print(f"{len(cases)} validation frames", flush=True)
     table = json.loads(args.out.read_text())["table"] if args.out.is_file() else {}
     table["clean truth"] = score(cases, [c["clean"] for c in cases])
-    base = DehazeConfig(device="cpu", steps=args.steps)
+    changes = {k: float(v) for k, v in (kv.split("=", 1) for kv in args.set)}
+    base = replace(DehazeConfig(device="cpu", steps=args.steps), **changes)
+    said = ", ".join(f"{k} {v:g}" for k, v in changes.items())
     for key in args.methods.split(","):
         if key == "input":
             table["hazy input"] = score(cases, [c["input"] for c in cases])
             continue
-        name = ROWS[key]
+        name = ROWS[key] + (f", {said}" if said else "")
         if name in table:
             continue
         if key in ("bmode", "logsum"):
