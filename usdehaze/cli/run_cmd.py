@@ -71,9 +71,14 @@ def run(
         sel = parse_frames(frames, s.n_frames, scan)
         check_kind(out, s)
         if s.magnitude_only:
-            note = for_scan(cfg, s)[1] or "dehazing runs on the log-compressed envelope"
-            what = "scan-converted B-mode" if s.domain == "display" else "only magnitude data"
-            typer.echo(f"{scan}: {what}; {note}", err=True)
+            note = for_scan(cfg, s)[1]
+            if s.domain == "display":
+                said = note or f"scan-converted B-mode, model {cfg.model}"
+            else:
+                said = (
+                    f"only magnitude data; {note or 'dehazing runs on the log-compressed envelope'}"
+                )
+            typer.echo(f"{scan}: {said}", err=True)
         stepwise = METHODS[cfg.method].stepwise  # the others count frames, not sampler steps
         steps_total = len(sel) * (cfg.steps if stepwise else 1)
         bar = tqdm(
