@@ -149,8 +149,9 @@ def _region(rows: int, cols: int, delta_cm: float) -> Dataset:
 
 
 def write_cine(path: Path, frames: np.ndarray, *, photometric="MONOCHROME2", frame_time=40.0,
-               delta_cm=0.03, modality="US", pixels=True, regions=True) -> Path:  # fmt: skip
-    """A multi-frame ultrasound DICOM written with pydicom, uncompressed."""
+               delta_cm=0.03, modality="US", pixels=True, regions=True, **tags) -> Path:  # fmt: skip
+    """A multi-frame ultrasound DICOM written with pydicom, uncompressed: uint8 frames (n, z, x)
+    grey or (n, z, x, 3) RGB; ``tags``: more data elements by keyword (PatientID=...)."""
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = US_MULTIFRAME
     meta.MediaStorageSOPInstanceUID = generate_uid()
@@ -161,13 +162,17 @@ def write_cine(path: Path, frames: np.ndarray, *, photometric="MONOCHROME2", fra
     ds.Modality = modality
     ds.Rows, ds.Columns = frames.shape[1:3]
     ds.NumberOfFrames = frames.shape[0]
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = photometric
+    ds.SamplesPerPixel = 3 if frames.ndim == 4 else 1
+    ds.PhotometricInterpretation = "RGB" if frames.ndim == 4 else photometric
+    if frames.ndim == 4:
+        ds.PlanarConfiguration = 0
     ds.BitsAllocated = ds.BitsStored = 8
     ds.HighBit, ds.PixelRepresentation = 7, 0
     ds.FrameTime = frame_time
     if regions:
         ds.SequenceOfUltrasoundRegions = Sequence([_region(*frames.shape[1:3], delta_cm)])
+    for keyword, value in tags.items():
+        setattr(ds, keyword, value)
     if pixels:
         ds.PixelData = frames.tobytes()
     ds.save_as(path, enforce_file_format=True)

@@ -9,16 +9,13 @@ import pytest
 pydicom = pytest.importorskip("pydicom")
 pytest.importorskip("av")
 
-from pydicom.dataset import Dataset, FileMetaDataset  # noqa: E402
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid  # noqa: E402
+from test_io_dicom import write_cine  # noqa: E402
 
 from usdehaze.cli._app import run_app  # noqa: E402
 from usdehaze.ultrasound.dehaze import DehazeConfig  # noqa: E402
 from usdehaze.ultrasound.driver import FrameDriver  # noqa: E402
 from usdehaze.ultrasound.io import load_scan  # noqa: E402
 from usdehaze.ultrasound.results import load_result  # noqa: E402
-
-US_MULTIFRAME = "1.2.840.10008.5.1.4.1.1.3.1"
 
 
 def write_fan_cine(path, n=3, rows=96, cols=128, seed=0):
@@ -34,21 +31,7 @@ def write_fan_cine(path, n=3, rows=96, cols=128, seed=0):
     frames = frames.astype(np.uint8)
     frames[:, 3:9, 3:40] = np.where((np.arange(37) % 3) == 0, 255, 0)[None, None]
     frames[:, 70, 50:60] = 255  # a caliper line inside the fan
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = US_MULTIFRAME
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = US_MULTIFRAME, meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
-    ds.Modality, ds.PatientID = "US", "P1"
-    ds.Rows, ds.Columns, ds.NumberOfFrames = rows, cols, n
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
-    ds.FrameTime = "40"
-    ds.add_new(0x7FE00010, "OB", frames.tobytes())
-    ds.save_as(path, enforce_file_format=True)
+    write_cine(path, frames, regions=False, PatientID="P1")
     return frames
 
 

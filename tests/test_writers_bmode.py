@@ -11,51 +11,27 @@ from usdehaze.outputs import check_output, is_usdehaze_output
 pydicom = pytest.importorskip("pydicom")
 av = pytest.importorskip("av")
 
-from pydicom.dataset import Dataset, FileMetaDataset  # noqa: E402
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid  # noqa: E402
+from pydicom.uid import generate_uid  # noqa: E402
+from test_io_dicom import write_cine  # noqa: E402
 
 from usdehaze.ultrasound.io.write_dicom import write_dicom  # noqa: E402
 from usdehaze.ultrasound.io.write_video import write_video  # noqa: E402
 
-US_MULTIFRAME = "1.2.840.10008.5.1.4.1.1.3.1"
 
-
-def _cine(path, frames: np.ndarray, colour: bool = False) -> Dataset:
-    """A multi-frame ultrasound DICOM written by pydicom itself, with patient tags and a region."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = US_MULTIFRAME
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = US_MULTIFRAME
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
-    ds.Modality = "US"
-    ds.PatientName, ds.PatientID = "Doe^Jane", "ID42"
-    ds.SeriesDescription = "A4C"
-    ds.ImageType = ["ORIGINAL", "PRIMARY", "ABDOMINAL"]
-    ds.Rows, ds.Columns = frames.shape[1:3]
-    ds.NumberOfFrames = len(frames)
-    ds.FrameTime = "33.3"
-    ds.SamplesPerPixel = 3 if colour else 1
-    ds.PhotometricInterpretation = "RGB" if colour else "MONOCHROME2"
-    if colour:
-        ds.PlanarConfiguration = 0
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
-    region = Dataset()
-    region.RegionSpatialFormat, region.RegionDataType = 1, 1
-    region.RegionLocationMinX0, region.RegionLocationMinY0 = 0, 0
-    region.RegionLocationMaxX1, region.RegionLocationMaxY1 = (
-        frames.shape[2] - 1,
-        frames.shape[1] - 1,
+def _cine(path, frames: np.ndarray):
+    """A cine written by pydicom (test_io_dicom.write_cine) with patient and series tags."""
+    write_cine(
+        path,
+        frames,
+        StudyInstanceUID=generate_uid(),
+        SeriesInstanceUID=generate_uid(),
+        PatientName="Doe^Jane",
+        PatientID="ID42",
+        SeriesDescription="A4C",
+        ImageType=["ORIGINAL", "PRIMARY", "ABDOMINAL"],
+        FrameTime="33.3",
     )
-    region.PhysicalUnitsXDirection = region.PhysicalUnitsYDirection = 3
-    region.PhysicalDeltaX = region.PhysicalDeltaY = 0.03
-    ds.SequenceOfUltrasoundRegions = [region]
-    ds.add_new(0x7FE00010, "OB", frames.tobytes())  # PixelData
-    ds.save_as(path, enforce_file_format=True)
-    return ds
+    return pydicom.dcmread(path, stop_before_pixels=True)
 
 
 @pytest.mark.parametrize("colour", [False, True])
@@ -64,7 +40,7 @@ def test_dicom_round_trip_is_a_derived_copy(tmp_path, colour):
     shape = (3, 40, 56, 3) if colour else (3, 40, 56)
     src_frames = rng.integers(0, 256, shape, dtype=np.uint8)
     src = tmp_path / "cine.dcm"
-    before = _cine(src, src_frames, colour)
+    before = _cine(src, src_frames)
     raw = src.read_bytes()
     out_frames = 255 - src_frames
     out = write_dicom(src, tmp_path / "cine.dehazed.dcm", out_frames, method="joint")
@@ -79,7 +55,7 @@ def test_dicom_round_trip_is_a_derived_copy(tmp_path, colour):
     assert "usdehaze" in ds.DerivationDescription and "joint" in ds.DerivationDescription
     assert str(ds.PatientName) == "Doe^Jane" and ds.PatientID == "ID42"
     assert "PatientBirthDate" not in ds  # copied only as the input had them
-    assert ds.SequenceOfUltrasoundRegions[0].PhysicalDeltaX == 0.03
+    assert ds.SequenceOfUltrasoundRegions[0].PhysicalDeltaX == 0.03  # the region kept
     assert int(ds.NumberOfFrames) == 3 and float(ds.FrameTime) == pytest.approx(33.3)
     assert src.read_bytes() == raw  # the input untouched
     assert is_usdehaze_output(out) and not is_usdehaze_output(src)
