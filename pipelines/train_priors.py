@@ -34,8 +34,10 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "runs/priors/data"
 
 
-def corpus_tiles(corpus: Path, tile: int, per_frame: int) -> None:
-    """Cut the iq priors' training tiles from the corpus's training split (once)."""
+def corpus_tiles(corpus: Path, tile: int, per_frame: int, domain: str = "iq") -> None:
+    """Cut the priors' training tiles of ``domain`` (iq: μ-law I/Q, bmode: exported B-mode)
+    from the corpus's training split, with a manifest naming the shards and their sha256."""
+    from usdehaze.core.domains import BMODE_DB
     from usdehaze.core.priors import sha256
     from usdehaze.ultrasound.corpus.store import prior_tiles, shards
 
@@ -43,47 +45,26 @@ def corpus_tiles(corpus: Path, tile: int, per_frame: int) -> None:
     files = shards(train)
     if not files:
         sys.exit(f"{train}: no corpus shards; make them first: python pipelines/make_corpus.py")
-    arrays = prior_tiles(train, tile=tile, per_frame=per_frame, seed=0)
+    extra = {}
+    if domain == "bmode":
+        from usdehaze.ultrasound.corpus.bmode import bmode_tiles
+
+        arrays, extra["frames"] = bmode_tiles(train, tile=tile, per_frame=per_frame, seed=0)
+    else:
+        arrays = prior_tiles(train, tile=tile, per_frame=per_frame, seed=0)
     DATA.mkdir(parents=True, exist_ok=True)
     for name, arr in arrays.items():
-        np.savez(DATA / f"{name}_iq.npz", images=arr)
+        np.savez(DATA / f"{name}_{domain}.npz", images=arr)
     manifest = {
-        "domain": IQ_MULAW,
+        "domain": BMODE_DB if domain == "bmode" else IQ_MULAW,
         "corpus": str(corpus.relative_to(ROOT) if corpus.is_relative_to(ROOT) else corpus),
         "tile": tile,
         "tiles_per_frame": per_frame,
         "shape": list(arrays["tissue"].shape),
         "shards": {p.name: sha256(p) for p in files},
+        **extra,
     }
-    (DATA / "manifest_iq.json").write_text(json.dumps(manifest, indent=2))
-    print(f"training tiles: {arrays['tissue'].shape} from {len(files)} shards -> {DATA}")
-
-
-def bmode_corpus_tiles(corpus: Path, tile: int, per_frame: int) -> None:
-    """Cut the B-mode priors' training tiles from the corpus's training split (once)."""
-    from usdehaze.core.domains import BMODE_DB
-    from usdehaze.core.priors import sha256
-    from usdehaze.ultrasound.corpus.bmode import bmode_tiles
-    from usdehaze.ultrasound.corpus.store import shards
-
-    train = corpus / "train"
-    files = shards(train)
-    if not files:
-        sys.exit(f"{train}: no corpus shards; make them first: python pipelines/make_corpus.py")
-    arrays, records = bmode_tiles(train, tile=tile, per_frame=per_frame, seed=0)
-    DATA.mkdir(parents=True, exist_ok=True)
-    for name, arr in arrays.items():
-        np.savez(DATA / f"{name}_bmode.npz", images=arr)
-    manifest = {
-        "domain": BMODE_DB,
-        "corpus": str(corpus.relative_to(ROOT) if corpus.is_relative_to(ROOT) else corpus),
-        "tile": tile,
-        "tiles_per_frame": per_frame,
-        "shape": list(arrays["tissue"].shape),
-        "shards": {p.name: sha256(p) for p in files},
-        "frames": records,
-    }
-    (DATA / "manifest_bmode.json").write_text(json.dumps(manifest, indent=2))
+    (DATA / f"manifest_{domain}.json").write_text(json.dumps(manifest, indent=2))
     print(f"training tiles: {arrays['tissue'].shape} from {len(files)} shards -> {DATA}")
 
 
@@ -164,10 +145,8 @@ def main() -> None:
     suffix = "" if args.domain == "db" else f"_{args.domain}"
 
     if not (DATA / f"haze{suffix}.npz").is_file():
-        if args.domain == "iq":
-            corpus_tiles(args.corpus.resolve(), args.tile, args.tiles_per_frame)
-        elif args.domain == "bmode":
-            bmode_corpus_tiles(args.corpus.resolve(), args.tile, args.tiles_per_frame)
+        if args.domain in ("iq", "bmode"):
+            corpus_tiles(args.corpus.resolve(), args.tile, args.tiles_per_frame, args.domain)
         else:
             simulator_frames(args.scans)
     if args.domain == "bmode":
