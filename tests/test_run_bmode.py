@@ -211,3 +211,32 @@ def test_metrics_of_a_cine_read_the_display_map_and_skip_overlays(tmp_path):
         rows = roi_stats(img, load_roi(roi), range(1))
     # only the black between the letters is left of the target: the text is never measured
     assert rows[0]["n_target"] > 0 and rows[0]["contrast_db"] < -20
+
+
+def test_run_many_refuses_a_cine_in_one_line(tmp_path, capsys):
+    src = tmp_path / "cine.dcm"
+    write_fan_cine(src)
+    raw = src.read_bytes()
+    capsys.readouterr()
+    code = run_app(["run-many", str(src), "-o", str(tmp_path / "many.zarr"), "-q"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "usdehaze run CINE" in err[0], err
+    assert src.read_bytes() == raw and not (tmp_path / "many.zarr").exists()
+
+
+def test_a_cine_layer_runs_the_display_model_in_napari(tmp_path):
+    """The napari reader marks a cine's layer as display-domain; the Dehaze widget's config
+    for it is the display model's, never the dB priors' (issue 28's wreck)."""
+    pytest.importorskip("napari")
+    from usdehaze.napari._dehaze_widget import layer_config
+    from usdehaze.napari._layers import META_KEY
+    from usdehaze.napari._reader import scan_layer_data
+
+    src = tmp_path / "cine.dcm"
+    frames = write_fan_cine(src)
+    _, meta, _ = scan_layer_data(src)[0]
+    native = meta["metadata"][META_KEY]
+    np.testing.assert_allclose(np.asarray(native.db), frames / 255 * 60 - 60, atol=1e-4)
+    assert native.attrs["domain"] == "display"
+    cfg, note = layer_config(native, DehazeConfig())
+    assert cfg.model == "bmode" and "B-mode" in note

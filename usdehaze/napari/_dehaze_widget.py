@@ -87,9 +87,12 @@ class Progress:
 
 def layer_config(native: Native, cfg: Any) -> tuple[Any, str | None]:
     """The config a layer can run: the iq model needs the scan's IQ, which result layers and
-    magnitude-only scans lack; those run in the log domain (with a note saying so)."""
-    from usdehaze.ultrasound.methods import for_magnitude_data
+    magnitude-only scans lack; those run in the log domain, and B-mode cines (DICOM, video)
+    with the display model (with a note saying so)."""
+    from usdehaze.ultrasound.methods import METHODS, for_magnitude_data
 
+    if native.attrs.get("domain") == "display":
+        return METHODS[cfg.method].for_display_data(cfg)
     return (cfg, None) if native.iq is not None else for_magnitude_data(cfg)
 
 

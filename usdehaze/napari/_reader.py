@@ -110,7 +110,12 @@ def scan_layer_data(
             role="input",
             dynamic_range=dynamic_range,
             group=f"{scan.path}:{scan.key}",
-            attrs={"layout": scan.layout, "key": scan.key, "magnitude_only": scan.magnitude_only},
+            attrs={
+                "layout": scan.layout,
+                "key": scan.key,
+                "magnitude_only": scan.magnitude_only,
+                "domain": scan.domain,
+            },
             iq=None if scan.magnitude_only else iq,
             note=scan.geometry_note or "",
         )

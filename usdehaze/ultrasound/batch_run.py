@@ -270,6 +270,12 @@ def _run(scans, inputs, out, cfg, frames, overwrite, progress, log, warn, strict
 
     rank, size = dist.world()
     sels = [parse_frames(frames, s.n_frames, p) for s, p in zip(scans, inputs)]
+    cines = [p for s, p in zip(scans, inputs) if s.domain == "display"]
+    if cines:  # their sector, overlays and display map go through run's B-mode path only
+        raise UsageError(
+            f"{cines[0]}: scan-converted B-mode: run-many takes beamformed scans; dehaze a cine "
+            "with usdehaze run CINE -o OUT"
+        )
     if any(s.magnitude_only for s in scans):
         cfg, note = for_magnitude_data(cfg)
         if note and rank == 0:
