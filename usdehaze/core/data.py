@@ -48,10 +48,13 @@ def load_array(path: str | Path, key: str | None = None) -> np.ndarray:
     else:
         import h5py
 
+        from usdehaze.hdf5 import only_inside
+
         if not key:
             raise UsageError(f"{path}: key: missing, name the HDF5 dataset with data.key")
         try:
             with h5py.File(path, "r") as f:
+                only_inside(f, path)
                 if key not in f:
                     raise UsageError(f"{path}: key '{key}': not found in HDF5 file")
                 arr = f[key][()]

@@ -370,8 +370,15 @@ def load_result(path: str | Path) -> Result:
     else:
         import h5py
 
+        from usdehaze.hdf5 import only_inside
+
         root = h5py.File(path, "r")
         handle = root
+        try:
+            only_inside(root, path)
+        except BaseException:
+            root.close()
+            raise
         names = list(root.keys())
     arrays = {n[: -len("_db")]: root[n] for n in names if n.endswith("_db")}
     axes = {n[len("axes_") :]: np.asarray(root[n]) for n in names if n.startswith("axes_")}

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from usdehaze.errors import UsageError, first_line
+from usdehaze.hdf5 import only_inside
 
 DEFAULT_PITCH = 1e-4  # m, for plain arrays without coordinates
 
@@ -20,9 +21,15 @@ def open_h5(path: Path):
     except ImportError:
         pass
     try:
-        return h5py.File(path, "r")
+        f = h5py.File(path, "r")
     except OSError:
         raise UsageError(f"{path}: not an HDF5 file (or unreadable)") from None
+    try:
+        only_inside(f, path)
+    except BaseException:
+        f.close()
+        raise
+    return f
 
 
 def to_complex(block: np.ndarray, path: Path, key: str, iq_axis: bool = True) -> np.ndarray:

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 from usdehaze.core.registry import Registry
 from usdehaze.errors import UsageError
+from usdehaze.hdf5 import OutsideData
 from usdehaze.ultrasound.scan import Scan
 
 
@@ -53,6 +54,8 @@ class Source:
 
                 try:
                     self._h5 = open_h5(self.path)
+                except OutsideData:  # HDF5 pointing at other files: refused by every reader
+                    raise
                 except UsageError:
                     self._h5 = None
         return self._h5
