@@ -32,9 +32,15 @@ SEED_MAX = 2**32 - 1  # seeds are 0 ... 2**32 - 1 (numpy's and torch's common ra
 
 
 def number(
-    value: Any, where: str, *, positive: bool = False, minimum: float | None = None
+    value: Any,
+    where: str,
+    *,
+    positive: bool = False,
+    minimum: float | None = None,
+    maximum: float | None = None,
 ) -> float:
-    """``value`` as a finite float (bools refused); ``positive``: > 0; ``minimum``: >= minimum.
+    """``value`` as a finite float (bools refused); ``positive``: > 0; ``minimum``: >= minimum;
+    ``maximum``: <= maximum.
 
     ``where`` names the file and key (or the option) for the one-line error."""
     ok = isinstance(value, (int, float)) and not isinstance(value, bool)
@@ -48,6 +54,8 @@ def number(
         raise UsageError(f"{where}: expected a positive number, got {value!r}")
     if minimum is not None and v < minimum:
         raise UsageError(f"{where}: expected a number >= {minimum:g}, got {value!r}")
+    if maximum is not None and v > maximum:
+        raise UsageError(f"{where}: expected a number <= {maximum:g}, got {value!r}")
     return v
 
 

@@ -85,6 +85,22 @@ def _gamma_help() -> str:
     return f"Dehazing strength γ ({' and '.join(names)} models)."
 
 
+# the numeric settings' bounds (minimum or None, maximum, must be > 0): wide around every value
+# that makes sense, narrow enough that no setting can overflow the sampler (issue 31: --lam
+# 1e30, --eta 1e30 and --start-sigma 1e-30 gave NaN results or a math domain error)
+SETTING_RANGES: dict[str, tuple[float | None, float, bool]] = {
+    "jacobian_variance": (None, 1e3, True),
+    "start_sigma": (1e-3, 1e3, True),  # the VE SDE's σ runs from 0.01 to 25
+    "lam": (None, 1e3, True),
+    "kappa": (None, 1e3, True),
+    "gamma": (1e-3, 1e3, True),
+    "noise_sigma": (None, 1e2, True),
+    "dynamic_range": (1.0, 200.0, True),
+    "eta": (0.0, 1.0, False),  # DDIM: 0 deterministic .. 1 ancestral
+    "haze_init_db": (-200.0, 200.0, False),
+}
+
+
 @dataclass
 class DehazeConfig:
     """Settings of a dehazing run (all recorded in the output).
@@ -191,19 +207,16 @@ class DehazeConfig:
                 )
         from usdehaze import limits
 
-        # positive and finite: a 0, negative or NaN value here gives all-NaN or all-0 dB frames
-        for name in (
-            "jacobian_variance",
-            "start_sigma",
-            "lam",
-            "kappa",
-            "gamma",
-            "noise_sigma",
-            "dynamic_range",
-        ):
-            limits.number(getattr(self, name), f"{source}: key '{name}'", positive=True)
-        limits.number(self.eta, f"{source}: key 'eta'", minimum=0.0)
-        limits.number(self.haze_init_db, f"{source}: key 'haze_init_db'")
+        # finite and within SETTING_RANGES: a 0, negative, NaN or huge value gives all-NaN
+        # or all-0 dB frames (--lam 1e30), or a math error deep in the sampler
+        for name, (low, high, positive) in SETTING_RANGES.items():
+            limits.number(
+                getattr(self, name),
+                f"{source}: key '{name}'",
+                positive=positive,
+                minimum=low,
+                maximum=high,
+            )
         limits.seed(self.seed, f"{source}: key 'seed'")
         for name in ("steps", "samples", "batch"):
             if getattr(self, name) < 1:

@@ -1,0 +1,49 @@
+"""Numeric dehazing settings are bounded once, in the config schema (issue 31 items 1, 4): a
+value that would overflow the sampler (NaN results) or break its maths is refused in one line
+before any work, and every value inside the bounds is accepted."""
+
+from __future__ import annotations
+
+import pytest
+
+from usdehaze.cli._app import run_app
+from usdehaze.errors import UsageError
+from usdehaze.ultrasound.dehaze_config import SETTING_RANGES, DehazeConfig
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "said"),
+    [
+        ("--lam", "1e30", "key 'lam': expected a number <= 1000"),
+        ("--kappa", "1e30", "key 'kappa': expected a number <= 1000"),
+        ("--eta", "1e30", "key 'eta': expected a number <= 1"),
+        ("--start-sigma", "1e-30", "key 'start_sigma': expected a number >= 0.001"),
+        ("--haze-init-db", "1e30", "key 'haze_init_db': expected a number <= 200"),
+        ("--dynamic-range", "0.5", "key 'dynamic_range': expected a number >= 1"),
+    ],
+)
+def test_out_of_range_settings_are_one_line_before_any_work(tmp_path, capsys, option, value, said):
+    out = tmp_path / "o.h5"
+    capsys.readouterr()
+    assert run_app(["run", "--demo", "-o", str(out), option, value, "-q"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and said in err[0], err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("name", sorted(SETTING_RANGES))
+def test_the_bounds_themselves_are_accepted_and_just_beyond_refused(name):
+    low, high, positive = SETTING_RANGES[name]
+    DehazeConfig(**{name: high}).validate()
+    with pytest.raises(UsageError, match=f"key '{name}'"):
+        DehazeConfig(**{name: high * 1.0001 + 1e-9}).validate()
+    if low is not None:
+        DehazeConfig(**{name: low}).validate()
+        below = low - abs(low) * 1e-4 - 1e-9
+        with pytest.raises(UsageError, match=f"key '{name}'"):
+            DehazeConfig(**{name: below}).validate()
+    if positive:
+        with pytest.raises(UsageError, match=f"key '{name}'"):
+            DehazeConfig(**{name: 0.0}).validate()
+    default = getattr(DehazeConfig(), name)
+    assert (low is None or low <= default) and default <= high  # the default lies inside
