@@ -54,3 +54,26 @@ def test_bad_options_are_a_usage_message_and_exit_code_2(argv, message, capsys):
     assert run_app(argv) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_no_arguments_shows_the_help_without_an_error_line(capsys):
+    from usdehaze.cli._app import run_app
+
+    assert run_app([]) == 0
+    out = capsys.readouterr()
+    assert "run" in out.out + out.err and "error" not in out.err
+
+
+def test_a_missing_scan_is_answered_before_torch_loads(tmp_path):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from usdehaze.cli._app import run_app; "
+        "rc = run_app(['run', 'nothere.h5']); print(rc, 'torch' in sys.modules)"
+    )
+    p = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert p.stdout.split() == ["2", "False"], p.stdout + p.stderr
+    assert p.stderr.strip() == "usdehaze: error: nothere.h5: no such file"

@@ -57,6 +57,8 @@ def run_app(argv: list[str] | None = None) -> int:
     except Exception as exc:  # click usage errors (missing or bad options)
         usage, abort = _click_errors()
         if isinstance(exc, usage):
+            if not str(exc.format_message()).strip():  # no arguments: the help was the answer
+                return 0
             print(f"usdehaze: error: {_one_line(exc)}", file=sys.stderr)
             return exc.exit_code
         if isinstance(exc, abort):

@@ -61,6 +61,8 @@ def run(
         out = out or Path("demo_scan.dehazed.h5")
     if scan is None:
         raise UsageError("run: give a SCAN file or --demo")
+    if not scan.exists():  # a typo answered at once, before the config loads torch
+        raise UsageError(f"{scan}: no such file")
     cfg = build_config(config, settings)  # the options of every DehazeConfig field
     out = out or scan.with_name(scan.stem + ".dehazed.h5")
     if fallback not in ("none", "input"):
