@@ -49,8 +49,11 @@ def _given(f):
 
 
 @pytest.fixture
-def captured(monkeypatch):
-    """What run / run-many hand to build_config (the command stops there)."""
+def captured(monkeypatch, tmp_path):
+    """What run / run-many hand to build_config (the command stops there); the scan they name
+    exists (run answers a missing one before building the config)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "scan.h5").write_bytes(b"")
     got = {}
 
     def capture(config, settings):
@@ -153,7 +156,9 @@ def test_a_nested_yaml_with_options_over_it(tmp_path, capsys):
     cfg = build_config(y, {"steps": 4, "lam": None})
     assert (cfg.steps, cfg.lam, cfg.batch) == (4, 2.0, 2)
     y.write_text("steps: 9\nsampler:\n  steps: 8\n")
-    assert run_app(["run", "scan.h5", "--config", str(y)]) == 2
+    scan = tmp_path / "scan.h5"  # it exists: run answers a missing scan first
+    scan.write_bytes(b"")
+    assert run_app(["run", str(scan), "--config", str(y)]) == 2
     err = capsys.readouterr().err.strip()
     assert "key 'steps' given twice" in err and len(err.splitlines()) == 1
 
