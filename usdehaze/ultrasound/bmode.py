@@ -14,7 +14,7 @@ dehazed on its own Cartesian pixels, inside the imaging region only:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
@@ -115,9 +115,9 @@ class DisplayView:
 
     def __init__(self, scan, multiple: int = 8, dynamic_range: float | None = None) -> None:
         display = scan.display or DisplayMap()
-        if dynamic_range is not None and display.source == "default":  # the run's, not assumed
-            display = replace(display, dynamic_range=float(dynamic_range), source="run")
-        self.display: DisplayMap = display
+        self.display: DisplayMap = (
+            display if dynamic_range is None else display.assuming(dynamic_range)
+        )
         self.region = region(tuple(scan.shape), scan.masks, multiple)
         self.mask = self.region.dehaze
 

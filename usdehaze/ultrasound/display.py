@@ -10,7 +10,7 @@ what the B-mode priors were trained to see (the display chains of their corpus),
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -36,6 +36,13 @@ class DisplayMap:
         g = (np.asarray(db, dtype=np.float64) / self.dynamic_range + 1.0) * self.levels
         dtype = np.uint8 if self.levels <= 255 else np.uint16
         return np.clip(np.rint(g), 0, self.levels).astype(dtype)
+
+    def assuming(self, dynamic_range: float) -> DisplayMap:
+        """This map, with ``dynamic_range`` in place of an assumed (default) range: a run's
+        or a command's --dynamic-range sets what the file did not say (source "run")."""
+        if self.source != "default":
+            return self
+        return replace(self, dynamic_range=float(dynamic_range), source="run")
 
     def record(self) -> dict[str, object]:
         """What a result records of it (``display`` attribute)."""

@@ -110,11 +110,7 @@ def db_reader(scan: Any, dynamic_range: float) -> Callable[[int, int], np.ndarra
     ``dynamic_range`` sets an assumed map's range). The one rule for showing and measuring."""
     if scan.domain != "display":
         return lambda a, b: to_db(scan.frames(a, b), dynamic_range)
-    from dataclasses import replace
-
-    display = scan.display
-    if display.source == "default":
-        display = replace(display, dynamic_range=float(dynamic_range))
+    display = scan.display.assuming(dynamic_range)
     return lambda a, b: display.to_db(scan.frames(a, b))
 
 

@@ -26,6 +26,18 @@ RESULT_FORMAT = "usdehaze-result/1"
 ZEA_IMAGE = "tracks/track_0/data/image"
 
 
+def refuse_non_finite(
+    path: Path, i: int, key: str, frame: np.ndarray, kept: int, how: str = ""
+) -> None:
+    """One line when frame ``i``'s ``key`` estimate holds NaN or Inf (a diverged run), saying
+    how many finished frames are ``kept`` (and ``how``): no output ever holds them as data."""
+    if not np.isfinite(frame).all():
+        raise UsageError(
+            f"{path}: frame {i}: the {key} estimate holds NaN or Inf (the run diverged: "
+            f"settings or weights out of range?); {kept} finished frame(s) kept{how}"
+        )
+
+
 def _is_zarr(path: Path) -> bool:
     """A zarr store, or a group inside one (``out.zarr/scans/000`` of ``usdehaze run-many``)."""
     path = Path(path)
@@ -237,12 +249,7 @@ class ResultWriter:
         if missing:
             raise ValueError(f"frame {i}: missing {missing}")
         for k in self.keys:  # a result never holds NaN/Inf: the run stops at the first one
-            if not np.isfinite(frames[k]).all():
-                raise UsageError(
-                    f"{self.path}: frame {i}: the {k} estimate holds NaN or Inf (the run "
-                    f"diverged: settings or weights out of range?); {self.frames_done} finished "
-                    "frame(s) kept, complete = false"
-                )
+            refuse_non_finite(self.path, i, k, frames[k], self.frames_done, ", complete = false")
         try:
             for k in self.keys:
                 self._root[f"{k}_db"][i] = np.asarray(frames[k], np.float32)

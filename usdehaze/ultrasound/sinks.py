@@ -81,12 +81,10 @@ class PixelSink:
             raise ValueError(
                 f"frames must be written in order: expected {len(self.tissue)}, got {i}"
             )
+        from usdehaze.ultrasound.results import refuse_non_finite
+
         tissue = np.asarray(frames["tissue"], np.float32)
-        if not np.isfinite(tissue).all():
-            raise UsageError(
-                f"{self.out}: frame {i}: the tissue estimate holds NaN or Inf (the run diverged); "
-                f"{len(self.tissue)} finished frame(s) kept"
-            )
+        refuse_non_finite(self.out, i, "tissue", tissue, len(self.tissue))
         self.tissue.append(tissue)
 
     def update_attrs(self, attrs: dict[str, Any]) -> None:
