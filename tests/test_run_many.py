@@ -96,7 +96,7 @@ def test_store_equals_run_and_resumes(tiny_priors, scans, tmp_path):
 def _torchrun(args: list[str], cwd: Path) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2"]
-    cmd += ["--master-port", str(29500 + os.getpid() % 1000), "-m", "usdehaze", "run-many"]
+    cmd += ["--standalone", "-m", "usdehaze", "run-many"]  # a free port, not a guessed one
     return subprocess.Popen(
         cmd + args,
         cwd=cwd,

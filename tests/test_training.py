@@ -178,8 +178,11 @@ def test_ddp_two_processes_match_one_with_the_doubled_batch(tmp_path, data):
             "torch.distributed.run",
             "--nproc-per-node",
             "2",
-            "--master-port",
-            "29517",
+            "--standalone",  # rendezvous on a free port
+            "--log-dir",
+            str(tmp_path / "logs"),
+            "--redirects",
+            "3",
             "-m",
             "usdehaze",
             "train",
@@ -192,7 +195,11 @@ def test_ddp_two_processes_match_one_with_the_doubled_batch(tmp_path, data):
         env=env,
         timeout=300,
     )
-    assert r.returncode == 0, r.stderr[-2000:]
+    workers = "".join(
+        f"{p.parent.name}: {p.read_text()[-600:]}"
+        for p in sorted((tmp_path / "logs").rglob("stderr.log"))
+    )
+    assert r.returncode == 0, r.stderr[-1000:] + workers
     state = torch.load(tmp_path / "two" / "run" / "checkpoint.pt", weights_only=True)
     for name, p in one.net.state_dict().items():
         assert torch.allclose(p, state["net"][name], atol=1e-5), name

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from usdehaze.core.data import MaskedPatchSampler, PatchSampler, load_array
-from usdehaze.core.distributed import local_device, world
+from usdehaze.core.distributed import finish, local_device, world
 from usdehaze.core.networks import build_network, count_parameters
 from usdehaze.core.priors import NetworkPrior, save_prior
 from usdehaze.core.resume import KEPT, capture_rng, restore_rng, stop_after_step
@@ -433,6 +433,7 @@ def train(
     t0 = time.time()
     trainer.fit(desc=desc)
     path = trainer.export()
+    finish()
     if trainer.rank == 0 and progress:
         print(f"trained {trainer.step} steps in {time.time() - t0:.0f} s -> {path}")
     return path

@@ -253,9 +253,11 @@ def run_many(
     scans = [load_scan(p, key) for p in inputs]
     try:
         with contextlib.ExitStack() as stack:
-            return _run(
+            result = _run(
                 scans, inputs, out, cfg, frames, overwrite, progress, log, warn, strict, stack
             )
+        dist.finish()
+        return result
     finally:
         for s in scans:
             s.close()
