@@ -10,7 +10,7 @@ each frame with near-field clutter and rendered through a held-out display chain
 training), read as a B-mode reader reads grey levels (linear display map, 60 dB), dehazed frame by
 frame with ``Dehazer(...)(db)`` and scored by usdehaze.ultrasound.evaluate.score: haze removed,
 gCNR, tissue kept (myocardium vs clean, against the tissue median), PSNR in the sector. Rows:
-the hazy input, the clean truth, the joint method under the bmode model (its shipped priors),
+the hazy input, the clean truth, the B-mode student (``--method fast``), the joint method under the bmode model (its shipped priors),
 under logsum (the dB priors: what issue 27 saw on real cines), DPS (the dB tissue prior alone)
 and BM3D. Resumable: finished rows are kept in ``--out`` and skipped.
 """
@@ -27,6 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 ROWS = {
     "bmode": "joint (B-mode priors)",
+    "fast": "fast (B-mode student)",
     "logsum": "joint (logsum, dB priors)",
     "dps": "DPS, dB tissue prior",
     "bm3d": "BM3D",
@@ -41,7 +42,8 @@ def main() -> int:
     ap.add_argument("--limit", type=int, default=None, help="at most this many frames")
     ap.add_argument("--every", type=int, default=1, help="every k-th validation frame")
     ap.add_argument("--steps", type=int, default=25, help="sampler steps")
-    ap.add_argument("--methods", default="input,bmode,logsum,dps,bm3d")
+    ap.add_argument("--methods", default="input,fast,bmode,logsum,dps,bm3d")
+    ap.add_argument("--student", default=None, help="the B-mode student (default: shipped)")
     ap.add_argument("--seed", type=int, default=0, help="draws the chains and clutter")
     ap.add_argument(
         "--set",
@@ -90,6 +92,8 @@ def main() -> int:
             continue
         if key in ("bmode", "logsum"):
             cfg = replace(base, method="joint", model=key)
+        elif key == "fast":
+            cfg = replace(base, method="fast", model="bmode", student=args.student)
         else:
             cfg = replace(base, method=key)
         d = Dehazer(cfg)

@@ -68,6 +68,18 @@ def tiny_student(tmp_path_factory):
     return save_student(d / "student_iq", net, {"method": "fast", "dynamic_range": 60.0})
 
 
+@pytest.fixture(scope="session")
+def tiny_bmode_student(tmp_path_factory):
+    """Path of a tiny B-mode student (1 grey channel in; untrained, a small random head)."""
+    from usdehaze.core.student import OnePassUNet, StudentNet, save_student
+
+    torch.manual_seed(1)
+    net = OnePassUNet(StudentNet(1, 2, width=4, levels=2))
+    torch.nn.init.normal_(net.head.weight, std=0.01)
+    d = tmp_path_factory.mktemp("student_bmode")
+    return save_student(d / "student_bmode", net, {"method": "fast", "model": "bmode"})
+
+
 def memory_scan(n_frames: int = 3, shape=(48, 32), seed: int = 0) -> Scan:
     """A simulated hazy scan held in memory, in the Scan interface the readers return."""
     sim = simulate_cardiac(n_frames, seed=seed, shape=shape)

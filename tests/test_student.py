@@ -154,7 +154,7 @@ def test_fast_method_runs_one_pass(tiny_student, tiny_iq_priors):
 
 @pytest.mark.parametrize(
     "change, message",
-    [({"samples": 2}, "uncertainty"), ({"model": "logsum"}, "distilled from the iq model")],
+    [({"samples": 2}, "uncertainty"), ({"model": "logsum"}, "students for the iq model")],
 )
 def test_fast_refuses_what_it_cannot_do(change, message):
     with pytest.raises(UsageError, match=message):
@@ -197,3 +197,49 @@ def test_a_crop_within_its_frame_is_scaled_as_the_frame(tiny_student, tiny_iq_pr
         full = d.dehaze_iq(whole)["input"][:, 8:40, 8:40]
         np.testing.assert_allclose(d.dehaze_iq(crop, within=whole)["input"], full, atol=1e-5)
         assert not np.allclose(d.dehaze_iq(crop)["input"], full, atol=1)
+
+
+def test_fast_on_bmode_runs_the_display_student_at_any_dynamic_range(
+    tiny_bmode_student, tiny_bmode_priors
+):
+    """The bmode model's student sees grey levels in [-1, 1] (dB over the run's dynamic range)
+    and returns tissue and haze in the same scale: one pass, the same as the network by hand,
+    at 60 and at 45 dB (its scale is the run's own, unlike the iq student's)."""
+    t, _ = tiny_bmode_priors
+    s = load_student(tiny_bmode_student)
+    r = np.random.default_rng(0)
+    for dr in (60.0, 45.0):
+        cfg = DehazeConfig(
+            method="fast", model="bmode", student=str(tiny_bmode_student), tissue_prior=str(t),
+            device="cpu", dynamic_range=dr,
+        )  # fmt: skip
+        d = Dehazer(cfg)
+        db = -dr * r.random((2, 36, 28)).astype(np.float32)
+        out = d(db)
+        assert d.nfe == 1 and set(out) == {"tissue", "haze"}
+        x = torch.from_numpy((db / dr * 2 + 1)[:, None])
+        want = np.clip((s(x).numpy() + 1) / 2 * dr - dr, -dr, 0)
+        np.testing.assert_allclose(out["tissue"], want[:, 0], atol=1e-4)
+        np.testing.assert_allclose(out["haze"], want[:, 1], atol=1e-4)
+        assert not np.allclose(out["tissue"], db, atol=1e-3)  # the random head changed it
+
+
+def test_a_student_for_one_model_is_refused_by_the_other(tiny_student, tiny_bmode_student):
+    with pytest.raises(UsageError, match="student for model 'iq'.*reads model 'bmode'"):
+        us_student.load(tiny_student, "cpu", 60.0, "bmode")
+    with pytest.raises(UsageError, match="student for model 'bmode'.*reads model 'iq'"):
+        us_student.load(tiny_bmode_student, "cpu", 60.0, "iq")
+    with pytest.raises(UsageError, match="students for iq and bmode only"):
+        us_student.kind("logsum")
+
+
+def test_fast_on_scan_converted_input_switches_to_the_bmode_student():
+    from usdehaze.ultrasound.methods import for_scan
+
+    class Cine:  # what for_scan reads of a scan
+        domain, grid, magnitude_only = "display", "cartesian", True
+
+    cfg, note = for_scan(DehazeConfig(method="fast"), Cine())
+    assert cfg.model == "bmode" and "B-mode student" in note
+    with pytest.raises(UsageError, match="B-mode student"):
+        for_scan(DehazeConfig(method="fast", priors="somewhere"), Cine())

@@ -58,8 +58,8 @@ class Dehazer:
         if role == "student":
             from usdehaze.ultrasound import student
 
-            path = student.student_path(c.priors, c.student)
-            self.student = student.load(path, self.device, c.dynamic_range)
+            path = student.student_path(c.priors, c.student, c.model)
+            self.student = student.load(path, self.device, c.dynamic_range, c.model)
             self.checksums["student"] = self.student.checksum
             return
         from usdehaze.core.priors import accelerate, load_prior

@@ -1,13 +1,17 @@
-"""The fast dehazer: a one-pass student distilled from the joint sampler (``--method fast``).
+"""The fast dehazer: a one-pass student per data model (``--method fast``).
 
-What the student sees and returns, in one place: in, the hazy frame's log envelope (dB scaled to
-[-1, 1], the residual baseline) and its μ-law I/Q (the iq priors' representation); out, the
-teacher's tissue and haze in the same dB scale. Training pairs come from
-``pipelines/distil_student.py``; the network itself is ``usdehaze.core.student``.
+What a student sees and returns, in one place. ``iq`` (distilled from the joint sampler,
+``pipelines/distil_student.py``): in, the hazy frame's log envelope (dB scaled to [-1, 1], the
+residual baseline) and its μ-law I/Q; out, the teacher's tissue and haze in the same dB scale.
+``bmode`` (trained on the corpus's truth rendered through display chains,
+``pipelines/train_student_bmode.py``): in, the display grey levels in [-1, 1] (the run's dB over
+its dynamic range); out, the tissue-only and haze-only renderings in the same scale. The network
+itself is ``usdehaze.core.student``.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +33,34 @@ OUT_CHANNELS = 2  # tissue, haze (dB, unit scale)
 TARGETS = ("tissue", "haze")
 
 
+@dataclass(frozen=True)
+class StudentKind:
+    """A data model's student: its file name and channels, and whether its unit scale is tied
+    to the dynamic range it was made at (iq: dB over that range) or is the run's own (bmode:
+    grey levels, whatever range the display map says)."""
+
+    model: str
+    file: str
+    in_channels: int
+    out_channels: int
+    fixed_range: bool
+
+
+KINDS = {
+    "iq": StudentKind("iq", STUDENT_FILE, IN_CHANNELS, OUT_CHANNELS, fixed_range=True),
+    "bmode": StudentKind("bmode", "student_bmode.safetensors", 1, OUT_CHANNELS, fixed_range=False),
+}
+
+
+def kind(model: str) -> StudentKind:
+    """The student of data model ``model`` (UsageError naming the models that have one)."""
+    if model not in KINDS:
+        raise UsageError(
+            f"model '{model}': method fast has students for {' and '.join(KINDS)} only"
+        )
+    return KINDS[model]
+
+
 def encode(
     iq: np.ndarray, dynamic_range: float, within: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -48,6 +80,11 @@ def targets(tissue_db: np.ndarray, haze_db: np.ndarray, dynamic_range: float) ->
     ).astype(np.float32)
 
 
+def encode_db(db: np.ndarray, dynamic_range: float) -> np.ndarray:
+    """dB frames (n, z, x) in [-DR, 0] → a display student's input (n, 1, z, x)."""
+    return db_to_unit(np.asarray(db, np.float32), dynamic_range)[:, None].astype(np.float32)
+
+
 def decode(out: np.ndarray, dynamic_range: float) -> dict[str, np.ndarray]:
     """The student's output (n, 2, z, x) → tissue and haze dB images in [-DR, 0]."""
     return {
@@ -56,36 +93,65 @@ def decode(out: np.ndarray, dynamic_range: float) -> dict[str, np.ndarray]:
     }
 
 
-def student_path(priors: str | Path | None, student: str | Path | None) -> Path:
+def student_path(priors: str | Path | None, student: str | Path | None, model: str = "iq") -> Path:
     """The student a run uses: ``student`` when given, else the priors folder's (``usdehaze
-    adapt --student`` writes one beside the adapted priors), else the shipped one."""
+    adapt --student`` writes one beside the adapted priors), else the shipped one of the
+    data model ``model``."""
     from usdehaze.ultrasound.prior_files import WEIGHTS_DIR
 
+    file = kind(model).file
     if student:
         return Path(student)
-    if priors and (Path(priors) / STUDENT_FILE).is_file():
-        return Path(priors) / STUDENT_FILE
-    return WEIGHTS_DIR / STUDENT_FILE
+    if priors and (Path(priors) / file).is_file():
+        return Path(priors) / file
+    return WEIGHTS_DIR / file
 
 
-def load(path: Path, device: Any, dynamic_range: float):
-    """Load a student and check it was distilled for this representation and dynamic range."""
+def load(path: Path, device: Any, dynamic_range: float, model: str = "iq"):
+    """Load a student and check it was made for this data model's representation (and, where
+    its scale is tied to one, this dynamic range)."""
     from usdehaze.core.student import load_student
 
+    k = kind(model)
     s = load_student(path, device)
     arch = s.net.arch
-    if (arch.in_channels, arch.out_channels) != (IN_CHANNELS, OUT_CHANNELS):
+    made_for = s.meta.get("model", "iq")
+    if made_for != k.model:
+        raise UsageError(
+            f"{path}: key 'model': a student for model '{made_for}', this run reads model "
+            f"'{k.model}'"
+        )
+    if (arch.in_channels, arch.out_channels) != (k.in_channels, k.out_channels):
         raise UsageError(
             f"{path}: key 'network': {arch.in_channels} in / {arch.out_channels} out channels, "
-            f"the fast dehazer needs {IN_CHANNELS} / {OUT_CHANNELS}"
+            f"the fast dehazer on model {k.model} needs {k.in_channels} / {k.out_channels}"
         )
     dr = s.meta.get("dynamic_range")
-    if dr is not None and float(dr) != dynamic_range:
+    if k.fixed_range and dr is not None and float(dr) != dynamic_range:
         raise UsageError(
             f"{path}: student distilled with dynamic_range {dr} dB, run uses {dynamic_range} "
             f"(use --dynamic-range {dr})"
         )
     return s
+
+
+def _forward(student, x: np.ndarray, device: Any, precision: str) -> np.ndarray:
+    """The student on (n, c, z, x) inputs at the run's precision → its outputs as float32."""
+    import torch
+
+    xt = torch.from_numpy(x).to(device)
+    if precision in ("bf16", "fp16"):
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+        with torch.autocast(device_type=xt.device.type, dtype=dtype):
+            out = student(xt)
+    else:
+        out = student(xt)
+    return out.float().cpu().numpy()
+
+
+def run_db(student, db: np.ndarray, dynamic_range: float, device: Any, precision: str) -> dict:
+    """Dehaze display dB frames (n, z, x) in one pass: tissue and haze in dB."""
+    return decode(_forward(student, encode_db(db, dynamic_range), device, precision), dynamic_range)
 
 
 def run(
@@ -97,14 +163,5 @@ def run(
     within: np.ndarray | None = None,
 ) -> dict:
     """Dehaze complex frames (n, z, x) in one pass: input, tissue and haze in dB."""
-    import torch
-
     db, x = encode(iq, dynamic_range, within)
-    xt = torch.from_numpy(x).to(device)
-    if precision in ("bf16", "fp16"):
-        dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-        with torch.autocast(device_type=xt.device.type, dtype=dtype):
-            out = student(xt)
-    else:
-        out = student(xt)
-    return {"input": db, **decode(out.float().cpu().numpy(), dynamic_range)}
+    return {"input": db, **decode(_forward(student, x, device, precision), dynamic_range)}

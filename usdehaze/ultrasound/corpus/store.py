@@ -67,18 +67,23 @@ def shards(folder: str | Path) -> list[Path]:
 def iter_samples(folder: str | Path) -> Iterator[dict[str, Any]]:
     """Every sample of a split: tissue, haze, masks, its settings and its acquisition."""
     for p in shards(folder):
-        d = read_shard(p)
-        for i in range(len(d["tissue"])):
-            yield {
-                "tissue": d["tissue"][i],
-                "haze": d["haze"][i],
-                "cavity": d["cavity"][i],
-                "myocardium": d["myocardium"][i],
-                "tissue_mask": d["tissue_mask"][i],
-                "params": d["meta"]["samples"][i],
-                "acquisition": d["meta"]["acquisition"],
-                "name": f"{p.stem}/{i}",
-            }
+        yield from shard_samples(p)
+
+
+def shard_samples(p: Path) -> Iterator[dict[str, Any]]:
+    """Every sample of one shard (as iter_samples gives them)."""
+    d = read_shard(p)
+    for i in range(len(d["tissue"])):
+        yield {
+            "tissue": d["tissue"][i],
+            "haze": d["haze"][i],
+            "cavity": d["cavity"][i],
+            "myocardium": d["myocardium"][i],
+            "tissue_mask": d["tissue_mask"][i],
+            "params": d["meta"]["samples"][i],
+            "acquisition": d["meta"]["acquisition"],
+            "name": f"{p.stem}/{i}",
+        }
 
 
 def cases(folder: str | Path, limit: int | None = None) -> list[dict[str, Any]]:

@@ -1,8 +1,11 @@
-"""``fast``: the one-pass student distilled from the joint sampler on the iq model
-(usdehaze.ultrasound.student); it keeps the tissue prior for the out-of-distribution check."""
+"""``fast``: a one-pass student (usdehaze.ultrasound.student): on the iq model the student
+distilled from the joint sampler, on exported B-mode (the bmode model) the one trained on the
+corpus's truth rendered through display chains; it keeps the model's tissue prior for the
+out-of-distribution check."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from usdehaze.errors import UsageError
@@ -15,8 +18,8 @@ class Fast(Method):
     summary = "its one-pass student"
     row = "fast (one-pass student of the default)"
     priors = ("student", "tissue")
-    models = ("iq",)
-    models_why = "is distilled from the iq model"
+    models = ("iq", "bmode")
+    models_why = "has students for the iq model (beamformed I/Q) and the bmode model (B-mode)"
     one_sample_why = "returns the posterior mean in one pass"
 
     @classmethod
@@ -34,9 +37,18 @@ class Fast(Method):
 
     @classmethod
     def for_display_data(cls, cfg: Any) -> tuple[Any, str | None]:
-        raise UsageError(
-            "method fast has no student for scan-converted B-mode yet (it is distilled from "
-            "the iq model); use --method joint, which runs such input with the B-mode priors"
+        """Scan-converted B-mode runs the B-mode student (model bmode)."""
+        if cfg.model == "bmode":
+            return cfg, None
+        if cfg.tissue_prior or cfg.haze_prior or cfg.priors:
+            raise UsageError(
+                f"model '{cfg.model}': this input is scan-converted B-mode; method fast runs it "
+                "with the B-mode student (model bmode), give its priors folder's student with "
+                "--student or leave out --priors"
+            )
+        return replace(cfg, model="bmode"), (
+            f"scan-converted B-mode: running the B-mode student (model bmode) instead of "
+            f"{cfg.model}"
         )
 
     @classmethod
@@ -45,9 +57,15 @@ class Fast(Method):
         shipped)."""
         from usdehaze.ultrasound.student import student_path
 
-        if not student_path(base.priors, base.student).is_file():
+        if not student_path(base.priors, base.student, cls.configure(base).model).is_file():
             return {}
         return {cls.row: cls.configure(base)}
+
+    def run_db(self, d, db, seed, callback, frames):
+        from usdehaze.ultrasound import student
+
+        d.nfe = 1  # one network evaluation per frame
+        return student.run_db(d.student, db, self.cfg.dynamic_range, d.device, d.precision())
 
     def run_iq(self, d, iq, db, run):
         from usdehaze.ultrasound import student
