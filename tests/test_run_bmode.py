@@ -118,7 +118,7 @@ def test_dicom_and_video_outputs(tmp_path, tiny_bmode_priors):
     ("args", "said"),
     [
         (["-o", "{d}/x.png"], "expected a result file"),
-        (["--method", "fast"], "no student for scan-converted B-mode"),
+        (["--method", "fast", "--student", "{w}/student_iq.safetensors"], "student for model 'iq'"),
         (["--model", "logsum", "--priors", "{d}"], "never saw"),
         (["--fallback", "maybe"], "--fallback 'maybe'"),
     ],
@@ -128,11 +128,33 @@ def test_b_mode_refusals_are_one_line(tmp_path, capsys, args, said):
     write_fan_cine(src)
     raw = src.read_bytes()
     capsys.readouterr()
-    code = run_app(["run", str(src), *[a.format(d=tmp_path) for a in args], "-q"])
+    from usdehaze.ultrasound.prior_files import WEIGHTS_DIR
+
+    code = run_app(["run", str(src), *[a.format(d=tmp_path, w=WEIGHTS_DIR) for a in args], "-q"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and said in err[0], err
     assert src.read_bytes() == raw
     assert not list(tmp_path.glob("*.dehazed*")) and not (tmp_path / "x.png").exists()
+
+
+def test_fast_on_a_cine_runs_the_shipped_b_mode_student(tmp_path):
+    """usdehaze run cine.dcm -o out.dcm --method fast: the shipped B-mode student, one network
+    evaluation per frame, overlays and the outside copied back bit for bit, the frames' change
+    recorded beside the input's."""
+    src = tmp_path / "cine.dcm"
+    frames = write_fan_cine(src, n=4)
+    h5, dcm = tmp_path / "cine.dehazed.h5", tmp_path / "cine.dehazed.dcm"
+    assert run_app(["run", str(src), "-o", str(h5), "--method", "fast", "-q"]) == 0
+    assert run_app(["run", str(src), "-o", str(dcm), "--method", "fast", "-q"]) == 0
+    with load_result(h5) as res:
+        a = res.attrs
+        assert (a["method"], a["config"]["model"], int(a["nfe"])) == ("fast", "bmode", 1)
+        assert "student" in a["prior_checksums"]
+        assert np.isfinite([a["flicker_input_db"], a["flicker_tissue_db"]]).all()
+    px = pydicom.dcmread(dcm).pixel_array
+    with load_scan(src) as scan:
+        keep = ~(scan.masks["sector"] & ~scan.masks["overlay"])
+    assert np.array_equal(px[:, keep], frames[:, keep])
 
 
 def test_a_dicom_output_needs_a_dicom_input(tmp_path, capsys, small_scan):

@@ -225,7 +225,7 @@ def run_dehaze(
     ``out``'s suffix picks the output (usdehaze.ultrasound.sinks): a result file, or for
     scan-converted B-mode a DICOM cine or a side-by-side video. ``progress(frames_done, total,
     seconds)`` after each batch; ``step_callback`` each sampler step; ``warn(message)`` for
-    frames that are all zeros (kept blank, listed in ``blank_frames``), when the scan looks
+    what runs in place of the config on this scan (once its weights loaded), for frames that are all zeros (kept blank, listed in ``blank_frames``), when the scan looks
     unlike the priors' training data (usdehaze.ultrasound.ood, checked once before sampling)
     and when results look wrecked (usdehaze.ultrasound.wreck, per frame); ``strict``: refuse
     such a scan, and stop at a wrecked frame; ``fallback`` "input": write the input in place of
@@ -242,6 +242,10 @@ def run_dehaze(
         cfg = replace(cfg, dynamic_range=scan.display.dynamic_range)
     dehazer = Dehazer(cfg)
     cfg = dehazer.cfg  # with a baseline's own settings: what actually ran
+    if (
+        note and warn is not None
+    ):  # said once what it loaded has been accepted: a refusal stays one line
+        warn(f"{scan.path}: {note if scan.domain == 'display' else 'only magnitude data; ' + note}")
     view = None
     if scan.domain == "display":
         from usdehaze.ultrasound.bmode import DisplayView

@@ -184,8 +184,8 @@ class DehazeConfig:
     student: str | None = _setting(
         None,
         "priors",
-        "Method fast: the distilled student (.safetensors + .json); default the --priors "
-        "folder's student_iq, else the shipped one.",
+        "Method fast: the one-pass student (.safetensors + .json); default the --priors "
+        "folder's student for the model (student_iq, student_bmode), else the shipped one.",
         path=True,
     )
 
