@@ -20,7 +20,7 @@ import numpy as np
 
 from usdehaze.errors import UsageError
 from usdehaze.ultrasound.dehaze_config import DehazeConfig, build_config, method_settings
-from usdehaze.ultrasound.driver import FrameDriver, provenance, source_record
+from usdehaze.ultrasound.driver import FrameDriver, provenance, source_record, stage, timed
 from usdehaze.ultrasound.logcomp import reference, to_db
 from usdehaze.ultrasound.methods import METHODS, for_scan, run_model
 from usdehaze.ultrasound.scan import blank_frames
@@ -140,10 +140,12 @@ class Dehazer:
         if blank.any() and within is None:  # blank in, blank out, and no sampler time spent
             return self._with_blank_frames(iq, blank, callback, frames, seed)
         whole = iq if within is None else np.asarray(within)
-        env_ref = reference(np.abs(whole), "frame")
-        db = to_db(iq, c.dynamic_range, normalise=env_ref)
+        with stage("encode"):
+            env_ref = reference(np.abs(whole), "frame")
+            db = to_db(iq, c.dynamic_range, normalise=env_ref)
         if not self.model.needs_phase:
-            return {"input": db, **self(db, seed=seed, callback=callback, frames=frames)}
+            with stage("network"):
+                return {"input": db, **self(db, seed=seed, callback=callback, frames=frames)}
         if not np.iscomplexobj(iq):
             raise UsageError(
                 f"model '{c.model}' needs complex IQ frames; these are magnitudes (use model "
@@ -152,7 +154,8 @@ class Dehazer:
         if not np.isfinite(iq).all():
             raise UsageError("frames: contain NaN or Inf")
         run = {"seed": seed, "callback": callback, "frames": frames, "whole": whole}
-        return self.method.run_iq(self, iq, db, run | {"within": within})
+        with stage("network"):  # a student's encode and decode inside it count as theirs
+            return self.method.run_iq(self, iq, db, run | {"within": within})
 
     def _with_blank_frames(self, iq, blank, callback, frames, seed) -> dict[str, np.ndarray]:
         keep = np.flatnonzero(~blank)
@@ -240,14 +243,16 @@ def run_dehaze(
     cfg, note = for_scan(cfg, scan)
     if scan.display is not None and scan.display.source != "default":  # the file says
         cfg = replace(cfg, dynamic_range=scan.display.dynamic_range)
-    dehazer = Dehazer(cfg)
+    with stage("load"):
+        dehazer = Dehazer(cfg)
     cfg = dehazer.cfg  # with a baseline's own settings: what actually ran
     view = None
     if scan.domain == "display":
         from usdehaze.ultrasound.bmode import DisplayView
 
         view = DisplayView(scan, dehazer.min_size(), cfg.dynamic_range)
-    ood = check_run(scan, frames, dehazer, strict, warn, view)
+    with stage("ood check"):
+        ood = check_run(scan, frames, dehazer, strict, warn, view)
     record = {
         **run_record(dehazer, scan.path, scan.layout, scan.key, frames, scan.magnitude_only),
         **({"note": note} if note else {}),
@@ -260,8 +265,9 @@ def run_dehaze(
     )
     t0 = time.perf_counter()
     done = 0
-    with _sink(out, kind, scan, view, frames, cfg, record) as w:
-        for idx, res in driver.run(scan.batches(frames, cfg.batch), step_callback, view):
+    batches = timed("read", scan.batches(frames, cfg.batch))
+    with stage("write"), _sink(out, kind, scan, view, frames, cfg, record) as w:
+        for idx, res in driver.run(batches, step_callback, view):
             for k in range(len(idx)):
                 w.write(done, **{key: v[k] for key, v in res.items()})
                 done += 1
@@ -269,7 +275,8 @@ def run_dehaze(
                 w.update_attrs({"blank_frames": list(driver.blank)})
             if progress is not None:
                 progress(done, len(frames), time.perf_counter() - t0)
-        w.update_attrs(driver.finish())  # result checks, nfe, blank frames
+        with stage("result checks"):
+            w.update_attrs(driver.finish())  # result checks, nfe, blank frames
         seconds = time.perf_counter() - t0
         w.update_attrs({"seconds": seconds, "seconds_per_frame": seconds / max(done, 1)})
     return Path(out)

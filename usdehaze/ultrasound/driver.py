@@ -11,12 +11,21 @@ the full config as it actually ran (a baseline's own sampler settings included),
 prior checksums, the precision "auto" resolved to, the dynamic range, the measurement model the
 sampler ran (``operator``: its config()), ``nfe`` (root attribute), blank frames, and the
 ``ood_*`` / ``harm_*`` fields of the checks before and after sampling.
+
+Stage timing (``usdehaze bench run``): :func:`stage` marks a part of a run (read, encode,
+network, ...); inside :func:`timing` its wall time is added to a :class:`StageTimer`, outside
+it costs one context-variable lookup. Stages nest: a stage's own time excludes the stages
+inside it (the method's call is "network", the student's encode and decode inside it count as
+"encode" and "decode").
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import time
 from collections.abc import Callable, Iterable, Iterator
+from contextvars import ContextVar
 from dataclasses import asdict
 from typing import Any
 
@@ -42,6 +51,81 @@ PROVENANCE_KEYS = (
     "dynamic_range",
     "operator",
 )
+
+
+# the stages a run's time is split into, in the order they are printed
+STAGES = (
+    "read",
+    "encode",
+    "ood check",
+    "network",
+    "decode",
+    "scan conversion",
+    "result checks",
+    "write",
+)
+
+
+class StageTimer:
+    """Wall seconds per stage of a run (each stage's own time: stages inside it excluded)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._open: list[list[float]] = []  # per open stage: [start, seconds of inner stages]
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        here = [time.perf_counter(), 0.0]
+        self._open.append(here)
+        try:
+            yield
+        finally:
+            self._open.pop()
+            spent = time.perf_counter() - here[0]
+            self.seconds[name] = self.seconds.get(name, 0.0) + spent - here[1]
+            if self._open:
+                self._open[-1][1] += spent
+
+    def add(self, name: str, seconds: float) -> None:
+        """Count ``seconds`` measured elsewhere (a generator's reads) to ``name``."""
+        self.seconds[name] = self.seconds.get(name, 0.0) + seconds
+        if self._open:
+            self._open[-1][1] += seconds
+
+
+_TIMER: ContextVar[StageTimer | None] = ContextVar("usdehaze_stage_timer", default=None)
+_OFF = contextlib.nullcontext()
+
+
+def stage(name: str) -> contextlib.AbstractContextManager:
+    """Time the block as stage ``name`` when a :func:`timing` is on; else nothing."""
+    t = _TIMER.get()
+    return _OFF if t is None else t(name)
+
+
+@contextlib.contextmanager
+def timing(timer: StageTimer) -> Iterator[StageTimer]:
+    """Turn stage timing on into ``timer`` for the block (this thread or task)."""
+    token = _TIMER.set(timer)
+    try:
+        yield timer
+    finally:
+        _TIMER.reset(token)
+
+
+def timed(name: str, items: Iterable[Any]) -> Iterator[Any]:
+    """``items`` with the time spent producing each counted to stage ``name`` (a reader)."""
+    it = iter(items)
+    while True:
+        t = _TIMER.get()
+        t0 = time.perf_counter()
+        try:
+            item = next(it)
+        except StopIteration:
+            return
+        if t is not None:
+            t.add(name, time.perf_counter() - t0)
+        yield item
 
 
 def provenance(dehazer: Any) -> dict[str, Any]:
@@ -143,9 +227,11 @@ class FrameDriver:
         d = self.dehazer
         frames_in, mask = frames, None
         if view is not None:
-            frames, db, mask = view.encode(frames), True, view.mask
+            with stage("scan conversion"):
+                frames, db, mask = view.encode(frames), True, view.mask
         if not db:
-            blank = blank_frames(frames)  # once per batch: the Dehazer is told, not rescanning
+            with stage("encode"):
+                blank = blank_frames(frames)  # once per batch: the Dehazer is told, no rescan
             new = [int(i) for i, b in zip(index, blank) if b]
             if new:
                 self.blank += new
@@ -154,16 +240,19 @@ class FrameDriver:
             kw = {"blank": blank} if within is None else {"within": within}
             res = d.dehaze_iq(frames, callback=callback, frames=index, **kw)
         else:
-            res = {"input": np.asarray(frames), **d(frames, callback=callback, frames=index)}
+            with stage("network"):
+                res = {"input": np.asarray(frames), **d(frames, callback=callback, frames=index)}
         self.nfe = max(self.nfe, d.nfe)
         if view is not None:  # the dehazed crop back onto the input's full frames
-            res = view.full(frames_in, res)
-        if self.check:
-            self.harm.add(index, res["input"], res["tissue"])
-            self.wreck.add(index, res["input"], res["tissue"], res.get("haze"), mask)
-            self._fall_back(index, res)
-        if view is not None:  # a cine: frame-to-frame change of input and result
-            self._flicker(index, res, mask)
+            with stage("scan conversion"):
+                res = view.full(frames_in, res)
+        with stage("result checks"):
+            if self.check:
+                self.harm.add(index, res["input"], res["tissue"])
+                self.wreck.add(index, res["input"], res["tissue"], res.get("haze"), mask)
+                self._fall_back(index, res)
+            if view is not None:  # a cine: frame-to-frame change of input and result
+                self._flicker(index, res, mask)
         self.frames_done += len(index)
         return res
 

@@ -99,7 +99,10 @@ def run(
     """Dehaze complex frames (n, z, x) in one pass: input, tissue and haze in dB."""
     import torch
 
-    db, x = encode(iq, dynamic_range, within)
+    from usdehaze.ultrasound.driver import stage
+
+    with stage("encode"):
+        db, x = encode(iq, dynamic_range, within)
     xt = torch.from_numpy(x).to(device)
     if precision in ("bf16", "fp16"):
         dtype = torch.bfloat16 if precision == "bf16" else torch.float16
@@ -107,4 +110,6 @@ def run(
             out = student(xt)
     else:
         out = student(xt)
-    return {"input": db, **decode(out.float().cpu().numpy(), dynamic_range)}
+    out = out.float().cpu().numpy()
+    with stage("decode"):
+        return {"input": db, **decode(out, dynamic_range)}

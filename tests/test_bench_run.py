@@ -1,0 +1,90 @@
+"""``usdehaze bench run`` (issue 29): an end-to-end run split into stages by the driver's stage
+timer, start-up apart. No timing asserts: which stages are there and how the time adds up."""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+
+from usdehaze.cli._app import run_app
+from usdehaze.ultrasound import driver
+from usdehaze.ultrasound.dehaze import DehazeConfig
+
+
+@pytest.fixture
+def scan_file(tmp_path):
+    from usdehaze.ultrasound.io import write_scan
+    from usdehaze.ultrasound.simulate import simulate_cardiac
+
+    sim = simulate_cardiac(5, seed=0, shape=(48, 32))
+    return write_scan(tmp_path / "s.h5", sim.hazy_iq, sim.x, sim.z, grid="polar", axes=sim.axes)
+
+
+def _cfg(priors, student, **kw):
+    t, h = priors
+    return DehazeConfig(
+        tissue_prior=str(t), haze_prior=str(h), model="iq", device="cpu", student=str(student), **kw
+    )
+
+
+def test_stage_timer_counts_each_stage_without_the_stages_inside(monkeypatch):
+    clock = iter([0.0, 1.0, 3.0, 10.0])  # outer opens, inner opens, inner closes, outer closes
+    monkeypatch.setattr(driver.time, "perf_counter", lambda: next(clock))
+    t = driver.StageTimer()
+    with driver.timing(t):
+        with driver.stage("network"), driver.stage("encode"):
+            pass
+    assert t.seconds == {"encode": 2.0, "network": 8.0}  # 10 s in all, none counted twice
+
+
+def test_stage_is_nothing_when_timing_is_off():
+    assert driver.stage("network") is driver.stage("read")  # the one shared no-op
+    assert isinstance(driver.stage("read"), contextlib.nullcontext)
+
+
+def test_timed_counts_producing_items_to_its_stage(monkeypatch):
+    clock = iter([0.0, 0.5, 1.0, 1.5, 2.0])
+    monkeypatch.setattr(driver.time, "perf_counter", lambda: next(clock))
+    t = driver.StageTimer()
+    with driver.timing(t):
+        assert list(driver.timed("read", [1, 2])) == [1, 2]
+    assert t.seconds == {"read": 1.0}
+
+
+@pytest.mark.parametrize("method", ["fast", "joint"])
+def test_breakdown_of_a_run_adds_up(scan_file, tiny_iq_priors, tiny_student, method):
+    from usdehaze.ultrasound.bench_run import run
+
+    cfg = _cfg(tiny_iq_priors, tiny_student, method=method, steps=2, batch=2)
+    r = run(scan_file, cfg)
+    st = r["stages"]
+    assert list(st) == [*driver.STAGES, "other"]
+    assert r["frames"] == 5 and r["shape"] == (48, 32)
+    assert sum(st.values()) == pytest.approx(r["seconds"], rel=1e-6, abs=1e-6)
+    for name in ("read", "encode", "ood check", "network", "result checks", "write"):
+        assert st[name] > 0, name  # each is measured on this run
+    assert st["scan conversion"] == 0  # IQ input: no display view
+    if method == "fast":
+        assert st["decode"] > 0  # the student's decode, out of its network call
+    assert r["load_s"] > 0 and r["seconds"] > 0
+    assert r["frames_per_s"] == pytest.approx(5 / r["seconds"])
+    assert r["vs_network"] == pytest.approx(r["seconds"] / st["network"])
+
+
+def test_cli_prints_every_stage_and_the_totals(scan_file, tiny_iq_priors, tiny_student, capsys):
+    t, h = tiny_iq_priors
+    argv = ["bench", "run", str(scan_file), "--method", "fast", "--tissue-prior", str(t)]
+    argv += ["--haze-prior", str(h), "--student", str(tiny_student), "--frames", "0:3"]
+    assert run_app(argv) == 0
+    out = capsys.readouterr().out
+    for name in driver.STAGES:
+        assert f"\n{name} " in out
+    assert "start-up (not counted below)" in out and "loading" in out
+    assert "3 frame(s) of 48x32" in out and "frames/s" in out and "end to end / network" in out
+
+
+def test_cli_answers_a_missing_scan_in_one_line(tmp_path, capsys):
+    assert run_app(["bench", "run", str(tmp_path / "nope.h5")]) == 2
+    err = capsys.readouterr().err
+    assert "nope.h5: no such file" in err and "Traceback" not in err
