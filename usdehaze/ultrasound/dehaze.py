@@ -268,9 +268,8 @@ def run_dehaze(
     batches = timed("read", scan.batches(frames, cfg.batch))
     with stage("write"), _sink(out, kind, scan, view, frames, cfg, record) as w:
         for idx, res in driver.run(batches, step_callback, view):
-            for k in range(len(idx)):
-                w.write(done, **{key: v[k] for key, v in res.items()})
-                done += 1
+            w.write_frames(done, **res)  # the batch in one write per key
+            done += len(idx)
             if driver.blank:  # kept when a later batch is interrupted
                 w.update_attrs({"blank_frames": list(driver.blank)})
             if progress is not None:
