@@ -69,6 +69,7 @@ def run(
         wall = time.perf_counter() - t0
         shape = scan.shape
     sec = dict(timer.seconds)
+    beside = dict(timer.beside)
     load = sec.pop("load", 0.0)
     e2e = wall - load  # everything after loading
     n = len(sel)
@@ -85,6 +86,7 @@ def run(
         "load_s": load,
         "seconds": e2e,
         "stages": {s: sec.get(s, 0.0) for s in STAGES} | {"other": max(other, 0.0)},
+        "beside": beside,
         "frames_per_s": n / e2e if e2e > 0 else float("inf"),
         "network_frames_per_s": n / network if network > 0 else float("inf"),
         "vs_network": e2e / network if network > 0 else float("nan"),
@@ -115,6 +117,11 @@ def report(r: dict[str, Any], log: Callable[[str], None] = print) -> None:
     total = r["seconds"]
     for name, s in r["stages"].items():
         log(f"{name:<16} {1e3 * s / n:9.1f} {100 * s / total:5.1f}%")
+    for name, s in r["beside"].items():
+        log(
+            f"({name}: {1e3 * s / n:.1f} ms/frame in a thread beside the frames; the run waited "
+            f"{1e3 * r['stages'].get(name, 0.0) / n:.1f} for it, counted above)"
+        )
     log(
         f"end to end: {total:.2f} s, {r['frames_per_s']:.1f} frames/s; network alone "
         f"{r['network_frames_per_s']:.1f} frames/s; end to end / network = ×{r['vs_network']:.2f}"

@@ -10,6 +10,7 @@ are found by usdehaze.ultrasound.prior_files.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -20,7 +21,14 @@ import numpy as np
 
 from usdehaze.errors import UsageError
 from usdehaze.ultrasound.dehaze_config import DehazeConfig, build_config, method_settings
-from usdehaze.ultrasound.driver import FrameDriver, provenance, source_record, stage, timed
+from usdehaze.ultrasound.driver import (
+    FrameDriver,
+    beside,
+    provenance,
+    source_record,
+    stage,
+    timed,
+)
 from usdehaze.ultrasound.logcomp import reference, to_db
 from usdehaze.ultrasound.methods import METHODS, for_scan, run_model
 from usdehaze.ultrasound.scan import blank_frames
@@ -229,13 +237,13 @@ def run_dehaze(
     scan-converted B-mode a DICOM cine or a side-by-side video. ``progress(frames_done, total,
     seconds)`` after each batch; ``step_callback`` each sampler step; ``warn(message)`` for
     frames that are all zeros (kept blank, listed in ``blank_frames``), when the scan looks
-    unlike the priors' training data (usdehaze.ultrasound.ood, checked once before sampling)
-    and when results look wrecked (usdehaze.ultrasound.wreck, per frame); ``strict``: refuse
+    unlike the priors' training data (usdehaze.ultrasound.ood, checked once, beside the first
+    frames; with ``strict`` before any) and when results look wrecked (usdehaze.ultrasound.wreck, per frame); ``strict``: refuse
     such a scan, and stop at a wrecked frame; ``fallback`` "input": write the input in place of
     a wrecked frame. The root attribute ``nfe`` is the number of network evaluations each
     dehazed frame got, as the sampler counted them (0: none ran).
     """
-    from usdehaze.ultrasound.ood import check_run
+    from usdehaze.ultrasound.ood import check_run, start_run_check, unfinished
     from usdehaze.ultrasound.sinks import check_kind
 
     frames = range(scan.n_frames) if frames is None else frames
@@ -251,13 +259,14 @@ def run_dehaze(
         from usdehaze.ultrasound.bmode import DisplayView
 
         view = DisplayView(scan, dehazer.min_size(), cfg.dynamic_range)
-    with stage("ood check"):
-        ood = check_run(scan, frames, dehazer, strict, warn, view)
+    with stage("ood check"):  # --strict refuses before any frame; else scored beside them
+        pending = None if strict else start_run_check(scan, frames, dehazer, warn, view)
+        ood = check_run(scan, frames, dehazer, strict, warn, view) if strict else None
     record = {
         **run_record(dehazer, scan.path, scan.layout, scan.key, frames, scan.magnitude_only),
         **({"note": note} if note else {}),
         **({"display": view.display.record()} if view is not None else {}),
-        **ood.attrs(),
+        **(ood.attrs() if ood is not None else {}),  # beside the frames: added when known
         **(attrs or {}),
     }
     driver = FrameDriver(
@@ -267,13 +276,32 @@ def run_dehaze(
     done = 0
     batches = timed("read", scan.batches(frames, cfg.batch))
     with stage("write"), _sink(out, kind, scan, view, frames, cfg, record) as w:
-        for idx, res in driver.run(batches, step_callback, view):
-            w.write_frames(done, **res)  # the batch in one write per key
-            done += len(idx)
-            if driver.blank:  # kept when a later batch is interrupted
-                w.update_attrs({"blank_frames": list(driver.blank)})
-            if progress is not None:
-                progress(done, len(frames), time.perf_counter() - t0)
+
+        def take_check(wait: bool) -> None:  # the check beside the frames, once it is known
+            nonlocal pending
+            if pending is not None and (wait or pending.done()):
+                with stage("ood check"):  # the run's wait for it, if any
+                    driver.ood = pending.result()
+                beside("ood check", pending.seconds)
+                w.update_attrs(driver.ood.attrs())
+                pending = None
+
+        try:
+            for idx, res in driver.run(batches, step_callback, view):
+                w.write_frames(done, **res)  # the batch in one write per key
+                done += len(idx)
+                if driver.blank:  # kept when a later batch is interrupted
+                    w.update_attrs({"blank_frames": list(driver.blank)})
+                take_check(wait=False)
+                if progress is not None:
+                    progress(done, len(frames), time.perf_counter() - t0)
+            take_check(wait=True)
+        except BaseException:
+            with contextlib.suppress(Exception):  # a score known by now goes in the partial file
+                take_check(wait=False)
+            if pending is not None:  # else: not scored, and the file says so
+                w.update_attrs(unfinished(dehazer.priors.get("tissue")).attrs())
+            raise
         with stage("result checks"):
             w.update_attrs(driver.finish())  # result checks, nfe, blank frames
         seconds = time.perf_counter() - t0

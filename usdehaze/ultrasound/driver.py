@@ -71,6 +71,8 @@ class StageTimer:
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
+        # work that ran in another thread beside the stages (not part of their sum)
+        self.beside: dict[str, float] = {}
         self._open: list[list[float]] = []  # per open stage: [start, seconds of inner stages]
 
     @contextlib.contextmanager
@@ -101,6 +103,13 @@ def stage(name: str) -> contextlib.AbstractContextManager:
     """Time the block as stage ``name`` when a :func:`timing` is on; else nothing."""
     t = _TIMER.get()
     return _OFF if t is None else t(name)
+
+
+def beside(name: str, seconds: float) -> None:
+    """Note ``seconds`` of work ``name`` that ran in another thread, beside the stages."""
+    t = _TIMER.get()
+    if t is not None:
+        t.beside[name] = t.beside.get(name, 0.0) + seconds
 
 
 @contextlib.contextmanager
