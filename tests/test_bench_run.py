@@ -88,3 +88,100 @@ def test_cli_answers_a_missing_scan_in_one_line(tmp_path, capsys):
     assert run_app(["bench", "run", str(tmp_path / "nope.h5")]) == 2
     err = capsys.readouterr().err
     assert "nope.h5: no such file" in err and "Traceback" not in err
+
+
+def test_read_ahead_gives_the_items_in_order_and_raises_the_readers_error():
+    assert list(driver.read_ahead(iter(range(5)))) == [0, 1, 2, 3, 4]
+
+    def broken():
+        yield 1
+        raise OSError("unreadable chunk")
+
+    got = []
+    with pytest.raises(OSError, match="unreadable chunk"):
+        for item in driver.read_ahead(broken()):
+            got.append(item)
+    assert got == [1]
+
+
+def test_closing_read_ahead_stops_the_reader_before_returning():
+    import threading
+
+    reads: list[int] = []
+    started = threading.Event()
+
+    closed = threading.Event()
+
+    def source():
+        try:
+            for i in range(1000):
+                started.set()
+                reads.append(i)
+                yield i
+        finally:
+            closed.set()
+
+    ahead = driver.read_ahead(source())
+    assert next(ahead) == 0
+    started.wait(5)
+    ahead.close()  # waits for the read in progress: nothing is read after this
+    n = len(reads)
+    assert closed.is_set()  # the source generator is closed too, before close() returns
+    assert n <= 3  # the one taken and two ahead at most, not the whole source
+    threading.Event().wait(0.2)
+    assert len(reads) == n
+
+
+def _datasets_and_attrs(path):
+    import h5py
+    import numpy as np
+
+    with h5py.File(path) as f:
+        data = {}
+        f.visititems(lambda n, o: data.update({n: o[()]}) if isinstance(o, h5py.Dataset) else None)
+        attrs = {k: np.asarray(v) for k, v in f.attrs.items() if not k.startswith("seconds")}
+    return data, attrs
+
+
+def test_a_run_read_ahead_writes_what_a_run_read_in_line_writes(
+    scan_file, tiny_iq_priors, tiny_student, tmp_path, monkeypatch
+):
+    import numpy as np
+
+    from usdehaze.ultrasound import dehaze
+    from usdehaze.ultrasound.io import load_scan
+
+    cfg = _cfg(tiny_iq_priors, tiny_student, method="fast", batch=2)  # 3 batches of 5 frames
+    dehaze.run_dehaze(load_scan(scan_file), tmp_path / "ahead.h5", cfg)
+    monkeypatch.setattr(dehaze, "read_ahead", iter)  # the batches read in line, as before
+    dehaze.run_dehaze(load_scan(scan_file), tmp_path / "inline.h5", cfg)
+    (da, aa), (di, ai) = (_datasets_and_attrs(tmp_path / n) for n in ("ahead.h5", "inline.h5"))
+    assert sorted(da) == sorted(di) and "tissue" in " ".join(da)
+    for name in da:
+        assert np.array_equal(da[name], di[name], equal_nan=True), name
+    assert sorted(aa) == sorted(ai)
+    for key in aa:
+        assert np.array_equal(aa[key], ai[key], equal_nan=aa[key].dtype.kind == "f"), key
+
+
+def test_a_read_error_mid_run_reaches_the_caller(
+    scan_file, tiny_iq_priors, tiny_student, tmp_path, monkeypatch
+):
+    from usdehaze.ultrasound import scan as scan_mod
+    from usdehaze.ultrasound.dehaze import run_dehaze
+    from usdehaze.ultrasound.io import load_scan
+
+    real = scan_mod.read_frames
+    asked: list[list[int]] = []
+
+    def failing(scan, index):
+        asked.append(list(index))
+        if index[0] >= 2:  # the run's second batch (ood reads through its own import)
+            raise OSError("unreadable chunk at frame 2")
+        return real(scan, index)
+
+    monkeypatch.setattr(scan_mod, "read_frames", failing)
+    cfg = _cfg(tiny_iq_priors, tiny_student, method="fast", batch=2)
+    with pytest.raises(OSError, match="unreadable chunk at frame 2"):
+        run_dehaze(load_scan(scan_file), tmp_path / "r.h5", cfg)
+    assert [2, 3] in asked and [4] not in asked  # nothing is read past the error

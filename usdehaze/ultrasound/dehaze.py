@@ -25,6 +25,7 @@ from usdehaze.ultrasound.driver import (
     FrameDriver,
     beside,
     provenance,
+    read_ahead,
     source_record,
     stage,
     timed,
@@ -274,8 +275,11 @@ def run_dehaze(
     )
     t0 = time.perf_counter()
     done = 0
-    batches = timed("read", scan.batches(frames, cfg.batch))
-    with stage("write"), _sink(out, kind, scan, view, frames, cfg, record) as w:
+    # the next batch is read while this one is dehazed ("read" counts the waits for it); the
+    # reader stops before the sink closes (a video or DICOM sink reads the scan's pixels then)
+    ahead = contextlib.closing(read_ahead(scan.batches(frames, cfg.batch)))
+    with stage("write"), _sink(out, kind, scan, view, frames, cfg, record) as w, ahead as reader:
+        batches = timed("read", reader)
 
         def take_check(wait: bool) -> None:  # the check beside the frames, once it is known
             nonlocal pending

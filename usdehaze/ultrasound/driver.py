@@ -137,6 +137,58 @@ def timed(name: str, items: Iterable[Any]) -> Iterator[Any]:
         yield item
 
 
+def read_ahead(items: Iterable[Any]) -> Iterator[Any]:
+    """``items`` produced ahead (two at most) in a daemon thread: the next batch is read while
+    this one is dehazed (the network releases the GIL). The producer's errors are raised here, in
+    order; closing the generator stops the producer, waits for its read in progress and closes
+    ``items``, so the file is never read after its reader closes it (close it before the
+    scan)."""
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=1)
+    stop = threading.Event()
+    end = object()
+
+    def put(entry: tuple[Any, BaseException | None]) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(entry, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    source = iter(items)
+
+    def produce() -> None:
+        try:
+            for item in source:
+                if not put((item, None)):
+                    return
+            put((end, None))
+        except BaseException as exc:  # noqa: BLE001 - raised again in the consumer
+            put((None, exc))
+        finally:  # a generator source is closed here, in its own thread, before join returns
+            close = getattr(source, "close", None)
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=produce, name="usdehaze-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, exc = q.get()
+            if exc is not None:
+                raise exc
+            if item is end:
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
 def provenance(dehazer: Any) -> dict[str, Any]:
     """What a result records about the run that made it, before any frame: version, the full
     config as it ran (``dehazer.cfg``: with a baseline's own settings), method, seed, the prior
