@@ -185,3 +185,72 @@ def test_a_read_error_mid_run_reaches_the_caller(
     with pytest.raises(OSError, match="unreadable chunk at frame 2"):
         run_dehaze(load_scan(scan_file), tmp_path / "r.h5", cfg)
     assert [2, 3] in asked and [4] not in asked  # nothing is read past the error
+
+
+def _threads_named(name):
+    import threading
+
+    return [t for t in threading.enumerate() if t.name == name]
+
+
+def test_jobs_beside_run_in_order_and_their_thread_ends_at_wait():
+    jobs = driver._InOrder("test-in-order")
+    done: list[int] = []
+    for i in range(6):
+        jobs.submit(lambda i=i: done.append(i))
+    assert _threads_named("test-in-order")
+    jobs.wait()
+    assert done == list(range(6))
+    for t in _threads_named("test-in-order"):
+        t.join(5)
+    assert not _threads_named("test-in-order")
+
+
+def test_a_job_error_is_raised_by_the_next_submit_or_wait_and_stops_those_behind_it():
+    import threading
+
+    jobs = driver._InOrder("test-in-order-error")
+    done: list[int] = []
+    failed = threading.Event()
+
+    def bad():
+        failed.set()
+        raise ValueError("check failed")
+
+    jobs.submit(bad)
+    jobs.submit(lambda: done.append(1))
+    with pytest.raises(ValueError, match="check failed"):
+        jobs.wait()
+    assert done == []  # the job behind the error did not run
+
+    jobs.submit(bad)
+    failed.wait(5)
+    while jobs._state.error is None:  # the thread records it just after the event
+        threading.Event().wait(0.01)
+    with pytest.raises(ValueError, match="check failed"):
+        jobs.submit(lambda: done.append(2))
+    jobs.wait()
+
+
+def test_jobs_dropped_unwaited_end_their_thread():
+    import gc
+    import threading
+
+    release = threading.Event()
+    jobs = driver._InOrder("test-in-order-dropped")
+    jobs.submit(release.wait)
+    (t,) = _threads_named("test-in-order-dropped")
+    del jobs
+    gc.collect()
+    release.set()
+    t.join(5)
+    assert not t.is_alive()
+
+
+def test_a_runs_result_checks_beside_the_frames_are_timed_apart(
+    scan_file, tiny_iq_priors, tiny_student
+):
+    from usdehaze.ultrasound.bench_run import run
+
+    r = run(scan_file, _cfg(tiny_iq_priors, tiny_student, method="fast", batch=2))
+    assert r["beside"]["result checks"] > 0  # in the thread, not on the run's path

@@ -16,7 +16,9 @@ Stage timing (``usdehaze bench run``): :func:`stage` marks a part of a run (read
 network, ...); inside :func:`timing` its wall time is added to a :class:`StageTimer`, outside
 it costs one context-variable lookup. Stages nest: a stage's own time excludes the stages
 inside it (the method's call is "network", the student's encode and decode inside it count as
-"encode" and "decode").
+"encode" and "decode"). Work beside the frames (the run's read-ahead, the result checks of a
+batch while the next is dehazed when no fallback needs them first) runs in threads; its own
+time is noted with :func:`beside`, the run's waits for it count in the stage.
 """
 
 from __future__ import annotations
@@ -189,6 +191,80 @@ def read_ahead(items: Iterable[Any]) -> Iterator[Any]:
         thread.join()
 
 
+class _InOrder:
+    """Jobs run one after another, in order, in a daemon thread beside the frames (a batch's
+    result checks while the next batch is dehazed). A job's error is raised by the next
+    :meth:`submit` or by :meth:`wait` (the jobs behind it are not run); the thread's time is
+    noted as :func:`beside` work. The thread ends at :meth:`wait`, or when this is dropped
+    unwaited (an interrupted run)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._jobs: Any = None  # a queue.SimpleQueue while a thread runs
+        self._state = _JobState()
+        self._pending = 0
+
+    def submit(self, job: Callable[[], None]) -> None:
+        import queue
+        import threading
+        import weakref
+
+        self._raise()
+        if self._jobs is None:
+            self._jobs = queue.SimpleQueue()
+            args = (self._jobs, self._state)
+            threading.Thread(target=_work, args=args, name=self.name, daemon=True).start()
+            weakref.finalize(self, self._jobs.put, None)
+        self._pending += 1
+        self._jobs.put(job)
+
+    def wait(self) -> None:
+        """Until every job submitted has run, then the thread ends; its time goes to the
+        stage timer."""
+        st = self._state
+        while self._pending:
+            st.done.acquire()
+            self._pending -= 1
+        if self._jobs is not None:
+            self._jobs.put(None)
+            self._jobs = None
+        if st.seconds:
+            beside("result checks", st.seconds)
+            st.seconds = 0.0
+        self._raise()
+
+    def _raise(self) -> None:
+        if self._state.error is not None:
+            exc, self._state.error = self._state.error, None
+            raise exc
+
+
+class _JobState:
+    """What the jobs' thread hands back: the first error, its seconds, one release per job."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.error: BaseException | None = None
+        self.seconds = 0.0
+        self.done = threading.Semaphore(0)
+
+
+def _work(jobs: Any, state: _JobState) -> None:
+    """The jobs' thread: runs them in order until it gets None."""
+    while (job := jobs.get()) is not None:
+        t0 = time.perf_counter()
+        try:
+            if state.error is None:  # after an error the jobs behind it are not run
+                job()
+        except BaseException as exc:  # noqa: BLE001 - raised again in the run's thread
+            state.error = exc
+        finally:
+            job = None  # not kept alive while waiting for the next
+            state.seconds += time.perf_counter() - t0
+            state.done.release()
+
+
 def provenance(dehazer: Any) -> dict[str, Any]:
     """What a result records about the run that made it, before any frame: version, the full
     config as it ran (``dehazer.cfg``: with a baseline's own settings), method, seed, the prior
@@ -271,6 +347,8 @@ class FrameDriver:
         # cines: mean |Δ dB| between consecutive frames of the input and of the tissue estimate
         self.flicker: dict[str, list[float]] = {"input": [], "tissue": []}
         self._last: tuple[int, dict[str, np.ndarray]] | None = None
+        # with fallback "none" the checks change no result: they run beside the next batch
+        self._beside = _InOrder("usdehaze-result-checks") if fallback == "none" else None
 
     def dehaze(
         self,
@@ -308,14 +386,29 @@ class FrameDriver:
             with stage("scan conversion"):
                 res = view.full(frames_in, res)
         with stage("result checks"):
+            checks = self._checks(list(index), dict(res), mask, view is not None)
+            if self._beside is not None:  # the arrays are not changed after this: read later
+                self._beside.submit(checks)
+            else:
+                checks()
+        self.frames_done += len(index)
+        return res
+
+    def _checks(
+        self, index: list[int], res: dict[str, np.ndarray], mask: Any, cine: bool
+    ) -> Callable[[], None]:
+        """The batch's result checks (do no harm, gross failures and their fallback, a cine's
+        flicker), to run now or beside the next batch, in order."""
+
+        def run() -> None:
             if self.check:
                 self.harm.add(index, res["input"], res["tissue"])
                 self.wreck.add(index, res["input"], res["tissue"], res.get("haze"), mask)
                 self._fall_back(index, res)
-            if view is not None:  # a cine: frame-to-frame change of input and result
+            if cine:  # a cine: frame-to-frame change of input and result
                 self._flicker(index, res, mask)
-        self.frames_done += len(index)
-        return res
+
+        return run
 
     def _flicker(self, index: list[int], res: dict[str, np.ndarray], mask: Any) -> None:
         """Add consecutive frames' changes (mean |Δ dB| in the dehazed region) of the input and
@@ -366,6 +459,8 @@ class FrameDriver:
         """The run's result attributes after its frames: the do-no-harm figures and
         ``ood_warning`` / ``ood_reasons`` over both checks (result_check_attrs), ``nfe``
         (0 when none ran) and the blank frames (when any)."""
+        if self._beside is not None:
+            self._beside.wait()  # the checks of the last batches
         judged = self.dehazer.priors.get("tissue") is not None  # bm3d is not judged
         wreck = self.wreck.attrs()
         wreck["wreck_warning"] = bool(judged and wreck["wreck_warning"])
