@@ -71,6 +71,27 @@ def test_gcnr_matches_zea(bins, monkeypatch):
         assert metrics.gcnr(t, u, bins=bins) == pytest.approx(theirs, abs=1e-12)
 
 
+@pytest.mark.parametrize("bins", [256, 7, 1])
+def test_gcnr_bins_exactly_as_the_edges_define_them(bins):
+    """gcnr bins by (count, range) (no sort, issue 29's do-no-harm cost): the same counts as
+    the edges np.linspace(lo, hi, bins + 1), values on the edges included."""
+
+    def by_edges(a, b):
+        edges = np.linspace(min(a.min(), b.min()), max(a.max(), b.max()), bins + 1)
+        pa, pb = np.histogram(a, edges)[0], np.histogram(b, edges)[0]
+        return float(1.0 - np.minimum(pa / a.size, pb / b.size).sum())
+
+    rng = np.random.default_rng(4)
+    cases = [
+        (rng.normal(0, 1, 5000), rng.normal(0.7, 2, 3000)),
+        (rng.integers(-60, 1, 4000).astype(float), rng.integers(-60, 1, 900).astype(float)),
+        (np.linspace(-60, 0, 257), np.linspace(-60, 0, 513)[::-1]),  # on every edge
+        (-60 + 60 * rng.random(3000) ** 3, np.full(10, 0.0)),
+    ]
+    for a, b in cases:
+        assert metrics.gcnr(a, b, bins=bins) == by_edges(a, b)
+
+
 def test_ks_matches_scipy():
     rng = np.random.default_rng(3)
     a, b = rng.normal(0, 1, 700), rng.normal(0.3, 1.2, 900)

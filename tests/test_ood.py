@@ -354,3 +354,73 @@ def test_model_for_prior_follows_the_priors_domain(tiny_priors, tiny_iq_priors):
 
     assert model_for_prior(load_prior(tiny_iq_priors[0])).name == "iq"
     assert model_for_prior(load_prior(tiny_priors[0])).domain == "db"
+
+
+# -- beside the frames (issue 29: the run's frames do not wait for the check) --------------------
+def _scan_and_cfg(tiny_iq_priors, scan_file):
+    from usdehaze.ultrasound.dehaze import DehazeConfig
+    from usdehaze.ultrasound.io import load_scan
+
+    t, h = tiny_iq_priors
+    cfg = DehazeConfig(tissue_prior=str(t), haze_prior=str(h), steps=1, device="cpu", batch=1)
+    return load_scan(scan_file), cfg
+
+
+def test_the_check_beside_the_frames_records_what_check_run_gives(
+    scan_file, tiny_iq_priors, tmp_path
+):
+    from usdehaze.ultrasound.dehaze import Dehazer, run_dehaze
+    from usdehaze.ultrasound.ood import check_run
+    from usdehaze.ultrasound.results import load_result
+
+    scan, cfg = _scan_and_cfg(tiny_iq_priors, scan_file)
+    with scan:
+        warned: list[str] = []
+        run_dehaze(scan, tmp_path / "r.h5", cfg, warn=warned.append)
+        before = check_run(scan, range(scan.n_frames), Dehazer(cfg)).attrs()
+    with load_result(tmp_path / "r.h5") as r:
+        assert {k: r.attrs[k] for k in before} == before and "ood_note" not in r.attrs
+    assert sum("ood_score" in w for w in warned) == (1 if before["ood_warning"] else 0)
+
+
+def test_a_run_stopped_before_the_check_finished_says_so(
+    scan_file, tiny_iq_priors, tmp_path, monkeypatch
+):
+    import threading
+
+    from usdehaze.ultrasound import ood
+    from usdehaze.ultrasound.dehaze import run_dehaze
+    from usdehaze.ultrasound.results import load_result
+
+    release = threading.Event()
+    real = ood.PendingCheck._run
+    monkeypatch.setattr(ood.PendingCheck, "_run", lambda self, f: (release.wait(), real(self, f)))
+
+    def stop(done, total, seconds):
+        raise KeyboardInterrupt
+
+    scan, cfg = _scan_and_cfg(tiny_iq_priors, scan_file)
+    try:
+        with scan, pytest.raises(KeyboardInterrupt):
+            run_dehaze(scan, tmp_path / "r.h5", cfg, progress=stop)
+    finally:
+        release.set()
+    with load_result(tmp_path / "r.h5") as r:
+        assert r.attrs["complete"] is False and r.n_frames == 1
+        assert math.isnan(r.attrs["ood_score"]) and r.attrs["ood_warning"] is False
+        assert "the run stopped first" in r.attrs["ood_note"] and r.attrs["ood_frames"] == []
+
+
+def test_an_error_of_the_check_beside_the_frames_reaches_the_run(
+    scan_file, tiny_iq_priors, tmp_path, monkeypatch
+):
+    from usdehaze.ultrasound import ood
+    from usdehaze.ultrasound.dehaze import run_dehaze
+
+    def broken(*a, **k):
+        raise RuntimeError("scoring failed")
+
+    monkeypatch.setattr(ood, "check_frames", broken)
+    scan, cfg = _scan_and_cfg(tiny_iq_priors, scan_file)
+    with scan, pytest.raises(RuntimeError, match="scoring failed"):
+        run_dehaze(scan, tmp_path / "r.h5", cfg)

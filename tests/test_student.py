@@ -243,3 +243,20 @@ def test_fast_on_scan_converted_input_switches_to_the_bmode_student():
     assert cfg.model == "bmode" and "B-mode student" in note
     with pytest.raises(UsageError, match="B-mode student"):
         for_scan(DehazeConfig(method="fast", priors="somewhere"), Cine())
+
+
+def test_upsampling_into_the_concatenation_is_the_plain_ops():
+    """OnePassUNet's decoder input (issue 29): nearest 2× upsampling written straight into the
+    concatenation gives exactly torch.cat([interpolate(y), skip]); with gradients, the same."""
+    from usdehaze.core.student import _up_cat
+
+    torch.manual_seed(0)
+    for shape in [(2, 8, 6, 5), (1, 3, 1, 1), (3, 4, 16, 8)]:
+        y = torch.randn(*shape)
+        skip = torch.randn(shape[0], 5, 2 * shape[2], 2 * shape[3])
+        plain = torch.cat([torch.nn.functional.interpolate(y, scale_factor=2), skip], dim=1)
+        with torch.inference_mode():
+            assert torch.equal(_up_cat(y, skip), plain)
+        y.requires_grad_(True)
+        out = _up_cat(y, skip)
+        assert out.requires_grad and torch.equal(out.detach(), plain)

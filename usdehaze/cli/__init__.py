@@ -14,6 +14,7 @@ from usdehaze.cli import (  # noqa: E402,F401
     bench_cmd,
     bench_dehaze,
     bench_io,
+    bench_run,
     bench_sampler,
     evaluate_cmd,
     experiment_cmd,

@@ -96,11 +96,25 @@ class OnePassUNet(nn.Module):
             skips.append(enc(skips[-1]))
         y = skips.pop()
         for k in reversed(range(self.arch.levels)):
-            y = nn.functional.interpolate(y, scale_factor=2, mode="nearest")
-            y = self.dec[k](torch.cat([y, skips[k]], dim=1))
+            y = self.dec[k](_up_cat(y, skips[k]))
         out = self.head(y)[..., :h, :w]
         r = self.arch.residual
         return out + x[:, r : r + 1]
+
+
+def _up_cat(y: Tensor, skip: Tensor) -> Tensor:
+    """torch.cat([nearest 2× upsampling of y, skip], dim=1), the upsampled values written
+    straight into the result when no gradient is taken (no upsampled copy to concatenate: the
+    same values; 18 % of a 256 × 128 student pass went to upsampling and concatenating).
+    Training keeps the plain ops, whose backward sums in the order it always did."""
+    if torch.is_grad_enabled() and (y.requires_grad or skip.requires_grad):
+        up = nn.functional.interpolate(y, scale_factor=2, mode="nearest")
+        return torch.cat([up, skip], dim=1)
+    n, c, h, w = y.shape
+    out = y.new_empty((n, c + skip.shape[1], 2 * h, 2 * w))
+    out[:, :c].unflatten(3, (w, 2)).unflatten(2, (h, 2)).copy_(y[:, :, :, None, :, None])
+    out[:, c:] = skip
+    return out
 
 
 def parameter_bytes(net: nn.Module) -> int:

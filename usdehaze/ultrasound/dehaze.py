@@ -10,6 +10,7 @@ are found by usdehaze.ultrasound.prior_files.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -20,7 +21,15 @@ import numpy as np
 
 from usdehaze.errors import UsageError
 from usdehaze.ultrasound.dehaze_config import DehazeConfig, build_config, method_settings
-from usdehaze.ultrasound.driver import FrameDriver, provenance, source_record
+from usdehaze.ultrasound.driver import (
+    FrameDriver,
+    beside,
+    provenance,
+    read_ahead,
+    source_record,
+    stage,
+    timed,
+)
 from usdehaze.ultrasound.logcomp import reference, to_db
 from usdehaze.ultrasound.methods import METHODS, for_scan, run_model
 from usdehaze.ultrasound.scan import blank_frames
@@ -140,10 +149,12 @@ class Dehazer:
         if blank.any() and within is None:  # blank in, blank out, and no sampler time spent
             return self._with_blank_frames(iq, blank, callback, frames, seed)
         whole = iq if within is None else np.asarray(within)
-        env_ref = reference(np.abs(whole), "frame")
-        db = to_db(iq, c.dynamic_range, normalise=env_ref)
+        with stage("encode"):
+            env_ref = reference(np.abs(whole), "frame")
+            db = to_db(iq, c.dynamic_range, normalise=env_ref)
         if not self.model.needs_phase:
-            return {"input": db, **self(db, seed=seed, callback=callback, frames=frames)}
+            with stage("network"):
+                return {"input": db, **self(db, seed=seed, callback=callback, frames=frames)}
         if not np.iscomplexobj(iq):
             raise UsageError(
                 f"model '{c.model}' needs complex IQ frames; these are magnitudes (use model "
@@ -152,7 +163,8 @@ class Dehazer:
         if not np.isfinite(iq).all():
             raise UsageError("frames: contain NaN or Inf")
         run = {"seed": seed, "callback": callback, "frames": frames, "whole": whole}
-        return self.method.run_iq(self, iq, db, run | {"within": within})
+        with stage("network"):  # a student's encode and decode inside it count as theirs
+            return self.method.run_iq(self, iq, db, run | {"within": within})
 
     def _with_blank_frames(self, iq, blank, callback, frames, seed) -> dict[str, np.ndarray]:
         keep = np.flatnonzero(~blank)
@@ -225,14 +237,15 @@ def run_dehaze(
     ``out``'s suffix picks the output (usdehaze.ultrasound.sinks): a result file, or for
     scan-converted B-mode a DICOM cine or a side-by-side video. ``progress(frames_done, total,
     seconds)`` after each batch; ``step_callback`` each sampler step; ``warn(message)`` for
-    what runs in place of the config on this scan (once its weights loaded), for frames that are all zeros (kept blank, listed in ``blank_frames``), when the scan looks
-    unlike the priors' training data (usdehaze.ultrasound.ood, checked once before sampling)
-    and when results look wrecked (usdehaze.ultrasound.wreck, per frame); ``strict``: refuse
-    such a scan, and stop at a wrecked frame; ``fallback`` "input": write the input in place of
-    a wrecked frame. The root attribute ``nfe`` is the number of network evaluations each
-    dehazed frame got, as the sampler counted them (0: none ran).
+    what runs in place of the config on this scan (once its weights loaded), for frames that are
+    all zeros (kept blank, listed in ``blank_frames``), when the scan looks unlike the priors'
+    training data (usdehaze.ultrasound.ood, checked once, beside the first frames; with
+    ``strict`` before any) and when results look wrecked (usdehaze.ultrasound.wreck, per frame);
+    ``strict``: refuse such a scan, and stop at a wrecked frame; ``fallback`` "input": write the
+    input in place of a wrecked frame. The root attribute ``nfe`` is the number of network
+    evaluations each dehazed frame got, as the sampler counted them (0: none ran).
     """
-    from usdehaze.ultrasound.ood import check_run
+    from usdehaze.ultrasound.ood import check_run, start_run_check, unfinished
     from usdehaze.ultrasound.sinks import check_kind
 
     frames = range(scan.n_frames) if frames is None else frames
@@ -240,23 +253,25 @@ def run_dehaze(
     cfg, note = for_scan(cfg, scan)
     if scan.display is not None and scan.display.source != "default":  # the file says
         cfg = replace(cfg, dynamic_range=scan.display.dynamic_range)
-    dehazer = Dehazer(cfg)
+    with stage("load"):
+        dehazer = Dehazer(cfg)
     cfg = dehazer.cfg  # with a baseline's own settings: what actually ran
-    if (
-        note and warn is not None
-    ):  # said once what it loaded has been accepted: a refusal stays one line
-        warn(f"{scan.path}: {note if scan.domain == 'display' else 'only magnitude data; ' + note}")
+    if note and warn is not None:  # said once its weights loaded: a refusal stays one line
+        said = note if scan.domain == "display" else f"only magnitude data; {note}"
+        warn(f"{scan.path}: {said}")
     view = None
     if scan.domain == "display":
         from usdehaze.ultrasound.bmode import DisplayView
 
         view = DisplayView(scan, dehazer.min_size(), cfg.dynamic_range)
-    ood = check_run(scan, frames, dehazer, strict, warn, view)
+    with stage("ood check"):  # --strict refuses before any frame; else scored beside them
+        pending = None if strict else start_run_check(scan, frames, dehazer, warn, view)
+        ood = check_run(scan, frames, dehazer, strict, warn, view) if strict else None
     record = {
         **run_record(dehazer, scan.path, scan.layout, scan.key, frames, scan.magnitude_only),
         **({"note": note} if note else {}),
         **({"display": view.display.record()} if view is not None else {}),
-        **ood.attrs(),
+        **(ood.attrs() if ood is not None else {}),  # beside the frames: added when known
         **(attrs or {}),
     }
     driver = FrameDriver(
@@ -264,16 +279,39 @@ def run_dehaze(
     )
     t0 = time.perf_counter()
     done = 0
-    with _sink(out, kind, scan, view, frames, cfg, record) as w:
-        for idx, res in driver.run(scan.batches(frames, cfg.batch), step_callback, view):
-            for k in range(len(idx)):
-                w.write(done, **{key: v[k] for key, v in res.items()})
-                done += 1
-            if driver.blank:  # kept when a later batch is interrupted
-                w.update_attrs({"blank_frames": list(driver.blank)})
-            if progress is not None:
-                progress(done, len(frames), time.perf_counter() - t0)
-        w.update_attrs(driver.finish())  # result checks, nfe, blank frames
+    # the next batch is read while this one is dehazed ("read" counts the waits for it); the
+    # reader stops before the sink closes (a video or DICOM sink reads the scan's pixels then)
+    ahead = contextlib.closing(read_ahead(scan.batches(frames, cfg.batch)))
+    with stage("write"), _sink(out, kind, scan, view, frames, cfg, record) as w, ahead as reader:
+        batches = timed("read", reader)
+
+        def take_check(wait: bool) -> None:  # the check beside the frames, once it is known
+            nonlocal pending
+            if pending is not None and (wait or pending.done()):
+                with stage("ood check"):  # the run's wait for it, if any
+                    driver.ood = pending.result()
+                beside("ood check", pending.seconds)
+                w.update_attrs(driver.ood.attrs())
+                pending = None
+
+        try:
+            for idx, res in driver.run(batches, step_callback, view):
+                w.write_frames(done, **res)  # the batch in one write per key
+                done += len(idx)
+                if driver.blank:  # kept when a later batch is interrupted
+                    w.update_attrs({"blank_frames": list(driver.blank)})
+                take_check(wait=False)
+                if progress is not None:
+                    progress(done, len(frames), time.perf_counter() - t0)
+            take_check(wait=True)
+        except BaseException:
+            with contextlib.suppress(Exception):  # a score known by now goes in the partial file
+                take_check(wait=False)
+            if pending is not None:  # else: not scored, and the file says so
+                w.update_attrs(unfinished(dehazer.priors.get("tissue")).attrs())
+            raise
+        with stage("result checks"):
+            w.update_attrs(driver.finish())  # result checks, nfe, blank frames
         seconds = time.perf_counter() - t0
         w.update_attrs({"seconds": seconds, "seconds_per_frame": seconds / max(done, 1)})
     return Path(out)

@@ -11,12 +11,23 @@ the full config as it actually ran (a baseline's own sampler settings included),
 prior checksums, the precision "auto" resolved to, the dynamic range, the measurement model the
 sampler ran (``operator``: its config()), ``nfe`` (root attribute), blank frames, and the
 ``ood_*`` / ``harm_*`` fields of the checks before and after sampling.
+
+Stage timing (``usdehaze bench run``): :func:`stage` marks a part of a run (read, encode,
+network, ...); inside :func:`timing` its wall time is added to a :class:`StageTimer`, outside
+it costs one context-variable lookup. Stages nest: a stage's own time excludes the stages
+inside it (the method's call is "network", the student's encode and decode inside it count as
+"encode" and "decode"). Work beside the frames (the run's read-ahead, the result checks of a
+batch while the next is dehazed when no fallback needs them first) runs in threads; its own
+time is noted with :func:`beside`, the run's waits for it count in the stage.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import time
 from collections.abc import Callable, Iterable, Iterator
+from contextvars import ContextVar
 from dataclasses import asdict
 from typing import Any
 
@@ -42,6 +53,216 @@ PROVENANCE_KEYS = (
     "dynamic_range",
     "operator",
 )
+
+
+# the stages a run's time is split into, in the order they are printed
+STAGES = (
+    "read",
+    "encode",
+    "ood check",
+    "network",
+    "decode",
+    "scan conversion",
+    "result checks",
+    "write",
+)
+
+
+class StageTimer:
+    """Wall seconds per stage of a run (each stage's own time: stages inside it excluded)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        # work that ran in another thread beside the stages (not part of their sum)
+        self.beside: dict[str, float] = {}
+        self._open: list[list[float]] = []  # per open stage: [start, seconds of inner stages]
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        here = [time.perf_counter(), 0.0]
+        self._open.append(here)
+        try:
+            yield
+        finally:
+            self._open.pop()
+            spent = time.perf_counter() - here[0]
+            self.seconds[name] = self.seconds.get(name, 0.0) + spent - here[1]
+            if self._open:
+                self._open[-1][1] += spent
+
+    def add(self, name: str, seconds: float) -> None:
+        """Count ``seconds`` measured elsewhere (a generator's reads) to ``name``."""
+        self.seconds[name] = self.seconds.get(name, 0.0) + seconds
+        if self._open:
+            self._open[-1][1] += seconds
+
+
+_TIMER: ContextVar[StageTimer | None] = ContextVar("usdehaze_stage_timer", default=None)
+_OFF = contextlib.nullcontext()
+
+
+def stage(name: str) -> contextlib.AbstractContextManager:
+    """Time the block as stage ``name`` when a :func:`timing` is on; else nothing."""
+    t = _TIMER.get()
+    return _OFF if t is None else t(name)
+
+
+def beside(name: str, seconds: float) -> None:
+    """Note ``seconds`` of work ``name`` that ran in another thread, beside the stages."""
+    t = _TIMER.get()
+    if t is not None:
+        t.beside[name] = t.beside.get(name, 0.0) + seconds
+
+
+@contextlib.contextmanager
+def timing(timer: StageTimer) -> Iterator[StageTimer]:
+    """Turn stage timing on into ``timer`` for the block (this thread or task)."""
+    token = _TIMER.set(timer)
+    try:
+        yield timer
+    finally:
+        _TIMER.reset(token)
+
+
+def timed(name: str, items: Iterable[Any]) -> Iterator[Any]:
+    """``items`` with the time spent producing each counted to stage ``name`` (a reader)."""
+    it = iter(items)
+    while True:
+        t = _TIMER.get()
+        t0 = time.perf_counter()
+        try:
+            item = next(it)
+        except StopIteration:
+            return
+        if t is not None:
+            t.add(name, time.perf_counter() - t0)
+        yield item
+
+
+def read_ahead(items: Iterable[Any]) -> Iterator[Any]:
+    """``items`` produced ahead (two at most) in a daemon thread: the next batch is read while
+    this one is dehazed (the network releases the GIL). The producer's errors are raised here, in
+    order; closing the generator stops the producer, waits for its read in progress and closes
+    ``items``, so the file is never read after its reader closes it (close it before the
+    scan)."""
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=1)
+    stop = threading.Event()
+    end = object()
+
+    def put(entry: tuple[Any, BaseException | None]) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(entry, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    source = iter(items)
+
+    def produce() -> None:
+        try:
+            for item in source:
+                if not put((item, None)):
+                    return
+            put((end, None))
+        except BaseException as exc:  # noqa: BLE001 - raised again in the consumer
+            put((None, exc))
+        finally:  # a generator source is closed here, in its own thread, before join returns
+            close = getattr(source, "close", None)
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=produce, name="usdehaze-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, exc = q.get()
+            if exc is not None:
+                raise exc
+            if item is end:
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
+class _InOrder:
+    """Jobs run one after another, in order, in a daemon thread beside the frames (a batch's
+    result checks while the next batch is dehazed). A job's error is raised by the next
+    :meth:`submit` or by :meth:`wait` (the jobs behind it are not run); the thread's time is
+    noted as :func:`beside` work. The thread ends at :meth:`wait`, or when this is dropped
+    unwaited (an interrupted run)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._jobs: Any = None  # a queue.SimpleQueue while a thread runs
+        self._state = _JobState()
+        self._pending = 0
+
+    def submit(self, job: Callable[[], None]) -> None:
+        import queue
+        import threading
+        import weakref
+
+        self._raise()
+        if self._jobs is None:
+            self._jobs = queue.SimpleQueue()
+            args = (self._jobs, self._state)
+            threading.Thread(target=_work, args=args, name=self.name, daemon=True).start()
+            weakref.finalize(self, self._jobs.put, None)
+        self._pending += 1
+        self._jobs.put(job)
+
+    def wait(self) -> None:
+        """Until every job submitted has run, then the thread ends; its time goes to the
+        stage timer."""
+        st = self._state
+        while self._pending:
+            st.done.acquire()
+            self._pending -= 1
+        if self._jobs is not None:
+            self._jobs.put(None)
+            self._jobs = None
+        if st.seconds:
+            beside("result checks", st.seconds)
+            st.seconds = 0.0
+        self._raise()
+
+    def _raise(self) -> None:
+        if self._state.error is not None:
+            exc, self._state.error = self._state.error, None
+            raise exc
+
+
+class _JobState:
+    """What the jobs' thread hands back: the first error, its seconds, one release per job."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.error: BaseException | None = None
+        self.seconds = 0.0
+        self.done = threading.Semaphore(0)
+
+
+def _work(jobs: Any, state: _JobState) -> None:
+    """The jobs' thread: runs them in order until it gets None."""
+    while (job := jobs.get()) is not None:
+        t0 = time.perf_counter()
+        try:
+            if state.error is None:  # after an error the jobs behind it are not run
+                job()
+        except BaseException as exc:  # noqa: BLE001 - raised again in the run's thread
+            state.error = exc
+        finally:
+            job = None  # not kept alive while waiting for the next
+            state.seconds += time.perf_counter() - t0
+            state.done.release()
 
 
 def provenance(dehazer: Any) -> dict[str, Any]:
@@ -126,6 +347,8 @@ class FrameDriver:
         # cines: mean |Δ dB| between consecutive frames of the input and of the tissue estimate
         self.flicker: dict[str, list[float]] = {"input": [], "tissue": []}
         self._last: tuple[int, dict[str, np.ndarray]] | None = None
+        # with fallback "none" the checks change no result: they run beside the next batch
+        self._beside = _InOrder("usdehaze-result-checks") if fallback == "none" else None
 
     def dehaze(
         self,
@@ -143,9 +366,11 @@ class FrameDriver:
         d = self.dehazer
         frames_in, mask = frames, None
         if view is not None:
-            frames, db, mask = view.encode(frames), True, view.mask
+            with stage("scan conversion"):
+                frames, db, mask = view.encode(frames), True, view.mask
         if not db:
-            blank = blank_frames(frames)  # once per batch: the Dehazer is told, not rescanning
+            with stage("encode"):
+                blank = blank_frames(frames)  # once per batch: the Dehazer is told, no rescan
             new = [int(i) for i, b in zip(index, blank) if b]
             if new:
                 self.blank += new
@@ -154,18 +379,36 @@ class FrameDriver:
             kw = {"blank": blank} if within is None else {"within": within}
             res = d.dehaze_iq(frames, callback=callback, frames=index, **kw)
         else:
-            res = {"input": np.asarray(frames), **d(frames, callback=callback, frames=index)}
+            with stage("network"):
+                res = {"input": np.asarray(frames), **d(frames, callback=callback, frames=index)}
         self.nfe = max(self.nfe, d.nfe)
         if view is not None:  # the dehazed crop back onto the input's full frames
-            res = view.full(frames_in, res)
-        if self.check:
-            self.harm.add(index, res["input"], res["tissue"])
-            self.wreck.add(index, res["input"], res["tissue"], res.get("haze"), mask)
-            self._fall_back(index, res)
-        if view is not None:  # a cine: frame-to-frame change of input and result
-            self._flicker(index, res, mask)
+            with stage("scan conversion"):
+                res = view.full(frames_in, res)
+        with stage("result checks"):
+            checks = self._checks(list(index), dict(res), mask, view is not None)
+            if self._beside is not None:  # the arrays are not changed after this: read later
+                self._beside.submit(checks)
+            else:
+                checks()
         self.frames_done += len(index)
         return res
+
+    def _checks(
+        self, index: list[int], res: dict[str, np.ndarray], mask: Any, cine: bool
+    ) -> Callable[[], None]:
+        """The batch's result checks (do no harm, gross failures and their fallback, a cine's
+        flicker), to run now or beside the next batch, in order."""
+
+        def run() -> None:
+            if self.check:
+                self.harm.add(index, res["input"], res["tissue"])
+                self.wreck.add(index, res["input"], res["tissue"], res.get("haze"), mask)
+                self._fall_back(index, res)
+            if cine:  # a cine: frame-to-frame change of input and result
+                self._flicker(index, res, mask)
+
+        return run
 
     def _flicker(self, index: list[int], res: dict[str, np.ndarray], mask: Any) -> None:
         """Add consecutive frames' changes (mean |Δ dB| in the dehazed region) of the input and
@@ -216,6 +459,8 @@ class FrameDriver:
         """The run's result attributes after its frames: the do-no-harm figures and
         ``ood_warning`` / ``ood_reasons`` over both checks (result_check_attrs), ``nfe``
         (0 when none ran) and the blank frames (when any)."""
+        if self._beside is not None:
+            self._beside.wait()  # the checks of the last batches
         judged = self.dehazer.priors.get("tissue") is not None  # bm3d is not judged
         wreck = self.wreck.attrs()
         wreck["wreck_warning"] = bool(judged and wreck["wreck_warning"])

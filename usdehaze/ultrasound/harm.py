@@ -29,12 +29,12 @@ structures in the haze, dark painted on tissue) are usdehaze.ultrasound.wreck's 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy.ndimage import gaussian_filter
 
 from usdehaze import metrics
 
@@ -58,14 +58,37 @@ class FrameHarm:
     contrast_out_db: float
 
 
+@functools.lru_cache(maxsize=8)
+def _weights(shape: tuple[int, int]) -> np.ndarray:
+    """The smoothing's weights where every pixel counts (the same each frame of a shape)."""
+    from scipy.ndimage import gaussian_filter
+
+    w = gaussian_filter(np.ones(shape, np.float64), _sigma(shape))
+    w.flags.writeable = False
+    return w
+
+
+def _sigma(shape: tuple[int, ...]) -> list[float]:
+    return [max(n * SMOOTH_FRACTION, 1.0) for n in shape]
+
+
 def regions(db: np.ndarray, sector: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(dark, bright) masks of a dB frame (z, x) inside ``sector`` (default all pixels)."""
+    from scipy.ndimage import gaussian_filter  # here: scipy.ndimage takes 0.2 s to import
+
     db = np.asarray(db, np.float64)
-    sector = np.ones(db.shape, bool) if sector is None else np.asarray(sector, bool)
-    sigma = [max(n * SMOOTH_FRACTION, 1.0) for n in db.shape]
+    sigma = _sigma(db.shape)
     # smooth inside the sector only: pixels outside neither pull the inside down nor count
-    w = gaussian_filter(sector.astype(np.float64), sigma)
-    smooth = gaussian_filter(np.where(sector, db, 0.0), sigma) / np.maximum(w, 1e-6)
+    if sector is None:  # all pixels: the weights are the shape's, the data as it is
+        sector = np.ones(db.shape, bool)
+        w, inside_only = _weights(db.shape), db
+    else:
+        sector = np.asarray(sector, bool)
+        w, inside_only = (
+            gaussian_filter(sector.astype(np.float64), sigma),
+            np.where(sector, db, 0.0),
+        )
+    smooth = gaussian_filter(inside_only, sigma) / np.maximum(w, 1e-6)
     inside = smooth[sector]
     if inside.size == 0:
         empty = np.zeros(db.shape, bool)

@@ -1,5 +1,7 @@
 """Out-of-distribution check: does the tissue prior explain a scan's speckle? Run once per scan,
-before sampling, so that a run on data unlike the training data says so.
+so that a run on data unlike the training data says so: before sampling where a run refuses
+such data (``--strict``), else beside its first frames (:func:`start_run_check`: ``usdehaze
+run``'s frames do not wait for it).
 
 The score (``ood_score``): up to ``MAX_FRAMES`` frames spread over the run's frames, encoded as
 the run's priors see them (μ-law I/Q with each hazy frame's own reference for the iq model, dB
@@ -207,19 +209,96 @@ def check_frames(
     return OodCheck(score_encoded(x, prior), threshold, source, keep)
 
 
+def _scored(
+    scan: Any, frames: Sequence[int], prior: Any, model: Any, view: Any = None
+) -> Callable[[], OodCheck]:
+    """Read up to ``MAX_FRAMES`` frames spread over a scan's ``frames`` now; returns what scores
+    them (the network evaluations), to call now or beside the run (``view``: frames of another
+    domain, seen as the driver sees them: usdehaze.ultrasound.bmode.DisplayView)."""
+    picked = sample_frames(frames)
+    if prior is None or not picked:
+        return lambda: check_frames(np.zeros((0, 1, 1)), prior, model, [])
+    data = read_frames(scan, picked)
+    if view is not None:
+        data = view.encode(data)
+        return lambda: check_frames(data, prior, model, picked, db=True)
+    return lambda: check_frames(data, prior, model, picked)
+
+
 def check_scan(
     scan: Any, frames: Sequence[int], prior: Any, model: Any, view: Any = None
 ) -> OodCheck:
     """Read up to ``MAX_FRAMES`` frames spread over a scan's ``frames`` and check them: the one
-    check of a run, before sampling (``view``: frames of another domain, seen as the driver
-    sees them: usdehaze.ultrasound.bmode.DisplayView)."""
-    picked = sample_frames(frames)
-    if prior is None or not picked:
-        return check_frames(np.zeros((0, 1, 1)), prior, model, [])
-    data = read_frames(scan, picked)
-    if view is not None:
-        return check_frames(view.encode(data), prior, model, picked, db=True)
-    return check_frames(data, prior, model, picked)
+    check of a run (``view``: frames of another domain, seen as the driver sees them:
+    usdehaze.ultrasound.bmode.DisplayView)."""
+    return _scored(scan, frames, prior, model, view)()
+
+
+class PendingCheck:
+    """A run's check scored beside its frames, in a daemon thread (its frames were read before
+    it started): :meth:`result` waits for it, says the warning once, and raises what it
+    raised; :attr:`seconds`: how long the scoring took."""
+
+    def __init__(self, score: Callable[[], OodCheck], name: str, warn: Callable | None) -> None:
+        import threading
+
+        self.name, self.warn = name, warn
+        self.seconds = 0.0
+        self._check: OodCheck | None = None
+        self._error: BaseException | None = None
+        self._said = False
+        self._thread = threading.Thread(
+            target=self._run, args=(score,), name="usdehaze-ood-check", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, score: Callable[[], OodCheck]) -> None:
+        import time
+
+        t0 = time.perf_counter()
+        try:
+            self._check = score()
+        except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
+            self._error = exc
+        self.seconds = time.perf_counter() - t0
+
+    def done(self) -> bool:
+        """Whether the score is known (or failed)."""
+        return not self._thread.is_alive()
+
+    def result(self) -> OodCheck:
+        """The check (waiting for it); its warning through ``warn`` the first time."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        check = self._check
+        assert check is not None
+        if check.warning and self.warn is not None and not self._said:
+            self._said = True
+            self.warn(check.message(self.name))
+        return check
+
+
+def unfinished(prior: Any) -> OodCheck:
+    """What a run records when it stopped before its check beside the frames finished."""
+    if prior is None:
+        return OodCheck(math.nan, math.nan, "none", [], "the method uses no prior")
+    threshold, source = ood_threshold(prior)
+    return OodCheck(math.nan, threshold, source, [], "not scored: the run stopped first")
+
+
+def start_run_check(
+    scan: Any,
+    frames: Sequence[int],
+    dehazer: Any,
+    warn: Callable[[str], None] | None = None,
+    view: Any = None,
+) -> PendingCheck:
+    """A run's one check without ``--strict``, scored beside its frames: the frames are read
+    here, the network evaluations run in a thread while the run dehazes (the warning comes
+    when the score is known; a refusal, ``--strict``, is :func:`check_run`, before any frame)."""
+    score = _scored(scan, frames, dehazer.priors.get("tissue"), dehazer.model, view)
+    return PendingCheck(score, str(scan.path), warn)
 
 
 def check_run(

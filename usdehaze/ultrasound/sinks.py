@@ -4,8 +4,9 @@
 haze dB on the input's own pixel grid, masks, provenance). ``.dcm``: the dehazed cine as a
 derived copy of a DICOM input (usdehaze.ultrasound.io.write_dicom). ``.mp4`` / ``.mov`` /
 ``.avi``: input | dehazed side by side at the cine's frame rate (io.write_video). Every sink
-takes frames in order through ``write(i, **dB frames)`` and the run's record through
-``update_attrs``, and writes atomically; an interrupted run keeps the frames finished.
+takes frames in order through ``write(i, **dB frames)`` (a batch: ``write_frames``) and the
+run's record through ``update_attrs``, and writes atomically; an interrupted run keeps the
+frames finished.
 """
 
 from __future__ import annotations
@@ -86,6 +87,11 @@ class PixelSink:
         tissue = np.asarray(frames["tissue"], np.float32)
         refuse_non_finite(self.out, i, "tissue", tissue, len(self.tissue))
         self.tissue.append(tissue)
+
+    def write_frames(self, i: int, **frames: np.ndarray) -> None:
+        """Frames ``i``, ``i + 1``, ... (each key (n, z, x)), as many :meth:`write` calls."""
+        for j in range(len(frames["tissue"])):
+            self.write(i + j, **{k: v[j] for k, v in frames.items()})
 
     def update_attrs(self, attrs: dict[str, Any]) -> None:
         self.attrs.update(attrs)

@@ -151,7 +151,13 @@ def _forward(student, x: np.ndarray, device: Any, precision: str) -> np.ndarray:
 
 def run_db(student, db: np.ndarray, dynamic_range: float, device: Any, precision: str) -> dict:
     """Dehaze display dB frames (n, z, x) in one pass: tissue and haze in dB."""
-    return decode(_forward(student, encode_db(db, dynamic_range), device, precision), dynamic_range)
+    from usdehaze.ultrasound.driver import stage
+
+    with stage("encode"):
+        x = encode_db(db, dynamic_range)
+    out = _forward(student, x, device, precision)
+    with stage("decode"):
+        return decode(out, dynamic_range)
 
 
 def run(
@@ -163,5 +169,10 @@ def run(
     within: np.ndarray | None = None,
 ) -> dict:
     """Dehaze complex frames (n, z, x) in one pass: input, tissue and haze in dB."""
-    db, x = encode(iq, dynamic_range, within)
-    return {"input": db, **decode(_forward(student, x, device, precision), dynamic_range)}
+    from usdehaze.ultrasound.driver import stage
+
+    with stage("encode"):
+        db, x = encode(iq, dynamic_range, within)
+    out = _forward(student, x, device, precision)
+    with stage("decode"):
+        return {"input": db, **decode(out, dynamic_range)}
