@@ -114,3 +114,54 @@ def test_architecture_md_gives_the_prior_protocols_signature():
     assert params == ["self", "x_t", "t"]
     flat = _flat(DOCS["architecture.md"])
     assert "a callable prior(x_t, t)" in flat and "score(x_t, t)" not in flat
+
+
+def _documented_outputs() -> set[str]:
+    """What the documents' usdehaze commands write: every -o/--out/--json file, and the scan
+    and ROI file of ``usdehaze simulate OUT``."""
+    import shlex
+
+    outs = set()
+    for text in DOCS.values():
+        for body in re.findall(r"^```bash\n(.*?)^```", text, re.S | re.M):
+            for raw in body.splitlines():
+                tokens = shlex.split(raw, comments=True)
+                segments: list[list[str]] = [[]]
+                for t in tokens:
+                    if t in ("&&", "|", ";"):
+                        segments.append([])
+                    else:
+                        segments[-1].append(t)
+                for seg in segments:
+                    if "usdehaze" not in seg or any("[" in t for t in seg):
+                        continue  # not a usdehaze command, or a synopsis
+                    seg = seg[seg.index("usdehaze") :]
+                    for i, t in enumerate(seg[:-1]):
+                        if t in ("-o", "--out", "--json") and not seg[i + 1].startswith("-"):
+                            outs.add(seg[i + 1])
+                    if seg[1:2] == ["simulate"]:
+                        outs |= {seg[2], str(Path(seg[2]).with_suffix(".roi.json"))}
+    return outs
+
+
+def test_outputs_of_documented_commands_are_git_ignored():
+    """Following README and docs/ in the checkout leaves `git status` clean (issue 32)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        import pytest
+
+        pytest.skip("not a git checkout: nothing to ignore files from")
+    outs = _documented_outputs()
+    assert {"demo.png", "scan.h5", "scan.roi.json", "lab/", "cine.dehazed.dcm"} <= outs
+    paths = [o for o in outs if not o.startswith("runs/")]  # runs/ is ignored as a whole
+    r = subprocess.run(
+        ["git", "check-ignore", "--no-index", "--verbose", "--non-matching", *paths],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    missed = [ln.split("\t")[-1] for ln in r.stdout.splitlines() if ln.startswith("::")]
+    assert not missed, f"documented outputs not in .gitignore: {missed}"
+    assert "runs/" in (ROOT / ".gitignore").read_text().splitlines()
