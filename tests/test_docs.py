@@ -53,6 +53,7 @@ USER_FILES = {
 # Commands that, as written here, refuse in one line: what the line must say.
 REFUSALS = {
     "usdehaze adapt ": "",  # your own scans and folders
+    "usdehaze adapt --tissue clear.h5 ": None,  # docs/adapt.md's try: simulated, 2 steps, runs
     "usdehaze view ": "",  # napari is not installed (or the ROI file is yours)
     "usdehaze experiment ": "scikit-image",  # the baselines extra
     "usdehaze train configs/prior_tissue.yaml --export-only": "no checkpoint",

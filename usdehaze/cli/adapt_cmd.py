@@ -86,6 +86,7 @@ def adapt(
             not quiet,
             log,
             refresh,
+            warn=lambda m: typer.echo(f"warning: {m}", err=True),  # also with --quiet
         )
     except KeyboardInterrupt:
         typer.echo(

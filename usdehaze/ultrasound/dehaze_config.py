@@ -206,6 +206,13 @@ class DehazeConfig:
         unit="dB",
     )
     batch: int = _setting(4, "runtime", "Frames per sampler batch.")
+    threads: int = _setting(
+        0,
+        "runtime",
+        "CPU threads for the networks: 0 (auto) keeps OMP_NUM_THREADS where it is set, else "
+        "takes the cores this process may use less the machine's current load (at least 1): "
+        "threads beyond the free cores slow a run down (docs/cli.md, Threads).",
+    )
     channels_last: bool = _setting(True, "runtime", "NHWC memory layout for the networks.")
     compile: bool = _setting(False, "runtime", "torch.compile the networks (needs a C compiler).")
     cuda_graphs: bool = _setting(
@@ -278,6 +285,10 @@ class DehazeConfig:
                 maximum=high,
             )
         limits.seed(self.seed, f"{source}: key 'seed'")
+        if not 0 <= self.threads <= limits.MAX_THREADS:
+            raise UsageError(
+                f"{source}: threads {self.threads}: expected 0 (auto) to {limits.MAX_THREADS}"
+            )
         for name in ("steps", "samples", "batch"):
             if getattr(self, name) < 1:
                 raise UsageError(f"{source}: {name} {getattr(self, name)}: expected at least 1")
@@ -380,7 +391,7 @@ def _check_type(source: str, key: str, value: Any, default: Any) -> None:
 
 
 # runtime settings, the runtime section: where and how the networks run, not what the run is
-# (device, batch, network precision, compilation, memory layout, CUDA graphs); a resumed
+# (device, batch, CPU threads, network precision, compilation, memory layout, CUDA graphs); a resumed
 # run-many may change them
 RUNTIME_KEYS = DehazeConfig.keys("runtime")
 
