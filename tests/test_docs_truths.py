@@ -165,3 +165,31 @@ def test_outputs_of_documented_commands_are_git_ignored():
     missed = [ln.split("\t")[-1] for ln in r.stdout.splitlines() if ln.startswith("::")]
     assert not missed, f"documented outputs not in .gitignore: {missed}"
     assert "runs/" in (ROOT / ".gitignore").read_text().splitlines()
+
+
+def test_cli_md_prints_the_result_check_lines_as_run_says_them():
+    """docs/cli.md's two example lines of the result check are what HarmCheck says for their own
+    figures (the note's figures: the README walkthrough, measured by tests/test_walkthrough.py)."""
+    from usdehaze.ultrasound.harm import CONTRAST_GAIN_DB, FrameHarm, HarmCheck
+
+    text = DOCS["cli.md"]
+    num = r"(-?[\d.]+)"
+    warn = re.search(
+        rf"^(\S+): the result separates .* \(gCNR {num} -> {num}, contrast {num} -> {num} dB, "
+        rf"median of (\d+) frame.*$",
+        text,
+        re.M,
+    )
+    note = re.search(
+        rf"^(\S+): the result takes little haze out .* {num} -> {num} dB, median of (\d+) frame.*$",
+        text,
+        re.M,
+    )
+    assert warn and note
+    name, g0, g1, c0, c1, n = warn.groups()
+    h = HarmCheck([FrameHarm(k, float(g0), float(g1), float(c0), float(c1)) for k in range(int(n))])
+    assert h.warning and h.message(name) == warn.group(0)
+    name, c0, c1, n = note.groups()
+    h = HarmCheck([FrameHarm(k, 0.7, 0.7, float(c0), float(c1)) for k in range(int(n))])
+    assert h.little_effect and h.little_effect_message(name) == note.group(0)
+    assert f"less than {CONTRAST_GAIN_DB:g} dB" in _flat(text)
