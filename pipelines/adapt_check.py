@@ -295,6 +295,10 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     acq = acquisition(args.acquisition)
     name = args.acquisition
+    if name != SIMULATE:  # the corpus code's SIMUS makes the material
+        from usdehaze.extras import require
+
+        require(["pymust"], f"python pipelines/adapt_check.py --acquisition {name}")
     cases = eval_cases(args.corpus, name, args.frames)  # fail early, before any work
     tissue, haze, material = make_material(acq, args.samples, args.seed, args.out / "material")
     adapted = run_adapt(tissue, haze, args.out / "priors", args.minutes, args.device, args.restart)
@@ -345,8 +349,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    from usdehaze.extras import run_script
+
+    run_script(main)

@@ -227,4 +227,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from usdehaze.extras import run_script
+
+    run_script(main, needs=["napari"])

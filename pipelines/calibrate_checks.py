@@ -328,4 +328,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from usdehaze.extras import run_script
+
+    run_script(main)

@@ -301,4 +301,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from usdehaze.extras import run_script
+
+    run_script(main)

@@ -73,4 +73,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from usdehaze.extras import run_script
+
+    run_script(main, needs=["pymust"])  # the corpus code's SIMUS: the sim extra

@@ -160,4 +160,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from usdehaze.extras import run_script
+
+    run_script(main)

@@ -202,4 +202,6 @@ def train_bmode(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from usdehaze.extras import run_script
+
+    run_script(main)

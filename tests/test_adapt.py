@@ -458,3 +458,29 @@ def _settings():
     from usdehaze.ultrasound.adapt import AdaptSettings
 
     return AdaptSettings(minutes=None, steps=1, device="cpu")
+
+
+def test_hazy_material_without_haze_roi_is_warned(material, base, tmp_path, capsys):
+    """Issue 32: a hazy scan given as haze-only (no --haze-roi) trains the haze prior on its
+    tissue; the files' own signs (a ground-truth tissue stored beside the data, a region file
+    beside it) give a warning line, also with --quiet; haze-only material and --haze-roi none."""
+    from usdehaze.ultrasound.adapt import haze_material
+
+    sim = simulate_cardiac(2, seed=3, shape=(96, 64))
+    truth = write_scan(
+        tmp_path / "sim.h5", sim.hazy_iq, sim.x, sim.z, grid="polar", axes=sim.axes,
+        extras={"tissue": sim.tissue_iq, "haze": sim.haze_iq},
+    )  # fmt: skip
+    drawn = _write(tmp_path / "drawn.h5", sim.hazy_iq, sim)
+    roi = save_roi(sim.roi, tmp_path / "drawn.roi.json")
+    assert haze_material([material["haze"]]).warnings == []
+    assert haze_material([drawn], roi).warnings == []
+    said = haze_material([truth, drawn]).warnings
+    assert len(said) == 2 and "ground-truth tissue" in said[0] and "drawn.roi.json" in said[1]
+    assert all("--haze-roi" in s for s in said)
+
+    out = tmp_path / "lab"
+    args = ["adapt", "--tissue", str(material["tissue"]), "--haze", str(truth), "-o", str(out)]
+    assert run_app([*args, "--steps", "1", "--device", "cpu", "-q", "--from", str(base)]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"warning: {truth}: --haze without --haze-roi")

@@ -133,9 +133,12 @@ def test_interrupted_run_keeps_finished_frames(tiny_priors, small_scan, tmp_path
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run_dehaze(small_scan, out, _cfg(tiny_priors, batch=1), range(3), progress=stop)
+        run_dehaze(small_scan, out, _cfg(tiny_priors, batch=1), range(1, 3), progress=stop)
     with load_result(out) as r:
         assert r.n_frames == 1 and not r.attrs["complete"]
+        # issue 32: the frames it holds, not the ones the run was asked for
+        assert list(r.attrs["source_frames"]) == [1]
+        assert list(r.attrs["source_frames_requested"]) == [1, 2]
 
 
 def test_bench_dehaze_rows(tiny_priors):

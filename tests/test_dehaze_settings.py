@@ -85,6 +85,7 @@ def test_help_lists_every_setting_under_its_section_with_its_fields_help(command
 
     from usdehaze.cli import app
     from usdehaze.cli._options import PANELS, option_name
+    from usdehaze.ultrasound.dehaze_config import setting_default
 
     cmd = typer.main.get_command(app).commands[command]
     params = {p.name: p for p in cmd.params}
@@ -92,7 +93,8 @@ def test_help_lists_every_setting_under_its_section_with_its_fields_help(command
         p = params[f.name]
         assert "/".join(p.opts + p.secondary_opts) == option_name(f)
         text = f.metadata["help"]
-        assert p.help == (text() if callable(text) else text)
+        assert p.help.startswith(text() if callable(text) else text)
+        assert p.help.endswith(f"[default: {setting_default(f.name)}]")
         assert p.rich_help_panel == PANELS[f.metadata["section"]]
 
 

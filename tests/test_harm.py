@@ -12,6 +12,7 @@ from usdehaze.ultrasound.harm import (
     CONTRAST_GAIN_DB,
     CONTRAST_TOLERANCE_DB,
     GCNR_TOLERANCE,
+    FrameHarm,
     HarmCheck,
     frame_harm,
     regions,
@@ -176,3 +177,55 @@ def test_run_and_run_many_record_the_check_of_what_they_wrote(
         assert ("result" in a["ood_reasons"]) is h.warning
         fired += h.warning
     assert len(said) == fired and all(str(hazy_scan) in line for line in said)
+
+
+@pytest.mark.parametrize(
+    "change, noted",
+    [
+        (-0.2, True),  # the README walkthrough's scan: nothing taken out
+        (CONTRAST_GAIN_DB - 0.01, True),
+        (CONTRAST_GAIN_DB, False),  # raised enough: no note
+        (8.3, False),  # the demo scan
+        (-3.0, False),  # harm: the warning says it, not the note
+    ],
+)
+def test_little_effect_is_noted_without_harm(change, noted):
+    """A result that barely raises the regions' contrast gets a note; harm gets the warning."""
+    h = HarmCheck()
+    for k, c in enumerate([change - 1.0, change, change + 5.0]):  # median: change
+        h.frames.append(FrameHarm(k, 0.8, 0.8, 19.0, 19.0 + c))
+    assert h.little_effect is noted and h.attrs()["harm_little_effect"] is noted
+    assert not (h.little_effect and h.warning)
+    assert h.warning is (change < -CONTRAST_TOLERANCE_DB)
+    line = h.little_effect_message("scan.h5")
+    assert line.startswith("scan.h5: the result takes little haze out") and "3 frame(s)" in line
+    assert "\n" not in line and "usdehaze adapt" in line
+    assert HarmCheck().little_effect is False  # unscored: no word
+
+
+def test_run_and_run_many_note_little_effect_exactly_when_recorded(
+    hazy_scan, tiny_iq_priors, tmp_path, capsys
+):
+    """run and run-many say the note in one line exactly when the file records it, and its
+    figure is the file's own (recomputed from what they wrote)."""
+    from usdehaze.cli._app import run_app
+    from usdehaze.ultrasound.results import load_result
+
+    t, h = tiny_iq_priors
+    common = ["--steps", "2", "--device", "cpu", "--tissue-prior", str(t), "--haze-prior", str(h)]
+    out = tmp_path / "r.h5"
+    store = tmp_path / "many.zarr"
+    capsys.readouterr()
+    assert run_app(["run", str(hazy_scan), "-o", str(out), "--frames", "0:2", *common, "-q"]) == 0
+    said_run = [ln for ln in capsys.readouterr().err.splitlines() if "little haze" in ln]
+    assert run_app(["run-many", str(hazy_scan), "-o", str(store), *common, "-q"]) == 0
+    said_many = [ln for ln in capsys.readouterr().err.splitlines() if "little haze" in ln]
+    for path, frames, said in (
+        (out, [0, 1], said_run),
+        (store / "scans/000", [0, 1, 2], said_many),
+    ):
+        with load_result(path) as r:
+            a = r.attrs
+            h = _recomputed(r.frames("input"), r.frames("tissue"), frames)
+        assert a["harm_little_effect"] is h.little_effect
+        assert said == ([h.little_effect_message(str(hazy_scan))] if h.little_effect else [])

@@ -73,6 +73,29 @@ def test_dehaze_widget_end_to_end(demo, qtbot, tiny_priors):
     assert t_nat.attrs["source_frames"] == [2] and json.loads(t_nat.attrs["config"])["steps"] == 2
 
 
+def test_dehaze_widget_notes_little_effect(demo, qtbot, tiny_priors, monkeypatch):
+    """A result that does no harm but barely raises the regions' contrast: one info
+    notification with usdehaze run's note, and harm_little_effect on its layers."""
+    from napari.utils.notifications import notification_manager
+
+    from usdehaze.ultrasound import harm
+
+    viewer, _ = demo
+    monkeypatch.setattr(harm, "CONTRAST_TOLERANCE_DB", 1e9)  # never harm ...
+    monkeypatch.setattr(harm, "GCNR_TOLERANCE", 1e9)
+    monkeypatch.setattr(harm, "CONTRAST_GAIN_DB", 1e9)  # ... and any gain counts as little
+    w = _dehaze_widget(viewer, tiny_priors)
+    before = len(notification_manager.records)
+    with qtbot.waitSignal(w.run_finished, timeout=60_000) as sig:
+        w.run()
+    assert sig.args == ["done"]
+    msgs = [str(n.message) for n in notification_manager.records[before:]]
+    attrs = viewer.layers["demo_scan tissue"].metadata["usdehaze"].attrs
+    assert attrs["harm_little_effect"] is True and attrs["harm_warning"] is False
+    noted = [m for m in msgs if "little haze out" in m]
+    assert len(noted) == 1 and noted[0].startswith("usdehaze dehaze: demo_scan: "), msgs
+
+
 def test_dehaze_widget_iq_model_uses_the_scan_iq(demo, qtbot, tiny_iq_priors):
     from usdehaze.napari._dehaze_widget import layer_config
     from usdehaze.napari._layers import Native

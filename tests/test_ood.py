@@ -162,8 +162,10 @@ def test_run_records_the_score_and_warns_in_one_line(
             assert r.attrs["ood_reasons"] == [
                 n for n, on in (("speckle", fires), ("result", harm)) if on
             ]
-            # the gross-failure check (test_harm_wreck) also says its line when it fires
-            assert len(lines) == len(err) + harm + r.attrs["wreck_warning"]
+            # the gross-failure check (test_harm_wreck) and the little-effect note (test_harm)
+            # also say their line when they fire
+            said = harm + r.attrs["wreck_warning"] + r.attrs["harm_little_effect"]
+            assert len(lines) == len(err) + said
             assert r.attrs["ood_frames"] == [0, 1] and r.attrs["ood_threshold_from"] == "prior"
         if fires:
             assert len(err) == 1 and str(scan_file) in err[0] and "usdehaze adapt" in err[0]

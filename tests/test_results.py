@@ -56,12 +56,14 @@ def test_interrupted_run_keeps_finished_frames(tmp_path, suffix):
     x, z = _geometry()
     out = tmp_path / f"r{suffix}"
     with pytest.raises(KeyboardInterrupt):
-        with ResultWriter(out, 5, SHAPE, x=x, z=z) as w:
+        with ResultWriter(out, 5, SHAPE, x=x, z=z, attrs={"source_frames": [4, 5, 6, 7, 8]}) as w:
             w.write(0, **_frames(0))
             w.write(1, **_frames(1))
             raise KeyboardInterrupt
     with load_result(out) as r:
         assert r.n_frames == 2 and not r.attrs["complete"] and r.attrs["frames_done"] == 2
+        assert list(r.attrs["source_frames"]) == [4, 5]  # those it holds (issue 32)
+        assert list(r.attrs["source_frames_requested"]) == [4, 5, 6, 7, 8]
         np.testing.assert_array_equal(r.frames("haze", 1, 2)[0], _frames(1)["haze"])
     assert [p.name for p in tmp_path.iterdir()] == [out.name]  # no temp files left behind
 

@@ -176,14 +176,14 @@ def test_two_gloo_processes_killed_midway_then_resumed(tiny_priors, tmp_path):
 
 def test_resume_identity_is_everything_but_the_runtime_settings():
     """run-many's resume identity: every DehazeConfig field but dehaze.RUNTIME_KEYS (device,
-    batch, precision, compile, channels_last, cuda_graphs), from that one list."""
+    batch, threads, precision, compile, channels_last, cuda_graphs), from that one list."""
     from dataclasses import fields, replace
 
     from usdehaze.ultrasound.batch_run import _identity
     from usdehaze.ultrasound.dehaze_config import RUNTIME_KEYS
 
     assert set(RUNTIME_KEYS) == {
-        "device", "batch", "precision", "compile", "channels_last", "cuda_graphs",
+        "device", "batch", "threads", "precision", "compile", "channels_last", "cuda_graphs",
     }  # fmt: skip
     cfg = DehazeConfig()
     base = _identity(cfg, [Path("a.h5")], [range(2)])

@@ -34,3 +34,27 @@ def test_a_second_train_is_refused_unless_resumed_or_overwritten(tmp_path, capsy
     assert ckpt.read_bytes() == kept
     assert run_app(["train", str(cfg), "--device", "cpu", "--overwrite"]) == 0
     assert run_app(["train", str(cfg), "--device", "cpu", "--resume", "--steps", "3"]) == 0
+
+
+def test_an_exported_prior_without_its_run_is_not_replaced_silently(tmp_path, capsys):
+    """The run folder removed, its exported prior kept: a new training refuses in one line
+    (--overwrite or --export elsewhere), and --overwrite replaces it."""
+    import shutil
+
+    cfg = _config(tmp_path)
+    assert run_app(["train", str(cfg), "--device", "cpu"]) == 0
+    shutil.rmtree(tmp_path / "run")
+    prior = tmp_path / "prior.safetensors"
+    kept = prior.read_bytes()
+    capsys.readouterr()
+    assert run_app(["train", str(cfg), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(prior) in err and "--overwrite" in err, err
+    assert prior.read_bytes() == kept and not (tmp_path / "run").exists()
+    other = tmp_path / "other"
+    assert run_app(["train", str(cfg), "--device", "cpu", "--export", str(other)]) == 0
+    assert prior.read_bytes() == kept and (tmp_path / "other.safetensors").is_file()
+    prior.write_bytes(kept[:-1] + b" ")  # marked, to see it replaced
+    shutil.rmtree(tmp_path / "run")
+    assert run_app(["train", str(cfg), "--device", "cpu", "--overwrite"]) == 0
+    assert prior.read_bytes() == kept  # replaced by the same (seeded) training

@@ -4,7 +4,8 @@ of ``pip install 'usdehaze[EXTRA]'`` brings it, and one line saying so when it i
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from pathlib import Path
 
 from usdehaze.errors import UsageError
 
@@ -50,3 +51,22 @@ def require(modules: Iterable[str], what: str) -> None:
     gone = missing(modules)
     if gone:
         raise UsageError(f"{what} needs {install_hint(gone)}")
+
+
+def run_script(main: Callable[[], int | None], needs: Iterable[str] = (), what: str = "") -> None:
+    """A pipeline script's entry (``python pipelines/X.py``): the optional packages it ``needs``
+    checked before any work, a missing one, or any UsageError, as one line naming the extra to
+    install (exit 2) instead of a traceback after work has started; Ctrl-C exits 130."""
+    import sys
+
+    name = what or f"python pipelines/{Path(sys.argv[0]).name}"
+    try:
+        require(needs, name)
+        code = main()
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -28,6 +28,7 @@ MAX_EVALUATE_FRAMES = 10_000  # held-out frames of usdehaze evaluate (each takes
 MAX_SIMULATE_FRAMES = 10_000  # frames of usdehaze simulate (about 1 MB each in memory)
 MAX_HAZE_DB = 60.0  # |haze power| relative to the myocardium that usdehaze simulate accepts
 MAX_SAMPLER = {"steps": 10_000, "samples": 1_000, "batch": 4_096}  # a run's sampler settings
+MAX_THREADS = 1_024  # --threads: CPU threads for the networks
 SEED_MAX = 2**32 - 1  # seeds are 0 ... 2**32 - 1 (numpy's and torch's common range)
 
 

@@ -9,6 +9,39 @@ import typer
 from usdehaze import __version__
 from usdehaze.errors import UsageError
 
+
+def _option_conventions() -> None:
+    """Two conventions of every option's ``--help`` line, kept here once for all commands:
+    a flag shows no type (typer >= 0.29 shows ``<bool>``, which reads as an argument: users
+    wrote ``--demo true`` and got "true: no such file"), and an option that takes several
+    values says to repeat it (``--batch 1 --batch 4``)."""
+    from typer.core import TyperOption
+
+    if getattr(TyperOption, "_usdehaze_conventions", False):
+        return
+    init = TyperOption.__init__
+    display = TyperOption.display_type_rich
+
+    def __init__(self, *args, **kwargs):  # noqa: N807 - wraps typer's
+        init(self, *args, **kwargs)
+        if self.multiple and "repeat" not in (self.help or ""):
+            self.help = f"{(self.help or '').rstrip()} Several: repeat the option.".lstrip()
+
+    def display_type_rich(self, ctx):
+        if self.is_flag and not self.count:
+            return None  # a flag, not an option with an argument
+        shown = display(self, ctx)
+        if self.multiple and shown and shown.startswith("<list[") and shown.endswith("]>"):
+            return f"<{shown[6:-2]}>"  # one value per use: --batch 1 --batch 4
+        return shown
+
+    TyperOption.__init__ = __init__
+    TyperOption.display_type_rich = display_type_rich
+    TyperOption._usdehaze_conventions = True
+
+
+_option_conventions()
+
 app = typer.Typer(
     name="usdehaze",
     help="Remove structured noise (ultrasound haze) with two jointly sampled diffusion priors.",

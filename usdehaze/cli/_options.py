@@ -3,7 +3,7 @@
 The dehazing settings are not listed here: :func:`with_settings` makes one option per
 DehazeConfig field (its name with dashes, ``--x/--no-x`` for a boolean, a path for the priors
 section), with the help text and section (the help panel) its field declares
-(usdehaze.ultrasound.dehaze). The options that are not settings (inputs, output, frames, the
+(usdehaze.ultrasound.dehaze) and its default (with its unit, and the baseline methods' own). The options that are not settings (inputs, output, frames, the
 YAML, quiet, strict) are defined once below.
 """
 
@@ -18,6 +18,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from usdehaze.ultrasound.dehaze import DehazeConfig
+from usdehaze.ultrasound.dehaze_config import setting_default
 
 # help panels of ``--help``, one per config section (None: the top level, ``method``)
 PANELS = {
@@ -43,9 +44,11 @@ def setting(name: str, panel: bool = True) -> Any:
     f = _FIELDS[name]
     kind = Path if f.metadata.get("path") else type(f.default)
     text = f.metadata["help"]
+    text = text() if callable(text) else text
     option = typer.Option(
         option_name(f),
-        help=text() if callable(text) else text,
+        # the default typer would show is None (not given: the YAML's value or the default)
+        help=f"{text} [default: {setting_default(name)}]",
         rich_help_panel=PANELS.get(f.metadata["section"]) if panel else None,
     )
     return Annotated[Optional[kind], option]  # noqa: UP045 - typer reads this type at run time

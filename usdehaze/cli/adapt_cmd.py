@@ -15,12 +15,12 @@ def adapt(
     tissue: list[str] = typer.Option(
         None,
         "--tissue",
-        help="Tissue-only scans (good windows, phantoms): file, folder or quoted glob; repeatable.",
+        help="Tissue-only scans (good windows, phantoms): file, folder or quoted glob; repeat the option for several.",
     ),
     haze: list[str] = typer.Option(
         None,
         "--haze",
-        help="Haze-only scans, or hazy scans with --haze-roi: file, folder or quoted glob; repeatable.",
+        help="Haze-only scans, or hazy scans with --haze-roi: file, folder or quoted glob; repeat the option for several.",
     ),
     out: Path = typer.Option(..., "-o", "--out", help="Folder for the adapted priors."),
     minutes: float = typer.Option(
@@ -86,6 +86,7 @@ def adapt(
             not quiet,
             log,
             refresh,
+            warn=lambda m: typer.echo(f"warning: {m}", err=True),  # also with --quiet
         )
     except KeyboardInterrupt:
         typer.echo(

@@ -57,7 +57,12 @@ def run(
     from usdehaze.ultrasound.sinks import check_kind, output_kind
 
     if demo:
-        scan = scan or demo_scan_path()
+        if scan is not None:  # --demo takes no value: "--demo true" reads true as SCAN
+            raise UsageError(
+                f"run: --demo is a flag (no value) that dehazes the embedded demo scan; "
+                f"'{scan}' was read as SCAN: give either SCAN or --demo"
+            )
+        scan = demo_scan_path()
         out = out or Path("demo_scan.dehazed.h5")
     if scan is None:
         raise UsageError("run: give a SCAN file or --demo")

@@ -69,17 +69,25 @@ def train(
 
 
 def _check_restart(tc, config: Path, resume: bool, overwrite: bool) -> None:
-    """A run already in OUT is continued (--resume) or replaced (--overwrite), never restarted
-    silently: its checkpoint and exported prior would be lost."""
+    """A run already in OUT (or the prior it exported, its run folder gone) is continued
+    (--resume) or replaced (--overwrite), never restarted silently: they would be lost."""
     if resume and overwrite:
         raise UsageError(f"{config}: --resume and --overwrite: give one (continue, or start over)")
     ckpt = Path(tc.out) / "checkpoint.pt"
-    if resume or overwrite or not ckpt.is_file():
+    if resume or overwrite:
         return
-    raise UsageError(
-        f"{ckpt.resolve()}: a training run is already there (config {config}, key 'out'); "
-        f"continue it with --resume, or start over with --overwrite"
-    )
+    if ckpt.is_file():
+        raise UsageError(
+            f"{ckpt.resolve()}: a training run is already there (config {config}, key 'out'); "
+            f"continue it with --resume, or start over with --overwrite"
+        )
+    prior = Path((tc.export or {}).get("path", Path(tc.out) / "prior")).with_suffix(".safetensors")
+    if prior.is_file():  # its run folder is gone, the prior it exported is not
+        raise UsageError(
+            f"{prior.resolve()}: a prior exported by an earlier training is there (config "
+            f"{config}, key 'export.path'); start over with --overwrite (it is replaced at the "
+            f"end), or export elsewhere with --export"
+        )
 
 
 def _check_data(tc, config: Path) -> None:

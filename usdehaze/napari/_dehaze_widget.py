@@ -531,6 +531,10 @@ class DehazeWidget(QWidget):
             from napari.utils.notifications import show_warning
 
             show_warning(f"usdehaze dehaze: {harm.message(name)}")
+        elif record.get("harm_little_effect"):
+            from napari.utils.notifications import show_info
+
+            show_info(f"usdehaze dehaze: {harm.little_effect_message(name)}")
         group = native.group or f"{name} dehazed {self._runs}"  # linked with its input
         where = placement(record["source_frames"])  # shown at the frames they came from
         input_db = np.asarray(native.db[frames])

@@ -99,6 +99,7 @@ class Material:
     arrays: list[np.ndarray] = field(default_factory=list)
     masks: list[np.ndarray | None] = field(default_factory=list)
     files: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # said on stderr before training
 
     @property
     def pixels(self) -> int:
@@ -283,6 +284,12 @@ def haze_material(
             idx, iq = _frames(scan, max_frames)
             ref = iq_reference(iq)
             if roi is None:
+                if (why := _looks_hazy(Path(path), scan)) is not None:
+                    mat.warnings.append(
+                        f"{path}: --haze without --haze-roi takes every pixel as haze only, but "
+                        f"{why}; if it holds tissue, give --haze-roi with its cavities "
+                        "(docs/adapt.md)"
+                    )
                 levels = 10 ** (-np.asarray(HAZE_ONLY_PEAKS_DB, np.float32) / 20)
                 mat.arrays.append(np.concatenate([iq_to_mulaw(iq, ref * g) for g in levels]))
                 mat.masks.append(None)
@@ -296,6 +303,19 @@ def haze_material(
                 rec["region_pixels"] = counts
             mat.files.append(rec)
     return mat
+
+
+def _looks_hazy(path: Path, scan) -> str | None:
+    """Why a --haze file given without --haze-roi looks like a hazy scan with tissue in it
+    rather than haze-only material (None: no sign). Content alone cannot tell them apart
+    reliably; these are the files' own signs: a ground-truth tissue stored beside the data
+    (usdehaze simulate, the corpus) or a region file beside it (as simulate writes one)."""
+    if "extras: tissue" in getattr(scan, "datasets", []):
+        return "it stores a ground-truth tissue beside its data (a simulated hazy scan)"
+    roi = path.with_suffix(".roi.json")
+    if roi.is_file():
+        return f"{roi.name} lies beside it (regions are drawn on hazy scans with tissue)"
+    return None
 
 
 def _roi_mask(roi, scan) -> tuple[np.ndarray, dict[str, int]]:
@@ -519,6 +539,7 @@ def adapt(
     progress: bool = True,
     log: Callable[[str], None] = print,
     student: Any = None,
+    warn: Callable[[str], None] | None = None,
 ) -> AdaptResult:
     """Fine-tune the tissue and haze priors on ``tissue`` and ``haze`` material into ``out``.
 
@@ -526,7 +547,8 @@ def adapt(
     ``minutes`` or ``steps`` trains on); other material needs ``restart``. Ctrl-C saves the
     checkpoint and raises KeyboardInterrupt with the previous priors in ``out`` untouched.
     ``student``: a :class:`usdehaze.ultrasound.adapt_student.StudentRefresh` to refresh the fast
-    dehazer for the adapted priors afterwards (usdehaze.ultrasound.adapt_student).
+    dehazer for the adapted priors afterwards (usdehaze.ultrasound.adapt_student). ``warn``:
+    material that looks wrong for its role (hazy scans given as haze-only; default ``log``).
     """
     from usdehaze import __version__
     from usdehaze.atomic import deferred_interrupts
@@ -565,6 +587,8 @@ def adapt(
     for role, option in (("tissue", "--tissue"), ("haze", "--haze")):
         _check_enough(mats[role], option)
         log(mats[role].describe())
+        for message in mats[role].warnings:
+            (warn or log)(message)
     fingerprint = {
         "tissue": [f["sha256"] for f in mats["tissue"].files],
         "haze": [f["sha256"] for f in mats["haze"].files],

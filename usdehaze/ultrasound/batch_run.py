@@ -396,6 +396,8 @@ def _finish(root, groups, figures: dict, checks: list, warn: Callable[[str], Non
             found["blank_frames"] = blank
         if found["harm_warning"]:
             warn(harm.message(name))
+        if found["harm_little_effect"]:
+            warn(harm.little_effect_message(name))
         any_warning |= found["ood_warning"]
         n = int(done.sum())
         set_attrs(g, {**found, "frames_done": n, "complete": n == done.shape[0]})

@@ -43,11 +43,13 @@ class Dehazer:
     declares (priors, student) loads once."""
 
     def __init__(self, cfg: DehazeConfig) -> None:
-        from usdehaze.core.device import resolve_device
+        from usdehaze.core.device import resolve_device, set_cpu_threads
 
         self.cfg = cfg = method_settings(cfg.validate())
         self.method = METHODS[cfg.method](cfg)  # what runs the frames
         self.device = resolve_device(cfg.device)
+        # on CPU: torch's threads (cfg.threads; 0: auto, fewer on a loaded machine)
+        self.threads = set_cpu_threads(cfg.threads) if self.device.type == "cpu" else None
         self.model = run_model(cfg)  # what frames it reads, how it encodes and decodes them
         self.priors: dict[str, Any] = {}
         self.checksums: dict[str, str] = {}

@@ -31,8 +31,10 @@ SECTIONS = ("model", "sampler", "runtime", "priors")
 def _setting(default: Any, section: str | None, help: str | Callable[[], str], **meta: Any):
     """A DehazeConfig field: its default, its ``section`` (None: the top level, as ``method``)
     and its command-line help (a string, or a function that makes it from a registry when the
-    CLI is built); ``path``: the option takes a file or folder. The options of ``usdehaze run``
-    and ``run-many`` are made from these (usdehaze.cli._options), nothing else lists them."""
+    CLI is built); ``path``: the option takes a file or folder; ``unit``: what a number is
+    measured in (every float setting says); ``unset``: what a default of None means. The
+    options of ``usdehaze run`` and ``run-many`` are made from these (usdehaze.cli._options),
+    nothing else lists them; their ``--help`` shows each default (setting_default)."""
     return field(default=default, metadata={"section": section, "help": help, **meta})
 
 
@@ -47,10 +49,40 @@ def _model_help() -> str:
 
 
 def _method_help() -> str:
-    """--method's help, from the registered methods (usdehaze.ultrasound.methods)."""
+    """--method's help, from the registered methods (usdehaze.ultrasound.methods); a method
+    with its own sampler settings (the single-prior baselines) names them."""
     default = DehazeConfig.method
-    said = [f"{n} ({'default; ' if n == default else ''}{m.summary})" for n, m in METHODS.items()]
+    said = []
+    for n, m in METHODS.items():
+        own = ", ".join(
+            f"{k.replace('_', '-')} {_shown(v)}" for k, v in getattr(m, "settings", {}).items()
+        )
+        own = f"; its own defaults: {own}" if own else ""
+        said.append(f"{n} ({'default; ' if n == default else ''}{m.summary}{own})")
     return ", ".join(said[:-1]) + f" or {said[-1]}."
+
+
+def _shown(value: Any) -> str:
+    """A setting's value as --help writes it: 3.0 as 3, True as on."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def setting_default(name: str) -> str:
+    """What --help shows as a setting's default: its value (and unit), the methods whose own
+    default differs (``25; dps, pigdm-gauss: 5``), or what None means (``unset``)."""
+    f = next(f for f in fields(DehazeConfig) if f.name == name)
+    if f.default is None:
+        return f.metadata.get("unset", "none")
+    unit = f.metadata.get("unit", "")
+    text = f"{_shown(f.default)} {unit}".rstrip()
+    own: dict[str, list[str]] = {}
+    for n, m in METHODS.items():
+        settings = getattr(m, "settings", {})
+        if name in settings:
+            own.setdefault(_shown(settings[name]), []).append(n)
+    return "; ".join([text, *(f"{', '.join(ns)}: {v}" for v, ns in own.items())])
 
 
 def _choices(names: Iterable[str], default: str) -> str:
@@ -115,7 +147,12 @@ class DehazeConfig:
     weighting: str = _setting("variance", "sampler", _weighting_help)
     steps: int = _setting(25, "sampler", "Sampler steps.")
     solver: str = _setting("em", "sampler", _solver_help)
-    eta: float = _setting(1.0, "sampler", "DDIM stochasticity: 0 deterministic, 1 ancestral.")
+    eta: float = _setting(
+        1.0,
+        "sampler",
+        "DDIM stochasticity: 0 deterministic, 1 ancestral.",
+        unit="(a fraction, 0 to 1)",
+    )
     schedule: str = _setting("linear", "sampler", "Step times: linear (default) or karras.")
     jacobian: str = _setting(
         "both",
@@ -129,21 +166,34 @@ class DehazeConfig:
         "sampler",
         "Variance of the Gaussian prior whose Jacobian stands in for a network's "
         "(--jacobian other than both).",
+        unit="(σ², in the priors' data units: images scaled to [-1, 1])",
     )
-    start_sigma: float = _setting(3.0, "sampler", "Late start noise level (CCDF).")
-    lam: float = _setting(3.0, "sampler", "Tissue data-consistency weight λ.")
-    kappa: float = _setting(3.0, "sampler", "Haze data-consistency weight κ (joint method).")
-    gamma: float = _setting(1.0, "model", _gamma_help)
+    start_sigma: float = _setting(
+        3.0,
+        "sampler",
+        "Late start (CCDF): the diffusion noise level σ the sampler starts from (the priors' "
+        "SDE runs σ from 0.01 to 25).",
+        unit="(σ, in the priors' data units: images scaled to [-1, 1])",
+    )
+    lam: float = _setting(
+        3.0, "sampler", "Tissue data-consistency weight λ.", unit="(a weight, no unit)"
+    )
+    kappa: float = _setting(
+        3.0, "sampler", "Haze data-consistency weight κ (joint method).", unit="(a weight, no unit)"
+    )
+    gamma: float = _setting(1.0, "model", _gamma_help, unit="(a power, no unit)")
     haze_init_db: float = _setting(
         -20.0,
         "model",
         "The haze's starting guess: the input this many dB lower (joint method).",
+        unit="dB",
     )
     noise_sigma: float = _setting(
         0.2,
         "model",
         "Gaussian noise σ of y = x + n for the single-prior baselines (dps, pigdm-gauss; on "
         "images scaled to [-1, 1]) and bm3d's noise level.",
+        unit="(σ, in units of the images scaled to [-1, 1]: 1 is half the dynamic range)",
     )
     samples: int = _setting(1, "sampler", "Posterior samples per frame (std saved when > 1).")
     seed: int = _setting(0, "sampler", "Random seed (frame i: seed + i).")
@@ -151,10 +201,18 @@ class DehazeConfig:
     dynamic_range: float = _setting(
         60.0,
         "model",
-        "dB kept below each frame's maximum (default 60): the log models' input scale and the "
+        "dB kept below each frame's maximum: the log models' input scale and the "
         "result's clip; dB priors must be trained with the same.",
+        unit="dB",
     )
     batch: int = _setting(4, "runtime", "Frames per sampler batch.")
+    threads: int = _setting(
+        0,
+        "runtime",
+        "CPU threads for the networks: 0 (auto) keeps OMP_NUM_THREADS where it is set, else "
+        "takes the cores this process may use less the machine's current load (at least 1): "
+        "threads beyond the free cores slow a run down (docs/cli.md, Threads).",
+    )
     channels_last: bool = _setting(True, "runtime", "NHWC memory layout for the networks.")
     compile: bool = _setting(False, "runtime", "torch.compile the networks (needs a C compiler).")
     cuda_graphs: bool = _setting(
@@ -169,10 +227,18 @@ class DehazeConfig:
         "Network precision: auto (bf16 on CUDA, fp32 on CPU), fp32, bf16, fp16.",
     )
     tissue_prior: str | None = _setting(
-        None, "priors", "Tissue prior (.safetensors + .json).", path=True
+        None,
+        "priors",
+        "Tissue prior (.safetensors + .json).",
+        path=True,
+        unset="the --priors folder's, else the shipped one for --model",
     )
     haze_prior: str | None = _setting(
-        None, "priors", "Haze prior (.safetensors + .json).", path=True
+        None,
+        "priors",
+        "Haze prior (.safetensors + .json).",
+        path=True,
+        unset="the --priors folder's, else the shipped one for --model",
     )
     priors: str | None = _setting(
         None,
@@ -180,13 +246,15 @@ class DehazeConfig:
         "Folder with both priors, e.g. from usdehaze adapt (--tissue-prior/--haze-prior "
         "override one).",
         path=True,
+        unset="the shipped priors (usdehaze/weights)",
     )
     student: str | None = _setting(
         None,
         "priors",
-        "Method fast: the one-pass student (.safetensors + .json); default the --priors "
-        "folder's student for the model (student_iq, student_bmode), else the shipped one.",
+        "Method fast: the one-pass student (.safetensors + .json).",
         path=True,
+        unset="the --priors folder's student for the model (student_iq, student_bmode), else "
+        "the shipped one",
     )
 
     def validate(self, source: str = "config") -> DehazeConfig:
@@ -218,6 +286,10 @@ class DehazeConfig:
                 maximum=high,
             )
         limits.seed(self.seed, f"{source}: key 'seed'")
+        if not 0 <= self.threads <= limits.MAX_THREADS:
+            raise UsageError(
+                f"{source}: threads {self.threads}: expected 0 (auto) to {limits.MAX_THREADS}"
+            )
         for name in ("steps", "samples", "batch"):
             if getattr(self, name) < 1:
                 raise UsageError(f"{source}: {name} {getattr(self, name)}: expected at least 1")
@@ -320,7 +392,7 @@ def _check_type(source: str, key: str, value: Any, default: Any) -> None:
 
 
 # runtime settings, the runtime section: where and how the networks run, not what the run is
-# (device, batch, network precision, compilation, memory layout, CUDA graphs); a resumed
+# (device, batch, CPU threads, network precision, compilation, memory layout, CUDA graphs); a resumed
 # run-many may change them
 RUNTIME_KEYS = DehazeConfig.keys("runtime")
 

@@ -307,6 +307,7 @@ def result_check_attrs(harm: Any, ood: Any, with_prior: bool) -> dict[str, Any]:
     judged: their figures are kept, no warning."""
     out = dict(harm.attrs())
     out["harm_warning"] = bool(with_prior and harm.warning)
+    out["harm_little_effect"] = bool(with_prior and harm.little_effect)
     reasons = [r for r, on in (("speckle", ood.warning), ("result", out["harm_warning"])) if on]
     out["ood_warning"] = bool(reasons)
     out["ood_reasons"] = reasons
@@ -482,12 +483,14 @@ class FrameDriver:
         }
 
     def finish(self) -> dict[str, Any]:
-        """``attrs()``, after saying the do-no-harm and gross-failure warnings (when they fire)
-        through ``warn``."""
+        """``attrs()``, after saying the do-no-harm and gross-failure warnings and the
+        little-effect note (when they fire) through ``warn``."""
         out = self.attrs()
         if self.warn is not None:
             if out["harm_warning"]:
                 self.warn(self.harm.message(self.name))
+            if out["harm_little_effect"]:
+                self.warn(self.harm.little_effect_message(self.name))
             if out["wreck_warning"]:
                 self.warn(self.wreck.message(self.name))
         return out

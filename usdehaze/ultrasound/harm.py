@@ -18,6 +18,10 @@ passes. This check looks at the result instead, with regions taken from the inpu
   the default (gCNR and haze contrast not below the input's). The exception: taking haze out
   of the bright regions widens their spread, so even the clean truth lowers these regions' gCNR
   on some frames, but then the contrast rises by several dB.
+- without harm, the result *takes little haze out* when the median contrast change stays below
+  ``CONTRAST_GAIN_DB``: a one-line note (``harm_little_effect``), so a scan the priors do not
+  dehaze is said to be so instead of coming back looking processed (issue 32: the README's
+  walkthrough scan, from ``usdehaze simulate``, had no word).
 
 Dehazing that works raises the contrast (median +7.8 dB on 8 validation frames of the corpus,
 every frame +4.9 dB or more) and the gCNR of these regions; on ``usdehaze simulate`` frames the
@@ -44,6 +48,7 @@ SMOOTH_FRACTION = 1 / 40  # Gaussian σ as a share of the frame's size along eac
 GCNR_TOLERANCE = 0.02  # median fall of the regions' gCNR that counts as harm
 CONTRAST_TOLERANCE_DB = 0.5  # median fall of their contrast (dB) that counts as harm
 CONTRAST_GAIN_DB = 2.0  # a gCNR fall with a contrast gain at least this large is haze removed
+MIN_CORPUS_GAIN_DB = 4.9  # the smallest contrast gain of the default on corpus validation frames
 MIN_PIXELS = 64  # fewer pixels in a region: the frame is not scored
 
 
@@ -147,20 +152,34 @@ class HarmCheck:
     def contrast_change_db(self) -> float:
         return self._median("contrast_out_db") - self._median("contrast_in_db")
 
+    def _changes(self) -> tuple[float, float]:
+        """Median over frames of each frame's gCNR change and contrast change (dB)."""
+        gain = [f.gcnr_out - f.gcnr_in for f in self.frames]
+        contrast = [f.contrast_out_db - f.contrast_in_db for f in self.frames]
+        return float(np.median(gain)), float(np.median(contrast))
+
     @property
     def warning(self) -> bool:
         """True when the result separates the regions worse than the input (never unscored)."""
         if not self.frames:
             return False
-        gain = [f.gcnr_out - f.gcnr_in for f in self.frames]
-        contrast = [f.contrast_out_db - f.contrast_in_db for f in self.frames]
-        g, c = np.median(gain), np.median(contrast)
+        g, c = self._changes()
         return bool(c < -CONTRAST_TOLERANCE_DB or (g < -GCNR_TOLERANCE and c < CONTRAST_GAIN_DB))
+
+    @property
+    def little_effect(self) -> bool:
+        """True when the result does no harm but barely raises the regions' contrast (median
+        per-frame change below ``CONTRAST_GAIN_DB``): little or no haze taken out, which a user
+        should hear rather than guess from the figure (never unscored, never with a warning)."""
+        if not self.frames or self.warning:
+            return False
+        return self._changes()[1] < CONTRAST_GAIN_DB
 
     def attrs(self) -> dict[str, Any]:
         """Root attributes of a result file: ``harm_*`` (NaN figures when no frame was scored)."""
         return {
             "harm_warning": self.warning,
+            "harm_little_effect": self.little_effect,
             "harm_frames": [f.frame for f in self.frames],
             "harm_gcnr_in": self._median("gcnr_in"),
             "harm_gcnr_out": self._median("gcnr_out"),
@@ -178,4 +197,17 @@ class HarmCheck:
             f"{self._median('contrast_in_db'):.1f} -> {self._median('contrast_out_db'):.1f} dB, "
             f"median of {len(self.frames)} frame(s)): the priors may not fit this data, compare "
             f"with the input; {ADAPT_HINT}"
+        )
+
+    def little_effect_message(self, name: str) -> str:
+        """The one line that says the result took little haze out, with the figures."""
+        from usdehaze.ultrasound.ood import ADAPT_HINT
+
+        return (
+            f"{name}: the result takes little haze out (contrast of the scan's dark against its "
+            f"bright regions {self._median('contrast_in_db'):.1f} -> "
+            f"{self._median('contrast_out_db'):.1f} dB, median of {len(self.frames)} frame(s); "
+            f"dehazing that works raised it {MIN_CORPUS_GAIN_DB} dB or more on every corpus "
+            f"validation frame): the scan may hold little haze, or the priors may not fit it; "
+            f"{ADAPT_HINT}"
         )

@@ -296,7 +296,13 @@ class ResultWriter:
         if not _is_zarr(self.path) and self.frames_done:
             self._write_zea_image()
         own = {MARKER: self.writer, "complete": complete, "frames_done": self.frames_done}
-        set_attrs(self._root, {**self._attrs, **own})  # copied attrs never name another writer
+        attrs = {**self._attrs, **own}  # copied attrs never name another writer
+        planned = attrs.get("source_frames")
+        if isinstance(planned, (list, tuple)) and len(planned) > self.frames_done:
+            # interrupted: list the source frames the file holds, and the ones asked for apart
+            attrs["source_frames"] = [int(i) for i in planned[: self.frames_done]]
+            attrs["source_frames_requested"] = [int(i) for i in planned]
+        set_attrs(self._root, attrs)
 
     def _close_root(self) -> None:
         """Close the file; raises the first write error of an HDF5 file."""
