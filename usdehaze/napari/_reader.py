@@ -51,6 +51,19 @@ def _can_read(path: Path) -> bool:
     return True
 
 
+def check_readable(path: Path) -> None:
+    """Raise the one line ``usdehaze info`` gives when usdehaze cannot open ``path`` (asked
+    before a window opens, so a refused file never leaves one behind)."""
+    try:
+        ok = _can_read(path)
+    except UsageError:
+        raise
+    except Exception:  # noqa: BLE001 - any other failure: the generic line
+        ok = False
+    if not ok:
+        raise UsageError(f"{path}: not a scan or usdehaze result file usdehaze can read")
+
+
 def offered(path: Path) -> bool:
     """Whether napari offers usdehaze this path: a folder (the manifest accepts directories)
     or a file whose name matches one of the manifest's patterns."""
