@@ -76,16 +76,120 @@ def test_plain_cartesian_scan_keeps_its_grid(make_napari_viewer, tmp_path, suffi
     assert layer.translate[2] == pytest.approx(xs[0] * 1e3)
 
 
-def test_get_reader_says_no_without_raising(tmp_path):
+def _info_reason(capsys, path):
+    """The one line ``usdehaze info PATH`` gives for a file it refuses (exit status 2)."""
+    from usdehaze.cli._app import run_app
+
+    capsys.readouterr()
+    assert run_app(["info", str(path)]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    return line.removeprefix("usdehaze: error: ")
+
+
+def test_get_reader_never_raises_and_refuses_with_the_info_line(tmp_path, capsys):
+    """Asking never raises; a file of a kind usdehaze reads (its suffix) that it cannot open
+    gets a reader raising the line ``usdehaze info`` prints (napari shows it, not "refused the
+    file"); a missing file, several files or a non-path get None."""
+    from usdehaze.errors import UsageError
+
     (tmp_path / "text.h5").write_text("not hdf5")
     with h5py.File(tmp_path / "empty.h5", "w") as f:
         f["x"] = np.zeros(3)
     (tmp_path / "dir.zarr").mkdir()
-    for p in ("text.h5", "empty.h5", "missing.h5", "dir.zarr"):
-        assert napari_get_reader(str(tmp_path / p)) is None, p
+    for p in ("text.h5", "empty.h5", "dir.zarr"):
+        refuse = napari_get_reader(str(tmp_path / p))
+        assert refuse is not None, p
+        with pytest.raises(UsageError) as exc:
+            refuse(str(tmp_path / p))
+        assert str(exc.value) == _info_reason(capsys, tmp_path / p) and "\n" not in str(exc.value)
+    assert napari_get_reader(str(tmp_path / "missing.h5")) is None
+    (tmp_path / "notes.txt").write_text("hello")  # not a kind usdehaze reads: no reader
+    assert napari_get_reader(str(tmp_path / "notes.txt")) is None
     assert napari_get_reader([str(demo_scan_path())] * 2) is None
     assert napari_get_reader(42) is None
     assert napari_get_reader([str(demo_scan_path())]) is not None
+
+
+def _file_open(qtbot, viewer, path):
+    """File > Open File(s)... picking ``path``, OK pressed in napari's Choose reader dialog on
+    the reader it preselected: (the dialog's readers, the one preselected), what was raised."""
+    import gc
+    import sys
+    from unittest import mock
+
+    from napari._qt.dialogs import qt_reader_dialog as qrd
+    from qtpy.QtWidgets import QDialog
+
+    seen = []
+
+    def exec_(dialog):
+        buttons = dialog.reader_btn_group.buttons()
+        seen.append(([b.text() for b in buttons], dialog.reader_btn_group.checkedButton().text()))
+        return QDialog.Accepted
+
+    bar = viewer.window._qt_window.menuBar()
+    (file_menu,) = [a.menu() for a in bar.actions() if a.text().replace("&", "") == "File"]
+    (action,) = [a for a in file_menu.actions() if a.text().startswith("Open File(s)")]
+    pick = mock.patch.object(
+        type(viewer.window._qt_viewer), "_open_file_dialog_uni", lambda *a, **k: [str(path)]
+    )
+    with pick, mock.patch.object(qrd.QtReaderDialog, "exec_", exec_):
+        with qtbot.capture_exceptions() as caught:  # what napari's handler would show
+            action.trigger()
+    raised = caught[0][1] if caught else None
+    e = raised
+    while e is not None:  # the frames of the error and its context would keep the viewer alive
+        e.__traceback__ = None
+        e = e.__context__
+    caught.clear()
+    for name in ("last_type", "last_value", "last_traceback", "last_exc"):  # set by the hook
+        if hasattr(sys, name):
+            setattr(sys, name, None)
+    gc.collect()  # (napari's leak check collects only the young generations)
+    return seen, raised
+
+
+def test_file_open_of_h5_preselects_usdehaze_and_says_why_it_refuses(
+    make_napari_viewer, qtbot, tmp_path, capsys
+):
+    """Issue 30 item 3: File > Open of an .h5 or .hdf5 scan offers usdehaze first (napari
+    builtins, which cannot read HDF5, were preselected) and OK opens it; a .h5 usdehaze
+    refuses raises usdehaze's one line, the same as ``usdehaze info``."""
+    from usdehaze.errors import UsageError
+
+    viewer = make_napari_viewer()
+    copy = tmp_path / "scan.hdf5"
+    copy.write_bytes(demo_scan_path().read_bytes())
+    for path in (demo_scan_path(), copy):
+        seen, raised = _file_open(qtbot, viewer, path)
+        assert raised is None, raised
+        if seen:  # another plugin also takes the suffix: usdehaze is the one preselected
+            ((readers, chosen),) = seen
+            assert "usdehaze" in chosen and readers[0] == chosen, seen
+        assert viewer.layers[-1].name == path.stem and "usdehaze" in viewer.layers[-1].metadata
+    with h5py.File(tmp_path / "other.h5", "w") as f:
+        f["x"] = np.zeros(3)
+    n = len(viewer.layers)
+    seen, raised = _file_open(qtbot, viewer, tmp_path / "other.h5")
+    assert isinstance(raised, UsageError) and len(viewer.layers) == n
+    assert str(raised) == _info_reason(capsys, tmp_path / "other.h5")
+
+
+def test_still_images_are_left_to_napari_but_view_opens_them(make_napari_viewer, tmp_path):
+    """PNG and other photo formats are not in the manifest's patterns (napari would offer, even
+    preselect, usdehaze for every photo); ``usdehaze view`` opens one through the same reader."""
+    from usdehaze.napari._launch import open_layers
+    from usdehaze.ultrasound.io import filename_patterns
+
+    pats = filename_patterns()
+    assert {"*.h5", "*.hdf5", "*.dcm", "*.mp4", "*.zarr"} <= set(pats)
+    assert not {"*.png", "*.jpg", "*.tif", "*.gif"} & set(pats)
+    iio = pytest.importorskip("imageio.v3")
+    img = (np.arange(40 * 30) % 251).astype(np.uint8).reshape(40, 30)
+    iio.imwrite(tmp_path / "frame.png", img)
+    viewer = make_napari_viewer()
+    (layer,) = open_layers(viewer, tmp_path / "frame.png")
+    assert layer.name.startswith("frame") and layer.metadata["usdehaze"].role == "input"
 
 
 def _result(path, n=2, shape=(24, 16), with_std=False):

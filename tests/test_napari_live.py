@@ -215,3 +215,37 @@ def test_live_errors_are_notifications_and_untoggle(
     assert sig.args == ["error"] and not dehaze.live_button.isChecked() and dehaze.live is None
     msgs = [str(r.message) for r in notification_manager.records[before:]]
     assert any(m.startswith("usdehaze live:") and "missing" in m for m in msgs), msgs
+
+
+@pytest.mark.gui
+def test_regions_stay_on_top_of_results_and_live(
+    shown,  # noqa: F811
+    qtbot,
+    tiny_iq_priors,
+    tiny_student,
+):
+    """Issue 30 item 2: after a Dehaze click and with Live on, the ROI layer (the scan's
+    roi.json) and a shapes layer the user drew in stay above the tissue, haze and live layers,
+    and the layer being drawn in stays the active one when live starts."""
+    from napari.layers import Image, Shapes
+
+    viewer, dehaze, gcnr = shown
+    _setup(dehaze, tiny_iq_priors, tiny_student)
+    _click(qtbot, gcnr.new_button)  # a second regions layer, the active one
+    regions = [ly for ly in viewer.layers if isinstance(ly, Shapes)]
+    assert len(regions) == 2
+    with qtbot.waitSignal(dehaze.run_finished, timeout=60_000) as sig:
+        _click(qtbot, dehaze.run_button)
+    assert sig.args == ["done"]
+    viewer.layers.selection.active = regions[1]  # back to drawing
+    with qtbot.waitSignal(dehaze.live_shown, timeout=60_000):
+        _click(qtbot, dehaze.live_button)
+    assert viewer.layers.selection.active is regions[1]
+    names = [ly.name for ly in viewer.layers]
+    images = ["demo_scan", "demo_scan haze", "demo_scan tissue", LIVE]
+    assert set(images) <= set(names)
+    assert all(isinstance(ly, Image) for ly in viewer.layers[: len(images)])  # images first
+    assert [ly for ly in viewer.layers[len(images) :]] == regions  # regions on top, in order
+    assert names.index("demo_scan") < names.index("demo_scan tissue")  # result over input
+    with qtbot.waitSignal(dehaze.live_stopped, timeout=5_000):
+        _click(qtbot, dehaze.live_button)

@@ -43,7 +43,9 @@ def test_view_command_errors_are_one_line(tmp_path, capsys):
     assert "missing.h5: no such file" in capsys.readouterr().err
     (tmp_path / "notes.h5").write_text("not a scan")
     assert run_app(["view", str(tmp_path / "notes.h5")]) == 2
-    assert "not a scan or usdehaze result file" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert run_app(["info", str(tmp_path / "notes.h5")]) == 2  # the same reason, one line
+    assert err == capsys.readouterr().err and "notes.h5" in err and err.count("\n") == 1
     assert run_app(["view", str(demo_scan_path()), "--roi", str(tmp_path / "r.json")]) == 2
 
 

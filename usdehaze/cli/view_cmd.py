@@ -45,9 +45,8 @@ def view(
     except ImportError:
         raise UsageError("usdehaze view needs napari: pip install 'usdehaze[napari]'") from None
     from usdehaze.napari._launch import open_viewer
-    from usdehaze.napari._reader import napari_get_reader
+    from usdehaze.napari._reader import check_readable
 
-    if napari_get_reader(str(file)) is None:
-        raise UsageError(f"{file}: not a scan or usdehaze result file usdehaze can read")
+    check_readable(file)  # the reason usdehaze info gives, before any window opens
     open_viewer(file, roi)
     napari.run()

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
-from qtpy.QtCore import Qt, Signal
+from qtpy.QtCore import QEvent, QObject, Qt, QTimer, Signal
 from qtpy.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -38,6 +38,7 @@ from qtpy.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QMainWindow,
     QProgressBar,
     QPushButton,
     QSizePolicy,
@@ -49,6 +50,7 @@ from qtpy.QtWidgets import (
 from usdehaze.errors import UsageError
 from usdehaze.napari._layers import (
     Native,
+    add_below_overlays,
     frame_index,
     image_layer_data,
     layer_check,
@@ -68,6 +70,96 @@ LIVE_GAP = 0.05  # gap between the input and the live layer, as a fraction of th
 
 class Cancelled(Exception):
     """Raised inside the sampler callback when the user pressed Cancel."""
+
+
+class StopFlag:
+    """A run's stop request: Cancel, the widget's window or dock closing, or the worker's
+    ``quit()`` (napari quitting asks every worker to quit and waits for it), so the sampler
+    stops at its next step instead of holding the closing window for the whole run."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.worker: Any = None  # the run's napari worker, once made
+
+    def set(self) -> None:
+        self.event.set()
+
+    def clear(self) -> None:
+        self.event.clear()
+        self.worker = None
+
+    def is_set(self) -> bool:
+        w = self.worker
+        return self.event.is_set() or bool(w is not None and w.abort_requested)
+
+
+class Relay(QObject):
+    """The signals workers send to the widget, on an object of their own (no Qt parent, held
+    by the workers' closures): a worker never emits a signal of the widget, which Qt may have
+    deleted with its window while the worker still runs (that crashed the process)."""
+
+    progress = Signal(int, int, str)  # value, maximum, label
+    stage = Signal(str)
+    ood = Signal(object)  # a run's out-of-distribution check (an OodCheck)
+    live_ready = Signal(object)  # the live worker loaded its dehazer
+    live_ood = Signal(object)  # the live worker's out-of-distribution check
+
+
+class WindowWatch(QObject):
+    """A child of the main window that closes a :class:`Lifetime` when the window closes (its
+    close button, File > Close Window, ``viewer.close()``), after napari accepted the close
+    (a close button's close may be refused in a dialog). Keeps no reference to the widget or
+    the window, so neither outlives its close."""
+
+    def __init__(self, window: QWidget, life: Lifetime) -> None:
+        super().__init__(window)
+        self.life = life
+        window.installEventFilter(self)
+
+    def eventFilter(self, obj: Any, event: Any) -> bool:
+        if event.type() == QEvent.Close and obj is self.parent():
+            if event.spontaneous():  # napari may still ask: look once the close is decided
+                QTimer.singleShot(0, self._check)
+            else:  # programmatic: napari asked before sending it
+                self.life()
+        return False
+
+    def _check(self) -> None:
+        try:
+            shown = self.parent().isVisible()
+        except (RuntimeError, AttributeError):  # the window is gone already
+            shown = False
+        if not shown:
+            self.life()
+
+
+class Lifetime:
+    """Plain-Python state shared by the widget and its workers: ``closed`` once the widget's
+    window or dock closed or Qt deleted it; closing runs the stop hooks (set stop flags, close
+    mailboxes, quit workers) and makes every late callback a no-op. Holds no reference to the
+    widget, so it is safe to call from ``destroyed``."""
+
+    def __init__(self) -> None:
+        self.closed = False
+        self._hooks: list[Any] = []
+
+    def on_close(self, hook: Any) -> None:
+        """Call ``hook()`` when closed (at once when already closed)."""
+        if self.closed:
+            hook()
+        else:
+            self._hooks.append(hook)
+
+    def __call__(self, *args: Any) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        hooks, self._hooks = self._hooks, []
+        for hook in hooks:
+            try:
+                hook()
+            except Exception:  # noqa: BLE001 - every worker must get its stop request
+                pass
 
 
 class Progress:
@@ -100,7 +192,7 @@ def dehaze_frames(
     native: Native,
     frames: list[int],
     cfg: Any,
-    cancel: threading.Event,
+    cancel: threading.Event | StopFlag,
     progress=None,
     on_ood=None,
     on_stage=None,
@@ -120,6 +212,8 @@ def dehaze_frames(
     cfg, note = layer_config(native, method_settings(cfg.validate("dehaze widget")))
     stage("loading the priors…")
     dehazer = Dehazer(cfg)
+    if cancel.is_set():
+        return None
     cfg = dehazer.cfg
     source = [native.source_frame(i) for i in frames]
     attrs = native.attrs
@@ -140,6 +234,8 @@ def dehaze_frames(
         check = layer_check(native, frames, dehazer)
         record.update(check.attrs())
         on_ood(check)
+        if cancel.is_set():
+            return None
     stage(f"dehazing {len(frames)} frame(s)…" + (f" ({note})" if note else ""))
     bar = Progress(len(frames), progress or (lambda *a: None))
     batches = [frames[i : i + cfg.batch] for i in range(0, len(frames), cfg.batch)]
@@ -217,13 +313,9 @@ class DehazeWidget(QWidget):
     """Pick an image layer and the run settings; tissue and haze layers appear when done."""
 
     run_finished = Signal(str)  # "done", "cancelled" or "error"
-    _progress = Signal(int, int, str)  # value, maximum, label
-    _stage = Signal(str)
-    _ood = Signal(object)  # the worker's out-of-distribution check (an OodCheck)
+    _progress = Signal(int, int, str)  # a step shown on the bar: value, maximum, label
     live_shown = Signal(int)  # a live frame was put on screen: its index in the input layer
     live_stopped = Signal(str)  # "off" (the toggle) or "error"
-    _live_ready = Signal(object)  # the live worker loaded its dehazer
-    _live_ood = Signal(object)  # the live worker's out-of-distribution check (an OodCheck)
 
     def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -234,7 +326,12 @@ class DehazeWidget(QWidget):
 
         self.viewer = napari_viewer
         self.worker = None
-        self._cancel = threading.Event()
+        self._cancel = StopFlag()
+        self._relay = Relay()  # the workers' signals (not the widget's: see Relay)
+        self._life = Lifetime()
+        self._life.on_close(self._cancel.set)
+        self.destroyed.connect(self._life)  # a plain callable: nothing of the widget is touched
+        self._watched = 0  # id of the main window watched for its closing (no reference kept)
         self._runs = 0
         d = DehazeConfig()
         self.layer_combo = QComboBox()
@@ -329,15 +426,16 @@ class DehazeWidget(QWidget):
         self.cancel_button.clicked.connect(self.cancel)
         self.live_button.toggled.connect(self._live_toggled)
         self.joint_button.clicked.connect(lambda *a: self.run_frame_joint())
-        self._live_ready.connect(self._live_loaded, Qt.QueuedConnection)
-        self._live_ood.connect(self._live_ood_checked, Qt.QueuedConnection)
-        self._progress.connect(self._stepped, Qt.QueuedConnection)
-        self._stage.connect(self.status.setText, Qt.QueuedConnection)
+        relay = self._relay
+        relay.live_ready.connect(self._live_loaded, Qt.QueuedConnection)
+        relay.live_ood.connect(self._live_ood_checked, Qt.QueuedConnection)
+        relay.progress.connect(self._stepped, Qt.QueuedConnection)
+        relay.stage.connect(self._staged, Qt.QueuedConnection)
+        relay.ood.connect(self._ood_checked, Qt.QueuedConnection)
         for combo in (self.layer_combo, self.method, self.model, self.rule, self.device):
             combo.setSizeAdjustPolicy(QComboBox.AdjustToContents)  # whole names, "_" too
             combo.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
         self.layer_combo.setMinimumContentsLength(12)
-        self._ood.connect(self._ood_checked, Qt.QueuedConnection)
         self._last_ood = None  # the running job's OodCheck, once the worker has made it
         self._running = ""  # the running job's layer name
         for ev in ("inserted", "removed", "moved", "changed"):
@@ -345,6 +443,57 @@ class DehazeWidget(QWidget):
         self.viewer.layers.events.inserted.connect(lambda e: link_groups(self.viewer))
         self._refresh_layers()
         link_groups(self.viewer)
+
+    # -- closing -----------------------------------------------------------------------------
+    @property
+    def closed(self) -> bool:
+        """True once the widget's window or dock closed: its workers were told to stop."""
+        return self._life.closed
+
+    def _watch_window(self) -> None:
+        """Watch the main window the dock is in (found through the parents, a floating dock's
+        too) for its closing, with a watcher of its own that knows only the Lifetime."""
+        w = self.parentWidget()
+        while w is not None and not isinstance(w, QMainWindow):
+            w = w.parentWidget()
+        if w is not None and id(w) != self._watched:
+            self._watched = id(w)
+            WindowWatch(w, self._life)
+
+    def showEvent(self, event: Any) -> None:
+        self._watch_window()
+        super().showEvent(event)
+
+    def event(self, event: Any) -> bool:
+        """The dock's close button takes the widget out of its dock (napari then drops it):
+        stop its workers as when the window closes."""
+        if event.type() == QEvent.ParentChange and self.parent() is None and self._docked:
+            self.shut_down()
+        elif event.type() == QEvent.ParentChange and self.parent() is not None:
+            self._docked = True
+            self._watch_window()
+        return super().event(event)
+
+    _docked = False
+
+    def shut_down(self) -> None:
+        """Stop a running Dehaze run and the live view for good (the window or dock closed):
+        no worker keeps sampling and no late result, step or frame reaches the widget."""
+        if self._life.closed:
+            return
+        self._life()
+        for ev, cb in (
+            (self.viewer.layers.events.inserted, self._refresh_layers),
+            (self.viewer.layers.events.removed, self._refresh_layers),
+            (self.viewer.layers.events.moved, self._refresh_layers),
+            (self.viewer.layers.events.changed, self._refresh_layers),
+            (self.viewer.dims.events.current_step, self._live_request),
+            (self.viewer.layers.events.removed, self._live_layer_removed),
+        ):
+            try:
+                ev.disconnect(cb)
+            except Exception:  # noqa: BLE001 - not connected
+                pass
 
     # -- layer choice ------------------------------------------------------------------------
     def _candidates(self) -> list[Any]:
@@ -359,6 +508,8 @@ class DehazeWidget(QWidget):
         ]
 
     def _refresh_layers(self, event: Any = None) -> None:
+        if self._life.closed:
+            return
         current = self.layer_combo.currentText()
         names = [ly.name for ly in self._candidates()]
         self.layer_combo.blockSignals(True)
@@ -436,7 +587,7 @@ class DehazeWidget(QWidget):
     def _run(self, method: str | None = None, current: bool = False) -> None:
         from napari.qt.threading import create_worker
 
-        if self.worker is not None:
+        if self.worker is not None or self._life.closed:
             return
         try:
             layer = self.selected_layer()
@@ -463,29 +614,36 @@ class DehazeWidget(QWidget):
         self.joint_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         room_in_pool()
+        relay = self._relay  # the worker emits the relay's signals, never the widget's
         worker = create_worker(
             dehaze_frames,
             native,
             frames,
             cfg,
             self._cancel,
-            self._progress.emit,
-            self._ood.emit,
-            self._stage.emit,
+            lambda *a: relay.progress.emit(*a),
+            lambda check: relay.ood.emit(check),
+            lambda text: relay.stage.emit(text),
             _start_thread=False,
             _ignore_errors=True,  # errors go to _failed → a notification, not a traceback
         )
+        self._cancel.worker = worker  # its quit() (napari closing) stops the sampler too
         worker.returned.connect(lambda out: self._done(out, layer.name, native, frames))
         worker.errored.connect(self._failed)
         self.worker = worker
         worker.start()
 
     def _stepped(self, value: int, maximum: int, text: str) -> None:
-        if self.worker is None:  # a late step of a finished run
+        if self.worker is None or self._life.closed:  # a late step of a finished run
             return
         self.progress.setRange(0, maximum)
         self.progress.setValue(value)
         self.progress.setFormat(f"{text} · %p%")
+        self._progress.emit(value, maximum, text)
+
+    def _staged(self, text: str) -> None:
+        if self.worker is not None and not self._life.closed:
+            self.status.setText(text)
 
     def cancel(self) -> None:
         """Ask the running sampler to stop at its next step."""
@@ -496,6 +654,8 @@ class DehazeWidget(QWidget):
         """On the GUI thread: keep the check for the result layers; warn when it fires."""
         from napari.utils.notifications import show_warning
 
+        if self._life.closed:
+            return
         self._last_ood = check
         if check.warning:
             show_warning(f"usdehaze dehaze: {check.message(self._running)}")
@@ -507,6 +667,8 @@ class DehazeWidget(QWidget):
         self.cancel_button.setEnabled(False)
 
     def _failed(self, exc: BaseException) -> None:
+        if self._life.closed:
+            return
         self._reset()
         notify_error(exc, "dehaze")
         self.status.setText(f"failed: {exc}")
@@ -519,6 +681,8 @@ class DehazeWidget(QWidget):
         native: Native,
         frames: list[int],
     ) -> None:
+        if self._life.closed:  # the window or dock closed meanwhile: nothing to show it in
+            return
         self._reset()
         if out is None:
             self.status.setText("cancelled")
@@ -555,7 +719,7 @@ class DehazeWidget(QWidget):
                 **where,
             )
             data, kwargs, _ = image_layer_data(result, f"{name} {role}")
-            self.viewer.add_image(data, **kwargs)
+            add_below_overlays(self.viewer, data, **kwargs)  # the regions stay on top
         link_groups(self.viewer)
         self.progress.setRange(0, 100)
         self.progress.setValue(100)
@@ -592,7 +756,7 @@ class DehazeWidget(QWidget):
         the frame the slider shows each time it changes (the newest only)."""
         from napari.qt.threading import create_worker
 
-        if self._live is not None:
+        if self._live is not None or self._life.closed:
             return
         try:
             layer = self.selected_layer()
@@ -612,6 +776,7 @@ class DehazeWidget(QWidget):
             self.live_stopped.emit("error")
             return
         session = LiveSession(layer, self._live_layer(layer, native))
+        relay = self._relay  # the worker emits the relay's signals, never the widget's
         worker = create_worker(
             live_loop,
             native,
@@ -619,8 +784,8 @@ class DehazeWidget(QWidget):
             session.mailbox,
             session.stop,
             session.stats,
-            self._live_ready.emit,
-            self._live_ood.emit,
+            lambda dehazer: relay.live_ready.emit(dehazer),
+            lambda check: relay.live_ood.emit(check),
             _start_thread=False,
             _ignore_errors=True,  # errors → _live_failed → a notification
         )
@@ -629,7 +794,7 @@ class DehazeWidget(QWidget):
         session.worker = worker
         self._live = session
         stop, mailbox = session.stop, session.mailbox
-        self.destroyed.connect(lambda *a: (stop.set(), mailbox.close()))  # a closed viewer
+        self._life.on_close(lambda: (stop.set(), mailbox.close(), worker.quit()))
         self.viewer.dims.events.current_step.connect(self._live_request)
         self.viewer.layers.events.removed.connect(self._live_layer_removed)
         self._set_toggle(True)  # when started from code, not the button
@@ -651,8 +816,10 @@ class DehazeWidget(QWidget):
             live.translate = t
             return live
         blank = np.full(shape, -native.dynamic_range, np.float32)
-        live = self.viewer.add_image(
+        live = add_below_overlays(  # the regions stay on top; the active layer stays active
+            self.viewer,
             blank,
+            keep_active=True,
             name=name,
             scale=scale,
             translate=t,
@@ -675,7 +842,7 @@ class DehazeWidget(QWidget):
     def _live_request(self, event: Any = None) -> None:
         """On the GUI thread, when the slider moves: post the frame shown (cheap)."""
         s = self._live
-        if s is None:
+        if s is None or self._life.closed:
             return
         i = frame_index(s.layer, self.viewer.dims.point)
         if i is None or i == s.last_requested:
@@ -686,7 +853,7 @@ class DehazeWidget(QWidget):
 
     def _live_loaded(self, dehazer: Any) -> None:
         s = self._live
-        if s is None:
+        if s is None or self._life.closed:
             return
         s.ready = True
         self.live_status.setText(
@@ -698,7 +865,7 @@ class DehazeWidget(QWidget):
         from napari.utils.notifications import show_warning
 
         s = self._live
-        if s is None:
+        if s is None or self._life.closed:
             return
         s.ood = check
         if check.warning:
@@ -706,7 +873,7 @@ class DehazeWidget(QWidget):
 
     def _live_show(self, s: LiveSession, f: LiveFrame) -> None:
         """On the GUI thread: put a dehazed frame in the live layer (none after live is off)."""
-        if s is not self._live:
+        if s is not self._live or self._life.closed:
             return
         layer = s.live_layer
         if isinstance(layer.data, np.ndarray) and layer.data.shape == f.image.shape:
@@ -728,7 +895,7 @@ class DehazeWidget(QWidget):
         self.live_shown.emit(f.index)
 
     def _live_failed(self, s: LiveSession, exc: BaseException) -> None:
-        if s is not self._live:
+        if s is not self._live or self._life.closed:
             return
         self.stop_live("error")
         notify_error(exc, "live")
@@ -736,7 +903,7 @@ class DehazeWidget(QWidget):
 
     def _live_layer_removed(self, event: Any) -> None:
         s = self._live
-        if s is not None and event.value in (s.layer, s.live_layer):
+        if s is not None and not self._life.closed and event.value in (s.layer, s.live_layer):
             self.stop_live()
 
     def stop_live(self, why: str = "off") -> LiveStats | None:
@@ -744,7 +911,8 @@ class DehazeWidget(QWidget):
         frame it is on. Returns the session's counters."""
         s = self._live
         if s is None:
-            self._untoggle()
+            if not self._life.closed:
+                self._untoggle()
             return None
         self._live = None
         s.stop.set()
@@ -752,6 +920,8 @@ class DehazeWidget(QWidget):
         if s.worker is not None:
             s.worker.quit()  # the generator ends at its next yield, whatever it was doing
         s.stats.dropped = s.mailbox.dropped
+        if self._life.closed:  # shut down: the viewer's events are off, the widget may be gone
+            return s.stats
         self.viewer.dims.events.current_step.disconnect(self._live_request)
         self.viewer.layers.events.removed.disconnect(self._live_layer_removed)
         self._untoggle()

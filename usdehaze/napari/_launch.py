@@ -21,7 +21,7 @@ def open_viewer(path: str | Path, roi: str | Path | None = None, viewer: Any = N
 
     path = Path(path)
     viewer = viewer if viewer is not None else napari.Viewer(title=f"usdehaze: {path.name}")
-    layers = viewer.open(str(path), plugin="usdehaze")
+    layers = open_layers(viewer, path)
     d_dock, dehaze = viewer.window.add_plugin_dock_widget("usdehaze", "Dehaze")
     g_dock, gcnr = viewer.window.add_plugin_dock_widget("usdehaze", "gCNR")
     first = layers[0].name if layers else None
@@ -36,6 +36,17 @@ def open_viewer(path: str | Path, roi: str | Path | None = None, viewer: Any = N
     # once the window is shown and its layout settled (napari.run), fit docks and view again
     QTimer.singleShot(0, lambda: arrange(viewer, (d_dock, dehaze), (g_dock, gcnr)))
     return viewer
+
+
+def open_layers(viewer: Any, path: Path) -> list[Any]:
+    """``path``'s layers through usdehaze's reader: napari's open where the manifest's patterns
+    offer usdehaze the file, else (a photo-like still image, left to napari's own reader in
+    File > Open) the same reader called directly."""
+    from usdehaze.napari._reader import offered, read
+
+    if offered(path):
+        return viewer.open(str(path), plugin="usdehaze")
+    return [viewer.add_image(data, **kwargs) for data, kwargs, _ in read(str(path))]
 
 
 def arrange(viewer: Any, dehaze: tuple, gcnr: tuple) -> None:

@@ -186,6 +186,22 @@ def image_layer_data(native: Native, name: str, **kwargs: Any) -> tuple:
     return (disp.data, meta, "image")
 
 
+def add_below_overlays(viewer: Any, data: Any, keep_active: bool = False, **kwargs: Any) -> Any:
+    """Add an image layer (``viewer.add_image``'s arguments) below the lowest layer that is
+    not an image (the ROI and other shapes, points, labels), so regions drawn on the input
+    stay visible over results and the live view; ``keep_active`` leaves the active layer
+    as it was (a drawing tool in use stays in use)."""
+    from napari.layers import Image
+
+    active = viewer.layers.selection.active
+    layer = Image(data, **kwargs)
+    overlays = [i for i, ly in enumerate(viewer.layers) if not isinstance(ly, Image)]
+    viewer.layers.insert(overlays[0] if overlays else len(viewer.layers), layer)
+    if keep_active and active is not None and active in viewer.layers:
+        viewer.layers.selection.active = active
+    return layer
+
+
 def native_of(layer: Any) -> Native | None:
     """The stored-grid view of a layer: the plugin's metadata, or (for any other 2-D/3-D image
     layer) its data taken as dB on a Cartesian grid placed by its scale/translate in mm."""

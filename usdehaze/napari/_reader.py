@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from usdehaze.errors import UsageError
 from usdehaze.napari._layers import META_KEY, Native, image_layer_data
 from usdehaze.ultrasound.logcomp import DEFAULT_DYNAMIC_RANGE
 
@@ -50,15 +51,57 @@ def _can_read(path: Path) -> bool:
     return True
 
 
+def check_readable(path: Path) -> None:
+    """Raise the one line ``usdehaze info`` gives when usdehaze cannot open ``path`` (asked
+    before a window opens, so a refused file never leaves one behind)."""
+    try:
+        ok = _can_read(path)
+    except UsageError:
+        raise
+    except Exception:  # noqa: BLE001 - any other failure: the generic line
+        ok = False
+    if not ok:
+        raise UsageError(f"{path}: not a scan or usdehaze result file usdehaze can read")
+
+
+def offered(path: Path) -> bool:
+    """Whether napari offers usdehaze this path: a folder (the manifest accepts directories)
+    or a file whose name matches one of the manifest's patterns."""
+    from fnmatch import fnmatch
+
+    from usdehaze.ultrasound.io import filename_patterns
+
+    if path.is_dir():
+        return True
+    name = path.name.lower()
+    return path.is_file() and any(fnmatch(name, p) for p in filename_patterns())
+
+
+def refusal(reason: str) -> ReaderFunction:
+    """A reader that raises ``reason`` (the one line ``usdehaze info`` prints): napari shows
+    it instead of its generic "refused the file"."""
+
+    def refuse(path: Any) -> list[tuple]:
+        raise UsageError(reason)
+
+    return refuse
+
+
 def napari_get_reader(path: Any) -> ReaderFunction | None:
-    """The reader for ``path`` when it is a scan or result file usdehaze can open, else None."""
+    """The reader for ``path`` when it is a scan or result file usdehaze can open; for a file
+    of a kind usdehaze reads (its suffix) that it cannot open, a reader raising the reason
+    (napari only calls a reader the user or the reader preference chose); else None."""
     try:
         p = _single_path(path)
-        if p is None or not _can_read(p):
+        if p is None:
             return None
+        if _can_read(p):
+            return read
+    except UsageError as exc:  # the file is not one usdehaze reads: say why when asked
+        return refusal(str(exc)) if p is not None and offered(p) else None
     except Exception:  # noqa: BLE001 - napari asks about any file; "no" is the answer
         return None
-    return read
+    return None
 
 
 def _lazy_frames(

@@ -163,6 +163,7 @@ class ImagesReader(Reader):
 
     name, priority = "images", 50
     suffixes = IMAGE_SUFFIXES
+    generic = IMAGE_SUFFIXES  # napari opens folders of them through usdehaze, not every photo
     description = "image stacks (folders of PNG/JPEG/TIFF, multi-page TIFF)"
 
     @classmethod

@@ -81,6 +81,10 @@ class Reader:
 
     name: ClassVar[str] = ""
     suffixes: ClassVar[tuple[str, ...]] = ()
+    # suffixes as common outside ultrasound (photos, microscopy TIFF, GIFs): napari is not told
+    # usdehaze reads every such file (it would be offered, even preselected, for each one);
+    # load_scan, the CLI and ``usdehaze view`` still read them
+    generic: ClassVar[tuple[str, ...]] = ()
     priority: ClassVar[int] = 0
     description: ClassVar[str] = ""
 
@@ -117,8 +121,11 @@ def suffixes() -> tuple[str, ...]:
 
 
 def filename_patterns() -> list[str]:
-    """napari's reader ``filename_patterns`` (napari.yaml must list exactly these)."""
-    return [f"*{s}" for s in suffixes()]
+    """napari's reader ``filename_patterns`` (napari.yaml must list exactly these): every
+    suffix a reader reads but those only ``generic`` readers list."""
+    generic = {s for r in READERS.values() for s in r.generic}
+    specific = {s for r in READERS.values() for s in r.suffixes if s not in r.generic}
+    return [f"*{s}" for s in suffixes() if s in specific or s not in generic]
 
 
 def pick(src: Source) -> type[Reader]:

@@ -165,6 +165,7 @@ class VideoReader(Reader):
 
     name, priority = "video", 50
     suffixes = (".mp4", ".avi", ".mov", ".m4v", ".mkv", ".webm", ".wmv", ".mpg", ".mpeg", ".gif")
+    generic = (".gif",)
     description = "videos (imageio + PyAV)"
 
     @classmethod
