@@ -308,5 +308,20 @@ def load_prior(path: str | Path, device: str | torch.device = "cpu") -> NetworkP
     for name, t in state.items():
         if t.is_floating_point() and not bool(torch.isfinite(t).all()):
             raise UsageError(f"{weights}: key '{name}': weights contain NaN or Inf values")
-    prior = NetworkPrior(net, sde, {**cfg, "path": str(weights)})
-    return prior.to(device).eval()
+    prior = NetworkPrior(net, sde, {**cfg, "path": str(weights)}).to(device).eval()
+    probe_prior(prior, cfg["network"], str(weights))
+    return prior
+
+
+def probe_prior(prior: NetworkPrior, network: dict[str, Any], source: str) -> None:
+    """One ε estimate on pure noise x_t = β_t ε at three noise levels (a 16×16 image, or the
+    MLP's vector): finite weights scaled out of range are refused at load, not as NaN results."""
+    from usdehaze.core.probe import PROBE_SIZE, check_forward, probe_input
+
+    device = next(prior.net.parameters(), torch.empty(0)).device
+    channels = int(prior.net.channels)
+    shape = (3, channels) if network.get("arch") == "mlp" else (3, channels, PROBE_SIZE, PROBE_SIZE)
+    t = torch.tensor([0.25, 0.5, 1.0], dtype=torch.float64, device=device)
+    alpha, beta = prior.sde.alpha(t), prior.sde.beta(t)
+    x = probe_input(shape, device) * beta.reshape(-1, *[1] * (len(shape) - 1)).float()
+    check_forward(lambda: prior.net(x, alpha, beta), source)

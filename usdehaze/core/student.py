@@ -189,8 +189,20 @@ def load_student(path: str | Path, device: str | torch.device = "cpu") -> Studen
         raise UsageError(
             f"{weights}: weights do not fit key 'network' ({first_line(exc)})"
         ) from None
+    net = net.to(device).eval()
+    probe_student(net, str(weights))
     meta["path"] = str(path)
-    return Student(net.to(device).eval(), meta, meta["checksum"])
+    return Student(net, meta, meta["checksum"])
+
+
+def probe_student(net: OnePassUNet, source: str) -> None:
+    """One pass over a 16×16 uniform(−1, 1) probe (the unit scale of a student's inputs): finite
+    weights scaled out of range are refused at load, not as NaN or garbage results."""
+    from usdehaze.core.probe import PROBE_SIZE, check_forward, probe_input
+
+    device = next(net.parameters()).device
+    x = probe_input((1, net.arch.in_channels, PROBE_SIZE, PROBE_SIZE), device)
+    check_forward(lambda: net(x), source)
 
 
 @dataclass
