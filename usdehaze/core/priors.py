@@ -267,6 +267,13 @@ def validate_prior_config(cfg: Any, cfg_path: Path) -> dict[str, Any]:
     return cfg
 
 
+def weights_bytes_limit(net: nn.Module) -> int:
+    """Most bytes a safetensors file of ``net``'s weights can take: 8 per value (float64) for
+    parameters and buffers, plus 1 MiB for the header."""
+    values = sum(t.numel() for t in net.state_dict().values())
+    return 8 * values + (1 << 20)
+
+
 def load_prior(path: str | Path, device: str | torch.device = "cpu") -> NetworkPrior:
     """Load a prior from ``NAME.safetensors`` (+ ``NAME.json`` beside it); the checksum is
     verified and every field of the JSON and every weight (finite) is checked.
@@ -277,7 +284,7 @@ def load_prior(path: str | Path, device: str | torch.device = "cpu") -> NetworkP
 
     from usdehaze.core.networks import build_network
     from usdehaze.jsonio import read_json
-    from usdehaze.limits import MAX_PRIOR_JSON_BYTES
+    from usdehaze.limits import MAX_PRIOR_JSON_BYTES, bounded_file, not_special
 
     path = Path(path)
     if path.suffix not in ("", ".safetensors", ".json"):
@@ -288,16 +295,19 @@ def load_prior(path: str | Path, device: str | torch.device = "cpu") -> NetworkP
     weights = path.with_suffix(".safetensors")
     cfg_path = path.with_suffix(".json")
     for p, what in ((weights, "weights (.safetensors)"), (cfg_path, "config (.json)")):
+        not_special(p, f"prior {what}")
         if not p.is_file():
             raise UsageError(f"{p}: missing prior {what}")
     cfg = validate_prior_config(read_json(cfg_path, "prior config", MAX_PRIOR_JSON_BYTES), cfg_path)
+    sde = sde_from_config(cfg["sde"], f"{cfg_path}: key 'sde'")
+    net = build_network(cfg["network"], f"{cfg_path}: key 'network'")
+    # the network fixes the weights' size: a larger (say sparse, 64 GiB) file is refused unread
+    bounded_file(weights, "prior weights file", weights_bytes_limit(net))
     digest = sha256(weights)
     if digest != cfg["sha256"]:
         raise UsageError(
             f"{weights}: checksum {digest[:12]}… does not match the config's {cfg['sha256'][:12]}… (corrupt or replaced weights)"
         )
-    sde = sde_from_config(cfg["sde"], f"{cfg_path}: key 'sde'")
-    net = build_network(cfg["network"], f"{cfg_path}: key 'network'")
     try:
         state = load_file(str(weights))
         net.load_state_dict(state)

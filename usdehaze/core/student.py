@@ -156,11 +156,12 @@ def load_student(path: str | Path, device: str | torch.device = "cpu") -> Studen
     """Load a student (safetensors: no pickle); its JSON must describe these weights exactly."""
     from safetensors.torch import load_file
 
-    from usdehaze.limits import bounded_file
+    from usdehaze.limits import bounded_file, not_special
 
     path = Path(path)
     weights, cfg_path = path.with_suffix(".safetensors"), path.with_suffix(".json")
     for p, what in ((weights, "weights (.safetensors)"), (cfg_path, "config (.json)")):
+        not_special(p, f"student {what}")
         if not p.is_file():
             raise UsageError(f"{p}: student {what} not found")
     bounded_file(cfg_path, "student config", 1 << 20)
