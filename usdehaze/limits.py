@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -126,10 +127,37 @@ def check_frame_size(where: str, nz: int, nx: int, bytes_per_pixel: int = 64) ->
         )
 
 
+SPECIAL_FILES = (
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def special_file(path: Any) -> str | None:
+    """What ``path`` is when it (or what its links lead to) is a FIFO, device or socket, else
+    None (a regular file, a folder, nothing there). Only stat: nothing is opened."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None
+    return next((name for test, name in SPECIAL_FILES if test(mode)), None)
+
+
+def not_special(path: Any, what: str = "input file") -> Path:
+    """``path`` as a Path unless it is a FIFO, device or socket: opening one waits for a writer
+    (or reads forever), so every reader of user files refuses it here first, in one line."""
+    kind = special_file(path)
+    if kind is not None:
+        raise UsageError(f"{path}: {kind}, not a {what} (expected a regular file or a folder)")
+    return Path(path)
+
+
 def bounded_file(path: Any, what: str, max_bytes: int) -> Path:
     """``path`` as a Path once it is a file of at most ``max_bytes`` (a ``what``, e.g. 'ROI
     file'): the one size check of the config, ROI and JSON readers."""
-    path = Path(path)
+    path = not_special(path, what)
     if not path.is_file():
         raise UsageError(f"{path}: no such {what}")
     size = path.stat().st_size

@@ -267,6 +267,13 @@ def validate_prior_config(cfg: Any, cfg_path: Path) -> dict[str, Any]:
     return cfg
 
 
+def weights_bytes_limit(net: nn.Module) -> int:
+    """Most bytes a safetensors file of ``net``'s weights can take: 8 per value (float64) for
+    parameters and buffers, plus 1 MiB for the header."""
+    values = sum(t.numel() for t in net.state_dict().values())
+    return 8 * values + (1 << 20)
+
+
 def load_prior(path: str | Path, device: str | torch.device = "cpu") -> NetworkPrior:
     """Load a prior from ``NAME.safetensors`` (+ ``NAME.json`` beside it); the checksum is
     verified and every field of the JSON and every weight (finite) is checked.
@@ -277,7 +284,7 @@ def load_prior(path: str | Path, device: str | torch.device = "cpu") -> NetworkP
 
     from usdehaze.core.networks import build_network
     from usdehaze.jsonio import read_json
-    from usdehaze.limits import MAX_PRIOR_JSON_BYTES
+    from usdehaze.limits import MAX_PRIOR_JSON_BYTES, bounded_file, not_special
 
     path = Path(path)
     if path.suffix not in ("", ".safetensors", ".json"):
@@ -288,16 +295,19 @@ def load_prior(path: str | Path, device: str | torch.device = "cpu") -> NetworkP
     weights = path.with_suffix(".safetensors")
     cfg_path = path.with_suffix(".json")
     for p, what in ((weights, "weights (.safetensors)"), (cfg_path, "config (.json)")):
+        not_special(p, f"prior {what}")
         if not p.is_file():
             raise UsageError(f"{p}: missing prior {what}")
     cfg = validate_prior_config(read_json(cfg_path, "prior config", MAX_PRIOR_JSON_BYTES), cfg_path)
+    sde = sde_from_config(cfg["sde"], f"{cfg_path}: key 'sde'")
+    net = build_network(cfg["network"], f"{cfg_path}: key 'network'")
+    # the network fixes the weights' size: a larger (say sparse, 64 GiB) file is refused unread
+    bounded_file(weights, "prior weights file", weights_bytes_limit(net))
     digest = sha256(weights)
     if digest != cfg["sha256"]:
         raise UsageError(
             f"{weights}: checksum {digest[:12]}… does not match the config's {cfg['sha256'][:12]}… (corrupt or replaced weights)"
         )
-    sde = sde_from_config(cfg["sde"], f"{cfg_path}: key 'sde'")
-    net = build_network(cfg["network"], f"{cfg_path}: key 'network'")
     try:
         state = load_file(str(weights))
         net.load_state_dict(state)
@@ -308,5 +318,20 @@ def load_prior(path: str | Path, device: str | torch.device = "cpu") -> NetworkP
     for name, t in state.items():
         if t.is_floating_point() and not bool(torch.isfinite(t).all()):
             raise UsageError(f"{weights}: key '{name}': weights contain NaN or Inf values")
-    prior = NetworkPrior(net, sde, {**cfg, "path": str(weights)})
-    return prior.to(device).eval()
+    prior = NetworkPrior(net, sde, {**cfg, "path": str(weights)}).to(device).eval()
+    probe_prior(prior, cfg["network"], str(weights))
+    return prior
+
+
+def probe_prior(prior: NetworkPrior, network: dict[str, Any], source: str) -> None:
+    """One ε estimate on pure noise x_t = β_t ε at three noise levels (a 16×16 image, or the
+    MLP's vector): finite weights scaled out of range are refused at load, not as NaN results."""
+    from usdehaze.core.probe import PROBE_SIZE, check_forward, probe_input
+
+    device = next(prior.net.parameters(), torch.empty(0)).device
+    channels = int(prior.net.channels)
+    shape = (3, channels) if network.get("arch") == "mlp" else (3, channels, PROBE_SIZE, PROBE_SIZE)
+    t = torch.tensor([0.25, 0.5, 1.0], dtype=torch.float64, device=device)
+    alpha, beta = prior.sde.alpha(t), prior.sde.beta(t)
+    x = probe_input(shape, device) * beta.reshape(-1, *[1] * (len(shape) - 1)).float()
+    check_forward(lambda: prior.net(x, alpha, beta), source)

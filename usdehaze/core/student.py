@@ -170,11 +170,12 @@ def load_student(path: str | Path, device: str | torch.device = "cpu") -> Studen
     """Load a student (safetensors: no pickle); its JSON must describe these weights exactly."""
     from safetensors.torch import load_file
 
-    from usdehaze.limits import bounded_file
+    from usdehaze.limits import bounded_file, not_special
 
     path = Path(path)
     weights, cfg_path = path.with_suffix(".safetensors"), path.with_suffix(".json")
     for p, what in ((weights, "weights (.safetensors)"), (cfg_path, "config (.json)")):
+        not_special(p, f"student {what}")
         if not p.is_file():
             raise UsageError(f"{p}: student {what} not found")
     bounded_file(cfg_path, "student config", 1 << 20)
@@ -203,8 +204,20 @@ def load_student(path: str | Path, device: str | torch.device = "cpu") -> Studen
         raise UsageError(
             f"{weights}: weights do not fit key 'network' ({first_line(exc)})"
         ) from None
+    net = net.to(device).eval()
+    probe_student(net, str(weights))
     meta["path"] = str(path)
-    return Student(net.to(device).eval(), meta, meta["checksum"])
+    return Student(net, meta, meta["checksum"])
+
+
+def probe_student(net: OnePassUNet, source: str) -> None:
+    """One pass over a 16×16 uniform(−1, 1) probe (the unit scale of a student's inputs): finite
+    weights scaled out of range are refused at load, not as NaN or garbage results."""
+    from usdehaze.core.probe import PROBE_SIZE, check_forward, probe_input
+
+    device = next(net.parameters()).device
+    x = probe_input((1, net.arch.in_channels, PROBE_SIZE, PROBE_SIZE), device)
+    check_forward(lambda: net(x), source)
 
 
 @dataclass

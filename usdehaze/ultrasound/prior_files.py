@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from usdehaze.errors import UsageError
+from usdehaze.limits import not_special
 from usdehaze.ultrasound.dehaze_config import DehazeConfig
 from usdehaze.ultrasound.logcomp import IQ_MULAW
 from usdehaze.ultrasound.methods import run_model
@@ -26,12 +27,10 @@ def prior_paths(cfg: Any, option: str = "--priors") -> tuple[Path, Path]:
     if cfg.priors:
         if not folder.is_dir():
             raise UsageError(f"{folder}: {option}: no such folder (expected a folder of priors)")
-        missing = [
-            f.name
-            for n in names
-            for f in (folder / n, (folder / n).with_suffix(".json"))
-            if not f.is_file()
-        ]
+        files = [f for n in names for f in (folder / n, (folder / n).with_suffix(".json"))]
+        for f in files:
+            not_special(f, "prior file")
+        missing = [f.name for f in files if not f.is_file()]
         if missing:
             raise UsageError(
                 f"{folder}: {option}: no {', '.join(missing)} (expected {names[0]} and {names[1]} "

@@ -380,7 +380,11 @@ def _attr(v: Any) -> Any:
 
 def is_result_file(path: str | Path) -> bool:
     """True when ``path`` is a usdehaze result file (HDF5 or zarr)."""
+    from usdehaze.limits import special_file
+
     path = Path(path)
+    if special_file(path) is not None:  # a FIFO would wait for a writer: never opened here
+        return False
     try:
         if _is_zarr(path):
             import zarr
@@ -396,7 +400,9 @@ def is_result_file(path: str | Path) -> bool:
 
 def load_result(path: str | Path) -> Result:
     """Open a result file read-only (arrays stay on disk until sliced)."""
-    path = Path(path)
+    from usdehaze.limits import not_special
+
+    path = not_special(path, "result file")
     if not path.exists():
         raise UsageError(f"{path}: no such file")
     if not is_result_file(path):

@@ -14,6 +14,7 @@ import pkgutil
 from pathlib import Path
 
 from usdehaze.errors import UsageError
+from usdehaze.limits import not_special
 from usdehaze.ultrasound.io.registry import (
     READERS,
     Reader,
@@ -56,7 +57,7 @@ def load_scan(path: str | Path, key: str | None = None) -> Scan:
 
     Anything wrong with the file is one UsageError naming it (and the key where the reader
     knows it); frames are read later, by ``Scan.frames``, with the same rule."""
-    path = Path(path)
+    path = not_special(path, "scan file")
     if not path.exists():
         raise UsageError(f"{path}: no such file")
     src = Source(path, key)
