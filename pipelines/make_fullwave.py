@@ -42,7 +42,7 @@ def main() -> int:
     ap.add_argument("--frames", type=int, default=40)
     ap.add_argument("--seed0", type=int, default=1000)
     ap.add_argument("--minutes", type=float, default=40.0, help="start no frame after this")
-    ap.add_argument("--scatter", type=float, nargs=2, default=(0.01, 0.03), metavar=("LO", "HI"))
+    ap.add_argument("--scatter", type=float, nargs=2, default=(0.02, 0.05), metavar=("LO", "HI"))
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
 

@@ -71,6 +71,7 @@ def evaluate(
         if not shards(cases):
             raise UsageError(
                 f"{cases}: no corpus shards (*.npz); make them: python pipelines/make_corpus.py"
+                " (full-wave scans: python pipelines/make_fullwave.py)"
             )
         chosen = corpus_cases(cases, limit=frames)
     methods = _installed(methods)
