@@ -145,6 +145,14 @@ def haze_contrast_db(cavity_db: np.ndarray, tissue_db: np.ndarray) -> float:
     )
 
 
+def speckle_sd_db(tissue_db: np.ndarray) -> float:
+    """Standard deviation of dB values in a tissue region: the speckle statistic beside gCNR.
+
+    Fully developed speckle has 5.6 dB (log-Rayleigh); smoothing lowers it, so a method whose
+    gCNR rises while this falls below the clean image's is despeckling, not dehazing."""
+    return float(np.std(_values(tissue_db, "speckle tissue")))
+
+
 HAZE_MIN_LOSS_DB = 0.5
 
 

@@ -83,6 +83,7 @@ def _frame_scores(case: dict[str, Any], img: np.ndarray) -> dict[str, float]:
         "psnr": metrics.psnr_in_mask(img, clean, sector, DEFAULT_DYNAMIC_RANGE),
         "lv_db": float(np.mean(img[t])),
         "myo_shift_db": float(np.mean(img[b]) - np.mean(clean[b])),
+        "speckle_sd_db": metrics.speckle_sd_db(img[b]),
         "c_out": c_out,
         "c_hazy": c_hazy,
         "c_clean": c_clean,
@@ -115,7 +116,8 @@ def score(
 ) -> dict[str, float]:
     """One table row: a method's tissue (and haze) images scored against the cases' truth.
 
-    gcnr, ks, tissue_kept_db, psnr (inside the sector), lv_db, myo_shift_db, haze_corr: means over
+    gcnr, ks, tissue_kept_db, psnr (inside the sector), lv_db, myo_shift_db, speckle_sd_db (dB
+    spread in the myocardium: lower than the clean row's means smoothed), haze_corr: means over
     frames. haze_removed: pooled over frames, Σ(C_out − C_hazy) / Σ(C_clean − C_hazy), and
     haze_removed_median the median of the per-frame shares. s_per_frame = seconds / frames.
     """
@@ -143,6 +145,7 @@ def score(
         "psnr": mean("psnr"),
         "lv_db": mean("lv_db"),
         "myo_shift_db": mean("myo_shift_db"),
+        "speckle_sd_db": mean("speckle_sd_db"),
         "result_check": _mean_finite([r["result_check"] for r in rows]),
     }
     if any("haze_corr" in r for r in rows):
@@ -234,6 +237,7 @@ MARKDOWN_COLUMNS = (  # key, header, format
     ("tissue_kept_db", "tissue kept dB (0 best)", "{:+.2f}"),
     ("psnr", "PSNR dB ↑", "{:.2f}"),
     ("lv_db", "LV dB ↓", "{:.2f}"),
+    ("speckle_sd_db", "speckle σ dB (≈ clean)", "{:.2f}"),
     ("result_check", "harm warned %", None),
     ("s_per_frame", "s/frame", "{:.2f}"),
 )
