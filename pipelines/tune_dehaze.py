@@ -70,7 +70,10 @@ def main() -> None:
             run_setting(cases, replace(cfg, seed=sd).validate(text or "defaults")) for sd in seeds
         ]
         gains = np.array([r["gcnr"] - base["gcnr"] for r in runs])
-        mean = {k: float(np.mean([r[k] for r in runs])) for k in runs[0] if k != "nfe"}
+        # the figures (not the per-frame records, "frames"), averaged over the seeds
+        mean = {
+            k: float(np.mean([r[k] for r in runs])) for k in runs[0] if k not in ("nfe", "frames")
+        }
         spread = f" ± {gains.std(ddof=1):.3f} over {len(seeds)} seeds" if len(seeds) > 1 else ""
         print(
             f"{text or 'defaults':40s} gCNR {mean['gcnr']:.3f} (gain {gains.mean():+.3f}{spread})  "

@@ -60,6 +60,7 @@ REFUSALS = {
     "usdehaze train configs/prior_tissue_iq.yaml --export-only": "no checkpoint",
     "usdehaze train configs/": "pipelines/train_priors.py",  # the recipe makes the data
     "usdehaze evaluate --cases runs/corpus/val": "make_corpus.py",  # the corpus is made first
+    "usdehaze evaluate --cases runs/fullwave": "make_fullwave.py",  # the scans are made first
 }
 PLACEHOLDER = re.compile(r"\[|\]|\bFILE\b|\bROI\.json\b|^[A-Z]$")
 

@@ -8,6 +8,7 @@ import pytest
 from usdehaze.ultrasound.dehaze import DehazeConfig
 from usdehaze.ultrasound.evaluate import (
     HAZE_LEVELS,
+    VERDICTS,
     _batches,
     default_methods,
     eval_set,
@@ -17,6 +18,8 @@ from usdehaze.ultrasound.evaluate import (
     score,
 )
 from usdehaze.ultrasound.logcomp import to_db
+from usdehaze.ultrasound.roi import pair_masks, roi_from_dict
+from usdehaze.ultrasound.simulate import simulate_cardiac
 
 
 def test_eval_set_truth_and_score_extremes():
@@ -145,3 +148,81 @@ def test_batches_keep_one_shape_and_the_batch_size():
     cases = [{"iq": np.zeros(s)} for s in [(4, 4)] * 3 + [(6, 4)] * 2 + [(4, 4)]]
     assert _batches(cases, 2) == [range(0, 2), range(2, 3), range(3, 5), range(5, 6)]
     assert _batches(cases, 8) == [range(0, 3), range(3, 5), range(5, 6)]
+
+
+def test_each_frame_gets_a_verdict_from_its_truth_and_the_checks_rates():
+    """Truth as the result is helped, the input itself neither, haze poured into a small cavity
+    and the input's order inverted harmed. An OOD warning on the helped frame is a false alarm,
+    none on the harmed ones two misses; the do-no-harm and gross-failure checks catch the
+    inversion, but neither sees the cavity (their regions are the frame's darkest and brightest
+    15 %, elsewhere): one miss for "any"."""
+    from usdehaze.ultrasound.evaluate import check_rates, markdown_checks, markdown_scans, verdict
+    from usdehaze.ultrasound.ood import OodCheck
+
+    cases = eval_set(4, shape=(96, 64))
+    filled = cases[2]["input"] + 20.0 * cases[2]["target"]
+    inverted = 2 * np.median(cases[3]["input"]) - cases[3]["input"]
+    images = [cases[0]["clean"], cases[1]["input"], filled, inverted]
+    ood = [OodCheck(0.3, 0.1), OodCheck(0.3, 0.1), OodCheck(0.01, 0.1), OodCheck(0.01, 0.1)]
+    row = score(cases, images, ood=ood)
+    frames = row["frames"]
+    assert [f["verdict"] for f in frames] == ["helped", "neither", "harmed", "harmed"]
+    assert [f["ood"] for f in frames] == [1.0, 1.0, 0.0, 0.0]
+    assert [(f["harm"], f["wreck"]) for f in frames] == [(0, 0), (0, 0), (0, 0), (1, 1)]
+    r = check_rates(row)
+    assert (r["helped"], r["harmed"], r["neither"]) == (1, 2, 1)
+    assert r["false_alarms_ood"] == (1, 1) and r["misses_ood"] == (2, 2)
+    assert r["misses_harm"] == r["misses_wreck"] == r["misses_any"] == (1, 2)
+    assert r["false_alarms_any"] == (1, 1) and row["ood_warned"] == 0.5
+    # without an OOD score (the input and truth rows, bm3d) the check is unscored, not quiet
+    plain = check_rates(score(cases, images))
+    assert plain["false_alarms_ood"] == (0, 0) and plain["misses_any"] == (1, 2)
+    table = {"hazy input": score(cases, [c["input"] for c in cases]), "m": row}
+    text = markdown_checks(table)
+    assert "| m | 1 | 2 | 1 | 1/1 |" in text and "hazy input" not in text  # nothing to judge
+    scans = markdown_scans(table)
+    assert "| 3 | harmed " in scans and "· harm+wreck |" in scans and "· ood |" in scans
+    # the thresholds: tissue 1.5 dB off is neither helped nor harmed; 3 dB off (input 0) harmed
+    base = {"haze_removed": 0.5, "psnr": 20.0, "psnr_in": 18.0, "tissue_kept_in_db": 0.0}
+    assert verdict(base | {"tissue_kept_db": 0.5}) == "helped"
+    assert verdict(base | {"tissue_kept_db": 1.5}) == "neither"
+    assert verdict(base | {"tissue_kept_db": -3.0}) == "harmed"
+    assert verdict(base | {"tissue_kept_db": 0.0, "psnr": 16.5}) == "harmed"
+
+
+def test_evaluate_cases_prints_the_checks_beside_the_table(tmp_path, capsys):
+    """``usdehaze evaluate --cases DIR`` on two corpus frames: after the quality table, the checks'
+    rates per method and each scan's verdict and checks (the --json rows hold them per frame)."""
+    import json
+
+    from usdehaze.cli import run_app
+    from usdehaze.ultrasound.corpus.store import write_shard
+
+    samples = []
+    for seed in (0, 1):
+        sim = simulate_cardiac(1, seed=seed, haze_db=-12.0, shape=(128, 64))
+        ((_, t, b),) = pair_masks(roi_from_dict(sim.roi, "sim"), sim.x, sim.z)
+        samples.append(
+            {
+                "tissue": sim.tissue_iq[0],
+                "haze": sim.haze_iq[0],
+                "cavity": t,
+                "myocardium": b,
+                "tissue_mask": ~t,
+                "params": {"haze_db": -12.0, "seed": seed},
+            }
+        )
+    split = tmp_path / "val"
+    split.mkdir()
+    write_shard(split / "a.npz", {}, samples)
+    out = tmp_path / "t.json"
+    code = run_app(["evaluate", "--cases", str(split), "--only", "fast", "--json", str(out)])
+    text = capsys.readouterr().out
+    assert code == 0
+    checks = text.split("The checks against the truth")[1]
+    assert "| clean truth | 2 | 0 | 0 |" in checks  # the truth helps every frame
+    assert "| fast (one-pass student of the default) |" in checks
+    assert "| a/0 | helped " in checks and "| a/1 |" in checks
+    frames = json.loads(out.read_text())["fast (one-pass student of the default)"]["frames"]
+    assert [f["name"] for f in frames] == ["a/0", "a/1"]
+    assert all(np.isfinite(f["ood_score"]) and f["verdict"] in VERDICTS for f in frames)

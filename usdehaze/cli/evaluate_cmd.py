@@ -36,14 +36,23 @@ def evaluate(
 
     gCNR alone rewards despeckling; haze removed (the share of the cavity contrast lost to haze
     that comes back) and tissue kept (myocardium level against the image's median tissue level,
-    minus the clean one's) tell haze removal apart. --json also holds the per-frame median share,
+    minus the clean one's) tell haze removal apart. Each frame is then labelled helped or harmed
+    from its truth, and the out-of-distribution, do-no-harm and gross-failure checks' false
+    alarms on helped frames and misses on harmed ones are listed, per method and per frame. --json also holds the per-frame median share,
     myocardium shift, haze correlation and the per-haze-level figures.
     """
     from usdehaze.errors import UsageError
     from usdehaze.jsonio import dumps
     from usdehaze.limits import MAX_EVALUATE_FRAMES
     from usdehaze.ultrasound.dehaze import build_config
-    from usdehaze.ultrasound.evaluate import default_methods, markdown, markdown_by_level
+    from usdehaze.ultrasound.evaluate import (
+        CHECKS_NOTE,
+        default_methods,
+        markdown,
+        markdown_by_level,
+        markdown_checks,
+        markdown_scans,
+    )
     from usdehaze.ultrasound.evaluate import evaluate as run
 
     if not 1 <= frames <= MAX_EVALUATE_FRAMES:
@@ -71,6 +80,7 @@ def evaluate(
         if not shards(cases):
             raise UsageError(
                 f"{cases}: no corpus shards (*.npz); make them: python pipelines/make_corpus.py"
+                " (full-wave scans: python pipelines/make_fullwave.py)"
             )
         chosen = corpus_cases(cases, limit=frames)
     methods = _installed(methods)
@@ -88,6 +98,10 @@ def evaluate(
     typer.echo(markdown_by_level(table))
     typer.echo("\nHaze removed (%) per haze level:\n")
     typer.echo(markdown_by_level(table, "haze_removed"))
+    typer.echo(f"\nThe checks against the truth ({CHECKS_NOTE}):\n")
+    typer.echo(markdown_checks(table))
+    typer.echo("\nPer scan: the truth's verdict, haze removed, the checks that fired:\n")
+    typer.echo(markdown_scans(table))
     if json_out:
         from usdehaze import __version__
         from usdehaze.atomic import atomic_path

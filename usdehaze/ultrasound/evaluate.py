@@ -23,10 +23,30 @@ from usdehaze.ultrasound.driver import FrameDriver
 from usdehaze.ultrasound.harm import HarmCheck, frame_harm
 from usdehaze.ultrasound.logcomp import DEFAULT_DYNAMIC_RANGE, envelope, to_db
 from usdehaze.ultrasound.methods import METHODS
+from usdehaze.ultrasound.ood import check_frames
 from usdehaze.ultrasound.roi import pair_masks, roi_from_dict
 from usdehaze.ultrasound.simulate import simulate_cardiac
+from usdehaze.ultrasound.wreck import frame_wreck
 
 HAZE_LEVELS = (-16.0, -12.0, -8.0)
+# a scan's verdict from its truth (issue 28), what the checks are judged against: "helped" takes
+# at least this share of the haze contrast out, keeps the tissue within TISSUE_KEPT_DB (issue
+# 28's target) and does not lower the PSNR; "harmed" puts haze in (share < 0), lowers the PSNR by
+# more than HARM_PSNR_DB or moves the tissue by more than HARM_TISSUE_DB and 1 dB beyond the
+# input's own error; anything between is "neither" (changed little, or mixed)
+HELPED_HAZE_REMOVED = 0.25
+TISSUE_KEPT_DB = 1.0
+HARM_PSNR_DB = 1.0
+HARM_TISSUE_DB = 2.0
+CHECKS = ("ood", "harm", "wreck")  # out-of-distribution, do-no-harm, gross failure
+CHECK_HEADERS = {"ood": "OOD", "harm": "do-no-harm", "wreck": "gross failure", "any": "any"}
+VERDICTS = ("helped", "harmed", "neither")
+CHECKS_NOTE = (
+    f"helped: ≥ {100 * HELPED_HAZE_REMOVED:.0f} % of the haze removed, tissue within "
+    f"±{TISSUE_KEPT_DB:g} dB, PSNR not below the input's; harmed: haze added, PSNR "
+    f"{HARM_PSNR_DB:g} dB below the input's, or tissue beyond ±{HARM_TISSUE_DB:g} dB and 1 dB "
+    "beyond the input's own error"
+)
 
 
 def eval_set(
@@ -66,8 +86,11 @@ def case_masks(case: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     return sector, tissue
 
 
-def _frame_scores(case: dict[str, Any], img: np.ndarray) -> dict[str, float]:
-    """Every per-frame figure of one output image against its case's input and clean truth."""
+def _frame_scores(
+    case: dict[str, Any], img: np.ndarray, haze: np.ndarray | None = None
+) -> dict[str, float]:
+    """Every per-frame figure of one output image (and its haze estimate) against its case's
+    input and clean truth."""
     t, b = case["target"], case["background"]
     sector, tissue = case_masks(case)
     clean, hazy = case["clean"], case["input"]
@@ -91,7 +114,26 @@ def _frame_scores(case: dict[str, Any], img: np.ndarray) -> dict[str, float]:
         "result_check": float(HarmCheck([fh]).warning)
         if (fh := frame_harm(0, hazy, img, sector)) is not None
         else float("nan"),
+        # the truth's verdict needs the input's own PSNR and tissue error
+        "psnr_in": metrics.psnr_in_mask(hazy, clean, sector, DEFAULT_DYNAMIC_RANGE),
+        "tissue_kept_in_db": metrics.tissue_level_db(hazy, b, tissue)
+        - metrics.tissue_level_db(clean, b, tissue),
+        # the gross-failure check a run makes on its result (usdehaze.ultrasound.wreck)
+        "wreck_check": float(fw.flagged)
+        if (fw := frame_wreck(0, hazy, img, haze, sector)) is not None
+        else float("nan"),
     }
+
+
+def verdict(row: dict[str, float]) -> str:
+    """A frame's "helped", "harmed" or "neither" from its truth figures (see HELPED_HAZE_REMOVED)."""
+    removed, psnr, psnr_in = row["haze_removed"], row["psnr"], row["psnr_in"]
+    kept, kept_in = abs(row["tissue_kept_db"]), abs(row["tissue_kept_in_db"])
+    if removed < 0 or psnr < psnr_in - HARM_PSNR_DB or kept > max(HARM_TISSUE_DB, kept_in + 1):
+        return "harmed"
+    if removed >= HELPED_HAZE_REMOVED and kept <= TISSUE_KEPT_DB and psnr >= psnr_in:
+        return "helped"
+    return "neither"
 
 
 def _mean_finite(values: list[float]) -> float:
@@ -113,19 +155,25 @@ def score(
     images: list[np.ndarray],
     haze: list[np.ndarray] | None = None,
     seconds: float = 0.0,
-) -> dict[str, float]:
+    ood: list[Any] | None = None,
+) -> dict[str, Any]:
     """One table row: a method's tissue (and haze) images scored against the cases' truth.
 
     gcnr, ks, tissue_kept_db, psnr (inside the sector), lv_db, myo_shift_db, speckle_sd_db (dB
     spread in the myocardium: lower than the clean row's means smoothed), haze_corr: means over
     frames. haze_removed: pooled over frames, Σ(C_out − C_hazy) / Σ(C_clean − C_hazy), and
     haze_removed_median the median of the per-frame shares. s_per_frame = seconds / frames.
+
+    The checks, per frame: ``ood`` (each case's OodCheck, the scan's score before sampling; none:
+    NaN), the do-no-harm check (result_check) and the gross-failure check (wreck_check) on the
+    result, and the truth's verdict (:func:`verdict`); ``frames`` lists them per case and
+    ``ood_warned``, ``wreck_flagged`` are shares of the scored frames (see :func:`check_rates`).
     """
     if len(images) != len(cases) or not cases:
         raise ValueError(f"score: {len(images)} images for {len(cases)} cases")
     rows = []
     for i, (c, img) in enumerate(zip(cases, images)):
-        row = _frame_scores(c, np.asarray(img))
+        row = _frame_scores(c, np.asarray(img), None if haze is None else np.asarray(haze[i]))
         if haze is not None and "haze" in c:
             row["haze_corr"] = float(np.corrcoef(haze[i].ravel(), c["haze"].ravel())[0, 1])
         rows.append(row)
@@ -152,6 +200,25 @@ def score(
         out["haze_corr"] = mean("haze_corr")
     out["s_per_frame"] = float(seconds) / len(cases)
     out["gcnr_sd"] = float(np.std([r["gcnr"] for r in rows]))
+    frames = []
+    for k, (c, r) in enumerate(zip(cases, rows)):
+        check = None if ood is None else ood[k]
+        frames.append(
+            {
+                "name": str(c.get("name", c.get("seed", k))),
+                "verdict": verdict(r),
+                **{key: r[key] for key in ("haze_removed", "tissue_kept_db", "psnr", "psnr_in")},
+                "ood_score": float("nan") if check is None else float(check.score),
+                "ood": float("nan")
+                if check is None or not np.isfinite(check.score)
+                else float(check.warning),
+                "harm": r["result_check"],
+                "wreck": r["wreck_check"],
+            }
+        )
+    out["frames"] = frames
+    out["ood_warned"] = _mean_finite([f["ood"] for f in frames])
+    out["wreck_flagged"] = _mean_finite([f["wreck"] for f in frames])
     levels = sorted({c["haze_level_db"] for c in cases if "haze_level_db" in c})
     for lv in levels:  # per haze level: where haze removal matters most
         sel = [r for r, c in zip(rows, cases) if c.get("haze_level_db") == lv]
@@ -194,7 +261,8 @@ def evaluate(
     for name, cfg in methods.items():
         t0 = time.perf_counter()
         # the frame driver of every path (score() makes its own do-no-harm check)
-        driver = FrameDriver(Dehazer(cfg), check=False)
+        dehazer = Dehazer(cfg)
+        driver = FrameDriver(dehazer, check=False)
         tissue, hz = [], []
         batches = (
             (list(sel), np.stack([cases[i]["iq"] for i in sel]))
@@ -203,7 +271,13 @@ def evaluate(
         for _, out in driver.run(batches):
             tissue.extend(out["tissue"])
             hz.extend(out["haze"])
-        row = score(cases, tissue, hz, seconds=time.perf_counter() - t0)
+        seconds = time.perf_counter() - t0
+        # each case is a scan: the out-of-distribution check a run makes on it, before sampling
+        ood = [
+            check_frames(np.asarray(c["iq"])[None], dehazer.priors.get("tissue"), dehazer.model)
+            for c in cases
+        ]
+        row = score(cases, tissue, hz, seconds=seconds, ood=ood)
         row["nfe"] = driver.nfe  # network evaluations each frame got, as the sampler ran them
         table[name] = row
         log(
@@ -274,4 +348,59 @@ def markdown_by_level(table: dict[str, dict[str, float]], metric: str = "gcnr") 
     for k in levels:
         label = k.removeprefix(prefix).removesuffix("dB") + " dB"
         lines.append(f"| {label} | " + " | ".join(show(table[n][k]) for n in names) + " |")
+    return "\n".join(lines)
+
+
+def check_rates(row: dict[str, Any]) -> dict[str, Any]:
+    """A row's checks against the truth: how many frames were helped, harmed and neither, and per
+    check (CHECKS and "any") the false alarms on helped frames and the misses on harmed ones,
+    each as (count, frames the check scored)."""
+    frames = row.get("frames", [])
+    out: dict[str, Any] = {v: sum(f["verdict"] == v for f in frames) for v in VERDICTS}
+    for check in (*CHECKS, "any"):
+        for verdict_, fired, key in (("helped", 1.0, "false_alarms"), ("harmed", 0.0, "misses")):
+            sel = [f for f in frames if f["verdict"] == verdict_]
+            if check == "any":
+                scored = [f for f in sel if any(np.isfinite(f[c]) for c in CHECKS)]
+                hits = [float(any(f[c] == 1.0 for c in CHECKS)) for f in scored]
+            else:
+                hits = [f[check] for f in sel if np.isfinite(f[check])]
+            out[f"{key}_{check}"] = (sum(h == fired for h in hits), len(hits))
+    return out
+
+
+def markdown_checks(table: dict[str, dict[str, Any]]) -> str:
+    """The checks' rates beside the quality table: per row with frames helped or harmed by its
+    truth, false alarms on the helped frames and misses on the harmed ones, per check and for any
+    of them ("k/n": n the frames of that verdict the check scored; "–": none)."""
+    checks = (*CHECKS, "any")
+    head = ["method", *VERDICTS]
+    head += [f"false alarms: {CHECK_HEADERS[c]}" for c in checks]
+    head += [f"misses: {CHECK_HEADERS[c]}" for c in checks]
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    for name, row in table.items():
+        r = check_rates(row)
+        if not (r["helped"] or r["harmed"]):
+            continue
+        cells = [str(r[v]) for v in VERDICTS]
+        for key in ("false_alarms", "misses"):
+            cells += [f"{k}/{n}" if n else "–" for k, n in (r[f"{key}_{c}"] for c in checks)]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def markdown_scans(table: dict[str, dict[str, Any]]) -> str:
+    """Per frame (a scan) and row: the truth's verdict, the share of haze removed and the checks
+    that fired ("ood", "harm", "wreck"; "–" none)."""
+    names = [
+        n for n, row in table.items() if check_rates(row)["helped"] + check_rates(row)["harmed"]
+    ]
+    lines = ["| scan | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for k, first in enumerate(table[names[0]]["frames"] if names else []):
+        cells = []
+        for n in names:
+            f = table[n]["frames"][k]
+            fired = "+".join(c for c in CHECKS if f[c] == 1.0) or "–"
+            cells.append(f"{f['verdict']} {_percent(f['haze_removed'])} % · {fired}")
+        lines.append(f"| {first['name']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
