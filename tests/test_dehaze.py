@@ -44,15 +44,32 @@ def test_samples_give_std(tiny_priors):
 
 @pytest.mark.parametrize("solver", ["ddim", "heun"])
 def test_frame_results_do_not_depend_on_batching(tiny_priors, solver):
-    """Each frame draws from seed + its index: batch 1 and batch 3 give the same frames."""
+    """Per-frame noise: each frame draws from seed + its index: batch 1 and batch 3 give the
+    same frames, another index another result."""
     db = np.random.default_rng(3).uniform(-60, 0, (3, 32, 32)).astype(np.float32)
-    cfg = _cfg(tiny_priors, solver=solver, schedule="karras", channels_last=True)
+    cfg = _cfg(tiny_priors, solver=solver, schedule="karras", channels_last=True, noise="per-frame")
     d = Dehazer(cfg)
     together = d(db, frames=[4, 5, 6])  # batch 3 vs 1: float sums differ by ~1e-4 dB
     alone = d(db[1:2], frames=[5])
     np.testing.assert_allclose(together["tissue"][1:2], alone["tissue"], atol=1e-2)
     other = d(db[1:2], frames=[6])
     assert not np.allclose(other["tissue"], alone["tissue"])
+
+
+def test_shared_noise_gives_a_repeated_frame_the_same_result_at_any_index(tiny_priors):
+    """noise shared (the default): every frame draws the seed's noise, so a still stored as a
+    cine comes back as a still (no flicker made by the sampler), in any batch."""
+    frame = np.random.default_rng(4).uniform(-60, 0, (1, 32, 32)).astype(np.float32)
+    d = Dehazer(_cfg(tiny_priors))
+    assert d.cfg.noise == "shared"
+    cine = d(np.repeat(frame, 3, axis=0), frames=[0, 7, 8])
+    alone = d(frame, frames=[5])
+    for k in range(3):
+        np.testing.assert_allclose(cine["tissue"][k], alone["tissue"][0], atol=1e-2)
+    other = Dehazer(_cfg(tiny_priors, seed=1))(frame, frames=[5])
+    assert not np.allclose(other["tissue"], alone["tissue"])
+    with pytest.raises(UsageError, match="noise 'fresh': expected one of shared, per-frame"):
+        _cfg(tiny_priors, noise="fresh").validate()
 
 
 def test_haze_from_power_inverts_the_power_sum():
@@ -173,7 +190,7 @@ def test_iq_model_separates_complex_frames_into_db_images(tiny_iq_priors):
     for k in ("tissue", "haze", "tissue_std", "haze_std"):
         assert out[k].shape == iq.shape and out[k].dtype == np.float32 and np.isfinite(out[k]).all()
     assert out["tissue"].min() >= -60 and out["tissue"].max() <= 0 and out["haze_std"].mean() > 0
-    again = d.dehaze_iq(iq[1:], frames=[1])  # a frame's result depends on seed + its index only
+    again = d.dehaze_iq(iq[1:], frames=[1])  # a frame's result depends on seed and frame only
     np.testing.assert_allclose(again["tissue"], out["tissue"][1:], atol=1e-2)
 
 

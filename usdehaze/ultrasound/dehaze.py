@@ -196,11 +196,14 @@ class Dehazer:
             )
 
     def seeds(self, n: int, seed: int | None, frames: list[int] | range | None) -> int | list[int]:
-        """One seed for the batch, or seed + frame index per frame (independent of batching)."""
+        """One seed for the batch, or one per frame (independent of batching): the config's
+        seed for every frame (noise shared: a cine flickers less), or seed + frame index."""
         if frames is None:
             return self.cfg.seed if seed is None else seed
         if len(frames) != n:
             raise ValueError(f"frames: {len(frames)} indices for {n} frames")
+        if self.cfg.noise == "shared":
+            return [self.cfg.seed] * n
         return [self.cfg.seed + int(f) for f in frames]
 
 

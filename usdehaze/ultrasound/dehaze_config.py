@@ -28,6 +28,9 @@ JACOBIANS = ("both", "haze", "tissue", "none")
 SECTIONS = ("model", "sampler", "runtime", "priors")
 
 
+NOISE = ("shared", "per-frame")  # DehazeConfig.noise: the sampler's draws across frames
+
+
 def _setting(default: Any, section: str | None, help: str | Callable[[], str], **meta: Any):
     """A DehazeConfig field: its default, its ``section`` (None: the top level, as ``method``)
     and its command-line help (a string, or a function that makes it from a registry when the
@@ -196,7 +199,14 @@ class DehazeConfig:
         unit="(σ, in units of the images scaled to [-1, 1]: 1 is half the dynamic range)",
     )
     samples: int = _setting(1, "sampler", "Posterior samples per frame (std saved when > 1).")
-    seed: int = _setting(0, "sampler", "Random seed (frame i: seed + i).")
+    seed: int = _setting(0, "sampler", "Random seed.")
+    noise: str = _setting(
+        "shared",
+        "sampler",
+        "Sampler noise across frames: shared (every frame draws the seed's noise, so a cine's "
+        "frames change no more than the input's; docs/results.md) or per-frame (frame i draws "
+        "seed + i).",
+    )
     device: str = _setting("auto", "runtime", "auto, cpu or cuda.")
     dynamic_range: float = _setting(
         60.0,
@@ -268,6 +278,7 @@ class DehazeConfig:
             ("schedule", SCHEDULES),
             ("jacobian", JACOBIANS),
             ("precision", ("auto", *PRECISIONS)),
+            ("noise", NOISE),
         ):
             if getattr(self, name) not in allowed:
                 raise UsageError(
