@@ -95,7 +95,12 @@ def test_run_then_score_the_result(sim, tmp_path, tiny_iq_priors, capsys):
     assert json.loads(capsys.readouterr().out)["key"] == "tissue"
     png = tmp_path / "r.png"
     assert run_app(["show", str(out), "-o", str(png)]) == 0 and png.stat().st_size > 1000
-    assert run_app(["info", str(out)]) == 0
+    capsys.readouterr()
+    assert run_app(["info", str(out), "--json"]) == 0
+    said = json.loads(capsys.readouterr().out)
+    with load_result(out) as r:  # the checks' record, as the result holds it
+        assert said["nfe"] == r.attrs["nfe"] and said["warnings"]["harm"] == r.attrs["harm_warning"]
+        assert ("flicker_db" in said) == ("flicker_tissue_db" in r.attrs)
 
 
 def test_run_and_run_many_take_the_dynamic_range(sim, tmp_path, tiny_priors, capsys):

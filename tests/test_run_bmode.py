@@ -3,6 +3,8 @@ video out, dehazed inside the imaging region only, overlays and the outside copi
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -137,7 +139,7 @@ def test_b_mode_refusals_are_one_line(tmp_path, capsys, args, said):
     assert not list(tmp_path.glob("*.dehazed*")) and not (tmp_path / "x.png").exists()
 
 
-def test_fast_on_a_cine_runs_the_shipped_b_mode_student(tmp_path):
+def test_fast_on_a_cine_runs_the_shipped_b_mode_student(tmp_path, capsys):
     """usdehaze run cine.dcm -o out.dcm --method fast: the shipped B-mode student, one network
     evaluation per frame, overlays and the outside copied back bit for bit, the frames' change
     recorded beside the input's."""
@@ -151,6 +153,10 @@ def test_fast_on_a_cine_runs_the_shipped_b_mode_student(tmp_path):
         assert (a["method"], a["config"]["model"], int(a["nfe"])) == ("fast", "bmode", 1)
         assert "student" in a["prior_checksums"]
         assert np.isfinite([a["flicker_input_db"], a["flicker_tissue_db"]]).all()
+        flicker = {k: round(float(a[f"flicker_{k}_db"]), 3) for k in ("input", "tissue")}
+    capsys.readouterr()
+    assert run_app(["info", str(h5), "--json"]) == 0  # info says what the checks measured
+    assert json.loads(capsys.readouterr().out)["flicker_db"] == flicker
     px = pydicom.dcmread(dcm).pixel_array
     with load_scan(src) as scan:
         keep = ~(scan.masks["sector"] & ~scan.masks["overlay"])

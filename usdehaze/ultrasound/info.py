@@ -37,6 +37,7 @@ def describe(file: Path, key: str | None = None) -> dict:
                 "config": r.attrs.get("config"),
                 "prior_checksums": r.attrs.get("prior_checksums"),
                 "usdehaze_version": r.attrs.get("usdehaze_version"),
+                **_checks(r.attrs),
             }
     from usdehaze.ultrasound.io import load_scan
 
@@ -76,3 +77,24 @@ def _bmode(s) -> dict:
         "display": s.display.record() if s.display is not None else None,
         **({"notes": s.extra["notes"]} if s.extra.get("notes") else {}),
     }
+
+
+def _checks(attrs: dict) -> dict:
+    """What a result's checks said (warnings, frames flagged, frame-to-frame change), where it
+    recorded them: a user reads them without opening the file's attributes."""
+    out: dict = {}
+    if "nfe" in attrs:
+        out["nfe"] = attrs["nfe"]
+    warned = {
+        k: bool(attrs[f"{k}_warning"]) for k in ("ood", "harm", "wreck") if f"{k}_warning" in attrs
+    }
+    if warned:
+        out["warnings"] = warned
+    if len(attrs.get("wreck_flagged_frames", [])):
+        out["flagged_frames"] = [int(f) for f in attrs["wreck_flagged_frames"]]
+    if "flicker_input_db" in attrs and "flicker_tissue_db" in attrs:
+        out["flicker_db"] = {
+            "input": round(float(attrs["flicker_input_db"]), 3),
+            "tissue": round(float(attrs["flicker_tissue_db"]), 3),
+        }
+    return out
