@@ -27,7 +27,7 @@ def test_every_module_of_the_package_registers_a_method():
     modules = {m.name for m in pkgutil.iter_modules(methods_pkg.__path__)} - {"base"}
     registered = {cls.__module__.rsplit(".", 1)[1] for cls in METHODS.values()}
     assert modules <= registered
-    assert list(METHODS)[:5] == ["joint", "fast", "dps", "pigdm-gauss", "bm3d"]
+    assert list(METHODS)[:6] == ["auto", "joint", "fast", "dps", "pigdm-gauss", "bm3d"]
 
 
 @pytest.mark.parametrize("name", list(METHODS))

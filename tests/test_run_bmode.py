@@ -87,7 +87,12 @@ def test_b_mode_input_runs_the_display_model_and_says_so(tmp_path):
     with load_scan(src) as scan:
         cfg, note = for_scan(DehazeConfig(), scan)
         assert cfg.model == "bmode" and "scan-converted B-mode" in note
-        assert for_scan(DehazeConfig(model="bmode"), scan) == (DehazeConfig(model="bmode"), None)
+        joint = DehazeConfig(method="joint", model="bmode")
+        assert for_scan(joint, scan) == (joint, None)
+        auto, said = for_scan(DehazeConfig(model="bmode"), scan)  # the default picks the student
+        assert (auto.method, auto.model) == ("fast", "bmode") and "method auto" in said
+        for own in ({"samples": 2}, {"priors": "lab"}):  # what only the sampler gives stays joint
+            assert for_scan(DehazeConfig(model="bmode", **own), scan)[0].method == "joint"
         dps, _ = for_scan(DehazeConfig(method="dps"), scan)
         assert dps.model == "bmode"  # a single prior on B-mode reads the bmode tissue prior
 

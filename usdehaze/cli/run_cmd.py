@@ -77,15 +77,16 @@ def run(
     with load_scan(scan, key) as s:
         sel = parse_frames(frames, s.n_frames, scan)
         check_kind(out, s)
-        if s.magnitude_only and not for_scan(cfg, s)[1]:  # a note: run_dehaze says it once loaded
+        runs, note = for_scan(cfg, s)  # what runs on this scan (auto: joint or fast)
+        if s.magnitude_only and not note:  # a note: run_dehaze says it once loaded
             said = (
                 f"scan-converted B-mode, model {cfg.model}"
                 if s.domain == "display"
                 else "only magnitude data; dehazing runs on the log-compressed envelope"
             )
             typer.echo(f"{scan}: {said}", err=True)
-        stepwise = METHODS[cfg.method].stepwise  # the others count frames, not sampler steps
-        steps_total = len(sel) * (cfg.steps if stepwise else 1)
+        stepwise = METHODS[runs.method].stepwise  # the others count frames, not sampler steps
+        steps_total = len(sel) * (runs.steps if stepwise else 1)
         bar = tqdm(
             total=steps_total,
             unit="step",

@@ -45,7 +45,8 @@ class Dehazer:
     def __init__(self, cfg: DehazeConfig) -> None:
         from usdehaze.core.device import resolve_device, set_cpu_threads
 
-        self.cfg = cfg = method_settings(cfg.validate())
+        cfg = cfg.validate()
+        self.cfg = cfg = method_settings(METHODS[cfg.method].resolve(cfg))  # auto: joint
         self.method = METHODS[cfg.method](cfg)  # what runs the frames
         self.device = resolve_device(cfg.device)
         # on CPU: torch's threads (cfg.threads; 0: auto, fewer on a loaded machine)

@@ -144,7 +144,7 @@ class DehazeConfig:
     command-line help; ``nested()`` is the same settings grouped by section, and ``from_dict``
     takes either form (docs/architecture.md, *Dehazing settings*)."""
 
-    method: str = _setting("joint", None, _method_help)
+    method: str = _setting("auto", None, _method_help)
     model: str = _setting("iq", "model", _model_help)
     rule: str = _setting("dps", "sampler", _rule_help)
     weighting: str = _setting("variance", "sampler", _weighting_help)

@@ -1,7 +1,8 @@
 """Dehazing methods, one module each, registered in ``METHODS``.
 
-``joint`` (the two-prior sampler, the default), ``fast`` (its one-pass student), ``dps`` and
-``pigdm-gauss`` (the single-prior baselines), ``bm3d`` (classical despeckling). Every module of
+``auto`` (the default: joint on beamformed scans, fast on scan-converted B-mode), ``joint`` (the
+two-prior sampler), ``fast`` (its one-pass student), ``dps`` and ``pigdm-gauss`` (the
+single-prior baselines), ``bm3d`` (classical despeckling). Every module of
 this package is imported here, so a new method is one new module (see ``base``).
 """
 
@@ -22,7 +23,7 @@ from usdehaze.ultrasound.methods.base import (
 )
 
 # the shipped methods first, in this order (help texts, the widget, evaluate's rows), then any other
-import_modules(__name__, __path__, first=("joint", "fast", "dps", "pigdm_gauss", "bm3d"))
+import_modules(__name__, __path__, first=("auto", "joint", "fast", "dps", "pigdm_gauss", "bm3d"))
 
 __all__ = [
     "METHODS",

@@ -98,6 +98,12 @@ class Method:
         return cls.name
 
     @classmethod
+    def resolve(cls, cfg: Any) -> Any:
+        """The config that runs frames given without a scan (arrays): its own (``auto``: the
+        method it picks for beamformed data)."""
+        return cfg
+
+    @classmethod
     def for_magnitude_data(cls, cfg: Any) -> tuple[Any, str | None]:
         """The config to run on magnitude-only data, and a note when it had to change: a model
         that needs phases (iq) runs its declared fallback (logsum: the log domain) with the
