@@ -73,7 +73,7 @@ def test_baselines_own_sampler_settings_are_named(capsys, monkeypatch):
             shown = f"{value:g}" if isinstance(value, float) else str(value)
             assert f"{key.replace('_', '-')} {shown}" in method, (key, method)
             assert f"{name}" in _line(lines, "--" + key.replace("_", "-"))
-    assert "[default: 25; dps, pigdm-gauss: 5]" in _line(lines, "--steps")
+    assert "[default: 25; dps, pigdm-gauss: 5; refine: 4]" in _line(lines, "--steps")
 
 
 def test_flags_show_no_type_and_lists_say_repeat(capsys, monkeypatch):
