@@ -3,6 +3,7 @@ student) against the plain Algorithm 1 loop."""
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import typer
@@ -44,46 +45,22 @@ def bench_dehaze(
     network pass: --fast-batch × --fast-precision), with the ratios against the plain
     Algorithm 1 loop (batch 1, Euler–Maruyama from σ_max, scores re-evaluated after each DC
     step, --plain-steps steps) and the default's first row, all timed in the same run."""
-    from usdehaze.errors import UsageError
-    from usdehaze.ultrasound.bench_dehaze import VARIANTS, run
+    from usdehaze.ultrasound import bench_dehaze as bench
     from usdehaze.ultrasound.dehaze import build_config
 
-    if not 1 <= frames <= 1000:
-        raise UsageError(f"--frames {frames}: expected 1 to 1000 (the limit)")
-    for v in variant:
-        if v not in VARIANTS:
-            raise UsageError(f"--variant {v}: expected one of {', '.join(VARIANTS)}")
-    for b in (*batches, *fast_batches):
-        if not 1 <= b <= 1024:
-            raise UsageError(f"--batch/--fast-batch {b}: expected 1 to 1024")
-    for p in fast_precisions:
-        if p not in ("fp32", "bf16", "fp16"):
-            raise UsageError(f"--fast-precision {p}: expected fp32, bf16 or fp16")
+    to_stderr = partial(typer.echo, err=True)
+    bench.check_options(frames, tuple(variant), (*batches, *fast_batches), tuple(fast_precisions))
     if no_fast:
         fast_batches = []
     elif fast_batches:
-        from usdehaze.ultrasound.student import student_path
-
-        given = build_config(config, {"student": str(student) if student else None})
-        path = student_path(given.priors, given.student)
-        if student is not None and not path.is_file():
-            raise UsageError(f"--student {student}: not found")
-        if not path.is_file():
-            typer.echo(
-                f"note: no student at {path}: the fast rows are left out "
-                "(--student PATH to time one, --no-fast to silence this)",
-                err=True,
-            )
-            fast_batches = []
-    import torch
-
-    if devices == ["auto"]:
-        devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    for device in devices:
+        fast_batches = bench.fast_batches_with_student(
+            config, student, tuple(fast_batches), to_stderr
+        )
+    for device in bench.bench_devices(devices):
         cfg = build_config(
             config, {"steps": steps, "device": device, "student": str(student) if student else None}
         )
-        run(
+        bench.run(
             cfg,
             frames,
             tuple(batches),
@@ -91,7 +68,7 @@ def bench_dehaze(
             plain=not no_plain,
             plain_steps=plain_steps,
             log=typer.echo,
-            progress=lambda s: typer.echo(s, err=True),
+            progress=to_stderr,
             fast_batches=tuple(fast_batches),
             fast_precisions=tuple(fast_precisions),
         )

@@ -22,44 +22,67 @@ def load_array(path: str | Path, key: str | None = None) -> np.ndarray:
     if path.is_dir() and path.suffix != ".zarr":
         arr = _load_folder(path)
     elif path.suffix in (".npz", ".npy"):
-        try:  # allow_pickle stays False: an object array in the file is refused, never run
-            data = np.load(path, allow_pickle=False)
-            if isinstance(data, np.ndarray):
-                arr = data
-            else:
-                key = key or (data.files[0] if len(data.files) == 1 else None)
-                if key not in data.files:
-                    raise UsageError(f"{path}: key '{key}': not found, arrays are {data.files}")
-                arr = data[key]
-        except UsageError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - BadZipFile, truncated arrays, pickled objects
-            first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
-            raise UsageError(f"{path}: not a readable {path.suffix} array file ({first})") from None
+        arr, key = _read_numpy(path, key)
     elif path.suffix == ".zarr":
-        import zarr
-
-        try:
-            root = zarr.open(str(path), mode="r")
-            arr = np.asarray(root[key] if key else root)
-        except Exception as exc:  # noqa: BLE001 - zarr raises many types for damaged stores
-            first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
-            raise UsageError(f"{path}: key '{key}': not a readable zarr array ({first})") from None
+        arr = _read_zarr(path, key)
     else:
-        import h5py
+        arr = _read_hdf5(path, key)
+    return _as_images(arr, path, key)
 
-        from usdehaze.hdf5 import only_inside
 
-        if not key:
-            raise UsageError(f"{path}: key: missing, name the HDF5 dataset with data.key")
-        try:
-            with h5py.File(path, "r") as f:
-                only_inside(f, path)
-                if key not in f:
-                    raise UsageError(f"{path}: key '{key}': not found in HDF5 file")
-                arr = f[key][()]
-        except OSError:
-            raise UsageError(f"{path}: not an HDF5, npz, zarr file or image folder") from None
+def _why(exc: BaseException) -> str:
+    """The first line of an exception's message (its type when empty), at most 200 characters."""
+    return (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+
+
+def _read_numpy(path: Path, key: str | None) -> tuple[np.ndarray, str | None]:
+    """The array of a ``.npy`` file, or of a ``.npz`` file's ``key`` (its only array when none
+    is named), and the key used."""
+    try:  # allow_pickle stays False: an object array in the file is refused, never run
+        data = np.load(path, allow_pickle=False)
+        if isinstance(data, np.ndarray):
+            return data, key
+        key = key or (data.files[0] if len(data.files) == 1 else None)
+        if key not in data.files:
+            raise UsageError(f"{path}: key '{key}': not found, arrays are {data.files}")
+        return data[key], key
+    except UsageError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - BadZipFile, truncated arrays, pickled objects
+        raise UsageError(f"{path}: not a readable {path.suffix} array file ({_why(exc)})") from None
+
+
+def _read_zarr(path: Path, key: str | None) -> np.ndarray:
+    """A zarr store's array, or its group's array ``key``."""
+    import zarr
+
+    try:
+        root = zarr.open(str(path), mode="r")
+        return np.asarray(root[key] if key else root)
+    except Exception as exc:  # noqa: BLE001 - zarr raises many types for damaged stores
+        raise UsageError(f"{path}: key '{key}': not a readable zarr array ({_why(exc)})") from None
+
+
+def _read_hdf5(path: Path, key: str | None) -> np.ndarray:
+    """An HDF5 file's dataset ``key`` (required), read only from inside the file."""
+    import h5py
+
+    from usdehaze.hdf5 import only_inside
+
+    if not key:
+        raise UsageError(f"{path}: key: missing, name the HDF5 dataset with data.key")
+    try:
+        with h5py.File(path, "r") as f:
+            only_inside(f, path)
+            if key not in f:
+                raise UsageError(f"{path}: key '{key}': not found in HDF5 file")
+            return f[key][()]
+    except OSError:
+        raise UsageError(f"{path}: not an HDF5, npz, zarr file or image folder") from None
+
+
+def _as_images(arr: np.ndarray, path: Path, key: str | None) -> np.ndarray:
+    """``arr`` checked (numbers, (N, H, W) or (N, C, H, W), finite) as float32 (N, C, H, W)."""
     if np.asarray(arr).dtype.kind not in "iuf":
         raise UsageError(
             f"{path}: key '{key}': expected numbers, got {np.asarray(arr).dtype} values"
@@ -77,6 +100,7 @@ def load_array(path: str | Path, key: str | None = None) -> np.ndarray:
 
 
 def _load_folder(path: Path) -> np.ndarray:
+    """A folder's images (all of one size) in [-1, 1] as (N, C, H, W)."""
     import matplotlib.image as mpimg
 
     files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -87,8 +111,7 @@ def _load_folder(path: Path) -> np.ndarray:
         try:
             im = np.asarray(mpimg.imread(p), np.float32)
         except Exception as exc:  # noqa: BLE001 - PIL/matplotlib raise many types for bad images
-            first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
-            raise UsageError(f"{p}: not a readable image ({first})") from None
+            raise UsageError(f"{p}: not a readable image ({_why(exc)})") from None
         if im.max() > 1.5:
             im = im / 255.0
         im = im[..., :3].transpose(2, 0, 1) if im.ndim == 3 else im[None]

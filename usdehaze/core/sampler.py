@@ -234,49 +234,90 @@ class JointSampler:
         ``seed``: one int for the batch, or one per item (results then independent of batching).
         """
         t0 = time.perf_counter()
-        dev = self.device
-        y = y.to(dev, torch.float32)
-        if x_shape is None:
-            x_shape = (
-                tuple(x_init.shape)
-                if x_init is not None
-                else tuple(self.op.A_adjoint(y).shape)
-                if self.op.adjoint
-                else tuple(y.shape)
-            )
+        y = y.to(self.device, torch.float32)
+        x_shape = self._signal_shape(y, x_init, x_shape)
         self._check(y, x_shape)
         B, K = y.shape[0], int(samples)
+        randn = self._noise_source(B, seed, generator)
+        yk = y.repeat_interleave(K, dim=0)
+        ts = step_times(self.sde, self.steps, self.t_start, self.schedule)
+        x, n = self._initial_state(yk, (B * K, *x_shape[1:]), ts, randn, K, x_init, n_init)
+        x, n = self._run_steps(x, n, yk, ts, randn, callback)
+        res = self._result(x, n, yk, B, K)
+        res.seconds = time.perf_counter() - t0
+        return res
+
+    def _signal_shape(
+        self, y: Tensor, x_init: Tensor | None, x_shape: tuple[int, ...] | None
+    ) -> tuple[int, ...]:
+        """The signal batch's shape: as given, else x_init's, else Aᵀy's (y's without adjoint)."""
+        if x_shape is not None:
+            return x_shape
+        if x_init is not None:
+            return tuple(x_init.shape)
+        return tuple(self.op.A_adjoint(y).shape) if self.op.adjoint else tuple(y.shape)
+
+    def _noise_source(
+        self, batch: int, seed: int | list[int] | None, generator: torch.Generator | None
+    ) -> _Noise:
+        """The normal draws: one generator per item (a seed list), the given one, or seeded."""
         seeds = None
         if isinstance(seed, (list, tuple)):
-            if len(seed) != B:
-                raise UsageError(f"seed: {len(seed)} seeds for a batch of {B}")
+            if len(seed) != batch:
+                raise UsageError(f"seed: {len(seed)} seeds for a batch of {batch}")
             seeds = [int(v) for v in seed]
         elif generator is None:
-            generator = torch.Generator(device=dev)
+            generator = torch.Generator(device=self.device)
             generator.manual_seed(0 if seed is None else int(seed))
-        rep = lambda v: v.repeat_interleave(K, dim=0)  # noqa: E731
-        yk = rep(y)
-        xs = (B * K, *x_shape[1:])
-        randn = _Noise(seeds, generator, dev)
-        sde = self.sde
+        return _Noise(seeds, generator, self.device)
+
+    def _initial_state(
+        self,
+        yk: Tensor,
+        xs: tuple[int, ...],
+        ts: Tensor,
+        randn: _Noise,
+        samples: int,
+        x_init: Tensor | None,
+        n_init: Tensor | None,
+    ) -> tuple[Tensor, Tensor | None]:
+        """x_T and n_T: pure noise at t = T, or the noised initial guesses for a late start."""
+        sde, dev = self.sde, self.device
         beta_T = float(sde.beta(torch.tensor(sde.T, dtype=torch.float64)))
         late = self.t_start < sde.T - 1e-9
-        ts = step_times(sde, self.steps, self.t_start, self.schedule)
         a0, b0 = float(sde.alpha(ts[0])), float(sde.beta(ts[0]))
         if late:  # CCDF: start from the noised initial guesses
-            xi = rep(x_init.to(dev)) if x_init is not None else self._default_x_init(yk, xs)
+            xi = (
+                x_init.to(dev).repeat_interleave(samples, dim=0)
+                if x_init is not None
+                else self._default_x_init(yk, xs)
+            )
             x = a0 * xi + b0 * randn(xs)
         elif self.reference_mode:
             x = randn(xs)
         else:
             x = randn(xs) * beta_T  # x_T ~ N(0, β_T² I)
-        n = None
-        if self.noise_prior is not None:
-            if late:
-                ni = rep(n_init.to(dev)) if n_init is not None else torch.zeros_like(yk)
-                n = a0 * ni + b0 * randn(yk.shape)
-            else:
-                n = randn(yk.shape) * (1.0 if self.reference_mode else beta_T)
+        if self.noise_prior is None:
+            return x, None
+        if late:
+            ni = (
+                n_init.to(dev).repeat_interleave(samples, dim=0)
+                if n_init is not None
+                else torch.zeros_like(yk)
+            )
+            return x, a0 * ni + b0 * randn(yk.shape)
+        return x, randn(yk.shape) * (1.0 if self.reference_mode else beta_T)
+
+    def _run_steps(
+        self,
+        x: Tensor,
+        n: Tensor | None,
+        yk: Tensor,
+        ts: Tensor,
+        randn: _Noise,
+        callback: Callback | None,
+    ) -> tuple[Tensor, Tensor | None]:
+        """Every step from ts[0] to ts[-1], then the network evaluations checked against the plan."""
         self._calls = 0
         total = len(ts) - 1
         graphed = any(
@@ -290,18 +331,24 @@ class JointSampler:
             x, n = self._step(x, n, yk, t, t_next, randn, last=i == total - 1)
             if callback is not None:
                 callback(i + 1, total, float(t_next))
-        nfe = self.planned_nfe()
-        if nfe != self._calls:  # a solver's declaration disagrees with what it ran
+        if self.planned_nfe() != self._calls:  # a solver's declaration disagrees with its run
             raise RuntimeError(
-                f"solver '{self.solver}': declared {nfe} network evaluations, ran {self._calls}"
+                f"solver '{self.solver}': declared {self.planned_nfe()} network evaluations, "
+                f"ran {self._calls}"
             )
+        return x, n
+
+    def _result(
+        self, x: Tensor, n: Tensor | None, yk: Tensor, batch: int, samples: int
+    ) -> SampleResult:
+        """Means over the K draws of each item (and their std when K > 1), with the NFE."""
         n_out = n if n is not None else (yk - self.op.noiseless(x)) / self.op.noise_scale
-        x, n_out = x.reshape(B, K, *x.shape[1:]), n_out.reshape(B, K, *n_out.shape[1:])
+        x = x.reshape(batch, samples, *x.shape[1:])
+        n_out = n_out.reshape(batch, samples, *n_out.shape[1:])
         res = SampleResult(x.mean(1), n_out.mean(1), x_samples=x, n_samples=n_out)
-        res.nfe, res.samples = nfe, K
-        if K > 1:
+        res.nfe, res.samples = self.planned_nfe(), samples
+        if samples > 1:
             res.x_std, res.n_std = x.std(1), n_out.std(1)
-        res.seconds = time.perf_counter() - t0
         return res
 
     def _default_x_init(self, y: Tensor, xs: tuple[int, ...]) -> Tensor:

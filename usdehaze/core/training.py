@@ -14,6 +14,7 @@ import csv
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -81,7 +82,6 @@ def config_from_dict(cfg: dict[str, Any], source: str = "config") -> TrainConfig
 def _check_train_types(cfg: dict[str, Any], source: str) -> None:
     """Each key of a training config has the type and range it needs: ``steps: abc`` or
     ``lr: -1`` is one line naming the key, not a traceback from inside the training loop."""
-    from usdehaze import limits
 
     def where(key: str) -> str:
         return f"{source}: key '{key}'"
@@ -89,7 +89,22 @@ def _check_train_types(cfg: dict[str, Any], source: str) -> None:
     for key in ("data", "network", "sde", "export"):
         if key in cfg and not isinstance(cfg[key], dict):
             raise UsageError(f"{where(key)}: expected a mapping, got {cfg[key]!r}")
-    data = cfg["data"]
+    _check_data(cfg["data"], where)
+    _check_numbers(cfg, where)
+    if "out" in cfg and (not isinstance(cfg["out"], str) or not cfg["out"]):
+        raise UsageError(f"{where('out')}: expected a folder name, got {cfg['out']!r}")
+    if "sde" in cfg:
+        sde_from_config(cfg["sde"], where("sde"))
+    if "network" in cfg:
+        from usdehaze.core.networks import check_network
+
+        check_network(cfg["network"], where("network"))
+
+
+def _check_data(data: dict[str, Any], where: Callable[[str], str]) -> None:
+    """The ``data`` section: a path, and when given a dataset key, a patch size and flips."""
+    from usdehaze import limits
+
     if not isinstance(data["path"], str) or not data["path"]:
         raise UsageError(
             f"{where('data.path')}: expected a file or folder name, got {data['path']!r}"
@@ -100,6 +115,13 @@ def _check_train_types(cfg: dict[str, Any], source: str) -> None:
         limits.integer(data["patch"], where("data.patch"), minimum=1)
     if "flips" in data and not isinstance(data["flips"], bool):
         raise UsageError(f"{where('data.flips')}: expected true or false, got {data['flips']!r}")
+
+
+def _check_numbers(cfg: dict[str, Any], where: Callable[[str], str]) -> None:
+    """Counts (steps, batch, warmup, checkpoint and log intervals, threads), the learning rate,
+    EMA decay (0 <= ema < 1), gradient clip and seed."""
+    from usdehaze import limits
+
     for key, minimum in (("steps", 1), ("batch", 1), ("warmup", 0)):
         if key in cfg:
             limits.integer(cfg[key], where(key), minimum=minimum)
@@ -118,14 +140,6 @@ def _check_train_types(cfg: dict[str, Any], source: str) -> None:
         limits.number(cfg["grad_clip"], where("grad_clip"), minimum=0.0)
     if "seed" in cfg:
         limits.seed(cfg["seed"], where("seed"))
-    if "out" in cfg and (not isinstance(cfg["out"], str) or not cfg["out"]):
-        raise UsageError(f"{where('out')}: expected a folder name, got {cfg['out']!r}")
-    if "sde" in cfg:
-        sde_from_config(cfg["sde"], where("sde"))
-    if "network" in cfg:
-        from usdehaze.core.networks import check_network
-
-        check_network(cfg["network"], where("network"))
 
 
 class Trainer:

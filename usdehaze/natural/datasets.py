@@ -7,14 +7,15 @@ Real datasets are read from where the user put them (nothing is downloaded); a m
 - ``digits``: the 8×8 digits bundled with scikit-learn, upsampled (MNIST-like noise),
 - ``glyphs``: letters drawn with matplotlib's DejaVu fonts (TMNIST-style noise).
 
-A spec is a mapping ``{kind, path?, count?, offset?, seed?}``; :func:`load_images` reads it.
+A spec is a mapping ``{kind, path?, count?, offset?, seed?}``; :func:`load_images` reads it with
+the kind's entry in ``LOADERS`` (adding a dataset is one entry there).
 """
 
 from __future__ import annotations
 
 import gzip
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -338,7 +339,78 @@ def builtin_glyphs(size: int, channels: int, count: int, seed: int = 0) -> np.nd
 
 
 # -- one entry point --------------------------------------------------------------------------
-KINDS = ("celeba", "mnist", "folder", "ffhq", "tmnist", "photos", "digits", "glyphs", "npz")
+#: A dataset kind's loader: (spec, size, channels, count or None, offset, source) -> images.
+Loader = Callable[[dict[str, Any], int, int, Any, int, str], np.ndarray]
+
+
+def _builtin(make: Callable[[dict[str, Any], int, int, int, int, int], np.ndarray]) -> Loader:
+    """A built-in dataset's loader: ``count`` required; ``make(spec, size, channels, count,
+    offset, seed)`` draws the images."""
+
+    def load(
+        spec: dict[str, Any], size: int, channels: int, count: Any, offset: int, source: str
+    ) -> np.ndarray:
+        if count is None:
+            raise UsageError(
+                f"{source}: key 'count': built-in dataset '{spec['kind']}' needs a count"
+            )
+        seed = int(spec.get("seed", 0))
+        return make(spec, size, channels, int(count), offset, seed)
+
+    return load
+
+
+def _load_npz(
+    spec: dict[str, Any], size: int, channels: int, count: Any, offset: int, source: str
+) -> np.ndarray:
+    """Images from an .npz/.npy array (key ``key``), already (N, channels, size, size)."""
+    from usdehaze.core.data import load_array
+
+    path = spec.get("path")
+    arr = load_array(_need_any(path, source), spec.get("key"))
+    arr = arr[offset : None if count is None else offset + count]
+    if arr.shape[1:] != (channels, size, size):
+        raise UsageError(
+            f"{path}: key '{spec.get('key')}': expected images ({channels}, {size}, {size}) in [-1, 1], got {arr.shape[1:]}"
+        )
+    return arr
+
+
+def _load_folder(
+    spec: dict[str, Any], size: int, channels: int, count: Any, offset: int, source: str
+) -> np.ndarray:
+    """A folder of images (FFHQ or any other)."""
+    return load_folder(spec.get("path"), size, channels, count, offset, spec.get("crop"))
+
+
+#: Every dataset kind and its loader (the order is the one error messages list).
+LOADERS: dict[str, Loader] = {
+    "celeba": lambda spec, size, ch, count, offset, source: load_celeba(
+        spec.get("path"), size, ch, count, offset
+    ),
+    "mnist": lambda spec, size, ch, count, offset, source: load_mnist(
+        spec.get("path"), size, ch, count, offset, spec.get("split", "train")
+    ),
+    "folder": _load_folder,
+    "ffhq": _load_folder,
+    "tmnist": lambda spec, size, ch, count, offset, source: load_tmnist(
+        spec.get("path"), size, ch, count, offset
+    ),
+    "photos": _builtin(
+        lambda spec, size, ch, count, offset, seed: builtin_photos(
+            size, ch, count, spec.get("split", "train"), seed
+        )
+    ),
+    "digits": _builtin(
+        lambda spec, size, ch, count, offset, seed: builtin_digits(size, ch, count, offset)
+    ),
+    "glyphs": _builtin(
+        lambda spec, size, ch, count, offset, seed: builtin_glyphs(size, ch, count, seed)
+    ),
+    "npz": _load_npz,
+}
+KINDS = tuple(LOADERS)
+SPEC_KEYS = {"kind", "path", "count", "offset", "seed", "split", "crop", "key"}
 
 
 def load_images(
@@ -350,49 +422,17 @@ def load_images(
             f"{source}: key 'kind': expected a dataset kind, one of {', '.join(KINDS)}"
         )
     kind = spec["kind"]
-    if kind not in KINDS:
+    if kind not in LOADERS:
         raise UsageError(
             f"{source}: key 'kind': unknown dataset '{kind}' (expected one of {', '.join(KINDS)})"
         )
-    known = {"kind", "path", "count", "offset", "seed", "split", "crop", "key"}
-    extra = set(spec) - known
+    extra = set(spec) - SPEC_KEYS
     if extra:
         raise UsageError(
-            f"{source}: key '{sorted(extra)[0]}': unknown dataset field (expected {sorted(known)})"
+            f"{source}: key '{sorted(extra)[0]}': unknown dataset field (expected {sorted(SPEC_KEYS)})"
         )
-    count = spec.get("count")
     offset = int(spec.get("offset", 0))
-    path = spec.get("path")
-    if kind == "celeba":
-        return load_celeba(path, size, channels, count, offset)
-    if kind in ("folder", "ffhq"):
-        return load_folder(path, size, channels, count, offset, spec.get("crop"))
-    if kind == "mnist":
-        return load_mnist(path, size, channels, count, offset, spec.get("split", "train"))
-    if kind == "tmnist":
-        return load_tmnist(path, size, channels, count, offset)
-    if kind == "npz":
-        from usdehaze.core.data import load_array
-
-        arr = load_array(_need_any(path, source), spec.get("key"))
-        arr = arr[offset : None if count is None else offset + count]
-        if arr.shape[1:] != (channels, size, size):
-            raise UsageError(
-                f"{path}: key '{spec.get('key')}': expected images ({channels}, {size}, {size}) in [-1, 1], got {arr.shape[1:]}"
-            )
-        return arr
-    if count is None:
-        raise UsageError(f"{source}: key 'count': built-in dataset '{kind}' needs a count")
-    seed = int(spec.get("seed", 0))
-    if kind == "photos":
-        return builtin_photos(size, channels, int(count), spec.get("split", "train"), seed)
-    if kind == "digits":
-        return builtin_digits(size, channels, int(count), offset)
-    if kind == "glyphs":
-        return builtin_glyphs(size, channels, int(count), seed)
-    raise UsageError(
-        f"{source}: key 'kind': unknown dataset '{kind}' (expected one of {', '.join(KINDS)})"
-    )
+    return LOADERS[kind](spec, size, channels, spec.get("count"), offset, source)
 
 
 def _need_any(path: str | None, source: str) -> str:

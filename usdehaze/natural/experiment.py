@@ -11,12 +11,16 @@ points another experiment, e.g. an out-of-distribution variant, at the same mode
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from usdehaze.errors import UsageError
+
+if TYPE_CHECKING:
+    from usdehaze.natural.methods import Context
 
 TOP_KEYS = {
     "name",
@@ -134,6 +138,31 @@ def _noise_sources(cfg: dict, size: int, channels: int, shape: tuple[int, int, i
     return train, build_noise(ncfg, shape, None, f"{source}: noise")
 
 
+@dataclass
+class _Setup:
+    """What the config fixes for one run: folder, sizes, device and the methods to run."""
+
+    out: Path
+    seed: int
+    size: int
+    channels: int
+    threads: int | None
+    device: Any  # torch.device
+    methods: dict[str, dict]
+
+
+@dataclass
+class _Data:
+    """Training sets, test images, the task and the measurements every method gets."""
+
+    x_train: np.ndarray
+    x_test: np.ndarray
+    task: Any  # usdehaze.natural.tasks.Task
+    n_train: np.ndarray
+    n_test: np.ndarray
+    y: Any  # Tensor (N, ...) measurements
+
+
 def run_experiment(
     cfg: dict[str, Any],
     source: str = "config",
@@ -142,135 +171,155 @@ def run_experiment(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Run every configured method on the same test measurements; returns the summary rows."""
+    validate(cfg, source)
+    setup = _setup(cfg, source, out, only)
+    t_start = time.time()
+    data = _measurements(cfg, source, setup)
+    ctx = _context(cfg, setup, data, progress)
+    t_models = time.time() - t_start
+    estimates, seconds = _run_methods(ctx, data.y, setup, int(cfg.get("batch", 16)), progress)
+    result = _report(cfg, setup, data, estimates, seconds, t_models, t_start)
+    _save_arrays(setup.out, cfg, data, estimates)
+    return result
+
+
+def _setup(
+    cfg: dict[str, Any], source: str, out: str | Path | None, only: list[str] | None
+) -> _Setup:
+    """Threads, the run folder (made), sizes, device and the methods kept by ``--only``."""
     import torch
 
     from usdehaze.core.device import resolve_device
-    from usdehaze.core.sde import sde_from_config
-    from usdehaze.natural import methods as M
-    from usdehaze.natural import models
-    from usdehaze.natural.datasets import load_images
-    from usdehaze.natural.report import (
-        figure_grid,
-        image_metrics,
-        lpips_scorer,
-        summarise,
-        write_tables,
-    )
-    from usdehaze.natural.tasks import build_task
 
-    validate(cfg, source)
     threads = cfg.get("threads")
     if threads:
         torch.set_num_threads(int(threads))
     out = Path(out or cfg.get("out") or f"runs/{cfg.get('name', 'experiment')}")
     out.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(cfg.get("device", "auto"))
+    methods = {k: (v or {}) for k, v in cfg["methods"].items() if not only or k in only}
+    if only and set(only) - set(cfg["methods"]):
+        raise UsageError(
+            f"--only {','.join(only)}: not among the config's methods {sorted(cfg['methods'])}"
+        )
     seed, size, channels = (
         int(cfg.get("seed", 0)),
         int(cfg.get("size", 64)),
         int(cfg.get("channels", 3)),
     )
-    device = resolve_device(cfg.get("device", "auto"))
-    method_cfg = {k: (v or {}) for k, v in cfg["methods"].items() if not only or k in only}
-    if only and set(only) - set(cfg["methods"]):
-        raise UsageError(
-            f"--only {','.join(only)}: not among the config's methods {sorted(cfg['methods'])}"
-        )
-    t_start = time.time()
+    return _Setup(out, seed, size, channels, threads, device, methods)
 
-    # data, task, measurements
-    x_train = load_images(cfg["signal"]["train"], size, channels, source=f"{source}: signal.train")
-    x_test = load_images(cfg["signal"]["test"], size, channels, source=f"{source}: signal.test")
+
+def _measurements(cfg: dict[str, Any], source: str, setup: _Setup) -> _Data:
+    """Signal and noise images, the task, and y = A·x + α·n for the test set."""
+    import torch
+
+    from usdehaze.natural.datasets import load_images
+    from usdehaze.natural.tasks import build_task
+
+    size, channels, seed = setup.size, setup.channels, setup.seed
+    signal = cfg["signal"]
+    x_train = load_images(signal["train"], size, channels, source=f"{source}: signal.train")
+    x_test = load_images(signal["test"], size, channels, source=f"{source}: signal.test")
     task = build_task(cfg["task"], (channels, size, size), seed, f"{source}: task")
     n_train, n_source = _noise_sources(cfg, size, channels, task.noise_shape, source)
-    if task.kind == "cs" and "bm3d" in method_cfg:
+    if task.kind == "cs" and "bm3d" in setup.methods:
         raise UsageError(
             f"{source}: key 'methods.bm3d': BM3D is a denoiser; use lasso for task 'cs'"
         )
     n_test = n_source.sample(len(x_test), np.random.default_rng(seed + 202))
     xt, nt = torch.from_numpy(x_test), torch.from_numpy(n_test)
     y = task.operator.measure(xt, task.to_measurement(nt))
-    noise_mean = torch.from_numpy(n_train.mean(0, keepdims=True))
-    noise_std = float((n_train - n_train.mean(0, keepdims=True)).std())
+    return _Data(x_train, x_test, task, n_train, n_test, y)
+
+
+def _context(cfg: dict[str, Any], setup: _Setup, data: _Data, progress: bool) -> Context:
+    """The methods' shared context with every model they need, trained into or loaded from
+    ``models_dir`` (default: the run folder)."""
+    import torch
+
+    from usdehaze.core.sde import sde_from_config
+    from usdehaze.natural import methods as M
+    from usdehaze.natural import models
+
+    task, device, methods = data.task, setup.device, setup.methods
+    noise_mean = torch.from_numpy(data.n_train.mean(0, keepdims=True))
+    noise_std = float((data.n_train - data.n_train.mean(0, keepdims=True)).std())
     if task.kind == "cs" and device.type != "cpu":  # keep the m×d matrix where the samplers run
         task.operator.matrix = task.operator.matrix.to(device)
-
-    # models (trained into, or loaded from, models_dir: default the run folder)
-    mdir = Path(cfg.get("models_dir") or out)
-    sde_cfg = (cfg.get("priors") or {}).get("sde", {"kind": "ve", "sigma": 25.0})
-    ctx = M.Context(task, sde_from_config(sde_cfg), device, noise_mean, noise_std, seed)
+    mdir = Path(cfg.get("models_dir") or setup.out)
     pri = cfg.get("priors") or {}
-    if method_cfg.keys() & {"joint", "pigdm", "dps"}:
-        ctx.models["prior_signal"] = models.score_prior(
-            "signal",
-            x_train,
-            dict(pri.get("signal") or {}),
-            sde_cfg,
-            mdir,
-            device,
-            threads,
-            progress,
-        )
-    if "joint" in method_cfg:
-        ctx.models["prior_noise"] = models.score_prior(
-            "noise", n_train, dict(pri.get("noise") or {}), sde_cfg, mdir, device, threads, progress
-        )
-    if "flow" in method_cfg:
-        ctx.models["glow_signal"] = models.glow_model(
-            "signal", x_train, method_cfg["flow"], mdir, progress
-        ).to(device)
-        ctx.models["glow_noise"] = models.glow_model(
-            "noise", n_train, method_cfg["flow"], mdir, progress
-        ).to(device)
-    if "gan" in method_cfg:
-        ctx.models["gan"] = models.gan_model(x_train, method_cfg["gan"], mdir, progress).to(device)
-    t_models = time.time() - t_start
+    sde_cfg = pri.get("sde", {"kind": "ve", "sigma": 25.0})
+    ctx = M.Context(task, sde_from_config(sde_cfg), device, noise_mean, noise_std, setup.seed)
 
-    # every method on the same y, in batches
-    B = int(cfg.get("batch", 16))
+    def prior(name: str, images: np.ndarray):
+        """A score prior, trained or loaded."""
+        opts = dict(pri.get(name) or {})
+        return models.score_prior(
+            name, images, opts, sde_cfg, mdir, device, setup.threads, progress
+        )
+
+    if methods.keys() & {"joint", "pigdm", "dps"}:
+        ctx.models["prior_signal"] = prior("signal", data.x_train)
+    if "joint" in methods:
+        ctx.models["prior_noise"] = prior("noise", data.n_train)
+    if "flow" in methods:
+        for name, images in (("signal", data.x_train), ("noise", data.n_train)):
+            glow = models.glow_model(name, images, methods["flow"], mdir, progress)
+            ctx.models[f"glow_{name}"] = glow.to(device)
+    if "gan" in methods:
+        gan = models.gan_model(data.x_train, methods["gan"], mdir, progress)
+        ctx.models["gan"] = gan.to(device)
+    return ctx
+
+
+def _run_methods(
+    ctx: Context, y: Any, setup: _Setup, batch: int, progress: bool
+) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """Every method on the same y, in batches: estimates and seconds per image."""
+    import torch
+
+    from usdehaze.natural import methods as M
+
     estimates, seconds = {}, {}
-    for name, mcfg in method_cfg.items():
+    for name, mcfg in setup.methods.items():
         mcfg = (
             {k: v for k, v in mcfg.items() if k not in ("model", "train")}
             if name in ("flow", "gan")
             else dict(mcfg)
         )
         t0, parts = time.time(), []
-        for i in range(0, len(y), B):
-            parts.append(
-                M.RUNNERS[name](ctx, y[i : i + B].to(device), mcfg, seed + 1000 + i).detach().cpu()
-            )
+        for i in range(0, len(y), batch):
+            yb = y[i : i + batch].to(setup.device)
+            parts.append(M.RUNNERS[name](ctx, yb, mcfg, setup.seed + 1000 + i).detach().cpu())
         estimates[name] = torch.cat(parts).numpy()
         seconds[name] = (time.time() - t0) / len(y)
         if progress:
             print(f"{name}: {seconds[name]:.2f} s/image", flush=True)
+    return estimates, seconds
 
-    # metrics, tables, figure
-    observed = _observation(task, y)
-    per_image = {"noisy": image_metrics(observed, x_test)} if task.kind != "cs" else {}
-    per_image.update({k: image_metrics(v, x_test) for k, v in estimates.items()})
-    scorer, lp_note = lpips_scorer()
-    if scorer is not None:
-        for k in per_image:
-            per_image[k]["lpips"] = scorer(observed if k == "noisy" else estimates[k], x_test)
+
+def _report(
+    cfg: dict[str, Any],
+    setup: _Setup,
+    data: _Data,
+    estimates: dict[str, np.ndarray],
+    seconds: dict[str, float],
+    t_models: float,
+    t_start: float,
+) -> dict[str, Any]:
+    """Metrics per image, the tables (markdown, CSV) and the figure."""
+    from usdehaze.natural import methods as M
+    from usdehaze.natural.report import figure_grid, summarise, write_tables
+
+    task, x_test = data.task, data.x_test
+    observed = _observation(task, data.y)
+    per_image, lp_note = _per_image(task.kind, observed, x_test, estimates)
     rows = summarise(per_image, seconds)
     labels = {**M.LABELS, "noisy": "Noisy (y)"}
-    notes = [
-        lp_note,
-        f"{len(x_test)} test images, {size}×{size}×{channels}; task {task.kind}; noise {cfg['noise'].get('kind')}"
-        + (
-            f", translated up to {cfg['noise']['translate']:.0%}"
-            if cfg["noise"].get("translate")
-            else ""
-        ),
-        f"models trained or loaded in {t_models:.0f} s; total {time.time() - t_start:.0f} s on {device}",
-    ]
-    if cfg.get("paper"):
-        notes.append(
-            "paper (TMLR 2025) for comparison: "
-            + ", ".join(f"{k} {v}" for k, v in cfg["paper"].items())
-        )
+    notes = _notes(cfg, setup, data, lp_note, t_models, t_start)
     header = f"# {cfg.get('name', 'experiment')}: {task.kind} with {cfg['noise'].get('kind')} noise"
-    md, csv_path = write_tables(out, rows, per_image, labels, header, notes)
+    md, csv_path = write_tables(setup.out, rows, per_image, labels, header, notes)
     cols = (
         [("Aᵀy" if task.kind == "cs" else "Noisy", observed)]
         + [(M.LABELS[k], v) for k, v in estimates.items()]
@@ -279,22 +328,60 @@ def run_experiment(
     psnrs = {M.LABELS[k]: per_image[k]["psnr"] for k in estimates}
     if "noisy" in per_image:
         psnrs["Noisy"] = per_image["noisy"]["psnr"]
-    fig = figure_grid(
-        out / "figure.png",
-        cols,
-        psnrs,
-        int((cfg.get("figure") or {}).get("rows", 4)),
-        header.lstrip("# "),
-    )
+    rows_shown = int((cfg.get("figure") or {}).get("rows", 4))
+    fig = figure_grid(setup.out / "figure.png", cols, psnrs, rows_shown, header.lstrip("# "))
+    return {"rows": rows, "markdown": md, "csv": csv_path, "figure": fig, "out": setup.out}
+
+
+def _per_image(
+    kind: str, observed: np.ndarray, x_test: np.ndarray, estimates: dict[str, np.ndarray]
+) -> tuple[dict[str, dict[str, np.ndarray]], str]:
+    """Metrics per method and image (the noisy input too, unless CS), LPIPS when installed,
+    and the note saying whether LPIPS was used."""
+    from usdehaze.natural.report import image_metrics, lpips_scorer
+
+    per_image = {"noisy": image_metrics(observed, x_test)} if kind != "cs" else {}
+    per_image.update({k: image_metrics(v, x_test) for k, v in estimates.items()})
+    scorer, lp_note = lpips_scorer()
+    if scorer is not None:
+        for k in per_image:
+            per_image[k]["lpips"] = scorer(observed if k == "noisy" else estimates[k], x_test)
+    return per_image, lp_note
+
+
+def _notes(
+    cfg: dict[str, Any], setup: _Setup, data: _Data, lp_note: str, t_models: float, t_start: float
+) -> list[str]:
+    """The lines under the table: LPIPS, the data and noise, the times, the paper's figures."""
+    noise = cfg["noise"]
+    translated = f", translated up to {noise['translate']:.0%}" if noise.get("translate") else ""
+    size, channels = setup.size, setup.channels
+    notes = [
+        lp_note,
+        f"{len(data.x_test)} test images, {size}×{size}×{channels}; task {data.task.kind}; "
+        f"noise {noise.get('kind')}" + translated,
+        f"models trained or loaded in {t_models:.0f} s; total {time.time() - t_start:.0f} s "
+        f"on {setup.device}",
+    ]
+    if cfg.get("paper"):
+        notes.append(
+            "paper (TMLR 2025) for comparison: "
+            + ", ".join(f"{k} {v}" for k, v in cfg["paper"].items())
+        )
+    return notes
+
+
+def _save_arrays(
+    out: Path, cfg: dict[str, Any], data: _Data, estimates: dict[str, np.ndarray]
+) -> None:
+    """``estimates.npz`` (x, y, n and every estimate) and ``config.json``, written atomically."""
     from usdehaze.atomic import atomic_path
+    from usdehaze.jsonio import dumps
 
     with atomic_path(out / "estimates.npz") as tmp:
-        np.savez_compressed(tmp, x=x_test, y=y.numpy(), n=n_test, **estimates)
+        np.savez_compressed(tmp, x=data.x_test, y=data.y.numpy(), n=data.n_test, **estimates)
     with atomic_path(out / "config.json") as tmp:
-        from usdehaze.jsonio import dumps
-
         tmp.write_text(dumps(cfg, indent=2))
-    return {"rows": rows, "markdown": md, "csv": csv_path, "figure": fig, "out": out}
 
 
 def _observation(task, y) -> np.ndarray:

@@ -7,6 +7,7 @@ files exist is loaded, not retrained; an interrupted training resumes from its c
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -98,38 +99,25 @@ def score_prior(
 
 def glow_model(name: str, data: np.ndarray, cfg: dict[str, Any], out: Path, progress: bool = True):
     """Glow for ``name`` (signal or noise) trained on ``data`` (N, C, H, W), cached."""
-    from usdehaze.natural.baselines.fit import load_model, save_model
     from usdehaze.natural.baselines.glow import GlowConfig, build_glow, glow_config_dict, train_glow
 
-    path = out / "baselines" / f"glow_{name}.safetensors"
-    if path.is_file():
-        return load_model(path, build_glow)[0]
-    c, h, w = data.shape[1:]
-    model_cfg = dict(cfg.get("model", {}))
-    try:
-        gcfg = GlowConfig(channels=c, size=w, height=h if h != w else None, **model_cfg)
-    except TypeError as exc:
-        raise UsageError(f"config: key 'methods.flow.model': {exc}") from None
-    tr = dict(cfg.get("train", {}))
-    model, _ = train_glow(
-        data,
-        gcfg,
-        steps=int(tr.get("steps", 1000)),
-        batch=int(tr.get("batch", 32)),
-        lr=float(tr.get("lr", 1e-3)),
-        dequant=float(tr.get("dequant", 2 / 256)),
-        seed=int(tr.get("seed", 0)),
-        checkpoint=out / "train" / f"glow_{name}.pt",
-        progress=progress,
-        desc=f"glow {name}",
-    )
-    save_model(path, model, glow_config_dict(gcfg))
-    return model
+    def train() -> tuple[Any, dict[str, Any]]:
+        """A Glow trained from ``methods.flow``'s model and train settings, and its config."""
+        c, h, w = data.shape[1:]
+        height = h if h != w else None
+        gcfg = _model_config(GlowConfig, "flow", cfg, channels=c, size=w, height=height)
+        settings = _train_settings(cfg, steps=1000, batch=32, lr=1e-3, dequant=2 / 256, seed=0)
+        checkpoint = out / "train" / f"glow_{name}.pt"
+        model, _ = train_glow(
+            data, gcfg, **settings, checkpoint=checkpoint, progress=progress, desc=f"glow {name}"
+        )
+        return model, glow_config_dict(gcfg)
+
+    return _trained_or_loaded(out / "baselines" / f"glow_{name}.safetensors", build_glow, train)
 
 
 def gan_model(data: np.ndarray, cfg: dict[str, Any], out: Path, progress: bool = True):
     """DCGAN generator trained on the signal data, cached."""
-    from usdehaze.natural.baselines.fit import load_model, save_model
     from usdehaze.natural.baselines.gan import (
         GANConfig,
         build_generator,
@@ -137,24 +125,43 @@ def gan_model(data: np.ndarray, cfg: dict[str, Any], out: Path, progress: bool =
         train_gan,
     )
 
-    path = out / "baselines" / "gan_generator.safetensors"
-    if path.is_file():
-        return load_model(path, build_generator)[0]
-    c, h, w = data.shape[1:]
-    try:
-        gcfg = GANConfig(channels=c, size=w, **dict(cfg.get("model", {})))
-    except TypeError as exc:
-        raise UsageError(f"config: key 'methods.gan.model': {exc}") from None
-    tr = dict(cfg.get("train", {}))
-    G, _ = train_gan(
-        data,
-        gcfg,
-        steps=int(tr.get("steps", 2000)),
-        batch=int(tr.get("batch", 64)),
-        lr=float(tr.get("lr", 2e-4)),
-        seed=int(tr.get("seed", 0)),
-        checkpoint=out / "train" / "gan.pt",
-        progress=progress,
+    def train() -> tuple[Any, dict[str, Any]]:
+        """A generator trained from ``methods.gan``'s model and train settings, and its config."""
+        c, _, w = data.shape[1:]
+        gcfg = _model_config(GANConfig, "gan", cfg, channels=c, size=w)
+        settings = _train_settings(cfg, steps=2000, batch=64, lr=2e-4, seed=0)
+        checkpoint = out / "train" / "gan.pt"
+        G, _ = train_gan(data, gcfg, **settings, checkpoint=checkpoint, progress=progress)
+        return G, gan_config_dict(gcfg)
+
+    return _trained_or_loaded(
+        out / "baselines" / "gan_generator.safetensors", build_generator, train
     )
-    save_model(path, G, gan_config_dict(gcfg))
-    return G
+
+
+def _trained_or_loaded(
+    path: Path, build: Callable[[dict[str, Any]], Any], train: Callable[[], tuple[Any, dict]]
+):
+    """The baseline network saved at ``path``; when missing, ``train()`` it and save it there."""
+    from usdehaze.natural.baselines.fit import load_model, save_model
+
+    if path.is_file():
+        return load_model(path, build)[0]
+    model, config = train()
+    save_model(path, model, config)
+    return model
+
+
+def _model_config(make: Callable[..., Any], method: str, cfg: dict[str, Any], **shape: Any):
+    """The network's config from the data's shape and ``methods.METHOD.model`` (an unknown
+    key is one line)."""
+    try:
+        return make(**shape, **dict(cfg.get("model", {})))
+    except TypeError as exc:
+        raise UsageError(f"config: key 'methods.{method}.model': {exc}") from None
+
+
+def _train_settings(cfg: dict[str, Any], **defaults: float) -> dict[str, Any]:
+    """The ``train`` settings named by ``defaults``, each of its default's type."""
+    given = dict(cfg.get("train", {}))
+    return {k: type(v)(given.get(k, v)) for k, v in defaults.items()}

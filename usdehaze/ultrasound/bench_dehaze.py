@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 
@@ -102,8 +103,47 @@ def run(
     first ``vs_default`` (the ratio to that row)."""
     sim = simulate_cardiac(max(frames, *batches), seed=123, shape=shape)  # fast: reused
     iq = sim.hazy_iq  # every data model takes IQ frames (dB models log-compress first)
-    rows = []
-    settings = []
+    settings = _settings(cfg, batches, variants, plain, plain_steps, fast_batches, fast_precisions)
+    log(f"{len(iq)} frames of {shape[0]}x{shape[1]}, {cfg.steps} steps, device {cfg.device}")
+    if plain:
+        log("(the plain loop dehazes 1 frame; its ms/step is per step at batch 1)")
+    if fast_batches:
+        log(
+            f"(fast: one network pass per frame, each row timed over ≥ {fast_seconds:g} s; "
+            f"ratios against 'default, batch {batches[0]}' and the plain loop of this run)"
+        )
+    rows: list[dict] = []
+    reference = None  # the first default row
+    for k, (name, c, options) in enumerate(settings, 1):
+        if progress:
+            progress(f"bench dehaze: [{k}/{len(settings)}] {name} ...")
+        row, fast = _time_setting(name, c, options, iq, fast_seconds)
+        if rows and plain:
+            row["speedup"] = row["frames_per_s"] / rows[0]["frames_per_s"]
+        if reference is not None:
+            row["vs_default"] = row["frames_per_s"] / reference["frames_per_s"]
+        elif name.startswith("default"):
+            reference = row
+        rows.append(row)
+        log(_row_line(row, fast))
+    return rows
+
+
+Setting = tuple[str, DehazeConfig, dict]  # (name, config, sampler options; "fast": one pass)
+
+
+def _settings(
+    cfg: DehazeConfig,
+    batches: tuple[int, ...],
+    variants: tuple[str, ...],
+    plain: bool,
+    plain_steps: int,
+    fast_batches: tuple[int, ...],
+    fast_precisions: tuple[str, ...],
+) -> list[Setting]:
+    """What to time, in order: the plain Algorithm 1 loop, the default and its variants per
+    batch size, the fast method per batch size and precision."""
+    settings: list[Setting] = []
     if plain:
         alg1 = replace(
             cfg,
@@ -124,54 +164,105 @@ def run(
     for b in fast_batches:
         for p in fast_precisions:
             settings.append((f"fast {p}, batch {b}", fast_config(cfg, b, p), {"fast": True}))
-    log(f"{len(iq)} frames of {shape[0]}x{shape[1]}, {cfg.steps} steps, device {cfg.device}")
-    if plain:
-        log("(the plain loop dehazes 1 frame; its ms/step is per step at batch 1)")
-    if fast_batches:
-        log(
-            f"(fast: one network pass per frame, each row timed over ≥ {fast_seconds:g} s; "
-            f"ratios against 'default, batch {batches[0]}' and the plain loop of this run)"
+    return settings
+
+
+def _time_setting(
+    name: str, c: DehazeConfig, options: dict, iq: np.ndarray, fast_seconds: float
+) -> tuple[dict, bool]:
+    """One setting timed: its row of rates, and whether it is a fast (one-pass) row, timed
+    over repeated batches."""
+    d = Dehazer(c)
+    fast = options.pop("fast", False)
+    d.sampler_options = options
+    if fast:
+        n, sec = _time_fast(d, iq, c.batch, fast_seconds)
+        steps, nfe = 1, d.nfe  # network passes per frame
+    else:
+        n = len(iq) - len(iq) % c.batch or c.batch
+        if options.get("rescore"):
+            n = 1  # slow by design: one frame is enough
+        sec, nfe = _time(d, iq[:n], c.batch)
+        steps = c.steps
+    row = {
+        "setting": name,
+        "method": c.method,
+        "precision": d.precision(),
+        "batch": c.batch,
+        "frames_per_s": n / sec,
+        "s_per_frame": sec / n,
+        "ms_per_frame": 1e3 * sec / n,
+        "steps": steps,
+        "ms_per_step": 1e3 * sec / (n / c.batch) / steps,
+        "nfe": nfe,  # network evaluations per frame, as the sampler counted them
+    }
+    return row, fast
+
+
+def _row_line(row: dict, fast: bool) -> str:
+    """A row as one line of the table, with its ratios."""
+    per = "1 pass" if fast else f"{row['ms_per_step']:8.1f} ms/step (batch) × {row['steps']} steps"
+    return (
+        f"{row['setting']:28s} {_rate(row['frames_per_s'])} frames/s  "
+        f"{row['ms_per_frame']:9.1f} ms/frame  "
+        + per
+        + (f"  ×{row['speedup']:.2f} vs plain" if "speedup" in row else "")
+        + (f"  ×{row['vs_default']:.2f} vs default" if "vs_default" in row else "")
+    )
+
+
+FAST_PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+def check_options(
+    frames: int, variants: tuple[str, ...], batches: tuple[int, ...], precisions: tuple[str, ...]
+) -> None:
+    """One line for an option out of range: frames, variants, batch sizes (the default's and the
+    fast rows') and the fast rows' precisions."""
+    from usdehaze.errors import UsageError
+
+    if not 1 <= frames <= 1000:
+        raise UsageError(f"--frames {frames}: expected 1 to 1000 (the limit)")
+    for v in variants:
+        if v not in VARIANTS:
+            raise UsageError(f"--variant {v}: expected one of {', '.join(VARIANTS)}")
+    for b in batches:
+        if not 1 <= b <= 1024:
+            raise UsageError(f"--batch/--fast-batch {b}: expected 1 to 1024")
+    for p in precisions:
+        if p not in FAST_PRECISIONS:
+            raise UsageError(f"--fast-precision {p}: expected fp32, bf16 or fp16")
+
+
+def fast_batches_with_student(
+    config: Path | None,
+    student: Path | None,
+    fast_batches: tuple[int, ...],
+    note: Callable[[str], None],
+) -> tuple[int, ...]:
+    """The fast rows' batch sizes, or none when there is no student to time (said through
+    ``note``); a ``student`` given and missing is one line."""
+    from usdehaze.errors import UsageError
+    from usdehaze.ultrasound.dehaze import build_config
+    from usdehaze.ultrasound.student import student_path
+
+    given = build_config(config, {"student": str(student) if student else None})
+    path = student_path(given.priors, given.student)
+    if student is not None and not path.is_file():
+        raise UsageError(f"--student {student}: not found")
+    if not path.is_file():
+        note(
+            f"note: no student at {path}: the fast rows are left out "
+            "(--student PATH to time one, --no-fast to silence this)"
         )
-    reference = None  # the first default row
-    for k, (name, c, options) in enumerate(settings, 1):
-        if progress:
-            progress(f"bench dehaze: [{k}/{len(settings)}] {name} ...")
-        d = Dehazer(c)
-        fast = options.pop("fast", False)
-        d.sampler_options = options
-        if fast:
-            n, sec = _time_fast(d, iq, c.batch, fast_seconds)
-            steps, nfe = 1, d.nfe  # network passes per frame
-        else:
-            n = len(iq) - len(iq) % c.batch or c.batch
-            if options.get("rescore"):
-                n = 1  # slow by design: one frame is enough
-            sec, nfe = _time(d, iq[:n], c.batch)
-            steps = c.steps
-        row = {
-            "setting": name,
-            "method": c.method,
-            "precision": d.precision(),
-            "batch": c.batch,
-            "frames_per_s": n / sec,
-            "s_per_frame": sec / n,
-            "ms_per_frame": 1e3 * sec / n,
-            "steps": steps,
-            "ms_per_step": 1e3 * sec / (n / c.batch) / steps,
-            "nfe": nfe,  # network evaluations per frame, as the sampler counted them
-        }
-        if rows and plain:
-            row["speedup"] = row["frames_per_s"] / rows[0]["frames_per_s"]
-        if reference is not None:
-            row["vs_default"] = row["frames_per_s"] / reference["frames_per_s"]
-        elif name.startswith("default"):
-            reference = row
-        rows.append(row)
-        per = "1 pass" if fast else f"{row['ms_per_step']:8.1f} ms/step (batch) × {steps} steps"
-        log(
-            f"{name:28s} {_rate(row['frames_per_s'])} frames/s  {row['ms_per_frame']:9.1f} ms/frame  "
-            + per
-            + (f"  ×{row['speedup']:.2f} vs plain" if "speedup" in row else "")
-            + (f"  ×{row['vs_default']:.2f} vs default" if "vs_default" in row else "")
-        )
-    return rows
+        return ()
+    return fast_batches
+
+
+def bench_devices(devices: list[str]) -> list[str]:
+    """The devices to time: as given, or for ``auto`` the CPU, then CUDA when present."""
+    import torch
+
+    if devices == ["auto"]:
+        return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    return devices

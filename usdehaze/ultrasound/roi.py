@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,35 +83,58 @@ def validate_shape(shape: Any, where: str) -> dict[str, Any]:
     for f in SHAPE_FIELDS[kind]:
         if f not in shape:
             raise UsageError(f"{where}.{f}: missing for a {kind}")
-    out: dict[str, Any] = {"shape": kind}
-    if kind in ("circle", "annulus"):
-        out["center"] = _point(shape["center"], f"{where}.center")
-    if kind == "circle":
-        out["radius"] = _number(shape["radius"], f"{where}.radius")
-    elif kind == "annulus":
-        out["inner"] = _number(shape["inner"], f"{where}.inner", positive=False)
-        out["outer"] = _number(shape["outer"], f"{where}.outer")
-        if out["inner"] >= out["outer"] or out["inner"] < 0:
-            raise UsageError(
-                f"{where}.inner: expected 0 <= inner < outer, got {out['inner']} and {out['outer']}"
-            )
-    elif kind == "rectangle":
-        out["min"], out["max"] = (
-            _point(shape["min"], f"{where}.min"),
-            _point(shape["max"], f"{where}.max"),
+    return {"shape": kind, **_SHAPE_CHECKS[kind](shape, where)}
+
+
+def _circle(shape: dict[str, Any], where: str) -> dict[str, Any]:
+    """A circle's centre and positive radius."""
+    return {
+        "center": _point(shape["center"], f"{where}.center"),
+        "radius": _number(shape["radius"], f"{where}.radius"),
+    }
+
+
+def _annulus(shape: dict[str, Any], where: str) -> dict[str, Any]:
+    """An annulus's centre and radii, 0 <= inner < outer."""
+    out = {
+        "center": _point(shape["center"], f"{where}.center"),
+        "inner": _number(shape["inner"], f"{where}.inner", positive=False),
+        "outer": _number(shape["outer"], f"{where}.outer"),
+    }
+    if out["inner"] >= out["outer"] or out["inner"] < 0:
+        raise UsageError(
+            f"{where}.inner: expected 0 <= inner < outer, got {out['inner']} and {out['outer']}"
         )
-        if not (out["min"][0] < out["max"][0] and out["min"][1] < out["max"][1]):
-            raise UsageError(f"{where}.max: expected max > min in both coordinates")
-    else:
-        pts = shape["points"]
-        if not isinstance(pts, list) or len(pts) < 3:
-            raise UsageError(f"{where}.points: expected a list of at least 3 [x, z] points")
-        if len(pts) > MAX_POLYGON_POINTS:
-            raise UsageError(
-                f"{where}.points: {len(pts)} points, more than the {MAX_POLYGON_POINTS} a polygon may have (the limit)"
-            )
-        out["points"] = [_point(p, f"{where}.points[{i}]") for i, p in enumerate(pts)]
     return out
+
+
+def _rectangle(shape: dict[str, Any], where: str) -> dict[str, Any]:
+    """A rectangle's corners, max > min in both coordinates."""
+    lo, hi = _point(shape["min"], f"{where}.min"), _point(shape["max"], f"{where}.max")
+    if not (lo[0] < hi[0] and lo[1] < hi[1]):
+        raise UsageError(f"{where}.max: expected max > min in both coordinates")
+    return {"min": lo, "max": hi}
+
+
+def _polygon(shape: dict[str, Any], where: str) -> dict[str, Any]:
+    """A polygon's points: 3 to MAX_POLYGON_POINTS of them."""
+    pts = shape["points"]
+    if not isinstance(pts, list) or len(pts) < 3:
+        raise UsageError(f"{where}.points: expected a list of at least 3 [x, z] points")
+    if len(pts) > MAX_POLYGON_POINTS:
+        raise UsageError(
+            f"{where}.points: {len(pts)} points, more than the {MAX_POLYGON_POINTS} a polygon may have (the limit)"
+        )
+    return {"points": [_point(p, f"{where}.points[{i}]") for i, p in enumerate(pts)]}
+
+
+#: Each shape kind's check (the fields of SHAPE_FIELDS, converted and their relations checked).
+_SHAPE_CHECKS: dict[str, Callable[[dict[str, Any], str], dict[str, Any]]] = {
+    "circle": _circle,
+    "annulus": _annulus,
+    "rectangle": _rectangle,
+    "polygon": _polygon,
+}
 
 
 def roi_from_dict(d: Any, source: str = "roi") -> Roi:

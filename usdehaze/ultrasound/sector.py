@@ -487,38 +487,68 @@ def reconcile(
     - nothing from either: the whole frame, "assumed".
     """
     shape = (int(shape[0]), int(shape[1]))
-    said: list[str] = []
-    if tagged is None and found is None:
-        whole = Sector(
-            "linear", (0.0, (shape[1] - 1) / 2), (0.0, 0.0), (0.0, float(shape[0])),
-            (0, 0, *shape), None, "assumed",
-        )  # fmt: skip
-        return whole, "no imaging region in the tags nor in the pixels: the whole frame is used"
     if tagged is None:
+        if found is None:
+            return _whole_frame(shape), (
+                "no imaging region in the tags nor in the pixels: the whole frame is used"
+            )
         return found, found.note() + " (no region tags)"
-    box = tagged.bounds
+    box = tuple(tagged.bounds)
     clipped = _clip(box, shape)
-    if clipped != tuple(box):
+    said: list[str] = []
+    if clipped != box:
         said.append(f"the tagged region {list(box)} exceeds the {shape[0]}×{shape[1]} frame")
     if clipped[2] <= clipped[0] or clipped[3] <= clipped[1]:
         said.append("it lies outside the frame: tags ignored")
         if found is None:
-            return reconcile(None, None, shape)[0], "; ".join(said) + "; whole frame used"
+            return _whole_frame(shape), "; ".join(said) + "; whole frame used"
         return found, found.note() + " (" + "; ".join(said) + ")"
     if found is None:
-        if clipped != tuple(box):
+        if clipped != box:
             said[-1] += ": clipped (not checkable: no cone found in the pixels)"
         sector = _check_spacing(replace(tagged, bounds=clipped), said)
         return sector, "; ".join([sector.note(), *said])
+    use_box, spacing, inside = _box_holding_the_cone(
+        found, box, clipped, tagged.spacing_mm, shape, said
+    )
+    if inside < 0.9:
+        said.append(
+            f"the tagged region holds only {100 * inside:.0f} % of the cone found in the pixels:"
+            " the pixels win, tagged spacing ignored"
+        )
+        return found, "; ".join([found.note(), *said])
+    sector = _fitted_within(tagged, found, use_box, spacing, shape, said)
+    sector = _check_spacing(sector, said)
+    shape_said = (
+        "fan fitted to the pixels" if found.kind == "sector" else "box fitted to the pixels"
+    )
+    return sector, "; ".join([f"{sector.note()} ({shape_said} within the tagged box)", *said])
+
+
+def _whole_frame(shape: tuple[int, int]) -> Sector:
+    """The whole frame as a linear region, "assumed" (nothing found in tags nor pixels)."""
+    return Sector(
+        "linear", (0.0, (shape[1] - 1) / 2), (0.0, 0.0), (0.0, float(shape[0])),
+        (0, 0, *shape), None, "assumed",
+    )  # fmt: skip
+
+
+def _box_holding_the_cone(
+    found: Sector,
+    box: tuple[int, int, int, int],
+    clipped: tuple[int, int, int, int],
+    spacing: tuple[float, float] | None,
+    shape: tuple[int, int],
+    said: list[str],
+) -> tuple[tuple[int, int, int, int], tuple[float, float] | None, float]:
+    """(box, spacing, share of the cone inside the box): the clipped tagged box, or, when the
+    box is well beyond the frame (tags written for a frame k× larger, this one resized), the
+    box and spacing rescaled by k (said)."""
     cone = found.mask(shape)
     n_cone = max(np.count_nonzero(cone), 1)
     inside = np.count_nonzero(cone & _box_mask(clipped, shape)) / n_cone
-    spacing = tagged.spacing_mm
-    use_box = clipped
-    box = tuple(box)
     grown = any(b > lim * 1.1 for b, lim in zip(box[2:], shape)) or min(box[:2]) < -0.1 * min(shape)
-    if grown or (inside < 0.9 and clipped != tuple(box)):
-        # a box well beyond the frame: tags written for a larger frame, this one resized?
+    if grown or (inside < 0.9 and clipped != box):
         for k in (2, 3, 4):
             scaled = tuple(int(round(v / k)) for v in box)
             fits = all(s <= lim * 1.02 for s, lim in zip(scaled[2:], shape))
@@ -527,56 +557,72 @@ def reconcile(
                     f"; the cone fits it scaled by 1/{k}: tags written for a frame {k}× larger, "
                     f"box and spacing rescaled (spacing ×{k})"
                 )
-                use_box = _clip(scaled, shape)
                 spacing = None if spacing is None else (spacing[0] * k, spacing[1] * k)
-                inside = 1.0
-                break
-        else:
-            if inside >= 0.9:
-                said[-1] += ": clipped"
-    elif clipped != tuple(box):
+                return _clip(scaled, shape), spacing, 1.0
+        if inside >= 0.9:
+            said[-1] += ": clipped"
+    elif clipped != box:
         said[-1] += ": clipped"
-    if inside < 0.9:
-        said.append(
-            f"the tagged region holds only {100 * inside:.0f} % of the cone found in the pixels:"
-            " the pixels win, tagged spacing ignored"
-        )
-        return found, "; ".join([found.note(), *said])
+    return clipped, spacing, inside
+
+
+def _fitted_within(
+    tagged: Sector,
+    found: Sector,
+    use_box: tuple[int, int, int, int],
+    spacing: tuple[float, float] | None,
+    shape: tuple[int, int],
+    said: list[str],
+) -> Sector:
+    """The region fitted to the pixels within the tagged box, with the tags' spacing; for a
+    fan, its far edge and the tags' reference point checked (said)."""
     r0, c0, r1, c1 = use_box
     b = found.bounds
     bounds = (max(b[0], r0), max(b[1], c0), min(b[2], r1), min(b[3], c1))
     sector = replace(found, bounds=bounds, spacing_mm=spacing, source=REGIONS)
-    if found.kind == "sector":
-        # a fan's far edge that is no clean arc is where the echoes fade: the tagged box,
-        # deeper, says where the image ends
-        rms = found.fit.get("far_arc_rms_px", 0.0)
-        open_fan = replace(sector, radii=(found.radii[0], math.inf), bounds=use_box)
-        rr, cc = np.nonzero(open_fan.mask(shape))
-        deepest = float(np.hypot(rr - found.apex[0], cc - found.apex[1]).max()) if rr.size else 0
-        if (rms < 0 or rms > 0.02 * found.radii[1]) and deepest > found.radii[1] + 2:
-            sector = replace(open_fan, radii=(found.radii[0], deepest))
-            sector = replace(sector, bounds=_bbox_or(sector.mask(shape), use_box))
-            said.append(
-                f"the fan's far edge in the pixels is no clean arc (echoes fading): the fan runs "
-                f"to the tagged box's edge (far radius {deepest:.0f} px)"
-            )
-    if tagged.fit.get("apex_from_reference") and found.kind == "sector":
-        # the tags' physical origin: the apex (phased arrays) or the middle of the transducer
-        # face, on the near arc (curved arrays)
-        mid = (found.angles[0] + found.angles[1]) / 2
-        face = (
-            found.apex[0] + found.radii[0] * math.cos(mid),
-            found.apex[1] + found.radii[0] * math.sin(mid),
+    if found.kind != "sector":
+        return sector
+    sector = _far_edge_to_box(sector, found, use_box, shape, said)
+    if tagged.fit.get("apex_from_reference"):
+        _check_reference_point(tagged, found, said)
+    return sector
+
+
+def _far_edge_to_box(
+    sector: Sector,
+    found: Sector,
+    use_box: tuple[int, int, int, int],
+    shape: tuple[int, int],
+    said: list[str],
+) -> Sector:
+    """A fan's far edge that is no clean arc is where the echoes fade: the tagged box, deeper,
+    says where the image ends (said)."""
+    rms = found.fit.get("far_arc_rms_px", 0.0)
+    open_fan = replace(sector, radii=(found.radii[0], math.inf), bounds=use_box)
+    rr, cc = np.nonzero(open_fan.mask(shape))
+    deepest = float(np.hypot(rr - found.apex[0], cc - found.apex[1]).max()) if rr.size else 0
+    if (rms < 0 or rms > 0.02 * found.radii[1]) and deepest > found.radii[1] + 2:
+        sector = replace(open_fan, radii=(found.radii[0], deepest))
+        sector = replace(sector, bounds=_bbox_or(sector.mask(shape), use_box))
+        said.append(
+            f"the fan's far edge in the pixels is no clean arc (echoes fading): the fan runs "
+            f"to the tagged box's edge (far radius {deepest:.0f} px)"
         )
-        d = min(math.dist(tagged.apex, found.apex), math.dist(tagged.apex, face))
-        if d > max(3.0, 0.02 * found.radii[1]):
-            said.append(
-                f"the tags' reference point ({tagged.apex[0]:.1f}, {tagged.apex[1]:.1f}) is "
-                f"{d:.0f} px from the fan's apex or transducer face in the pixels: the pixels' "
-                "apex used"
-            )
-    sector = _check_spacing(sector, said)
-    shape_said = (
-        "fan fitted to the pixels" if found.kind == "sector" else "box fitted to the pixels"
+    return sector
+
+
+def _check_reference_point(tagged: Sector, found: Sector, said: list[str]) -> None:
+    """The tags' physical origin is the apex (phased arrays) or the middle of the transducer
+    face, on the near arc (curved arrays): a point elsewhere is said."""
+    mid = (found.angles[0] + found.angles[1]) / 2
+    face = (
+        found.apex[0] + found.radii[0] * math.cos(mid),
+        found.apex[1] + found.radii[0] * math.sin(mid),
     )
-    return sector, "; ".join([f"{sector.note()} ({shape_said} within the tagged box)", *said])
+    d = min(math.dist(tagged.apex, found.apex), math.dist(tagged.apex, face))
+    if d > max(3.0, 0.02 * found.radii[1]):
+        said.append(
+            f"the tags' reference point ({tagged.apex[0]:.1f}, {tagged.apex[1]:.1f}) is "
+            f"{d:.0f} px from the fan's apex or transducer face in the pixels: the pixels' "
+            "apex used"
+        )

@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.resources
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -188,6 +189,40 @@ def _scale_haze(
     return (haze * np.sqrt(p_t / p_h * 10 ** (haze_db / 10))).astype(np.complex64)
 
 
+HAZE_PSF = (2.0 * AXIAL_PSF, 2.5 * LATERAL_PSF)  # haze speckle: coarser than the tissue's
+
+
+@dataclass
+class _Scene:
+    """What a simulated scene draws: tissue and haze frames, the pixels whose mean power the
+    haze level is relative to, its ROI and its drawn parameters."""
+
+    tissue: np.ndarray
+    haze: np.ndarray
+    reference: np.ndarray  # bool (z, x)
+    roi: dict[str, Any]
+    params: dict[str, Any]
+
+
+def _simulate(
+    kind: str,
+    draw: Callable[[np.random.Generator, np.ndarray, np.ndarray, dict, int], _Scene],
+    n_frames: int,
+    seed: int,
+    haze_db: float,
+    shape: tuple[int, int],
+) -> SimResult:
+    """The seeded generator and the polar grid, the scene drawn on them, its haze scaled to
+    ``haze_db`` relative to the scene's reference tissue."""
+    rng = np.random.default_rng(seed)
+    x, z, axes = polar_grid(shape)
+    scene = draw(rng, x, z, axes, n_frames)
+    haze = _scale_haze(scene.tissue, scene.haze, scene.reference, haze_db)
+    params = {"kind": kind, "seed": seed, "haze_db": haze_db, "shape": list(shape)}
+    tissue = scene.tissue.astype(np.complex64, copy=False)
+    return SimResult(tissue, haze, x, z, axes, scene.roi, {**params, **scene.params})
+
+
 def simulate_cardiac(
     n_frames: int = 8,
     seed: int = 0,
@@ -195,8 +230,15 @@ def simulate_cardiac(
     shape: tuple[int, int] = DEFAULT_SHAPE,
 ) -> SimResult:
     """A hazy apical-like cine loop with ground truth (see module docstring)."""
-    rng = np.random.default_rng(seed)
-    x, z, axes = polar_grid(shape)
+    return _simulate("cardiac", _cardiac_scene, n_frames, seed, haze_db, shape)
+
+
+def _cardiac_scene(
+    rng: np.random.Generator, x: np.ndarray, z: np.ndarray, axes: dict, n_frames: int
+) -> _Scene:
+    """A beating left ventricle in temporally correlated speckle, haze correlated longer; haze
+    scaled against the myocardium."""
+    shape = x.shape
     p = _draw_anatomy(rng)
     haze_amp, hp = _haze_field(rng, x, z, axes["r"], shape)
     tissue = np.empty((n_frames, *shape), np.complex64)
@@ -207,15 +249,10 @@ def simulate_cardiac(
         amp, _ = _echogenicity(x, z, p, phase0 + f * p["heart_rate"])
         amp = gaussian_filter(amp, 0.7)
         sp_t = _correlated(rng, sp_t, _speckle(rng, shape, (AXIAL_PSF, LATERAL_PSF)), 0.85)
-        sp_h = _correlated(
-            rng, sp_h, _speckle(rng, shape, (2.0 * AXIAL_PSF, 2.5 * LATERAL_PSF)), 0.95
-        )
+        sp_h = _correlated(rng, sp_h, _speckle(rng, shape, HAZE_PSF), 0.95)
         tissue[f] = amp * sp_t
         haze[f] = haze_amp * sp_h
-    wall_mask = _wall_mask(x, z, p)
-    haze = _scale_haze(tissue, haze, wall_mask, haze_db)
-    params = {"kind": "cardiac", "seed": seed, "haze_db": haze_db, "shape": list(shape), **p, **hp}
-    return SimResult(tissue, haze, x, z, axes, cardiac_roi(p), params)
+    return _Scene(tissue, haze, _wall_mask(x, z, p), cardiac_roi(p), {**p, **hp})
 
 
 def _wall_mask(x, z, p) -> np.ndarray:
@@ -233,8 +270,14 @@ def simulate_cyst(
     shape: tuple[int, int] = DEFAULT_SHAPE,
 ) -> SimResult:
     """Anechoic cysts in homogeneous speckle, with haze; ROI: the largest cyst vs a ring around it."""
-    rng = np.random.default_rng(seed)
-    x, z, axes = polar_grid(shape)
+    return _simulate("cyst", _cyst_scene, n_frames, seed, haze_db, shape)
+
+
+def _cyst_scene(
+    rng: np.random.Generator, x: np.ndarray, z: np.ndarray, axes: dict, n_frames: int
+) -> _Scene:
+    """Three anechoic cysts in homogeneous speckle, then haze; haze scaled against the speckle."""
+    shape = x.shape
     amp = np.ones(shape, np.float32)
     cysts = []
     for depth in (0.045, 0.075, 0.105):
@@ -246,13 +289,7 @@ def simulate_cyst(
     tissue = np.stack(
         [amp * _speckle(rng, shape, (AXIAL_PSF, LATERAL_PSF)) for _ in range(n_frames)]
     )
-    haze = np.stack(
-        [
-            haze_amp * _speckle(rng, shape, (2.0 * AXIAL_PSF, 2.5 * LATERAL_PSF))
-            for _ in range(n_frames)
-        ]
-    )
-    haze = _scale_haze(tissue, haze, amp > 0.5, haze_db)
+    haze = np.stack([haze_amp * _speckle(rng, shape, HAZE_PSF) for _ in range(n_frames)])
     cx, cz, rad = cysts[1]
     roi = {
         "version": 1,
@@ -274,15 +311,7 @@ def simulate_cyst(
             }
         ],
     }
-    params = {
-        "kind": "cyst",
-        "seed": seed,
-        "haze_db": haze_db,
-        "shape": list(shape),
-        "cysts": cysts,
-        **hp,
-    }
-    return SimResult(tissue.astype(np.complex64), haze, x, z, axes, roi, params)
+    return _Scene(tissue, haze, amp > 0.5, roi, {"cysts": cysts, **hp})
 
 
 def demo_scan_path() -> Path:

@@ -35,12 +35,55 @@ def _ellipse(x, z, cx, cz, a, b, phi):
     return np.sqrt(u * u + v * v)
 
 
+@dataclass
+class _Ventricle:
+    """The left ventricle as drawn, in metres: centre, semi-axes (contracted), tilt, wall
+    thickness, and the anatomy scale ``s`` (relative to a 130 mm scan)."""
+
+    cx: float
+    cz: float
+    a: float
+    b: float
+    phi: float
+    w: float
+    s: float
+
+    @property
+    def base(self) -> float:
+        """Depth of the ventricle's base."""
+        return self.cz + self.b * np.cos(self.phi) + self.w
+
+    def distance(self, x: np.ndarray, z: np.ndarray, grow: float = 0.0) -> np.ndarray:
+        """Elliptic distance of each pixel from the centre (< 1 inside), the semi-axes grown
+        by ``grow`` metres."""
+        return _ellipse(x, z, self.cx, self.cz, self.a + grow, self.b + grow, self.phi)
+
+
 def draw_anatomy(acq: Acquisition, rng: np.random.Generator) -> Anatomy:
     """One random apical view on ``acq``'s grid (see module docstring)."""
     x, z = acq.grid()
-    depth = acq.r_max
-    s = depth / 0.13  # anatomy scale relative to a 130 mm scan
-    p = {
+    s = acq.r_max / 0.13  # anatomy scale relative to a 130 mm scan
+    p = _draw_params(rng, acq.r_max, s)
+    lv = _Ventricle(
+        p["lv_cx"], p["lv_cz"], p["lv_a"] * p["contraction"], p["lv_b"] * p["contraction"],
+        p["lv_phi"], p["wall"], s,
+    )  # fmt: skip
+    blood, walls = _chambers(x, z, lv, p, rng)
+    r = np.hypot(x, z)
+    amp = _amplitude(acq, r, blood, walls, p, rng)
+    specular = _specular(acq, lv, p, rng)
+    cavity = lv.distance(x, z) < 0.6
+    inner = lv.distance(x, z, 0.2 * lv.w) >= 1
+    outer = lv.distance(x, z, 0.8 * lv.w) < 1
+    myocardium = inner & outer & ~blood
+    tissue = ~blood & (r > 1.5 * p["chest_depth"])
+    return Anatomy(amp.astype(np.float32), specular, cavity, myocardium, tissue, p)
+
+
+def _draw_params(rng: np.random.Generator, depth: float, s: float) -> dict:
+    """The drawn values: ventricle size, shape and tilt, contraction, wall, levels, chest wall,
+    heterogeneity and which structures are present (in this order of draws)."""
+    return {
         "lv_cx": rng.uniform(-0.012, 0.012) * s,
         "lv_cz": rng.uniform(0.42, 0.58) * depth,
         "lv_a": rng.uniform(0.011, 0.021) * s,
@@ -61,22 +104,26 @@ def draw_anatomy(acq: Acquisition, rng: np.random.Generator) -> Anatomy:
         "pericardium": bool(rng.random() < 0.6),
         "rv_side": float(rng.choice([-1.0, 1.0])),
     }
-    a, b = p["lv_a"] * p["contraction"], p["lv_b"] * p["contraction"]
-    cx, cz, phi, w = p["lv_cx"], p["lv_cz"], p["lv_phi"], p["wall"]
-    lv = _ellipse(x, z, cx, cz, a, b, phi)
-    lv_wall = _ellipse(x, z, cx, cz, a + w, b + w, phi)
-    blood = lv < 1
-    walls = lv_wall < 1
+
+
+def _chambers(
+    x: np.ndarray, z: np.ndarray, lv: _Ventricle, p: dict, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """(blood, walls) masks: the left ventricle and, when drawn present, the right ventricle
+    beside it and the atria below the base."""
+    a, b, phi, w, s = lv.a, lv.b, lv.phi, lv.w, lv.s
+    blood = lv.distance(x, z) < 1
+    walls = lv.distance(x, z, w) < 1
     if p["rv"]:
         ra_, rb_ = a * rng.uniform(0.6, 0.9), b * rng.uniform(0.7, 0.95)
-        rcx = cx + p["rv_side"] * (a + w + ra_ + rng.uniform(0.002, 0.006) * s)
-        rcz = cz + rng.uniform(0.0, 0.01) * s
+        rcx = lv.cx + p["rv_side"] * (a + w + ra_ + rng.uniform(0.002, 0.006) * s)
+        rcz = lv.cz + rng.uniform(0.0, 0.01) * s
         blood |= _ellipse(x, z, rcx, rcz, ra_, rb_, -phi) < 1
         walls |= _ellipse(x, z, rcx, rcz, ra_ + 0.4 * w, rb_ + 0.4 * w, -phi) < 1
-    base = cz + b * np.cos(phi) + w  # depth of the ventricle's base
+    base = lv.base
     if p["la"]:
         la_a, la_b = a * rng.uniform(0.7, 1.0), rng.uniform(0.012, 0.02) * s
-        la = _ellipse(x, z, cx + b * np.sin(phi), base + la_b + 0.003 * s, la_a, la_b, phi)
+        la = _ellipse(x, z, lv.cx + b * np.sin(phi), base + la_b + 0.003 * s, la_a, la_b, phi)
         blood |= la < 1
         walls |= la < 1.25
     if p["ra"] and p["rv"]:
@@ -84,23 +131,39 @@ def draw_anatomy(acq: Acquisition, rng: np.random.Generator) -> Anatomy:
         ra = _ellipse(x, z, rcx, base + ra_b + 0.004 * s, 0.8 * ra_, ra_b, -phi)
         blood |= ra < 1
         walls |= ra < 1.25
+    return blood, walls
+
+
+def _amplitude(
+    acq: Acquisition,
+    r: np.ndarray,
+    blood: np.ndarray,
+    walls: np.ndarray,
+    p: dict,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Scatterer amplitude: heterogeneous tissue and walls, dark blood, the bright chest wall
+    at depth ``r`` ≈ chest_depth, lightly smoothed."""
     het = gaussian_filter(rng.standard_normal(acq.shape), (acq.shape[0] / 24, acq.shape[1] / 16))
     het = np.exp(p["heterogeneity"] * het / (het.std() + 1e-12))
     amp = p["tissue_level"] * het
     amp = np.where(walls, p["wall_level"] * het, amp)
     amp = np.where(blood, p["blood_level"], amp)
-    r = np.hypot(x, z)
     amp = amp + p["chest_wall"] * np.exp(
         -(((r - p["chest_depth"]) / (0.35 * p["chest_depth"])) ** 2)
     )
-    amp = gaussian_filter(amp, 0.6)
+    return gaussian_filter(amp, 0.6)
 
+
+def _specular(acq: Acquisition, lv: _Ventricle, p: dict, rng: np.random.Generator) -> np.ndarray:
+    """Coherent reflectors, when drawn present: the mitral leaflets and the pericardium."""
+    a, b, cx, cz, phi, w, s = lv.a, lv.b, lv.cx, lv.cz, lv.phi, lv.w, lv.s
     specular = np.zeros(acq.shape, np.complex128)
     if p["valve"]:  # mitral leaflets: short bright lines across the ventricle's base
         for side in (-1.0, 1.0):
             t = np.linspace(0, 1, 40)
             lx = cx + b * np.sin(phi) + side * a * (0.1 + 0.8 * t)
-            lz = base - w + rng.uniform(-0.004, 0.004) * s - t * rng.uniform(0.0, 0.01) * s
+            lz = lv.base - w + rng.uniform(-0.004, 0.004) * s - t * rng.uniform(0.0, 0.01) * s
             _stamp(specular, acq, lx, lz, rng.uniform(2.0, 6.0) * p["wall_level"], rng)
     if p["pericardium"]:  # a bright curve just outside the free wall
         ang = np.linspace(-0.8, 0.8, 120) + (0.0 if p["rv_side"] < 0 else np.pi)
@@ -114,13 +177,7 @@ def draw_anatomy(acq: Acquisition, rng: np.random.Generator) -> Anatomy:
             rng.uniform(1.5, 4.0),
             rng,
         )
-
-    cavity = lv < 0.6
-    inner = _ellipse(x, z, cx, cz, a + 0.2 * w, b + 0.2 * w, phi) >= 1
-    outer = _ellipse(x, z, cx, cz, a + 0.8 * w, b + 0.8 * w, phi) < 1
-    myocardium = inner & outer & ~blood
-    tissue = ~blood & (r > 1.5 * p["chest_depth"])
-    return Anatomy(amp.astype(np.float32), specular, cavity, myocardium, tissue, p)
+    return specular
 
 
 def _stamp(field: np.ndarray, acq: Acquisition, x, z, level: float, rng) -> None:
