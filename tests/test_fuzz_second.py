@@ -11,10 +11,13 @@ import os
 import shutil
 import signal
 import socket
+import tempfile
 from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from test_fuzz_inputs import good_scan, refused
 
 from usdehaze.core.networks import build_network
@@ -279,3 +282,262 @@ def test_broken_torchrun_environment_is_one_line(capsys, monkeypatch, tmp_path, 
         refused(capsys, ["run-many", scan, "-o", tmp_path / "s.zarr", "-q"], *words)
     assert not (tmp_path / "s.zarr").exists()
     assert not torch.distributed.is_initialized()
+
+
+# -- 4. damaged results and run-many stores -----------------------------------------------------
+DAMAGE_EXAMPLES = settings(
+    max_examples=int(os.environ.get("USDEHAZE_DAMAGE_EXAMPLES", "12")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    derandomize=not os.environ.get("USDEHAZE_FUZZ_RANDOM"),
+    database=None,
+)
+ATTR_DAMAGE = {  # attribute: values a reader must refuse
+    "complete": ["yes", [1, 2]],
+    "grid": ["hexagonal", 3],
+    "frames_done": [-1, "all"],
+    "runs": ["not json {", "[1, 2]"],
+    "identity": ["{", "[]"],
+    "n_scans": ["x", 0],
+}
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, tiny_priors):
+    """Finished results (HDF5, zarr) and a run-many store of two small scans, with the
+    resume command that finds the store complete."""
+    from test_run_many import _cfg, _scan
+
+    from usdehaze.ultrasound.batch_run import run_many
+    from usdehaze.ultrasound.dehaze import run_dehaze
+    from usdehaze.ultrasound.io import load_scan
+
+    d = tmp_path_factory.mktemp("finished")
+    scans = [_scan(d / "a.h5", 3, 1), _scan(d / "b.h5", 2, 2)]
+    cfg = _cfg(tiny_priors, steps=2)
+    run_many(scans, d / "store.zarr", cfg, log=lambda s: None)
+    for suffix in ("h5", "zarr"):
+        with load_scan(scans[0]) as s:
+            run_dehaze(s, d / f"r.{suffix}", cfg)
+    roi = d / "roi.json"
+    pair = {"target": {"shape": "rectangle", "min": [0, 0], "max": [15, 47]}}
+    pair["background"] = {"shape": "rectangle", "min": [16, 0], "max": [31, 47]}
+    roi.write_text(json.dumps({"version": 1, "units": "px", "pairs": [{"name": "a", **pair}]}))
+    t, h = tiny_priors
+    resume = ["run-many", *scans, "-o", "STORE", "--tissue-prior", t, "--haze-prior", h]
+    resume += ["--steps", "2", "--model", "logsum", "--device", "cpu", "-q"]
+    return {"dir": d, "roi": roi, "resume": resume}
+
+
+def _cli(capsys, args: list) -> tuple[int, str, str]:
+    from usdehaze.cli._app import run_app
+
+    capsys.readouterr()
+    code = run_app([str(a) for a in args])
+    out = capsys.readouterr()
+    return code, out.out, out.err.strip()
+
+
+def _readers(target: Path, roi: Path, work: Path) -> dict[str, list]:
+    """The commands that read a result back (show writes its figure into ``work``)."""
+    return {
+        "info": ["info", target, "--json"],
+        "gcnr": ["gcnr", target, "--roi", roi, "--json"],
+        "show": ["show", target, "-o", work / "s.png"],
+    }
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if src.is_dir():
+        shutil.copytree(src, dst)
+    else:
+        shutil.copy(src, dst)
+    return dst
+
+
+def _damage(target: Path, how: str, name: str, value: object = None) -> bool:
+    from damage import DATASET_DAMAGE, set_attr
+
+    if how == "attr":
+        set_attr(target, name, value)
+        return True
+    return DATASET_DAMAGE[how](target, name) is not False
+
+
+def _assert_refused_or_unchanged(code, out, err, want, named: Path) -> None:
+    """Exit 2 with one line naming the file, or exactly what the undamaged file gives."""
+    assert "Traceback" not in err + out, err
+    if code == 2:
+        assert len(err.splitlines()) == 1 and str(named) in err, err
+    else:
+        assert (code, out) == want, (code, err, out[-300:])
+
+
+def _check_damaged(capsys, finished, kind: str, how: str, name: str, value, work: Path):
+    from test_fuzz_inputs import snapshot
+
+    src = finished["dir"] / kind
+    group = "scans/000" if kind == "store.zarr" else ""
+    clean = _copy(src, work / "clean" / kind)
+    bad = _copy(src, work / "bad" / kind)
+    if not _damage(bad / group if group else bad, how, name, value):
+        return False
+    before = snapshot(bad)
+    for cmd, args in _readers(bad / group if group else bad, finished["roi"], work / "bad").items():
+        want_args = _readers(clean / group if group else clean, finished["roi"], work / "clean")
+        wcode, wout, _ = _cli(capsys, want_args[cmd])
+        code, out, err = _cli(capsys, args)
+        wout = wout.replace(str(work / "clean"), str(work / "bad"))
+        _assert_refused_or_unchanged(code, out, err, (wcode, wout), bad)
+        if cmd == "show" and code == 0:
+            assert (work / "bad/s.png").read_bytes() == (work / "clean/s.png").read_bytes()
+    assert snapshot(bad) == before, "a reader changed the damaged file"
+    if kind == "store.zarr":
+        info_code, _, err = _cli(capsys, ["info", bad])
+        assert info_code in (0, 2) and "Traceback" not in err
+        args = [bad if a == "STORE" else a for a in finished["resume"]]
+        code, out, err = _cli(capsys, args)
+        assert "Traceback" not in err + out, err
+        if code == 2:
+            assert len(err.splitlines()) == 1 and str(bad) in err, err
+            assert snapshot(bad) == before, "a refused resume changed the store"
+        else:
+            assert code == 0, err
+    return True
+
+
+@DAMAGE_EXAMPLES
+@given(
+    kind=st.sampled_from(["r.h5", "r.zarr", "store.zarr"]),
+    how=st.sampled_from(
+        ["remove", "flatten", "strings", "longer", "corrupt_chunk", "delete_chunk"]
+        + ["break_metadata", "attr"]
+    ),
+    pick=st.integers(0, 1000),
+)
+def test_damaged_result_or_store_is_one_line_or_unchanged(capsys, finished, kind, how, pick):
+    """Property: damage one dataset, chunk or attribute of a finished result or store at random;
+    info, gcnr and show (and a run-many resume of the store) each either refuse it in one line
+    naming the file (exit 2, the file unchanged) or give exactly what the undamaged copy gives."""
+    from damage import datasets
+    from hypothesis import assume
+
+    src = finished["dir"] / kind
+    group_dir = src / "scans/000" if kind == "store.zarr" else src
+    value = None
+    if how == "attr":
+        keys = sorted(ATTR_DAMAGE) if kind == "store.zarr" else ["complete", "grid", "frames_done"]
+        name = keys[pick % len(keys)]
+        value = ATTR_DAMAGE[name][pick // len(keys) % len(ATTR_DAMAGE[name])]
+    else:
+        names = datasets(group_dir)
+        name = names[pick % len(names)]
+    with tempfile.TemporaryDirectory() as tmp:
+        assume(_check_damaged(capsys, finished, kind, how, name, value, Path(tmp)))
+
+
+@pytest.mark.parametrize(
+    "kind, how, name",
+    [
+        ("r.h5", "remove", "tissue_db"),
+        ("r.h5", "flatten", "tissue_db"),
+        ("r.h5", "strings", "tissue_db"),
+        ("r.h5", "longer", "axes_theta"),
+        ("r.h5", "corrupt_chunk", "tissue_db"),
+        ("r.zarr", "corrupt_chunk", "tissue_db"),
+        ("r.zarr", "delete_chunk", "tissue_db"),
+        ("r.zarr", "delete_chunk", "z"),
+        ("r.zarr", "break_metadata", "tissue_db"),
+        ("store.zarr", "delete_chunk", "tissue_db"),
+        ("store.zarr", "longer", "done"),
+    ],
+)
+def test_issue_damages_are_one_line(capsys, finished, tmp_path, kind, how, name):
+    """The damages the issue saw: gcnr and show (which read the tissue frames) refuse them."""
+    src = finished["dir"] / kind
+    bad = _copy(src, tmp_path / kind)
+    target = bad / "scans/000" if kind == "store.zarr" else bad
+    assert _damage(target, how, name)
+    for cmd, args in _readers(target, finished["roi"], tmp_path).items():
+        code, out, err = _cli(capsys, args)
+        if cmd == "info" and how == "corrupt_chunk":
+            continue  # info reads metadata only: a chunk's bytes are checked when read
+        assert code == 2 and len(err.splitlines()) == 1, (cmd, code, err)
+        assert str(target) in err and "Traceback" not in err, err
+        assert f"'{name}'" in err, err  # the damaged key named
+
+
+@pytest.mark.parametrize(
+    "kind, group", [("r.zarr", ""), ("store.zarr", ""), ("store.zarr", "scans/000")]
+)
+def test_broken_group_metadata_is_one_line(capsys, finished, tmp_path, kind, group):
+    """A result's or store's own zarr.json cut in half: one line naming the file, exit 2, for
+    every reader and a resume, the store unchanged."""
+    from test_fuzz_inputs import snapshot
+
+    bad = _copy(finished["dir"] / kind, tmp_path / kind)
+    meta = bad / group / "zarr.json"
+    meta.write_text(meta.read_text()[: len(meta.read_text()) // 2])
+    before = snapshot(bad)
+    commands = list(_readers(bad, finished["roi"], tmp_path).values())
+    if kind == "store.zarr":
+        commands.append([bad if a == "STORE" else a for a in finished["resume"]])
+    for args in commands:
+        code, out, err = _cli(capsys, args)
+        assert code == 2 and len(err.splitlines()) == 1, (args[0], code, err)
+        assert str(bad) in err and "Traceback" not in err + out, err
+    assert snapshot(bad) == before
+
+
+@pytest.mark.parametrize("value", ["not json {", '{"a": 1}'])
+def test_store_runs_attribute_not_a_json_list(capsys, finished, tmp_path, value):
+    from damage import set_attr
+    from test_fuzz_inputs import snapshot
+
+    bad = _copy(finished["dir"] / "store.zarr", tmp_path / "store.zarr")
+    set_attr(bad, "runs", value)
+    before = snapshot(bad)
+    for args in (["info", bad], [bad if a == "STORE" else a for a in finished["resume"]]):
+        code, _, err = _cli(capsys, args)
+        assert code == 2 and len(err.splitlines()) == 1, err
+        assert "'runs'" in err and str(bad) in err
+    assert snapshot(bad) == before
+
+
+# -- 5. a resume checks content, not names ------------------------------------------------------
+@pytest.mark.parametrize("changed", ["scan", "tissue prior"])
+def test_resume_refuses_changed_content_under_the_same_names(
+    capsys, tmp_path, tiny_priors, changed
+):
+    from test_fuzz_inputs import snapshot
+    from test_run_many import _scan
+
+    from usdehaze.ultrasound.batch_run import run_many
+    from usdehaze.ultrasound.dehaze import DehazeConfig
+
+    priors = tmp_path / "priors"
+    priors.mkdir()
+    for src in tiny_priors:
+        for suffix in (".safetensors", ".json"):
+            shutil.copy(src.with_suffix(suffix), priors / f"{src.stem}{suffix}")
+    scan = _scan(tmp_path / "a.h5", 2, 1)
+    out = tmp_path / "s.zarr"
+    cfg = DehazeConfig(priors=str(priors), model="logsum", steps=2, device="cpu")
+    run_many([scan], out, cfg, log=lambda s: None)
+    args = ["run-many", scan, "-o", out, "--priors", priors, "--model", "logsum", "--steps", "2"]
+    args += ["--device", "cpu", "-q"]
+    assert _cli(capsys, args)[0] == 0  # unchanged: resumes (nothing left to do)
+    if changed == "scan":
+        _scan(tmp_path / "b.h5", 2, 7).replace(scan)  # another scan under the same name
+        words = [str(scan), "changed since", str(out)]
+    else:  # priors re-adapted in the same folder
+        _rescaled_prior(tiny_priors[0], priors / "tissue", 0.5)
+        words = [str(out), "other tissue weights"]
+    before = snapshot(out)
+    code, _, err = _cli(capsys, args)
+    assert code == 2 and len(err.splitlines()) == 1, err
+    for w in words:
+        assert w in err, (w, err)
+    assert snapshot(out) == before
+    assert _cli(capsys, [*args, "--overwrite"])[0] == 0  # starting over is still possible

@@ -67,6 +67,7 @@ def init_result_group(
                 chunks=chunks,
                 dtype="float32",
                 fill_value=np.nan,
+                compressors=checksummed(),
             )
         else:
             root.create_dataset(
@@ -76,14 +77,15 @@ def init_result_group(
                 chunks=chunks,
                 dtype="float32",
                 compression="lzf",
+                fletcher32=True,
             )
     x, z, grid, axes = geometry
-    root["x"] = np.asarray(x, np.float32)
-    root["z"] = np.asarray(z, np.float32)
+    put_array(root, "x", np.asarray(x, np.float32), zarr_format)
+    put_array(root, "z", np.asarray(z, np.float32), zarr_format)
     for name, value in axes.items():
-        root[f"axes_{name}"] = np.asarray(value, np.float64)
+        put_array(root, f"axes_{name}", np.asarray(value, np.float64), zarr_format)
     for name, value in (masks or {}).items():
-        root[f"mask_{name}"] = np.asarray(value, bool).astype(np.uint8)
+        put_array(root, f"mask_{name}", np.asarray(value, bool).astype(np.uint8), zarr_format)
     set_attrs(
         root,
         {
@@ -95,6 +97,25 @@ def init_result_group(
             "frames_done": 0,
         },
     )
+
+
+def checksummed() -> tuple[Any, ...]:
+    """zarr compressors of every result array: zstd with its content checksum, so a chunk
+    altered on disk fails to decode (one line) instead of reading as other numbers."""
+    from zarr.codecs import ZstdCodec
+
+    return (ZstdCodec(level=0, checksum=True),)
+
+
+def put_array(root, name: str, data: np.ndarray, zarr_format: bool) -> None:
+    """A small dataset (positions, axes, masks) with a checksum: zstd's in zarr, Fletcher-32
+    in HDF5 (chunked, so the filter applies)."""
+    if zarr_format:
+        root.create_array(name, data=data, compressors=checksummed())
+    elif data.size:
+        root.create_dataset(name, data=data, chunks=data.shape, fletcher32=True)
+    else:
+        root[name] = data
 
 
 def set_attrs(root, attrs: dict[str, Any]) -> None:
@@ -315,7 +336,9 @@ class Result:
                     f"store, {int(self.done.sum())}/{self.done.size} done); rerun usdehaze "
                     "run-many to finish them, or choose frames that are done"
                 )
-        return np.asarray(self.arrays[key][start:stop], np.float32)
+        from usdehaze.ultrasound.result_check import read_frames
+
+        return read_frames(self.path, key, self.arrays[key], start, stop)
 
     def close(self) -> None:
         if self._handle is not None and hasattr(self._handle, "close"):
@@ -363,6 +386,66 @@ def is_result_file(path: str | Path) -> bool:
         return False
 
 
+def _listing(root: Any, path: Path) -> tuple[list[str], dict[str, Any]]:
+    """The names of a result's datasets and its attributes; unreadable metadata (a broken
+    zarr.json or .zarray, a damaged HDF5 header) is one line naming the file."""
+    from usdehaze.errors import first_line
+
+    try:
+        if hasattr(root, "array_keys"):
+            names = list(root.array_keys())
+        else:
+            import h5py
+
+            names = [n for n in root.keys() if isinstance(root.get(n), h5py.Dataset)]
+        for n in names:
+            root[n].shape  # noqa: B018 - opening each array reads (and checks) its metadata
+        attrs = {k: _attr(v) for k, v in root.attrs.items()}
+    except (MemoryError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # noqa: BLE001 - any parse error of damaged metadata
+        from usdehaze.ultrasound.result_check import damaged
+
+        key = _broken_metadata(path)
+        if key is not None:
+            raise damaged(path, key, f"metadata does not parse ({first_line(exc, 120)})") from None
+        raise UsageError(
+            f"{path}: unreadable metadata ({first_line(exc, 120)}) (a damaged result file)"
+        ) from None
+    return names, attrs
+
+
+def _broken_metadata(path: Path) -> str | None:
+    """The zarr array whose metadata file (zarr.json, .zarray) is not JSON, to name it."""
+    import json
+
+    if not path.is_dir():
+        return None
+    for child in sorted(path.iterdir()):
+        for meta in ("zarr.json", ".zarray", ".zattrs"):
+            f = child / meta
+            if f.is_file():
+                try:
+                    json.loads(f.read_text())
+                except (ValueError, UnicodeDecodeError):
+                    return child.name
+    return None
+
+
+def _small(root: Any, path: Path, name: str) -> np.ndarray:
+    """A small dataset (positions, axes, masks, done) read whole; a chunk that does not
+    decode is one line naming it."""
+    from usdehaze.errors import first_line
+    from usdehaze.ultrasound.result_check import damaged
+
+    try:
+        return np.asarray(root[name][...])
+    except (MemoryError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # noqa: BLE001 - decompression errors, truncated chunks
+        raise damaged(path, name, f"does not decode ({first_line(exc, 120)})") from None
+
+
 def load_result(path: str | Path) -> Result:
     """Open a result file read-only (arrays stay on disk until sliced)."""
     from usdehaze.limits import not_special
@@ -374,12 +457,13 @@ def load_result(path: str | Path) -> Result:
         raise UsageError(
             f"{path}: not a usdehaze result file (attribute 'format' != '{RESULT_FORMAT}')"
         )
+    from usdehaze.ultrasound.result_check import check_finite, check_result
+
     if _is_zarr(path):
         import zarr
 
         root = zarr.open_group(str(path), mode="r")
         handle = None
-        names = list(root.array_keys())
     else:
         import h5py
 
@@ -387,24 +471,30 @@ def load_result(path: str | Path) -> Result:
 
         root = h5py.File(path, "r")
         handle = root
-        try:
+    try:
+        if handle is not None:
             only_inside(root, path)
-        except BaseException:
-            root.close()
-            raise
-        names = list(root.keys())
-    arrays = {n[: -len("_db")]: root[n] for n in names if n.endswith("_db")}
-    axes = {n[len("axes_") :]: np.asarray(root[n]) for n in names if n.startswith("axes_")}
-    attrs = {k: _attr(v) for k, v in root.attrs.items()}
-    done = np.asarray(root["done"][:]).astype(bool) if "done" in names else None
-    masks = {
-        n[len("mask_") :]: np.asarray(root[n]).astype(bool) for n in names if n.startswith("mask_")
-    }
+        names, attrs = _listing(root, path)
+        check_result(root, path, names, attrs)
+        arrays = {n[: -len("_db")]: root[n] for n in names if n.endswith("_db")}
+        axes = {n[len("axes_") :]: _small(root, path, n) for n in names if n.startswith("axes_")}
+        done = _small(root, path, "done").astype(bool) if "done" in names else None
+        masks = {
+            n[len("mask_") :]: _small(root, path, n).astype(bool)
+            for n in names
+            if n.startswith("mask_")
+        }
+        x, z = _small(root, path, "x"), _small(root, path, "z")
+        check_finite(path, {"x": x, "z": z, **{f"axes_{k}": v for k, v in axes.items()}})
+    except BaseException:
+        if handle is not None:
+            handle.close()
+        raise
     return Result(
         path=path,
         arrays=arrays,
-        x=np.asarray(root["x"]),
-        z=np.asarray(root["z"]),
+        x=x,
+        z=z,
         grid=str(attrs.get("grid", "cartesian")),
         axes=axes,
         attrs=attrs,
