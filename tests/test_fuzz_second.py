@@ -541,3 +541,198 @@ def test_resume_refuses_changed_content_under_the_same_names(
         assert w in err, (w, err)
     assert snapshot(out) == before
     assert _cli(capsys, [*args, "--overwrite"])[0] == 0  # starting over is still possible
+
+
+# -- 6. more tracebacks, now one line (item 4) --------------------------------------------------
+@pytest.mark.parametrize("value", ["", ".", ".."])
+def test_prior_path_naming_no_file_is_one_line(capsys, tmp_path, value):
+    """--tissue-prior '' (typer reads it as '.') ended in pathlib's 'has an empty name'."""
+    out = tmp_path / "o.h5"
+    refused(capsys, ["run", "--demo", "-o", out, "--tissue-prior", value, "-q"], "tissue_prior")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("value", ["60", [60], True])
+def test_student_json_wrong_type_is_one_line(capsys, tmp_path, tiny_student, value):
+    """A student whose JSON holds a string, list or boolean where dynamic_range's number belongs."""
+    dst = tmp_path / "student_iq"
+    shutil.copy(tiny_student.with_suffix(".safetensors"), dst.with_suffix(".safetensors"))
+    meta = json.loads(tiny_student.with_suffix(".json").read_text())
+    meta["dynamic_range"] = value
+    dst.with_suffix(".json").write_text(json.dumps(meta))
+    args = ["run", "--demo", "-o", tmp_path / "o.h5", "--method", "fast", "--student", dst, "-q"]
+    refused(capsys, args, dst.with_suffix(".json"), "dynamic_range", inputs=(dst.parent,))
+
+
+@pytest.mark.parametrize("json_flag", [[], ["--json"]])
+def test_info_to_a_full_device_is_one_line(tmp_path, json_flag):
+    """stdout on a full device (/dev/full): one line naming standard output, exit 2."""
+    import subprocess
+    import sys
+
+    scan = good_scan(tmp_path / "s.h5")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    with open("/dev/full", "w") as full:
+        p = subprocess.run(
+            [sys.executable, "-m", "usdehaze", "info", str(scan), *json_flag],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+    err = p.stderr.strip()
+    assert p.returncode == 2 and len(err.splitlines()) == 1, err
+    assert "standard output" in err and "No space left" in err, err
+
+
+def _train_yaml(tmp_path: Path, extra: str) -> Path:
+    import numpy as np
+
+    np.savez(tmp_path / "d.npz", images=np.zeros((4, 16, 16), np.float32))
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        f"data: {{path: {tmp_path / 'd.npz'}, key: images, patch: 16}}\n"
+        f"steps: 1\nbatch: 2\nout: {tmp_path / 'out'}\n{extra}\n"
+    )
+    return cfg
+
+
+@pytest.mark.parametrize(
+    "extra, words",
+    [
+        ("network: {arch: unet, base: 0, mults: [1, 2]}", ["'network'", "no units"]),
+        ("network: {arch: unet, base: 4, mults: [1, 0]}", ["'network'", "no units"]),
+        ("export: {path: 5}", ["'export.path'", "5"]),
+        ("export: {path: p, data: 3}", ["'export.data'"]),
+        ("steps: '10'", ["'steps'", "integer"]),
+    ],
+)
+def test_training_config_wrong_values_are_one_line(capsys, tmp_path, extra, words):
+    cfg = _train_yaml(tmp_path, extra)
+    refused(capsys, ["train", cfg], cfg.name, *words)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "path, value, words",
+    [
+        (("signal", "test", "count"), -3, ["signal.test", "'count'"]),
+        (("noise", "train", "count"), 1.5, ["noise.train", "'count'"]),
+        (("figure", "rows"), -1, ["'figure.rows'"]),
+        (("priors", "signal", "steps"), "3000", ["priors.signal", "'steps'"]),
+        (("priors", "noise", "network", "base"), 0, ["priors.noise", "no units"]),
+    ],
+)
+def test_experiment_config_wrong_values_refused_before_work(capsys, tmp_path, path, value, words):
+    """Values used only after data loads or a prior trains are checked first: nothing made."""
+    import yaml
+
+    cfg = yaml.safe_load((Path(__file__).parents[1] / "configs/natural_small.yaml").read_text())
+    node = cfg
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    cfg["out"] = str(tmp_path / "run")
+    f = tmp_path / "e.yaml"
+    f.write_text(yaml.safe_dump(cfg))
+    refused(capsys, ["experiment", f, "--quiet"], f.name, *words)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "env, words",
+    [
+        ({"DISPLAY": ":DEAD"}, ["no display server answers", "DISPLAY="]),
+        ({"WAYLAND_DISPLAY": "usdehaze-no-such-wayland"}, ["no display server answers"]),
+        ({"QT_QPA_PLATFORM": "offscreen"}, ["QT_QPA_PLATFORM=offscreen"]),
+    ],
+)
+def test_view_with_a_display_nobody_serves_is_one_line(capsys, monkeypatch, tmp_path, env, words):
+    """Qt aborted the whole process (or vispy crashed offscreen): refused before Qt loads."""
+    import sys
+
+    if sys.platform in ("darwin", "win32"):
+        pytest.skip("Qt's own display there")
+    for var in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"):
+        monkeypatch.delenv(var, raising=False)
+    if env.get("DISPLAY") == ":DEAD":  # a display number no X server listens on
+        number = next(n for n in range(4000, 5000) if not Path(f"/tmp/.X11-unix/X{n}").exists())
+        env = {"DISPLAY": f":{number}"}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    scan = good_scan(tmp_path / "s.h5")
+    refused(capsys, ["view", scan], scan, "display", *words, inputs=(scan,))
+
+
+def test_view_roi_broken_json_is_one_line(capsys, monkeypatch, tmp_path):
+    from usdehaze.cli import view_cmd
+
+    monkeypatch.setattr(view_cmd, "display_problem", lambda: None)
+    scan = good_scan(tmp_path / "s.h5")
+    roi = tmp_path / "r.json"
+    roi.write_text('{"version": 1, "pairs": [')
+    refused(capsys, ["view", scan, "--roi", roi], roi, inputs=(scan, roi))
+
+
+# -- 7. wrong acceptances, now refused (item 6) -------------------------------------------------
+@pytest.mark.parametrize("spec", ["٠:١", "１", "0:²"])
+def test_frames_with_non_ascii_digits_refused(capsys, tmp_path, spec):
+    """int() reads Arabic-Indic, full-width and superscript digits: only 0-9 are frame numbers."""
+    scan = good_scan(tmp_path / "s.h5")
+    out = tmp_path / "o.h5"
+    refused(capsys, ["run", scan, "-o", out, "--frames", spec], "--frames", spec, inputs=(scan,))
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "text, key",
+    [
+        ("sampler:\n  steps: 2\nsampler:\n  steps: 3\n", "sampler"),
+        ("sampler:\n  steps: 2\n  steps: 3\n", "steps"),
+        ("lam: 1.0\nlam: 2.0\n", "lam"),
+    ],
+)
+def test_yaml_key_given_twice_refused(capsys, tmp_path, text, key):
+    """PyYAML keeps the last of two equal keys silently; a config naming one twice is refused."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(text)
+    out = tmp_path / "o.h5"
+    refused(capsys, ["run", "--demo", "-o", out, "--config", cfg], cfg, f"'{key}' given twice")
+    assert not out.exists()
+
+
+def test_yaml_merge_key_may_still_be_overridden(tmp_path):
+    from usdehaze.config import read_yaml
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("base: &b {steps: 2, lam: 1.0}\nsampler:\n  <<: *b\n  steps: 3\n")
+    assert read_yaml(cfg)["sampler"] == {"steps": 3, "lam": 1.0}
+
+
+@pytest.mark.parametrize("value", [1e300, -1e7, 10**400])
+def test_roi_with_absurd_coordinates_refused(capsys, tmp_path, value):
+    """A region reaching 1e300 measured the clipped frame silently (exit 0)."""
+    scan = good_scan(tmp_path / "s.h5")
+    roi = json.loads(json.dumps(GOOD_ROI))
+    roi["pairs"][0]["target"]["max"] = [value, 23]
+    f = tmp_path / "r.json"
+    f.write_text(json.dumps(roi))
+    refused(capsys, ["gcnr", scan, "--roi", f], f, "target.max", inputs=(scan, f))
+
+
+def test_swapped_tissue_and_haze_priors_refused(capsys, tmp_path):
+    """A priors folder whose tissue file is the haze prior (and back): each JSON records what it
+    was trained on (data.content), so the swap is one line naming the file, before any work."""
+    from usdehaze.ultrasound.prior_files import WEIGHTS_DIR
+
+    folder = tmp_path / "priors"
+    folder.mkdir()
+    for src, dst in (("tissue", "haze"), ("haze", "tissue")):
+        for suffix in (".safetensors", ".json"):
+            shutil.copy(WEIGHTS_DIR / f"{src}{suffix}", folder / f"{dst}{suffix}")
+    out = tmp_path / "o.h5"
+    args = ["run", "--demo", "-o", out, "--priors", folder, "--model", "logsum", "-q"]
+    refused(capsys, args, folder / "tissue.json", "data.content", "swapped", inputs=(folder,))
+    assert not out.exists()

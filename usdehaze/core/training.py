@@ -120,6 +120,12 @@ def _check_train_types(cfg: dict[str, Any], source: str) -> None:
         limits.seed(cfg["seed"], where("seed"))
     if "out" in cfg and (not isinstance(cfg["out"], str) or not cfg["out"]):
         raise UsageError(f"{where('out')}: expected a folder name, got {cfg['out']!r}")
+    exp = cfg.get("export", {})
+    if exp.get("path") is not None and (not isinstance(exp["path"], str) or not exp["path"]):
+        raise UsageError(f"{where('export.path')}: expected a file name, got {exp['path']!r}")
+    for key in ("normalisation", "data", "training"):
+        if key in exp and not isinstance(exp[key], dict):
+            raise UsageError(f"{where('export.' + key)}: expected a mapping, got {exp[key]!r}")
     if "sde" in cfg:
         sde_from_config(cfg["sde"], where("sde"))
     if "network" in cfg:

@@ -67,6 +67,12 @@ class Dehazer:
 
         path = dict(zip(("tissue", "haze"), prior_paths(c)))[role]
         p = self.priors[role] = load_prior(path, self.device)
+        content = (p.meta.get("data") or {}).get("content")
+        if isinstance(content, str) and content.endswith("-only") and content != f"{role}-only":
+            raise UsageError(
+                f"{Path(path).with_suffix('.json')}: key 'data.content': '{content}', expected "
+                f"'{role}-only' for the {role} prior (tissue and haze priors swapped?)"
+            )
         self.checksums[role] = p.checksum
         accelerate(p, c.channels_last, c.compile, c.cuda_graphs)
         self.model.check_prior(p.meta, self.method.prior_role(c))

@@ -80,6 +80,11 @@ def load(path: Path, device: Any, dynamic_range: float):
             f"the fast dehazer needs {IN_CHANNELS} / {OUT_CHANNELS}"
         )
     dr = s.meta.get("dynamic_range")
+    if dr is not None and (isinstance(dr, bool) or not isinstance(dr, (int, float))):
+        raise UsageError(
+            f"{Path(path).with_suffix('.json')}: key 'dynamic_range': expected a number in dB, "
+            f"got {dr!r}"
+        )
     if dr is not None and float(dr) != dynamic_range:
         raise UsageError(
             f"{path}: student distilled with dynamic_range {dr} dB, run uses {dynamic_range} "
