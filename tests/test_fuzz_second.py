@@ -736,3 +736,63 @@ def test_swapped_tissue_and_haze_priors_refused(capsys, tmp_path):
     args = ["run", "--demo", "-o", out, "--priors", folder, "--model", "logsum", "-q"]
     refused(capsys, args, folder / "tissue.json", "data.content", "swapped", inputs=(folder,))
     assert not out.exists()
+
+
+# -- 8. every writer of a store takes its lock (item 8) -----------------------------------------
+def test_run_refuses_a_store_another_process_is_writing(capsys, tmp_path, tiny_priors):
+    """run -o X.zarr replaced a run-many store while the run-many was still writing it (which
+    then died with KeyError 'input_db'): run's writer takes the store's lock too."""
+    from test_fuzz_inputs import snapshot
+    from test_run_many import _cfg, _scan
+
+    from usdehaze.ultrasound.batch_run import run_many
+    from usdehaze.ultrasound.results import store_lock
+
+    scan = _scan(tmp_path / "a.h5", 2, 1)
+    store = tmp_path / "s.zarr"
+    run_many([scan], store, _cfg(tiny_priors, steps=2), log=lambda s: None)
+    before = snapshot(store)
+    t, h = tiny_priors
+    args = ["run", scan, "-o", store, "--tissue-prior", t, "--haze-prior", h]
+    args += ["--steps", "2", "--model", "logsum", "--device", "cpu", "-q"]
+    with store_lock(store):  # as a run-many holds it for its whole run
+        refused(capsys, args, store, "another usdehaze run-many", inputs=(scan,))
+    assert snapshot(store) == before
+    assert _cli(capsys, ["info", store])[0] == 0  # still the run-many store, whole
+
+
+# -- 9. simulate keeps the user's regions (item 5) ----------------------------------------------
+def test_simulate_keeps_a_roi_file_edited_since_it_wrote_it(capsys, tmp_path):
+    """simulate X.h5 over its own earlier scan replaced X.roi.json even when the user had
+    written their own regions there (keeping its marker); now only while it is unchanged."""
+    from test_fuzz_inputs import snapshot
+
+    out, roi = tmp_path / "sim.h5", tmp_path / "sim.roi.json"
+    args = ["simulate", out, "--frames", "1"]
+    assert _cli(capsys, args)[0] == 0
+    assert _cli(capsys, args)[0] == 0  # unchanged since written: a rerun may replace both
+    data = json.loads(roi.read_text())
+    data["pairs"][0]["name"] = "my_region"  # the user's edit, marker kept
+    roi.write_text(json.dumps(data))
+    before = snapshot(out, roi)
+    refused(capsys, args, roi, "changed since usdehaze simulate wrote it")
+    assert snapshot(out, roi) == before  # neither the scan nor the user's regions replaced
+
+
+@pytest.mark.parametrize("inside", ["", "sub"])
+def test_train_into_its_own_data_folder_refused(capsys, tmp_path, inside):
+    """out: the data folder itself (or a folder inside it): checkpoints among the data."""
+    from test_fuzz_inputs import snapshot
+
+    data = tmp_path / "data"
+    (data / "sub").mkdir(parents=True)
+    (data / "a.png").write_bytes(b"not read: refused before loading")
+    out = data / inside if inside else data
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        f"data: {{path: {data}}}\nsteps: 1\nbatch: 2\nout: {out}\n"
+        f"export: {{path: {tmp_path / 'prior'}}}\n"
+    )
+    before = snapshot(data)
+    refused(capsys, ["train", cfg], "'out'", "training data folder")
+    assert snapshot(data) == before

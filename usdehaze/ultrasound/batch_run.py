@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,7 @@ from usdehaze.ultrasound.results import (
     init_result_group,
     load_result,
     set_attrs,
+    store_lock,
 )
 from usdehaze.ultrasound.scan import read_frames
 
@@ -280,28 +281,6 @@ def describe_store(out: Path) -> dict[str, Any] | None:
         "prior_checksums": root.attrs.get("prior_checksums"),
         "usdehaze_version": root.attrs.get("usdehaze_version"),
     }
-
-
-@contextlib.contextmanager
-def store_lock(out: Path) -> Iterator[None]:
-    """Hold ``.NAME.zarr.lock`` beside the store for a whole run (filelock: an OS file lock,
-    released by the OS if the process dies); a second writer is refused in one line."""
-    from filelock import FileLock, Timeout
-
-    lock = FileLock(str(out.parent / f".{out.name}.lock"), timeout=0)
-    try:
-        lock.acquire()
-    except Timeout:
-        raise UsageError(
-            f"{out}: another usdehaze run-many is writing this store (lock {lock.lock_file}); "
-            "wait until it ends, then rerun to resume"
-        ) from None
-    except OSError as exc:
-        raise UsageError(f"{out}: cannot lock the store ({exc.strerror or exc})") from None
-    try:
-        yield
-    finally:
-        lock.release()
 
 
 def run_many(

@@ -243,6 +243,11 @@ def run_dehaze(
 
     frames = range(scan.n_frames) if frames is None else frames
     kind = check_kind(out, scan)
+    if kind == "result" and Path(out).suffix == ".zarr":
+        from usdehaze.ultrasound.results import store_lock
+
+        with store_lock(Path(out)):  # a store another process writes: said now, not after
+            pass  # the work (the writer holds the lock while it writes)
     cfg, note = for_scan(cfg, scan)
     if scan.display is not None and scan.display.source != "default":  # the file says
         cfg = replace(cfg, dynamic_range=scan.display.dynamic_range)

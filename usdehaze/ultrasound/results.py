@@ -9,7 +9,9 @@ the frames finished so far, marked ``complete = False``.
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -118,6 +120,30 @@ def put_array(root, name: str, data: np.ndarray, zarr_format: bool) -> None:
         root[name] = data
 
 
+@contextlib.contextmanager
+def store_lock(out: Path) -> Iterator[None]:
+    """Hold ``.NAME.zarr.lock`` beside a zarr output for a whole write (filelock: an OS file
+    lock, released by the OS if the process dies): every writer of a store (run-many for its
+    whole run, run's ResultWriter) takes it, so a second writer is refused in one line instead
+    of replacing a store another process is still writing."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(out.parent / f".{out.name}.lock"), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise UsageError(
+            f"{out}: another usdehaze run-many (or run) is writing this store (lock "
+            f"{lock.lock_file}); wait until it ends, then rerun to resume"
+        ) from None
+    except OSError as exc:
+        raise UsageError(f"{out}: cannot lock the store ({exc.strerror or exc})") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 def set_attrs(root, attrs: dict[str, Any]) -> None:
     """Attributes on an HDF5/zarr group; dicts and mixed lists stored as JSON strings."""
     for k, v in attrs.items():
@@ -166,6 +192,7 @@ class ResultWriter:
         self._ctx = None
         self._root = None
         self._h5 = None
+        self._lock = contextlib.ExitStack()  # the store lock of a zarr output while writing
 
     def update_attrs(self, attrs: dict[str, Any]) -> None:
         """Add or replace root attributes. They are written when the file is finished, also
@@ -174,15 +201,23 @@ class ResultWriter:
 
     # -- lifecycle -------------------------------------------------------------------------
     def __enter__(self) -> ResultWriter:
+        self._lock = contextlib.ExitStack()
+        if _is_zarr(self.path):  # a run-many may be writing this store: never replace it
+            self._lock.enter_context(store_lock(self.path))
         try:
             self._ctx = atomic_path(self.path)
             tmp = self._ctx.__enter__()
         except OSError as exc:
+            self._lock.close()
             raise write_error(self.path, exc) from exc
+        except BaseException:
+            self._lock.close()
+            raise
         try:
             self._root = self._open(tmp)
         except BaseException as exc:
             self._drop(exc)
+            self._lock.close()
             if isinstance(exc, OSError):
                 raise write_error(self.path, exc) from exc
             raise
@@ -191,7 +226,7 @@ class ResultWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         from usdehaze.atomic import deferred_interrupts
 
-        with deferred_interrupts():  # a second Ctrl-C or SIGTERM does not tear the save
+        with self._lock, deferred_interrupts():  # a second Ctrl-C does not tear the save
             self._exit(exc_type, exc, tb)
 
     def _exit(self, exc_type, exc, tb) -> None:
