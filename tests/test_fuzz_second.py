@@ -796,3 +796,47 @@ def test_train_into_its_own_data_folder_refused(capsys, tmp_path, inside):
     before = snapshot(data)
     refused(capsys, ["train", cfg], "'out'", "training data folder")
     assert snapshot(data) == before
+
+
+# -- 10. a second Ctrl-C during the partial save (item 6) ---------------------------------------
+@pytest.mark.parametrize("gap", [0.02, 0.3])
+def test_second_ctrl_c_during_the_save_still_exits_130(tmp_path, tiny_priors, gap):
+    """Two SIGINTs ``gap`` s apart: the second tore the save (a traceback) or, arriving during
+    the interpreter's exit, killed the process by SIGINT (exit -2). Now: 130, the partial
+    result whole, no traceback."""
+    import subprocess
+    import sys
+    import time
+
+    from test_run_many import _scan
+
+    from usdehaze.ultrasound.results import load_result
+
+    scan = _scan(tmp_path / "a.h5", 60, 1)
+    out = tmp_path / "r.h5"
+    t, h = tiny_priors
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env["OMP_NUM_THREADS"] = "1"
+    args = [sys.executable, "-m", "usdehaze", "run", str(scan), "-o", str(out), "--batch", "1"]
+    args += [
+        "--steps",
+        "100",
+        "--model",
+        "logsum",
+        "--tissue-prior",
+        str(t),
+        "--haze-prior",
+        str(h),
+    ]
+    p = subprocess.Popen(args + ["-q"], env=env, stderr=subprocess.PIPE, text=True)
+    time.sleep(8)  # loaded and dehazing (a few seconds a frame: 60 frames take minutes)
+    p.send_signal(signal.SIGINT)
+    time.sleep(gap)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130, err
+    assert "Traceback" not in err, err
+    if out.exists():  # frames finished before the first Ctrl-C are kept, the file whole
+        with load_result(out) as r:
+            assert not r.attrs["complete"] and r.n_frames >= 1
+            r.frames("tissue", 0, r.n_frames)

@@ -51,13 +51,17 @@ def exit_signals() -> list[int]:
     SIGINT, 143 after SIGTERM). Main thread only; the command line calls it once at start."""
     received: list[int] = []
 
+    # only the first signal stops the work; a second Ctrl-C while the partial result is being
+    # saved is recorded, not raised (it tore the save and ended in a traceback or exit -2)
     def on_int(signum, frame):
         received.append(signum)
-        raise KeyboardInterrupt
+        if len(received) == 1:
+            raise KeyboardInterrupt
 
     def on_term(signum, frame):
         received.append(signum)
-        raise Terminated
+        if len(received) == 1:
+            raise Terminated
 
     if threading.current_thread() is threading.main_thread():
         if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
