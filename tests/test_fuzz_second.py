@@ -840,3 +840,25 @@ def test_second_ctrl_c_during_the_save_still_exits_130(tmp_path, tiny_priors, ga
         with load_result(out) as r:
             assert not r.attrs["complete"] and r.n_frames >= 1
             r.frames("tissue", 0, r.n_frames)
+
+
+# -- 11. a checkpoint on a full disk (item 11) --------------------------------------------------
+def test_train_checkpoint_on_a_full_disk_is_one_line(capsys, monkeypatch, tmp_path):
+    """torch.save on a full disk raises RuntimeError('... file write failed') from inside torch:
+    one line naming the checkpoint, no temporary left (the previous checkpoint kept)."""
+
+    def full(obj, f, *a, **k):
+        Path(f).write_bytes(b"partial")  # torch had begun writing
+        raise RuntimeError(
+            "[enforce fail at inline_container.cc:603] . PytorchStreamWriter failed writing "
+            "file data/0: file write failed"
+        )
+
+    monkeypatch.setattr(torch, "save", full)
+    cfg = _train_yaml(tmp_path, "checkpoint_every: 1")
+    code, out_text, err = _cli(capsys, ["train", cfg])
+    lines = [ln for ln in err.replace("\r", "\n").splitlines() if "usdehaze: error" in ln]
+    assert code == 2 and "Traceback" not in err + out_text, err  # (the progress bar aside)
+    assert len(lines) == 1 and "checkpoint.pt" in lines[0] and "cannot write" in lines[0], err
+    out = tmp_path / "out"
+    assert not [p.name for p in out.iterdir() if ".tmp" in p.name] if out.exists() else True

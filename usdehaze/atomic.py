@@ -40,6 +40,25 @@ def atomic_path(target: str | os.PathLike, suffix: str | None = None) -> Iterato
         raise
 
 
+def save_torch(state: object, target: str | os.PathLike) -> None:
+    """``torch.save`` of a checkpoint through :func:`atomic_path`: a failed write (a full disk:
+    torch raises RuntimeError 'file write failed', or an OSError) is one line naming the
+    target, the previous checkpoint kept, instead of a traceback from inside torch."""
+    import torch
+
+    from usdehaze.outputs import write_error
+
+    try:
+        with atomic_path(target) as tmp:
+            torch.save(state, tmp)
+    except OSError as exc:
+        raise write_error(target, exc) from exc
+    except RuntimeError as exc:
+        if "write" not in str(exc).lower():
+            raise
+        raise write_error(target, exc) from exc
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where Ctrl-C raises KeyboardInterrupt, so that every clean partial save
     made for Ctrl-C (finished frames kept, temporaries removed) is made for SIGTERM too."""

@@ -237,7 +237,7 @@ class Trainer:
     def save_checkpoint(self) -> None:
         if self.rank != 0:
             return
-        from usdehaze.atomic import atomic_path
+        from usdehaze.atomic import save_torch
 
         state = {
             "step": self.step,
@@ -252,8 +252,7 @@ class Trainer:
             "network": self.net_cfg,
             "sde": self.sde.config(),
         }
-        with atomic_path(self.checkpoint_path) as tmp:
-            torch.save(state, tmp)
+        save_torch(state, self.checkpoint_path)
 
     def load_checkpoint(self) -> bool:
         if not self.checkpoint_path.is_file():
