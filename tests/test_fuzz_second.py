@@ -605,7 +605,7 @@ def _train_yaml(tmp_path: Path, extra: str) -> Path:
         ("network: {arch: unet, base: 4, mults: [1, 0]}", ["'network'", "no units"]),
         ("export: {path: 5}", ["'export.path'", "5"]),
         ("export: {path: p, data: 3}", ["'export.data'"]),
-        ("steps: '10'", ["'steps'", "integer"]),
+        ("warmup: '10'", ["'warmup'", "integer"]),
     ],
 )
 def test_training_config_wrong_values_are_one_line(capsys, tmp_path, extra, words):
