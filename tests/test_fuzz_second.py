@@ -862,3 +862,28 @@ def test_train_checkpoint_on_a_full_disk_is_one_line(capsys, monkeypatch, tmp_pa
     assert len(lines) == 1 and "checkpoint.pt" in lines[0] and "cannot write" in lines[0], err
     out = tmp_path / "out"
     assert not [p.name for p in out.iterdir() if ".tmp" in p.name] if out.exists() else True
+
+
+# -- 12. adapt's folders with symbolic links (item 7) -------------------------------------------
+def test_adapt_folder_with_links_to_itself_is_one_line(capsys, tmp_path):
+    """--tissue a folder holding two symlinks to itself never returned (each level doubled)."""
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    good_scan(folder / "a.h5")
+    (folder / "self").symlink_to(".")
+    (folder / "again").symlink_to("../scans")
+    out = tmp_path / "adapted"
+    with deadline(60):
+        args = ["adapt", "--tissue", folder, "--haze", folder, "-o", out, "--steps", "1"]
+        refused(capsys, args, "a cycle", inputs=(folder / "a.h5",))
+    assert not out.exists()
+
+
+def test_adapt_folder_reached_twice_is_read_once(tmp_path):
+    """A link to a sibling folder (no cycle): its scans are listed once."""
+    from usdehaze.ultrasound.adapt import expand_inputs
+
+    (tmp_path / "d" / "real").mkdir(parents=True)
+    good_scan(tmp_path / "d" / "real" / "a.h5")
+    (tmp_path / "d" / "link").symlink_to("real")
+    assert [p.name for p in expand_inputs([tmp_path / "d"], "--tissue")] == ["a.h5"]
