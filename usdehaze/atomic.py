@@ -40,6 +40,25 @@ def atomic_path(target: str | os.PathLike, suffix: str | None = None) -> Iterato
         raise
 
 
+def save_torch(state: object, target: str | os.PathLike) -> None:
+    """``torch.save`` of a checkpoint through :func:`atomic_path`: a failed write (a full disk:
+    torch raises RuntimeError 'file write failed', or an OSError) is one line naming the
+    target, the previous checkpoint kept, instead of a traceback from inside torch."""
+    import torch
+
+    from usdehaze.outputs import write_error
+
+    try:
+        with atomic_path(target) as tmp:
+            torch.save(state, tmp)
+    except OSError as exc:
+        raise write_error(target, exc) from exc
+    except RuntimeError as exc:
+        if "write" not in str(exc).lower():
+            raise
+        raise write_error(target, exc) from exc
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where Ctrl-C raises KeyboardInterrupt, so that every clean partial save
     made for Ctrl-C (finished frames kept, temporaries removed) is made for SIGTERM too."""
@@ -51,13 +70,17 @@ def exit_signals() -> list[int]:
     SIGINT, 143 after SIGTERM). Main thread only; the command line calls it once at start."""
     received: list[int] = []
 
+    # only the first signal stops the work; a second Ctrl-C while the partial result is being
+    # saved is recorded, not raised (it tore the save and ended in a traceback or exit -2)
     def on_int(signum, frame):
         received.append(signum)
-        raise KeyboardInterrupt
+        if len(received) == 1:
+            raise KeyboardInterrupt
 
     def on_term(signum, frame):
         received.append(signum)
-        raise Terminated
+        if len(received) == 1:
+            raise Terminated
 
     if threading.current_thread() is threading.main_thread():
         if signal.getsignal(signal.SIGINT) is signal.default_int_handler:

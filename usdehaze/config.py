@@ -36,6 +36,21 @@ def _loader(path: Path):
                     )
             return super().compose_node(parent, index)
 
+        def construct_mapping(self, node, deep=False):  # noqa: ANN001 - PyYAML's signature
+            # a key written twice in one mapping (two ``sampler:`` sections): PyYAML keeps the
+            # last silently, dropping the first's settings; merges (<<) may still be overridden
+            seen: dict[str, int] = {}
+            for key, _ in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                    line = key.start_mark.line + 1
+                    if key.value in seen:
+                        raise UsageError(
+                            f"{path}: key '{key.value}' given twice (lines {seen[key.value]} "
+                            f"and {line}); keep one"
+                        )
+                    seen[key.value] = line
+            return super().construct_mapping(node, deep)
+
     return Loader
 
 

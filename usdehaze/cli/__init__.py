@@ -45,10 +45,19 @@ def main(argv: list[str] | None = None) -> None:
     try:
         received = exit_signals()
         code = run_app(argv)
+    except KeyboardInterrupt:  # one that got past run_app's own handling: still a clean stop
+        print("usdehaze: interrupted", file=sys.stderr)
+        code = 130
     finally:  # called in-process (tests, scripts): leave the caller's handlers as they were
         for s, handler in old.items():
             if handler is not None:
                 signal.signal(s, handler)
+    if argv is None and received and main_thread:
+        # the console script, interrupted and saved: a late Ctrl-C during the interpreter's
+        # own exit (torch unloading; Python resets its handlers there) killed it by SIGINT,
+        # exit -2 instead of 130; ignored from here on (Python leaves SIG_IGN in place)
+        for s in old:
+            signal.signal(s, signal.SIG_IGN)
     if received and code in (0, 1, 130):  # interrupted: never a success, whatever caught it
         code = 143 if received[-1] == signal.SIGTERM else 130
     sys.exit(code)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import sys
 
 import typer
@@ -87,6 +89,11 @@ def run_app(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except SystemExit as exc:
         return int(exc.code or 0)
+    except OSError as exc:
+        if exc.errno not in _FULL:
+            raise
+        print(f"usdehaze: error: {_full_device(exc)}", file=sys.stderr)
+        return 2
     except Exception as exc:  # click usage errors (missing or bad options)
         usage, abort = _click_errors()
         if isinstance(exc, usage):
@@ -99,6 +106,37 @@ def run_app(argv: list[str] | None = None) -> int:
             return 130
         raise
     return 0
+
+
+_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # the device or quota is full
+
+
+def _full_device(exc: OSError) -> str:
+    """One line for a write that found its device full, naming the file, or stdout when the
+    stream being written was stdout (then pointed at /dev/null: the exit's flush of what it
+    still holds cannot fail again)."""
+    where = exc.filename
+    if where is None and _writing_stdout(exc):
+        where = "standard output"
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):  # not a real descriptor (tests)
+            pass
+    return (
+        f"{where or 'an output file'}: {exc.strerror or 'device full'}; free some space and rerun"
+    )
+
+
+def _writing_stdout(exc: BaseException) -> bool:
+    """True when a frame of the failed write held stdout (click's echo, a print's caller)."""
+    streams = [s for s in (sys.stdout, sys.__stdout__) if s is not None]
+    streams += [s.buffer for s in list(streams) if hasattr(s, "buffer")]
+    tb = exc.__traceback__
+    while tb is not None:
+        if any(v is s for v in tb.tb_frame.f_locals.values() for s in streams):
+            return True
+        tb = tb.tb_next
+    return False
 
 
 def _one_line(exc: Exception) -> str:

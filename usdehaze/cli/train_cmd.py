@@ -140,6 +140,12 @@ def _check_outputs(tc, config: Path) -> None:
         return
     if not run.is_dir():
         raise UsageError(f"{run}: config {config}, key 'out': a file, expected a folder")
+    data = Path(tc.data["path"]).resolve()
+    if data.is_dir() and (run.resolve() == data or data in run.resolve().parents):
+        raise UsageError(
+            f"{run}: config {config}, key 'out': the training data folder {tc.data['path']} "
+            "(or inside it); checkpoints and logs would go among the data, choose another 'out'"
+        )
     written = [run / n for n in ("checkpoint.pt", "loss.csv", "loss.png")]
     for path in written:
         for inp in inputs:

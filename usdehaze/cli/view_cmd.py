@@ -10,15 +10,70 @@ from usdehaze.cli._app import app
 
 
 def has_display() -> bool:
-    """Whether Qt can open a window: on Linux and other X11/Wayland systems a DISPLAY or
-    WAYLAND_DISPLAY, or a QT_QPA_PLATFORM chosen by the user (e.g. offscreen); macOS and
-    Windows always have one."""
+    """Whether Qt can open a window here (see :func:`display_problem`)."""
+    return display_problem() is None
+
+
+def display_problem() -> str | None:
+    """Why Qt cannot open a window (None when it can), found before Qt is imported: Qt aborts
+    the process when DISPLAY or WAYLAND_DISPLAY names no server, and napari's canvas cannot
+    draw with QT_QPA_PLATFORM=offscreen. macOS and Windows always have a display."""
     import os
     import sys
 
-    if sys.platform in ("darwin", "win32") or os.environ.get("QT_QPA_PLATFORM"):
+    platform = os.environ.get("QT_QPA_PLATFORM", "")
+    if platform.split(":")[0] in ("offscreen", "minimal"):
+        return f"QT_QPA_PLATFORM={platform} draws no window napari can use; unset it"
+    if sys.platform in ("darwin", "win32") or platform:
+        return None
+    wayland, display = os.environ.get("WAYLAND_DISPLAY"), os.environ.get("DISPLAY")
+    if not (wayland or display):
+        return "neither DISPLAY nor WAYLAND_DISPLAY is set"
+    if wayland:
+        runtime = os.environ.get("XDG_RUNTIME_DIR", "")
+        socket_path = wayland if os.path.isabs(wayland) else os.path.join(runtime, wayland)
+        if _answers(socket_path):
+            return None
+    if display and _x_server_answers(display):
+        return None
+    said = [
+        f"DISPLAY={display}" if display else "",
+        f"WAYLAND_DISPLAY={wayland}" if wayland else "",
+    ]
+    return f"no display server answers at {' or '.join(s for s in said if s)}"
+
+
+def _answers(path: str) -> bool:
+    """A Unix socket at ``path`` that accepts a connection (within 2 s)."""
+    import socket
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(2)
+        try:
+            s.connect(path)
+        except OSError:
+            return False
+    return True
+
+
+def _x_server_answers(display: str) -> bool:
+    """An X server behind DISPLAY ([host]:N[.screen]): its local socket, else TCP 6000+N."""
+    import re
+    import socket
+
+    m = re.fullmatch(r"(?:unix)?([^:]*):(\d+)(?:\.\d+)?", display)
+    if m is None:
+        return False
+    host, number = m.group(1), int(m.group(2))
+    if host in ("", "unix") and _answers(f"/tmp/.X11-unix/X{number}"):
         return True
-    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    if host in ("", "unix") and _answers(f"\0/tmp/.X11-unix/X{number}"):  # abstract socket
+        return True
+    try:
+        socket.create_connection((host or "localhost", 6000 + number), timeout=2).close()
+    except OSError:
+        return False
+    return True
 
 
 @app.command()
@@ -35,11 +90,16 @@ def view(
         raise UsageError(f"{file}: no such file")
     if roi is not None and not roi.is_file():
         raise UsageError(f"{roi}: no such ROI file")
-    if not has_display():  # before Qt is imported: without a display Qt aborts the process
+    problem = display_problem()  # before Qt is imported: without a display Qt aborts
+    if problem is not None:
         raise UsageError(
-            f"{file}: usdehaze view needs a display (neither DISPLAY nor WAYLAND_DISPLAY is set); "
+            f"{file}: usdehaze view needs a display ({problem}); "
             f"for a figure without one: usdehaze show {file} -o figure.png"
         )
+    if roi is not None:  # a broken roi.json: one line now, not a traceback inside napari
+        from usdehaze.ultrasound.roi import load_roi
+
+        load_roi(roi)
     try:
         import napari
     except ImportError:

@@ -307,7 +307,7 @@ class Distiller:
         return float(loss.detach())
 
     def save_checkpoint(self) -> None:
-        from usdehaze.atomic import atomic_path
+        from usdehaze.atomic import save_torch
 
         self.out.mkdir(parents=True, exist_ok=True)
         state = {
@@ -319,8 +319,7 @@ class Distiller:
             "losses": self.losses,
             "config": json.dumps(asdict(self.cfg)),
         }
-        with atomic_path(self.checkpoint_path) as tmp:
-            torch.save(state, tmp)
+        save_torch(state, self.checkpoint_path)
 
     def load_checkpoint(self) -> bool:
         if not self.checkpoint_path.is_file():

@@ -93,6 +93,12 @@ def _check_train_types(cfg: dict[str, Any], source: str) -> None:
     _check_numbers(cfg, where)
     if "out" in cfg and (not isinstance(cfg["out"], str) or not cfg["out"]):
         raise UsageError(f"{where('out')}: expected a folder name, got {cfg['out']!r}")
+    exp = cfg.get("export", {})
+    if exp.get("path") is not None and (not isinstance(exp["path"], str) or not exp["path"]):
+        raise UsageError(f"{where('export.path')}: expected a file name, got {exp['path']!r}")
+    for key in ("normalisation", "data", "training"):
+        if key in exp and not isinstance(exp[key], dict):
+            raise UsageError(f"{where('export.' + key)}: expected a mapping, got {exp[key]!r}")
     if "sde" in cfg:
         sde_from_config(cfg["sde"], where("sde"))
     if "network" in cfg:
@@ -245,7 +251,7 @@ class Trainer:
     def save_checkpoint(self) -> None:
         if self.rank != 0:
             return
-        from usdehaze.atomic import atomic_path
+        from usdehaze.atomic import save_torch
 
         state = {
             "step": self.step,
@@ -260,8 +266,7 @@ class Trainer:
             "network": self.net_cfg,
             "sde": self.sde.config(),
         }
-        with atomic_path(self.checkpoint_path) as tmp:
-            torch.save(state, tmp)
+        save_torch(state, self.checkpoint_path)
 
     def load_checkpoint(self) -> bool:
         if not self.checkpoint_path.is_file():

@@ -413,10 +413,11 @@ KINDS = tuple(LOADERS)
 SPEC_KEYS = {"kind", "path", "count", "offset", "seed", "split", "crop", "key"}
 
 
-def load_images(
-    spec: dict[str, Any], size: int, channels: int, *, source: str = "config"
-) -> np.ndarray:
-    """Load a dataset spec to float32 (N, channels, size, size) in [-1, 1]."""
+def check_spec(spec: Any, source: str = "config") -> None:
+    """A dataset spec's kind, fields and numbers (count >= 1, offset >= 0, a seed), checked
+    before anything loads or trains: ``count: -3`` is one line, not a run that fails later."""
+    from usdehaze import limits
+
     if not isinstance(spec, dict) or "kind" not in spec:
         raise UsageError(
             f"{source}: key 'kind': expected a dataset kind, one of {', '.join(KINDS)}"
@@ -431,6 +432,23 @@ def load_images(
         raise UsageError(
             f"{source}: key '{sorted(extra)[0]}': unknown dataset field (expected {sorted(SPEC_KEYS)})"
         )
+    if spec.get("count") is not None:
+        limits.integer(spec["count"], f"{source}: key 'count'", minimum=1, maximum=10_000_000)
+    if "offset" in spec:
+        limits.integer(spec["offset"], f"{source}: key 'offset'", minimum=0)
+    if "seed" in spec:
+        limits.seed(spec["seed"], f"{source}: key 'seed'")
+    for key in ("path", "split", "key"):
+        if spec.get(key) is not None and not isinstance(spec[key], str):
+            raise UsageError(f"{source}: key '{key}': expected a string, got {spec[key]!r}")
+
+
+def load_images(
+    spec: dict[str, Any], size: int, channels: int, *, source: str = "config"
+) -> np.ndarray:
+    """Load a dataset spec to float32 (N, channels, size, size) in [-1, 1]."""
+    check_spec(spec, source)
+    kind = spec["kind"]
     offset = int(spec.get("offset", 0))
     return LOADERS[kind](spec, size, channels, spec.get("count"), offset, source)
 

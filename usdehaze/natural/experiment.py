@@ -78,6 +78,38 @@ def validate(cfg: dict[str, Any], source: str) -> None:
         if mcfg is not None and not isinstance(mcfg, dict):
             raise UsageError(f"{source}: key 'methods.{name}': expected a mapping of settings")
     _check_scalars(cfg, source)
+    _check_before_work(cfg, source)
+
+
+def _check_before_work(cfg: dict[str, Any], source: str) -> None:
+    """What is used only after data loads or a prior trains, checked first (a negative count,
+    a zero width, a string step count: one line before minutes of work, not after)."""
+    from usdehaze import limits
+    from usdehaze.core.training import config_from_dict
+    from usdehaze.natural.datasets import check_spec
+    from usdehaze.natural.models import prior_train_config
+
+    for key in ("train", "test"):
+        check_spec(cfg["signal"][key], f"{source}: signal.{key}")
+        if cfg["noise"].get("kind") == "images" and isinstance(cfg["noise"].get(key), dict):
+            check_spec(cfg["noise"][key], f"{source}: noise.{key}")
+    if "train_count" in cfg["noise"]:
+        limits.integer(cfg["noise"]["train_count"], f"{source}: key 'noise.train_count'", minimum=1)
+    figure = cfg.get("figure")
+    if isinstance(figure, dict) and "rows" in figure:
+        limits.integer(figure["rows"], f"{source}: key 'figure.rows'", minimum=1, maximum=1000)
+    priors = cfg.get("priors") if isinstance(cfg.get("priors"), dict) else {}
+    sde = priors.get("sde", {"kind": "ve", "sigma": 25.0})
+    for name in ("signal", "noise"):
+        pcfg = priors.get(name)
+        if pcfg is None or (isinstance(pcfg, dict) and pcfg.get("path")):
+            continue
+        if not isinstance(pcfg, dict):
+            raise UsageError(f"{source}: key 'priors.{name}': expected a mapping, got {pcfg!r}")
+        config_from_dict(
+            prior_train_config(name, pcfg, sde, Path("."), cfg.get("threads")),
+            f"{source}: priors.{name}",
+        )
 
 
 def _check_scalars(cfg: dict[str, Any], source: str) -> None:

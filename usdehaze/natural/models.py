@@ -29,6 +29,48 @@ PRIOR_KEYS = {
 }
 
 
+def _real(v: Any) -> Any:
+    """An integer written for a float setting (``lr: 1``) as that float; anything else as is."""
+    return float(v) if isinstance(v, int) and not isinstance(v, bool) else v
+
+
+def prior_train_config(
+    name: str, cfg: dict[str, Any], sde_cfg: dict, out: Path, threads: int | None
+) -> dict[str, Any]:
+    """The training config of prior ``name`` (signal or noise) from its experiment section, the
+    values as written (``core.training.config_from_dict`` checks their types and ranges)."""
+    unknown = set(cfg) - PRIOR_KEYS
+    if unknown:
+        raise UsageError(
+            f"config: key 'priors.{name}.{sorted(unknown)[0]}': unknown (expected {sorted(PRIOR_KEYS)})"
+        )
+    return {
+        "data": {
+            "path": str(out / "data" / f"{name}_train.npz"),
+            "key": "images",
+            "patch": None,
+            "flips": cfg.get("flips", name == "signal"),
+        },
+        "network": cfg.get("network", {"arch": "unet", "base": 16, "mults": [1, 2, 2]}),
+        "sde": sde_cfg,
+        "steps": cfg.get("steps", 2000),
+        "batch": cfg.get("batch", 16),
+        "lr": _real(cfg.get("lr", 5e-4)),
+        "ema": _real(cfg.get("ema", 0.999)),
+        "warmup": cfg.get("warmup", 100),
+        "grad_clip": _real(cfg.get("grad_clip", 1.0)),
+        "seed": cfg.get("seed", 0),
+        "checkpoint_every": 250,
+        "threads": threads,
+        "out": str(out / "train" / name),
+        "export": {
+            "path": str(out / "priors" / name),
+            "normalisation": {"range": [-1, 1]},
+            "data": {"role": name},
+        },
+    }
+
+
 def score_prior(
     name: str,
     data: np.ndarray,
@@ -42,52 +84,24 @@ def score_prior(
     """The prior ``name`` (signal or noise): ``cfg['path']`` if given, else trained on ``data``."""
     from usdehaze.core.priors import load_prior
 
-    unknown = set(cfg) - PRIOR_KEYS
-    if unknown:
-        raise UsageError(
-            f"config: key 'priors.{name}.{sorted(unknown)[0]}': unknown (expected {sorted(PRIOR_KEYS)})"
-        )
+    tcfg = prior_train_config(name, cfg, sde_cfg, out, threads)
     if cfg.get("path"):
         return load_prior(cfg["path"], device)
     target = out / "priors" / name
     if not target.with_suffix(".safetensors").is_file():
         from usdehaze.core.training import config_from_dict, train
 
-        data_path = out / "data" / f"{name}_train.npz"
+        checked = config_from_dict(tcfg, f"priors.{name}")
+        data_path = Path(tcfg["data"]["path"])
         data_path.parent.mkdir(parents=True, exist_ok=True)
         if not data_path.is_file():
             from usdehaze.atomic import atomic_path
 
             with atomic_path(data_path) as tmp:
                 np.savez(tmp, images=data)
-        tcfg = {
-            "data": {
-                "path": str(data_path),
-                "key": "images",
-                "patch": None,
-                "flips": bool(cfg.get("flips", name == "signal")),
-            },
-            "network": cfg.get("network", {"arch": "unet", "base": 16, "mults": [1, 2, 2]}),
-            "sde": sde_cfg,
-            "steps": int(cfg.get("steps", 2000)),
-            "batch": int(cfg.get("batch", 16)),
-            "lr": float(cfg.get("lr", 5e-4)),
-            "ema": float(cfg.get("ema", 0.999)),
-            "warmup": int(cfg.get("warmup", 100)),
-            "grad_clip": float(cfg.get("grad_clip", 1.0)),
-            "seed": int(cfg.get("seed", 0)),
-            "checkpoint_every": 250,
-            "threads": threads,
-            "out": str(out / "train" / name),
-            "export": {
-                "path": str(target),
-                "normalisation": {"range": [-1, 1]},
-                "data": {"role": name},
-            },
-        }
         ckpt = Path(tcfg["out"]) / "checkpoint.pt"
         train(
-            config_from_dict(tcfg, f"priors.{name}"),
+            checked,
             device=str(device),
             resume=ckpt.is_file(),
             progress=progress,

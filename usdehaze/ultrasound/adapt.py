@@ -138,14 +138,26 @@ def _is_zarr_store(path: Path) -> bool:
     )
 
 
-def _scan_files(folder: Path) -> list[Path]:
-    """Scan files under a folder (recursively; a zarr store counts as one file)."""
+def _scan_files(folder: Path, above: tuple[Path, ...] = (), seen: set | None = None) -> list[Path]:
+    """Scan files under a folder (recursively; a zarr store counts as one file). Symbolic links
+    are followed once: a folder reached twice is read once, and a link back to a folder above
+    it (a cycle, which made this walk never end) is one line naming it."""
+    seen = set() if seen is None else seen
+    real = folder.resolve()
+    if real in above:
+        raise UsageError(
+            f"{folder}: a symbolic link back to {real} (a cycle); remove it or name the "
+            "scans inside instead"
+        )
+    if real in seen:
+        return []
+    seen.add(real)
     found: list[Path] = []
     for p in sorted(folder.iterdir()):
         if p.name.startswith("."):
             continue
         if p.is_dir():
-            found += [p] if _is_zarr_store(p) else _scan_files(p)
+            found += [p] if _is_zarr_store(p) else _scan_files(p, (*above, real), seen)
         elif p.suffix.lower() in SCAN_SUFFIXES:
             found.append(p)
     return found

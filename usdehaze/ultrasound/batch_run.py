@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,15 @@ from usdehaze.ultrasound.dehaze_config import RUNTIME_KEYS
 from usdehaze.ultrasound.driver import FrameDriver, provenance, source_record
 from usdehaze.ultrasound.methods import for_magnitude_data
 from usdehaze.ultrasound.ood import OodCheck, check_run
-from usdehaze.ultrasound.results import IMAGE_KEYS, STD_KEYS, init_result_group, set_attrs
+from usdehaze.ultrasound.results import (
+    IMAGE_KEYS,
+    STD_KEYS,
+    checksummed,
+    init_result_group,
+    load_result,
+    set_attrs,
+    store_lock,
+)
 from usdehaze.ultrasound.scan import read_frames
 
 STORE_FORMAT = "usdehaze-batch/1"
@@ -74,7 +82,14 @@ def _create(
             True,
             "run-many",
         )
-        g.create_array("done", shape=(len(sel),), chunks=(1,), dtype="uint8", fill_value=0)
+        g.create_array(
+            "done",
+            shape=(len(sel),),
+            chunks=(1,),
+            dtype="uint8",
+            fill_value=0,
+            compressors=checksummed(),
+        )
         set_attrs(
             g,
             {
@@ -132,19 +147,38 @@ def _open_store(out: Path, mode: str = "r"):
         n = int(attrs["n_scans"])
     except (TypeError, ValueError):
         raise _damaged(out, "unreadable 'identity' or 'n_scans'") from None
+    if not isinstance(identity, dict) or isinstance(attrs["n_scans"], bool) or n < 1:
+        raise _damaged(out, "attribute 'identity' or 'n_scans' out of shape")
+    _runs(out, attrs)
     groups = []
     for i in range(n):
         name = f"scans/{i:03d}"
         try:
             g = root[name]
-            arrays = set(g.array_keys())
         except Exception:  # noqa: BLE001
             raise _damaged(out, f"no group '{name}'") from None
-        missing = sorted({"done", *(f"{k}_db" for k in IMAGE_KEYS)} - arrays)
+        with load_result(out / name):  # every dataset and attribute a reader uses, checked
+            pass
+        missing = sorted({"done", *(f"{k}_db" for k in IMAGE_KEYS)} - set(g.array_keys()))
         if missing:
             raise _damaged(out, f"'{name}' has no {', '.join(missing)}")
         groups.append(g)
     return root, identity, groups
+
+
+def _runs(out: Path, attrs: dict[str, Any]) -> list[dict[str, Any]]:
+    """The store's ``runs`` log: a JSON list of objects (one per run), else one line."""
+    raw = attrs.get("runs", "[]")
+    try:
+        runs = json.loads(raw) if isinstance(raw, str) else raw
+    except ValueError:
+        runs = None
+    if not (isinstance(runs, list) and all(isinstance(r, dict) for r in runs)):
+        raise UsageError(
+            f"{out}: attribute 'runs': {str(raw)[:60]!r}, expected a JSON list of runs "
+            "(a damaged run-many store)"
+        )
+    return runs
 
 
 def _check_store(out: Path, identity: dict) -> None:
@@ -162,6 +196,54 @@ def _check_store(out: Path, identity: dict) -> None:
             )
             raise UsageError(
                 f"{out}: made with other {key} ({diff}); rerun with the same ones to resume, or --overwrite"
+            )
+
+
+def content_checksum(path: Path) -> str:
+    """sha256 of a file, or of a folder's files (names and contents, in name order)."""
+    import hashlib
+
+    from usdehaze.core.priors import sha256
+
+    path = Path(path)
+    if not path.is_dir():
+        return sha256(path)
+    h = hashlib.sha256()
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        h.update(f"{f.relative_to(path).as_posix()}\0{sha256(f)}\0".encode())
+    return h.hexdigest()
+
+
+def content_checksums(inputs: list[Path]) -> list[str]:
+    return [content_checksum(p) for p in inputs]
+
+
+def _check_content(out: Path, priors: dict[str, str], inputs: list[Path], sums: list[str]):
+    """A resume runs on the content the store was made from: the priors' (and student's)
+    checksums and the inputs' (stores from before input checksums were recorded: priors only).
+    A scan replaced under its name, or priors re-adapted in the same folder: one line."""
+    import zarr
+
+    attrs = dict(zarr.open_group(str(out), mode="r").attrs)
+    try:
+        had = json.loads(attrs.get("prior_checksums", "{}"))
+        had_inputs = json.loads(attrs.get("input_checksums", "null"))
+    except (TypeError, ValueError):
+        raise _damaged(out, "unreadable 'prior_checksums' or 'input_checksums'") from None
+    if not isinstance(had, dict) or not (had_inputs is None or isinstance(had_inputs, list)):
+        raise _damaged(out, "'prior_checksums' or 'input_checksums' out of shape")
+    for role in sorted(set(had) | set(priors)):
+        if had.get(role) != priors.get(role):
+            raise UsageError(
+                f"{out}: made with other {role} weights (sha256 {str(had.get(role))[:12]}… "
+                f"recorded, {str(priors.get(role))[:12]}… now: re-adapted or replaced?); rerun "
+                "with the weights it was made with to resume, or --overwrite to start over"
+            )
+    for p, was, now in zip(inputs, had_inputs or [], sums):
+        if was != now:
+            raise UsageError(
+                f"{p}: changed since {out} was made from it (sha256 {str(was)[:12]}… recorded, "
+                f"{now[:12]}… now); rerun with the same scan to resume, or --overwrite"
             )
 
 
@@ -194,33 +276,11 @@ def describe_store(out: Path) -> dict[str, Any] | None:
         "layout": STORE_FORMAT,
         "scans": scans,
         "frames_done": f"{sum(s['done'] for s in scans)}/{sum(s['frames'] for s in scans)}",
-        "runs": json.loads(root.attrs.get("runs", "[]")),
+        "runs": _runs(out, dict(root.attrs)),
         "config": root.attrs.get("config"),
         "prior_checksums": root.attrs.get("prior_checksums"),
         "usdehaze_version": root.attrs.get("usdehaze_version"),
     }
-
-
-@contextlib.contextmanager
-def store_lock(out: Path) -> Iterator[None]:
-    """Hold ``.NAME.zarr.lock`` beside the store for a whole run (filelock: an OS file lock,
-    released by the OS if the process dies); a second writer is refused in one line."""
-    from filelock import FileLock, Timeout
-
-    lock = FileLock(str(out.parent / f".{out.name}.lock"), timeout=0)
-    try:
-        lock.acquire()
-    except Timeout:
-        raise UsageError(
-            f"{out}: another usdehaze run-many is writing this store (lock {lock.lock_file}); "
-            "wait until it ends, then rerun to resume"
-        ) from None
-    except OSError as exc:
-        raise UsageError(f"{out}: cannot lock the store ({exc.strerror or exc})") from None
-    try:
-        yield
-    finally:
-        lock.release()
 
 
 def run_many(
@@ -288,11 +348,15 @@ def _run(scans, inputs, out, cfg, frames, overwrite, progress, log, warn, strict
         if out.exists() and not overwrite:
             _check_store(out, identity)
     dehazer = Dehazer(cfg)
+    sums = content_checksums(inputs) if rank == 0 else []
+    if rank == 0 and out.exists() and not overwrite:  # same names, same content
+        _check_content(out, dehazer.checksums, inputs, sums)
     say = (warn or log) if rank == 0 else None  # every rank checks: all refuse together
     ood = [check_run(s, sel, dehazer, strict, say) for s, sel in zip(scans, sels)]
     if rank == 0 and (overwrite or not out.exists()):
         # the provenance every path records (precision: "auto" as resolved on rank 0)
         record = {**provenance(dehazer), "identity": json.dumps(identity)}
+        record["input_checksums"] = json.dumps(sums)
         try:  # the store appears whole or not at all; --overwrite swaps it in at the end
             with atomic_path(out) as tmp:
                 _create(tmp, scans, sels, cfg, record, ood)
@@ -365,7 +429,7 @@ def _run(scans, inputs, out, cfg, frames, overwrite, progress, log, warn, strict
             (str(p), c, judged, sel, dehazer.cfg.dynamic_range)
             for p, c, sel in zip(inputs, ood, sels)
         ]
-        _finish(root, groups, figures, checks, warn or log)
+        _finish(out, root, groups, figures, checks, warn or log)
         log(
             f"{out}: {int(total_new)} frame(s) dehazed by {size} process(es) in {wall:.1f} s "
             f"({figures['frames_per_s']:.2f} frames/s); {skipped} already done, skipped"
@@ -373,22 +437,28 @@ def _run(scans, inputs, out, cfg, frames, overwrite, progress, log, warn, strict
     return figures
 
 
-def _finish(root, groups, figures: dict, checks: list, warn: Callable[[str], None]) -> None:
+def _finish(
+    out: Path, root, groups, figures: dict, checks: list, warn: Callable[[str], None]
+) -> None:
     """Rank 0, after every process is done: frame counts, completeness, each scan's do-no-harm
     check over all its finished frames (usdehaze.ultrasound.harm; ``checks``: (input, its
     OodCheck, whether the method has priors to judge, its frames, the dynamic range) per scan),
-    the blank frames among them (input all at -DR: all zeros) and the run log."""
+    the blank frames among them (input all at -DR: all zeros) and the run log. Every frame is
+    read (a damaged one is one line) before any attribute is written."""
     from usdehaze.ultrasound.driver import result_check_attrs
     from usdehaze.ultrasound.harm import HarmCheck
+    from usdehaze.ultrasound.result_check import read_frames
 
     any_warning = False
-    for g, (name, ood, judged, frames, dr) in zip(groups, checks):
+    found_all = []
+    for i, (g, (name, ood, judged, frames, dr)) in enumerate(zip(groups, checks)):
+        where = out / f"scans/{i:03d}"
         done = np.asarray(g["done"][:]).astype(bool)
         harm = HarmCheck()
         blank = []
         for j in np.flatnonzero(done):
-            inp = g["input_db"][j : j + 1]
-            harm.add([int(frames[j])], inp, g["tissue_db"][j : j + 1])
+            inp = read_frames(where, "input", g["input_db"], j, j + 1)
+            harm.add([int(frames[j])], inp, read_frames(where, "tissue", g["tissue_db"], j, j + 1))
             if np.max(inp) <= -dr:  # an all-zero frame, dehazed as a blank frame
                 blank.append(int(frames[j]))
         found = result_check_attrs(harm, ood, judged)
@@ -400,11 +470,13 @@ def _finish(root, groups, figures: dict, checks: list, warn: Callable[[str], Non
             warn(harm.little_effect_message(name))
         any_warning |= found["ood_warning"]
         n = int(done.sum())
-        set_attrs(g, {**found, "frames_done": n, "complete": n == done.shape[0]})
+        found_all.append({**found, "frames_done": n, "complete": n == done.shape[0]})
+    for g, found in zip(groups, found_all):
+        set_attrs(g, found)
     set_attrs(root, {"ood_warning": any_warning})
     if figures["nfe"] or "nfe" not in root.attrs:  # a resume with nothing left to do keeps it
         for node in (root, *groups):
             set_attrs(node, {"nfe": figures["nfe"]})
-    runs = json.loads(root.attrs.get("runs", "[]"))
+    runs = _runs(out, dict(root.attrs))
     runs.append({**figures, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
     set_attrs(root, {"runs": runs})

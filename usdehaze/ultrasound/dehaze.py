@@ -79,6 +79,12 @@ class Dehazer:
 
         path = dict(zip(("tissue", "haze"), prior_paths(c)))[role]
         p = self.priors[role] = load_prior(path, self.device)
+        content = (p.meta.get("data") or {}).get("content")
+        if isinstance(content, str) and content.endswith("-only") and content != f"{role}-only":
+            raise UsageError(
+                f"{Path(path).with_suffix('.json')}: key 'data.content': '{content}', expected "
+                f"'{role}-only' for the {role} prior (tissue and haze priors swapped?)"
+            )
         self.checksums[role] = p.checksum
         accelerate(p, c.channels_last, c.compile, c.cuda_graphs)
         self.model.check_prior(p.meta, self.method.prior_role(c))
@@ -256,6 +262,11 @@ def run_dehaze(
 
     frames = range(scan.n_frames) if frames is None else frames
     kind = check_kind(out, scan)
+    if kind == "result" and Path(out).suffix == ".zarr":
+        from usdehaze.ultrasound.results import store_lock
+
+        with store_lock(Path(out)):  # a store another process writes: said now, not after
+            pass  # the work (the writer holds the lock while it writes)
     cfg, note = for_scan(cfg, scan)
     if scan.display is not None and scan.display.source != "default":  # the file says
         cfg = replace(cfg, dynamic_range=scan.display.dynamic_range)

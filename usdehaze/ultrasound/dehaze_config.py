@@ -301,6 +301,17 @@ class DehazeConfig:
             raise UsageError(
                 f"{source}: threads {self.threads}: expected 0 (auto) to {limits.MAX_THREADS}"
             )
+        for f in fields(self):  # --tissue-prior '' (read as '.'): a path that names no file
+            value = getattr(self, f.name)
+            if not f.metadata.get("path") or value is None:
+                continue
+            if not str(value).strip():
+                raise UsageError(f"{source}: key '{f.name}': empty, expected a path")
+            if f.name != "priors" and Path(value).name in ("", ".."):
+                raise UsageError(
+                    f"{source}: key '{f.name}': {str(value)!r} names a folder, expected a "
+                    "weights file (NAME for NAME.safetensors + NAME.json)"
+                )
         for name in ("steps", "samples", "batch"):
             if getattr(self, name) < 1:
                 raise UsageError(f"{source}: {name} {getattr(self, name)}: expected at least 1")

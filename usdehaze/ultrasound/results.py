@@ -9,7 +9,9 @@ the frames finished so far, marked ``complete = False``.
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,6 +74,7 @@ def init_result_group(
                 chunks=chunks,
                 dtype="float32",
                 fill_value=np.nan,
+                compressors=checksummed(),
             )
         else:
             root.create_dataset(
@@ -81,14 +84,15 @@ def init_result_group(
                 chunks=chunks,
                 dtype="float32",
                 compression=compression,
+                fletcher32=True,  # a damaged chunk is refused on read, not read as data
             )
     x, z, grid, axes = geometry
-    root["x"] = np.asarray(x, np.float32)
-    root["z"] = np.asarray(z, np.float32)
+    put_array(root, "x", np.asarray(x, np.float32), zarr_format)
+    put_array(root, "z", np.asarray(z, np.float32), zarr_format)
     for name, value in axes.items():
-        root[f"axes_{name}"] = np.asarray(value, np.float64)
+        put_array(root, f"axes_{name}", np.asarray(value, np.float64), zarr_format)
     for name, value in (masks or {}).items():
-        root[f"mask_{name}"] = np.asarray(value, bool).astype(np.uint8)
+        put_array(root, f"mask_{name}", np.asarray(value, bool).astype(np.uint8), zarr_format)
     set_attrs(
         root,
         {
@@ -100,6 +104,49 @@ def init_result_group(
             "frames_done": 0,
         },
     )
+
+
+def checksummed() -> tuple[Any, ...]:
+    """zarr compressors of every result array: zstd with its content checksum, so a chunk
+    altered on disk fails to decode (one line) instead of reading as other numbers."""
+    from zarr.codecs import ZstdCodec
+
+    return (ZstdCodec(level=0, checksum=True),)
+
+
+def put_array(root, name: str, data: np.ndarray, zarr_format: bool) -> None:
+    """A small dataset (positions, axes, masks) with a checksum: zstd's in zarr, Fletcher-32
+    in HDF5 (chunked, so the filter applies)."""
+    if zarr_format:
+        root.create_array(name, data=data, compressors=checksummed())
+    elif data.size:
+        root.create_dataset(name, data=data, chunks=data.shape, fletcher32=True)
+    else:
+        root[name] = data
+
+
+@contextlib.contextmanager
+def store_lock(out: Path) -> Iterator[None]:
+    """Hold ``.NAME.zarr.lock`` beside a zarr output for a whole write (filelock: an OS file
+    lock, released by the OS if the process dies): every writer of a store (run-many for its
+    whole run, run's ResultWriter) takes it, so a second writer is refused in one line instead
+    of replacing a store another process is still writing."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(out.parent / f".{out.name}.lock"), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise UsageError(
+            f"{out}: another usdehaze run-many (or run) is writing this store (lock "
+            f"{lock.lock_file}); wait until it ends, then rerun to resume"
+        ) from None
+    except OSError as exc:
+        raise UsageError(f"{out}: cannot lock the store ({exc.strerror or exc})") from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def set_attrs(root, attrs: dict[str, Any]) -> None:
@@ -150,6 +197,7 @@ class ResultWriter:
         self._ctx = None
         self._root = None
         self._h5 = None
+        self._lock = contextlib.ExitStack()  # the store lock of a zarr output while writing
 
     def update_attrs(self, attrs: dict[str, Any]) -> None:
         """Add or replace root attributes. They are written when the file is finished, also
@@ -158,15 +206,23 @@ class ResultWriter:
 
     # -- lifecycle -------------------------------------------------------------------------
     def __enter__(self) -> ResultWriter:
+        self._lock = contextlib.ExitStack()
+        if _is_zarr(self.path):  # a run-many may be writing this store: never replace it
+            self._lock.enter_context(store_lock(self.path))
         try:
             self._ctx = atomic_path(self.path)
             tmp = self._ctx.__enter__()
         except OSError as exc:
+            self._lock.close()
             raise write_error(self.path, exc) from exc
+        except BaseException:
+            self._lock.close()
+            raise
         try:
             self._root = self._open(tmp)
         except BaseException as exc:
             self._drop(exc)
+            self._lock.close()
             if isinstance(exc, OSError):
                 raise write_error(self.path, exc) from exc
             raise
@@ -175,7 +231,7 @@ class ResultWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         from usdehaze.atomic import deferred_interrupts
 
-        with deferred_interrupts():  # a second Ctrl-C or SIGTERM does not tear the save
+        with self._lock, deferred_interrupts():  # a second Ctrl-C does not tear the save
             self._exit(exc_type, exc, tb)
 
     def _exit(self, exc_type, exc, tb) -> None:
@@ -350,7 +406,9 @@ class Result:
                     f"store, {int(self.done.sum())}/{self.done.size} done); rerun usdehaze "
                     "run-many to finish them, or choose frames that are done"
                 )
-        return np.asarray(self.arrays[key][start:stop], np.float32)
+        from usdehaze.ultrasound.result_check import read_frames
+
+        return read_frames(self.path, key, self.arrays[key], start, stop)
 
     def close(self) -> None:
         if self._handle is not None and hasattr(self._handle, "close"):
@@ -398,6 +456,66 @@ def is_result_file(path: str | Path) -> bool:
         return False
 
 
+def _listing(root: Any, path: Path) -> tuple[list[str], dict[str, Any]]:
+    """The names of a result's datasets and its attributes; unreadable metadata (a broken
+    zarr.json or .zarray, a damaged HDF5 header) is one line naming the file."""
+    from usdehaze.errors import first_line
+
+    try:
+        if hasattr(root, "array_keys"):
+            names = list(root.array_keys())
+        else:
+            import h5py
+
+            names = [n for n in root.keys() if isinstance(root.get(n), h5py.Dataset)]
+        for n in names:
+            root[n].shape  # noqa: B018 - opening each array reads (and checks) its metadata
+        attrs = {k: _attr(v) for k, v in root.attrs.items()}
+    except (MemoryError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # noqa: BLE001 - any parse error of damaged metadata
+        from usdehaze.ultrasound.result_check import damaged
+
+        key = _broken_metadata(path)
+        if key is not None:
+            raise damaged(path, key, f"metadata does not parse ({first_line(exc, 120)})") from None
+        raise UsageError(
+            f"{path}: unreadable metadata ({first_line(exc, 120)}) (a damaged result file)"
+        ) from None
+    return names, attrs
+
+
+def _broken_metadata(path: Path) -> str | None:
+    """The zarr array whose metadata file (zarr.json, .zarray) is not JSON, to name it."""
+    import json
+
+    if not path.is_dir():
+        return None
+    for child in sorted(path.iterdir()):
+        for meta in ("zarr.json", ".zarray", ".zattrs"):
+            f = child / meta
+            if f.is_file():
+                try:
+                    json.loads(f.read_text())
+                except (ValueError, UnicodeDecodeError):
+                    return child.name
+    return None
+
+
+def _small(root: Any, path: Path, name: str) -> np.ndarray:
+    """A small dataset (positions, axes, masks, done) read whole; a chunk that does not
+    decode is one line naming it."""
+    from usdehaze.errors import first_line
+    from usdehaze.ultrasound.result_check import damaged
+
+    try:
+        return np.asarray(root[name][...])
+    except (MemoryError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # noqa: BLE001 - decompression errors, truncated chunks
+        raise damaged(path, name, f"does not decode ({first_line(exc, 120)})") from None
+
+
 def load_result(path: str | Path) -> Result:
     """Open a result file read-only (arrays stay on disk until sliced)."""
     from usdehaze.limits import not_special
@@ -409,12 +527,13 @@ def load_result(path: str | Path) -> Result:
         raise UsageError(
             f"{path}: not a usdehaze result file (attribute 'format' != '{RESULT_FORMAT}')"
         )
+    from usdehaze.ultrasound.result_check import check_finite, check_result
+
     if _is_zarr(path):
         import zarr
 
         root = zarr.open_group(str(path), mode="r")
         handle = None
-        names = list(root.array_keys())
     else:
         import h5py
 
@@ -422,24 +541,30 @@ def load_result(path: str | Path) -> Result:
 
         root = h5py.File(path, "r")
         handle = root
-        try:
+    try:
+        if handle is not None:
             only_inside(root, path)
-        except BaseException:
-            root.close()
-            raise
-        names = list(root.keys())
-    arrays = {n[: -len("_db")]: root[n] for n in names if n.endswith("_db")}
-    axes = {n[len("axes_") :]: np.asarray(root[n]) for n in names if n.startswith("axes_")}
-    attrs = {k: _attr(v) for k, v in root.attrs.items()}
-    done = np.asarray(root["done"][:]).astype(bool) if "done" in names else None
-    masks = {
-        n[len("mask_") :]: np.asarray(root[n]).astype(bool) for n in names if n.startswith("mask_")
-    }
+        names, attrs = _listing(root, path)
+        check_result(root, path, names, attrs)
+        arrays = {n[: -len("_db")]: root[n] for n in names if n.endswith("_db")}
+        axes = {n[len("axes_") :]: _small(root, path, n) for n in names if n.startswith("axes_")}
+        done = _small(root, path, "done").astype(bool) if "done" in names else None
+        masks = {
+            n[len("mask_") :]: _small(root, path, n).astype(bool)
+            for n in names
+            if n.startswith("mask_")
+        }
+        x, z = _small(root, path, "x"), _small(root, path, "z")
+        check_finite(path, {"x": x, "z": z, **{f"axes_{k}": v for k, v in axes.items()}})
+    except BaseException:
+        if handle is not None:
+            handle.close()
+        raise
     return Result(
         path=path,
         arrays=arrays,
-        x=np.asarray(root["x"]),
-        z=np.asarray(root["z"]),
+        x=x,
+        z=z,
         grid=str(attrs.get("grid", "cartesian")),
         axes=axes,
         attrs=attrs,

@@ -51,25 +51,35 @@ class Roi:
         }
 
 
+# the largest |coordinate| or size a region may have, in mm or pixels: a metre, or a million
+# pixels, is beyond any scan; 1e300 is a typo or an attack, not a region (it measured silently)
+MAX_COORDINATE = 1e6
+
+
 def _finite(c: Any) -> bool:
-    """A real number (not a bool) that is finite as a float (huge integers are not)."""
+    """A real number (not a bool), finite and within ±MAX_COORDINATE (huge integers are not)."""
     if not isinstance(c, (int, float)) or isinstance(c, bool):
         return False
     try:
-        return math.isfinite(float(c))
+        return math.isfinite(float(c)) and abs(float(c)) <= MAX_COORDINATE
     except OverflowError:
         return False
 
 
 def _point(v: Any, where: str) -> list[float]:
     if not (isinstance(v, (list, tuple)) and len(v) == 2 and all(_finite(c) for c in v)):
-        raise UsageError(f"{where}: expected [x, z] with two finite numbers, got {v!r}")
+        raise UsageError(
+            f"{where}: expected [x, z] with two finite numbers within ±{MAX_COORDINATE:g}, got {v!r}"
+        )
     return [float(v[0]), float(v[1])]
 
 
 def _number(v: Any, where: str, positive: bool = True) -> float:
     if not _finite(v) or (positive and v <= 0):
-        raise UsageError(f"{where}: expected a {'positive ' if positive else ''}number, got {v!r}")
+        raise UsageError(
+            f"{where}: expected a {'positive ' if positive else ''}number within "
+            f"±{MAX_COORDINATE:g}, got {v!r}"
+        )
     return float(v)
 
 

@@ -134,6 +134,8 @@ def parse_frames(
 
     if spec is None or spec == "":
         return range(n_frames)
+    if not spec.isascii():  # int() takes any script's digits ('٣'): only 0-9 are frame numbers
+        raise UsageError(f"{path}: {option} '{spec}': expected START:STOP or an index (digits 0-9)")
     try:
         if ":" in spec:
             a, b = spec.split(":", 1)

@@ -334,6 +334,7 @@ def write_simulation(
     check_output(out)  # both before any work: never over a file usdehaze did not write
     if not _legacy_pair(out, roi_path):
         check_output(roi_path, [out], option="the ROI file")
+        _unchanged_since_written(roi_path)
     if kind not in ("cardiac", "cyst"):
         raise UsageError(f"--kind {kind}: expected cardiac or cyst")
     from usdehaze import limits
@@ -409,11 +410,47 @@ def write_simulated(
                 "simulation": json.dumps(params, default=float),
             },
         )
-    # validated like save_roi, marked as usdehaze's so that a rerun may replace it
-    marked = {MARKER: "simulate", **roi_from_dict(roi, str(roi_path)).to_dict()}
+    # validated like save_roi, marked as usdehaze's with the sha256 of its regions so that a
+    # rerun may replace it while it is unchanged (never once the user edited the regions)
+    regions = roi_from_dict(roi, str(roi_path)).to_dict()
+    marked = {MARKER: "simulate", REGIONS_SHA256: _regions_sha256(regions), **regions}
     with writing(roi_path), atomic_path(roi_path) as tmp:
         tmp.write_text(json.dumps(marked, indent=2))
     return path
+
+
+REGIONS_SHA256 = "usdehaze_regions_sha256"  # roi.json key: its regions as simulate wrote them
+
+
+def _regions_sha256(regions: dict) -> str:
+    """sha256 of a ROI's regions (version, units, pairs) in one canonical JSON form."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps(regions, sort_keys=True).encode()).hexdigest()
+
+
+def _unchanged_since_written(roi_path: Path) -> None:
+    """A simulate-written roi.json may be replaced only while its regions are those simulate
+    wrote (sha256 recorded beside them): the user's own regions there are never lost."""
+    from usdehaze.errors import UsageError
+    from usdehaze.ultrasound.roi import roi_from_dict
+
+    if not roi_path.exists():
+        return
+    try:
+        data = json.loads(roi_path.read_text())
+        regions = roi_from_dict(
+            {k: v for k, v in data.items() if k in ("version", "units", "pairs")}, str(roi_path)
+        ).to_dict()
+        same = data.get(REGIONS_SHA256) == _regions_sha256(regions)
+    except (OSError, ValueError, UnicodeDecodeError, AttributeError, UsageError):
+        same = False
+    if not same:
+        raise UsageError(
+            f"{roi_path}: the ROI file beside the scan was changed since usdehaze simulate wrote "
+            "it (its regions are not those written, or it is older than this check); it is left "
+            "alone: move it aside or choose another name"
+        )
 
 
 def _legacy_pair(out: Path, roi_path: Path) -> bool:

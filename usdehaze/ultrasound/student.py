@@ -127,6 +127,11 @@ def load(path: Path, device: Any, dynamic_range: float, model: str = "iq"):
             f"the fast dehazer on model {k.model} needs {k.in_channels} / {k.out_channels}"
         )
     dr = s.meta.get("dynamic_range")
+    if dr is not None and (isinstance(dr, bool) or not isinstance(dr, (int, float))):
+        raise UsageError(
+            f"{Path(path).with_suffix('.json')}: key 'dynamic_range': expected a number in dB, "
+            f"got {dr!r}"
+        )
     if k.fixed_range and dr is not None and float(dr) != dynamic_range:
         raise UsageError(
             f"{path}: student distilled with dynamic_range {dr} dB, run uses {dynamic_range} "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from torch import nn
@@ -55,10 +56,19 @@ def check_network(config: Any, source: str = "network config") -> tuple[type[nn.
                 f"{source}: key '{key}': {n}, more than the {most} allowed (the limit)"
             )
     try:
-        with torch.device("meta"):
-            n = count_parameters(cls(**cfg))
+        with torch.device("meta"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's "zero-element tensor" note: refused below
+            net = cls(**cfg)
+            n = count_parameters(net)
     except (TypeError, ValueError, RuntimeError, ZeroDivisionError, OverflowError) as exc:
         raise UsageError(f"{source}: {first_line(exc)}") from None
+    # a width of 0 (base: 0, mults: [0]) builds, then fails in its first forward pass
+    empty = [k for k, t in (*net.named_parameters(), *net.named_buffers()) if t.numel() == 0]
+    if empty:
+        raise UsageError(
+            f"{source}: layer '{empty[0]}' has no units: widths (base, mults, hidden, ...) "
+            "must be at least 1"
+        )
     if n > MAX_PARAMETERS:
         raise UsageError(
             f"{source}: {n} parameters, more than the {MAX_PARAMETERS} a network may have (the limit)"

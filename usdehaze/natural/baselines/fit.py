@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from usdehaze.atomic import atomic_path
+from usdehaze.atomic import atomic_path, save_torch
 from usdehaze.core.data import PatchSampler
 from usdehaze.errors import UsageError, first_line
 
@@ -151,8 +151,7 @@ def _save(
         "modules": {k: m.state_dict() for k, m in modules.items()},
         "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
     }
-    with atomic_path(ckpt) as tmp:
-        torch.save(state, tmp)
+    save_torch(state, ckpt)
 
 
 def _one_step(

@@ -112,6 +112,11 @@ def _read_zarr(path: Path, key: str | None) -> Scan:
     try:
         root = zarr.open(str(path), mode="r")
     except Exception:  # noqa: BLE001 - zarr raises several types for non-stores
+        meta = next((m for m in ("zarr.json", ".zgroup", ".zarray") if (path / m).is_file()), None)
+        if meta is not None:  # a store whose own metadata is damaged
+            raise UsageError(
+                f"{path}: key '{meta}': does not parse, expected zarr metadata"
+            ) from None
         raise UsageError(f"{path}: not a zarr store") from None
     if hasattr(root, "shape"):  # a bare array
         return read(path, {"": root}, key if key is not None else "", fmt="zarr")
