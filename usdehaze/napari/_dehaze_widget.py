@@ -24,6 +24,7 @@ settings on the frame shown, for a careful look.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -59,6 +60,7 @@ from usdehaze.napari._layers import (
 )
 from usdehaze.napari._link import link_groups
 from usdehaze.napari._live import Latest, LiveFrame, LiveStats, live_config, live_loop
+from usdehaze.napari._preload import preload_torch
 
 DEVICES = ("auto", "cpu", "cuda")
 FRAMES = ("current frame", "all frames")
@@ -208,6 +210,9 @@ def dehaze_frames(
     from usdehaze.ultrasound.ood import OodCheck
 
     stage = on_stage or (lambda text: None)
+    if "torch" not in sys.modules:
+        stage("loading torch…")
+        preload_torch()  # the GIL-holding part of ``import torch``, without the GIL
     stage("checking the settings…")
     cfg, note = layer_config(native, method_settings(cfg.validate("dehaze widget")))
     stage("loading the priors…")

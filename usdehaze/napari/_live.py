@@ -126,9 +126,11 @@ def live_loop(
     """Worker body: load the student, then dehaze the newest requested frame until ``stop``.
     Requests are ``(index, time requested)``; yields a :class:`LiveFrame` per frame done.
     ``on_ready(dehazer)`` once loaded; ``on_ood(check)`` once, after the first frame."""
+    from usdehaze.napari._preload import preload_torch
     from usdehaze.ultrasound.dehaze import Dehazer
     from usdehaze.ultrasound.methods import uses_iq
 
+    preload_torch()  # the GIL-holding part of ``import torch``, without the GIL
     cfg = cfg.validate("live view")
     if native.iq is None or not uses_iq(cfg):
         from usdehaze.errors import UsageError
