@@ -476,8 +476,11 @@ class DehazeWidget(QWidget):
         if event.type() == QEvent.ParentChange and self.parent() is None and self._docked:
             self.shut_down()
         elif event.type() == QEvent.ParentChange and self.parent() is not None:
+            from usdehaze.napari._launch import docked
+
             self._docked = True
             self._watch_window()
+            docked(self.viewer)  # arranged with the gCNR dock, and again on each resize
         return super().event(event)
 
     _docked = False
