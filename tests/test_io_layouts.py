@@ -191,6 +191,25 @@ def test_legacy_limits_and_axis_lengths(tmp_path):
         load_scan(p)
 
 
+@pytest.mark.parametrize("where", ["dataset", "group", "root"])
+def test_legacy_sector_stated_on_the_dataset_its_group_or_the_root(tmp_path, where):
+    """Issue 30 item 10: a legacy file without axes that states its sector on the dataset's own
+    ``description`` (or its group's) gets that polar grid, as it did from the root's; the root
+    saying something else (no sector) does not hide it."""
+    p, _ = _legacy(tmp_path)
+    text = "cardiac loop, polar, 9.75–120 mm, ±30°"
+    with h5py.File(p, "a") as f:
+        f.attrs["description"] = text if where == "root" else "a cardiac loop from the archive"
+        ds = f["data/beamformed_data"]
+        target = {"dataset": ds, "group": ds.parent, "root": f}[where]
+        target.attrs["description"] = text
+    with load_scan(p) as s:
+        assert s.grid == "polar"
+        np.testing.assert_allclose(s.axes["r"][[0, -1]], [9.75e-3, 120e-3])
+        np.testing.assert_allclose(np.rad2deg(s.axes["theta"][[0, -1]]), [-30.0, 30.0])
+        assert "9.75-120 mm" in s.geometry_note
+
+
 def _bad_files(tmp_path):
     junk = tmp_path / "junk.h5"
     junk.write_bytes(b"not hdf5 at all")

@@ -102,6 +102,77 @@ def _assign(qtbot, viewer, layer, gcnr, inside, role, pair):
     _click(qtbot, gcnr.target_button if role == "target" else gcnr.background_button)
 
 
+def _whole_image_in_view(viewer, name="demo_scan"):
+    canvas = _canvas(viewer).native
+    zoom, (cz, cx) = viewer.camera.zoom, viewer.camera.center[-2:]
+    half = np.array([canvas.height(), canvas.width()]) / (2 * zoom)
+    extent = viewer.layers[name].extent.world[:, -2:]  # [[z0, x0], [z1, x1]]
+    return bool(
+        np.all(extent[0] >= [cz, cx] - half - 1e-6) and np.all(extent[1] <= [cz, cx] + half)
+    )
+
+
+def test_first_launch_fits_the_screen_and_resizing_lays_out_again(make_napari_viewer, qtbot):
+    """Issue 30 item 4: a first launch (no window size saved) takes the screen's available area
+    (napari opened it at 1089 x 935 on a 1600 x 1000 screen: canvas 200 px wide, the table
+    scrolling sideways); all nine gCNR columns show; after the user resizes the window the
+    docks are arranged again (shrunk, then enlarged: the table fits again; the user's zoom is
+    left alone)."""
+    from napari.settings import get_settings
+
+    from usdehaze.napari._gcnr_widget import COLUMNS
+
+    assert get_settings().application.window_size is None  # a first launch
+    viewer = make_napari_viewer(show=True)
+    qt = viewer.window._qt_window
+    qt.resize(1089, 935)  # napari's own first size, seen
+    open_viewer(demo_scan_path(), viewer=viewer)
+    area = qt.screen().availableGeometry()
+    assert qt.width() >= 0.95 * area.width() and qt.height() >= 0.95 * area.height()
+    gcnr = _docked(viewer, GcnrWidget)
+    assert gcnr.table.columnCount() == len(COLUMNS) == 9
+    bar = gcnr.table.horizontalScrollBar()
+    qtbot.waitUntil(lambda: bar.maximum() == 0 and _whole_image_in_view(viewer), timeout=5_000)
+    assert _canvas(viewer).native.width() > 500  # of 1600 (200 px seen at napari's 1089)
+    qt.resize(900, 700)  # smaller: the docks take at most half, the table scrolls
+    qtbot.waitUntil(lambda: bar.maximum() > 0, timeout=5_000)
+    qt.resize(area.width(), area.height())  # the whole screen again: laid out again
+    qtbot.waitUntil(lambda: bar.maximum() == 0, timeout=5_000)
+
+
+def test_docks_opened_from_the_plugins_menu_are_arranged(make_napari_viewer, qtbot):
+    """Issue 30 item 4: in plain napari, Plugins > usdehaze > Dehaze then gCNR: the docks get
+    the same arrangement as ``usdehaze view`` (they were never arranged): every gCNR column
+    shown, the Dehaze form at its natural height, the whole image in view."""
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(*SIZE)
+    viewer.open(str(demo_scan_path()), plugin="usdehaze")
+    bar = viewer.window._qt_window.menuBar()
+    (plugins,) = [a.menu() for a in bar.actions() if a.text().replace("&", "") == "Plugins"]
+
+    def action(title):
+        for a in plugins.actions():
+            menu = a.menu()
+            for b in menu.actions() if menu is not None else [a]:
+                if b.text().startswith(title):
+                    return b
+        raise AssertionError(title)
+
+    action("Dehaze").trigger()
+    qtbot.wait(300)
+    action("gCNR").trigger()
+    dehaze, gcnr = _docked(viewer, DehazeWidget), _docked(viewer, GcnrWidget)
+
+    def arranged():
+        return (
+            gcnr.table.horizontalScrollBar().maximum() == 0
+            and dehaze.height() - dehaze.sizeHint().height() < 60
+            and _whole_image_in_view(viewer)
+        )
+
+    qtbot.waitUntil(arranged, timeout=5_000)
+
+
 def test_layout_at_1600x1000_and_new_roi_layer_button(shown, qtbot):
     """The whole sector in view, every gCNR column without scrolling, no blank under the
     Dehaze form, combo boxes at their full height (underscores not clipped)."""

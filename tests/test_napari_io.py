@@ -110,11 +110,33 @@ def test_get_reader_never_raises_and_refuses_with_the_info_line(tmp_path, capsys
     assert napari_get_reader([str(demo_scan_path())]) is not None
 
 
+def _menu(qtbot, viewer, title):
+    """Click File > ``title`` (patch its dialogs first); what napari's handler would show, with
+    its frames dropped (they would keep the viewer alive past napari's leak check)."""
+    import gc
+    import sys
+
+    bar = viewer.window._qt_window.menuBar()
+    (file_menu,) = [a.menu() for a in bar.actions() if a.text().replace("&", "") == "File"]
+    (action,) = [a for a in file_menu.actions() if a.text().startswith(title)]
+    with qtbot.capture_exceptions() as caught:
+        action.trigger()
+    raised = caught[0][1] if caught else None
+    e = raised
+    while e is not None:
+        e.__traceback__ = None
+        e = e.__context__
+    caught.clear()
+    for name in ("last_type", "last_value", "last_traceback", "last_exc"):  # set by the hook
+        if hasattr(sys, name):
+            setattr(sys, name, None)
+    gc.collect()  # (napari's leak check collects only the young generations)
+    return raised
+
+
 def _file_open(qtbot, viewer, path):
     """File > Open File(s)... picking ``path``, OK pressed in napari's Choose reader dialog on
     the reader it preselected: (the dialog's readers, the one preselected), what was raised."""
-    import gc
-    import sys
     from unittest import mock
 
     from napari._qt.dialogs import qt_reader_dialog as qrd
@@ -127,26 +149,31 @@ def _file_open(qtbot, viewer, path):
         seen.append(([b.text() for b in buttons], dialog.reader_btn_group.checkedButton().text()))
         return QDialog.Accepted
 
-    bar = viewer.window._qt_window.menuBar()
-    (file_menu,) = [a.menu() for a in bar.actions() if a.text().replace("&", "") == "File"]
-    (action,) = [a for a in file_menu.actions() if a.text().startswith("Open File(s)")]
     pick = mock.patch.object(
         type(viewer.window._qt_viewer), "_open_file_dialog_uni", lambda *a, **k: [str(path)]
     )
     with pick, mock.patch.object(qrd.QtReaderDialog, "exec_", exec_):
-        with qtbot.capture_exceptions() as caught:  # what napari's handler would show
-            action.trigger()
-    raised = caught[0][1] if caught else None
-    e = raised
-    while e is not None:  # the frames of the error and its context would keep the viewer alive
-        e.__traceback__ = None
-        e = e.__context__
-    caught.clear()
-    for name in ("last_type", "last_value", "last_traceback", "last_exc"):  # set by the hook
-        if hasattr(sys, name):
-            setattr(sys, name, None)
-    gc.collect()  # (napari's leak check collects only the young generations)
+        raised = _menu(qtbot, viewer, "Open File(s)")
     return seen, raised
+
+
+def _file_save(qtbot, viewer, path):
+    """File > Save Selected Layers..., typing ``path`` in the dialog with the usdehaze result
+    filter chosen: (the filters offered, what was raised)."""
+    from unittest import mock
+
+    from qtpy.QtWidgets import QFileDialog
+
+    offered = []
+
+    def dialog(*args, filter="", **kwargs):
+        offered.append(filter)
+        (mine,) = [f for f in filter.split(";;") if "usdehaze" in f]
+        return str(path), mine
+
+    with mock.patch.object(QFileDialog, "getSaveFileName", dialog):
+        raised = _menu(qtbot, viewer, "Save Selected Layers")
+    return offered, raised
 
 
 def test_file_open_of_h5_preselects_usdehaze_and_says_why_it_refuses(
@@ -261,13 +288,12 @@ def test_writer_round_trip(make_napari_viewer, tmp_path):
 
 
 def test_writer_needs_tissue_and_haze(make_napari_viewer, tmp_path):
-    from usdehaze.errors import UsageError
-    from usdehaze.napari._writer import write_result
+    from usdehaze.napari._writer import SaveRefused, write_result
 
     _result(tmp_path / "res.h5")
     viewer = make_napari_viewer()
     layers = viewer.open(str(tmp_path / "res.h5"), plugin="usdehaze")
-    with pytest.raises(UsageError, match="no haze layer"):
+    with pytest.raises(SaveRefused, match="no haze layer"):
         write_result(str(tmp_path / "o.h5"), [layers[1].as_layer_data_tuple()])
     assert not (tmp_path / "o.h5").exists()
 
@@ -276,8 +302,7 @@ def test_writer_never_over_a_file_usdehaze_did_not_write(make_napari_viewer, tmp
     """issue 16: the napari writer checks its path like every command (usdehaze.outputs)."""
     import h5py
 
-    from usdehaze.errors import UsageError
-    from usdehaze.napari._writer import write_result
+    from usdehaze.napari._writer import SaveRefused, write_result
 
     _result(tmp_path / "res.h5")
     viewer = make_napari_viewer()
@@ -287,15 +312,63 @@ def test_writer_never_over_a_file_usdehaze_did_not_write(make_napari_viewer, tmp
     with h5py.File(theirs, "w") as f:
         f["data"] = np.arange(4)
     before = theirs.read_bytes()
-    with pytest.raises(UsageError, match="usdehaze did not write"):
+    with pytest.raises(SaveRefused, match="usdehaze did not write"):
         write_result(str(theirs), picked)
     assert theirs.read_bytes() == before
-    with pytest.raises(UsageError, match="would overwrite the input"):
+    with pytest.raises(SaveRefused, match="would overwrite the input"):
         write_result(str(tmp_path / "res.h5"), picked)  # the file the layers came from
     for _ in range(2):  # its own output: replaced
         assert write_result(str(tmp_path / "new.h5"), picked)
     with load_result(tmp_path / "new.h5") as res:
         assert res.attrs["usdehaze_output"] == "napari"
+
+
+def test_file_save_never_replaces_a_scan_and_keeps_its_refusals(
+    make_napari_viewer, qtbot, tmp_path
+):
+    """Issue 30 item 8, as a user saves (File > Save Selected Layers...): a name without suffix
+    gets .h5; a result usdehaze wrote is replaced; a scan is not, even one usdehaze wrote (the
+    demo scan, a simulate output), and the refusal reaches the user as one line, through the
+    dialog and through napari's API (``layers.save``, which drops a writer's ValueError); one
+    selected layer is offered the usdehaze writer, which says what to select."""
+    import yaml
+
+    from usdehaze.cli._app import run_app
+    from usdehaze.napari._writer import SUFFIXES, SaveRefused
+
+    manifest = yaml.safe_load((ROOT / "usdehaze/napari/napari.yaml").read_text())
+    (writer,) = manifest["contributions"]["writers"]
+    assert tuple(writer["filename_extensions"]) == SUFFIXES
+
+    arrays = _result(tmp_path / "res.h5")
+    viewer = make_napari_viewer()
+    layers = viewer.open(str(tmp_path / "res.h5"), plugin="usdehaze")
+    picked = [ly for ly in layers if ly.metadata["usdehaze"].role in ("tissue", "haze")]
+    viewer.layers.selection = set(picked)
+    for _ in range(2):  # the second replaces the result the first wrote
+        offered, raised = _file_save(qtbot, viewer, tmp_path / "saved")
+        assert raised is None, raised
+    assert not (tmp_path / "saved").exists()
+    with load_result(tmp_path / "saved.h5") as res:
+        np.testing.assert_array_equal(res.frames("tissue"), arrays["tissue"])
+
+    demo = tmp_path / "demo_copy.h5"
+    demo.write_bytes(demo_scan_path().read_bytes())
+    assert run_app(["simulate", str(tmp_path / "sim.h5"), "--frames", "1"]) == 0
+    for scan in (demo, tmp_path / "sim.h5"):
+        before = scan.read_bytes()
+        _, raised = _file_save(qtbot, viewer, scan)
+        assert isinstance(raised, SaveRefused) and "is a scan" in str(raised), raised
+        assert scan.name in str(raised) and "\n" not in str(raised)
+        with pytest.raises(SaveRefused, match="is a scan"):  # napari's API path
+            viewer.layers.save(str(scan), selected=True, plugin="usdehaze")
+        assert scan.read_bytes() == before
+
+    viewer.layers.selection = {picked[0]}
+    offered, raised = _file_save(qtbot, viewer, tmp_path / "one.h5")
+    assert any("usdehaze" in f for f in offered)
+    assert isinstance(raised, SaveRefused) and "select usdehaze tissue and haze" in str(raised)
+    assert not (tmp_path / "one.h5").exists()
 
 
 def test_sample_data_scan_and_truth(make_napari_viewer):

@@ -84,6 +84,17 @@ def test_live_toggle_shows_the_dehazed_frame_off_the_gui_thread(
         return dehaze_iq(self, *a, **k)
 
     monkeypatch.setattr(lib.Dehazer, "dehaze_iq", spy)
+    from usdehaze.napari import _dehaze_widget
+
+    checks = []
+    check = _dehaze_widget.layer_check
+
+    def slow_check(*a, **k):  # the out-of-distribution check, made slow (7 s seen)
+        checks.append(threading.current_thread())
+        time.sleep(4.0)
+        return check(*a, **k)
+
+    monkeypatch.setattr(_dehaze_widget, "layer_check", slow_check)
     delay["s"] = 3.0  # a slow first frame: the click must not wait for it
     with qtbot.waitSignal(dehaze.live_shown, timeout=60_000) as sig:
         t0 = time.perf_counter()
@@ -93,23 +104,27 @@ def test_live_toggle_shows_the_dehazed_frame_off_the_gui_thread(
         assert dehaze.live.stats.shown == 0 and dehaze.live_status.text().startswith("live:")
     assert sig.args == [1]
     delay["s"] = 0.0
-    qtbot.waitUntil(lambda: dehaze.live.ood is not None, timeout=30_000)  # once, after frame 1
-    assert dehaze.live.ood.frames == [1]
     live = viewer.layers[LIVE]
-    monkeypatch.undo()
-    np.testing.assert_allclose(live.data, _expected(dehaze, 1), atol=1e-4)
-    assert live.metadata["usdehaze_live"]["frame"] == 1
-    # side by side: same rows, to the right of the input, nothing overlapping
-    (z0, x0), (z1, x1) = viewer.layers["demo_scan"].extent.world[:, -2:]
-    (lz0, lx0), _ = live.extent.world[:, -2:]
-    assert lz0 == pytest.approx(z0) and lx0 > x1
-    monkeypatch.setattr(lib.Dehazer, "dehaze_iq", spy)
+    # over the input, in the same place: the cursor's mm and the regions mean the same on both
+    np.testing.assert_allclose(
+        live.extent.world[:, -2:], viewer.layers["demo_scan"].extent.world[:, -2:]
+    )
+    np.testing.assert_allclose(live.translate, viewer.layers["demo_scan"].translate[-2:])
 
-    # the slider moved with the keyboard: the live layer follows, the frame shown is dehazed
-    with qtbot.waitSignal(dehaze.live_shown, timeout=30_000) as sig:
+    # the slider moved with the keyboard: the live layer follows, the frame shown is dehazed,
+    # while the out-of-distribution check of frame 1 still runs in a worker of its own
+    with qtbot.waitSignal(dehaze.live_shown, timeout=3_000) as sig:
         _press(qtbot, viewer, Qt.Key_Right)
     assert sig.args == [2] and viewer.dims.current_step[0] == 2
+    assert dehaze.live.ood is None and len(checks) == 1  # frames went on during the check
     assert threads and threading.main_thread() not in threads
+    assert checks[0] not in threads and checks[0] is not threading.main_thread()
+    qtbot.waitUntil(lambda: dehaze.live.ood is not None, timeout=30_000)  # once, frame 1
+    assert dehaze.live.ood.frames == [1] and len(checks) == 1
+    monkeypatch.undo()
+    np.testing.assert_allclose(live.data, _expected(dehaze, 2), atol=1e-4)
+    assert live.metadata["usdehaze_live"]["frame"] == 2
+    monkeypatch.setattr(lib.Dehazer, "dehaze_iq", spy)
 
     # frames faster than the worker: the GUI stays free, stale frames are skipped, the
     # newest one is shown last

@@ -9,6 +9,7 @@ import errno
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -219,6 +220,28 @@ def test_simulate_output_checks(tmp_path, capsys):
     roi.write_text(json.dumps(legacy))  # as an older simulate wrote it, beside its scan
     assert run_app(["simulate", str(tmp_path / "sim.h5"), "--frames", "1"]) == 0
     assert run_app(["info", str(tmp_path / "sim.h5")]) == 0
+
+
+def test_run_never_replaces_a_scan_usdehaze_wrote(tmp_path, priors, capsys):
+    """Issue 30 item 8: ``run -o`` replaces a result usdehaze wrote, never a scan, not even one
+    usdehaze simulated (marker kind 'simulate') nor a copy of the demo scan (pre-marker)."""
+    from usdehaze.outputs import is_usdehaze_scan, written_by
+    from usdehaze.ultrasound.simulate import demo_scan_path
+
+    scan = _scan(tmp_path / "scan.h5")
+    assert run_app(["simulate", str(tmp_path / "sim.h5"), "--frames", "1"]) == 0
+    demo = tmp_path / "demo_copy.h5"
+    shutil.copyfile(demo_scan_path(), demo)
+    for target in (tmp_path / "sim.h5", demo):
+        assert is_usdehaze_output(target) and is_usdehaze_scan(target), target
+        argv = ["run", str(scan), "-o", str(target), "--frames", "0", *priors]
+        _refused(argv, capsys, target.name, target)
+    with pytest.raises(ValueError, match=r"is a scan \(written by usdehaze simulate\)"):
+        check_output(demo, [scan])
+    out = tmp_path / "r.h5"
+    for _ in range(2):  # a result is replaced
+        assert run_app(["run", str(scan), "-o", str(out), "--frames", "0", *priors]) == 0
+    assert written_by(out) == "run" and not is_usdehaze_scan(out)
 
 
 def test_evaluate_json_checked_before_the_work(tmp_path, capsys):

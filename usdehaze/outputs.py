@@ -6,6 +6,8 @@ metadata of a figure), and :func:`check_output` refuses
 
 * an output that is, contains or lies inside an input (also through ``..`` and symlinks),
 * an existing file, folder or store that carries no usdehaze marker,
+* a scan usdehaze wrote (the marker's kind, :data:`SCAN_WRITERS`: ``simulate``'s output, the
+  demo scan): a scan is an input, so only the command that makes scans may replace one,
 * a folder where a file is expected, a parent that is a file, a name the file system cannot
   hold, a folder that cannot be written,
 
@@ -26,6 +28,8 @@ from usdehaze.errors import UsageError
 
 MARKER = "usdehaze_output"
 """The attribute (or JSON key, or figure metadata) naming the usdehaze writer of an output."""
+SCAN_WRITERS = ("simulate",)
+"""Writers (marker values) whose HDF5/zarr outputs are scans: inputs of the other commands."""
 
 # outputs written before the marker existed, and priors (their JSON is core.priors' own):
 # recognised by their own format attribute
@@ -48,37 +52,63 @@ def figure_metadata(writer: str) -> dict[str, str]:
 
 def is_usdehaze_output(path: str | os.PathLike) -> bool:
     """True when ``path`` carries the marker of a usdehaze writer (or a pre-marker format)."""
+    return written_by(path) is not None
+
+
+def is_usdehaze_scan(path: str | os.PathLike) -> bool:
+    """True when ``path`` is a scan usdehaze wrote (an HDF5 file or zarr store whose marker is
+    one of :data:`SCAN_WRITERS`, or the pre-marker demo scan)."""
+    return written_by(path) in SCAN_WRITERS and (Path(path).is_dir() or _is_hdf5(Path(path)))
+
+
+def written_by(path: str | os.PathLike) -> str | None:
+    """The usdehaze writer that made ``path``: its marker's value (``run``, ``napari``,
+    ``simulate``...), ``""`` where the marker names none (a pre-marker format, a figure, a
+    video), None when usdehaze did not write it."""
     path = Path(path)
     try:
         if path.is_dir():
-            return _zarr_marked(path)
+            return _zarr_writer(path)
         if not path.is_file():
-            return False
+            return None
         with open(path, "rb") as f:
             head = f.read(_SNIFF)
         if head.startswith(_HDF5_SIGNATURE):
-            return _hdf5_marked(path)
+            return _hdf5_writer(path)
         suffix = path.suffix.lower()
         if suffix == ".json":
             if path.stat().st_size > 64 << 20:
-                return False
-            return _marked(json.loads(path.read_text()))
+                return None
+            return _writer(json.loads(path.read_text()))
         if suffix == ".safetensors":  # a prior's weights: its JSON beside it says whose
-            return _prior_json(path.with_suffix(".json"))
+            return "" if _prior_json(path.with_suffix(".json")) else None
         if suffix in _SNIFFED or head[128:132] == b"DICM":
             token = MARKER.encode()
             if token in head:
-                return True
+                return ""
             with open(path, "rb") as f:
                 f.seek(max(0, path.stat().st_size - _SNIFF))
-                return token in f.read()
+                return "" if token in f.read() else None
     except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    return None
+
+
+def _is_hdf5(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(_HDF5_SIGNATURE)) == _HDF5_SIGNATURE
+    except OSError:
         return False
-    return False
 
 
-def _marked(attrs: object) -> bool:
-    return isinstance(attrs, dict) and (MARKER in attrs or attrs.get("format") in _LEGACY_FORMATS)
+def _writer(attrs: object) -> str | None:
+    """The marker's value in ``attrs`` (``""`` for a pre-marker format), None without one."""
+    if not isinstance(attrs, dict):
+        return None
+    if MARKER in attrs:
+        return str(_text(attrs[MARKER]))
+    return "" if attrs.get("format") in _LEGACY_FORMATS else None
 
 
 def _prior_json(path: Path) -> bool:
@@ -91,17 +121,17 @@ def _prior_json(path: Path) -> bool:
     return isinstance(data, dict) and data.get("format") == "usdehaze-prior/1"
 
 
-def _zarr_marked(path: Path) -> bool:
-    """A zarr store (v3 ``zarr.json`` or v2 ``.zattrs``) whose root attributes hold the marker."""
+def _zarr_writer(path: Path) -> str | None:
+    """The marker in a zarr store's root attributes (v3 ``zarr.json`` or v2 ``.zattrs``)."""
     for name, key in (("zarr.json", "attributes"), (".zattrs", None)):
         meta = path / name
         if meta.is_file():
             data = json.loads(meta.read_text())
-            return _marked(data.get(key) if key and isinstance(data, dict) else data)
-    return False
+            return _writer(data.get(key) if key and isinstance(data, dict) else data)
+    return None
 
 
-def _hdf5_marked(path: Path) -> bool:
+def _hdf5_writer(path: Path) -> str | None:
     import h5py
 
     try:
@@ -110,8 +140,11 @@ def _hdf5_marked(path: Path) -> bool:
             group = f.get("usdehaze")
             inner = {k: _text(v) for k, v in group.attrs.items()} if group is not None else {}
     except Exception:  # noqa: BLE001 - any unreadable file is simply not ours
-        return False
-    return _marked(attrs) or MARKER in inner or attrs.get("description") == _LEGACY_SCAN
+        return None
+    if attrs.get("description") == _LEGACY_SCAN:  # the demo scan, from before the marker
+        return "simulate"
+    found = _writer(attrs)
+    return found if found is not None else _writer(inner)
 
 
 def _text(v: object) -> object:
@@ -139,12 +172,15 @@ def check_output(
     *,
     option: str = "-o",
     folder: bool = False,
+    scans: bool = False,
 ) -> Path:
     """Refuse (one UsageError line) an output that would destroy anything not usdehaze's.
 
     ``inputs`` are the command's input files (a path inside a zarr store, ``st.zarr/iq``,
     counts as the store); ``folder`` for outputs that are folders or zarr stores (else a file
-    is expected). Returns ``target`` as a Path. Call it before any work is done.
+    is expected); ``scans`` only for the command that writes scans (``simulate``): any other
+    output never replaces a scan, even one usdehaze wrote. Returns ``target`` as a Path. Call
+    it before any work is done.
     """
     target = Path(target)
     _check_name(target, option)
@@ -164,6 +200,11 @@ def check_output(
             raise UsageError(
                 f"{target}: {option} is an existing {kind} that usdehaze did not write "
                 f"(no '{MARKER}' marker); it is left alone: remove it yourself or choose another {option}"
+            )
+        if not scans and is_usdehaze_scan(target):
+            raise UsageError(
+                f"{target}: {option} is a scan (written by usdehaze {written_by(target)}), an "
+                f"input that is never replaced, only a result usdehaze wrote; choose another {option}"
             )
     return target
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -76,6 +77,90 @@ def _x_server_answers(display: str) -> bool:
     return True
 
 
+QT_PROBE = "from qtpy.QtWidgets import QApplication; QApplication([])"
+
+
+def qt_problem() -> str | None:
+    """Why Qt cannot open a window here, or None: tried in a child process, since Qt aborts
+    the whole process when it cannot (SIGABRT, e.g. without libxcb-cursor0, although a
+    DISPLAY is set). Linux only (elsewhere Qt brings its platform plugins)."""
+    import subprocess
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        probe = subprocess.run(
+            [sys.executable, "-c", QT_PROBE], capture_output=True, text=True, timeout=60
+        )
+    except subprocess.TimeoutExpired:
+        return "Qt did not start within 60 s"
+    if probe.returncode == 0:
+        return None
+    lines = [ln.strip() for ln in probe.stderr.splitlines() if ln.strip()]
+    said = next((ln for ln in lines if "xcb" in ln or "plugin" in ln), lines[-1] if lines else "")
+    hint = " (install libxcb-cursor0 and the other xcb libraries)" if "xcb" in said else ""
+    return f"Qt cannot open a window: {said[:200] or f'exit status {probe.returncode}'}{hint}"
+
+
+class Interrupts:
+    """SIGINT and SIGTERM while napari starts or runs: recorded and the Qt application told
+    to quit, not raised (an exception raised inside a napari callback was swallowed, and the
+    process then ended on neither signal); a timer lets Python see them while Qt's loop runs.
+    ``done()`` hands the first one to the previous handler (exit 130 or 143)."""
+
+    def __init__(self) -> None:
+        import signal
+
+        self.got: list[int] = []
+        self.old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+        self.timer = None
+        for s in self.old:
+            signal.signal(s, self._on)
+
+    viewer: Any = None  # once open: closed by the first signal
+
+    def _on(self, signum: int, frame: object) -> None:
+        self.got.append(signum)
+        if len(self.got) == 1 and self.viewer is not None:
+            from qtpy.QtCore import QTimer
+
+            # not from inside the handler (it may interrupt Qt mid-paint: that crashed)
+            QTimer.singleShot(0, self._quit)
+
+    def _quit(self) -> None:
+        from qtpy.QtWidgets import QApplication
+
+        try:
+            self.viewer.close()
+        finally:
+            app = QApplication.instance()
+            if app is not None:
+                app.quit()
+
+    def wake(self) -> None:
+        """While Qt's loop runs, give Python a moment every 200 ms to run the handlers."""
+        from qtpy.QtCore import QTimer
+
+        self.timer = QTimer()
+        self.timer.timeout.connect(lambda: None)
+        self.timer.start(200)
+
+    def done(self) -> None:
+        """Restore the handlers; a signal received is handed to its previous handler."""
+        import signal
+
+        if self.timer is not None:
+            self.timer.stop()
+        for s, handler in self.old.items():
+            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
+        if self.got:
+            handler = self.old.get(self.got[0])
+            if callable(handler):
+                handler(self.got[0], None)
+            raise KeyboardInterrupt
+
+
 @app.command()
 def view(
     file: Path = typer.Argument(..., help="Scan (HDF5/zarr/UFF) or usdehaze result file."),
@@ -100,13 +185,25 @@ def view(
         from usdehaze.ultrasound.roi import load_roi
 
         load_roi(roi)
+    problem = qt_problem()
+    if problem is not None:
+        raise UsageError(f"{file}: usdehaze view: {problem}")
+    interrupts = Interrupts()
     try:
-        import napari
-    except ImportError:
-        raise UsageError("usdehaze view needs napari: pip install 'usdehaze[napari]'") from None
-    from usdehaze.napari._launch import open_viewer
-    from usdehaze.napari._reader import check_readable
+        try:
+            import napari
+        except ImportError:
+            raise UsageError("usdehaze view needs napari: pip install 'usdehaze[napari]'") from None
+        from usdehaze.napari._launch import open_viewer
+        from usdehaze.napari._reader import check_readable
 
-    check_readable(file)  # the reason usdehaze info gives, before any window opens
-    open_viewer(file, roi)
-    napari.run()
+        check_readable(file)  # the reason usdehaze info gives, before any window opens
+        if not interrupts.got:
+            viewer = interrupts.viewer = open_viewer(file, roi)
+            interrupts.wake()
+            if interrupts.got:  # during start-up: the window closes at once
+                viewer.close()
+            else:
+                napari.run()
+    finally:
+        interrupts.done()

@@ -16,7 +16,7 @@ saved from napari records the same.
 
 **Live** (a toggle): while on, the frame the slider shows — as the user plays or scrubs the cine
 loop — is dehazed by the fast method (the one-pass student) in a worker thread and shown in a
-``NAME tissue (live)`` layer beside the input, updated in place; requests the worker has not
+``NAME tissue (live)`` layer over the input (same place), updated in place; requests the worker has not
 reached when a newer frame comes are dropped, so it always works on the newest frame
 (usdehaze.napari._live). **Dehaze this frame (joint)** runs the joint sampler with the form's
 settings on the frame shown, for a careful look.
@@ -24,6 +24,7 @@ settings on the frame shown, for a careful look.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -59,13 +60,13 @@ from usdehaze.napari._layers import (
 )
 from usdehaze.napari._link import link_groups
 from usdehaze.napari._live import Latest, LiveFrame, LiveStats, live_config, live_loop
+from usdehaze.napari._preload import preload_torch
 
 DEVICES = ("auto", "cpu", "cuda")
 FRAMES = ("current frame", "all frames")
 
 
 LIVE_SUFFIX = " tissue (live)"
-LIVE_GAP = 0.05  # gap between the input and the live layer, as a fraction of the input's width
 
 
 class Cancelled(Exception):
@@ -208,6 +209,9 @@ def dehaze_frames(
     from usdehaze.ultrasound.ood import OodCheck
 
     stage = on_stage or (lambda text: None)
+    if "torch" not in sys.modules:
+        stage("loading torch…")
+        preload_torch()  # the GIL-holding part of ``import torch``, without the GIL
     stage("checking the settings…")
     cfg, note = layer_config(native, method_settings(cfg.validate("dehaze widget")))
     stage("loading the priors…")
@@ -284,6 +288,8 @@ class LiveSession:
     last_requested: int | None = None
     shown_index: int | None = None
     ready: bool = False
+    dehazer: Any = None  # the worker's, once loaded (the out-of-distribution check uses it)
+    ood_worker: Any = None  # the out-of-distribution check's own worker, once started
     ood: Any = None  # the out-of-distribution check, made once after the first frame
 
 
@@ -470,8 +476,11 @@ class DehazeWidget(QWidget):
         if event.type() == QEvent.ParentChange and self.parent() is None and self._docked:
             self.shut_down()
         elif event.type() == QEvent.ParentChange and self.parent() is not None:
+            from usdehaze.napari._launch import docked
+
             self._docked = True
             self._watch_window()
+            docked(self.viewer)  # arranged with the gCNR dock, and again on each resize
         return super().event(event)
 
     _docked = False
@@ -785,7 +794,6 @@ class DehazeWidget(QWidget):
             session.stop,
             session.stats,
             lambda dehazer: relay.live_ready.emit(dehazer),
-            lambda check: relay.live_ood.emit(check),
             _start_thread=False,
             _ignore_errors=True,  # errors → _live_failed → a notification
         )
@@ -804,13 +812,15 @@ class DehazeWidget(QWidget):
         self._live_request()
 
     def _live_layer(self, layer: Any, native: Native) -> Any:
-        """The layer the live frames go to, beside the input (to its right): reused when it is
-        there, else a blank one; contrast, gamma and colormap linked with the input."""
+        """The layer the live frames go to, over the input in the same place (world coordinates
+        in the scan's mm, so the cursor, the regions and gCNR mean the same on both; a layer
+        beside the input sat 126 mm off): reused when it is there, else a blank one; contrast,
+        gamma and colormap linked with the input. Inserted below the regions; the active layer
+        stays active."""
         name = layer.name + LIVE_SUFFIX
         shape = tuple(layer.data.shape[-2:])
         scale = tuple(float(v) for v in layer.scale[-2:])
         t = [float(v) for v in layer.translate[-2:]]
-        t[1] += shape[1] * scale[1] * (1 + LIVE_GAP)
         if name in self.viewer.layers:
             live = self.viewer.layers[name]
             live.translate = t
@@ -836,7 +846,6 @@ class DehazeWidget(QWidget):
             link_layers([layer, live], ("contrast_limits", "gamma", "colormap"))
         except Exception:  # noqa: BLE001 - linking is a convenience
             pass
-        self.viewer.reset_view()  # input and live side by side, both in view
         return live
 
     def _live_request(self, event: Any = None) -> None:
@@ -856,6 +865,7 @@ class DehazeWidget(QWidget):
         if s is None or self._life.closed:
             return
         s.ready = True
+        s.dehazer = dehazer
         self.live_status.setText(
             f"live: {s.layer.name}, method fast on {dehazer.device} ({dehazer.precision()})"
         )
@@ -892,7 +902,28 @@ class DehazeWidget(QWidget):
             f"live: frame {f.index} · {1e3 * f.seconds:.0f} ms/frame · "
             f"{st.shown} shown, {st.dropped} skipped"
         )
+        if s.ood_worker is None and s.dehazer is not None:
+            self._live_check(s, f.index)
         self.live_shown.emit(f.index)
+
+    def _live_check(self, s: LiveSession, index: int) -> None:
+        """``usdehaze run``'s out-of-distribution check on the first frame shown, once, in a
+        worker of its own: in the live worker it held every frame back for its 7 s."""
+        from napari.qt.threading import create_worker
+
+        relay = self._relay
+        worker = create_worker(
+            layer_check,
+            native_of(s.layer),
+            [index],
+            s.dehazer,
+            _start_thread=False,
+            _ignore_errors=True,  # a check that fails is no check: live goes on
+        )
+        worker.returned.connect(relay.live_ood.emit)
+        s.ood_worker = worker
+        room_in_pool()
+        worker.start()
 
     def _live_failed(self, s: LiveSession, exc: BaseException) -> None:
         if s is not self._live or self._life.closed:

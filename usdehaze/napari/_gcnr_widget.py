@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from qtpy.QtCore import QTimer, Signal
+from qtpy.QtCore import QEvent, QTimer, Signal
 from qtpy.QtWidgets import (
     QAbstractScrollArea,
     QComboBox,
@@ -105,6 +105,23 @@ class GcnrWidget(QWidget):
     """Table of contrast figures for the ROI pairs on the chosen image layer and frame."""
 
     updated = Signal()
+
+    def event(self, event: Any) -> bool:
+        """Put in a dock (``usdehaze view`` or Plugins > usdehaze): arrange the usdehaze docks
+        (every table column shown), and again whenever the window is resized."""
+        viewer = getattr(self, "viewer", None)  # (None while __init__ runs)
+        if event.type() == QEvent.ParentChange and self.parentWidget() and viewer is not None:
+            from usdehaze.napari._launch import docked
+
+            docked(viewer)
+        return super().event(event)
+
+    def needed_width(self) -> int:
+        """The width at which every table column shows: the size hint, or more when the table
+        scrolls sideways at the present width (its hint lags napari's style and contents)."""
+        return max(
+            self.sizeHint().width(), self.width() + self.table.horizontalScrollBar().maximum()
+        )
 
     def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
         super().__init__(parent)

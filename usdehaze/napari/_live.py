@@ -6,9 +6,10 @@ The GUI thread only posts the frame index the slider shows into a one-slot mailb
 frames come faster than the network the worker always takes the newest frame and never falls
 behind. The worker (:func:`live_loop`, a napari generator worker) loads the student once, then
 for each request reads that frame's IQ, dehazes it, scan-converts the tissue for display and
-yields it; the GUI thread puts it in the live layer in place. After the first frame is shown the
-worker makes ``usdehaze run``'s out-of-distribution check once, on that frame (the fast method's
-run makes it too), and hands it to ``on_ood``. :class:`LiveStats` counts
+yields it; the GUI thread puts it in the live layer in place. ``usdehaze run``'s
+out-of-distribution check (7 s here) is not made in this worker, which would show nothing
+meanwhile: the widget makes it once, in a worker of its own, after the first frame is shown.
+:class:`LiveStats` counts
 requests, frames dehazed, shown and dropped, and the latency from request to display
 (``pipelines/bench_live.py`` prints them).
 """
@@ -23,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from usdehaze.napari._layers import Native, display_converter, layer_check
+from usdehaze.napari._layers import Native, display_converter
 
 IDLE_WAIT = 0.05  # s: how often an idle worker looks whether it was stopped
 
@@ -121,14 +122,15 @@ def live_loop(
     stop: threading.Event,
     stats: LiveStats,
     on_ready: Callable[[Any], None] | None = None,
-    on_ood: Callable[[Any], None] | None = None,
 ) -> Iterator[LiveFrame]:
     """Worker body: load the student, then dehaze the newest requested frame until ``stop``.
     Requests are ``(index, time requested)``; yields a :class:`LiveFrame` per frame done.
-    ``on_ready(dehazer)`` once loaded; ``on_ood(check)`` once, after the first frame."""
+    ``on_ready(dehazer)`` once loaded."""
+    from usdehaze.napari._preload import preload_torch
     from usdehaze.ultrasound.dehaze import Dehazer
     from usdehaze.ultrasound.methods import uses_iq
 
+    preload_torch()  # the GIL-holding part of ``import torch``, without the GIL
     cfg = cfg.validate("live view")
     if native.iq is None or not uses_iq(cfg):
         from usdehaze.errors import UsageError
@@ -156,6 +158,3 @@ def live_loop(
         if stop.is_set():
             return
         yield LiveFrame(i, image, requested, done, done - t0)
-        if on_ood is not None:
-            on_ood(layer_check(native, [i], dehazer))
-            on_ood = None

@@ -2,7 +2,10 @@
 
 The frames written are the layers' stored-grid dB frames (not the scan-converted display), with
 the input's geometry, so the file reads back in napari, ``usdehaze gcnr`` and ``usdehaze show``
-like one written by ``usdehaze run``.
+like one written by ``usdehaze run``. A name without one of the writer's suffixes gets ``.h5``.
+The path is checked like every command's output (usdehaze.outputs): never over the scan
+shown, another scan (even one usdehaze simulated) or a file usdehaze did not write; only a
+result usdehaze wrote is replaced. A refusal is raised as :class:`SaveRefused`, one line.
 """
 
 from __future__ import annotations
@@ -16,6 +19,14 @@ from usdehaze.errors import UsageError
 from usdehaze.napari._layers import META_KEY, Native
 
 LayerData = tuple[Any, dict, str]
+SUFFIXES = (".h5", ".hdf5", ".zarr")  # = napari.yaml's filename_extensions (tested)
+
+
+class SaveRefused(RuntimeError):
+    """A save usdehaze refuses, as one line. Not a ValueError (UsageError is one): napari's
+    writer lookup takes a ValueError for "not a valid writer" and drops the message."""
+
+
 _OWN_ATTRS = ("format", "complete", "frames_done", "n_frames", "grid")
 
 
@@ -42,7 +53,17 @@ def _natives(data: list[LayerData]) -> dict[str, Native]:
 
 
 def write_result(path: str, data: list[LayerData]) -> list[str]:
-    """Write the selected tissue + haze layers (+ input, std) as a result file; returns [path]."""
+    """Write the selected tissue + haze layers (+ input, std) as a result file; returns the
+    path written (``path``, with ``.h5`` added when it has none of :data:`SUFFIXES`)."""
+    if Path(path).suffix.lower() not in SUFFIXES:
+        path = f"{path}.h5"
+    try:
+        return _write(path, data)
+    except UsageError as exc:
+        raise SaveRefused(str(exc)) from None
+
+
+def _write(path: str, data: list[LayerData]) -> list[str]:
     from usdehaze import __version__
     from usdehaze.outputs import check_output
     from usdehaze.ultrasound.results import ResultWriter
@@ -68,7 +89,7 @@ def write_result(path: str, data: list[LayerData]) -> list[str]:
         raise UsageError(f"{path}: layers differ in shape {shapes}; they must come from one run")
     n, *shape = shapes["tissue"]
     sources = [s for s in {tissue.source, haze.source} if s]
-    check_output(path, sources)  # never over the scan shown, nor a file usdehaze did not write
+    check_output(path, sources)  # never over the scan shown, a scan, a file not usdehaze's
     attrs = {
         **{k: v for k, v in tissue.attrs.items() if k not in _OWN_ATTRS and v is not None},
         "usdehaze_version": __version__,

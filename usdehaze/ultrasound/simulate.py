@@ -331,7 +331,7 @@ def write_simulation(
     if out.suffix.lower() not in (".h5", ".hdf5"):
         raise UsageError(f"{out}: simulate writes an HDF5 file (zea layout); give NAME.h5")
     roi_path = out.with_suffix(".roi.json")
-    check_output(out)  # both before any work: never over a file usdehaze did not write
+    check_output(out, scans=True)  # both before any work: never over a file not ours
     if not _legacy_pair(out, roi_path):
         check_output(roi_path, [out], option="the ROI file")
         _unchanged_since_written(roi_path)

@@ -82,11 +82,12 @@ def geometry_from_description(text: object, nz: int, nx: int):
     return (*_polar(r, th), note)
 
 
-def _geometry(path: Path, sg, nz: int, nx: int, description: object = None):
+def _geometry(path: Path, sg, nz: int, nx: int, descriptions: tuple = ()):
     """(x, z, grid, axes, note) from ``scan/``: x_axis/z_axis, theta_axis/r_axis (polar about
     the origin), or zea-style xlims/zlims (pixel centres spread evenly between the limits);
-    else a sector stated in the file's description; otherwise the default cartesian grid. The
-    note (None for stated pixel positions) says what was inferred or assumed."""
+    else a sector stated in the first of ``descriptions`` that states one; otherwise the
+    default cartesian grid. The note (None for stated pixel positions) says what was inferred
+    or assumed."""
     xs, zs = _axis(path, sg, "x_axis", nx), _axis(path, sg, "z_axis", nz)
     th, r = _axis(path, sg, "theta_axis", nx), _axis(path, sg, "r_axis", nz)
     if xs is None and zs is None and "xlims" in sg and "zlims" in sg:
@@ -100,9 +101,10 @@ def _geometry(path: Path, sg, nz: int, nx: int, description: object = None):
         return x, z, "cartesian", {"x": xs, "z": zs}, None
     if th is not None and r is not None:
         return (*_polar(r, th), None)
-    described = geometry_from_description(description, nz, nx)
-    if described is not None:
-        return described
+    for text in descriptions:
+        described = geometry_from_description(text, nz, nx)
+        if described is not None:
+            return described
     x, z, axes = cartesian_geometry(nz, nx)
     return x, z, "cartesian", axes, assumed_grid_note()
 
@@ -122,7 +124,9 @@ def read(path: Path, f, key: str | None) -> Scan:
     sg = f["scan"] if "scan" in f else {}
     if not hasattr(sg, "keys"):
         raise UsageError(f"{path}: key 'scan': expected a group of scan parameters")
-    x, z, grid, axes, note = _geometry(path, sg, nz, nx, f.attrs.get("description"))
+    # the sector may be stated on the dataset itself, its group or the file's root
+    said = tuple(g.attrs.get("description") for g in (ds, ds.parent, f))
+    x, z, grid, axes, note = _geometry(path, sg, nz, nx, said)
     complex_ = np.dtype(ds.dtype).kind == "c"
     if complex_ and ds.shape[-1] != 1:
         raise UsageError(
