@@ -31,19 +31,22 @@ from usdehaze.ultrasound.wreck import frame_wreck
 HAZE_LEVELS = (-16.0, -12.0, -8.0)
 # a scan's verdict from its truth (issue 28), what the checks are judged against: "helped" takes
 # at least this share of the haze contrast out, keeps the tissue within TISSUE_KEPT_DB (issue
-# 28's target) and does not lower the PSNR; "harmed" puts haze in (share < 0), lowers the PSNR by
-# more than HARM_PSNR_DB or moves the tissue by more than HARM_TISSUE_DB and 1 dB beyond the
-# input's own error; anything between is "neither" (changed little, or mixed)
+# 28's target) and does not lower the PSNR; "harmed" puts haze in (share below HARM_HAZE_REMOVED),
+# lowers the PSNR by more than HARM_PSNR_DB or moves the tissue by more than HARM_TISSUE_DB and
+# 1 dB beyond the input's own error; anything between is "neither" (changed little, or mixed)
 HELPED_HAZE_REMOVED = 0.25
+HARM_HAZE_REMOVED = -0.1  # a tenth of the haze contrast added: not a rounding of "none removed"
 TISSUE_KEPT_DB = 1.0
 HARM_PSNR_DB = 1.0
 HARM_TISSUE_DB = 2.0
 CHECKS = ("ood", "harm", "wreck")  # out-of-distribution, do-no-harm, gross failure
 CHECK_HEADERS = {"ood": "OOD", "harm": "do-no-harm", "wreck": "gross failure", "any": "any"}
 VERDICTS = ("helped", "harmed", "neither")
+INPUT_ROW = "hazy input"  # the input as the result: the reference, no method run, nothing to judge
 CHECKS_NOTE = (
     f"helped: ≥ {100 * HELPED_HAZE_REMOVED:.0f} % of the haze removed, tissue within "
-    f"±{TISSUE_KEPT_DB:g} dB, PSNR not below the input's; harmed: haze added, PSNR "
+    f"±{TISSUE_KEPT_DB:g} dB, PSNR not below the input's; harmed: haze added (haze removed "
+    f"< {100 * HARM_HAZE_REMOVED:.0f} %), PSNR "
     f"{HARM_PSNR_DB:g} dB below the input's, or tissue beyond ±{HARM_TISSUE_DB:g} dB and 1 dB "
     "beyond the input's own error"
 )
@@ -129,7 +132,11 @@ def verdict(row: dict[str, float]) -> str:
     """A frame's "helped", "harmed" or "neither" from its truth figures (see HELPED_HAZE_REMOVED)."""
     removed, psnr, psnr_in = row["haze_removed"], row["psnr"], row["psnr_in"]
     kept, kept_in = abs(row["tissue_kept_db"]), abs(row["tissue_kept_in_db"])
-    if removed < 0 or psnr < psnr_in - HARM_PSNR_DB or kept > max(HARM_TISSUE_DB, kept_in + 1):
+    if (
+        removed < HARM_HAZE_REMOVED
+        or psnr < psnr_in - HARM_PSNR_DB
+        or kept > max(HARM_TISSUE_DB, kept_in + 1)
+    ):
         return "harmed"
     if removed >= HELPED_HAZE_REMOVED and kept <= TISSUE_KEPT_DB and psnr >= psnr_in:
         return "helped"
@@ -207,7 +214,8 @@ def score(
             {
                 "name": str(c.get("name", c.get("seed", k))),
                 "verdict": verdict(r),
-                **{key: r[key] for key in ("haze_removed", "tissue_kept_db", "psnr", "psnr_in")},
+                **{k: r[k] for k in ("haze_removed", "tissue_kept_db", "psnr", "psnr_in")},
+                "tissue_kept_in_db": r["tissue_kept_in_db"],
                 "ood_score": float("nan") if check is None else float(check.score),
                 "ood": float("nan")
                 if check is None or not np.isfinite(check.score)
@@ -255,7 +263,7 @@ def evaluate(
     if not cases:
         raise ValueError("evaluate: no cases")
     table = {
-        "hazy input": score(cases, [c["input"] for c in cases]),
+        INPUT_ROW: score(cases, [c["input"] for c in cases]),
         "clean truth": score(cases, [c["clean"] for c in cases]),
     }
     for name, cfg in methods.items():
@@ -370,8 +378,8 @@ def check_rates(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def markdown_checks(table: dict[str, dict[str, Any]]) -> str:
-    """The checks' rates beside the quality table: per row with frames helped or harmed by its
-    truth, false alarms on the helped frames and misses on the harmed ones, per check and for any
+    """The checks' rates beside the quality table: per row (but the input's), the frames helped,
+    harmed and neither by its truth, false alarms on the helped frames and misses on the harmed ones, per check and for any
     of them ("k/n": n the frames of that verdict the check scored; "–": none)."""
     checks = (*CHECKS, "any")
     head = ["method", *VERDICTS]
@@ -379,9 +387,9 @@ def markdown_checks(table: dict[str, dict[str, Any]]) -> str:
     head += [f"misses: {CHECK_HEADERS[c]}" for c in checks]
     lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for name, row in table.items():
-        r = check_rates(row)
-        if not (r["helped"] or r["harmed"]):
+        if name == INPUT_ROW:
             continue
+        r = check_rates(row)
         cells = [str(r[v]) for v in VERDICTS]
         for key in ("false_alarms", "misses"):
             cells += [f"{k}/{n}" if n else "–" for k, n in (r[f"{key}_{c}"] for c in checks)]
@@ -392,9 +400,7 @@ def markdown_checks(table: dict[str, dict[str, Any]]) -> str:
 def markdown_scans(table: dict[str, dict[str, Any]]) -> str:
     """Per frame (a scan) and row: the truth's verdict, the share of haze removed and the checks
     that fired ("ood", "harm", "wreck"; "–" none)."""
-    names = [
-        n for n, row in table.items() if check_rates(row)["helped"] + check_rates(row)["harmed"]
-    ]
+    names = [n for n, row in table.items() if n != INPUT_ROW and row.get("frames")]
     lines = ["| scan | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     for k, first in enumerate(table[names[0]]["frames"] if names else []):
         cells = []
