@@ -81,7 +81,8 @@ def _chunk_files(path: Path, name: str) -> list[Path]:
 
 
 def corrupt_chunk(path: Path, name: str) -> bool:
-    """Garbage over the middle of the dataset's first stored chunk; False when it has none."""
+    """Garbage over the middle of the dataset's first stored chunk; False when it has none or
+    nothing could see it (HDF5: neither a filter nor a checksum)."""
     if is_zarr(path):
         files = _chunk_files(path, name)
         if not files:
@@ -93,7 +94,7 @@ def corrupt_chunk(path: Path, name: str) -> bool:
         return True
     with h5py.File(path, "r") as f:
         ds = f[name]
-        if ds.chunks is None or ds.compression is None or ds.id.get_num_chunks() == 0:
+        if ds.chunks is None or not (ds.compression or ds.fletcher32) or not ds.id.get_num_chunks():
             return False
         info = ds.id.get_chunk_info(0)
     with open(path, "r+b") as fh:
