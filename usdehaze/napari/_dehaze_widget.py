@@ -322,6 +322,7 @@ class DehazeWidget(QWidget):
     _progress = Signal(int, int, str)  # a step shown on the bar: value, maximum, label
     live_shown = Signal(int)  # a live frame was put on screen: its index in the input layer
     live_stopped = Signal(str)  # "off" (the toggle) or "error"
+    USDEHAZE_DOCK = "dehaze"  # how usdehaze.napari._layout finds it among the docks
 
     def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -476,7 +477,7 @@ class DehazeWidget(QWidget):
         if event.type() == QEvent.ParentChange and self.parent() is None and self._docked:
             self.shut_down()
         elif event.type() == QEvent.ParentChange and self.parent() is not None:
-            from usdehaze.napari._launch import docked
+            from usdehaze.napari._layout import docked
 
             self._docked = True
             self._watch_window()

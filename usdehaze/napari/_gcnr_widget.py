@@ -105,13 +105,14 @@ class GcnrWidget(QWidget):
     """Table of contrast figures for the ROI pairs on the chosen image layer and frame."""
 
     updated = Signal()
+    USDEHAZE_DOCK = "gcnr"  # how usdehaze.napari._layout finds it among the docks
 
     def event(self, event: Any) -> bool:
         """Put in a dock (``usdehaze view`` or Plugins > usdehaze): arrange the usdehaze docks
         (every table column shown), and again whenever the window is resized."""
         viewer = getattr(self, "viewer", None)  # (None while __init__ runs)
         if event.type() == QEvent.ParentChange and self.parentWidget() and viewer is not None:
-            from usdehaze.napari._launch import docked
+            from usdehaze.napari._layout import docked
 
             docked(viewer)
         return super().event(event)
