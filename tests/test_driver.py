@@ -79,7 +79,7 @@ def test_the_record_names_the_measurement_model_the_sampler_ran(model):
     from usdehaze.ultrasound.methods import METHODS, run_model
 
     d = Dehazer.__new__(Dehazer)  # no priors needed to say which operator it would run
-    d.cfg = DehazeConfig(model=model, gamma=2.0)
+    d.cfg = DehazeConfig(method="joint", model=model, gamma=2.0)
     d.method, d.model = METHODS[d.cfg.method](d.cfg), run_model(d.cfg)
     cfg = d.operator().config()
     assert cfg["kind"] == model and cfg.get("gamma", 2.0) == 2.0

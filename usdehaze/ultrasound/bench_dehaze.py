@@ -173,6 +173,7 @@ def _time_setting(
     """One setting timed: its row of rates, and whether it is a fast (one-pass) row, timed
     over repeated batches."""
     d = Dehazer(c)
+    c = d.cfg  # as it ran (method auto: joint on these IQ frames)
     fast = options.pop("fast", False)
     d.sampler_options = options
     if fast:
