@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -19,6 +20,12 @@ from usdehaze.ultrasound.scan import Scan
 from usdehaze.ultrasound.simulate import simulate_cardiac
 
 TINY_NET = {"arch": "unet", "base": 8, "mults": [1, 2], "channels": 1}
+
+# A test run started as a background job inherits SIGINT ignored, and so would every child it
+# starts (Python leaves an ignored SIGINT ignored): the Ctrl-C tests would then see no Ctrl-C.
+# A handler here resets to the default in each child at exec, as in a terminal.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _tiny_pair(d, channels: int, normalisation: dict) -> tuple:
