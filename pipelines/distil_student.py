@@ -180,19 +180,20 @@ def training_pairs(cfg: dict, folder: Path) -> tuple[list, list, list[str]]:
     return xs, ys, names
 
 
-def train(cfg: dict, folder: Path) -> Path:
+def fit(xs: list, ys: list, names: list[str], dcfg, out: Path, what: str) -> Path:
+    """Train (resuming) a student on (input, target) pairs into ``out``: the shards it learns
+    from are recorded in ``out/data.json`` and a checkpoint made on other shards is refused;
+    Ctrl-C stops after the step in progress (exit 130, the same command resumes). Also the
+    B-mode recipe's (train_student_bmode.py)."""
     from usdehaze.core.resume import stop_after_step
-    from usdehaze.core.student import DistilConfig, Distiller
+    from usdehaze.core.student import Distiller
 
-    dcfg = DistilConfig(**cfg.get("distil", {}))
-    xs, ys, names = training_pairs(cfg, folder)
-    out = _path(cfg["out"]) / f"train-{folder.name.removeprefix('teacher-')}"
     out.mkdir(parents=True, exist_ok=True)
     data = out / "data.json"
     if data.exists() and json.loads(data.read_text())["shards"] != names:
         sys.exit(f"{data}: the checkpoint was trained on other shards; remove {out} to start again")
     data.write_text(json.dumps({"shards": names, "frames": len(xs)}, indent=2))
-    print(f"student: {len(xs)} frames from {len(names)} shards -> {out}", flush=True)
+    print(f"{what}: {len(xs)} frames from {len(names)} shards -> {out}", flush=True)
     d = Distiller(xs, ys, dcfg, out)
 
     class Flags:
@@ -207,16 +208,56 @@ def train(cfg: dict, folder: Path) -> Path:
     return out
 
 
-def export(cfg: dict, folder: Path, ship: bool) -> Path:
-    from usdehaze.core.priors import sha256
-    from usdehaze.core.student import DistilConfig, Distiller, parameter_bytes, save_student
+def trained(xs: list, ys: list, dcfg, out: Path):
+    """The finished training in ``out`` (its checkpoint loaded), and its record for the
+    student's JSON; exit when it has fewer steps than asked."""
+    from usdehaze.core.student import Distiller
 
-    xs, ys, names = training_pairs(cfg, folder)
-    out = _path(cfg["out"]) / f"train-{folder.name.removeprefix('teacher-')}"
-    dcfg = DistilConfig(**cfg.get("distil", {}))
     d = Distiller(xs[:1], ys[:1], dcfg, out)  # loads the checkpoint
     if d.step < dcfg.steps:
         sys.exit(f"{out}: trained {d.step} of {dcfg.steps} steps; run --stage train first")
+    return d, {
+        "distil": asdict(dcfg),
+        "steps": d.step,
+        "train_seconds": round(d.seconds, 1),
+        "final_loss": d.losses[-1][1] if d.losses else None,
+        "losses": d.losses,
+    }
+
+
+def save(d, meta: dict, dest: Path, name: str, curve: str, ship: bool, what: str) -> Path:
+    """The student as ``dest/NAME.safetensors`` + JSON and its loss curve; ``ship`` copies them
+    into the package (usdehaze/weights/NAME.*, docs/img/CURVE)."""
+    from usdehaze.core.student import parameter_bytes, save_student
+
+    dest.mkdir(parents=True, exist_ok=True)
+    path = save_student(dest / name, d.net.cpu().eval(), meta)
+    _plot(d.losses, dest / "loss.png")
+    print(f"{what}: {path} ({parameter_bytes(d.net) / 1e6:.2f} MB, {d.step} steps)")
+    if ship:
+        weights = ROOT / "usdehaze/weights"
+        for suffix in (".safetensors", ".json"):
+            shutil.copyfile(path.with_suffix(suffix), weights / f"{name}{suffix}")
+        shutil.copyfile(dest / "loss.png", ROOT / "docs/img" / curve)
+        print(f"shipped to {weights} (loss curve: docs/img/{curve})")
+    return path
+
+
+def train(cfg: dict, folder: Path) -> Path:
+    from usdehaze.core.student import DistilConfig
+
+    xs, ys, names = training_pairs(cfg, folder)
+    out = _path(cfg["out"]) / f"train-{folder.name.removeprefix('teacher-')}"
+    return fit(xs, ys, names, DistilConfig(**cfg.get("distil", {})), out, "student")
+
+
+def export(cfg: dict, folder: Path, ship: bool) -> Path:
+    from usdehaze.core.priors import sha256
+    from usdehaze.core.student import DistilConfig
+
+    xs, ys, names = training_pairs(cfg, folder)
+    out = _path(cfg["out"]) / f"train-{folder.name.removeprefix('teacher-')}"
+    d, training = trained(xs, ys, DistilConfig(**cfg.get("distil", {})), out)
     teacher = json.loads((folder / "teacher.json").read_text())
     tcfg = teacher_config(cfg)
     meta = {
@@ -237,24 +278,10 @@ def export(cfg: dict, folder: Path, ship: bool) -> Path:
                 for n in sorted({f"{c.split('.')[0]}.npz" for c in names})
             },
         },
-        "distil": asdict(dcfg),
-        "steps": d.step,
-        "train_seconds": round(d.seconds, 1),
-        "final_loss": d.losses[-1][1] if d.losses else None,
-        "losses": d.losses,
+        **training,
     }
-    dest = _path(cfg["out"]) / "export"
-    dest.mkdir(parents=True, exist_ok=True)
-    path = save_student(dest / "student_iq", d.net.cpu().eval(), meta)
-    _plot(d.losses, dest / "loss.png")
-    print(f"student: {path} ({parameter_bytes(d.net) / 1e6:.2f} MB, {d.step} steps)")
-    if ship:
-        weights = ROOT / "usdehaze/weights"
-        for suffix in (".safetensors", ".json"):
-            shutil.copyfile(path.with_suffix(suffix), weights / f"student_iq{suffix}")
-        shutil.copyfile(dest / "loss.png", ROOT / "docs/img/loss_student.png")
-        print(f"shipped to {weights} (loss curve: docs/img/loss_student.png)")
-    return path
+    return save(d, meta, _path(cfg["out"]) / "export", "student_iq", "loss_student.png", ship,
+                "student")  # fmt: skip
 
 
 def _plot(losses: list, path: Path) -> None:

@@ -20,10 +20,7 @@ Unlike the iq student this one has no teacher: the B-mode joint sampler removes 
 from __future__ import annotations
 
 import argparse
-import json
-import shutil
 import sys
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -82,46 +79,30 @@ def pairs(folder: Path) -> tuple[list[np.ndarray], list[np.ndarray], list[str]]:
     return xs, ys, names
 
 
+def _shared():
+    """The student recipe's training and export steps (pipelines/distil_student.py)."""
+    sys.path.insert(0, str(ROOT / "pipelines"))
+    import distil_student
+
+    return distil_student
+
+
 def train(cfg: dict, folder: Path) -> Path:
-    from usdehaze.core.resume import stop_after_step
-    from usdehaze.core.student import DistilConfig, Distiller
+    from usdehaze.core.student import DistilConfig
 
-    dcfg = DistilConfig(**cfg.get("distil", {}))
     xs, ys, names = pairs(folder)
-    out = _path(cfg["out"]) / "train"
-    out.mkdir(parents=True, exist_ok=True)
-    data = out / "data.json"
-    if data.exists() and json.loads(data.read_text())["shards"] != names:
-        sys.exit(f"{data}: the checkpoint was trained on other shards; remove {out} to start again")
-    data.write_text(json.dumps({"shards": names, "frames": len(xs)}, indent=2))
-    print(f"student (B-mode): {len(xs)} frames from {len(names)} shards -> {out}", flush=True)
-    d = Distiller(xs, ys, dcfg, out)
-
-    class Flags:
-        stop = hard_stop = False
-
-    flags = Flags()
-    with stop_after_step(flags):
-        d.fit(log=lambda s: print(s, flush=True), stop=lambda: flags.stop)
-    if flags.stop:
-        print("stopped: rerun the same command to resume")
-        sys.exit(130)
-    return out
+    dcfg = DistilConfig(**cfg.get("distil", {}))
+    return _shared().fit(xs, ys, names, dcfg, _path(cfg["out"]) / "train", "student (B-mode)")
 
 
 def export(cfg: dict, folder: Path, ship: bool) -> Path:
     from usdehaze.core.priors import sha256
-    from usdehaze.core.student import DistilConfig, Distiller, parameter_bytes, save_student
+    from usdehaze.core.student import DistilConfig
 
-    sys.path.insert(0, str(ROOT / "pipelines"))
-    from distil_student import _plot
-
+    shared = _shared()
     xs, ys, names = pairs(folder)
     out = _path(cfg["out"]) / "train"
-    dcfg = DistilConfig(**cfg.get("distil", {}))
-    d = Distiller(xs[:1], ys[:1], dcfg, out)  # loads the checkpoint
-    if d.step < dcfg.steps:
-        sys.exit(f"{out}: trained {d.step} of {dcfg.steps} steps; run --stage train first")
+    d, training = shared.trained(xs, ys, DistilConfig(**cfg.get("distil", {})), out)
     corpus = _path(cfg["corpus"]) / "train"
     meta = {
         "method": "fast",
@@ -136,24 +117,12 @@ def export(cfg: dict, folder: Path, ship: bool) -> Path:
             "seed": int(cfg.get("seed", 0)),
             "shards": {n: sha256(corpus / n) for n in names},
         },
-        "distil": asdict(dcfg),
-        "steps": d.step,
-        "train_seconds": round(d.seconds, 1),
-        "final_loss": d.losses[-1][1] if d.losses else None,
-        "losses": d.losses,
+        **training,
     }
     dest = _path(cfg["out"]) / "export"
-    dest.mkdir(parents=True, exist_ok=True)
-    path = save_student(dest / "student_bmode", d.net.cpu().eval(), meta)
-    _plot(d.losses, dest / "loss.png")
-    print(f"student (B-mode): {path} ({parameter_bytes(d.net) / 1e6:.2f} MB, {d.step} steps)")
-    if ship:
-        weights = ROOT / "usdehaze/weights"
-        for suffix in (".safetensors", ".json"):
-            shutil.copyfile(path.with_suffix(suffix), weights / f"student_bmode{suffix}")
-        shutil.copyfile(dest / "loss.png", ROOT / "docs/img/loss_student_bmode.png")
-        print(f"shipped to {weights} (loss curve: docs/img/loss_student_bmode.png)")
-    return path
+    return shared.save(
+        d, meta, dest, "student_bmode", "loss_student_bmode.png", ship, "student (B-mode)"
+    )
 
 
 def main() -> int:
