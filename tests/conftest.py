@@ -63,28 +63,27 @@ def tiny_bmode_priors(tmp_path_factory):
     return _tiny_pair(d, 1, {"domain": "bmode-db", "dynamic_range": 60})
 
 
-@pytest.fixture(scope="session")
-def tiny_student(tmp_path_factory):
-    """Path of a tiny fast-method student (untrained but not the identity: a small random head)."""
+def _tiny_student(factory, name: str, in_channels: int, seed: int, meta: dict):
+    """A tiny fast-method student saved as NAME: untrained but not the identity (a small
+    random head)."""
     from usdehaze.core.student import OnePassUNet, StudentNet, save_student
 
-    torch.manual_seed(0)
-    net = OnePassUNet(StudentNet(3, 2, width=4, levels=2))
+    torch.manual_seed(seed)
+    net = OnePassUNet(StudentNet(in_channels, 2, width=4, levels=2))
     torch.nn.init.normal_(net.head.weight, std=0.01)
-    d = tmp_path_factory.mktemp("student")
-    return save_student(d / "student_iq", net, {"method": "fast", "dynamic_range": 60.0})
+    return save_student(factory.mktemp(name) / name, net, {"method": "fast", **meta})
+
+
+@pytest.fixture(scope="session")
+def tiny_student(tmp_path_factory):
+    """Path of a tiny iq student (dB + μ-law I/Q in)."""
+    return _tiny_student(tmp_path_factory, "student_iq", 3, 0, {"dynamic_range": 60.0})
 
 
 @pytest.fixture(scope="session")
 def tiny_bmode_student(tmp_path_factory):
-    """Path of a tiny B-mode student (1 grey channel in; untrained, a small random head)."""
-    from usdehaze.core.student import OnePassUNet, StudentNet, save_student
-
-    torch.manual_seed(1)
-    net = OnePassUNet(StudentNet(1, 2, width=4, levels=2))
-    torch.nn.init.normal_(net.head.weight, std=0.01)
-    d = tmp_path_factory.mktemp("student_bmode")
-    return save_student(d / "student_bmode", net, {"method": "fast", "model": "bmode"})
+    """Path of a tiny B-mode student (1 grey channel in)."""
+    return _tiny_student(tmp_path_factory, "student_bmode", 1, 1, {"model": "bmode"})
 
 
 def memory_scan(n_frames: int = 3, shape=(48, 32), seed: int = 0) -> Scan:
