@@ -562,10 +562,7 @@ def adapt(
     dehazer for the adapted priors afterwards (usdehaze.ultrasound.adapt_student). ``warn``:
     material that looks wrong for its role (hazy scans given as haze-only; default ``log``).
     """
-    from usdehaze import __version__
-    from usdehaze.atomic import deferred_interrupts
     from usdehaze.core.device import resolve_device
-    from usdehaze.core.networks import count_parameters
 
     s = (settings or AdaptSettings()).validate()
     out = Path(out)
@@ -575,32 +572,10 @@ def adapt(
     _check_not_inputs(out, tissue, haze, haze_roi, base)
     manifest = read_manifest(out)
     device = resolve_device(s.device)
-    base_student = None
-    if student is not None:  # before any work: the student to start from must be there
-        from usdehaze.ultrasound.student import student_path
-
-        student.validate()
-        base_student = student_path(base, None)
-        if not base_student.is_file():
-            raise UsageError(
-                f"{base_student}: adapt --student: no student to refresh (expected "
-                "student_iq.safetensors in --from or in the package)"
-            )
+    base_student = _base_student(student, base)
     bases = base_priors(Path(base) if base is not None else None)
     roi_path = Path(haze_roi) if haze_roi is not None else None
-    mats = {
-        "tissue": tissue_material(expand_inputs(tissue, "--tissue"), s.max_frames)
-        if tissue
-        else Material("tissue"),
-        "haze": haze_material(expand_inputs(haze, "--haze"), roi_path, s.max_frames)
-        if haze
-        else Material("haze"),
-    }
-    for role, option in (("tissue", "--tissue"), ("haze", "--haze")):
-        _check_enough(mats[role], option)
-        log(mats[role].describe())
-        for message in mats[role].warnings:
-            (warn or log)(message)
+    mats = _materials(tissue, haze, roi_path, s.max_frames, log, warn or log)
     fingerprint = {
         "tissue": [f["sha256"] for f in mats["tissue"].files],
         "haze": [f["sha256"] for f in mats["haze"].files],
@@ -608,6 +583,79 @@ def adapt(
         "base": {role: bases[role].checksum for role in ROLES},
         "settings": s.fingerprint(),
     }
+    manifest = _start_manifest(out, manifest, fingerprint, restart)
+
+    budget = s.minutes * 60 / len(ROLES) if s.minutes is not None else None
+    trainers, ran = _train(mats, bases, out, s, device, progress, budget, log)
+    files = prior_files(out)
+    have = all(p.exists() and _foreign(p) is None for p in files.values())
+    written = any(ran.values()) or not have or manifest.get("priors") is None
+    if written:
+        run = _Run(mats, bases, s, device, budget, roi_path, fingerprint["haze_roi"])
+        _write_priors(out, manifest, trainers, files, run)
+    refreshed = None
+    if student is not None and (written or not (out / "student_iq.safetensors").is_file()):
+        from usdehaze.ultrasound.adapt_student import refresh_student
+
+        refreshed = refresh_student(out, mats, student, base_student, device, log)
+    return AdaptResult(
+        student=refreshed,
+        out=out,
+        priors=files,
+        steps={role: trainers[role].step for role in ROLES},
+        seconds={role: trainers[role].seconds for role in ROLES},
+        steps_this_run=ran,
+        written=written,
+    )
+
+
+def _base_student(student: Any, base: str | Path | None) -> Path | None:
+    """The student a --student refresh starts from, checked before any work (None: no refresh)."""
+    if student is None:
+        return None
+    from usdehaze.ultrasound.student import student_path
+
+    student.validate()
+    base_student = student_path(base, None)
+    if not base_student.is_file():
+        raise UsageError(
+            f"{base_student}: adapt --student: no student to refresh (expected "
+            "student_iq.safetensors in --from or in the package)"
+        )
+    return base_student
+
+
+def _materials(
+    tissue: Sequence[str | Path],
+    haze: Sequence[str | Path],
+    roi_path: Path | None,
+    max_frames: int,
+    log: Callable[[str], None],
+    warn: Callable[[str], None],
+) -> dict[str, Material]:
+    """Both priors' material, each checked to be enough and described in the log."""
+    mats = {
+        "tissue": tissue_material(expand_inputs(tissue, "--tissue"), max_frames)
+        if tissue
+        else Material("tissue"),
+        "haze": haze_material(expand_inputs(haze, "--haze"), roi_path, max_frames)
+        if haze
+        else Material("haze"),
+    }
+    for role, option in (("tissue", "--tissue"), ("haze", "--haze")):
+        _check_enough(mats[role], option)
+        log(mats[role].describe())
+        for message in mats[role].warnings:
+            warn(message)
+    return mats
+
+
+def _start_manifest(
+    out: Path, manifest: dict[str, Any] | None, fingerprint: dict[str, Any], restart: bool
+) -> dict[str, Any]:
+    """Refuse other material without ``restart`` (or clear the checkpoints), write the manifest."""
+    from usdehaze import __version__
+
     if manifest is not None and manifest.get("fingerprint") != fingerprint:
         if not restart:
             raise UsageError(
@@ -624,88 +672,110 @@ def adapt(
         "fingerprint": fingerprint,
     }
     _write_manifest(out, manifest)
+    return manifest
 
-    budget = s.minutes * 60 / len(ROLES) if s.minutes is not None else None
-    trainers, before = {}, {}
+
+def _train(
+    mats: dict[str, Material],
+    bases: dict[str, Any],
+    out: Path,
+    s: AdaptSettings,
+    device: Any,
+    progress: bool,
+    budget: float | None,
+    log: Callable[[str], None],
+) -> tuple[dict[str, Any], dict[str, int]]:
+    """Each prior's Trainer, resumed from its checkpoint or started from the base; trained on."""
+    trainers, ran = {}, {}
     for role in ROLES:
         tr = _trainer(role, mats[role], bases[role], out, s, device, progress)
         if tr.load_checkpoint():
             log(f"{role}: resuming at step {tr.step} ({tr.seconds / 60:.1f} min trained)")
         else:
             tr.init_weights(bases[role].net.state_dict())
-        before[role] = tr.step
+        before = tr.step
         tr.fit(steps=s.steps, seconds=budget, desc=role)
         trainers[role] = tr
+        ran[role] = tr.step - before
+    return trainers, ran
 
-    files = prior_files(out)
-    ran = {role: trainers[role].step - before[role] for role in ROLES}
-    have = all(p.exists() and _foreign(p) is None for p in files.values())
-    written = any(ran.values()) or not have or manifest.get("priors") is None
-    if written:
+
+@dataclass
+class _Run:
+    """What one adapt run's prior records say about where they came from."""
+
+    mats: dict[str, Material]
+    bases: dict[str, Any]
+    settings: AdaptSettings
+    device: Any
+    budget: float | None  # seconds per prior
+    roi_path: Path | None
+    roi_sha256: str | None
+
+
+def _export_meta(role: str, tr: Any, path: Path, run: _Run) -> dict[str, Any]:
+    """The JSON record of one adapted prior: its material, its training and its base."""
+    from usdehaze.core.networks import count_parameters
+
+    b, mat, s, budget = run.bases[role], run.mats[role], run.settings, run.budget
+    return {
+        "path": str(path.with_suffix("")),
+        "normalisation": b.meta.get("normalisation", {}),
+        "data": {
+            "source": PRIOR_SOURCE,
+            "content": f"{role}-only",
+            "domain": IQ_MULAW,
+            "encoding": _ENCODING[role],
+            "files": mat.files,
+            "pixels": mat.pixels,
+            **(
+                {"haze_roi": {"path": str(run.roi_path.resolve()), "sha256": run.roi_sha256}}
+                if role == "haze" and run.roi_path
+                else {}
+            ),
+        },
+        "training": {
+            "minutes": round(tr.seconds / 60, 2),
+            "budget_minutes": None if budget is None else round(budget / 60, 2),
+            "steps_limit": s.steps,
+            "warmup": s.warmup,
+            "parameters": count_parameters(tr.net),
+            "device": str(run.device),
+            "base": {
+                "path": b.meta.get("path"),
+                "sha256": b.checksum,
+                "steps": (b.meta.get("training") or {}).get("steps"),
+            },
+        },
+    }
+
+
+def _write_priors(
+    out: Path,
+    manifest: dict[str, Any],
+    trainers: dict[str, Any],
+    files: dict[str, Path],
+    run: _Run,
+) -> None:
+    """Export both priors and record them in the manifest, with Ctrl-C held throughout."""
+    from usdehaze.atomic import deferred_interrupts
+
+    for role in ROLES:
+        trainers[role].write_losses()
+    records = {}
+    with deferred_interrupts():  # both pairs, or neither: never one new and one old prior
         for role in ROLES:
-            trainers[role].write_losses()
-        records = {}
-        with deferred_interrupts():  # both pairs, or neither: never one new and one old prior
-            for role in ROLES:
-                tr, b = trainers[role], bases[role]
-                tr.cfg.export = {
-                    "path": str(files[role].with_suffix("")),
-                    "normalisation": b.meta.get("normalisation", {}),
-                    "data": {
-                        "source": PRIOR_SOURCE,
-                        "content": f"{role}-only",
-                        "domain": IQ_MULAW,
-                        "encoding": _ENCODING[role],
-                        "files": mats[role].files,
-                        "pixels": mats[role].pixels,
-                        **(
-                            {
-                                "haze_roi": {
-                                    "path": str(roi_path.resolve()),
-                                    "sha256": fingerprint["haze_roi"],
-                                }
-                            }
-                            if role == "haze" and roi_path
-                            else {}
-                        ),
-                    },
-                    "training": {
-                        "minutes": round(tr.seconds / 60, 2),
-                        "budget_minutes": None if budget is None else round(budget / 60, 2),
-                        "steps_limit": s.steps,
-                        "warmup": s.warmup,
-                        "parameters": count_parameters(tr.net),
-                        "device": str(device),
-                        "base": {
-                            "path": b.meta.get("path"),
-                            "sha256": b.checksum,
-                            "steps": (b.meta.get("training") or {}).get("steps"),
-                        },
-                    },
-                }
-                tr.export(losses=False)
-                records[role] = {
-                    "file": files[role].name,
-                    "sha256": json.loads(files[role].with_suffix(".json").read_text())["sha256"],
-                    "steps": tr.step,
-                    "minutes": round(tr.seconds / 60, 2),
-                }
-            manifest["priors"] = records
-            _write_manifest(out, manifest)
-    refreshed = None
-    if student is not None and (written or not (out / "student_iq.safetensors").is_file()):
-        from usdehaze.ultrasound.adapt_student import refresh_student
-
-        refreshed = refresh_student(out, mats, student, base_student, device, log)
-    return AdaptResult(
-        student=refreshed,
-        out=out,
-        priors=files,
-        steps={role: trainers[role].step for role in ROLES},
-        seconds={role: trainers[role].seconds for role in ROLES},
-        steps_this_run=ran,
-        written=written,
-    )
+            tr = trainers[role]
+            tr.cfg.export = _export_meta(role, tr, files[role], run)
+            tr.export(losses=False)
+            records[role] = {
+                "file": files[role].name,
+                "sha256": json.loads(files[role].with_suffix(".json").read_text())["sha256"],
+                "steps": tr.step,
+                "minutes": round(tr.seconds / 60, 2),
+            }
+        manifest["priors"] = records
+        _write_manifest(out, manifest)
 
 
 _ENCODING = {
