@@ -327,10 +327,47 @@ def _run(scans, inputs, out, cfg, frames, overwrite, progress, log, warn, strict
     """run_many once the inputs are open (``stack`` holds rank 0's store lock)."""
     import zarr  # noqa: F401 - fail here, not midway, when zarr is missing
 
-    from usdehaze.atomic import atomic_path
+    rank, size = dist.world()
+    sels, cfg = _selections(scans, inputs, frames, cfg, log)
+    identity = _identity(cfg, inputs, sels)
+    dehazer, ood = _prepare_store(
+        scans, inputs, out, cfg, sels, identity, overwrite, warn or log, strict, stack
+    )
+    root, _, groups = _open_store(out, "r+")
+    done = [np.asarray(g["done"][:]).astype(bool) for g in groups]
+    todo = [(i, j) for i, d in enumerate(done) for j in np.flatnonzero(~d)]
+    skipped = sum(int(d.sum()) for d in done)
+    mine = todo[rank::size]
+    t0 = time.perf_counter()
+    # the frame driver of every path; the do-no-harm check is made by rank 0 at the end, over
+    # every process's frames (_finish), so not here
+    say = (warn or log) if rank == 0 else None
+    drivers = [FrameDriver(dehazer, c, say, str(p), check=False) for c, p in zip(ood, inputs)]
+    n_here = _dehaze_share(
+        scans, sels, groups, drivers, mine, cfg.batch, out, skipped, progress, say
+    )
+    figures = _figures(dehazer, drivers, n_here, time.perf_counter() - t0, skipped, size)
+    if rank == 0:
+        judged = dehazer.priors.get("tissue") is not None
+        checks = [
+            (str(p), c, judged, sel, dehazer.cfg.dynamic_range)
+            for p, c, sel in zip(inputs, ood, sels)
+        ]
+        _finish(out, root, groups, figures, checks, warn or log)
+        log(
+            f"{out}: {figures['frames_all']} frame(s) dehazed by {size} process(es) in "
+            f"{figures['seconds']:.1f} s ({figures['frames_per_s']:.2f} frames/s); "
+            f"{skipped} already done, skipped"
+        )
+    return figures
+
+
+def _selections(
+    scans: list, inputs: list[Path], frames: str | None, cfg: DehazeConfig, log: Callable
+) -> tuple[list[range], DehazeConfig]:
+    """Each scan's frames; beamformed scans only; the config for magnitude-only inputs."""
     from usdehaze.ultrasound.scan import parse_frames
 
-    rank, size = dist.world()
     sels = [parse_frames(frames, s.n_frames, p) for s, p in zip(scans, inputs)]
     cines = [p for s, p in zip(scans, inputs) if s.domain == "display"]
     if cines:  # their sector, overlays and display map go through run's B-mode path only
@@ -340,9 +377,28 @@ def _run(scans, inputs, out, cfg, frames, overwrite, progress, log, warn, strict
         )
     if any(s.magnitude_only for s in scans):
         cfg, note = for_magnitude_data(cfg)
-        if note and rank == 0:
+        if note and dist.world()[0] == 0:
             log(f"some inputs are {note}")
-    identity = _identity(cfg, inputs, sels)
+    return sels, cfg
+
+
+def _prepare_store(
+    scans: list,
+    inputs: list[Path],
+    out: Path,
+    cfg: DehazeConfig,
+    sels: list[range],
+    identity: dict[str, Any],
+    overwrite: bool,
+    say: Callable[[str], None],
+    strict: bool,
+    stack: contextlib.ExitStack,
+) -> tuple[Dehazer, list[OodCheck]]:
+    """Lock the store and check a resumed one (rank 0), check every scan (all ranks refuse
+    together), create the store whole (rank 0); every rank then waits for it and checks it."""
+    from usdehaze.atomic import atomic_path
+
+    rank = dist.world()[0]
     if rank == 0:  # one run-many per store: a second one is refused before any work
         stack.enter_context(store_lock(out))
         if out.exists() and not overwrite:
@@ -351,8 +407,11 @@ def _run(scans, inputs, out, cfg, frames, overwrite, progress, log, warn, strict
     sums = content_checksums(inputs) if rank == 0 else []
     if rank == 0 and out.exists() and not overwrite:  # same names, same content
         _check_content(out, dehazer.checksums, inputs, sums)
-    say = (warn or log) if rank == 0 else None  # every rank checks: all refuse together
-    ood = [check_run(s, sel, dehazer, strict, say) for s, sel in zip(scans, sels)]
+    # every rank checks: all refuse together
+    ood = [
+        check_run(s, sel, dehazer, strict, say if rank == 0 else None)
+        for s, sel in zip(scans, sels)
+    ]
     if rank == 0 and (overwrite or not out.exists()):
         # the provenance every path records (precision: "auto" as resolved on rank 0)
         record = {**provenance(dehazer), "identity": json.dumps(identity)}
@@ -365,55 +424,75 @@ def _run(scans, inputs, out, cfg, frames, overwrite, progress, log, warn, strict
     dist.barrier()
     if rank != 0:
         _check_store(out, identity)
-    root, _, groups = _open_store(out, "r+")
-    done = [np.asarray(g["done"][:]).astype(bool) for g in groups]
-    todo = [(i, j) for i, d in enumerate(done) for j in np.flatnonzero(~d)]
-    skipped = sum(int(d.sum()) for d in done)
-    mine = todo[rank::size]
-    t0 = time.perf_counter()
+    return dehazer, ood
+
+
+def _dehaze_share(
+    scans: list,
+    sels: list[range],
+    groups: list,
+    drivers: list[FrameDriver],
+    mine: list[tuple[int, int]],
+    batch: int,
+    out: Path,
+    skipped: int,
+    progress: Callable[[int, int], None] | None,
+    say: Callable[[str], None] | None,
+) -> int:
+    """Dehaze this process's frames (``mine``: (scan, frame) pairs) in batches; the count."""
     n_here = 0
-    # the frame driver of every path; the do-no-harm check is made by rank 0 at the end, over
-    # every process's frames (_finish), so not here
-    say = (warn or log) if rank == 0 else None
-    drivers = [FrameDriver(dehazer, c, say, str(p), check=False) for c, p in zip(ood, inputs)]
     try:
         for i in range(len(scans)):
             rows = [j for (k, j) in mine if k == i]
-            for b in range(0, len(rows), cfg.batch):
-                chunk = rows[b : b + cfg.batch]
+            for b in range(0, len(rows), batch):
+                chunk = rows[b : b + batch]
                 src = [sels[i][j] for j in chunk]
-                iq = read_frames(scans[i], src)
-                res = drivers[i].dehaze(src, iq)
-                g = groups[i]
-                kept = 0
-                try:
-                    for k, j in enumerate(chunk):
-                        for name, v in res.items():
-                            g[f"{name}_db"][j] = v[k]
-                        g["done"][j] = 1  # last: marks the frame complete
-                        kept += 1
-                except OSError as exc:
-                    raise UsageError(
-                        f"{out}: cannot write ({exc.strerror or exc}); the {skipped + n_here + kept} "
-                        "frame(s) finished before are kept, rerun the same command to resume"
-                    ) from exc
+                res = drivers[i].dehaze(src, read_frames(scans[i], src))
+                _write_frames(groups[i], chunk, res, out, skipped + n_here)
                 n_here += len(chunk)
                 if progress is not None:
                     progress(n_here, len(mine))
     except KeyboardInterrupt:
-        if rank == 0:
-            (warn or log)(
+        if say is not None:  # rank 0
+            say(
                 f"interrupted: {skipped + n_here} finished frame(s) kept in {out}; "
                 "rerun the same command to resume"
             )
         raise
-    seconds = time.perf_counter() - t0
+    return n_here
+
+
+def _write_frames(g, rows: list[int], res: dict[str, np.ndarray], out: Path, before: int) -> None:
+    """Write a batch's images into group ``g``, each frame's ``done`` byte last."""
+    kept = 0
+    try:
+        for k, j in enumerate(rows):
+            for name, v in res.items():
+                g[f"{name}_db"][j] = v[k]
+            g["done"][j] = 1  # last: marks the frame complete
+            kept += 1
+    except OSError as exc:
+        raise UsageError(
+            f"{out}: cannot write ({exc.strerror or exc}); the {before + kept} "
+            "frame(s) finished before are kept, rerun the same command to resume"
+        ) from exc
+
+
+def _figures(
+    dehazer: Dehazer,
+    drivers: list[FrameDriver],
+    n_here: int,
+    seconds: float,
+    skipped: int,
+    size: int,
+) -> dict[str, Any]:
+    """This run's figures, summed (frames) and maximised (seconds, nfe) over the processes."""
     total_new, total_sec = dist.sum_all([float(n_here), seconds])
     wall = dist.max_all(seconds)
     nfe = max(d.nfe for d in drivers)  # network evaluations per frame, as the sampler counted
     nfe = int(dist.max_all(float(nfe)))  # a rank with no frames of its own counted none
     dist.barrier()
-    figures = {
+    return {
         "nfe": nfe,
         "precision": dehazer.precision(),  # a runtime setting: a resume may change it
         "frames": n_here,
@@ -423,18 +502,6 @@ def _run(scans, inputs, out, cfg, frames, overwrite, progress, log, warn, strict
         "frames_per_s": total_new / wall if wall > 0 else 0.0,
         "processes": size,
     }
-    if rank == 0:
-        judged = dehazer.priors.get("tissue") is not None
-        checks = [
-            (str(p), c, judged, sel, dehazer.cfg.dynamic_range)
-            for p, c, sel in zip(inputs, ood, sels)
-        ]
-        _finish(out, root, groups, figures, checks, warn or log)
-        log(
-            f"{out}: {int(total_new)} frame(s) dehazed by {size} process(es) in {wall:.1f} s "
-            f"({figures['frames_per_s']:.2f} frames/s); {skipped} already done, skipped"
-        )
-    return figures
 
 
 def _finish(
