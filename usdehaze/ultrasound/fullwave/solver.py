@@ -43,6 +43,50 @@ def _pml(n: int, size: int, alpha: float, c_ref: float, dx: float, dt: float, st
     return np.exp(-a * dt / 2.0)
 
 
+def _derivatives(grid: Grid, c_ref: float) -> tuple[torch.Tensor, ...]:
+    """The staggered k-space derivative operators (∂z forward, ∂z back, ∂x forward, ∂x back),
+    each with the k-space correction sinc(c_ref k Δt / 2) folded in."""
+    nz, nx, dx, dt = grid.nz, grid.nx, grid.dx, grid.dt
+    kz = 2 * np.pi * np.fft.fftfreq(nz, dx)
+    kx = 2 * np.pi * np.fft.rfftfreq(nx, dx)
+    k = np.sqrt(kz[:, None] ** 2 + kx[None, :] ** 2)
+    kappa = np.sinc(c_ref * k * dt / 2 / np.pi)  # np.sinc(x) = sin(πx)/(πx)
+    kz_d, kx_d = kz.copy(), kx.copy()
+    if nz % 2 == 0:
+        kz_d[nz // 2] = 0.0  # no derivative at the Nyquist frequency (real fields)
+    if nx % 2 == 0:
+        kx_d[-1] = 0.0
+
+    def op(kd: np.ndarray, sign: float, axis: int) -> torch.Tensor:
+        d = 1j * kd * np.exp(sign * 1j * kd * dx / 2)
+        d = d[:, None] if axis == 0 else d[None, :]
+        return torch.as_tensor((d * kappa).astype(np.complex64))
+
+    return op(kz_d, 1, 0), op(kz_d, -1, 0), op(kx_d, 1, 1), op(kx_d, -1, 1)
+
+
+def _absorbers(
+    grid: Grid,
+    pml_size: int | tuple[int, int],
+    pml_alpha: float,
+    c_ref: float,
+    loss: float,
+    dtype: torch.dtype,
+) -> tuple[torch.Tensor, ...]:
+    """The PML factors times the loss, (z, z staggered, x, x staggered), broadcastable."""
+    nz, nx, dx, dt = grid.nz, grid.nx, grid.dx, grid.dt
+    size_z, size_x = (pml_size, pml_size) if isinstance(pml_size, int) else pml_size
+
+    def pml(n: int, size: int, stagger: bool) -> np.ndarray:
+        if size == 0:
+            return np.full(n, loss)
+        return _pml(n, size, pml_alpha, c_ref, dx, dt, stagger) * loss
+
+    pz, pz_s = (torch.as_tensor(pml(nz, size_z, s)[:, None], dtype=dtype) for s in (False, True))
+    px, px_s = (torch.as_tensor(pml(nx, size_x, s)[None, :], dtype=dtype) for s in (False, True))
+    return pz, pz_s, px, px_s
+
+
 def simulate(
     grid: Grid,
     c: np.ndarray,
@@ -73,44 +117,31 @@ def simulate(
         c_t, rho_t = c_t[None], rho_t[None]
     if c_t.shape != rho_t.shape or c_t.shape[1:] != (grid.nz, grid.nx):
         raise ValueError(f"simulate: c {tuple(c_t.shape)} and rho {tuple(rho_t.shape)} vs grid")
-    nz, nx, dx, dt = grid.nz, grid.nx, grid.dx, grid.dt
     c_ref = float(c_t.max()) if c_ref is None else float(c_ref)
     dtype = torch.float32
+    ops = _derivatives(grid, c_ref)
+    loss = np.exp(-alpha_np_m * c0 * grid.dt / 2.0)  # folded into the PML factors (applied twice)
+    pmls = _absorbers(grid, pml_size, pml_alpha, c_ref, loss, dtype)
+    return _march(grid, c_t, rho_t, ops, pmls, src_idx, src_signal, rec_idx, nt, record_every)
 
-    kz = 2 * np.pi * np.fft.fftfreq(nz, dx)
-    kx = 2 * np.pi * np.fft.rfftfreq(nx, dx)
-    k = np.sqrt(kz[:, None] ** 2 + kx[None, :] ** 2)
-    kappa = np.sinc(c_ref * k * dt / 2 / np.pi)  # np.sinc(x) = sin(πx)/(πx)
-    kz_d, kx_d = kz.copy(), kx.copy()
-    if nz % 2 == 0:
-        kz_d[nz // 2] = 0.0  # no derivative at the Nyquist frequency (real fields)
-    if nx % 2 == 0:
-        kx_d[-1] = 0.0
 
-    def op(kd: np.ndarray, sign: float, axis: int) -> torch.Tensor:
-        d = 1j * kd * np.exp(sign * 1j * kd * dx / 2)
-        d = d[:, None] if axis == 0 else d[None, :]
-        return torch.as_tensor((d * kappa).astype(np.complex64))
-
-    dz_pos, dz_neg, dx_pos, dx_neg = (
-        op(kz_d, 1, 0),
-        op(kz_d, -1, 0),
-        op(kx_d, 1, 1),
-        op(kx_d, -1, 1),
-    )
-
-    loss = np.exp(-alpha_np_m * c0 * dt / 2.0)  # folded into the PML factors (applied twice)
-
-    size_z, size_x = (pml_size, pml_size) if isinstance(pml_size, int) else pml_size
-
-    def pml(n: int, size: int, stagger: bool) -> np.ndarray:
-        if size == 0:
-            return np.full(n, loss)
-        return _pml(n, size, pml_alpha, c_ref, dx, dt, stagger) * loss
-
-    pz, pz_s = (torch.as_tensor(pml(nz, size_z, s)[:, None], dtype=dtype) for s in (False, True))
-    px, px_s = (torch.as_tensor(pml(nx, size_x, s)[None, :], dtype=dtype) for s in (False, True))
-
+def _march(
+    grid: Grid,
+    c_t: torch.Tensor,
+    rho_t: torch.Tensor,
+    ops: tuple[torch.Tensor, ...],
+    pmls: tuple[torch.Tensor, ...],
+    src_idx: tuple[np.ndarray, np.ndarray],
+    src_signal: np.ndarray,
+    rec_idx: tuple[np.ndarray, np.ndarray],
+    nt: int,
+    record_every: int,
+) -> np.ndarray:
+    """The time stepping of :func:`simulate`: velocity, split density, pressure; recorded."""
+    dz_pos, dz_neg, dx_pos, dx_neg = ops
+    pz, pz_s, px, px_s = pmls
+    nz, nx, dt = grid.nz, grid.nx, grid.dt
+    dtype = torch.float32
     # density on the staggered points: the mean of the two neighbours
     rho_sz = 0.5 * (rho_t + torch.roll(rho_t, -1, dims=1))
     rho_sx = 0.5 * (rho_t + torch.roll(rho_t, -1, dims=2))
