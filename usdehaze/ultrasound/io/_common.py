@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from usdehaze.errors import UsageError, first_line
 from usdehaze.hdf5 import only_inside
+from usdehaze.ultrasound.scan import Scan
 
 DEFAULT_PITCH = 1e-4  # m, for plain arrays without coordinates
+HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5")
 
 
 def open_h5(path: Path):
@@ -49,6 +52,52 @@ def analytic_iq(rf: np.ndarray, path: Path, key: str) -> np.ndarray:
     from scipy.signal import hilbert
 
     return to_complex(hilbert(np.asarray(rf, np.float64), axis=1), path, key)
+
+
+def iq_is_complex(ds, path: Path, key: str) -> bool:
+    """Whether dataset ``ds`` (frames, z, x, n_ch) stores complex values; complex values with
+    an I/Q axis of 2 are refused (each pixel would count twice)."""
+    complex_ = np.dtype(ds.dtype).kind == "c"
+    if complex_ and ds.shape[-1] != 1:
+        raise UsageError(
+            f"{path}: key '{key}': complex values with an I/Q axis of {ds.shape[-1]} (each pixel "
+            f"would count twice); expected real (frames, z, x, 2) I/Q or complex (frames, z, x, 1)"
+        )
+    return complex_
+
+
+def iq_block(block: np.ndarray, complex_: bool, path: Path, key: str) -> np.ndarray:
+    """Complex64 IQ of a (n, z, x, n_ch) block: complex with n_ch 1, RF with n_ch 1 (made
+    analytic along depth) or I/Q with n_ch 2."""
+    if complex_:
+        return to_complex(block[..., 0], path, key, iq_axis=False)
+    if block.shape[-1] == 1:
+        return analytic_iq(block[..., 0], path, key)
+    return to_complex(block, path, key)
+
+
+def dataset_scan(
+    path: Path, ds, layout: str, key: str, read, shape: tuple, geometry: tuple, **fields: Any
+) -> Scan:
+    """A Scan of (z, x) ``shape`` whose frames ``read`` takes from HDF5 dataset ``ds`` (its
+    dtype and compression recorded; frames along its first axis unless ``n_frames`` is given),
+    on ``geometry``: (x, z, grid, axes)."""
+    x, z, grid, axes = geometry
+    fields.setdefault("n_frames", ds.shape[0])
+    return Scan(
+        path=path,
+        layout=layout,
+        key=key,
+        shape=shape,
+        read=read,
+        x=x,
+        z=z,
+        grid=grid,
+        axes=axes,
+        dtype=str(ds.dtype),
+        compression=str(ds.compression),
+        **fields,
+    )
 
 
 def check_finite(arr: np.ndarray, path: Path, key: str) -> None:

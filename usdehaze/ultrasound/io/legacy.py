@@ -11,13 +11,15 @@ import numpy as np
 
 from usdehaze.errors import UsageError
 from usdehaze.ultrasound.io._common import (
-    analytic_iq,
+    HDF5_SUFFIXES,
     assumed_grid_note,
     cartesian_geometry,
     check_frame,
     check_shape,
+    dataset_scan,
+    iq_block,
+    iq_is_complex,
     number,
-    to_complex,
     vector,
 )
 from usdehaze.ultrasound.io.registry import Reader, Source, register_reader
@@ -127,42 +129,25 @@ def read(path: Path, f, key: str | None) -> Scan:
     # the sector may be stated on the dataset itself, its group or the file's root
     said = tuple(g.attrs.get("description") for g in (ds, ds.parent, f))
     x, z, grid, axes, note = _geometry(path, sg, nz, nx, said)
-    complex_ = np.dtype(ds.dtype).kind == "c"
-    if complex_ and ds.shape[-1] != 1:
-        raise UsageError(
-            f"{path}: key '{key}': complex values with an I/Q axis of {ds.shape[-1]} (each pixel "
-            f"would count twice); expected real (frames, z, x, 2) I/Q or complex (frames, z, x, 1)"
-        )
-    rf = ds.shape[-1] == 1 and not complex_
+    complex_ = iq_is_complex(ds, path, key)
 
     def read_frames(a: int, b: int) -> np.ndarray:
-        block = ds[a:b]
-        if complex_:
-            return to_complex(block[..., 0], path, key, iq_axis=False)
-        if rf:
-            return analytic_iq(block[..., 0], path, key)
-        return to_complex(block, path, key)
+        return iq_block(ds[a:b], complex_, path, key)
 
     probe = f.attrs.get("probe")
     if isinstance(probe, bytes):
         probe = probe.decode(errors="replace")
-    probe = None if probe is None else str(probe)
-    return Scan(
-        path=path,
-        layout="zea-legacy",
-        key=key,
-        n_frames=ds.shape[0],
-        shape=(nz, nx),
-        read=read_frames,
-        x=x,
-        z=z,
-        grid=grid,
-        axes=axes,
-        probe=probe,
+    return dataset_scan(
+        path,
+        ds,
+        "zea-legacy",
+        key,
+        read_frames,
+        (nz, nx),
+        (x, z, grid, axes),
+        probe=None if probe is None else str(probe),
         center_frequency=_scalar(path, sg, "center_frequency"),
         sound_speed=_scalar(path, sg, "sound_speed"),
-        dtype=str(ds.dtype),
-        compression=str(ds.compression),
         datasets=[key],
         close=f.close,
         extra={"description": f.attrs.get("description")},
@@ -175,7 +160,7 @@ class LegacyReader(Reader):
     """zea legacy / usbmd files: ``data/beamformed_data`` (key None or that path)."""
 
     name, priority = "zea-legacy", 30
-    suffixes = (".h5", ".hdf5", ".hdf", ".he5")
+    suffixes = HDF5_SUFFIXES
     description = "zea legacy / usbmd (HDF5)"
 
     @classmethod

@@ -14,7 +14,14 @@ from pathlib import Path
 import numpy as np
 
 from usdehaze.errors import UsageError
-from usdehaze.ultrasound.io._common import check_frame, check_shape, number, to_complex, vector
+from usdehaze.ultrasound.io._common import (
+    check_frame,
+    check_shape,
+    dataset_scan,
+    number,
+    to_complex,
+    vector,
+)
 from usdehaze.ultrasound.io.registry import Reader, Source, register_reader
 from usdehaze.ultrasound.scan import Scan
 
@@ -59,8 +66,8 @@ def _vec(g, name: str, path: Path) -> np.ndarray:
     return v
 
 
-def read(path: Path, f, key: str | None) -> Scan:
-    found = groups(f)
+def _group(path: Path, f, key: str | None, found: list[str]) -> str:
+    """The UFF group to read (``key``'s first part, or the only one), checked to hold data and a scan."""
     if key is None and len(found) > 1:
         raise UsageError(f"{path}: several UFF beamformed data groups {found}; pick one with --key")
     group = found[0] if key is None else key.strip("/").split("/")[0]
@@ -70,11 +77,11 @@ def read(path: Path, f, key: str | None) -> Scan:
         raise UsageError(
             f"{path}: key '{group}/scan': missing, expected a uff linear or sector scan"
         )
-    real, imag = (
-        f[f"{group}/data/real"],
-        f[f"{group}/data/imag"] if f"{group}/data/imag" in f else None,
-    )
-    scan = f[f"{group}/scan"]
+    return group
+
+
+def _scan_axes(path: Path, scan, group: str) -> tuple[str, np.ndarray, np.ndarray, bool]:
+    """(class, rows, columns, whether columns run fastest in the pixel order) of a UFF scan."""
     kind = _cls(scan)
     if kind == "uff.linear_scan":
         cols, rows = _vec(scan, "x_axis", path), _vec(scan, "z_axis", path)
@@ -88,8 +95,9 @@ def read(path: Path, f, key: str | None) -> Scan:
         )
     nz, nx = rows.size, cols.size
     check_frame(path, f"{group}/scan", nz, nx)
-    npx = nz * nx
-    if "z" in scan and getattr(scan["z"], "size", None) == npx:  # per-pixel positions: the order
+    if (
+        "z" in scan and getattr(scan["z"], "size", None) == nz * nx
+    ):  # per-pixel positions: the order
         zp = vector(scan["z"], path, f"{group}/scan/z")
         rr, cc = np.meshgrid(rows, cols, indexing="ij")  # (nz, nx)
         zgrid = rr * np.cos(cc) if kind == "uff.sector_scan" else rr
@@ -97,6 +105,12 @@ def read(path: Path, f, key: str | None) -> Scan:
         fits_row_fastest = np.allclose(zgrid.T.reshape(-1), zp, atol=1e-9)
         if fits_col_fastest != fits_row_fastest:
             col_fastest = fits_col_fastest
+    return kind, rows, cols, col_fastest
+
+
+def _is_matlab(path: Path, real, imag, group: str, nz: int, nx: int) -> bool:
+    """Whether the data's axes are reversed (frames, waves, channels, pixels), as MATLAB writes."""
+    npx = nz * nx
     shape = real.shape
     check_shape(shape, path, f"{group}/data/real", "(pixels, channels, waves, frames)")
     if len(shape) != 4:
@@ -115,23 +129,40 @@ def read(path: Path, f, key: str | None) -> Scan:
         raise UsageError(
             f"{path}: key '{group}/data/imag': shape {imag.shape} differs from data/real's {shape}"
         )
-    n_frames = shape[0] if matlab else shape[-1]
-    origin = np.zeros(2)
-    if kind == "uff.sector_scan":
-        if "origin" in scan and "distance" in scan["origin"]:
-            d = number(scan["origin/distance"][()], f"{path}: key '{group}/scan/origin/distance'")
-            az = (
-                number(scan["origin/azimuth"][()], f"{path}: key '{group}/scan/origin/azimuth'")
-                if "azimuth" in scan["origin"]
-                else 0.0
-            )
-            origin = np.array([d * np.sin(az), d * np.cos(az)])
-        rr, tt = np.meshgrid(rows, cols, indexing="ij")
-        x, z = origin[0] + rr * np.sin(tt), origin[1] + rr * np.cos(tt)
-        grid, axes = "polar", {"theta": cols, "r": rows, "origin": origin}
-    else:
+    return matlab
+
+
+def _geometry(path: Path, scan, group: str, kind: str, rows: np.ndarray, cols: np.ndarray):
+    """(x, z, grid, axes): polar about the scan's origin for a sector scan, else cartesian."""
+    if kind != "uff.sector_scan":
         z, x = np.meshgrid(rows, cols, indexing="ij")
-        grid, axes = "cartesian", {"x": cols, "z": rows}
+        return x, z, "cartesian", {"x": cols, "z": rows}
+    origin = np.zeros(2)
+    if "origin" in scan and "distance" in scan["origin"]:
+        d = number(scan["origin/distance"][()], f"{path}: key '{group}/scan/origin/distance'")
+        az = (
+            number(scan["origin/azimuth"][()], f"{path}: key '{group}/scan/origin/azimuth'")
+            if "azimuth" in scan["origin"]
+            else 0.0
+        )
+        origin = np.array([d * np.sin(az), d * np.cos(az)])
+    rr, tt = np.meshgrid(rows, cols, indexing="ij")
+    x, z = origin[0] + rr * np.sin(tt), origin[1] + rr * np.cos(tt)
+    return x, z, "polar", {"theta": cols, "r": rows, "origin": origin}
+
+
+def read(path: Path, f, key: str | None) -> Scan:
+    found = groups(f)
+    group = _group(path, f, key, found)
+    real, imag = (
+        f[f"{group}/data/real"],
+        f[f"{group}/data/imag"] if f"{group}/data/imag" in f else None,
+    )
+    scan = f[f"{group}/scan"]
+    kind, rows, cols, col_fastest = _scan_axes(path, scan, group)
+    nz, nx = rows.size, cols.size
+    matlab = _is_matlab(path, real, imag, group, nz, nx)
+    geometry = _geometry(path, scan, group, kind, rows, cols)
     key_path = f"{group}/data"
 
     def to_grid(px: np.ndarray) -> np.ndarray:  # (n, pixels) → (n, z, x)
@@ -147,19 +178,16 @@ def read(path: Path, f, key: str | None) -> Scan:
             im = imag[:, 0, 0, a:b].T if imag is not None else np.zeros_like(re)
         return to_complex(np.stack([to_grid(re), to_grid(im)], axis=-1), path, key_path)
 
-    return Scan(
-        path=path,
-        layout="uff",
-        key=key_path,
+    n_frames = real.shape[0] if matlab else real.shape[-1]
+    return dataset_scan(
+        path,
+        real,
+        "uff",
+        key_path,
+        read_frames,
+        (nz, nx),
+        geometry,
         n_frames=n_frames,
-        shape=(nz, nx),
-        read=read_frames,
-        x=x,
-        z=z,
-        grid=grid,
-        axes=axes,
-        dtype=str(real.dtype),
-        compression=str(real.compression),
         datasets=found,
         close=f.close,
     )

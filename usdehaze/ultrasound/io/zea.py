@@ -15,12 +15,15 @@ import numpy as np
 
 from usdehaze.errors import UsageError, first_line
 from usdehaze.ultrasound.io._common import (
-    analytic_iq,
+    HDF5_SUFFIXES,
     assumed_grid_note,
     cartesian_geometry,
     check_frame,
     check_shape,
+    dataset_scan,
     geometry_from_coordinates,
+    iq_block,
+    iq_is_complex,
     to_complex,
 )
 from usdehaze.ultrasound.io.registry import Reader, Source, register_reader
@@ -206,8 +209,8 @@ def _stored_axes(path: Path, meta, shape: tuple[int, int]) -> tuple[str, dict[st
     return str(grid), axes
 
 
-def read(path: Path, f, key: str | None) -> Scan:
-    """Scan from an open zea file; ``key`` picks a product or an extra (default: beamformed IQ)."""
+def _values(path: Path, f, key: str | None) -> tuple[str, str, Any, list[str], list[str]]:
+    """(product or extra name, its group, its ``values`` dataset checked, products, extras)."""
     extras = sorted(f[EXTRAS].keys()) if EXTRAS in f else []
     available = [p for p in PRODUCTS if f"{DATA}/{p}/values" in f]
     name, group = _resolve_key(path, key, available, extras)
@@ -223,14 +226,13 @@ def read(path: Path, f, key: str | None) -> Scan:
         raise UsageError(
             f"{path}: key '{group}/values': expected a last axis of 2 (I/Q) or 1 (RF), got {ds.shape[-1]}"
         )
+    return name, group, ds, available, extras
+
+
+def _geometry(path: Path, f, group: str, ds) -> tuple[tuple, str | None, Any]:
+    """((x, z, grid, axes), the geometry note, the ``usdehaze`` attributes): from the product's
+    coordinates, else the default grid; axes stored by usdehaze take precedence."""
     nz, nx = ds.shape[1:3]
-    check_frame(path, f"{group}/values", nz, nx)
-    complex_ = np.dtype(ds.dtype).kind == "c"
-    if complex_ and not magnitude and ds.shape[-1] != 1:
-        raise UsageError(
-            f"{path}: key '{group}/values': complex values with an I/Q axis of 2 (each pixel "
-            f"would count twice); expected real (frames, z, x, 2) I/Q or complex (frames, z, x, 1)"
-        )
     if f"{group}/coordinates" in f:
         coords = f[f"{group}/coordinates"]
         if coords.ndim not in (3, 4) or tuple(coords.shape[-3:]) != (nz, nx, 3):
@@ -251,20 +253,11 @@ def read(path: Path, f, key: str | None) -> Scan:
         if stored:
             axes, grid = stored, stored_grid
             note = None
-    key_path = f"{group}/values"
+    return (x, z, grid, axes), note, meta
 
-    def read_frames(a: int, b: int) -> np.ndarray:
-        block = ds[a:b]
-        if magnitude:
-            if name == "image":  # dB image: back to an envelope
-                block = db_to_envelope(block)
-            return to_complex(np.asarray(block), path, key_path, iq_axis=False)
-        if complex_:  # complex IQ with a channel axis of 1
-            return to_complex(block[..., 0], path, key_path, iq_axis=False)
-        if block.shape[-1] == 1:
-            return analytic_iq(block[..., 0], path, key_path)
-        return to_complex(block, path, key_path)
 
+def _acoustics(f, meta) -> dict[str, Any]:
+    """Probe name, centre frequency and sound speed: usdehaze's attributes, then zea's places."""
     probe = _scalar(f, "probe/name")
     probe = None if probe is None else str(probe)
     center_frequency = _number(meta.get("center_frequency"))
@@ -275,23 +268,37 @@ def read(path: Path, f, key: str | None) -> Scan:
     sound_speed = _number(meta.get("sound_speed"))
     if sound_speed is None:
         sound_speed = _number(_scalar(f, "tracks/track_0/scan/sound_speed"))
-    return Scan(
-        path=path,
-        layout="zea",
-        key=key_path,
-        n_frames=ds.shape[0],
-        shape=(nz, nx),
-        read=read_frames,
-        x=x,
-        z=z,
-        grid=grid,
-        axes=axes,
-        probe=probe,
-        center_frequency=center_frequency,
-        sound_speed=sound_speed,
+    return {"probe": probe, "center_frequency": center_frequency, "sound_speed": sound_speed}
+
+
+def read(path: Path, f, key: str | None) -> Scan:
+    """Scan from an open zea file; ``key`` picks a product or an extra (default: beamformed IQ)."""
+    name, group, ds, available, extras = _values(path, f, key)
+    magnitude = name in ("envelope_data", "image")
+    key_path = f"{group}/values"
+    nz, nx = ds.shape[1:3]
+    check_frame(path, key_path, nz, nx)
+    complex_ = iq_is_complex(ds, path, key_path) if not magnitude else None
+    geometry, note, meta = _geometry(path, f, group, ds)
+
+    def read_frames(a: int, b: int) -> np.ndarray:
+        block = ds[a:b]
+        if magnitude:
+            if name == "image":  # dB image: back to an envelope
+                block = db_to_envelope(block)
+            return to_complex(np.asarray(block), path, key_path, iq_axis=False)
+        return iq_block(block, complex_, path, key_path)
+
+    return dataset_scan(
+        path,
+        ds,
+        "zea",
+        key_path,
+        read_frames,
+        (nz, nx),
+        geometry,
+        **_acoustics(f, meta),
         magnitude_only=magnitude,
-        dtype=str(ds.dtype),
-        compression=str(ds.compression),
         datasets=available + [f"extras: {e}" for e in extras],
         close=f.close,
         geometry_note=note,
@@ -303,7 +310,7 @@ class ZeaReader(Reader):
     """zea ≥ 0.1 files: ``tracks/track_0/data/<product>/values``."""
 
     name, priority = "zea", 40
-    suffixes = (".h5", ".hdf5", ".hdf", ".he5")
+    suffixes = HDF5_SUFFIXES
     description = "zea ≥ 0.1 (HDF5)"
 
     @classmethod
