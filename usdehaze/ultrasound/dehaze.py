@@ -257,7 +257,7 @@ def run_dehaze(
     input in place of a wrecked frame. The root attribute ``nfe`` is the number of network
     evaluations each dehazed frame got, as the sampler counted them (0: none ran).
     """
-    from usdehaze.ultrasound.ood import check_run, start_run_check, unfinished
+    from usdehaze.ultrasound.ood import check_run, start_run_check
     from usdehaze.ultrasound.sinks import check_kind
 
     frames = range(scan.n_frames) if frames is None else frames
@@ -267,15 +267,8 @@ def run_dehaze(
 
         with store_lock(Path(out)):  # a store another process writes: said now, not after
             pass  # the work (the writer holds the lock while it writes)
-    cfg, note = for_scan(cfg, scan)
-    if scan.display is not None and scan.display.source != "default":  # the file says
-        cfg = replace(cfg, dynamic_range=scan.display.dynamic_range)
-    with stage("load"):
-        dehazer = Dehazer(cfg)
+    dehazer, note = _load_dehazer(scan, cfg, warn)
     cfg = dehazer.cfg  # with a baseline's own settings: what actually ran
-    if note and warn is not None:  # said once its weights loaded: a refusal stays one line
-        said = note if scan.domain == "display" else f"only magnitude data; {note}"
-        warn(f"{scan.path}: {said}")
     view = None
     if scan.domain == "display":
         from usdehaze.ultrasound.bmode import DisplayView
@@ -295,43 +288,85 @@ def run_dehaze(
         dehazer, ood, warn, str(scan.path), fallback="stop" if strict else fallback
     )
     t0 = time.perf_counter()
-    done = 0
     # the next batch is read while this one is dehazed ("read" counts the waits for it); the
     # reader stops before the sink closes (a video or DICOM sink reads the scan's pixels then)
     ahead = contextlib.closing(read_ahead(scan.batches(frames, cfg.batch)))
     with stage("write"), _sink(out, kind, scan, view, frames, cfg, record) as w, ahead as reader:
-        batches = timed("read", reader)
-
-        def take_check(wait: bool) -> None:  # the check beside the frames, once it is known
-            nonlocal pending
-            if pending is not None and (wait or pending.done()):
-                with stage("ood check"):  # the run's wait for it, if any
-                    driver.ood = pending.result()
-                beside("ood check", pending.seconds)
-                w.update_attrs(driver.ood.attrs())
-                pending = None
-
-        try:
-            for idx, res in driver.run(batches, step_callback, view):
-                w.write_frames(done, **res)  # the batch in one write per key
-                done += len(idx)
-                if driver.blank:  # kept when a later batch is interrupted
-                    w.update_attrs({"blank_frames": list(driver.blank)})
-                take_check(wait=False)
-                if progress is not None:
-                    progress(done, len(frames), time.perf_counter() - t0)
-            take_check(wait=True)
-        except BaseException:
-            with contextlib.suppress(Exception):  # a score known by now goes in the partial file
-                take_check(wait=False)
-            if pending is not None:  # else: not scored, and the file says so
-                w.update_attrs(unfinished(dehazer.priors.get("tissue")).attrs())
-            raise
+        check = _BesideCheck(pending, driver, w)
+        done = _stream(
+            driver, timed("read", reader), w, check, len(frames), t0, progress, step_callback, view
+        )
         with stage("result checks"):
             w.update_attrs(driver.finish())  # result checks, nfe, blank frames
         seconds = time.perf_counter() - t0
         w.update_attrs({"seconds": seconds, "seconds_per_frame": seconds / max(done, 1)})
     return Path(out)
+
+
+def _load_dehazer(
+    scan, cfg: DehazeConfig, warn: Callable[[str], None] | None
+) -> tuple[Dehazer, str | None]:
+    """The Dehazer for this scan (magnitude data, a file's own dynamic range) and the note of
+    what runs in place of ``cfg``, said once the weights loaded (a refusal stays one line)."""
+    cfg, note = for_scan(cfg, scan)
+    if scan.display is not None and scan.display.source != "default":  # the file says
+        cfg = replace(cfg, dynamic_range=scan.display.dynamic_range)
+    with stage("load"):
+        dehazer = Dehazer(cfg)
+    if note and warn is not None:  # said once its weights loaded: a refusal stays one line
+        said = note if scan.domain == "display" else f"only magnitude data; {note}"
+        warn(f"{scan.path}: {said}")
+    return dehazer, note
+
+
+class _BesideCheck:
+    """The out-of-distribution check scored beside the frames: into the output once known."""
+
+    def __init__(self, pending: Any, driver: FrameDriver, w: Any) -> None:
+        self.pending, self.driver, self.w = pending, driver, w
+
+    def take(self, wait: bool) -> None:
+        """Record the check's result if it is done (or, with ``wait``, once it is)."""
+        if self.pending is not None and (wait or self.pending.done()):
+            with stage("ood check"):  # the run's wait for it, if any
+                self.driver.ood = self.pending.result()
+            beside("ood check", self.pending.seconds)
+            self.w.update_attrs(self.driver.ood.attrs())
+            self.pending = None
+
+
+def _stream(
+    driver: FrameDriver,
+    batches: Any,
+    w: Any,
+    check: _BesideCheck,
+    total: int,
+    t0: float,
+    progress: Callable[[int, int, float], None] | None,
+    step_callback: Callable[[int, int, float], None] | None,
+    view: Any,
+) -> int:
+    """Dehaze and write every batch; on any exit the output says how far the check got."""
+    from usdehaze.ultrasound.ood import unfinished
+
+    done = 0
+    try:
+        for idx, res in driver.run(batches, step_callback, view):
+            w.write_frames(done, **res)  # the batch in one write per key
+            done += len(idx)
+            if driver.blank:  # kept when a later batch is interrupted
+                w.update_attrs({"blank_frames": list(driver.blank)})
+            check.take(wait=False)
+            if progress is not None:
+                progress(done, total, time.perf_counter() - t0)
+        check.take(wait=True)
+    except BaseException:
+        with contextlib.suppress(Exception):  # a score known by now goes in the partial file
+            check.take(wait=False)
+        if check.pending is not None:  # else: not scored, and the file says so
+            w.update_attrs(unfinished(driver.dehazer.priors.get("tissue")).attrs())
+        raise
+    return done
 
 
 def _sink(out, kind: str, scan, view, frames, cfg: DehazeConfig, record: dict[str, Any]):
