@@ -172,8 +172,9 @@ def _check_length(path: Path, ds: Any, frames: int) -> None:
         )
 
 
-def read_dicom(path: Path, key: str | None = None) -> Scan:
-    """A display-domain Scan of a DICOM ultrasound image or cine (frames decoded on demand)."""
+def _dcmread(path: Path, key: str | None) -> Any:
+    """The parsed DICOM file, refused in one line when pydicom is missing or the file is not a
+    whole DICOM file (or ``key`` names another image)."""
     try:
         import pydicom
         from pydicom.errors import InvalidDicomError
@@ -197,8 +198,11 @@ def read_dicom(path: Path, key: str | None = None) -> Scan:
     if ended or not len(ds):
         why = ended[0] if ended else "no data elements"
         raise UsageError(f"{path}: truncated DICOM file ({why[:200]}): expected a whole file")
-    _check_kind(path, ds)
-    tsyntax = _check_decoder(path, ds)
+    return ds
+
+
+def _image_tags(path: Path, ds: Any) -> tuple[int, int, int, int, str]:
+    """(rows, columns, frames, samples per pixel, photometric interpretation), checked."""
     try:
         rows, cols = int(ds.Rows), int(ds.Columns)
         n = int(ds.get("NumberOfFrames", 1) or 1)
@@ -210,6 +214,25 @@ def read_dicom(path: Path, key: str | None = None) -> Scan:
             f"PhotometricInterpretation) missing or malformed ({first_line(exc)})"
         ) from None
     _bmode.check_size(f"{path}: key '{KEY}'", n, rows, cols, samples)
+    return rows, cols, n, samples, photometric
+
+
+def _probe(ds: Any, regs: list) -> tuple[str | None, float | None]:
+    """The probe's name and centre frequency (Hz) when the file says."""
+    freq = next((f for r in regs if (f := _float(r.get("TransducerFrequency")))), None)
+    probe = _plain(ds.get("TransducerData") or ds.get("ManufacturerModelName"))
+    if isinstance(probe, list):  # TransducerData is multi-valued
+        probe = " ".join(str(p) for p in probe if p) or None
+    probe = None if probe is None else str(probe)
+    return probe, None if freq is None else freq * 1e3  # TransducerFrequency: kHz
+
+
+def read_dicom(path: Path, key: str | None = None) -> Scan:
+    """A display-domain Scan of a DICOM ultrasound image or cine (frames decoded on demand)."""
+    ds = _dcmread(path, key)
+    _check_kind(path, ds)
+    tsyntax = _check_decoder(path, ds)
+    _, _, n, _, photometric = _image_tags(path, ds)
     levels = _levels(path, ds)
     _check_length(path, ds, n)
     decode = _decoder(ds, photometric, levels)
@@ -229,10 +252,7 @@ def read_dicom(path: Path, key: str | None = None) -> Scan:
         ) from None
     regs = regions(ds)
     spacing_mm, source = spacing(ds, regs)
-    freq = next((f for r in regs if (f := _float(r.get("TransducerFrequency")))), None)
-    probe = _plain(ds.get("TransducerData") or ds.get("ManufacturerModelName"))
-    if isinstance(probe, list):  # TransducerData is multi-valued
-        probe = " ".join(str(p) for p in probe if p) or None
+    probe, center_frequency = _probe(ds, regs)
     return _bmode.display_scan(
         path,
         layout="dicom",
@@ -253,8 +273,8 @@ def read_dicom(path: Path, key: str | None = None) -> Scan:
             "transfer_syntax": tsyntax,
             "regions": regs,
         },
-        probe=None if probe is None else str(probe),
-        center_frequency=None if freq is None else freq * 1e3,  # TransducerFrequency: kHz
+        probe=probe,
+        center_frequency=center_frequency,
         dtype=f"uint{ds.BitsAllocated} {photometric}",
         compression=tsyntax,
         datasets=[KEY],
