@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -205,7 +205,6 @@ FORMAT = "usdehaze-prior/1"
 def validate_prior_config(cfg: Any, cfg_path: Path) -> dict[str, Any]:
     """Check every field of a prior's JSON (the file can be anyone's): one UsageError naming the
     file and the key for the first thing wrong. Returns ``cfg``."""
-    from usdehaze import limits
 
     def where(key: str) -> str:
         return f"{cfg_path}: key '{key}'"
@@ -214,6 +213,14 @@ def validate_prior_config(cfg: Any, cfg_path: Path) -> dict[str, Any]:
         raise UsageError(
             f"{cfg_path}: expected a JSON object (a prior config), got {type(cfg).__name__}"
         )
+    _check_prior_keys(cfg, where)
+    _check_normalisation(cfg.get("normalisation") or {}, where)
+    _check_ood(cfg.get("ood") or {}, where)
+    return cfg
+
+
+def _check_prior_keys(cfg: dict[str, Any], where: Callable[[str], str]) -> None:
+    """The top level of a prior config: known keys, the required ones, format, checksum, types."""
     unknown = sorted(set(cfg) - PRIOR_KEYS)
     if unknown:
         raise UsageError(
@@ -238,7 +245,12 @@ def validate_prior_config(cfg: Any, cfg_path: Path) -> dict[str, Any]:
         raise UsageError(
             f"{where('usdehaze_version')}: expected a string, got {cfg['usdehaze_version']!r}"
         )
-    norm = cfg.get("normalisation") or {}
+
+
+def _check_normalisation(norm: dict[str, Any], where: Callable[[str], str]) -> None:
+    """A prior config's ``normalisation``: domain, positive numbers, an increasing range."""
+    from usdehaze import limits
+
     if "domain" in norm and norm["domain"] not in DOMAINS:
         raise UsageError(
             f"{where('normalisation.domain')}: expected one of {', '.join(DOMAINS)}, got {norm['domain']!r}"
@@ -259,12 +271,16 @@ def validate_prior_config(cfg: Any, cfg_path: Path) -> dict[str, Any]:
             raise UsageError(
                 f"{where(f'normalisation.{key}')}: expected a string, got {norm[key]!r}"
             )
-    ood = cfg.get("ood") or {}
+
+
+def _check_ood(ood: dict[str, Any], where: Callable[[str], str]) -> None:
+    """A prior config's ``ood`` calibration: a number threshold, a named measure."""
+    from usdehaze import limits
+
     if "threshold" in ood:
         limits.number(ood["threshold"], where("ood.threshold"))  # below 0: always warn
     if "measure" in ood and not isinstance(ood["measure"], str):
         raise UsageError(f"{where('ood.measure')}: expected a string, got {ood['measure']!r}")
-    return cfg
 
 
 def weights_bytes_limit(net: nn.Module) -> int:
