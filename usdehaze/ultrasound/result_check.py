@@ -39,13 +39,35 @@ def check_result(root: Any, path: Path, names: list[str], attrs: dict[str, Any])
     (3-D floats, one frame shape and count), x/z (one position per pixel), axes (1-D, their
     frame dimension's length), masks, ``done`` and the attributes; in a zarr result marked
     complete, every frame's chunk present (a missing one would read as fill, not data)."""
+    _check_present(path, names, attrs)
+    images = {n: root[n] for n in names if n.endswith("_db")}
+    frame, count = _check_images(path, images)
+    for name in names:
+        if name not in images:
+            _check_other(path, name, root[name], frame, count)
+    _check_attrs(path, attrs, count)
+    # positions written at the start: never all zero (which zarr does not store), so a chunk
+    # missing there is damage; so is any frame's in a complete result
+    stored = ["z", "axes_r"] + (["x", "axes_theta"] if frame[1] > 1 else [])
+    if attrs.get("complete") == 1:
+        stored += list(images)
+    for name in stored:
+        if name in names:
+            _all_chunks(path, name, root[name])
+
+
+def _check_present(path: Path, names: list[str], attrs: dict[str, Any]) -> None:
+    """The datasets every result of its grid holds: the dB images, x/z, polar axes."""
     missing = [f"{k}_db" for k in IMAGE_KEYS if f"{k}_db" not in names]
     missing += [k for k in ("x", "z") if k not in names]
     if attrs.get("grid") == "polar":  # the scan conversion of show and napari needs them
         missing += [f"axes_{k}" for k in ("theta", "r") if f"axes_{k}" not in names]
     if missing:
         raise damaged(path, missing[0], "missing (expected in every usdehaze result of its grid)")
-    images = {n: root[n] for n in names if n.endswith("_db")}
+
+
+def _check_images(path: Path, images: dict[str, Any]) -> tuple[tuple[int, ...], int]:
+    """The dB images: 3-D floats of one frame shape and count; (frame shape, count)."""
     frame: tuple[int, ...] | None = None
     count: int | None = None
     for name, a in images.items():
@@ -59,28 +81,20 @@ def check_result(root: Any, path: Path, names: list[str], attrs: dict[str, Any])
         elif shape != (count, *frame):
             raise damaged(path, name, f"shape {shape}, expected {(count, *frame)} like the others")
     assert frame is not None and count is not None
-    for name in names:
-        if name in images:
-            continue
-        a = root[name]
-        shape, kind = _shape(a), _kind(a)
-        expected = _expected(name, frame, count)
-        if expected is None:
-            continue
-        want_shape, kinds = expected
-        if shape != want_shape or kind not in kinds:
-            raise damaged(
-                path, name, f"{a.dtype} of shape {shape}, expected numbers of shape {want_shape}"
-            )
-    _check_attrs(path, attrs, count)
-    # positions written at the start: never all zero (which zarr does not store), so a chunk
-    # missing there is damage; so is any frame's in a complete result
-    stored = ["z", "axes_r"] + (["x", "axes_theta"] if frame[1] > 1 else [])
-    if attrs.get("complete") == 1:
-        stored += list(images)
-    for name in stored:
-        if name in names:
-            _all_chunks(path, name, root[name])
+    return frame, count
+
+
+def _check_other(path: Path, name: str, a: Any, frame: tuple[int, ...], count: int) -> None:
+    """A non-image dataset a reader uses: its shape and dtype kind (others are not checked)."""
+    shape, kind = _shape(a), _kind(a)
+    expected = _expected(name, frame, count)
+    if expected is None:
+        return
+    want_shape, kinds = expected
+    if shape != want_shape or kind not in kinds:
+        raise damaged(
+            path, name, f"{a.dtype} of shape {shape}, expected numbers of shape {want_shape}"
+        )
 
 
 def check_finite(path: Path, arrays: dict[str, np.ndarray]) -> None:
