@@ -11,7 +11,6 @@ import numpy as np
 
 from usdehaze.errors import UsageError
 from usdehaze.ultrasound.io._common import (
-    HDF5_SUFFIXES,
     assumed_grid_note,
     cartesian_geometry,
     check_frame,
@@ -22,7 +21,7 @@ from usdehaze.ultrasound.io._common import (
     number,
     vector,
 )
-from usdehaze.ultrasound.io.registry import Reader, Source, register_reader
+from usdehaze.ultrasound.io.registry import HDF5Reader, register_reader
 from usdehaze.ultrasound.scan import Scan
 
 KEY = "data/beamformed_data"
@@ -156,18 +155,13 @@ def read(path: Path, f, key: str | None) -> Scan:
 
 
 @register_reader
-class LegacyReader(Reader):
+class LegacyReader(HDF5Reader):
     """zea legacy / usbmd files: ``data/beamformed_data`` (key None or that path)."""
 
     name, priority = "zea-legacy", 30
-    suffixes = HDF5_SUFFIXES
     description = "zea legacy / usbmd (HDF5)"
+    detect_h5, read_h5 = staticmethod(detect), staticmethod(read)
 
-    @classmethod
-    def detect(cls, src: Source) -> bool:
-        f = src.h5()
-        return f is not None and detect(f) and src.key in (None, KEY)
-
-    @classmethod
-    def read(cls, src: Source) -> Scan:
-        return read(src.path, src.take_h5(), src.key)
+    @staticmethod
+    def owns(f, key: str | None) -> bool:
+        return key in (None, KEY)

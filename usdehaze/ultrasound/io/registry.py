@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 from usdehaze.core.registry import Registry
 from usdehaze.errors import UsageError
 from usdehaze.hdf5 import OutsideData
+from usdehaze.ultrasound.io._common import HDF5_SUFFIXES
 from usdehaze.ultrasound.scan import Scan
 
 
@@ -97,6 +98,38 @@ class Reader:
     def read(cls, src: Source) -> Scan:
         """The Scan of ``src`` (frames read on demand); anything wrong: one UsageError."""
         raise NotImplementedError
+
+
+class HDF5Reader(Reader):
+    """A reader of one HDF5 layout, from its module's functions: ``detect_h5(f)`` (the open file
+    holds the layout), ``owns(f, key)`` (the key, if any, points into it; default any) and
+    ``read_h5(path, f, key)`` (the Scan, keeping ``f`` open)."""
+
+    suffixes: ClassVar[tuple[str, ...]] = HDF5_SUFFIXES
+
+    @staticmethod
+    def detect_h5(f: Any) -> bool:
+        """Whether the open HDF5 file holds this layout."""
+        raise NotImplementedError
+
+    @staticmethod
+    def owns(f: Any, key: str | None) -> bool:
+        """Whether ``key`` (None: the default) is one this reader reads."""
+        return True
+
+    @staticmethod
+    def read_h5(path: Path, f: Any, key: str | None) -> Scan:
+        """The Scan of the open file (kept open until the Scan closes)."""
+        raise NotImplementedError
+
+    @classmethod
+    def detect(cls, src: Source) -> bool:
+        f = src.h5()
+        return f is not None and cls.detect_h5(f) and cls.owns(f, src.key)
+
+    @classmethod
+    def read(cls, src: Source) -> Scan:
+        return cls.read_h5(src.path, src.take_h5(), src.key)
 
 
 READERS: Registry = Registry("reader", requires=("suffixes",))

@@ -22,7 +22,7 @@ from usdehaze.ultrasound.io._common import (
     to_complex,
     vector,
 )
-from usdehaze.ultrasound.io.registry import Reader, Source, register_reader
+from usdehaze.ultrasound.io.registry import HDF5Reader, register_reader
 from usdehaze.ultrasound.scan import Scan
 
 GROUP = "beamformed_data"
@@ -194,18 +194,10 @@ def read(path: Path, f, key: str | None) -> Scan:
 
 
 @register_reader
-class UffReader(Reader):
+class UffReader(HDF5Reader):
     """USTB UFF files holding beamformed data (the key, if given, inside a UFF group)."""
 
     name, priority = "uff", 20
     suffixes = (".uff", ".h5", ".mat")
     description = "USTB UFF (HDF5)"
-
-    @classmethod
-    def detect(cls, src: Source) -> bool:
-        f = src.h5()
-        return f is not None and detect(f) and owns(f, src.key)
-
-    @classmethod
-    def read(cls, src: Source) -> Scan:
-        return read(src.path, src.take_h5(), src.key)
+    detect_h5, owns, read_h5 = staticmethod(detect), staticmethod(owns), staticmethod(read)

@@ -15,7 +15,6 @@ import numpy as np
 
 from usdehaze.errors import UsageError, first_line
 from usdehaze.ultrasound.io._common import (
-    HDF5_SUFFIXES,
     assumed_grid_note,
     cartesian_geometry,
     check_frame,
@@ -26,7 +25,7 @@ from usdehaze.ultrasound.io._common import (
     iq_is_complex,
     to_complex,
 )
-from usdehaze.ultrasound.io.registry import Reader, Source, register_reader
+from usdehaze.ultrasound.io.registry import HDF5Reader, register_reader
 from usdehaze.ultrasound.logcomp import db_to_envelope
 from usdehaze.ultrasound.scan import Scan
 
@@ -306,18 +305,9 @@ def read(path: Path, f, key: str | None) -> Scan:
 
 
 @register_reader
-class ZeaReader(Reader):
+class ZeaReader(HDF5Reader):
     """zea ≥ 0.1 files: ``tracks/track_0/data/<product>/values``."""
 
     name, priority = "zea", 40
-    suffixes = HDF5_SUFFIXES
     description = "zea ≥ 0.1 (HDF5)"
-
-    @classmethod
-    def detect(cls, src: Source) -> bool:
-        f = src.h5()
-        return f is not None and detect(f)
-
-    @classmethod
-    def read(cls, src: Source) -> Scan:
-        return read(src.path, src.take_h5(), src.key)
+    detect_h5, read_h5 = staticmethod(detect), staticmethod(read)
