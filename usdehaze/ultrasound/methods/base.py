@@ -118,14 +118,13 @@ class Method:
                 "(the model has no magnitude-only fallback)"
             )
         where = "in the log domain " if fallback.domain == DB else ""
-        if cfg.tissue_prior or cfg.haze_prior or cfg.priors:
-            raise UsageError(
-                f"model '{cfg.model}' needs complex IQ data and this input is magnitude-only; "
-                f"use --model {fallback.name} with '{fallback.domain}'-domain priors"
-            )
-        return replace(cfg, model=fallback.name), (
+        return _switch_model(
+            cfg,
+            fallback,
+            f"model '{cfg.model}' needs complex IQ data and this input is magnitude-only; "
+            f"use --model {fallback.name} with '{fallback.domain}'-domain priors",
             f"magnitude-only data (no I/Q): running {where}(model {fallback.name}) instead of "
-            f"{cfg.model}"
+            f"{cfg.model}",
         )
 
     @classmethod
@@ -140,14 +139,13 @@ class Method:
             raise UsageError(
                 "this input is scan-converted B-mode and no display-domain data model is registered"
             )
-        if cfg.tissue_prior or cfg.haze_prior or cfg.priors:
-            raise UsageError(
-                f"model '{cfg.model}': this input is scan-converted B-mode, which its priors "
-                f"never saw; use --model {target.name} with '{target.domain}'-domain priors"
-            )
-        return replace(cfg, model=target.name), (
+        return _switch_model(
+            cfg,
+            target,
+            f"model '{cfg.model}': this input is scan-converted B-mode, which its priors "
+            f"never saw; use --model {target.name} with '{target.domain}'-domain priors",
             f"scan-converted B-mode: running model {target.name} (priors trained on display "
-            f"images) instead of {cfg.model}"
+            f"images) instead of {cfg.model}",
         )
 
     @classmethod
@@ -287,3 +285,11 @@ def for_magnitude_data(cfg: Any) -> tuple[Any, str | None]:
     """The config to run on magnitude-only data, and a note when it had to change (its
     method's ``for_magnitude_data``)."""
     return METHODS[cfg.method].for_magnitude_data(cfg)
+
+
+def _switch_model(cfg: Any, model: Any, refusal: str, note: str) -> tuple[Any, str]:
+    """``cfg`` running data model ``model`` with its shipped priors, and the ``note`` saying so;
+    priors the user chose (for the model they asked for) cannot follow: the ``refusal``."""
+    if cfg.tissue_prior or cfg.haze_prior or cfg.priors:
+        raise UsageError(refusal)
+    return replace(cfg, model=model.name), note
