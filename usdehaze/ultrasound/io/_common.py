@@ -15,6 +15,19 @@ DEFAULT_PITCH = 1e-4  # m, for plain arrays without coordinates
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5")
 
 
+def optional_import(path: Path, needs: str, extra: str, *modules: str) -> Any:
+    """The last of ``modules``, imported in order; one missing: one line, ``needs`` (what
+    reading ``path`` needs) and the pip extra that installs it."""
+    import importlib
+
+    try:
+        for name in modules:
+            module = importlib.import_module(name)
+    except ImportError:
+        raise UsageError(f"{path}: {needs}: pip install 'usdehaze[{extra}]'") from None
+    return module
+
+
 def open_h5(path: Path):
     """Open an HDF5 file read-only (Blosc and other zea filters registered)."""
     import h5py

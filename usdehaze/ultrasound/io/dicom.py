@@ -21,6 +21,7 @@ import numpy as np
 
 from usdehaze.errors import UsageError, first_line
 from usdehaze.ultrasound.io import _bmode
+from usdehaze.ultrasound.io._common import optional_import
 from usdehaze.ultrasound.io.registry import Reader, Source, register_reader
 from usdehaze.ultrasound.scan import Scan
 
@@ -175,20 +176,18 @@ def _check_length(path: Path, ds: Any, frames: int) -> None:
 def _dcmread(path: Path, key: str | None) -> Any:
     """The parsed DICOM file, refused in one line when pydicom is missing or the file is not a
     whole DICOM file (or ``key`` names another image)."""
-    try:
-        import pydicom
-        from pydicom.errors import InvalidDicomError
-    except ImportError:
-        raise UsageError(
-            f"{path}: reading DICOM needs pydicom: pip install 'usdehaze[dicom]'"
-        ) from None
+    errors = optional_import(
+        path, "reading DICOM needs pydicom", "dicom", "pydicom", "pydicom.errors"
+    )
+    import pydicom
+
     if key not in (None, "", KEY):
         raise UsageError(f"{path}: key '{key}': a DICOM file holds one image, key '{KEY}'")
     try:
         with warnings.catch_warnings(record=True) as said:
             warnings.simplefilter("always")
             ds = pydicom.dcmread(path)
-    except InvalidDicomError as exc:
+    except errors.InvalidDicomError as exc:
         raise UsageError(f"{path}: not a DICOM file ({first_line(exc)})") from None
     except (OSError, EOFError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise UsageError(

@@ -16,6 +16,7 @@ import numpy as np
 
 from usdehaze.errors import UsageError, first_line
 from usdehaze.ultrasound.io import _bmode
+from usdehaze.ultrasound.io._common import optional_import
 from usdehaze.ultrasound.io.registry import Reader, Source, register_reader
 from usdehaze.ultrasound.scan import Scan
 
@@ -42,13 +43,8 @@ def image_files(folder: Path) -> list[Path]:
 
 
 def _iio(path: Path) -> Any:
-    try:
-        import imageio.v3 as iio
-    except ImportError:
-        raise UsageError(
-            f"{path}: reading images needs imageio: pip install 'usdehaze[video]'"
-        ) from None
-    return iio
+    """imageio.v3, or one line saying to install it."""
+    return optional_import(path, "reading images needs imageio", "video", "imageio.v3")
 
 
 def _levels(path: Path, dtype: np.dtype) -> int:

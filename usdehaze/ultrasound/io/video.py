@@ -16,6 +16,7 @@ import numpy as np
 
 from usdehaze.errors import UsageError, first_line
 from usdehaze.ultrasound.io import _bmode
+from usdehaze.ultrasound.io._common import optional_import
 from usdehaze.ultrasound.io.registry import Reader, Source, register_reader
 from usdehaze.ultrasound.scan import Scan
 
@@ -24,14 +25,8 @@ LEVELS = 255  # PyAV decodes to 8-bit RGB (rgb24)
 
 
 def _imageio(path: Path) -> Any:
-    try:
-        import av  # noqa: F401
-        import imageio.v3 as iio
-    except ImportError:
-        raise UsageError(
-            f"{path}: reading videos needs imageio and av: pip install 'usdehaze[video]'"
-        ) from None
-    return iio
+    """imageio.v3 with PyAV beside it, or one line saying to install them."""
+    return optional_import(path, "reading videos needs imageio and av", "video", "av", "imageio.v3")
 
 
 def _undecodable(path: Path, exc: BaseException) -> UsageError:
