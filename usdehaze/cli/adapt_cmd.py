@@ -27,30 +27,27 @@ def _option(kind: type, *flags: str, help: str) -> Any:  # noqa: A002 - typer's 
     return Annotated[kind, typer.Option(*flags, help=help)]
 
 
+def _optional(kind: type, flag: str, help: str) -> Any:  # noqa: A002 - typer's name
+    """An option ``flag`` of type ``kind`` that may be left out (None)."""
+    return _option(Optional[kind], flag, help=help)  # noqa: UP045 - typer reads it at run time
+
+
 # adapt's own options, one line each in its signature
 Tissue = _scans("--tissue", "Tissue-only scans (good windows, phantoms)")
 Haze = _scans("--haze", "Haze-only scans, or hazy scans with --haze-roi")
 Out = _option(Path, "-o", "--out", help="Folder for the adapted priors.")
-Minutes = _option(
-    Optional[float],  # noqa: UP045 - typer reads this type at run time
+Minutes = _optional(
+    float,
     "--minutes",
-    help="Training time of both priors together, split evenly (default 20; none with --steps alone).",
+    "Training time of both priors together, split evenly (default 20; none with --steps alone).",
 )
-Steps = _option(
-    Optional[int],  # noqa: UP045 - typer reads this type at run time
-    "--steps",
-    help="Steps per prior (with --minutes: whichever ends first).",
-)
-HazeRoi = _option(
-    Optional[Path],  # noqa: UP045 - typer reads this type at run time
+Steps = _optional(int, "--steps", "Steps per prior (with --minutes: whichever ends first).")
+HazeRoi = _optional(
+    Path,
     "--haze-roi",
-    help="roi.json whose target regions are haze only (cavities) in the --haze scans.",
+    "roi.json whose target regions are haze only (cavities) in the --haze scans.",
 )
-Base = _option(
-    Optional[Path],  # noqa: UP045 - typer reads this type at run time
-    "--from",
-    help="Folder of priors to start from (default: the shipped iq priors).",
-)
+Base = _optional(Path, "--from", "Folder of priors to start from (default: the shipped iq priors).")
 Seed = _option(int, "--seed", help="Random seed (patches, noise levels, noise).")
 Restart = _option(
     bool, "--restart", help="Discard OUT's checkpoints and start over from the base priors."
