@@ -80,13 +80,16 @@ def run_app(argv: list[str] | None = None) -> int:
                 print("usdehaze: interrupted", file=sys.stderr)
             return code
     except (Exception, KeyboardInterrupt, SystemExit) as exc:
-        return _exit_code(exc)  # a kind it does not know is raised again
+        code = _exit_code(exc)
+        if code is None:  # not a kind it answers: raised again, with its own traceback
+            raise
+        return code
     return 0
 
 
-def _exit_code(exc: BaseException) -> int:
+def _exit_code(exc: BaseException) -> int | None:
     """The exit code of a command that raised ``exc``, after its one line on stderr (a usage
-    error, Ctrl-C, a full device, a click usage error); anything else is raised again."""
+    error, Ctrl-C, a full device, a click usage error); None for any other exception."""
     if isinstance(exc, UsageError):
         print(f"usdehaze: error: {exc}", file=sys.stderr)
         return 2
@@ -103,9 +106,9 @@ def _exit_code(exc: BaseException) -> int:
     return _click_exit_code(exc)
 
 
-def _click_exit_code(exc: BaseException) -> int:
+def _click_exit_code(exc: BaseException) -> int | None:
     """A click usage error as one line and its exit code (0 where the help was the answer), an
-    abort as 130; anything else is raised again."""
+    abort as 130; None for any other exception."""
     usage, abort = _click_errors()
     if isinstance(exc, usage):
         if not str(exc.format_message()).strip():  # no arguments: the help was the answer
@@ -115,7 +118,7 @@ def _click_exit_code(exc: BaseException) -> int:
     if isinstance(exc, abort):
         print("usdehaze: aborted", file=sys.stderr)
         return 130
-    raise exc
+    return None
 
 
 _FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # the device or quota is full
