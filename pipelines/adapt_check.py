@@ -259,7 +259,8 @@ def markdown(table: dict[str, dict[str, float]]) -> str:
 
 
 # -- the check ------------------------------------------------------------------------------------
-def main(argv: list[str] | None = None) -> int:
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
+    """The command line (--samples and --frames: at least 1)."""
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -287,21 +288,13 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.samples < 1 or (args.frames is not None and args.frames < 1):
         ap.error("--samples and --frames: expected at least 1")
+    return args
 
-    from usdehaze.atomic import atomic_path
+
+def _before_after(args: argparse.Namespace, cases: list[dict[str, Any]]) -> tuple[dict, Any, Any]:
+    """The table (hazy input, joint with the shipped priors, joint with the adapted ones, clean
+    truth) on ``cases``, and the two joint configs."""
     from usdehaze.ultrasound.dehaze import build_config
-    from usdehaze.ultrasound.evaluate import markdown_by_level
-
-    t0 = time.perf_counter()
-    acq = acquisition(args.acquisition)
-    name = args.acquisition
-    if name != SIMULATE:  # the corpus code's SIMUS makes the material
-        from usdehaze.extras import require
-
-        require(["pymust"], f"python pipelines/adapt_check.py --acquisition {name}")
-    cases = eval_cases(args.corpus, name, args.frames)  # fail early, before any work
-    tissue, haze, material = make_material(acq, args.samples, args.seed, args.out / "material")
-    adapted = run_adapt(tissue, haze, args.out / "priors", args.minutes, args.device, args.restart)
 
     before = build_config(None, {"device": args.device})  # usdehaze evaluate's default joint row
     after = replace(before, priors=str(args.out / "priors"))
@@ -314,11 +307,16 @@ def main(argv: list[str] | None = None) -> int:
         "joint, adapted priors (after)": t_after["after"],
         "clean truth": t_before["clean truth"],
     }
-    removed = table["joint, adapted priors (after)"]["haze_removed"]
-    met = bool(np.isfinite(removed) and removed >= TARGET)
+    return table, before, after
 
+
+def _print_result(args: argparse.Namespace, n_cases: int, table: dict, removed: float) -> bool:
+    """The tables and the verdict on stdout; True when the target is met."""
+    from usdehaze.ultrasound.evaluate import markdown_by_level
+
+    met = bool(np.isfinite(removed) and removed >= TARGET)
     print(
-        f"{name}: {len(cases)} evaluation frames; adapt --minutes {args.minutes:g} on "
+        f"{args.acquisition}: {n_cases} evaluation frames; adapt --minutes {args.minutes:g} on "
         f"{args.samples} tissue-only + {args.samples} haze-only frames (seed {args.seed})\n"
     )
     print(markdown(table))
@@ -328,7 +326,27 @@ def main(argv: list[str] | None = None) -> int:
         f"\nhaze removed after adapting: {f'{100 * removed:.0f}' if np.isfinite(removed) else '–'} % "
         f"(target ≥ {100 * TARGET:.0f} %: {'met' if met else 'NOT met'})"
     )
+    return met
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = _arguments(argv)
+
+    from usdehaze.atomic import atomic_path
+
+    t0 = time.perf_counter()
+    acq = acquisition(args.acquisition)
+    name = args.acquisition
+    if name != SIMULATE:  # the corpus code's SIMUS makes the material
+        from usdehaze.extras import require
+
+        require(["pymust"], f"python pipelines/adapt_check.py --acquisition {name}")
+    cases = eval_cases(args.corpus, name, args.frames)  # fail early, before any work
+    tissue, haze, material = make_material(acq, args.samples, args.seed, args.out / "material")
+    adapted = run_adapt(tissue, haze, args.out / "priors", args.minutes, args.device, args.restart)
+    table, before, after = _before_after(args, cases)
+    removed = table["joint, adapted priors (after)"]["haze_removed"]
+    met = _print_result(args, len(cases), table, removed)
     report = {
         "acquisition": name,
         "target_haze_removed": TARGET,

@@ -32,6 +32,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy.ndimage import gaussian_filter, zoom
@@ -202,19 +203,11 @@ def _fmt(inside: np.ndarray, outside: np.ndarray, t: float) -> str:
     )
 
 
-def main() -> int:
-    from usdehaze import __version__
-    from usdehaze.core.device import resolve_device
-    from usdehaze.core.priors import load_prior
-    from usdehaze.ultrasound.ood import (
-        MAX_FRAMES,
-        MAX_SIDE,
-        MEASURE,
-        OOD_SIGMAS,
-        SEED,
-        check_frames,
-        model_for_prior,
-    )
+Row = tuple[str, str, bool, float]  # (kind, scan, held out, score)
+
+
+def _arguments() -> argparse.Namespace:
+    """The command line."""
     from usdehaze.ultrasound.prior_files import WEIGHTS_DIR
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
@@ -231,62 +224,65 @@ def main() -> int:
     ap.add_argument("--dynamic-range", type=float, default=60.0, help="dB priors only")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--write", action="store_true", help="write the threshold into the JSON")
-    args = ap.parse_args()
-    try:
-        prior = load_prior(args.prior, resolve_device(args.device))
-        model = model_for_prior(prior, args.dynamic_range)  # how the prior sees frames
-        iq = model.needs_phase
-        inside_scans = (
-            file_scans(args.inside, args.key, args.group)
-            if args.inside
-            else simulated_scans(args.simulate)
-        )
-        outside_files = file_scans(args.mismatched, args.key, args.group) if args.mismatched else []
-    except UsageError as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    if not inside_scans:
-        print("no in-distribution scans (--in or --simulate N)", file=sys.stderr)
-        return 2
+    return ap.parse_args()
 
-    def score(frames: Frames) -> float:
-        return check_frames(frames, prior, model).score
 
-    t0 = time.perf_counter()
+def _load(args: argparse.Namespace) -> tuple[Any, Any, list, list]:
+    """The prior, the data model it sees frames through, the in-distribution scans and the
+    mismatched files' scans (``(name, frames)`` each)."""
+    from usdehaze.core.device import resolve_device
+    from usdehaze.core.priors import load_prior
+    from usdehaze.ultrasound.ood import model_for_prior
+
+    prior = load_prior(args.prior, resolve_device(args.device))
+    model = model_for_prior(prior, args.dynamic_range)  # how the prior sees frames
+    inside_scans = (
+        file_scans(args.inside, args.key, args.group)
+        if args.inside
+        else simulated_scans(args.simulate)
+    )
+    outside_files = file_scans(args.mismatched, args.key, args.group) if args.mismatched else []
+    return prior, model, inside_scans, outside_files
+
+
+def _score_all(
+    score: Callable[[Frames], float],
+    inside_scans: list,
+    outside_files: list,
+    kinds: list[str],
+    holdout: float,
+) -> list[Row]:
+    """Every scan's score: each in-distribution scan and its alterations ``kinds`` (held out
+    together, a fixed-seed share ``holdout``), then the mismatched files; finite ones only."""
     rng = np.random.default_rng(0)
-    held = rng.random(len(inside_scans)) < args.holdout  # a scan and its alterations stay together
-    rows: list[tuple[str, str, bool, float]] = []  # (kind, scan, held out, score)
-    kinds = [] if args.no_transforms else [k for k in MISMATCHES if iq or k not in PHASE_ONLY]
+    held = rng.random(len(inside_scans)) < holdout  # a scan and its alterations stay together
+    rows: list[Row] = []
     for k, (name, frames) in enumerate(inside_scans):
         rows.append(("in-distribution", name, bool(held[k]), score(frames)))
         for kind in kinds:
             rows.append((kind, name, bool(held[k]), score(MISMATCHES[kind](frames))))
         print(f"\r{k + 1}/{len(inside_scans)} scans scored", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
-    held_files = rng.random(len(outside_files)) < args.holdout
+    held_files = rng.random(len(outside_files)) < holdout
     for (name, frames), h in zip(outside_files, held_files):
         rows.append(("mismatched files", name, bool(h), score(frames)))
-    rows = [r for r in rows if np.isfinite(r[3])]
+    return [r for r in rows if np.isfinite(r[3])]
 
-    def pick(part: bool | None, inside: bool) -> np.ndarray:
-        return np.array(
-            [
-                r[3]
-                for r in rows
-                if (r[0] == "in-distribution") == inside and (part is None or r[2] == part)
-            ]
-        )
 
-    cal_in, cal_out = pick(False, True), pick(False, False)
-    if not len(cal_in):
-        print("no in-distribution scan left for calibration (lower --holdout)", file=sys.stderr)
-        return 2
-    t = pick_threshold(cal_in, cal_out, args.rule, args.quantile)
-    domain = "iq (μ-law I/Q)" if iq else "dB"
-    print(
-        f"prior {args.prior} ({domain}); measure {MEASURE}, σ = {', '.join(map(str, OOD_SIGMAS))}"
+def _pick(rows: list[Row], part: bool | None, inside: bool) -> np.ndarray:
+    """The scores of the in-distribution (``inside``) or mismatched scans of the held-out part
+    (``part`` True), the calibration part (False) or all (None)."""
+    return np.array(
+        [
+            r[3]
+            for r in rows
+            if (r[0] == "in-distribution") == inside and (part is None or r[2] == part)
+        ]
     )
-    print(f"{len(rows)} scans scored in {time.perf_counter() - t0:.0f} s\n")
+
+
+def _print_table(rows: list[Row], kinds: list[str], t: float) -> None:
+    """The scores per kind of scan, and how many of them threshold ``t`` flags, as Markdown."""
     print("| scans | n | min | median | max | flagged at threshold |")
     print("|---|---|---|---|---|---|")
     for kind in ["in-distribution", *kinds, "mismatched files"]:
@@ -296,12 +292,15 @@ def main() -> int:
                 f"| {kind} | {len(v)} | {v.min():.4f} | {np.median(v):.4f} | {v.max():.4f} | "
                 f"{int((v > t).sum())}/{len(v)} |"
             )
-    rule = f"quantile {args.quantile}" if args.rule == "quantile" else "balanced"
-    print(f"\nthreshold {t:.4f} ({rule} of the calibration part)")
+
+
+def _rates_by_part(rows: list[Row], t: float) -> dict:
+    """False-alarm and miss rates at ``t`` of the calibration part, the held-out part and all,
+    each printed as a line too."""
     parts = {"calibration": False, "held-out": True, "all": None}
     figures = {}
     for label, part in parts.items():
-        i, o = pick(part, True), pick(part, False)
+        i, o = _pick(rows, part, True), _pick(rows, part, False)
         if len(i) or len(o):
             figures[label] = {
                 "false_alarm_rate": rates(i, o, t)[0],
@@ -310,28 +309,39 @@ def main() -> int:
                 "n_mismatched": int(len(o)),
             }
             print(f"  {label:12s} {_fmt(i, o, t)}")
+    return figures
+
+
+def _other_rule(rows: list[Row], args: argparse.Namespace) -> None:
+    """One line: the threshold the rule not chosen would give and its rates (held out, else all)."""
     other = "balanced" if args.rule == "quantile" else "quantile"
-    t2 = pick_threshold(cal_in, cal_out, other, args.quantile)
-    part = True if len(pick(True, True)) else None  # held out, else all
-    shown = _fmt(pick(part, True), pick(part, False), t2)
+    t2 = pick_threshold(_pick(rows, False, True), _pick(rows, False, False), other, args.quantile)
+    part = True if len(_pick(rows, True, True)) else None  # held out, else all
+    shown = _fmt(_pick(rows, part, True), _pick(rows, part, False), t2)
     print(f"(rule {other}: threshold {t2:.4f}; {'held-out' if part else 'all'} {shown})")
-    if not args.write:
-        print("\n(not written; add --write to store it in the prior's JSON)")
-        return 0
+
+
+def _block(
+    args: argparse.Namespace, t: float, rule: str, kinds: list[str], rows: list[Row], figures: dict
+) -> dict:
+    """The prior JSON's ``"ood"`` block: the threshold, the measure and how it was calibrated."""
+    from usdehaze import __version__
+    from usdehaze.ultrasound.ood import MAX_FRAMES, MAX_SIDE, MEASURE, OOD_SIGMAS, SEED
+
     sources = [str(p) for p in args.inside] or [
         f"simulate_cardiac, {args.simulate} loops of 4 frames, seeds {CALIBRATION_SEED0}+, "
         f"haze {HAZE_DB[0]:g} to {HAZE_DB[1]:g} dB"
     ]
-    block = {
+    return {
         "threshold": t,
         "measure": MEASURE,
         "calibration": {
             "rule": rule,
-            "in_distribution": {"sources": sources, **_summary(pick(None, True))},
+            "in_distribution": {"sources": sources, **_summary(_pick(rows, None, True))},
             "mismatched": {
                 "files": [str(p) for p in args.mismatched],
                 "alterations": kinds,
-                **_summary(pick(None, False)),
+                **_summary(_pick(rows, None, False)),
             },
             "group": args.group,
             "holdout": args.holdout,
@@ -344,8 +354,48 @@ def main() -> int:
             "usdehaze_version": __version__,
         },
     }
+
+
+def main() -> int:
+    from usdehaze.ultrasound.ood import MEASURE, OOD_SIGMAS, check_frames
+
+    args = _arguments()
     try:
-        path = write_block(args.prior, block)
+        prior, model, inside_scans, outside_files = _load(args)
+    except UsageError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    if not inside_scans:
+        print("no in-distribution scans (--in or --simulate N)", file=sys.stderr)
+        return 2
+
+    def score(frames: Frames) -> float:
+        return check_frames(frames, prior, model).score
+
+    t0 = time.perf_counter()
+    iq = model.needs_phase
+    kinds = [] if args.no_transforms else [k for k in MISMATCHES if iq or k not in PHASE_ONLY]
+    rows = _score_all(score, inside_scans, outside_files, kinds, args.holdout)
+    cal_in, cal_out = _pick(rows, False, True), _pick(rows, False, False)
+    if not len(cal_in):
+        print("no in-distribution scan left for calibration (lower --holdout)", file=sys.stderr)
+        return 2
+    t = pick_threshold(cal_in, cal_out, args.rule, args.quantile)
+    domain = "iq (μ-law I/Q)" if iq else "dB"
+    print(
+        f"prior {args.prior} ({domain}); measure {MEASURE}, σ = {', '.join(map(str, OOD_SIGMAS))}"
+    )
+    print(f"{len(rows)} scans scored in {time.perf_counter() - t0:.0f} s\n")
+    _print_table(rows, kinds, t)
+    rule = f"quantile {args.quantile}" if args.rule == "quantile" else "balanced"
+    print(f"\nthreshold {t:.4f} ({rule} of the calibration part)")
+    figures = _rates_by_part(rows, t)
+    _other_rule(rows, args)
+    if not args.write:
+        print("\n(not written; add --write to store it in the prior's JSON)")
+        return 0
+    try:
+        path = write_block(args.prior, _block(args, t, rule, kinds, rows, figures))
     except UsageError as exc:
         print(exc, file=sys.stderr)
         return 2

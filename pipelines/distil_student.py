@@ -302,15 +302,32 @@ def _plot(losses: list, path: Path) -> None:
     plt.close(fig)
 
 
-def main() -> int:
+def recipe_arguments(doc: str, config: str, first: str, wait_for: bool) -> argparse.Namespace:
+    """The command line of a student recipe (this one and train_student_bmode.py): its YAML,
+    ``--stage`` (``first``, train, export or all), ``--wait-for`` where ``wait_for``, ``--ship``."""
     ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("config", nargs="?", default=str(ROOT / "configs/student.yaml"))
-    ap.add_argument("--stage", choices=["teacher", "train", "export", "all"], default="all")
-    ap.add_argument("--wait-for", type=int, default=None, help="teacher: wait for N shards")
+    ap.add_argument("config", nargs="?", default=str(ROOT / "configs" / config))
+    ap.add_argument("--stage", choices=[first, "train", "export", "all"], default="all")
+    if wait_for:
+        ap.add_argument("--wait-for", type=int, default=None, help="teacher: wait for N shards")
     ap.add_argument("--ship", action="store_true", help="export: copy into usdehaze/weights")
-    args = ap.parse_args()
+    return ap.parse_args()
+
+
+def train_and_export(args: argparse.Namespace, cfg: dict, folder: Path, train, export) -> int:
+    """A student recipe's train and export stages (as ``--stage`` asks) on the pairs in
+    ``folder``; the exit code."""
+    if args.stage in ("train", "all"):
+        train(cfg, folder)
+    if args.stage in ("export", "all"):
+        export(cfg, folder, args.ship)
+    return 0
+
+
+def main() -> int:
+    args = recipe_arguments(__doc__, "student.yaml", "teacher", wait_for=True)
     cfg = yaml.safe_load(Path(args.config).read_text())
     if args.stage in ("teacher", "all"):
         folder = run_teacher(cfg, args.wait_for)
@@ -320,11 +337,7 @@ def main() -> int:
         crop, per_frame, _ = crop_settings(cfg)
         tid, _ = teacher_id(Dehazer(teacher_config(cfg)), crop, per_frame)
         folder = _path(cfg["out"]) / f"teacher-{tid}"
-    if args.stage in ("train", "all"):
-        train(cfg, folder)
-    if args.stage in ("export", "all"):
-        export(cfg, folder, args.ship)
-    return 0
+    return train_and_export(args, cfg, folder, train, export)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ Unlike the iq student this one has no teacher: the B-mode joint sampler removes 
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -126,22 +125,13 @@ def export(cfg: dict, folder: Path, ship: bool) -> Path:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    ap.add_argument("config", nargs="?", default=str(ROOT / "configs/student_bmode.yaml"))
-    ap.add_argument("--stage", choices=["render", "train", "export", "all"], default="all")
-    ap.add_argument("--ship", action="store_true", help="export: copy into usdehaze/weights")
-    args = ap.parse_args()
+    shared = _shared()
+    args = shared.recipe_arguments(__doc__, "student_bmode.yaml", "render", wait_for=False)
     cfg = yaml.safe_load(Path(args.config).read_text())
     folder = _path(cfg["out"]) / "pairs"
     if args.stage in ("render", "all"):
         folder = render(cfg)
-    if args.stage in ("train", "all"):
-        train(cfg, folder)
-    if args.stage in ("export", "all"):
-        export(cfg, folder, args.ship)
-    return 0
+    return shared.train_and_export(args, cfg, folder, train, export)
 
 
 if __name__ == "__main__":

@@ -120,7 +120,6 @@ def rng():
 # aborts the whole process when it cannot ("Fatal Python error: Aborted"); if it cannot, every
 # test marked ``gui`` is skipped with the reason and all other tests still run.
 XVFB_SCREEN = "1600x1000x24"  # the layout the widgets are checked at
-QT_PROBE = "from qtpy.QtWidgets import QApplication; a = QApplication([]); print(a.platformName())"
 _gui: dict[str, object] = {"skip": None, "xvfb": None}
 
 
@@ -174,17 +173,16 @@ def _gui_problem() -> str | None:
         or os.environ.get("QT_QPA_PLATFORM")
     ):
         return "no display: DISPLAY is unset and Xvfb is not installed (apt-get install xvfb)"
-    try:
-        probe = subprocess.run(
-            [sys.executable, "-c", QT_PROBE], capture_output=True, text=True, timeout=120
-        )
-    except subprocess.TimeoutExpired:
+    from usdehaze.cli.view_cmd import qt_probe  # the probe usdehaze view runs
+
+    probe = qt_probe(120)
+    if probe is None:
         return "Qt did not start within 120 s"
-    if probe.returncode == 0:
+    code, lines = probe
+    if code == 0:
         return None
-    lines = [ln.strip() for ln in probe.stderr.splitlines() if ln.strip()]
     hint = next((ln for ln in lines if "plugin" in ln or "display" in ln.lower()), None)
-    hint = hint or (lines[-1] if lines else f"exit status {probe.returncode}")
+    hint = hint or (lines[-1] if lines else f"exit status {code}")
     return f"Qt cannot open a window ({hint[:200]}); .ci/run installs Xvfb and the xcb libraries"
 
 

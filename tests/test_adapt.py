@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from rois import circle, mm_roi, px_roi, rect
 
 from usdehaze.cli._app import run_app
 from usdehaze.core.priors import load_prior, sha256
@@ -106,22 +107,10 @@ def test_material_is_encoded_as_the_sampler_encodes_frames(material, tmp_path):
     mat = tissue_material([material["tissue"]])
     np.testing.assert_array_equal(mat.arrays[0], iq_to_mulaw(iq, iq_reference(iq)))
     sim = simulate_cardiac(1, seed=1, shape=SHAPE)
-    roi = {
-        "version": 1,
-        "units": "px",
-        "pairs": [
-            {
-                "name": "a",
-                "target": {"shape": "rectangle", "min": [2, 3], "max": [12, 20]},
-                "background": {"shape": "rectangle", "min": [20, 20], "max": [30, 40]},
-            },
-            {
-                "name": "b",
-                "target": {"shape": "rectangle", "min": [20, 30], "max": [28, 40]},
-                "background": {"shape": "rectangle", "min": [0, 0], "max": [9, 9]},
-            },
-        ],
-    }
+    roi = px_roi(
+        ("a", rect([2, 3], [12, 20]), rect([20, 20], [30, 40])),
+        ("b", rect([20, 30], [28, 40]), rect([0, 0], [9, 9])),
+    )
     save_roi(roi, tmp_path / "roi.json")
     haze = haze_material([material["hazy"]], tmp_path / "roi.json")
     with load_scan(material["hazy"]) as s:
@@ -284,17 +273,7 @@ def test_bad_input_is_one_line_and_exit_2(material, base, tmp_path, capsys):
     small = simulate_cardiac(1, seed=3, shape=(24, 16))
     tiny = _write(tmp_path / "tiny.h5", small.tissue_iq, small)
     check(["--tissue", str(tiny), "--haze", h, "-o", out], str(tiny), "usable tissue pixels")
-    far = {
-        "version": 1,
-        "units": "mm",
-        "pairs": [
-            {
-                "name": "moon",
-                "target": {"shape": "circle", "center": [0.0, 900.0], "radius": 5.0},
-                "background": {"shape": "circle", "center": [0.0, 60.0], "radius": 5.0},
-            }
-        ],
-    }
+    far = mm_roi(("moon", circle([0.0, 900.0], 5.0), circle([0.0, 60.0], 5.0)))
     roi = save_roi(far, tmp_path / "far.roi.json")
     check(["--tissue", t, "--haze", h, "--haze-roi", str(roi), "-o", out], "'moon'", "outside")
     check(["--tissue", t, "--haze", str(tmp_path / "nope.h5"), "-o", out], "nope.h5", "no such")

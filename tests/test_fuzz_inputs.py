@@ -24,6 +24,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from rois import px_roi, rect
 
 from usdehaze.cli._app import run_app
 from usdehaze.errors import UsageError
@@ -330,26 +331,15 @@ def test_complex_zea_values_with_a_channel_axis_of_one_read_as_iq(tmp_path):
 
 
 # -- frame ranges --------------------------------------------------------------------------------
+GOOD_ROI = px_roi(("a", rect([0, 0], [7.5, 23]), rect([8, 0], [15, 23])))  # inside good_scan
+
+
 @pytest.fixture(scope="module")
 def scan4(tmp_path_factory):
     d = tmp_path_factory.mktemp("scan4")
     p = good_scan(d / "four.h5")
     roi = d / "roi.json"
-    roi.write_text(
-        json.dumps(
-            {
-                "version": 1,
-                "units": "px",
-                "pairs": [
-                    {
-                        "name": "a",
-                        "target": {"shape": "rectangle", "min": [0, 0], "max": [7.5, 23]},
-                        "background": {"shape": "rectangle", "min": [8, 0], "max": [15, 23]},
-                    }
-                ],
-            }
-        )
-    )
+    roi.write_text(json.dumps(GOOD_ROI))
     return p, roi
 
 
@@ -511,17 +501,7 @@ def test_gcnr_bins_and_range_are_bounded(scan4, capsys, option, value):
 
 # -- ROI files ----------------------------------------------------------------------------------
 def _pair(target: dict) -> dict:
-    return {
-        "version": 1,
-        "units": "px",
-        "pairs": [
-            {
-                "name": "p",
-                "target": target,
-                "background": {"shape": "circle", "center": [8, 12], "radius": 4},
-            }
-        ],
-    }
+    return px_roi(("p", target, {"shape": "circle", "center": [8, 12], "radius": 4}))
 
 
 def test_roi_limits_name_the_file(scan4, capsys, tmp_path):
@@ -627,20 +607,8 @@ def test_read_yaml_answers_a_mapping_or_one_line(text):
     assert isinstance(cfg, dict) and non_finite_key(cfg) is None
 
 
-DEHAZE_KEYS = [
-    "steps",
-    "lam",
-    "kappa",
-    "gamma",
-    "start_sigma",
-    "dynamic_range",
-    "seed",
-    "eta",
-    "method",
-    "batch",
-    "noise_sigma",
-    "bogus",
-]
+DEHAZE_KEYS = "steps lam kappa gamma start_sigma dynamic_range seed eta method batch noise_sigma"
+DEHAZE_KEYS = [*DEHAZE_KEYS.split(), "bogus"]  # and one no config has
 
 
 @FUZZ
@@ -662,20 +630,7 @@ def test_dehaze_config_from_any_mapping_is_valid_or_one_line(cfg):
     assert 0 <= c.seed <= 2**32 - 1
 
 
-TRAIN_KEYS = [
-    "steps",
-    "batch",
-    "lr",
-    "ema",
-    "grad_clip",
-    "warmup",
-    "seed",
-    "out",
-    "sde",
-    "network",
-    "threads",
-    "log_every",
-]
+TRAIN_KEYS = "steps batch lr ema grad_clip warmup seed out sde network threads log_every".split()
 
 
 @FUZZ

@@ -18,23 +18,11 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_fuzz_inputs import good_scan, refused
+from test_fuzz_inputs import GOOD_ROI, good_scan, refused  # GOOD_ROI: one pair in good_scan
 
 from usdehaze.core.networks import build_network
 from usdehaze.core.priors import load_prior, save_prior
 from usdehaze.errors import UsageError
-
-GOOD_ROI = {  # one pair in pixels, inside the (24, 16) frames of good_scan
-    "version": 1,
-    "units": "px",
-    "pairs": [
-        {
-            "name": "a",
-            "target": {"shape": "rectangle", "min": [0, 0], "max": [7.5, 23]},
-            "background": {"shape": "rectangle", "min": [8, 0], "max": [15, 23]},
-        }
-    ],
-}
 
 
 # -- 1. weights finite but scaled ---------------------------------------------------------------

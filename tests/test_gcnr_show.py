@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+from rois import px_roi, rect
 
 from usdehaze.cli._app import run_app
 from usdehaze.ultrasound.io import write_scan
@@ -12,17 +13,7 @@ from usdehaze.ultrasound.scan import parse_frames
 from usdehaze.ultrasound.simulate import polar_grid
 
 S_TARGET, S_BACKGROUND = 1.0, 2.0  # Rayleigh scales of the two halves
-PX_ROI = {
-    "version": 1,
-    "units": "px",
-    "pairs": [
-        {
-            "name": "left_vs_right",
-            "target": {"shape": "rectangle", "min": [0, 0], "max": [99, 99]},
-            "background": {"shape": "rectangle", "min": [100, 0], "max": [199, 99]},
-        }
-    ],
-}
+PX_ROI = px_roi(("left_vs_right", rect([0, 0], [99, 99]), rect([100, 0], [199, 99])))
 
 
 def rayleigh_gcnr(s1: float, s2: float) -> float:

@@ -149,6 +149,14 @@ def _recomputed(inp: np.ndarray, out: np.ndarray, frames: list[int]) -> HarmChec
     return h
 
 
+def _tiny_run(tiny_iq_priors, tmp_path):
+    """Options of a quick run (2 steps on the CPU with the tiny priors), a result file and a
+    run-many store to write."""
+    t, h = tiny_iq_priors
+    common = ["--steps", "2", "--device", "cpu", "--tissue-prior", str(t), "--haze-prior", str(h)]
+    return common, tmp_path / "r.h5", tmp_path / "many.zarr"
+
+
 def test_run_and_run_many_record_the_check_of_what_they_wrote(
     hazy_scan, tiny_iq_priors, tmp_path, capsys
 ):
@@ -157,10 +165,7 @@ def test_run_and_run_many_record_the_check_of_what_they_wrote(
     from usdehaze.cli._app import run_app
     from usdehaze.ultrasound.results import load_result
 
-    t, h = tiny_iq_priors
-    common = ["--steps", "2", "--device", "cpu", "--tissue-prior", str(t), "--haze-prior", str(h)]
-    out = tmp_path / "r.h5"
-    store = tmp_path / "many.zarr"
+    common, out, store = _tiny_run(tiny_iq_priors, tmp_path)
     capsys.readouterr()
     assert run_app(["run", str(hazy_scan), "-o", str(out), "--frames", "1:3", *common, "-q"]) == 0
     assert run_app(["run-many", str(hazy_scan), "-o", str(store), *common, "-q"]) == 0
@@ -211,10 +216,7 @@ def test_run_and_run_many_note_little_effect_exactly_when_recorded(
     from usdehaze.cli._app import run_app
     from usdehaze.ultrasound.results import load_result
 
-    t, h = tiny_iq_priors
-    common = ["--steps", "2", "--device", "cpu", "--tissue-prior", str(t), "--haze-prior", str(h)]
-    out = tmp_path / "r.h5"
-    store = tmp_path / "many.zarr"
+    common, out, store = _tiny_run(tiny_iq_priors, tmp_path)
     capsys.readouterr()
     assert run_app(["run", str(hazy_scan), "-o", str(out), "--frames", "0:2", *common, "-q"]) == 0
     said_run = [ln for ln in capsys.readouterr().err.splitlines() if "little haze" in ln]

@@ -61,6 +61,12 @@ def _press(qtbot, viewer, key, times=1):
         qtbot.keyClick(canvas, key)
 
 
+def _live_off(qtbot, dehaze):
+    """Live toggled off with a click; waits (5 s at most) for it to stop."""
+    with qtbot.waitSignal(dehaze.live_stopped, timeout=5_000):
+        _click(qtbot, dehaze.live_button)
+
+
 @pytest.mark.gui
 def test_live_toggle_shows_the_dehazed_frame_off_the_gui_thread(
     shown,  # noqa: F811
@@ -181,8 +187,7 @@ def test_live_toggle_shows_the_dehazed_frame_off_the_gui_thread(
     with qtbot.waitSignal(dehaze.live_shown, timeout=60_000) as sig:
         _click(qtbot, dehaze.live_button)
     assert sig.args == [now] and [ly.name for ly in viewer.layers].count(LIVE) == 1
-    with qtbot.waitSignal(dehaze.live_stopped, timeout=5_000):
-        _click(qtbot, dehaze.live_button)
+    _live_off(qtbot, dehaze)
 
 
 @pytest.mark.gui
@@ -209,8 +214,7 @@ def test_joint_button_dehazes_the_frame_shown_beside_live(
     assert native.n_frames == 1 and native.source_frame(0) == 2
     assert json.loads(native.attrs["config"])["method"] == "joint" and native.attrs["nfe"] > 1
     assert dehaze.live is not None  # live keeps running beside the joint run
-    with qtbot.waitSignal(dehaze.live_stopped, timeout=5_000):
-        _click(qtbot, dehaze.live_button)
+    _live_off(qtbot, dehaze)
 
 
 @pytest.mark.gui
@@ -262,5 +266,4 @@ def test_regions_stay_on_top_of_results_and_live(
     assert all(isinstance(ly, Image) for ly in viewer.layers[: len(images)])  # images first
     assert [ly for ly in viewer.layers[len(images) :]] == regions  # regions on top, in order
     assert names.index("demo_scan") < names.index("demo_scan tissue")  # result over input
-    with qtbot.waitSignal(dehaze.live_stopped, timeout=5_000):
-        _click(qtbot, dehaze.live_button)
+    _live_off(qtbot, dehaze)

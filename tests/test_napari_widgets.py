@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from rois import annulus, circle, mm_roi, px_roi, rect
 
 from usdehaze.cli._app import run_app
 from usdehaze.napari._widget import DehazeWidget, GcnrWidget
@@ -333,39 +334,13 @@ def test_ellipse_and_annulus_rasterise_like_their_roi_shapes(demo):
 
     _, layer = demo
     nat = layer.metadata["usdehaze"]
-    roi = roi_from_dict(
-        {
-            "version": 1,
-            "units": "mm",
-            "pairs": [
-                {
-                    "name": "lv_vs_myocardium",
-                    "target": {"shape": "circle", "center": [0.0, 70.0], "radius": 8.0},
-                    "background": {
-                        "shape": "annulus",
-                        "center": [0.0, 70.0],
-                        "inner": 18.0,
-                        "outer": 24.0,
-                    },
-                }
-            ],
-        }
-    )
+    lv = ("lv_vs_myocardium", circle([0.0, 70.0], 8.0), annulus([0.0, 70.0], 18.0, 24.0))
+    roi = roi_from_dict(mm_roi(lv))
     data, types, _ = roi_to_shapes(roi)
     # as edited shapes (no memo): the annulus is a keyhole polygon
     pair = roi.pairs[0]
     edited = roi_from_dict(
-        {
-            "version": 1,
-            "units": "mm",
-            "pairs": [
-                {
-                    "name": "p",
-                    "target": shape_to_roi(data[0], types[0]),
-                    "background": shape_to_roi(data[1], types[1]),
-                }
-            ],
-        }
+        mm_roi(("p", shape_to_roi(data[0], types[0]), shape_to_roi(data[1], types[1])))
     )
     assert (
         edited.pairs[0].target == pair.target and edited.pairs[0].background["shape"] == "polygon"
@@ -379,17 +354,7 @@ def test_ellipse_and_annulus_rasterise_like_their_roi_shapes(demo):
 def test_px_roi_is_placed_on_the_grid(demo, tmp_path, capsys):
     viewer, _ = demo
     w = GcnrWidget(viewer)
-    px = {
-        "version": 1,
-        "units": "px",
-        "pairs": [
-            {
-                "name": "px",
-                "target": {"shape": "rectangle", "min": [40, 120], "max": [60, 150]},
-                "background": {"shape": "rectangle", "min": [70, 120], "max": [90, 150]},
-            }
-        ],
-    }
+    px = px_roi(("px", rect([40, 120], [60, 150]), rect([70, 120], [90, 150])))
     (tmp_path / "px.json").write_text(json.dumps(px))
     w.select(image="demo_scan")
     w.load_roi(tmp_path / "px.json")

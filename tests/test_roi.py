@@ -5,27 +5,20 @@ import re
 
 import numpy as np
 import pytest
+from rois import annulus, circle, mm_roi, px_roi, rect
 
 from usdehaze.errors import UsageError
 from usdehaze.ultrasound.roi import load_roi, pair_masks, rasterise, roi_from_dict, save_roi
 from usdehaze.ultrasound.simulate import polar_grid
 
-GOOD = {
-    "version": 1,
-    "units": "mm",
-    "pairs": [
-        {
-            "name": "a",
-            "target": {"shape": "circle", "center": [0, 60], "radius": 6},
-            "background": {"shape": "annulus", "center": [0, 60], "inner": 9, "outer": 14},
-        },
-        {
-            "name": "b",
-            "target": {"shape": "rectangle", "min": [-10, 30], "max": [10, 40]},
-            "background": {"shape": "polygon", "points": [[-20, 90], [20, 90], [0, 120]]},
-        },
-    ],
-}
+GOOD = mm_roi(
+    ("a", circle([0, 60], 6), annulus([0, 60], 9, 14)),
+    (
+        "b",
+        rect([-10, 30], [10, 40]),
+        {"shape": "polygon", "points": [[-20, 90], [20, 90], [0, 120]]},
+    ),
+)
 
 
 def test_round_trip(tmp_path):
@@ -55,19 +48,7 @@ def _pixel_area_mm2(x, z, mask):
 
 
 def test_px_units():
-    roi = roi_from_dict(
-        {
-            "version": 1,
-            "units": "px",
-            "pairs": [
-                {
-                    "name": "p",
-                    "target": {"shape": "rectangle", "min": [0, 0], "max": [9, 9]},
-                    "background": {"shape": "rectangle", "min": [10, 10], "max": [19, 19]},
-                }
-            ],
-        }
-    )
+    roi = roi_from_dict(px_roi(("p", rect([0, 0], [9, 9]), rect([10, 10], [19, 19]))))
     x = np.zeros((30, 30))
     [(_, t, b)] = pair_masks(roi, x, x)
     assert t.sum() == 100 and t[:10, :10].all() and b[10:20, 10:20].all()

@@ -79,33 +79,46 @@ def run_app(argv: list[str] | None = None) -> int:
             if code == 130:
                 print("usdehaze: interrupted", file=sys.stderr)
             return code
-    except UsageError as exc:
+    except (Exception, KeyboardInterrupt, SystemExit) as exc:
+        code = _exit_code(exc)
+        if code is None:  # not a kind it answers: raised again, with its own traceback
+            raise
+        return code
+    return 0
+
+
+def _exit_code(exc: BaseException) -> int | None:
+    """The exit code of a command that raised ``exc``, after its one line on stderr (a usage
+    error, Ctrl-C, a full device, a click usage error); None for any other exception."""
+    if isinstance(exc, UsageError):
         print(f"usdehaze: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    if isinstance(exc, KeyboardInterrupt):
         print("usdehaze: interrupted", file=sys.stderr)
         return 130
-    except typer.Exit as exc:  # --version, --help
+    if isinstance(exc, typer.Exit):  # --version, --help
         return exc.exit_code
-    except SystemExit as exc:
+    if isinstance(exc, SystemExit):
         return int(exc.code or 0)
-    except OSError as exc:
-        if exc.errno not in _FULL:
-            raise
+    if isinstance(exc, OSError) and exc.errno in _FULL:
         print(f"usdehaze: error: {_full_device(exc)}", file=sys.stderr)
         return 2
-    except Exception as exc:  # click usage errors (missing or bad options)
-        usage, abort = _click_errors()
-        if isinstance(exc, usage):
-            if not str(exc.format_message()).strip():  # no arguments: the help was the answer
-                return 0
-            print(f"usdehaze: error: {_one_line(exc)}", file=sys.stderr)
-            return exc.exit_code
-        if isinstance(exc, abort):
-            print("usdehaze: aborted", file=sys.stderr)
-            return 130
-        raise
-    return 0
+    return _click_exit_code(exc)
+
+
+def _click_exit_code(exc: BaseException) -> int | None:
+    """A click usage error as one line and its exit code (0 where the help was the answer), an
+    abort as 130; None for any other exception."""
+    usage, abort = _click_errors()
+    if isinstance(exc, usage):
+        if not str(exc.format_message()).strip():  # no arguments: the help was the answer
+            return 0
+        print(f"usdehaze: error: {_one_line(exc)}", file=sys.stderr)
+        return exc.exit_code
+    if isinstance(exc, abort):
+        print("usdehaze: aborted", file=sys.stderr)
+        return 130
+    return None
 
 
 _FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # the device or quota is full

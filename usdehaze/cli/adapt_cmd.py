@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -10,48 +11,72 @@ from usdehaze.cli import _options as o
 from usdehaze.cli._app import app
 
 
+def _scans(flag: str, what: str) -> Any:
+    """A repeatable option ``flag`` of scan files, folders or quoted globs (``what`` they hold)."""
+    return Annotated[
+        Optional[list[str]],  # noqa: UP045 - typer reads this type at run time
+        typer.Option(
+            flag,
+            help=f"{what}: file, folder or quoted glob; repeat the option for several.",
+        ),
+    ]
+
+
+def _option(kind: type, *flags: str, help: str) -> Any:  # noqa: A002 - typer's name
+    """An option of type ``kind`` named ``flags``; its default stands in the signature."""
+    return Annotated[kind, typer.Option(*flags, help=help)]
+
+
+def _optional(kind: type, flag: str, help: str) -> Any:  # noqa: A002 - typer's name
+    """An option ``flag`` of type ``kind`` that may be left out (None)."""
+    return _option(Optional[kind], flag, help=help)  # noqa: UP045 - typer reads it at run time
+
+
+# adapt's own options, one line each in its signature
+Tissue = _scans("--tissue", "Tissue-only scans (good windows, phantoms)")
+Haze = _scans("--haze", "Haze-only scans, or hazy scans with --haze-roi")
+Out = _option(Path, "-o", "--out", help="Folder for the adapted priors.")
+Minutes = _optional(
+    float,
+    "--minutes",
+    "Training time of both priors together, split evenly (default 20; none with --steps alone).",
+)
+Steps = _optional(int, "--steps", "Steps per prior (with --minutes: whichever ends first).")
+HazeRoi = _optional(
+    Path,
+    "--haze-roi",
+    "roi.json whose target regions are haze only (cavities) in the --haze scans.",
+)
+Base = _optional(Path, "--from", "Folder of priors to start from (default: the shipped iq priors).")
+Seed = _option(int, "--seed", help="Random seed (patches, noise levels, noise).")
+Restart = _option(
+    bool, "--restart", help="Discard OUT's checkpoints and start over from the base priors."
+)
+Student = _option(
+    bool,
+    "--student",
+    help="Also refresh the fast dehazer (run --method fast) for the adapted priors.",
+)
+StudentMinutes = _option(
+    float, "--student-minutes", help="Time for the student's refresh (teacher + fine-tuning)."
+)
+
+
 @app.command()
 def adapt(
-    tissue: list[str] = typer.Option(
-        None,
-        "--tissue",
-        help="Tissue-only scans (good windows, phantoms): file, folder or quoted glob; repeat the option for several.",
-    ),
-    haze: list[str] = typer.Option(
-        None,
-        "--haze",
-        help="Haze-only scans, or hazy scans with --haze-roi: file, folder or quoted glob; repeat the option for several.",
-    ),
-    out: Path = typer.Option(..., "-o", "--out", help="Folder for the adapted priors."),
-    minutes: float = typer.Option(
-        None,
-        "--minutes",
-        help="Training time of both priors together, split evenly (default 20; none with --steps alone).",
-    ),
-    steps: int = typer.Option(
-        None, "--steps", help="Steps per prior (with --minutes: whichever ends first)."
-    ),
-    haze_roi: Path = typer.Option(
-        None,
-        "--haze-roi",
-        help="roi.json whose target regions are haze only (cavities) in the --haze scans.",
-    ),
-    base: Path = typer.Option(
-        None, "--from", help="Folder of priors to start from (default: the shipped iq priors)."
-    ),
+    *,  # keyword-only: the required --out keeps its place in --help
+    tissue: Tissue = None,
+    haze: Haze = None,
+    out: Out,
+    minutes: Minutes = None,
+    steps: Steps = None,
+    haze_roi: HazeRoi = None,
+    base: Base = None,
     device: o.Device = None,
-    seed: int = typer.Option(0, "--seed", help="Random seed (patches, noise levels, noise)."),
-    restart: bool = typer.Option(
-        False, "--restart", help="Discard OUT's checkpoints and start over from the base priors."
-    ),
-    student: bool = typer.Option(
-        False,
-        "--student",
-        help="Also refresh the fast dehazer (run --method fast) for the adapted priors.",
-    ),
-    student_minutes: float = typer.Option(
-        5.0, "--student-minutes", help="Time for the student's refresh (teacher + fine-tuning)."
-    ),
+    seed: Seed = 0,
+    restart: Restart = False,
+    student: Student = False,
+    student_minutes: StudentMinutes = 5.0,
     quiet: o.Quiet = False,
 ) -> None:
     """Fine-tune the priors on your scanner's scans; then: usdehaze run SCAN --priors OUT.
@@ -95,6 +120,13 @@ def adapt(
             err=True,
         )
         raise
+    _report(res, out)
+    log(f"done in {time.perf_counter() - t0:.0f} s; use them: usdehaze run SCAN --priors {out}")
+
+
+def _report(res: Any, out: Path) -> None:
+    """One line per adapted prior (steps, minutes; unchanged when nothing was left to train)
+    and one for the refreshed fast dehazer, on stdout."""
     for role, path in res.priors.items():
         typer.echo(
             f"{path}  ({res.steps[role]} steps, {res.seconds[role] / 60:.1f} min"
@@ -103,4 +135,3 @@ def adapt(
         )
     if res.student is not None:
         typer.echo(f"{res.student}  (fast dehazer: usdehaze run SCAN --priors {out} --method fast)")
-    log(f"done in {time.perf_counter() - t0:.0f} s; use them: usdehaze run SCAN --priors {out}")

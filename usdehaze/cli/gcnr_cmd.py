@@ -52,11 +52,16 @@ def gcnr(
         out["dynamic_range"] = dynamic_range
         typer.echo(dumps({**out, "pairs": rows}, indent=2))  # NaN/Infinity as null
         return
+    _print_table(rows, f"{file} [{src.key}] ({domain}, {bins} bins, {dynamic_range:g} dB)")
+
+
+def _print_table(rows: list[dict], title: str) -> None:
+    """The figures per pair and frame as a table (a result's source frame numbers too, where
+    they differ from the file's own), at least 120 columns wide."""
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
-    title = f"{file} [{src.key}] ({domain}, {bins} bins, {dynamic_range:g} dB)"
     table = Table(title=escape(title))
     # a result's frames keep the scan's numbering beside the file's own (what --frames takes)
     sourced = any(r["source_frame"] != r["frame"] for r in rows)

@@ -80,27 +80,39 @@ def _x_server_answers(display: str) -> bool:
 QT_PROBE = "from qtpy.QtWidgets import QApplication; QApplication([])"
 
 
+def qt_probe(timeout: float) -> tuple[int, list[str]] | None:
+    """Qt's application started in a child process (Qt aborts the whole process when it
+    cannot): its exit status and the non-blank lines of its stderr, or None when it did not
+    finish within ``timeout`` seconds. Also the test suite's check for a display."""
+    import subprocess
+    import sys
+
+    try:
+        probe = subprocess.run(
+            [sys.executable, "-c", QT_PROBE], capture_output=True, text=True, timeout=timeout
+        )
+    except subprocess.TimeoutExpired:
+        return None
+    return probe.returncode, [ln.strip() for ln in probe.stderr.splitlines() if ln.strip()]
+
+
 def qt_problem() -> str | None:
     """Why Qt cannot open a window here, or None: tried in a child process, since Qt aborts
     the whole process when it cannot (SIGABRT, e.g. without libxcb-cursor0, although a
     DISPLAY is set). Linux only (elsewhere Qt brings its platform plugins)."""
-    import subprocess
     import sys
 
     if not sys.platform.startswith("linux"):
         return None
-    try:
-        probe = subprocess.run(
-            [sys.executable, "-c", QT_PROBE], capture_output=True, text=True, timeout=60
-        )
-    except subprocess.TimeoutExpired:
+    probe = qt_probe(60)
+    if probe is None:
         return "Qt did not start within 60 s"
-    if probe.returncode == 0:
+    code, lines = probe
+    if code == 0:
         return None
-    lines = [ln.strip() for ln in probe.stderr.splitlines() if ln.strip()]
     said = next((ln for ln in lines if "xcb" in ln or "plugin" in ln), lines[-1] if lines else "")
     hint = " (install libxcb-cursor0 and the other xcb libraries)" if "xcb" in said else ""
-    return f"Qt cannot open a window: {said[:200] or f'exit status {probe.returncode}'}{hint}"
+    return f"Qt cannot open a window: {said[:200] or f'exit status {code}'}{hint}"
 
 
 class Interrupts:
