@@ -126,7 +126,7 @@ def test_dehaze_widget_priors_folder(demo, qtbot, tiny_iq_priors, tmp_path, monk
 
     from napari.utils.notifications import notification_manager
 
-    from usdehaze.napari import _dehaze_widget
+    from qtpy.QtWidgets import QFileDialog
 
     viewer, _ = demo
     folder = tmp_path / "lab"
@@ -137,9 +137,7 @@ def test_dehaze_widget_priors_folder(demo, qtbot, tiny_iq_priors, tmp_path, monk
     w = DehazeWidget(viewer)
     w.steps.setValue(2)
     w.device.setCurrentText("cpu")
-    monkeypatch.setattr(
-        _dehaze_widget.QFileDialog, "getExistingDirectory", lambda *a, **k: str(folder)
-    )
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(folder))
     w.priors_browse.click()
     assert w.priors.text() == str(folder) and w.config().priors == str(folder)
     with qtbot.waitSignal(w.run_finished, timeout=60_000) as sig:

@@ -23,7 +23,6 @@ from qtpy.QtWidgets import (
     QFormLayout,
     QHBoxLayout,
     QHeaderView,
-    QLabel,
     QLineEdit,
     QPushButton,
     QSizePolicy,
@@ -34,6 +33,7 @@ from qtpy.QtWidgets import (
 )
 
 from usdehaze.errors import UsageError
+from usdehaze.napari._common import fill_combo, notify_error, status_label
 from usdehaze.napari._layers import frame_index, native_of
 from usdehaze.napari._link import link_groups
 from usdehaze.napari._roi_shapes import roi_to_shapes, shapes_to_roi
@@ -150,8 +150,7 @@ class GcnrWidget(QWidget):
         for combo in (self.image_combo, self.roi_combo):
             combo.setSizeAdjustPolicy(QComboBox.AdjustToContents)  # whole names, "_" too
             combo.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
+        self.status = status_label()
 
         form = QFormLayout()
         form.addRow("image", self.image_combo)
@@ -195,14 +194,7 @@ class GcnrWidget(QWidget):
         from napari.layers import Image, Shapes
 
         for combo, kind in ((self.image_combo, Image), (self.roi_combo, Shapes)):
-            current = combo.currentText()
-            names = [ly.name for ly in self.viewer.layers if isinstance(ly, kind)]
-            combo.blockSignals(True)
-            combo.clear()
-            combo.addItems(names)
-            if current in names:
-                combo.setCurrentText(current)
-            combo.blockSignals(False)
+            fill_combo(combo, [ly.name for ly in self.viewer.layers if isinstance(ly, kind)])
         self._watch_shapes()
         self.schedule()
 
@@ -314,8 +306,6 @@ class GcnrWidget(QWidget):
             self._guard(lambda: self.save_roi(path), "save")
 
     def _guard(self, fn, what: str) -> None:
-        from usdehaze.napari._dehaze_widget import notify_error
-
         try:
             fn()
         except UsageError as exc:

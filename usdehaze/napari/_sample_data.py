@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from usdehaze.napari._layers import Native, image_layer_data
-from usdehaze.napari._reader import scan_layer_data
+from usdehaze.napari._layers import image_layer_data
+from usdehaze.napari._reader import scan_layer_data, scan_native
 from usdehaze.ultrasound.logcomp import DEFAULT_DYNAMIC_RANGE, envelope, to_db
 
 
@@ -33,13 +33,9 @@ def demo_truth() -> list[tuple]:
         with load_scan(path, key) as scan:
             iq = scan.frames(0, scan.n_frames)
             db = np.stack([to_db(iq[i : i + 1], dr, float(r))[0] for i, r in enumerate(refs)])
-            native = Native(
+            native = scan_native(
+                scan,
                 db,
-                np.asarray(scan.x),
-                np.asarray(scan.z),
-                scan.grid,
-                dict(scan.axes),
-                source=str(path),
                 role=key,
                 dynamic_range=dr,
                 group=f"{path}:truth",
