@@ -125,7 +125,6 @@ def test_dehaze_widget_priors_folder(demo, qtbot, tiny_iq_priors, tmp_path, monk
     import shutil
 
     from napari.utils.notifications import notification_manager
-
     from qtpy.QtWidgets import QFileDialog
 
     viewer, _ = demo
