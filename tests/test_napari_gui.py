@@ -442,3 +442,67 @@ def test_file_without_pixel_coordinates_says_so(make_napari_viewer, tmp_path, ca
     assert "0.1 mm pixels is assumed" in out.out and out.err.startswith("warning:")
     assert run_app(["info", str(paths["described"])]) == 0
     assert "9.75-120 mm" in capsys.readouterr().err
+
+
+def test_napari_shapes_layer_is_shown_and_measured_alike(shown, qtbot):
+    """Issue 30 item 5: napari's own *New shapes layer* is 3-D (it inherits the image's frame
+    axis), so a region drawn there shows on its frame only: it is measured there only (it was
+    measured on every frame); it gets the ROI look (no opaque white face over the pixels
+    measured, labels ``pair: role``, edges by role)."""
+    from napari.utils.colormaps.standardize_color import transform_color
+
+    viewer, _, gcnr = shown
+    viewer.dims.set_current_step(0, 1)
+    viewer.layers.selection.active = viewer.layers["demo_scan"]
+    _click(qtbot, viewer.window._qt_viewer.layerButtons.newShapesButton)
+    layer = viewer.layers[-1]
+    assert layer.ndim == 3
+    _draw_rectangle(qtbot, viewer, layer, (55.0, -28.0), (65.0, -18.0))
+    _draw_rectangle(qtbot, viewer, layer, (55.0, -8.0), (65.0, 2.0))
+    assert np.all(layer.face_color[:, 3] == 0)  # outlines only: the pixels stay visible
+    _assign(qtbot, viewer, layer, gcnr, (60.0, -23.0), "target", "drawn")
+    _assign(qtbot, viewer, layer, gcnr, (60.0, -3.0), "background", "drawn")
+    assert list(layer.text.values) == ["drawn: target", "drawn: background"]
+    np.testing.assert_allclose(layer.edge_color, transform_color(["yellow", "cyan"]))
+    gcnr.image_combo.setCurrentText("demo_scan")
+    with qtbot.waitSignal(gcnr.updated, timeout=5_000):
+        gcnr.schedule()
+    assert [r["name"] for r in gcnr.rows] == ["drawn"] and gcnr.rows[0]["frame"] == 1
+    assert len(layer._view_indices) == 2  # napari shows both here
+    # the next frame (napari's own key): napari shows neither region, the table measures none
+    viewer.layers.selection.active = viewer.layers["demo_scan"]
+    _canvas(viewer).native.setFocus()
+    with qtbot.waitSignal(gcnr.updated, timeout=5_000):
+        qtbot.keyClick(_canvas(viewer).native, Qt.Key_Right)
+    assert viewer.dims.current_step[0] == 2
+    assert len(layer._view_indices) == 0
+    assert gcnr.rows == [] and "drawn on frame(s) 1" in gcnr.error
+    assert "drawn on frame(s) 1" in gcnr.status.text()
+
+
+def test_gcnr_table_keeps_its_image_and_says_when_it_is_deleted(shown, qtbot):
+    """Issue 30 item 9: deleting the image the table measures (the layer list's delete button)
+    empties the table and says so; it switched silently to another image. A renamed image
+    stays measured."""
+    viewer, _, gcnr = shown
+    demo = viewer.layers["demo_scan"]
+    viewer.add_image(
+        np.asarray(demo.data) - 3.0, name="other", scale=demo.scale, translate=demo.translate
+    )
+    gcnr.select(image="demo_scan")
+    with qtbot.waitSignal(gcnr.updated, timeout=5_000):
+        demo.name = "renamed"
+    assert gcnr.image_combo.currentText() == "renamed" and gcnr.rows
+    viewer.layers.selection = {demo}
+    with qtbot.waitSignal(gcnr.updated, timeout=5_000):
+        _click(qtbot, viewer.window._qt_viewer.layerButtons.deleteButton)
+    assert "renamed" not in viewer.layers
+    assert gcnr.image_combo.currentText() == "" and gcnr.rows == []
+    assert "image layer 'renamed' was deleted" in gcnr.status.text()
+    viewer.add_image(np.zeros((2, 8, 8)), name="newer")  # another layer: still not switched
+    qtbot.wait(300)
+    assert gcnr.image_combo.currentText() == "" and "deleted" in gcnr.error
+    with qtbot.waitSignal(gcnr.updated, timeout=5_000):
+        gcnr.image_combo.setCurrentText("other")  # the user picks one: measured
+    assert gcnr.error == "" and gcnr.rows
+

@@ -425,3 +425,39 @@ def test_gcnr_problems_show_in_status_not_tracebacks(demo, tmp_path):
     w._guard(lambda: w.load_roi(tmp_path / "broken.json"), "load")
     assert "broken.json: key 'units'" in str(notification_manager.records[-1].message)
     assert len(viewer.layers) == n and "units" in w.status.text()
+
+
+def test_roi_json_records_its_scan_and_another_scans_is_said(demo, tmp_path, capsys):
+    """Issue 30 item 9: a roi.json saved from napari names the scan it was drawn on (and still
+    works with ``usdehaze gcnr``); loading one drawn on another scan, or whose regions lie
+    outside the image, is a warning (it loaded silently); the scan's own loads quietly."""
+    from napari.utils.notifications import notification_manager
+
+    viewer, _ = demo
+    gcnr = GcnrWidget(viewer)
+    gcnr.select(image="demo_scan")
+
+    def warnings_of(path):
+        before = len(notification_manager.records)
+        gcnr.load_roi(path)
+        gcnr.refresh()
+        return [str(r.message) for r in notification_manager.records[before:]]
+
+    assert warnings_of(DEMO_ROI) == []  # the scan's own regions (no scan recorded): fit
+    saved = gcnr.save_roi(tmp_path / "saved.json")
+    d = json.loads(saved.read_text())
+    assert d["scan"]["file"] == "demo_scan.h5" and d["scan"]["grid"] == "polar"
+    capsys.readouterr()
+    assert run_app(["gcnr", str(demo_scan_path()), "--roi", str(saved), "--frames", "0"]) == 0
+    assert warnings_of(saved) == []
+    d["scan"]["file"] = "another_scan.h5"
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(d))
+    msgs = warnings_of(other)
+    assert len(msgs) == 1 and "drawn on another_scan.h5, not on demo_scan.h5" in msgs[0]
+    assert "another_scan.h5" in gcnr.status.text() and gcnr.rows  # said, and still measured
+    far = json.loads(DEMO_ROI.read_text())
+    far["pairs"][0]["target"]["center"][1] += 500.0  # 0.5 m deep: not this scan's region
+    (tmp_path / "far.json").write_text(json.dumps(far))
+    msgs = warnings_of(tmp_path / "far.json")
+    assert len(msgs) == 1 and "lv_vs_myocardium: target lie outside layer 'demo_scan'" in msgs[0]

@@ -235,7 +235,7 @@ class DehazeWidget(QWidget):
             (relay.ood, self._ood_checked),
         ):
             signal.connect(slot, Qt.QueuedConnection)
-        for ev in ("inserted", "removed", "moved", "changed"):
+        for ev in ("inserted", "removed", "moved", "changed", "renamed"):
             getattr(self.viewer.layers.events, ev).connect(self._refresh_layers)
         self.viewer.layers.events.inserted.connect(lambda e: link_groups(self.viewer))
 
@@ -285,6 +285,7 @@ class DehazeWidget(QWidget):
             (self.viewer.layers.events.removed, self._refresh_layers),
             (self.viewer.layers.events.moved, self._refresh_layers),
             (self.viewer.layers.events.changed, self._refresh_layers),
+            (self.viewer.layers.events.renamed, self._refresh_layers),
             (self.viewer.dims.events.current_step, self._live_request),
             (self.viewer.layers.events.removed, self._live_layer_removed),
         ):
