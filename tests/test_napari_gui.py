@@ -506,3 +506,27 @@ def test_gcnr_table_keeps_its_image_and_says_when_it_is_deleted(shown, qtbot):
         gcnr.image_combo.setCurrentText("other")  # the user picks one: measured
     assert gcnr.error == "" and gcnr.rows
 
+
+def test_roi_json_dropped_on_the_canvas_opens_as_a_measured_roi_layer(shown, qtbot, tmp_path):
+    """Issue 30 item 9: a roi.json dropped on napari's canvas (or File > Open) opens through
+    usdehaze as a ROI layer, which the gCNR table then measures."""
+    import shutil
+
+    from napari.layers import Shapes
+    from qtpy.QtCore import QMimeData, QPointF, QUrl
+    from qtpy.QtGui import QDropEvent
+
+    viewer, _, gcnr = shown
+    for ly in [ly for ly in viewer.layers if isinstance(ly, Shapes)]:
+        viewer.layers.remove(ly)
+    roi = shutil.copy(demo_scan_path().with_suffix(".roi.json"), tmp_path / "roi.json")
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(roi))])
+    drop = QDropEvent(QPointF(50, 50), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier)
+    with qtbot.waitSignal(gcnr.updated, timeout=10_000):
+        viewer.window._qt_viewer.dropEvent(drop)
+    layer = viewer.layers[-1]
+    assert isinstance(layer, Shapes) and layer.name == "ROI roi"
+    assert list(layer.features["role"]) == ["target", "background"]
+    assert gcnr.roi_combo.currentText() == "ROI roi"
+    assert gcnr.error == "" and [r["name"] for r in gcnr.rows] == ["lv_vs_myocardium"]

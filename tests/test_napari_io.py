@@ -373,14 +373,22 @@ def test_file_save_never_replaces_a_scan_and_keeps_its_refusals(
 
 def test_sample_data_scan_and_truth(make_napari_viewer):
     viewer = make_napari_viewer()
+    from usdehaze.napari._widget import GcnrWidget
+
     viewer.open_sample("usdehaze", "demo")
     viewer.open_sample("usdehaze", "demo_truth")
     assert [ly.name for ly in viewer.layers] == [
         "demo_scan",
+        "ROI demo_scan.roi",  # the demo's regions come with it (issue 30 item 9)
         "demo tissue (truth)",
         "demo haze (truth)",
     ]
-    hazy, tissue, haze = (ly.metadata["usdehaze"].db for ly in viewer.layers)
+    gcnr = GcnrWidget(viewer)
+    gcnr.select(image="demo_scan", shapes="ROI demo_scan.roi")
+    gcnr.refresh()
+    assert [r["name"] for r in gcnr.rows] == ["lv_vs_myocardium"] and gcnr.error == ""
+    images = [ly for ly in viewer.layers if ly.name != "ROI demo_scan.roi"]
+    hazy, tissue, haze = (ly.metadata["usdehaze"].db for ly in images)
     assert hazy.shape == tissue.shape == haze.shape == (4, 256, 128)
     # same 0 dB reference as the hazy input: the haze adds power, so the truth lies below it
     p = 10 ** (tissue / 10) + 10 ** (haze / 10)

@@ -1,4 +1,5 @@
-"""Sample data: the embedded demo scan (simulated hazy cardiac loop) and its ground truth."""
+"""Sample data: the embedded demo scan (simulated hazy cardiac loop) with its regions, and its
+ground truth."""
 
 from __future__ import annotations
 
@@ -10,10 +11,13 @@ from usdehaze.ultrasound.logcomp import DEFAULT_DYNAMIC_RANGE, envelope, to_db
 
 
 def demo_scan() -> list[tuple]:
-    """The hazy demo scan as a B-mode layer."""
+    """The hazy demo scan as a B-mode layer, with its regions (``demo_scan.roi.json``) as a
+    ROI layer the gCNR widget measures."""
+    from usdehaze.napari._roi_file import roi_layer_data
     from usdehaze.ultrasound.simulate import demo_scan_path
 
-    return scan_layer_data(demo_scan_path())
+    path = demo_scan_path()
+    return [*scan_layer_data(path), roi_layer_data(path.with_suffix(".roi.json"))]
 
 
 def demo_truth() -> list[tuple]:
