@@ -323,7 +323,9 @@ def test_saved_result_reopens_at_its_frame_with_run_provenance(
     _tiny(dehaze, tiny_priors)
     with qtbot.waitSignal(dehaze.run_finished, timeout=60_000):
         _click(qtbot, dehaze.run_button)
-    viewer.layers.selection = {viewer.layers["demo_scan tissue"], viewer.layers["demo_scan haze"]}
+    viewer.layers.selection = {
+        viewer.layers[f"demo_scan {r} (frame 1)"] for r in ("tissue", "haze")
+    }
     out = tmp_path / "frame1.h5"
     viewer.layers.save(str(out), selected=True, plugin="usdehaze")
     cli_out = tmp_path / "cli.h5"
@@ -530,3 +532,42 @@ def test_roi_json_dropped_on_the_canvas_opens_as_a_measured_roi_layer(shown, qtb
     assert list(layer.features["role"]) == ["target", "background"]
     assert gcnr.roi_combo.currentText() == "ROI roi"
     assert gcnr.error == "" and [r["name"] for r in gcnr.rows] == ["lv_vs_myocardium"]
+
+
+def test_frames_typed_samples_and_runs_named_by_their_frames(shown, qtbot, tiny_priors):
+    """Issue 30 item 9: a frame range typed in the frames box (as ``usdehaze run --frames``),
+    the samples field (std layers, hidden), result layers named by their frames — a second run
+    of the same frames says ``run 2`` (it was ``X tissue [1]``) — and a range outside the scan
+    is one notification."""
+    from napari.utils.notifications import notification_manager
+
+    viewer, dehaze, _ = shown
+    _tiny(dehaze, tiny_priors, steps=1)
+    dehaze.method.setCurrentText("joint")
+    edit = dehaze.frames.lineEdit()
+    edit.selectAll()
+    qtbot.keyClicks(edit, "1:3")
+    dehaze.samples.setValue(2)
+    for _ in range(2):  # the same frames twice
+        with qtbot.waitSignal(dehaze.run_finished, timeout=60_000) as sig:
+            _click(qtbot, dehaze.run_button)
+        assert sig.args == ["done"]
+    first, again = "demo_scan {} (frames 1–2)", "demo_scan {} (frames 1–2, run 2)"
+    for name in (first, again):
+        tissue = viewer.layers[name.format("tissue")]
+        native = tissue.metadata["usdehaze"]
+        assert [native.source_frame(i) for i in range(native.n_frames)] == [1, 2]
+        assert tuple(tissue.translate[:1]) == (1,)  # shown at frames 1 and 2 of the slider
+        std = viewer.layers[name.format("tissue_std")]
+        assert not std.visible and np.asarray(std.metadata["usdehaze"].db).max() > 0
+        assert viewer.layers[name.format("haze")].visible
+    assert json.loads(native.attrs["config"])["samples"] == 2
+    assert not any("[1]" in ly.name for ly in viewer.layers)
+    n, before = len(viewer.layers), len(notification_manager.records)
+    edit.selectAll()
+    qtbot.keyClicks(edit, "7")
+    with qtbot.waitSignal(dehaze.run_finished, timeout=10_000) as sig:
+        _click(qtbot, dehaze.run_button)
+    assert sig.args == ["error"] and len(viewer.layers) == n
+    msgs = [str(r.message) for r in notification_manager.records[before:]]
+    assert any("frames '7'" in m and "out of range" in m for m in msgs), msgs

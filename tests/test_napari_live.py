@@ -204,7 +204,7 @@ def test_joint_button_dehazes_the_frame_shown_beside_live(
     with qtbot.waitSignal(dehaze.run_finished, timeout=60_000) as sig:
         _click(qtbot, dehaze.joint_button)
     assert sig.args == ["done"]
-    tissue = viewer.layers["demo_scan tissue"]
+    tissue = viewer.layers["demo_scan tissue (frame 2)"]
     native = tissue.metadata["usdehaze"]
     assert native.n_frames == 1 and native.source_frame(0) == 2
     assert json.loads(native.attrs["config"])["method"] == "joint" and native.attrs["nfe"] > 1
@@ -257,10 +257,11 @@ def test_regions_stay_on_top_of_results_and_live(
         _click(qtbot, dehaze.live_button)
     assert viewer.layers.selection.active is regions[1]
     names = [ly.name for ly in viewer.layers]
-    images = ["demo_scan", "demo_scan haze", "demo_scan tissue", LIVE]
+    frame = f"frame {viewer.dims.current_step[0]}"  # the frame shown when Dehaze was clicked
+    images = ["demo_scan", f"demo_scan haze ({frame})", f"demo_scan tissue ({frame})", LIVE]
     assert set(images) <= set(names)
     assert all(isinstance(ly, Image) for ly in viewer.layers[: len(images)])  # images first
     assert [ly for ly in viewer.layers[len(images) :]] == regions  # regions on top, in order
-    assert names.index("demo_scan") < names.index("demo_scan tissue")  # result over input
+    assert names.index("demo_scan") < names.index(f"demo_scan tissue ({frame})")  # over input
     with qtbot.waitSignal(dehaze.live_stopped, timeout=5_000):
         _click(qtbot, dehaze.live_button)

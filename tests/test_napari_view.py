@@ -70,20 +70,26 @@ def test_screenshot(make_napari_viewer, qtbot, tiny_priors, tmp_path):
     assert sig.args == ["done"]
     # input | tissue | haze side by side, the ROI drawn over each (grid cells of two layers)
     roi = viewer.layers["ROI demo_scan.roi"]
-    for name in ("demo_scan tissue", "demo_scan haze"):
+    for name in ("demo_scan tissue (frame 1)", "demo_scan haze (frame 1)"):
         copy = gcnr.new_roi_layer(
             list(roi.data),
             shape_type=list(roi.shape_type),
             features=roi.features,
-            name=f"ROI ({name.split()[-1]})",
+            name=f"ROI ({name.split()[1]})",
         )
         viewer.layers.move(viewer.layers.index(copy), viewer.layers.index(name) + 1)
     # cells fill from the bottom layer in pairs (image, ROI above it): input | tissue | haze
-    order = ["demo_scan", roi.name, "demo_scan tissue", "ROI (tissue)", "demo_scan haze"]
+    order = [
+        "demo_scan",
+        roi.name,
+        "demo_scan tissue (frame 1)",
+        "ROI (tissue)",
+        "demo_scan haze (frame 1)",
+    ]
     for i, name in enumerate(order):
         viewer.layers.move(viewer.layers.index(name), i)
     viewer.layers.selection.active = viewer.layers["demo_scan"]
-    gcnr.select(image="demo_scan tissue", shapes=roi.name)
+    gcnr.select(image="demo_scan tissue (frame 1)", shapes=roi.name)
     gcnr.refresh()
     assert gcnr.rows and gcnr.rows[0]["frame"] == 1
     grid = viewer.canvas.grid

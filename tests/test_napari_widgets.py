@@ -27,6 +27,12 @@ def demo(make_napari_viewer):
     return viewer, layer
 
 
+def _result(viewer, role):
+    """The one result layer of ``role`` (named by the frame the slider showed)."""
+    (layer,) = [ly for ly in viewer.layers if ly.name.startswith(f"demo_scan {role} (frame ")]
+    return layer
+
+
 # -- Dehaze --------------------------------------------------------------------------------------
 def _dehaze_widget(viewer, tiny_priors, steps=2, seed=5, model="logsum"):
     """The widget with tiny priors: dB ones with a log-domain model unless told."""
@@ -56,7 +62,8 @@ def test_dehaze_widget_end_to_end(demo, qtbot, tiny_priors):
     with qtbot.waitSignal(w.run_finished, timeout=60_000) as sig:
         w.run()
     assert sig.args == ["done"] and w.progress.value() == 100
-    tissue, haze = viewer.layers["demo_scan tissue"], viewer.layers["demo_scan haze"]
+    tissue = viewer.layers["demo_scan tissue (frame 2)"]  # named by its frames
+    haze = viewer.layers["demo_scan haze (frame 2)"]
     t_nat, h_nat = tissue.metadata["usdehaze"], haze.metadata["usdehaze"]
     # the same numbers as the library (and hence ``usdehaze run``): batch seeded seed + frame
     cfg = _widget_config(tiny_priors, "logsum")
@@ -90,7 +97,7 @@ def test_dehaze_widget_notes_little_effect(demo, qtbot, tiny_priors, monkeypatch
         w.run()
     assert sig.args == ["done"]
     msgs = [str(n.message) for n in notification_manager.records[before:]]
-    attrs = viewer.layers["demo_scan tissue"].metadata["usdehaze"].attrs
+    attrs = _result(viewer, "tissue").metadata["usdehaze"].attrs
     assert attrs["harm_little_effect"] is True and attrs["harm_warning"] is False
     noted = [m for m in msgs if "little haze out" in m]
     assert len(noted) == 1 and noted[0].startswith("usdehaze dehaze: demo_scan: "), msgs
@@ -110,7 +117,7 @@ def test_dehaze_widget_iq_model_uses_the_scan_iq(demo, qtbot, tiny_iq_priors):
     assert np.iscomplexobj(native.iq) and native.iq.shape == native.db.shape
     cfg = _widget_config(tiny_iq_priors, "iq")
     ref = Dehazer(cfg).dehaze_iq(native.iq[1:2], frames=[1])
-    got = viewer.layers["demo_scan tissue"].metadata["usdehaze"]
+    got = viewer.layers["demo_scan tissue (frame 1)"].metadata["usdehaze"]
     np.testing.assert_allclose(got.db, ref["tissue"], atol=1e-2)
     assert json.loads(got.attrs["config"])["model"] == "iq"
     # a layer without IQ (a result's input, a magnitude-only scan) runs logsum and says so
@@ -142,7 +149,7 @@ def test_dehaze_widget_priors_folder(demo, qtbot, tiny_iq_priors, tmp_path, monk
     with qtbot.waitSignal(w.run_finished, timeout=60_000) as sig:
         w.run()
     assert sig.args == ["done"]
-    got = viewer.layers["demo_scan tissue"].metadata["usdehaze"]
+    got = _result(viewer, "tissue").metadata["usdehaze"]
     assert json.loads(got.attrs["config"])["priors"] == str(folder)
     (folder / "haze_iq.json").unlink()
     before = len(notification_manager.records)
@@ -163,7 +170,7 @@ def test_dehaze_result_saves_and_reopens(demo, qtbot, tiny_priors, tmp_path):
     with qtbot.waitSignal(w.run_finished, timeout=60_000) as sig:
         w.run()
     assert sig.args == ["done"]
-    picked = [viewer.layers["demo_scan tissue"], viewer.layers["demo_scan haze"]]
+    picked = [viewer.layers[f"demo_scan {r} (frames 0–3)"] for r in ("tissue", "haze")]
     out = tmp_path / "dehazed.h5"
     write_result(str(out), [ly.as_layer_data_tuple() for ly in picked])
     with load_result(out) as res:

@@ -114,6 +114,44 @@ class LiveSession:
     ood: Any = None  # the out-of-distribution check, made once after the first frame
 
 
+def frames_label(frames: list[int]) -> str:
+    """How a result's layer names its source frames: ``frame 2``, ``frames 0–3``,
+    ``frames 0–6 every 2`` or ``frames 0, 2, 5``."""
+    frames = [int(f) for f in frames]
+    if len(frames) == 1:
+        return f"frame {frames[0]}"
+    step = frames[1] - frames[0]
+    if step > 0 and frames == list(range(frames[0], frames[-1] + 1, step)):
+        every = f" every {step}" if step > 1 else ""
+        return f"frames {frames[0]}–{frames[-1]}{every}"
+    return "frames " + ", ".join(map(str, frames))
+
+
+def frames_in(native: Native, spec: str, name: str) -> list[int]:
+    """The layer's frames (indices) whose source numbers — the slider's — a frames spec
+    picks, as ``usdehaze run --frames`` reads it (``2``, ``0:3``, ``-1``)."""
+    from usdehaze.ultrasound.scan import parse_frames
+
+    sources = [native.source_frame(i) for i in range(native.n_frames)]
+    picked = parse_frames(spec, max(sources) + 1, f"dehaze: layer '{name}'", option="frames")
+    found = [i for i, f in enumerate(sources) if f in picked]
+    if not found:
+        raise UsageError(
+            f"dehaze: layer '{name}': frames '{spec}': it has none of them ({frames_label(sources)})"
+        )
+    return found
+
+
+def _say_checks(record: dict, harm: Any, name: str) -> None:
+    """The do-no-harm warning, or the little-effect note, as a notification."""
+    from napari.utils.notifications import show_info, show_warning
+
+    if record.get("harm_warning"):
+        show_warning(f"usdehaze dehaze: {harm.message(name)}")
+    elif record.get("harm_little_effect"):
+        show_info(f"usdehaze dehaze: {harm.little_effect_message(name)}")
+
+
 def _row(*widgets: QWidget) -> QHBoxLayout:
     """Widgets side by side."""
     row = QHBoxLayout()
@@ -169,8 +207,14 @@ class DehazeWidget(QWidget):
                 setattr(self, f"{name}_browse", button)
         self.layer_combo = QComboBox()
         self.layer_combo.setMinimumContentsLength(12)
-        self.frames = QComboBox()
+        self.frames = QComboBox()  # or typed: a frame range, as usdehaze run --frames
         self.frames.addItems(FRAMES)
+        self.frames.setEditable(True)
+        self.frames.setInsertPolicy(QComboBox.NoInsert)
+        self.frames.setToolTip(
+            "The frame shown, all frames, or frames typed as usdehaze run --frames takes them: "
+            "2 (one frame), 0:3 (frames 0, 1, 2), -1 (the last)"
+        )
         combos = [w.native for w in self.form.values() if isinstance(w.native, QComboBox)]
         for combo in [self.layer_combo, self.frames, *combos]:
             combo.setSizeAdjustPolicy(QComboBox.AdjustToContents)  # whole names, "_" too
@@ -340,8 +384,12 @@ class DehazeWidget(QWidget):
             field.setText(path)
 
     def _frames(self, layer: Any, native: Native, current: bool = False) -> list[int]:
-        if self.frames.currentText() == "all frames" and not current:
-            return list(range(native.db.shape[0]))
+        """The frames box: the frame shown, all frames, or what was typed (``2``, ``0:3``)."""
+        spec = self.frames.currentText().strip()
+        if spec == FRAMES[1] and not current:
+            return list(range(native.n_frames))
+        if spec not in ("", FRAMES[0]) and not current:
+            return frames_in(native, spec, layer.name)
         i = frame_index(layer, self.viewer.dims.point)
         if i is None:
             raise UsageError(f"dehaze: layer '{layer.name}' has no frame at the current position")
@@ -469,18 +517,34 @@ class DehazeWidget(QWidget):
             return
         self._runs += 1
         record, cfg, harm = out.pop("record"), out.pop("cfg"), out.pop("harm")
-        if record.get("harm_warning"):
-            from napari.utils.notifications import show_warning
+        _say_checks(record, harm, name)
+        self._add_results(out, record, name, native, frames)
+        link_groups(self.viewer)
+        self.progress.setRange(0, 100)
+        self.progress.setValue(100)
+        self.progress.setFormat(f"done: {len(frames)} frame(s) · %p%")
+        from usdehaze.ultrasound.methods import METHODS
 
-            show_warning(f"usdehaze dehaze: {harm.message(name)}")
-        elif record.get("harm_little_effect"):
-            from napari.utils.notifications import show_info
+        stepwise = METHODS[cfg.method].stepwise
+        how = f"{cfg.steps} steps ({cfg.method})" if stepwise else f"one pass ({cfg.method})"
+        self.status.setText(f"done: {len(frames)} frame(s), {how}")
+        self.run_finished.emit("done")
 
-            show_info(f"usdehaze dehaze: {harm.little_effect_message(name)}")
+    def _add_results(
+        self, out: dict[str, Any], record: dict, name: str, native: Native, frames: list[int]
+    ) -> None:
+        """The run's layers below the regions, at the frames they came from, linked with the
+        input: ``NAME tissue (frame 2)``, ``NAME haze (frames 0–3)`` (``, run N`` when those
+        frames were dehazed before) and, with samples > 1, the hidden ``*_std`` layers."""
         group = native.group or f"{name} dehazed {self._runs}"  # linked with its input
         where = placement(record["source_frames"])  # shown at the frames they came from
+        label = frames_label(record["source_frames"])
+        if f"{name} tissue ({label})" in self.viewer.layers:
+            label += f", run {self._runs}"
         input_db = np.asarray(native.db[frames])
-        for role in ("haze", "tissue"):
+        for role in ("haze_std", "tissue_std", "haze", "tissue"):
+            if role not in out:
+                continue
             result = Native(
                 out[role],
                 native.x,
@@ -496,18 +560,9 @@ class DehazeWidget(QWidget):
                 note=native.note,
                 **where,
             )
-            data, kwargs, _ = image_layer_data(result, f"{name} {role}")
+            shown = not role.endswith("_std")
+            data, kwargs, _ = image_layer_data(result, f"{name} {role} ({label})", visible=shown)
             add_below_overlays(self.viewer, data, **kwargs)  # the regions stay on top
-        link_groups(self.viewer)
-        self.progress.setRange(0, 100)
-        self.progress.setValue(100)
-        self.progress.setFormat(f"done: {len(frames)} frame(s) · %p%")
-        from usdehaze.ultrasound.methods import METHODS
-
-        stepwise = METHODS[cfg.method].stepwise
-        how = f"{cfg.steps} steps ({cfg.method})" if stepwise else f"one pass ({cfg.method})"
-        self.status.setText(f"done: {len(frames)} frame(s), {how}")
-        self.run_finished.emit("done")
 
     # -- live view ---------------------------------------------------------------------------
     @property
