@@ -571,3 +571,80 @@ def test_frames_typed_samples_and_runs_named_by_their_frames(shown, qtbot, tiny_
     assert sig.args == ["error"] and len(viewer.layers) == n
     msgs = [str(r.message) for r in notification_manager.records[before:]]
     assert any("frames '7'" in m and "out of range" in m for m in msgs), msgs
+
+
+def _key(qtbot, viewer, key, modifier=Qt.ShiftModifier):
+    """A key pressed on napari's canvas, as a user does."""
+    canvas = _canvas(viewer).native
+    canvas.setFocus()
+    qtbot.keyClick(canvas, key, modifier)
+
+
+def test_shortcuts_scale_bar_and_activity_progress(shown, qtbot, tiny_iq_priors, tiny_student):
+    """Issue 30 extras: Shift-D dehazes, Shift-C cancels, Shift-T / Shift-B give the selected
+    region its role, Shift-F turns Live on and off (the keys docs/napari.md lists); the run is
+    reported in napari's activity panel (napari.utils.progress) as well as the dock; the scale
+    bar is on, in mm; the sector scan is shown with linear interpolation."""
+    from pathlib import Path
+
+    from napari.utils import progress
+
+    from usdehaze.napari._dehaze_widget import KEYS
+    from usdehaze.napari._gcnr_widget import ROLE_KEYS
+
+    viewer, dehaze, gcnr = shown
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "napari.md").read_text()
+    for key in (*KEYS.values(), *ROLE_KEYS.values()):
+        assert f"`{key}`" in docs, key
+    assert (
+        viewer.canvas.overlays.scale_bar.visible
+    )  # in mm: napari takes its unit from the layers' units
+    assert [str(u) for u in viewer.layers["demo_scan"].units[-2:]] == ["millimeter"] * 2
+    assert viewer.layers["demo_scan"].interpolation2d == "linear"
+    t, h = tiny_iq_priors
+    dehaze.model.setCurrentText("iq")
+    dehaze.tissue_prior.setText(str(t))
+    dehaze.haze_prior.setText(str(h))
+    dehaze.student.setText(str(tiny_student))
+    dehaze.device.setCurrentText("cpu")
+    viewer.layers.selection.active = viewer.layers["demo_scan"]
+    # Shift-D then Shift-C: a long run starts from the canvas and is cancelled from it
+    dehaze.steps.setValue(2000)
+    with qtbot.waitSignal(dehaze.run_finished, timeout=60_000) as sig:
+        _key(qtbot, viewer, Qt.Key_D)
+        assert dehaze.worker is not None
+        qtbot.waitUntil(lambda: dehaze.progress.value() > 0, timeout=60_000)
+        _key(qtbot, viewer, Qt.Key_C)
+    assert sig.args == ["cancelled"]
+    # Shift-D again, a short run: its steps in napari's activity panel, closed when done
+    dehaze.steps.setValue(2)
+    bars = []
+
+    def seen(value, maximum, text):
+        ours = [b for b in progress._all_instances if str(b.desc).startswith("usdehaze demo_scan")]
+        bars.extend(((value, maximum), (b.n, b.total), str(b.desc)) for b in ours)
+
+    dehaze._progress.connect(seen)
+    with qtbot.waitSignal(dehaze.run_finished, timeout=60_000) as sig:
+        _key(qtbot, viewer, Qt.Key_D)
+    assert sig.args == ["done"]
+    assert bars and all(dock == ours for dock, ours, _ in bars)  # the dock's bar, mirrored
+    assert all(desc.startswith("usdehaze demo_scan: frame 1 (1/1) · step") for *_, desc in bars)
+    assert not [b for b in progress._all_instances if str(b.desc).startswith("usdehaze")]
+    # Shift-B / Shift-T: the region selected in the ROI layer takes the role
+    roi = viewer.layers["ROI demo_scan.roi"]
+    viewer.layers.selection.active = roi
+    roi.selected_data = {0}
+    gcnr.pair_name.setText("keyed")
+    _key(qtbot, viewer, Qt.Key_B)
+    assert roi.features["role"][0] == "background" and roi.features["pair"][0] == "keyed"
+    _key(qtbot, viewer, Qt.Key_T)
+    assert roi.features["role"][0] == "target"
+    # Shift-F: live on (a frame shown), Shift-F: off
+    viewer.layers.selection.active = viewer.layers["demo_scan"]
+    with qtbot.waitSignal(dehaze.live_shown, timeout=60_000):
+        _key(qtbot, viewer, Qt.Key_F)
+    assert dehaze.live_button.isChecked()
+    with qtbot.waitSignal(dehaze.live_stopped, timeout=10_000):
+        _key(qtbot, viewer, Qt.Key_F)
+    assert not dehaze.live_button.isChecked() and dehaze.live is None

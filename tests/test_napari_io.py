@@ -414,3 +414,18 @@ def test_npe2_validate_and_import_stays_light():
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_sector_scans_are_shown_smooth_and_cartesian_ones_as_stored(make_napari_viewer, tmp_path):
+    """Issue 30 extra: linear display interpolation for scan-converted sector images; a
+    Cartesian scan keeps napari's nearest (its pixels are the data's)."""
+    from usdehaze.ultrasound.io import write_scan
+
+    viewer = make_napari_viewer()
+    (sector,) = viewer.open(str(demo_scan_path()), plugin="usdehaze")
+    assert sector.metadata["usdehaze"].grid == "polar" and sector.interpolation2d == "linear"
+    x, z = np.meshgrid(np.linspace(-0.01, 0.01, 16), np.linspace(0.005, 0.03, 24))
+    iq = (np.ones((2, 24, 16)) + 1j).astype(np.complex64)
+    path = write_scan(tmp_path / "flat.h5", iq, x, z)
+    (flat,) = viewer.open(str(path), plugin="usdehaze")
+    assert flat.metadata["usdehaze"].grid == "cartesian" and flat.interpolation2d == "nearest"

@@ -30,7 +30,8 @@ class Lifetime:
             self._hooks.append(hook)
 
     def __call__(self, *args: Any) -> None:
-        if self.closed:
+        # getattr: Qt may send ``destroyed`` after Python's collector cleared this object
+        if getattr(self, "closed", True):
             return
         self.closed = True
         hooks, self._hooks = self._hooks, []
@@ -118,3 +119,59 @@ def fill_combo(combo: QComboBox, names: list[str], keep: bool = True) -> None:
     if keep and current in names:
         combo.setCurrentText(current)
     combo.blockSignals(False)
+
+
+class ActivityBar:
+    """A run's bar in napari's activity panel (``napari.utils.progress``), beside the dock's
+    own: made when a run starts, moved with its steps, closed when it ends or the window closes.
+    Plain Python, so the widget's Lifetime may close it after Qt deleted the widget."""
+
+    def __init__(self) -> None:
+        self.bar: Any = None
+
+    def start(self, desc: str) -> None:
+        from napari.utils import progress
+
+        self.close()
+        self.bar = progress(total=0, desc=desc)  # total 0: busy until the first step
+
+    def describe(self, desc: str) -> None:
+        if self.bar is not None:
+            self.bar.set_description(desc)
+
+    def step(self, value: int, maximum: int, desc: str) -> None:
+        bar = self.bar
+        if bar is None:
+            return
+        if bar.total != maximum:
+            bar.total = maximum
+        bar.set_description(desc)
+        bar.update(value - bar.n)
+
+    def close(self) -> None:
+        bar, self.bar = self.bar, None
+        if bar is not None:
+            bar.close()
+
+
+def bind_keys(viewer: Any, keys: dict[str, Callable[[], Any]], life: Lifetime) -> None:
+    """Bind each key (napari's spelling, ``"Shift-D"``) on ``viewer`` to its action, which runs
+    only while the widget lives (the viewer keeps the binding after a dock is closed)."""
+
+    def bound(action: Callable[[], Any]) -> Callable[[Any], None]:
+        def pressed(viewer: Any) -> None:
+            if not life.closed:
+                action()
+
+        return pressed
+
+    for key, action in keys.items():
+        viewer.bind_key(key, bound(action), overwrite=True)
+
+
+def show_scale_bar(viewer: Any) -> None:
+    """napari's scale bar on: in millimetres, the units the plugin's layers carry (napari
+    takes the scale bar's unit from the layers' ``units``)."""
+    canvas = getattr(viewer, "canvas", None)  # napari >= 0.9; viewer.scale_bar before
+    scale_bar = canvas.overlays.scale_bar if canvas is not None else viewer.scale_bar
+    scale_bar.visible = True

@@ -43,12 +43,15 @@ from qtpy.QtWidgets import (
 
 from usdehaze.errors import UsageError
 from usdehaze.napari._common import (
+    ActivityBar,
     Lifetime,
     WindowWatch,
+    bind_keys,
     fill_combo,
     make_worker,
     notify_error,
     room_in_pool,
+    show_scale_bar,
     status_label,
 )
 from usdehaze.napari._form import config_form, form_values, is_path, pick_path
@@ -81,6 +84,9 @@ FRAMES = ("current frame", "all frames")
 
 
 LIVE_SUFFIX = " tissue (live)"
+# keyboard shortcuts on the viewer (docs/napari.md); napari's own keys are single letters
+# (layer tools), Shift-A/L/P/V and Control combinations
+KEYS = {"dehaze": "Shift-D", "cancel": "Shift-C", "live": "Shift-F"}
 
 
 class Relay(QObject):
@@ -193,6 +199,8 @@ class DehazeWidget(QWidget):
         self._live: LiveSession | None = None
         self._last_ood = None  # the running job's OodCheck, once the worker has made it
         self._running = ""  # the running job's layer name
+        self._activity = ActivityBar()  # the run in napari's activity panel
+        self._life.on_close(self._activity.close)
 
     def _make_form(self) -> None:
         """The settings, generated from DehazeConfig: ``self.<field>`` is the Qt widget typed
@@ -282,6 +290,16 @@ class DehazeWidget(QWidget):
         for ev in ("inserted", "removed", "moved", "changed", "renamed"):
             getattr(self.viewer.layers.events, ev).connect(self._refresh_layers)
         self.viewer.layers.events.inserted.connect(lambda e: link_groups(self.viewer))
+        bind_keys(
+            self.viewer,
+            {
+                KEYS["dehaze"]: self.run,
+                KEYS["cancel"]: lambda: self.worker is not None and self.cancel(),
+                KEYS["live"]: self.live_button.toggle,
+            },
+            self._life,
+        )
+        show_scale_bar(self.viewer)
 
     # -- closing -----------------------------------------------------------------------------
     @property
@@ -455,6 +473,7 @@ class DehazeWidget(QWidget):
         self.progress.setValue(0)
         self.progress.setFormat("%p%")
         self.status.setText(f"starting: {len(frames)} frame(s) of {name}…")
+        self._activity.start(f"usdehaze {name}: starting {len(frames)} frame(s)")
         self.run_button.setEnabled(False)
         self.joint_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
@@ -465,11 +484,13 @@ class DehazeWidget(QWidget):
         self.progress.setRange(0, maximum)
         self.progress.setValue(value)
         self.progress.setFormat(f"{text} · %p%")
+        self._activity.step(value, maximum, f"usdehaze {self._running}: {text}")
         self._progress.emit(value, maximum, text)
 
     def _staged(self, text: str) -> None:
         if self.worker is not None and not self._life.closed:
             self.status.setText(text)
+            self._activity.describe(f"usdehaze {self._running}: {text}")
 
     def cancel(self) -> None:
         """Ask the running sampler to stop at its next step."""
@@ -488,6 +509,7 @@ class DehazeWidget(QWidget):
 
     def _reset(self) -> None:
         self.worker = None
+        self._activity.close()
         self.run_button.setEnabled(True)
         self.joint_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
@@ -653,6 +675,7 @@ class DehazeWidget(QWidget):
             scale=scale,
             translate=t,
             contrast_limits=list(layer.contrast_limits),
+            interpolation2d=layer.interpolation2d,  # smooth for sector scans, as the input
             colormap=layer.colormap,
             gamma=layer.gamma,
             metadata={"usdehaze_live": {"source": layer.name, "frame": None}},

@@ -33,7 +33,14 @@ from qtpy.QtWidgets import (
 )
 
 from usdehaze.errors import UsageError
-from usdehaze.napari._common import fill_combo, notify_error, status_label
+from usdehaze.napari._common import (
+    Lifetime,
+    bind_keys,
+    fill_combo,
+    notify_error,
+    show_scale_bar,
+    status_label,
+)
 from usdehaze.napari._layers import frame_index, native_of
 from usdehaze.napari._link import link_groups
 from usdehaze.napari._roi_file import (
@@ -50,6 +57,7 @@ from usdehaze.napari._roi_shapes import shapes_to_roi
 
 __all__ = ["COLUMNS", "GcnrWidget", "ROI_LAYER_NAME", "recolor", "roi_layer_kwargs"]
 
+ROLE_KEYS = {"target": "Shift-T", "background": "Shift-B"}  # on the viewer (docs/napari.md)
 COLUMNS = (
     ("pair", "name", "{}"),
     ("gCNR", "gcnr", "{:.3f}"),
@@ -182,6 +190,14 @@ class GcnrWidget(QWidget):
         self.viewer.layers.events.inserted.connect(lambda e: link_groups(self.viewer))
         self.viewer.dims.events.current_step.connect(self.schedule)
         self.viewer.layers.selection.events.active.connect(self._follow_active)
+        self._life = Lifetime()
+        self.destroyed.connect(self._life)  # the keys do nothing once the widget is gone
+        bind_keys(
+            self.viewer,
+            {key: lambda role=role: self.set_role(role) for role, key in ROLE_KEYS.items()},
+            self._life,
+        )
+        show_scale_bar(self.viewer)
         self._refresh_layers()
         link_groups(self.viewer)
 
