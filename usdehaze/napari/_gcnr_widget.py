@@ -134,16 +134,35 @@ class GcnrWidget(QWidget):
         self._shapes_layer: Any = None
         self._image: Any = None  # the image layer measured (the object: a rename keeps it)
         self._lost = ""  # the name of the image measured until it was deleted
+        self._life = Lifetime()
+        self.destroyed.connect(self._life)  # the keys do nothing once the widget is gone
+        self._make_controls()
+        self._make_table()
+        self._lay_out()
+        self._connect()
+        show_scale_bar(self.viewer)
+        self._refresh_layers()
+        link_groups(self.viewer)
+
+    def _make_controls(self) -> None:
+        """The layer boxes, the roi.json buttons, the pair name and the role buttons."""
         self.image_combo = QComboBox()
         self.roi_combo = QComboBox()
+        for combo in (self.image_combo, self.roi_combo):
+            combo.setSizeAdjustPolicy(QComboBox.AdjustToContents)  # whole names, "_" too
+            combo.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
         self.new_button = QPushButton("New ROI layer")
         self.load_button = QPushButton("Load roi.json…")
         self.save_button = QPushButton("Save roi.json…")
         self.pair_name = QLineEdit("pair1")
         self.target_button = QPushButton("Selected → target")
         self.background_button = QPushButton("Selected → background")
+        self.status = status_label()
+
+    def _make_table(self) -> None:
+        """The figures' table: two-line headers ("haze" over "contrast dB"), so every column
+        fits a dock at 1600 x 1000."""
         self.table = QTableWidget(0, len(COLUMNS))
-        # two-line headers ("haze" over "contrast dB"): all columns fit a dock at 1600 x 1000
         self.table.setHorizontalHeaderLabels([c[0].replace(" ", "\n", 1) for c in COLUMNS])
         self.table.verticalHeader().setVisible(False)
         header = self.table.horizontalHeader()
@@ -151,11 +170,8 @@ class GcnrWidget(QWidget):
         header.setMinimumSectionSize(self.fontMetrics().horizontalAdvance("-00.000") + 10)
         self.table.setSizeAdjustPolicy(QAbstractScrollArea.AdjustToContents)
         self.table.setMinimumHeight(5 * self.table.verticalHeader().defaultSectionSize())
-        for combo in (self.image_combo, self.roi_combo):
-            combo.setSizeAdjustPolicy(QComboBox.AdjustToContents)  # whole names, "_" too
-            combo.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
-        self.status = status_label()
 
+    def _lay_out(self) -> None:
         form = QFormLayout()
         form.addRow("image", self.image_combo)
         form.addRow("ROI layer", self.roi_combo)
@@ -173,6 +189,9 @@ class GcnrWidget(QWidget):
         layout.addWidget(self.table)
         layout.addWidget(self.status)
 
+    def _connect(self) -> None:
+        """Buttons to actions, the viewer's layer, slider and selection events to the table
+        (recomputed 150 ms after the last), the role keys on the viewer."""
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.setInterval(150)
@@ -190,16 +209,11 @@ class GcnrWidget(QWidget):
         self.viewer.layers.events.inserted.connect(lambda e: link_groups(self.viewer))
         self.viewer.dims.events.current_step.connect(self.schedule)
         self.viewer.layers.selection.events.active.connect(self._follow_active)
-        self._life = Lifetime()
-        self.destroyed.connect(self._life)  # the keys do nothing once the widget is gone
         bind_keys(
             self.viewer,
             {key: lambda role=role: self.set_role(role) for role, key in ROLE_KEYS.items()},
             self._life,
         )
-        show_scale_bar(self.viewer)
-        self._refresh_layers()
-        link_groups(self.viewer)
 
     # -- layers ------------------------------------------------------------------------------
     def _refresh_layers(self, event: Any = None) -> None:
