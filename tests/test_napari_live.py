@@ -84,17 +84,17 @@ def test_live_toggle_shows_the_dehazed_frame_off_the_gui_thread(
         return dehaze_iq(self, *a, **k)
 
     monkeypatch.setattr(lib.Dehazer, "dehaze_iq", spy)
-    from usdehaze.napari import _dehaze_widget
+    from usdehaze.napari import _live_view
 
     checks = []
-    check = _dehaze_widget.layer_check
+    check = _live_view.layer_check
 
     def slow_check(*a, **k):  # the out-of-distribution check, made slow (7 s seen)
         checks.append(threading.current_thread())
         time.sleep(4.0)
         return check(*a, **k)
 
-    monkeypatch.setattr(_dehaze_widget, "layer_check", slow_check)
+    monkeypatch.setattr(_live_view, "layer_check", slow_check)
     delay["s"] = 3.0  # a slow first frame: the click must not wait for it
     with qtbot.waitSignal(dehaze.live_shown, timeout=60_000) as sig:
         t0 = time.perf_counter()
