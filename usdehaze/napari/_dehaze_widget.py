@@ -12,12 +12,11 @@ cancel follows the sampler's step callback; errors become viewer notifications. 
 layers carry the provenance ``usdehaze run`` writes plus the ``ood_*`` attributes, so a
 result saved from napari records the same.
 
-**Live** (a toggle, usdehaze.napari._live_view): while on, the frame the slider shows — as the user plays or scrubs the cine
-loop — is dehazed by the fast method (the one-pass student) in a worker thread and shown in a
-``NAME tissue (live)`` layer over the input (same place), updated in place; requests the worker has not
-reached when a newer frame comes are dropped, so it always works on the newest frame
-(usdehaze.napari._live). **Dehaze this frame (joint)** runs the joint sampler with the form's
-settings on the frame shown, for a careful look.
+Results are named by their frames (``NAME tissue (frames 0–3)``). **Live** (a toggle, its own
+module usdehaze.napari._live_view): while on, the frame the slider shows is dehazed by the fast
+method in a worker thread and shown in ``NAME tissue (live)`` over the input. **Dehaze this
+frame (joint)** runs the joint sampler with the form's settings on the frame shown, for a
+careful look. Shift-D, Shift-C and Shift-F on the canvas are Dehaze, Cancel and Live (KEYS).
 """
 
 from __future__ import annotations
