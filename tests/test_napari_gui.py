@@ -323,7 +323,9 @@ def test_saved_result_reopens_at_its_frame_with_run_provenance(
     _tiny(dehaze, tiny_priors)
     with qtbot.waitSignal(dehaze.run_finished, timeout=60_000):
         _click(qtbot, dehaze.run_button)
-    viewer.layers.selection = {viewer.layers["demo_scan tissue"], viewer.layers["demo_scan haze"]}
+    viewer.layers.selection = {
+        viewer.layers[f"demo_scan {r} (frame 1)"] for r in ("tissue", "haze")
+    }
     out = tmp_path / "frame1.h5"
     viewer.layers.save(str(out), selected=True, plugin="usdehaze")
     cli_out = tmp_path / "cli.h5"
@@ -442,3 +444,207 @@ def test_file_without_pixel_coordinates_says_so(make_napari_viewer, tmp_path, ca
     assert "0.1 mm pixels is assumed" in out.out and out.err.startswith("warning:")
     assert run_app(["info", str(paths["described"])]) == 0
     assert "9.75-120 mm" in capsys.readouterr().err
+
+
+def test_napari_shapes_layer_is_shown_and_measured_alike(shown, qtbot):
+    """Issue 30 item 5: napari's own *New shapes layer* is 3-D (it inherits the image's frame
+    axis), so a region drawn there shows on its frame only: it is measured there only (it was
+    measured on every frame); it gets the ROI look (no opaque white face over the pixels
+    measured, labels ``pair: role``, edges by role)."""
+    from napari.utils.colormaps.standardize_color import transform_color
+
+    viewer, _, gcnr = shown
+    viewer.dims.set_current_step(0, 1)
+    viewer.layers.selection.active = viewer.layers["demo_scan"]
+    _click(qtbot, viewer.window._qt_viewer.layerButtons.newShapesButton)
+    layer = viewer.layers[-1]
+    assert layer.ndim == 3
+    _draw_rectangle(qtbot, viewer, layer, (55.0, -28.0), (65.0, -18.0))
+    _draw_rectangle(qtbot, viewer, layer, (55.0, -8.0), (65.0, 2.0))
+    assert np.all(layer.face_color[:, 3] == 0)  # outlines only: the pixels stay visible
+    _assign(qtbot, viewer, layer, gcnr, (60.0, -23.0), "target", "drawn")
+    _assign(qtbot, viewer, layer, gcnr, (60.0, -3.0), "background", "drawn")
+    assert list(layer.text.values) == ["drawn: target", "drawn: background"]
+    np.testing.assert_allclose(layer.edge_color, transform_color(["yellow", "cyan"]))
+    gcnr.image_combo.setCurrentText("demo_scan")
+    with qtbot.waitSignal(gcnr.updated, timeout=5_000):
+        gcnr.schedule()
+    assert [r["name"] for r in gcnr.rows] == ["drawn"] and gcnr.rows[0]["frame"] == 1
+    assert len(layer._view_indices) == 2  # napari shows both here
+    # the next frame (napari's own key): napari shows neither region, the table measures none
+    viewer.layers.selection.active = viewer.layers["demo_scan"]
+    _canvas(viewer).native.setFocus()
+    with qtbot.waitSignal(gcnr.updated, timeout=5_000):
+        qtbot.keyClick(_canvas(viewer).native, Qt.Key_Right)
+    assert viewer.dims.current_step[0] == 2
+    assert len(layer._view_indices) == 0
+    assert gcnr.rows == [] and "drawn on frame(s) 1" in gcnr.error
+    assert "drawn on frame(s) 1" in gcnr.status.text()
+
+
+def test_gcnr_table_keeps_its_image_and_says_when_it_is_deleted(shown, qtbot):
+    """Issue 30 item 9: deleting the image the table measures (the layer list's delete button)
+    empties the table and says so; it switched silently to another image. A renamed image
+    stays measured."""
+    viewer, _, gcnr = shown
+    demo = viewer.layers["demo_scan"]
+    viewer.add_image(
+        np.asarray(demo.data) - 3.0, name="other", scale=demo.scale, translate=demo.translate
+    )
+    gcnr.select(image="demo_scan")
+    with qtbot.waitSignal(gcnr.updated, timeout=5_000):
+        demo.name = "renamed"
+    assert gcnr.image_combo.currentText() == "renamed" and gcnr.rows
+    viewer.layers.selection = {demo}
+    with qtbot.waitSignal(gcnr.updated, timeout=5_000):
+        _click(qtbot, viewer.window._qt_viewer.layerButtons.deleteButton)
+    assert "renamed" not in viewer.layers
+    assert gcnr.image_combo.currentText() == "" and gcnr.rows == []
+    assert "image layer 'renamed' was deleted" in gcnr.status.text()
+    viewer.add_image(np.zeros((2, 8, 8)), name="newer")  # another layer: still not switched
+    qtbot.wait(300)
+    assert gcnr.image_combo.currentText() == "" and "deleted" in gcnr.error
+    with qtbot.waitSignal(gcnr.updated, timeout=5_000):
+        gcnr.image_combo.setCurrentText("other")  # the user picks one: measured
+    assert gcnr.error == "" and gcnr.rows
+
+
+def test_roi_json_dropped_on_the_canvas_opens_as_a_measured_roi_layer(shown, qtbot, tmp_path):
+    """Issue 30 item 9: a roi.json dropped on napari's canvas (or File > Open) opens through
+    usdehaze as a ROI layer, which the gCNR table then measures."""
+    import shutil
+
+    from napari.layers import Shapes
+    from qtpy.QtCore import QMimeData, QPointF, QUrl
+    from qtpy.QtGui import QDropEvent
+
+    viewer, _, gcnr = shown
+    for ly in [ly for ly in viewer.layers if isinstance(ly, Shapes)]:
+        viewer.layers.remove(ly)
+    roi = shutil.copy(demo_scan_path().with_suffix(".roi.json"), tmp_path / "roi.json")
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(roi))])
+    drop = QDropEvent(QPointF(50, 50), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier)
+    with qtbot.waitSignal(gcnr.updated, timeout=10_000):
+        viewer.window._qt_viewer.dropEvent(drop)
+    layer = viewer.layers[-1]
+    assert isinstance(layer, Shapes) and layer.name == "ROI roi"
+    assert list(layer.features["role"]) == ["target", "background"]
+    assert gcnr.roi_combo.currentText() == "ROI roi"
+    assert gcnr.error == "" and [r["name"] for r in gcnr.rows] == ["lv_vs_myocardium"]
+
+
+def test_frames_typed_samples_and_runs_named_by_their_frames(shown, qtbot, tiny_priors):
+    """Issue 30 item 9: a frame range typed in the frames box (as ``usdehaze run --frames``),
+    the samples field (std layers, hidden), result layers named by their frames — a second run
+    of the same frames says ``run 2`` (it was ``X tissue [1]``) — and a range outside the scan
+    is one notification."""
+    from napari.utils.notifications import notification_manager
+
+    viewer, dehaze, _ = shown
+    _tiny(dehaze, tiny_priors, steps=1)
+    dehaze.method.setCurrentText("joint")
+    edit = dehaze.frames.lineEdit()
+    edit.selectAll()
+    qtbot.keyClicks(edit, "1:3")
+    dehaze.samples.setValue(2)
+    for _ in range(2):  # the same frames twice
+        with qtbot.waitSignal(dehaze.run_finished, timeout=60_000) as sig:
+            _click(qtbot, dehaze.run_button)
+        assert sig.args == ["done"]
+    first, again = "demo_scan {} (frames 1–2)", "demo_scan {} (frames 1–2, run 2)"
+    for name in (first, again):
+        tissue = viewer.layers[name.format("tissue")]
+        native = tissue.metadata["usdehaze"]
+        assert [native.source_frame(i) for i in range(native.n_frames)] == [1, 2]
+        assert tuple(tissue.translate[:1]) == (1,)  # shown at frames 1 and 2 of the slider
+        std = viewer.layers[name.format("tissue_std")]
+        assert not std.visible and np.asarray(std.metadata["usdehaze"].db).max() > 0
+        assert viewer.layers[name.format("haze")].visible
+    assert json.loads(native.attrs["config"])["samples"] == 2
+    assert not any("[1]" in ly.name for ly in viewer.layers)
+    n, before = len(viewer.layers), len(notification_manager.records)
+    edit.selectAll()
+    qtbot.keyClicks(edit, "7")
+    with qtbot.waitSignal(dehaze.run_finished, timeout=10_000) as sig:
+        _click(qtbot, dehaze.run_button)
+    assert sig.args == ["error"] and len(viewer.layers) == n
+    msgs = [str(r.message) for r in notification_manager.records[before:]]
+    assert any("frames '7'" in m and "out of range" in m for m in msgs), msgs
+
+
+def _key(qtbot, viewer, key, modifier=Qt.ShiftModifier):
+    """A key pressed on napari's canvas, as a user does."""
+    canvas = _canvas(viewer).native
+    canvas.setFocus()
+    qtbot.keyClick(canvas, key, modifier)
+
+
+def test_shortcuts_scale_bar_and_activity_progress(shown, qtbot, tiny_iq_priors, tiny_student):
+    """Issue 30 extras: Shift-D dehazes, Shift-C cancels, Shift-T / Shift-B give the selected
+    region its role, Shift-F turns Live on and off (the keys docs/napari.md lists); the run is
+    reported in napari's activity panel (napari.utils.progress) as well as the dock; the scale
+    bar is on, in mm; the sector scan is shown with linear interpolation."""
+    from pathlib import Path
+
+    from napari.utils import progress
+
+    from usdehaze.napari._dehaze_widget import KEYS
+    from usdehaze.napari._gcnr_widget import ROLE_KEYS
+
+    viewer, dehaze, gcnr = shown
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "napari.md").read_text()
+    for key in (*KEYS.values(), *ROLE_KEYS.values()):
+        assert f"`{key}`" in docs, key
+    assert (
+        viewer.canvas.overlays.scale_bar.visible
+    )  # in mm: napari takes its unit from the layers' units
+    assert [str(u) for u in viewer.layers["demo_scan"].units[-2:]] == ["millimeter"] * 2
+    assert viewer.layers["demo_scan"].interpolation2d == "linear"
+    t, h = tiny_iq_priors
+    dehaze.model.setCurrentText("iq")
+    dehaze.tissue_prior.setText(str(t))
+    dehaze.haze_prior.setText(str(h))
+    dehaze.student.setText(str(tiny_student))
+    dehaze.device.setCurrentText("cpu")
+    viewer.layers.selection.active = viewer.layers["demo_scan"]
+    # Shift-D then Shift-C: a long run starts from the canvas and is cancelled from it
+    dehaze.steps.setValue(2000)
+    with qtbot.waitSignal(dehaze.run_finished, timeout=60_000) as sig:
+        _key(qtbot, viewer, Qt.Key_D)
+        assert dehaze.worker is not None
+        qtbot.waitUntil(lambda: dehaze.progress.value() > 0, timeout=60_000)
+        _key(qtbot, viewer, Qt.Key_C)
+    assert sig.args == ["cancelled"]
+    # Shift-D again, a short run: its steps in napari's activity panel, closed when done
+    dehaze.steps.setValue(2)
+    bars = []
+
+    def seen(value, maximum, text):
+        ours = [b for b in progress._all_instances if str(b.desc).startswith("usdehaze demo_scan")]
+        bars.extend(((value, maximum), (b.n, b.total), str(b.desc)) for b in ours)
+
+    dehaze._progress.connect(seen)
+    with qtbot.waitSignal(dehaze.run_finished, timeout=60_000) as sig:
+        _key(qtbot, viewer, Qt.Key_D)
+    assert sig.args == ["done"]
+    assert bars and all(dock == ours for dock, ours, _ in bars)  # the dock's bar, mirrored
+    assert all(desc.startswith("usdehaze demo_scan: frame 1 (1/1) · step") for *_, desc in bars)
+    assert not [b for b in progress._all_instances if str(b.desc).startswith("usdehaze")]
+    # Shift-B / Shift-T: the region selected in the ROI layer takes the role
+    roi = viewer.layers["ROI demo_scan.roi"]
+    viewer.layers.selection.active = roi
+    roi.selected_data = {0}
+    gcnr.pair_name.setText("keyed")
+    _key(qtbot, viewer, Qt.Key_B)
+    assert roi.features["role"][0] == "background" and roi.features["pair"][0] == "keyed"
+    _key(qtbot, viewer, Qt.Key_T)
+    assert roi.features["role"][0] == "target"
+    # Shift-F: live on (a frame shown), Shift-F: off
+    viewer.layers.selection.active = viewer.layers["demo_scan"]
+    with qtbot.waitSignal(dehaze.live_shown, timeout=60_000):
+        _key(qtbot, viewer, Qt.Key_F)
+    assert dehaze.live_button.isChecked()
+    with qtbot.waitSignal(dehaze.live_stopped, timeout=10_000):
+        _key(qtbot, viewer, Qt.Key_F)
+    assert not dehaze.live_button.isChecked() and dehaze.live is None

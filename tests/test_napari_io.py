@@ -373,14 +373,22 @@ def test_file_save_never_replaces_a_scan_and_keeps_its_refusals(
 
 def test_sample_data_scan_and_truth(make_napari_viewer):
     viewer = make_napari_viewer()
+    from usdehaze.napari._widget import GcnrWidget
+
     viewer.open_sample("usdehaze", "demo")
     viewer.open_sample("usdehaze", "demo_truth")
     assert [ly.name for ly in viewer.layers] == [
         "demo_scan",
+        "ROI demo_scan.roi",  # the demo's regions come with it (issue 30 item 9)
         "demo tissue (truth)",
         "demo haze (truth)",
     ]
-    hazy, tissue, haze = (ly.metadata["usdehaze"].db for ly in viewer.layers)
+    gcnr = GcnrWidget(viewer)
+    gcnr.select(image="demo_scan", shapes="ROI demo_scan.roi")
+    gcnr.refresh()
+    assert [r["name"] for r in gcnr.rows] == ["lv_vs_myocardium"] and gcnr.error == ""
+    images = [ly for ly in viewer.layers if ly.name != "ROI demo_scan.roi"]
+    hazy, tissue, haze = (ly.metadata["usdehaze"].db for ly in images)
     assert hazy.shape == tissue.shape == haze.shape == (4, 256, 128)
     # same 0 dB reference as the hazy input: the haze adds power, so the truth lies below it
     p = 10 ** (tissue / 10) + 10 ** (haze / 10)
@@ -406,3 +414,18 @@ def test_npe2_validate_and_import_stays_light():
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_sector_scans_are_shown_smooth_and_cartesian_ones_as_stored(make_napari_viewer, tmp_path):
+    """Issue 30 extra: linear display interpolation for scan-converted sector images; a
+    Cartesian scan keeps napari's nearest (its pixels are the data's)."""
+    from usdehaze.ultrasound.io import write_scan
+
+    viewer = make_napari_viewer()
+    (sector,) = viewer.open(str(demo_scan_path()), plugin="usdehaze")
+    assert sector.metadata["usdehaze"].grid == "polar" and sector.interpolation2d == "linear"
+    x, z = np.meshgrid(np.linspace(-0.01, 0.01, 16), np.linspace(0.005, 0.03, 24))
+    iq = (np.ones((2, 24, 16)) + 1j).astype(np.complex64)
+    path = write_scan(tmp_path / "flat.h5", iq, x, z)
+    (flat,) = viewer.open(str(path), plugin="usdehaze")
+    assert flat.metadata["usdehaze"].grid == "cartesian" and flat.interpolation2d == "nearest"

@@ -90,17 +90,17 @@ def test_live_toggle_shows_the_dehazed_frame_off_the_gui_thread(
         return dehaze_iq(self, *a, **k)
 
     monkeypatch.setattr(lib.Dehazer, "dehaze_iq", spy)
-    from usdehaze.napari import _dehaze_widget
+    from usdehaze.napari import _live_view
 
     checks = []
-    check = _dehaze_widget.layer_check
+    check = _live_view.layer_check
 
     def slow_check(*a, **k):  # the out-of-distribution check, made slow (7 s seen)
         checks.append(threading.current_thread())
         time.sleep(4.0)
         return check(*a, **k)
 
-    monkeypatch.setattr(_dehaze_widget, "layer_check", slow_check)
+    monkeypatch.setattr(_live_view, "layer_check", slow_check)
     delay["s"] = 3.0  # a slow first frame: the click must not wait for it
     with qtbot.waitSignal(dehaze.live_shown, timeout=60_000) as sig:
         t0 = time.perf_counter()
@@ -209,7 +209,7 @@ def test_joint_button_dehazes_the_frame_shown_beside_live(
     with qtbot.waitSignal(dehaze.run_finished, timeout=60_000) as sig:
         _click(qtbot, dehaze.joint_button)
     assert sig.args == ["done"]
-    tissue = viewer.layers["demo_scan tissue"]
+    tissue = viewer.layers["demo_scan tissue (frame 2)"]
     native = tissue.metadata["usdehaze"]
     assert native.n_frames == 1 and native.source_frame(0) == 2
     assert json.loads(native.attrs["config"])["method"] == "joint" and native.attrs["nfe"] > 1
@@ -261,9 +261,10 @@ def test_regions_stay_on_top_of_results_and_live(
         _click(qtbot, dehaze.live_button)
     assert viewer.layers.selection.active is regions[1]
     names = [ly.name for ly in viewer.layers]
-    images = ["demo_scan", "demo_scan haze", "demo_scan tissue", LIVE]
+    frame = f"frame {viewer.dims.current_step[0]}"  # the frame shown when Dehaze was clicked
+    images = ["demo_scan", f"demo_scan haze ({frame})", f"demo_scan tissue ({frame})", LIVE]
     assert set(images) <= set(names)
     assert all(isinstance(ly, Image) for ly in viewer.layers[: len(images)])  # images first
     assert [ly for ly in viewer.layers[len(images) :]] == regions  # regions on top, in order
-    assert names.index("demo_scan") < names.index("demo_scan tissue")  # result over input
+    assert names.index("demo_scan") < names.index(f"demo_scan tissue ({frame})")  # over input
     _live_off(qtbot, dehaze)

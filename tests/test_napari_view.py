@@ -70,20 +70,26 @@ def test_screenshot(make_napari_viewer, qtbot, tiny_priors, tmp_path):
     assert sig.args == ["done"]
     # input | tissue | haze side by side, the ROI drawn over each (grid cells of two layers)
     roi = viewer.layers["ROI demo_scan.roi"]
-    for name in ("demo_scan tissue", "demo_scan haze"):
+    for name in ("demo_scan tissue (frame 1)", "demo_scan haze (frame 1)"):
         copy = gcnr.new_roi_layer(
             list(roi.data),
             shape_type=list(roi.shape_type),
             features=roi.features,
-            name=f"ROI ({name.split()[-1]})",
+            name=f"ROI ({name.split()[1]})",
         )
         viewer.layers.move(viewer.layers.index(copy), viewer.layers.index(name) + 1)
     # cells fill from the bottom layer in pairs (image, ROI above it): input | tissue | haze
-    order = ["demo_scan", roi.name, "demo_scan tissue", "ROI (tissue)", "demo_scan haze"]
+    order = [
+        "demo_scan",
+        roi.name,
+        "demo_scan tissue (frame 1)",
+        "ROI (tissue)",
+        "demo_scan haze (frame 1)",
+    ]
     for i, name in enumerate(order):
         viewer.layers.move(viewer.layers.index(name), i)
     viewer.layers.selection.active = viewer.layers["demo_scan"]
-    gcnr.select(image="demo_scan tissue", shapes=roi.name)
+    gcnr.select(image="demo_scan tissue (frame 1)", shapes=roi.name)
     gcnr.refresh()
     assert gcnr.rows and gcnr.rows[0]["frame"] == 1
     grid = viewer.canvas.grid
@@ -97,3 +103,32 @@ def test_screenshot(make_napari_viewer, qtbot, tiny_priors, tmp_path):
     img = viewer.screenshot(str(out), canvas_only=False, flash=False)
     assert out.is_file() and img.ndim == 3 and img.shape[1] >= 1000
     assert np.ptp(img[..., :3]) > 100  # not a blank window
+
+
+def test_view_of_a_result_file_loads_its_scans_roi(make_napari_viewer, tmp_path):
+    """Issue 30 item 9: ``usdehaze view X.dehazed.h5`` shows ``X.roi.json`` (it looked for
+    ``X.dehazed.roi.json`` only); a result elsewhere finds the roi.json of the scan it records
+    as its source."""
+    import shutil
+
+    from usdehaze.napari._launch import default_roi
+    from usdehaze.ultrasound.results import ResultWriter
+
+    scan = Path(shutil.copy(demo_scan_path(), tmp_path / "x.h5"))
+    roi = Path(shutil.copy(demo_scan_path().with_suffix(".roi.json"), tmp_path / "x.roi.json"))
+    x, z = np.meshgrid(np.linspace(-0.02, 0.02, 8), np.linspace(0.01, 0.05, 6))
+    db = np.full((1, 6, 8), -20.0, np.float32)
+    paths = {"beside": tmp_path / "x.dehazed.h5", "elsewhere": tmp_path / "out" / "r.h5"}
+    for path in paths.values():
+        path.parent.mkdir(exist_ok=True)
+        with ResultWriter(path, 1, (6, 8), x=x, z=z, attrs={"source": str(scan)}) as w:
+            w.write(0, input=db[0], tissue=db[0], haze=db[0])
+    assert default_roi(paths["beside"]) == roi
+    assert default_roi(paths["elsewhere"]) == roi
+    assert default_roi(scan) == roi
+    roi.unlink()
+    assert default_roi(paths["beside"]) is None
+    shutil.copy(demo_scan_path().with_suffix(".roi.json"), roi)
+    viewer = open_viewer(paths["beside"], viewer=make_napari_viewer())
+    assert "ROI x.roi" in viewer.layers
+    assert _docked(viewer, GcnrWidget).roi_combo.currentText() == "ROI x.roi"

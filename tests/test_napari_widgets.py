@@ -28,6 +28,12 @@ def demo(make_napari_viewer):
     return viewer, layer
 
 
+def _result(viewer, role):
+    """The one result layer of ``role`` (named by the frame the slider showed)."""
+    (layer,) = [ly for ly in viewer.layers if ly.name.startswith(f"demo_scan {role} (frame ")]
+    return layer
+
+
 # -- Dehaze --------------------------------------------------------------------------------------
 def _dehaze_widget(viewer, tiny_priors, steps=2, seed=5, model="logsum"):
     """The widget with tiny priors: dB ones with a log-domain model unless told."""
@@ -57,7 +63,8 @@ def test_dehaze_widget_end_to_end(demo, qtbot, tiny_priors):
     with qtbot.waitSignal(w.run_finished, timeout=60_000) as sig:
         w.run()
     assert sig.args == ["done"] and w.progress.value() == 100
-    tissue, haze = viewer.layers["demo_scan tissue"], viewer.layers["demo_scan haze"]
+    tissue = viewer.layers["demo_scan tissue (frame 2)"]  # named by its frames
+    haze = viewer.layers["demo_scan haze (frame 2)"]
     t_nat, h_nat = tissue.metadata["usdehaze"], haze.metadata["usdehaze"]
     # the same numbers as the library (and hence ``usdehaze run``): batch seeded seed + frame
     cfg = _widget_config(tiny_priors, "logsum")
@@ -91,7 +98,7 @@ def test_dehaze_widget_notes_little_effect(demo, qtbot, tiny_priors, monkeypatch
         w.run()
     assert sig.args == ["done"]
     msgs = [str(n.message) for n in notification_manager.records[before:]]
-    attrs = viewer.layers["demo_scan tissue"].metadata["usdehaze"].attrs
+    attrs = _result(viewer, "tissue").metadata["usdehaze"].attrs
     assert attrs["harm_little_effect"] is True and attrs["harm_warning"] is False
     noted = [m for m in msgs if "little haze out" in m]
     assert len(noted) == 1 and noted[0].startswith("usdehaze dehaze: demo_scan: "), msgs
@@ -111,7 +118,7 @@ def test_dehaze_widget_iq_model_uses_the_scan_iq(demo, qtbot, tiny_iq_priors):
     assert np.iscomplexobj(native.iq) and native.iq.shape == native.db.shape
     cfg = _widget_config(tiny_iq_priors, "iq")
     ref = Dehazer(cfg).dehaze_iq(native.iq[1:2], frames=[1])
-    got = viewer.layers["demo_scan tissue"].metadata["usdehaze"]
+    got = viewer.layers["demo_scan tissue (frame 1)"].metadata["usdehaze"]
     np.testing.assert_allclose(got.db, ref["tissue"], atol=1e-2)
     assert json.loads(got.attrs["config"])["model"] == "iq"
     # a layer without IQ (a result's input, a magnitude-only scan) runs logsum and says so
@@ -126,8 +133,7 @@ def test_dehaze_widget_priors_folder(demo, qtbot, tiny_iq_priors, tmp_path, monk
     import shutil
 
     from napari.utils.notifications import notification_manager
-
-    from usdehaze.napari import _dehaze_widget
+    from qtpy.QtWidgets import QFileDialog
 
     viewer, _ = demo
     folder = tmp_path / "lab"
@@ -138,15 +144,13 @@ def test_dehaze_widget_priors_folder(demo, qtbot, tiny_iq_priors, tmp_path, monk
     w = DehazeWidget(viewer)
     w.steps.setValue(2)
     w.device.setCurrentText("cpu")
-    monkeypatch.setattr(
-        _dehaze_widget.QFileDialog, "getExistingDirectory", lambda *a, **k: str(folder)
-    )
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(folder))
     w.priors_browse.click()
     assert w.priors.text() == str(folder) and w.config().priors == str(folder)
     with qtbot.waitSignal(w.run_finished, timeout=60_000) as sig:
         w.run()
     assert sig.args == ["done"]
-    got = viewer.layers["demo_scan tissue"].metadata["usdehaze"]
+    got = _result(viewer, "tissue").metadata["usdehaze"]
     assert json.loads(got.attrs["config"])["priors"] == str(folder)
     (folder / "haze_iq.json").unlink()
     before = len(notification_manager.records)
@@ -167,7 +171,7 @@ def test_dehaze_result_saves_and_reopens(demo, qtbot, tiny_priors, tmp_path):
     with qtbot.waitSignal(w.run_finished, timeout=60_000) as sig:
         w.run()
     assert sig.args == ["done"]
-    picked = [viewer.layers["demo_scan tissue"], viewer.layers["demo_scan haze"]]
+    picked = [viewer.layers[f"demo_scan {r} (frames 0–3)"] for r in ("tissue", "haze")]
     out = tmp_path / "dehazed.h5"
     write_result(str(out), [ly.as_layer_data_tuple() for ly in picked])
     with load_result(out) as res:
@@ -393,3 +397,39 @@ def test_gcnr_problems_show_in_status_not_tracebacks(demo, tmp_path):
     w._guard(lambda: w.load_roi(tmp_path / "broken.json"), "load")
     assert "broken.json: key 'units'" in str(notification_manager.records[-1].message)
     assert len(viewer.layers) == n and "units" in w.status.text()
+
+
+def test_roi_json_records_its_scan_and_another_scans_is_said(demo, tmp_path, capsys):
+    """Issue 30 item 9: a roi.json saved from napari names the scan it was drawn on (and still
+    works with ``usdehaze gcnr``); loading one drawn on another scan, or whose regions lie
+    outside the image, is a warning (it loaded silently); the scan's own loads quietly."""
+    from napari.utils.notifications import notification_manager
+
+    viewer, _ = demo
+    gcnr = GcnrWidget(viewer)
+    gcnr.select(image="demo_scan")
+
+    def warnings_of(path):
+        before = len(notification_manager.records)
+        gcnr.load_roi(path)
+        gcnr.refresh()
+        return [str(r.message) for r in notification_manager.records[before:]]
+
+    assert warnings_of(DEMO_ROI) == []  # the scan's own regions (no scan recorded): fit
+    saved = gcnr.save_roi(tmp_path / "saved.json")
+    d = json.loads(saved.read_text())
+    assert d["scan"]["file"] == "demo_scan.h5" and d["scan"]["grid"] == "polar"
+    capsys.readouterr()
+    assert run_app(["gcnr", str(demo_scan_path()), "--roi", str(saved), "--frames", "0"]) == 0
+    assert warnings_of(saved) == []
+    d["scan"]["file"] = "another_scan.h5"
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(d))
+    msgs = warnings_of(other)
+    assert len(msgs) == 1 and "drawn on another_scan.h5, not on demo_scan.h5" in msgs[0]
+    assert "another_scan.h5" in gcnr.status.text() and gcnr.rows  # said, and still measured
+    far = json.loads(DEMO_ROI.read_text())
+    far["pairs"][0]["target"]["center"][1] += 500.0  # 0.5 m deep: not this scan's region
+    (tmp_path / "far.json").write_text(json.dumps(far))
+    msgs = warnings_of(tmp_path / "far.json")
+    assert len(msgs) == 1 and "lv_vs_myocardium: target lie outside layer 'demo_scan'" in msgs[0]

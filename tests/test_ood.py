@@ -273,7 +273,8 @@ def test_napari_dehaze_widget_warns_from_the_worker(
     assert threads and all(t is not threading.main_thread() for t in threads)
     msgs = [str(n.message) for n in notification_manager.records[before:]]
     assert any("ood_score" in m and "usdehaze adapt" in m and "demo_scan" in m for m in msgs), msgs
-    attrs = viewer.layers["demo_scan tissue"].metadata["usdehaze"].attrs
+    (tissue,) = [ly for ly in viewer.layers if ly.name.startswith("demo_scan tissue (frame ")]
+    attrs = tissue.metadata["usdehaze"].attrs
     assert attrs["ood_warning"] is True and attrs["ood_score"] > attrs["ood_threshold"]
     assert any("dark and bright regions" in m and "demo_scan" in m for m in msgs), msgs
     assert attrs["harm_warning"] is True and attrs["ood_reasons"] == ["speckle", "result"]

@@ -27,7 +27,8 @@ def test_layouts_are_the_registry_by_priority():
 
 def test_napari_filename_patterns_are_the_registrys():
     manifest = yaml.safe_load((ROOT / "usdehaze/napari/napari.yaml").read_text())
-    (reader,) = manifest["contributions"]["readers"]
+    readers = manifest["contributions"]["readers"]  # the scans' (roi.json has its own)
+    (reader,) = [r for r in readers if r["command"] == "usdehaze.get_reader"]
     assert reader["filename_patterns"] == filename_patterns()
     assert {"*.dcm", "*.mp4", "*.h5", "*.zarr"} <= set(filename_patterns())
     # generic still-image suffixes only: left out (napari would offer usdehaze every photo)

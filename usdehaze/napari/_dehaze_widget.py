@@ -1,97 +1,87 @@
 """Dehaze dock widget: run the joint sampler on an image layer in a napari worker thread.
 
-The picked layer's stored-grid dB frames (from the reader's metadata) go through the same
-:class:`usdehaze.ultrasound.dehaze.Dehazer` as ``usdehaze run``, in batches of ``cfg.batch``
-each frame seeded ``seed + its index`` exactly like the command line, so the layers that appear
-equal the command's result file. Nothing heavy runs on the GUI thread: the click only reads the
-form and says what is happening; checking the config (which imports the sampler and torch),
-loading the priors and sampling run in a napari worker. The progress bar counts sampler steps
-of every frame (a batch of k frames advances k per step) and names the frames and step; cancel
-follows the sampler's step callback; errors become viewer notifications. Before sampling, the
-same worker scores how familiar the frames look to the tissue prior (usdehaze.ultrasound.ood);
-a warning notification says when they do not. The result layers carry the provenance
-``usdehaze run`` writes (:func:`usdehaze.ultrasound.dehaze.run_record`: version, full config,
-seed, prior checksums, precision, source frames) plus the ``ood_*`` attributes, so a result
-saved from napari records the same.
+The widget is the form and one library call. The form is generated from ``DehazeConfig``'s
+fields (usdehaze.napari._form, magicgui); a click reads it and starts a napari worker that
+calls :func:`usdehaze.napari._run.dehaze_frames` — the same ``Dehazer``, ``FrameDriver`` and
+``run_record`` as ``usdehaze run``, each frame seeded as the command line seeds it — so the
+layers that appear equal the command's result file. Nothing heavy runs on the GUI thread: the
+config check (which imports the sampler and torch), the priors, the out-of-distribution check
+and sampling run in the worker; the status line says which. The progress bar counts sampler
+steps of every frame (a batch of k frames advances k per step) and names the frames and step;
+cancel follows the sampler's step callback; errors become viewer notifications. The result
+layers carry the provenance ``usdehaze run`` writes plus the ``ood_*`` attributes, so a
+result saved from napari records the same.
 
-**Live** (a toggle): while on, the frame the slider shows — as the user plays or scrubs the cine
-loop — is dehazed by the fast method (the one-pass student) in a worker thread and shown in a
-``NAME tissue (live)`` layer over the input (same place), updated in place; requests the worker has not
-reached when a newer frame comes are dropped, so it always works on the newest frame
-(usdehaze.napari._live). **Dehaze this frame (joint)** runs the joint sampler with the form's
-settings on the frame shown, for a careful look.
+Results are named by their frames (``NAME tissue (frames 0–3)``). **Live** (a toggle, its own
+module usdehaze.napari._live_view): while on, the frame the slider shows is dehazed by the fast
+method in a worker thread and shown in ``NAME tissue (live)`` over the input. **Dehaze this
+frame (joint)** runs the joint sampler with the form's settings on the frame shown, for a
+careful look. Shift-D, Shift-C and Shift-F on the canvas are Dehaze, Cancel and Live (KEYS).
 """
 
 from __future__ import annotations
 
-import sys
-import threading
-import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
-from qtpy.QtCore import QEvent, QObject, Qt, QTimer, Signal
+from qtpy.QtCore import QEvent, QObject, Qt, Signal
 from qtpy.QtWidgets import (
     QComboBox,
-    QFileDialog,
     QFormLayout,
     QHBoxLayout,
-    QLabel,
-    QLineEdit,
     QMainWindow,
     QProgressBar,
     QPushButton,
     QSizePolicy,
-    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 
 from usdehaze.errors import UsageError
+from usdehaze.napari._common import (
+    ActivityBar,
+    Lifetime,
+    WindowWatch,
+    bind_keys,
+    fill_combo,
+    make_worker,
+    notify_error,
+    room_in_pool,
+    show_scale_bar,
+    status_label,
+)
+from usdehaze.napari._form import config_form, form_values, is_path, pick_path
 from usdehaze.napari._layers import (
     Native,
     add_below_overlays,
     frame_index,
     image_layer_data,
-    layer_check,
     native_of,
     placement,
 )
 from usdehaze.napari._link import link_groups
-from usdehaze.napari._live import Latest, LiveFrame, LiveStats, live_config, live_loop
-from usdehaze.napari._preload import preload_torch
+from usdehaze.napari._live_view import LiveSession, LiveView
+from usdehaze.napari._run import Cancelled, Progress, StopFlag, dehaze_frames, layer_config
 
-DEVICES = ("auto", "cpu", "cuda")
+__all__ = [  # the run's pieces, importable from here as before
+    "Cancelled",
+    "DehazeWidget",
+    "Lifetime",
+    "Progress",
+    "StopFlag",
+    "dehaze_frames",
+    "layer_config",
+    "notify_error",
+    "room_in_pool",
+]
+
 FRAMES = ("current frame", "all frames")
 
 
-LIVE_SUFFIX = " tissue (live)"
-
-
-class Cancelled(Exception):
-    """Raised inside the sampler callback when the user pressed Cancel."""
-
-
-class StopFlag:
-    """A run's stop request: Cancel, the widget's window or dock closing, or the worker's
-    ``quit()`` (napari quitting asks every worker to quit and waits for it), so the sampler
-    stops at its next step instead of holding the closing window for the whole run."""
-
-    def __init__(self) -> None:
-        self.event = threading.Event()
-        self.worker: Any = None  # the run's napari worker, once made
-
-    def set(self) -> None:
-        self.event.set()
-
-    def clear(self) -> None:
-        self.event.clear()
-        self.worker = None
-
-    def is_set(self) -> bool:
-        w = self.worker
-        return self.event.is_set() or bool(w is not None and w.abort_requested)
+# keyboard shortcuts on the viewer (docs/napari.md); napari's own keys are single letters
+# (layer tools), Shift-A/L/P/V and Control combinations
+KEYS = {"dehaze": "Shift-D", "cancel": "Shift-C", "live": "Shift-F"}
 
 
 class Relay(QObject):
@@ -106,216 +96,53 @@ class Relay(QObject):
     live_ood = Signal(object)  # the live worker's out-of-distribution check
 
 
-class WindowWatch(QObject):
-    """A child of the main window that closes a :class:`Lifetime` when the window closes (its
-    close button, File > Close Window, ``viewer.close()``), after napari accepted the close
-    (a close button's close may be refused in a dialog). Keeps no reference to the widget or
-    the window, so neither outlives its close."""
-
-    def __init__(self, window: QWidget, life: Lifetime) -> None:
-        super().__init__(window)
-        self.life = life
-        window.installEventFilter(self)
-
-    def eventFilter(self, obj: Any, event: Any) -> bool:
-        if event.type() == QEvent.Close and obj is self.parent():
-            if event.spontaneous():  # napari may still ask: look once the close is decided
-                QTimer.singleShot(0, self._check)
-            else:  # programmatic: napari asked before sending it
-                self.life()
-        return False
-
-    def _check(self) -> None:
-        try:
-            shown = self.parent().isVisible()
-        except (RuntimeError, AttributeError):  # the window is gone already
-            shown = False
-        if not shown:
-            self.life()
+def frames_label(frames: list[int]) -> str:
+    """How a result's layer names its source frames: ``frame 2``, ``frames 0–3``,
+    ``frames 0–6 every 2`` or ``frames 0, 2, 5``."""
+    frames = [int(f) for f in frames]
+    if len(frames) == 1:
+        return f"frame {frames[0]}"
+    step = frames[1] - frames[0]
+    if step > 0 and frames == list(range(frames[0], frames[-1] + 1, step)):
+        every = f" every {step}" if step > 1 else ""
+        return f"frames {frames[0]}–{frames[-1]}{every}"
+    return "frames " + ", ".join(map(str, frames))
 
 
-class Lifetime:
-    """Plain-Python state shared by the widget and its workers: ``closed`` once the widget's
-    window or dock closed or Qt deleted it; closing runs the stop hooks (set stop flags, close
-    mailboxes, quit workers) and makes every late callback a no-op. Holds no reference to the
-    widget, so it is safe to call from ``destroyed``."""
+def frames_in(native: Native, spec: str, name: str) -> list[int]:
+    """The layer's frames (indices) whose source numbers — the slider's — a frames spec
+    picks, as ``usdehaze run --frames`` reads it (``2``, ``0:3``, ``-1``)."""
+    from usdehaze.ultrasound.scan import parse_frames
 
-    def __init__(self) -> None:
-        self.closed = False
-        self._hooks: list[Any] = []
-
-    def on_close(self, hook: Any) -> None:
-        """Call ``hook()`` when closed (at once when already closed)."""
-        if self.closed:
-            hook()
-        else:
-            self._hooks.append(hook)
-
-    def __call__(self, *args: Any) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        hooks, self._hooks = self._hooks, []
-        for hook in hooks:
-            try:
-                hook()
-            except Exception:  # noqa: BLE001 - every worker must get its stop request
-                pass
+    sources = [native.source_frame(i) for i in range(native.n_frames)]
+    picked = parse_frames(spec, max(sources) + 1, f"dehaze: layer '{name}'", option="frames")
+    found = [i for i, f in enumerate(sources) if f in picked]
+    if not found:
+        raise UsageError(
+            f"dehaze: layer '{name}': frames '{spec}': it has none of them ({frames_label(sources)})"
+        )
+    return found
 
 
-class Progress:
-    """Sampler steps done out of all the run's steps (frames × steps), with a label."""
+def _say_checks(record: dict, harm: Any, name: str) -> None:
+    """The do-no-harm warning, or the little-effect note, as a notification."""
+    from napari.utils.notifications import show_info, show_warning
 
-    def __init__(self, n_frames: int, emit) -> None:
-        self.n_frames, self.emit = n_frames, emit
-
-    def step(self, done_frames: int, batch: list[int], i: int, total: int) -> None:
-        """After step ``i`` of ``total`` of a batch of source frames, ``done_frames`` done."""
-        value = done_frames * total + i * len(batch)
-        first, last = batch[0], batch[-1]
-        which = f"frame {first}" if first == last else f"frames {first}–{last}"
-        text = f"{which} ({done_frames + len(batch)}/{self.n_frames}) · step {i}/{total}"
-        self.emit(value, self.n_frames * total, text)
+    if record.get("harm_warning"):
+        show_warning(f"usdehaze dehaze: {harm.message(name)}")
+    elif record.get("harm_little_effect"):
+        show_info(f"usdehaze dehaze: {harm.little_effect_message(name)}")
 
 
-def layer_config(native: Native, cfg: Any) -> tuple[Any, str | None]:
-    """The config a layer can run: the iq model needs the scan's IQ, which result layers and
-    magnitude-only scans lack; those run in the log domain, and B-mode cines (DICOM, video)
-    with the display model (with a note saying so)."""
-    from usdehaze.ultrasound.methods import METHODS, for_magnitude_data
-
-    if native.attrs.get("domain") == "display":
-        return METHODS[cfg.method].for_display_data(cfg)
-    return (cfg, None) if native.iq is not None else for_magnitude_data(cfg)
+def _row(*widgets: QWidget) -> QHBoxLayout:
+    """Widgets side by side."""
+    row = QHBoxLayout()
+    for w in widgets:
+        row.addWidget(w)
+    return row
 
 
-def dehaze_frames(
-    native: Native,
-    frames: list[int],
-    cfg: Any,
-    cancel: threading.Event | StopFlag,
-    progress=None,
-    on_ood=None,
-    on_stage=None,
-) -> dict[str, Any] | None:
-    """Check ``cfg``, load the priors and dehaze ``frames`` (indices into native.db) like
-    run_dehaze does, all in the calling (worker) thread; None when cancelled. Returns the
-    arrays and ``record`` (run_record's provenance + note + ood attributes) and ``cfg`` (what
-    ran). ``progress(value, maximum, text)`` after each sampler step; ``on_ood(check)`` the
-    out-of-distribution check, made first; ``on_stage(text)`` what the worker is doing."""
-    from usdehaze.ultrasound.dehaze import Dehazer, run_record
-    from usdehaze.ultrasound.dehaze_config import method_settings
-    from usdehaze.ultrasound.driver import FrameDriver
-    from usdehaze.ultrasound.ood import OodCheck
-
-    stage = on_stage or (lambda text: None)
-    if "torch" not in sys.modules:
-        stage("loading torch…")
-        preload_torch()  # the GIL-holding part of ``import torch``, without the GIL
-    stage("checking the settings…")
-    cfg, note = layer_config(native, method_settings(cfg.validate("dehaze widget")))
-    stage("loading the priors…")
-    dehazer = Dehazer(cfg)
-    if cancel.is_set():
-        return None
-    cfg = dehazer.cfg
-    source = [native.source_frame(i) for i in frames]
-    attrs = native.attrs
-    record = {
-        **run_record(
-            dehazer,
-            native.source,
-            attrs.get("layout", attrs.get("source_layout", "")),
-            attrs.get("key", attrs.get("source_key", "")),
-            source,
-            bool(attrs.get("magnitude_only", native.iq is None)),
-        ),
-        **({"note": note} if note else {}),
-    }
-    check = OodCheck(float("nan"), float("nan"), "none")
-    if on_ood is not None:
-        stage("checking the frames against the priors…")
-        check = layer_check(native, frames, dehazer)
-        record.update(check.attrs())
-        on_ood(check)
-        if cancel.is_set():
-            return None
-    stage(f"dehazing {len(frames)} frame(s)…" + (f" ({note})" if note else ""))
-    bar = Progress(len(frames), progress or (lambda *a: None))
-    batches = [frames[i : i + cfg.batch] for i in range(0, len(frames), cfg.batch)]
-    parts: dict[str, list[np.ndarray]] = {}
-    driver = FrameDriver(dehazer, check)  # usdehaze run's frame driver: blank frames, harm, nfe
-    done = 0
-    for idx in batches:
-        if cancel.is_set():
-            return None
-        seeds = [native.source_frame(i) for i in idx]
-
-        def step(i: int, total: int, t: float, done: int = done, seeds: list = seeds) -> None:
-            if cancel.is_set():
-                raise Cancelled
-            bar.step(done, seeds, i, total)
-
-        try:
-            if dehazer.model.needs_phase:
-                res = driver.dehaze(seeds, np.asarray(native.iq[idx]), step)
-            else:  # the layer's dB frames (no IQ, or a log-domain model)
-                res = driver.dehaze(seeds, np.asarray(native.db[idx]), step, db=True)
-        except Cancelled:
-            return None
-        res.pop("input")
-        for k, v in res.items():
-            parts.setdefault(k, []).append(v)
-        done += len(idx)
-    out: dict[str, Any] = {k: np.concatenate(v) for k, v in parts.items()}
-    record.update(driver.attrs())  # result check, nfe, blank frames: as usdehaze run records
-    out["record"], out["cfg"] = record, cfg
-    out["harm"] = driver.harm
-    return out
-
-
-@dataclass
-class LiveSession:
-    """One live run: the input layer it follows, the layer it fills, the worker and its
-    mailbox, stop flag and counters."""
-
-    layer: Any
-    live_layer: Any
-    mailbox: Latest = field(default_factory=Latest)
-    stop: threading.Event = field(default_factory=threading.Event)
-    stats: LiveStats = field(default_factory=LiveStats)
-    worker: Any = None
-    last_requested: int | None = None
-    shown_index: int | None = None
-    ready: bool = False
-    dehazer: Any = None  # the worker's, once loaded (the out-of-distribution check uses it)
-    ood_worker: Any = None  # the out-of-distribution check's own worker, once started
-    ood: Any = None  # the out-of-distribution check, made once after the first frame
-
-
-def room_in_pool() -> None:
-    """Make sure the thread pool has a thread for a joint run beside the live worker (the
-    global pool has as many threads as cores, which may be 1 or 2)."""
-    from qtpy.QtCore import QThreadPool
-
-    pool = QThreadPool.globalInstance()
-    need = pool.activeThreadCount() + 2
-    if pool.maxThreadCount() < need:
-        pool.setMaxThreadCount(need)
-
-
-def notify_error(exc: BaseException, what: str) -> None:
-    """One notification in the viewer: the one-line message for user errors; anything else as
-    an error notification that keeps its traceback (napari's "View Traceback")."""
-    from napari.utils.notifications import ErrorNotification, notification_manager, show_error
-
-    if isinstance(exc, UsageError):
-        show_error(f"usdehaze {what}: {exc}")
-    else:
-        notification_manager.dispatch(ErrorNotification(exc))
-
-
-class DehazeWidget(QWidget):
+class DehazeWidget(LiveView, QWidget):
     """Pick an image layer and the run settings; tissue and haze layers appear when done."""
 
     run_finished = Signal(str)  # "done", "cancelled" or "error"
@@ -326,12 +153,17 @@ class DehazeWidget(QWidget):
 
     def __init__(self, napari_viewer: Any, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        from usdehaze.core.dc_rules import DC_RULES  # the registries: every model and rule
-        from usdehaze.ultrasound.dehaze import DehazeConfig
-        from usdehaze.ultrasound.methods import METHODS
-        from usdehaze.ultrasound.models import DATA_MODELS
-
         self.viewer = napari_viewer
+        self._init_state()
+        self._make_form()
+        self._make_controls()
+        self._lay_out()
+        self._connect()
+        self._refresh_layers()
+        link_groups(self.viewer)
+
+    def _init_state(self) -> None:
+        """No run, no live session; the lifetime that stops their workers on close."""
         self.worker = None
         self._cancel = StopFlag()
         self._relay = Relay()  # the workers' signals (not the widget's: see Relay)
@@ -340,50 +172,40 @@ class DehazeWidget(QWidget):
         self.destroyed.connect(self._life)  # a plain callable: nothing of the widget is touched
         self._watched = 0  # id of the main window watched for its closing (no reference kept)
         self._runs = 0
-        d = DehazeConfig()
-        self.layer_combo = QComboBox()
-        self.method = QComboBox()
-        self.method.addItems(list(METHODS))
-        self.model = QComboBox()
-        self.model.addItems(list(DATA_MODELS))
-        self.model.setCurrentText(d.model)
-        self.rule = QComboBox()
-        self.rule.addItems(list(DC_RULES))
-        self.rule.setCurrentText(d.rule)
-        self.steps = QSpinBox()
-        self.steps.setRange(1, 2000)
-        self.steps.setValue(d.steps)
-        self.device = QComboBox()
-        self.device.addItems(DEVICES)
-        self.seed = QSpinBox()
-        self.seed.setRange(0, 2**31 - 1)
-        self.seed.setValue(d.seed)
-        self.frames = QComboBox()
-        self.frames.addItems(FRAMES)
-        self.tissue_prior = QLineEdit()
-        self.tissue_prior.setPlaceholderText("shipped tissue prior")
-        self.haze_prior = QLineEdit()
-        self.haze_prior.setPlaceholderText("shipped haze prior")
-        self.priors = QLineEdit()  # a folder of both priors, as usdehaze adapt writes
-        self.priors.setPlaceholderText("shipped priors, or a folder from usdehaze adapt")
-        self.priors_browse = QPushButton("…")
-        self.priors_browse.setToolTip("Pick a folder of priors (usdehaze adapt -o DIR)")
-        self.priors_browse.clicked.connect(self._pick_priors)
-        self.student = QLineEdit()  # method fast's weights (usdehaze run --student)
-        self.student.setPlaceholderText("shipped student, or the priors folder's")
-        self.student_browse = QPushButton("…")
-        self.student_browse.setToolTip("Pick a student (.safetensors) for method fast and live")
-        self.student_browse.clicked.connect(self._pick_student)
-        self.live_button = QPushButton("Live (fast)")
-        self.live_button.setCheckable(True)
-        self.live_button.setToolTip(
-            "Dehaze the frame shown with method fast as the loop plays or the slider moves"
-        )
-        self.joint_button = QPushButton("Dehaze this frame (joint)")
-        self.joint_button.setToolTip("The joint sampler with these settings on the frame shown")
-        self.live_status = QLabel("")
-        self.live_status.setWordWrap(True)
         self._live: LiveSession | None = None
+        self._last_ood = None  # the running job's OodCheck, once the worker has made it
+        self._running = ""  # the running job's layer name
+        self._activity = ActivityBar()  # the run in napari's activity panel
+        self._life.on_close(self._activity.close)
+
+    def _make_form(self) -> None:
+        """The settings, generated from DehazeConfig: ``self.<field>`` is the Qt widget typed
+        in, a path field's picker ``self.<field>_browse``; then the layer and frames boxes."""
+        self.form = config_form()
+        for name, w in self.form.items():
+            setattr(self, name, w.native)
+            if is_path(name):
+                button = QPushButton("…")
+                button.setToolTip(f"Pick the {w.label} (what usdehaze run takes)")
+                button.clicked.connect(lambda *a, name=name: self._pick(name))
+                setattr(self, f"{name}_browse", button)
+        self.layer_combo = QComboBox()
+        self.layer_combo.setMinimumContentsLength(12)
+        self.frames = QComboBox()  # or typed: a frame range, as usdehaze run --frames
+        self.frames.addItems(FRAMES)
+        self.frames.setEditable(True)
+        self.frames.setInsertPolicy(QComboBox.NoInsert)
+        self.frames.setToolTip(
+            "The frame shown, all frames, or frames typed as usdehaze run --frames takes them: "
+            "2 (one frame), 0:3 (frames 0, 1, 2), -1 (the last)"
+        )
+        combos = [w.native for w in self.form.values() if isinstance(w.native, QComboBox)]
+        for combo in [self.layer_combo, self.frames, *combos]:
+            combo.setSizeAdjustPolicy(QComboBox.AdjustToContents)  # whole names, "_" too
+            combo.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
+
+    def _make_controls(self) -> None:
+        """Dehaze, Cancel, the progress bar and status line; Live and the joint look."""
         self.run_button = QPushButton("Dehaze")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
@@ -391,65 +213,69 @@ class DehazeWidget(QWidget):
         self.progress.setRange(0, 100)
         self.progress.setValue(0)
         self.progress.setFormat("%p%")
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
+        self.status = status_label()
+        self.live_button = QPushButton("Live (fast)")
+        self.live_button.setCheckable(True)
+        self.live_button.setToolTip(
+            "Dehaze the frame shown with method fast as the loop plays or the slider moves"
+        )
+        self.joint_button = QPushButton("Dehaze this frame (joint)")
+        self.joint_button.setToolTip("The joint sampler with these settings on the frame shown")
+        self.live_status = status_label()
 
+    def _lay_out(self) -> None:
+        """The form (image, the settings, frames after seed), Dehaze and Cancel, the bar and
+        status line, Live and the joint look, the live status line."""
         form = QFormLayout()
         form.addRow("image", self.layer_combo)
-        form.addRow("method", self.method)
-        form.addRow("model", self.model)
-        form.addRow("rule", self.rule)
-        form.addRow("steps", self.steps)
-        form.addRow("device", self.device)
-        form.addRow("seed", self.seed)
-        form.addRow("frames", self.frames)
-        form.addRow("tissue prior", self.tissue_prior)
-        form.addRow("haze prior", self.haze_prior)
-        priors_row = QHBoxLayout()
-        priors_row.addWidget(self.priors)
-        priors_row.addWidget(self.priors_browse)
-        form.addRow("priors folder", priors_row)
-        student_row = QHBoxLayout()
-        student_row.addWidget(self.student)
-        student_row.addWidget(self.student_browse)
-        form.addRow("student", student_row)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.run_button)
-        buttons.addWidget(self.cancel_button)
-        live_row = QHBoxLayout()
-        live_row.addWidget(self.live_button)
-        live_row.addWidget(self.joint_button)
+        for name, w in self.form.items():
+            if is_path(name):
+                row = QHBoxLayout()
+                row.addWidget(w.native)
+                row.addWidget(getattr(self, f"{name}_browse"))
+                form.addRow(w.label, row)
+            else:
+                form.addRow(w.label, w.native)
+            if name == "seed":
+                form.addRow("frames", self.frames)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
-        layout.addLayout(buttons)
+        layout.addLayout(_row(self.run_button, self.cancel_button))
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
-        layout.addLayout(live_row)
+        layout.addLayout(_row(self.live_button, self.joint_button))
         layout.addWidget(self.live_status)
         layout.addStretch(1)
         self.setSizePolicy(QSizePolicy.Preferred, QSizePolicy.Maximum)  # the form, no blank
 
+    def _connect(self) -> None:
+        """Buttons to actions, the workers' relay to the GUI thread, layer list to the box."""
         self.run_button.clicked.connect(self.run)
         self.cancel_button.clicked.connect(self.cancel)
         self.live_button.toggled.connect(self._live_toggled)
         self.joint_button.clicked.connect(lambda *a: self.run_frame_joint())
         relay = self._relay
-        relay.live_ready.connect(self._live_loaded, Qt.QueuedConnection)
-        relay.live_ood.connect(self._live_ood_checked, Qt.QueuedConnection)
-        relay.progress.connect(self._stepped, Qt.QueuedConnection)
-        relay.stage.connect(self._staged, Qt.QueuedConnection)
-        relay.ood.connect(self._ood_checked, Qt.QueuedConnection)
-        for combo in (self.layer_combo, self.method, self.model, self.rule, self.device):
-            combo.setSizeAdjustPolicy(QComboBox.AdjustToContents)  # whole names, "_" too
-            combo.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
-        self.layer_combo.setMinimumContentsLength(12)
-        self._last_ood = None  # the running job's OodCheck, once the worker has made it
-        self._running = ""  # the running job's layer name
-        for ev in ("inserted", "removed", "moved", "changed"):
+        for signal, slot in (
+            (relay.live_ready, self._live_loaded),
+            (relay.live_ood, self._live_ood_checked),
+            (relay.progress, self._stepped),
+            (relay.stage, self._staged),
+            (relay.ood, self._ood_checked),
+        ):
+            signal.connect(slot, Qt.QueuedConnection)
+        for ev in ("inserted", "removed", "moved", "changed", "renamed"):
             getattr(self.viewer.layers.events, ev).connect(self._refresh_layers)
         self.viewer.layers.events.inserted.connect(lambda e: link_groups(self.viewer))
-        self._refresh_layers()
-        link_groups(self.viewer)
+        bind_keys(
+            self.viewer,
+            {
+                KEYS["dehaze"]: self.run,
+                KEYS["cancel"]: lambda: self.worker is not None and self.cancel(),
+                KEYS["live"]: self.live_button.toggle,
+            },
+            self._life,
+        )
+        show_scale_bar(self.viewer)
 
     # -- closing -----------------------------------------------------------------------------
     @property
@@ -497,6 +323,7 @@ class DehazeWidget(QWidget):
             (self.viewer.layers.events.removed, self._refresh_layers),
             (self.viewer.layers.events.moved, self._refresh_layers),
             (self.viewer.layers.events.changed, self._refresh_layers),
+            (self.viewer.layers.events.renamed, self._refresh_layers),
             (self.viewer.dims.events.current_step, self._live_request),
             (self.viewer.layers.events.removed, self._live_layer_removed),
         ):
@@ -518,16 +345,8 @@ class DehazeWidget(QWidget):
         ]
 
     def _refresh_layers(self, event: Any = None) -> None:
-        if self._life.closed:
-            return
-        current = self.layer_combo.currentText()
-        names = [ly.name for ly in self._candidates()]
-        self.layer_combo.blockSignals(True)
-        self.layer_combo.clear()
-        self.layer_combo.addItems(names)
-        if current in names:
-            self.layer_combo.setCurrentText(current)
-        self.layer_combo.blockSignals(False)
+        if not self._life.closed:
+            fill_combo(self.layer_combo, [ly.name for ly in self._candidates()])
 
     def selected_layer(self) -> Any:
         name = self.layer_combo.currentText()
@@ -535,24 +354,14 @@ class DehazeWidget(QWidget):
 
     # -- settings ----------------------------------------------------------------------------
     def form_config(self) -> Any:
-        """The DehazeConfig the form describes, not yet checked (cheap: no torch import)."""
+        """The DehazeConfig the form describes, not yet checked (cheap: no torch import); the
+        layer's dynamic range (the config's default without a layer)."""
         from usdehaze.ultrasound.dehaze import DehazeConfig
 
         layer = self.selected_layer()
         native = native_of(layer) if layer is not None else None
-        return DehazeConfig(
-            method=self.method.currentText(),
-            model=self.model.currentText(),
-            rule=self.rule.currentText(),
-            steps=self.steps.value(),
-            device=self.device.currentText(),
-            seed=self.seed.value(),
-            dynamic_range=native.dynamic_range if native is not None else 60.0,
-            tissue_prior=self.tissue_prior.text().strip() or None,
-            haze_prior=self.haze_prior.text().strip() or None,
-            priors=self.priors.text().strip() or None,
-            student=self.student.text().strip() or None,
-        )
+        kept = {"dynamic_range": native.dynamic_range} if native is not None else {}
+        return DehazeConfig(**form_values(self.form), **kept)
 
     def config(self) -> Any:
         """The DehazeConfig the form describes, checked (imports the sampler: not for the GUI
@@ -561,23 +370,20 @@ class DehazeWidget(QWidget):
 
         return method_settings(self.form_config().validate("dehaze widget"))
 
-    def _pick_priors(self) -> None:
-        """Folder picker for the priors field (what ``usdehaze run --priors`` takes)."""
-        folder = QFileDialog.getExistingDirectory(self, "Folder of priors", self.priors.text())
-        if folder:
-            self.priors.setText(folder)
-
-    def _pick_student(self) -> None:
-        """File picker for the student field (what ``usdehaze run --student`` takes)."""
-        path, _ = QFileDialog.getOpenFileName(
-            self, "Student for method fast", self.student.text(), "Student (*.safetensors)"
-        )
+    def _pick(self, name: str) -> None:
+        """The picker of a path field (a folder of priors, a prior or student file)."""
+        field = getattr(self, name)
+        path = pick_path(self, name, field.text())
         if path:
-            self.student.setText(path)
+            field.setText(path)
 
     def _frames(self, layer: Any, native: Native, current: bool = False) -> list[int]:
-        if self.frames.currentText() == "all frames" and not current:
-            return list(range(native.db.shape[0]))
+        """The frames box: the frame shown, all frames, or what was typed (``2``, ``0:3``)."""
+        spec = self.frames.currentText().strip()
+        if spec == FRAMES[1] and not current:
+            return list(range(native.n_frames))
+        if spec not in ("", FRAMES[0]) and not current:
+            return frames_in(native, spec, layer.name)
         i = frame_index(layer, self.viewer.dims.point)
         if i is None:
             raise UsageError(f"dehaze: layer '{layer.name}' has no frame at the current position")
@@ -595,37 +401,18 @@ class DehazeWidget(QWidget):
         self._run(method="joint", current=True)
 
     def _run(self, method: str | None = None, current: bool = False) -> None:
-        from napari.qt.threading import create_worker
-
         if self.worker is not None or self._life.closed:
             return
         try:
-            layer = self.selected_layer()
-            if layer is None:
-                raise UsageError("dehaze: no image layer from usdehaze (open a scan first)")
-            native = native_of(layer)
-            cfg = self.form_config()
-            if method is not None:
-                cfg = replace(cfg, method=method)
-            frames = self._frames(layer, native, current)
+            layer, native, cfg, frames = self._request(method, current)
         except UsageError as exc:
             notify_error(exc, "dehaze")
             self.status.setText(str(exc))
             self.run_finished.emit("error")
             return
-        self._cancel.clear()
-        self._last_ood = None
-        self._running = layer.name
-        self.progress.setRange(0, 100)
-        self.progress.setValue(0)
-        self.progress.setFormat("%p%")
-        self.status.setText(f"starting: {len(frames)} frame(s) of {layer.name}…")
-        self.run_button.setEnabled(False)
-        self.joint_button.setEnabled(False)
-        self.cancel_button.setEnabled(True)
-        room_in_pool()
+        self._starting(layer.name, frames)
         relay = self._relay  # the worker emits the relay's signals, never the widget's
-        worker = create_worker(
+        worker = make_worker(
             dehaze_frames,
             native,
             frames,
@@ -634,14 +421,38 @@ class DehazeWidget(QWidget):
             lambda *a: relay.progress.emit(*a),
             lambda check: relay.ood.emit(check),
             lambda text: relay.stage.emit(text),
-            _start_thread=False,
-            _ignore_errors=True,  # errors go to _failed → a notification, not a traceback
-        )
+        )  # errors go to _failed → a notification, not a traceback
         self._cancel.worker = worker  # its quit() (napari closing) stops the sampler too
         worker.returned.connect(lambda out: self._done(out, layer.name, native, frames))
         worker.errored.connect(self._failed)
         self.worker = worker
         worker.start()
+
+    def _request(self, method: str | None, current: bool) -> tuple[Any, Native, Any, list[int]]:
+        """What a click asks for, read on the GUI thread (cheap): the layer, its frames on the
+        stored grid, the form's config (``method`` instead of the form's) and the frames."""
+        layer = self.selected_layer()
+        if layer is None:
+            raise UsageError("dehaze: no image layer from usdehaze (open a scan first)")
+        native = native_of(layer)
+        cfg = self.form_config()
+        if method is not None:
+            cfg = replace(cfg, method=method)
+        return layer, native, cfg, self._frames(layer, native, current)
+
+    def _starting(self, name: str, frames: list[int]) -> None:
+        """The widget as a run starts: bar at 0, status saying what starts, Cancel enabled."""
+        self._cancel.clear()
+        self._last_ood = None
+        self._running = name
+        self.progress.setRange(0, 100)
+        self.progress.setValue(0)
+        self.progress.setFormat("%p%")
+        self.status.setText(f"starting: {len(frames)} frame(s) of {name}…")
+        self._activity.start(f"usdehaze {name}: starting {len(frames)} frame(s)")
+        self.run_button.setEnabled(False)
+        self.joint_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
 
     def _stepped(self, value: int, maximum: int, text: str) -> None:
         if self.worker is None or self._life.closed:  # a late step of a finished run
@@ -649,11 +460,13 @@ class DehazeWidget(QWidget):
         self.progress.setRange(0, maximum)
         self.progress.setValue(value)
         self.progress.setFormat(f"{text} · %p%")
+        self._activity.step(value, maximum, f"usdehaze {self._running}: {text}")
         self._progress.emit(value, maximum, text)
 
     def _staged(self, text: str) -> None:
         if self.worker is not None and not self._life.closed:
             self.status.setText(text)
+            self._activity.describe(f"usdehaze {self._running}: {text}")
 
     def cancel(self) -> None:
         """Ask the running sampler to stop at its next step."""
@@ -672,6 +485,7 @@ class DehazeWidget(QWidget):
 
     def _reset(self) -> None:
         self.worker = None
+        self._activity.close()
         self.run_button.setEnabled(True)
         self.joint_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
@@ -701,18 +515,34 @@ class DehazeWidget(QWidget):
             return
         self._runs += 1
         record, cfg, harm = out.pop("record"), out.pop("cfg"), out.pop("harm")
-        if record.get("harm_warning"):
-            from napari.utils.notifications import show_warning
+        _say_checks(record, harm, name)
+        self._add_results(out, record, name, native, frames)
+        link_groups(self.viewer)
+        self.progress.setRange(0, 100)
+        self.progress.setValue(100)
+        self.progress.setFormat(f"done: {len(frames)} frame(s) · %p%")
+        from usdehaze.ultrasound.methods import METHODS
 
-            show_warning(f"usdehaze dehaze: {harm.message(name)}")
-        elif record.get("harm_little_effect"):
-            from napari.utils.notifications import show_info
+        stepwise = METHODS[cfg.method].stepwise
+        how = f"{cfg.steps} steps ({cfg.method})" if stepwise else f"one pass ({cfg.method})"
+        self.status.setText(f"done: {len(frames)} frame(s), {how}")
+        self.run_finished.emit("done")
 
-            show_info(f"usdehaze dehaze: {harm.little_effect_message(name)}")
+    def _add_results(
+        self, out: dict[str, Any], record: dict, name: str, native: Native, frames: list[int]
+    ) -> None:
+        """The run's layers below the regions, at the frames they came from, linked with the
+        input: ``NAME tissue (frame 2)``, ``NAME haze (frames 0–3)`` (``, run N`` when those
+        frames were dehazed before) and, with samples > 1, the hidden ``*_std`` layers."""
         group = native.group or f"{name} dehazed {self._runs}"  # linked with its input
         where = placement(record["source_frames"])  # shown at the frames they came from
+        label = frames_label(record["source_frames"])
+        if f"{name} tissue ({label})" in self.viewer.layers:
+            label += f", run {self._runs}"
         input_db = np.asarray(native.db[frames])
-        for role in ("haze", "tissue"):
+        for role in ("haze_std", "tissue_std", "haze", "tissue"):
+            if role not in out:
+                continue
             result = Native(
                 out[role],
                 native.x,
@@ -728,236 +558,6 @@ class DehazeWidget(QWidget):
                 note=native.note,
                 **where,
             )
-            data, kwargs, _ = image_layer_data(result, f"{name} {role}")
+            shown = not role.endswith("_std")
+            data, kwargs, _ = image_layer_data(result, f"{name} {role} ({label})", visible=shown)
             add_below_overlays(self.viewer, data, **kwargs)  # the regions stay on top
-        link_groups(self.viewer)
-        self.progress.setRange(0, 100)
-        self.progress.setValue(100)
-        self.progress.setFormat(f"done: {len(frames)} frame(s) · %p%")
-        from usdehaze.ultrasound.methods import METHODS
-
-        stepwise = METHODS[cfg.method].stepwise
-        how = f"{cfg.steps} steps ({cfg.method})" if stepwise else f"one pass ({cfg.method})"
-        self.status.setText(f"done: {len(frames)} frame(s), {how}")
-        self.run_finished.emit("done")
-
-    # -- live view ---------------------------------------------------------------------------
-    @property
-    def live(self) -> LiveSession | None:
-        """The running live session, or None."""
-        return self._live
-
-    def _live_toggled(self, on: bool) -> None:
-        if on:
-            self.start_live()
-        else:
-            self.stop_live()
-
-    def _set_toggle(self, on: bool) -> None:
-        self.live_button.blockSignals(True)
-        self.live_button.setChecked(on)
-        self.live_button.blockSignals(False)
-
-    def _untoggle(self) -> None:
-        self._set_toggle(False)
-
-    def start_live(self) -> None:
-        """Start the live view on the chosen layer: a worker loads the student, then dehazes
-        the frame the slider shows each time it changes (the newest only)."""
-        from napari.qt.threading import create_worker
-
-        if self._live is not None or self._life.closed:
-            return
-        try:
-            layer = self.selected_layer()
-            if layer is None:
-                raise UsageError("live: no image layer from usdehaze (open a scan first)")
-            native = native_of(layer)
-            if native.iq is None:
-                raise UsageError(
-                    f"live: layer '{layer.name}' has no complex IQ (a result's input or a "
-                    "magnitude-only scan); the fast method needs a scan layer"
-                )
-            cfg = live_config(self.form_config())
-        except UsageError as exc:
-            notify_error(exc, "live")
-            self.live_status.setText(str(exc))
-            self._untoggle()
-            self.live_stopped.emit("error")
-            return
-        session = LiveSession(layer, self._live_layer(layer, native))
-        relay = self._relay  # the worker emits the relay's signals, never the widget's
-        worker = create_worker(
-            live_loop,
-            native,
-            cfg,
-            session.mailbox,
-            session.stop,
-            session.stats,
-            lambda dehazer: relay.live_ready.emit(dehazer),
-            _start_thread=False,
-            _ignore_errors=True,  # errors → _live_failed → a notification
-        )
-        worker.yielded.connect(lambda f, s=session: self._live_show(s, f))
-        worker.errored.connect(lambda e, s=session: self._live_failed(s, e))
-        session.worker = worker
-        self._live = session
-        stop, mailbox = session.stop, session.mailbox
-        self._life.on_close(lambda: (stop.set(), mailbox.close(), worker.quit()))
-        self.viewer.dims.events.current_step.connect(self._live_request)
-        self.viewer.layers.events.removed.connect(self._live_layer_removed)
-        self._set_toggle(True)  # when started from code, not the button
-        self.live_status.setText(f"live: loading the student for {layer.name}…")
-        room_in_pool()
-        worker.start()
-        self._live_request()
-
-    def _live_layer(self, layer: Any, native: Native) -> Any:
-        """The layer the live frames go to, over the input in the same place (world coordinates
-        in the scan's mm, so the cursor, the regions and gCNR mean the same on both; a layer
-        beside the input sat 126 mm off): reused when it is there, else a blank one; contrast,
-        gamma and colormap linked with the input. Inserted below the regions; the active layer
-        stays active."""
-        name = layer.name + LIVE_SUFFIX
-        shape = tuple(layer.data.shape[-2:])
-        scale = tuple(float(v) for v in layer.scale[-2:])
-        t = [float(v) for v in layer.translate[-2:]]
-        if name in self.viewer.layers:
-            live = self.viewer.layers[name]
-            live.translate = t
-            return live
-        blank = np.full(shape, -native.dynamic_range, np.float32)
-        live = add_below_overlays(  # the regions stay on top; the active layer stays active
-            self.viewer,
-            blank,
-            keep_active=True,
-            name=name,
-            scale=scale,
-            translate=t,
-            contrast_limits=list(layer.contrast_limits),
-            colormap=layer.colormap,
-            gamma=layer.gamma,
-            metadata={"usdehaze_live": {"source": layer.name, "frame": None}},
-            axis_labels=tuple(layer.axis_labels[-2:]),
-            units=tuple(str(u) for u in layer.units[-2:]),
-        )
-        try:
-            from napari.experimental import link_layers
-
-            link_layers([layer, live], ("contrast_limits", "gamma", "colormap"))
-        except Exception:  # noqa: BLE001 - linking is a convenience
-            pass
-        return live
-
-    def _live_request(self, event: Any = None) -> None:
-        """On the GUI thread, when the slider moves: post the frame shown (cheap)."""
-        s = self._live
-        if s is None or self._life.closed:
-            return
-        i = frame_index(s.layer, self.viewer.dims.point)
-        if i is None or i == s.last_requested:
-            return
-        s.last_requested = i
-        s.stats.requests += 1
-        s.mailbox.put((i, time.perf_counter()))
-
-    def _live_loaded(self, dehazer: Any) -> None:
-        s = self._live
-        if s is None or self._life.closed:
-            return
-        s.ready = True
-        s.dehazer = dehazer
-        self.live_status.setText(
-            f"live: {s.layer.name}, method fast on {dehazer.device} ({dehazer.precision()})"
-        )
-
-    def _live_ood_checked(self, check: Any) -> None:
-        """On the GUI thread: keep the live session's check; warn as a run does when it fires."""
-        from napari.utils.notifications import show_warning
-
-        s = self._live
-        if s is None or self._life.closed:
-            return
-        s.ood = check
-        if check.warning:
-            show_warning(f"usdehaze live: {check.message(s.layer.name)}")
-
-    def _live_show(self, s: LiveSession, f: LiveFrame) -> None:
-        """On the GUI thread: put a dehazed frame in the live layer (none after live is off)."""
-        if s is not self._live or self._life.closed:
-            return
-        layer = s.live_layer
-        if isinstance(layer.data, np.ndarray) and layer.data.shape == f.image.shape:
-            layer.data[...] = f.image  # in place: no new layer data, no thumbnail per frame
-            layer.refresh(thumbnail=False, extent=False, highlight=False)
-        else:
-            layer.data = f.image
-        s.live_layer.metadata["usdehaze_live"]["frame"] = f.index
-        s.shown_index = f.index
-        st = s.stats
-        now = time.perf_counter()
-        st.shown += 1
-        st.dropped = s.mailbox.dropped
-        st.latency.append(now - f.requested)
-        self.live_status.setText(
-            f"live: frame {f.index} · {1e3 * f.seconds:.0f} ms/frame · "
-            f"{st.shown} shown, {st.dropped} skipped"
-        )
-        if s.ood_worker is None and s.dehazer is not None:
-            self._live_check(s, f.index)
-        self.live_shown.emit(f.index)
-
-    def _live_check(self, s: LiveSession, index: int) -> None:
-        """``usdehaze run``'s out-of-distribution check on the first frame shown, once, in a
-        worker of its own: in the live worker it held every frame back for its 7 s."""
-        from napari.qt.threading import create_worker
-
-        relay = self._relay
-        worker = create_worker(
-            layer_check,
-            native_of(s.layer),
-            [index],
-            s.dehazer,
-            _start_thread=False,
-            _ignore_errors=True,  # a check that fails is no check: live goes on
-        )
-        worker.returned.connect(relay.live_ood.emit)
-        s.ood_worker = worker
-        room_in_pool()
-        worker.start()
-
-    def _live_failed(self, s: LiveSession, exc: BaseException) -> None:
-        if s is not self._live or self._life.closed:
-            return
-        self.stop_live("error")
-        notify_error(exc, "live")
-        self.live_status.setText(f"live failed: {exc}")
-
-    def _live_layer_removed(self, event: Any) -> None:
-        s = self._live
-        if s is not None and not self._life.closed and event.value in (s.layer, s.live_layer):
-            self.stop_live()
-
-    def stop_live(self, why: str = "off") -> LiveStats | None:
-        """Stop the live view: no frame is put on screen after this; the worker ends after the
-        frame it is on. Returns the session's counters."""
-        s = self._live
-        if s is None:
-            if not self._life.closed:
-                self._untoggle()
-            return None
-        self._live = None
-        s.stop.set()
-        s.mailbox.close()
-        if s.worker is not None:
-            s.worker.quit()  # the generator ends at its next yield, whatever it was doing
-        s.stats.dropped = s.mailbox.dropped
-        if self._life.closed:  # shut down: the viewer's events are off, the widget may be gone
-            return s.stats
-        self.viewer.dims.events.current_step.disconnect(self._live_request)
-        self.viewer.layers.events.removed.disconnect(self._live_layer_removed)
-        self._untoggle()
-        s.live_layer.refresh()  # its thumbnail, left alone while live
-        self.live_status.setText(f"live off: {s.stats.shown} frame(s) shown")
-        self.live_stopped.emit(why)
-        return s.stats

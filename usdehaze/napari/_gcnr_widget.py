@@ -23,7 +23,6 @@ from qtpy.QtWidgets import (
     QFormLayout,
     QHBoxLayout,
     QHeaderView,
-    QLabel,
     QLineEdit,
     QPushButton,
     QSizePolicy,
@@ -34,10 +33,31 @@ from qtpy.QtWidgets import (
 )
 
 from usdehaze.errors import UsageError
+from usdehaze.napari._common import (
+    Lifetime,
+    bind_keys,
+    fill_combo,
+    notify_error,
+    show_scale_bar,
+    status_label,
+)
 from usdehaze.napari._layers import frame_index, native_of
 from usdehaze.napari._link import link_groups
-from usdehaze.napari._roi_shapes import roi_to_shapes, shapes_to_roi
+from usdehaze.napari._roi_file import (
+    ROI_LAYER_NAME,
+    ROI_META,
+    recolor,
+    roi_layer_data,
+    roi_layer_kwargs,
+    roi_mismatch,
+    style_roi_layer,
+    write_roi_file,
+)
+from usdehaze.napari._roi_shapes import shapes_to_roi
 
+__all__ = ["COLUMNS", "GcnrWidget", "ROI_LAYER_NAME", "recolor", "roi_layer_kwargs"]
+
+ROLE_KEYS = {"target": "Shift-T", "background": "Shift-B"}  # on the viewer (docs/napari.md)
 COLUMNS = (
     ("pair", "name", "{}"),
     ("gCNR", "gcnr", "{:.3f}"),
@@ -49,39 +69,6 @@ COLUMNS = (
     ("n target", "n_target", "{}"),
     ("n background", "n_background", "{}"),
 )
-ROLE_COLORS = {"target": "yellow", "background": "cyan"}
-ROI_LAYER_NAME = "ROI"
-EDGE_WIDTH = 1.0  # mm: napari's edge-width slider steps in whole units, 0.6 showed as 0
-LABEL_SIZE = 11  # points: readable over speckle at 1600 x 1000
-
-
-def role_text_color() -> Any:
-    """Label colour by role, like the edges (target yellow, background cyan, else white)."""
-    from napari.layers.utils.color_encoding import NominalColorEncoding
-    from napari.utils.colormaps.categorical_colormap import CategoricalColormap
-
-    cmap = CategoricalColormap(colormap=dict(ROLE_COLORS), fallback_color="white")
-    return NominalColorEncoding(feature="role", colormap=cmap)
-
-
-def roi_layer_kwargs() -> dict[str, Any]:
-    """Display settings of a ROI shapes layer: coloured by role, labelled pair:role."""
-    return {
-        "name": ROI_LAYER_NAME,
-        "ndim": 2,
-        "units": ("mm", "mm"),
-        "axis_labels": ("z", "x"),
-        "edge_width": EDGE_WIDTH,
-        "face_color": "transparent",
-        "edge_color": ROLE_COLORS["target"],
-        "text": {
-            "string": "{pair}: {role}",
-            "color": role_text_color(),
-            "size": LABEL_SIZE,
-            "anchor": "upper_left",
-        },
-        "feature_defaults": {"role": "target", "pair": "pair1", "roi": ""},
-    }
 
 
 def world_vertices(layer: Any) -> list[np.ndarray]:
@@ -95,10 +82,25 @@ def world_vertices(layer: Any) -> list[np.ndarray]:
     return out
 
 
-def recolor(layer: Any) -> None:
-    """Edge colour by role (target yellow, background cyan, unassigned white)."""
-    if len(layer.data) and "role" in layer.features:
-        layer.edge_color = [ROLE_COLORS.get(str(r), "white") for r in layer.features["role"]]
+def on_frame(layer: Any, verts: list[np.ndarray], point: tuple[float, ...]) -> list[bool]:
+    """Which shapes napari shows at the world ``point``: all of a 2-D layer's; of a 3-D layer
+    (napari's own *New shapes layer* inherits the image's frame axis) those drawn on the frame
+    shown, the only ones measured, as they are the only ones seen."""
+    if layer.ndim < 3:
+        return [True] * len(verts)
+    here = float(point[-layer.ndim])
+    half = 0.5 * abs(float(layer.scale[0])) or 0.5
+    return [bool(np.all(np.abs(v[:, 0] - here) < half)) for v in verts]
+
+
+def _same(a: Any, b: Any) -> bool:
+    """The same layer, through napari's PublicOnlyProxy (a new proxy on every access)."""
+    return getattr(a, "__wrapped__", a) is getattr(b, "__wrapped__", b)
+
+
+def frames_of(verts: list[np.ndarray]) -> str:
+    """The frames (world positions) 3-D shapes are drawn on, for a message."""
+    return ", ".join(f"{f:g}" for f in sorted({round(float(v[0, 0]), 3) for v in verts}))
 
 
 class GcnrWidget(QWidget):
@@ -130,16 +132,37 @@ class GcnrWidget(QWidget):
         self.rows: list[dict[str, Any]] = []
         self.error: str = ""
         self._shapes_layer: Any = None
+        self._image: Any = None  # the image layer measured (the object: a rename keeps it)
+        self._lost = ""  # the name of the image measured until it was deleted
+        self._life = Lifetime()
+        self.destroyed.connect(self._life)  # the keys do nothing once the widget is gone
+        self._make_controls()
+        self._make_table()
+        self._lay_out()
+        self._connect()
+        show_scale_bar(self.viewer)
+        self._refresh_layers()
+        link_groups(self.viewer)
+
+    def _make_controls(self) -> None:
+        """The layer boxes, the roi.json buttons, the pair name and the role buttons."""
         self.image_combo = QComboBox()
         self.roi_combo = QComboBox()
+        for combo in (self.image_combo, self.roi_combo):
+            combo.setSizeAdjustPolicy(QComboBox.AdjustToContents)  # whole names, "_" too
+            combo.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
         self.new_button = QPushButton("New ROI layer")
         self.load_button = QPushButton("Load roi.json…")
         self.save_button = QPushButton("Save roi.json…")
         self.pair_name = QLineEdit("pair1")
         self.target_button = QPushButton("Selected → target")
         self.background_button = QPushButton("Selected → background")
+        self.status = status_label()
+
+    def _make_table(self) -> None:
+        """The figures' table: two-line headers ("haze" over "contrast dB"), so every column
+        fits a dock at 1600 x 1000."""
         self.table = QTableWidget(0, len(COLUMNS))
-        # two-line headers ("haze" over "contrast dB"): all columns fit a dock at 1600 x 1000
         self.table.setHorizontalHeaderLabels([c[0].replace(" ", "\n", 1) for c in COLUMNS])
         self.table.verticalHeader().setVisible(False)
         header = self.table.horizontalHeader()
@@ -147,12 +170,8 @@ class GcnrWidget(QWidget):
         header.setMinimumSectionSize(self.fontMetrics().horizontalAdvance("-00.000") + 10)
         self.table.setSizeAdjustPolicy(QAbstractScrollArea.AdjustToContents)
         self.table.setMinimumHeight(5 * self.table.verticalHeader().defaultSectionSize())
-        for combo in (self.image_combo, self.roi_combo):
-            combo.setSizeAdjustPolicy(QComboBox.AdjustToContents)  # whole names, "_" too
-            combo.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
 
+    def _lay_out(self) -> None:
         form = QFormLayout()
         form.addRow("image", self.image_combo)
         form.addRow("ROI layer", self.roi_combo)
@@ -170,6 +189,9 @@ class GcnrWidget(QWidget):
         layout.addWidget(self.table)
         layout.addWidget(self.status)
 
+    def _connect(self) -> None:
+        """Buttons to actions, the viewer's layer, slider and selection events to the table
+        (recomputed 150 ms after the last), the role keys on the viewer."""
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.setInterval(150)
@@ -180,29 +202,27 @@ class GcnrWidget(QWidget):
         self.save_button.clicked.connect(self._save_dialog)
         self.target_button.clicked.connect(lambda: self.set_role("target"))
         self.background_button.clicked.connect(lambda: self.set_role("background"))
-        self.image_combo.currentTextChanged.connect(self.schedule)
+        self.image_combo.currentTextChanged.connect(self._image_chosen)
         self.roi_combo.currentTextChanged.connect(self._watch_shapes)
-        for ev in ("inserted", "removed", "moved", "changed"):
+        for ev in ("inserted", "removed", "moved", "changed", "renamed"):
             getattr(self.viewer.layers.events, ev).connect(self._refresh_layers)
         self.viewer.layers.events.inserted.connect(lambda e: link_groups(self.viewer))
         self.viewer.dims.events.current_step.connect(self.schedule)
         self.viewer.layers.selection.events.active.connect(self._follow_active)
-        self._refresh_layers()
-        link_groups(self.viewer)
+        bind_keys(
+            self.viewer,
+            {key: lambda role=role: self.set_role(role) for role, key in ROLE_KEYS.items()},
+            self._life,
+        )
 
     # -- layers ------------------------------------------------------------------------------
     def _refresh_layers(self, event: Any = None) -> None:
         from napari.layers import Image, Shapes
 
-        for combo, kind in ((self.image_combo, Image), (self.roi_combo, Shapes)):
-            current = combo.currentText()
-            names = [ly.name for ly in self.viewer.layers if isinstance(ly, kind)]
-            combo.blockSignals(True)
-            combo.clear()
-            combo.addItems(names)
-            if current in names:
-                combo.setCurrentText(current)
-            combo.blockSignals(False)
+        images = [ly for ly in self.viewer.layers if isinstance(ly, Image)]
+        fill_combo(self.image_combo, [ly.name for ly in images], keep=False)
+        self._keep_image(images)
+        fill_combo(self.roi_combo, [ly.name for ly in self.viewer.layers if isinstance(ly, Shapes)])
         self._watch_shapes()
         self.schedule()
 
@@ -214,6 +234,28 @@ class GcnrWidget(QWidget):
         active = self.viewer.layers.selection.active
         if isinstance(active, Shapes) and active.name != self.roi_combo.currentText():
             self.select(shapes=active.name)
+
+    def _keep_image(self, images: list[Any]) -> None:
+        """The image measured stays chosen when layers change (renamed too); once deleted the
+        box stays empty and the status says so, until the user picks another (it switched to
+        another image silently)."""
+        chosen = self._image
+        self.image_combo.blockSignals(True)
+        if chosen is not None and any(_same(ly, chosen) for ly in images):
+            self.image_combo.setCurrentText(chosen.name)
+        elif chosen is not None or self._lost:
+            self._lost = self._lost or chosen.name
+            self._image = None
+            self.image_combo.setCurrentIndex(-1)
+        else:  # none chosen yet: the first image there is
+            self._image = self._layer(self.image_combo)
+        self.image_combo.blockSignals(False)
+
+    def _image_chosen(self, name: str) -> None:
+        """The user (or select) picked an image: measure it."""
+        self._image = self._layer(self.image_combo)
+        self._lost = "" if self._image is not None else self._lost
+        self.schedule()
 
     def _layer(self, combo: QComboBox) -> Any:
         name = combo.currentText()
@@ -227,13 +269,15 @@ class GcnrWidget(QWidget):
 
     def _watch_shapes(self, *args: Any) -> None:
         layer = self.shapes_layer()
-        if layer is self._shapes_layer:
+        if _same(layer, self._shapes_layer):
             return
         if self._shapes_layer is not None:
             for ev in ("data", "set_data", "features"):
                 getattr(self._shapes_layer.events, ev).disconnect(self.schedule)
         self._shapes_layer = layer
         if layer is not None:
+            style_roi_layer(layer, self.pair_name.text().strip() or "pair1")
+            self._check_fits(layer)
             for ev in ("data", "set_data", "features"):
                 getattr(layer.events, ev).connect(self.schedule)
         self.schedule()
@@ -246,10 +290,33 @@ class GcnrWidget(QWidget):
             self.roi_combo.setCurrentText(shapes)
             self._watch_shapes()
 
+    def _check_fits(self, layer: Any) -> None:
+        """Once per roi.json layer (loaded, opened, dropped): say when it was drawn on another
+        scan or lies outside the image (it loaded silently)."""
+        from napari.utils.notifications import show_warning
+
+        meta = layer.metadata.get(ROI_META) or {}
+        image = self.image_layer()
+        native = native_of(image) if image is not None else None
+        if not meta.get("source") or meta.get("checked") or native is None:
+            return
+        meta["checked"] = True
+        try:
+            roi = shapes_to_roi(world_vertices(layer), list(layer.shape_type), layer.features)
+        except UsageError:
+            return  # its own problems show in the status line
+        roi.source = Path(meta["source"]).name
+        why = roi_mismatch(meta.get("scan"), roi, native, image.name)
+        if why:
+            meta["warning"] = why  # shown under the table while this layer is measured
+            show_warning(f"usdehaze gCNR: {why}")
+            self.status.setText(why)
+
     def new_roi_layer(self, data: list | None = None, **kwargs: Any) -> Any:
         """Add an (empty) ROI shapes layer set up for target/background pairs and select it."""
         opts = roi_layer_kwargs()
         opts["features"] = {k: np.array([], dtype=object) for k in ("role", "pair", "roi")}
+        opts["metadata"] = {ROI_META: {"styled": True}}
         opts.update(kwargs)
         layer = self.viewer.add_shapes(data, **opts)
         recolor(layer)
@@ -276,32 +343,38 @@ class GcnrWidget(QWidget):
 
     # -- roi.json ----------------------------------------------------------------------------
     def current_roi(self) -> Any:
-        """The ROI layer's shapes as a validated Roi in mm."""
+        """The ROI layer's shapes shown on the current frame (every shape of a 2-D layer) as a
+        validated Roi in mm."""
         layer = self.shapes_layer()
         if layer is None:
             raise UsageError("gCNR: no ROI shapes layer (load roi.json or add a ROI layer)")
+        verts = world_vertices(layer)
+        shown = [i for i, on in enumerate(on_frame(layer, verts, self.viewer.dims.point)) if on]
+        if verts and not shown:
+            raise UsageError(
+                f"gCNR: layer '{layer.name}': no regions on this frame; they are drawn on "
+                f"frame(s) {frames_of(verts)} (a 3-D shapes layer shows and measures a region "
+                "on its own frame only; New ROI layer's regions are on every frame)"
+            )
         return shapes_to_roi(
-            world_vertices(layer), list(layer.shape_type), layer.features, f"layer '{layer.name}'"
+            [verts[i] for i in shown],
+            [layer.shape_type[i] for i in shown],
+            layer.features.iloc[shown].reset_index(drop=True),
+            f"layer '{layer.name}'",
         )
 
     def load_roi(self, path: str | Path) -> Any:
-        """Load roi.json into a new ROI layer (px regions are placed on the chosen image)."""
-        from usdehaze.ultrasound.roi import load_roi
-
-        roi = load_roi(path)
+        """Load roi.json into a new ROI layer (px regions are placed on the chosen image); a
+        warning when it was drawn on another scan or lies outside the image."""
         native = native_of(self.image_layer()) if self.image_layer() is not None else None
-        data, types, feats = roi_to_shapes(
-            roi, *((native.x, native.z) if native is not None else (None, None))
-        )
-        return self.new_roi_layer(
-            data, shape_type=types, features=feats, name=f"{ROI_LAYER_NAME} {Path(path).stem}"
-        )
+        grid = (native.x, native.z) if native is not None else (None, None)
+        data, kwargs, _ = roi_layer_data(path, *grid)
+        return self.new_roi_layer(data, **kwargs)
 
     def save_roi(self, path: str | Path) -> Path:
-        """Write the ROI layer as roi.json (v1, mm)."""
-        from usdehaze.ultrasound.roi import save_roi
-
-        return save_roi(self.current_roi(), path)
+        """Write the ROI layer as roi.json (v1, mm), with the scan it was drawn on."""
+        image = self.image_layer()
+        return write_roi_file(self.current_roi(), path, native_of(image) if image else None)
 
     def _load_dialog(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Load roi.json", "", "ROI (*.json)")
@@ -314,8 +387,6 @@ class GcnrWidget(QWidget):
             self._guard(lambda: self.save_roi(path), "save")
 
     def _guard(self, fn, what: str) -> None:
-        from usdehaze.napari._dehaze_widget import notify_error
-
         try:
             fn()
         except UsageError as exc:
@@ -333,6 +404,8 @@ class GcnrWidget(QWidget):
         from usdehaze.ultrasound.roi import pair_masks
 
         layer = self.image_layer()
+        if layer is None and self._lost:
+            raise UsageError(f"gCNR: image layer '{self._lost}' was deleted: choose an image")
         if layer is None:
             raise UsageError("gCNR: no image layer")
         native = native_of(layer)
@@ -362,10 +435,13 @@ class GcnrWidget(QWidget):
         for r, row in enumerate(self.rows):
             for c, (_, key, fmt) in enumerate(COLUMNS):
                 self.table.setItem(r, c, QTableWidgetItem(fmt.format(row[key])))
+        layer = self.shapes_layer()
+        warning = ((layer.metadata.get(ROI_META) or {}) if layer is not None else {}).get(
+            "warning", ""
+        )
         if self.error:
-            self.status.setText(self.error)
+            self.status.setText("\n".join(filter(None, (self.error, warning))))
         elif self.rows:
-            self.status.setText(
-                f"frame {self.rows[0]['frame']} of '{self.image_combo.currentText()}'"
-            )
+            shown = f"frame {self.rows[0]['frame']} of '{self.image_combo.currentText()}'"
+            self.status.setText("\n".join(filter(None, (shown, warning))))
         self.updated.emit()

@@ -9,9 +9,32 @@ from usdehaze.napari._layout import Relayout, arrange, fit_screen
 
 
 def default_roi(path: Path) -> Path | None:
-    """``SCAN.roi.json`` beside a scan (what ``usdehaze simulate`` writes), if present."""
-    cand = path.with_suffix(".roi.json")
-    return cand if cand.is_file() else None
+    """The regions shown with ``path``, if there: ``FILE.roi.json`` beside it (what
+    ``usdehaze simulate`` writes); for a result file (``SCAN.dehazed.h5``) its scan's —
+    ``SCAN.roi.json`` beside it, else beside the scan the result records as its source."""
+    candidates = [path.with_suffix(".roi.json")]
+    if path.stem.endswith(".dehazed"):
+        candidates.append(path.with_name(path.stem.removesuffix(".dehazed") + ".roi.json"))
+    source = _result_source(path)
+    if source:
+        candidates.append(Path(source).with_suffix(".roi.json"))
+    return next((c for c in candidates if c.is_file()), None)
+
+
+def _result_source(path: Path) -> str:
+    """The scan a usdehaze result file was made from ("" for anything else)."""
+    from usdehaze.ultrasound.results import is_result_file, load_result
+
+    try:
+        if not path.is_file() or not is_result_file(path):
+            return ""
+        res = load_result(path)
+        try:
+            return str(res.attrs.get("source") or "")
+        finally:
+            res.close()
+    except Exception:  # noqa: BLE001 - no regions is the answer for a file that will not say
+        return ""
 
 
 def open_viewer(path: str | Path, roi: str | Path | None = None, viewer: Any = None) -> Any:

@@ -181,6 +181,8 @@ def image_layer_data(native: Native, name: str, **kwargs: Any) -> tuple:
         "metadata": layer_meta(native),
         "axis_labels": ("frame", "z", "x"),
         "units": ("pixel", "mm", "mm"),
+        # sector scans shown smooth (linear): scan conversion's pixels are not the data's
+        "interpolation2d": "linear" if is_polar(native.grid, native.axes) else "nearest",
         **kwargs,
     }
     return (disp.data, meta, "image")

@@ -121,6 +121,12 @@ def _lazy_frames(
     return da.map_blocks(block, chunks=((1,) * n, (nz,), (nx,)), dtype=dtype, meta=meta)
 
 
+def scan_native(scan: Any, db: Any, **kwargs: Any) -> Native:
+    """A scan's dB frames with its pixel geometry and path (``kwargs``: Native's others)."""
+    geometry = (np.asarray(scan.x), np.asarray(scan.z), scan.grid, dict(scan.axes))
+    return Native(db, *geometry, source=str(scan.path), **kwargs)
+
+
 def scan_layer_data(
     path: str | Path,
     key: str | None = None,
@@ -143,13 +149,9 @@ def scan_layer_data(
         else:
             iq = scan.frames(0, scan.n_frames)
             db = read_db(0, scan.n_frames)
-        native = Native(
+        native = scan_native(
+            scan,
             db,
-            np.asarray(scan.x),
-            np.asarray(scan.z),
-            scan.grid,
-            dict(scan.axes),
-            source=str(scan.path),
             role="input",
             dynamic_range=dynamic_range,
             group=f"{scan.path}:{scan.key}",

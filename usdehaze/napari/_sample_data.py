@@ -1,19 +1,23 @@
-"""Sample data: the embedded demo scan (simulated hazy cardiac loop) and its ground truth."""
+"""Sample data: the embedded demo scan (simulated hazy cardiac loop) with its regions, and its
+ground truth."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from usdehaze.napari._layers import Native, image_layer_data
-from usdehaze.napari._reader import scan_layer_data
+from usdehaze.napari._layers import image_layer_data
+from usdehaze.napari._reader import scan_layer_data, scan_native
 from usdehaze.ultrasound.logcomp import DEFAULT_DYNAMIC_RANGE, envelope, to_db
 
 
 def demo_scan() -> list[tuple]:
-    """The hazy demo scan as a B-mode layer."""
+    """The hazy demo scan as a B-mode layer, with its regions (``demo_scan.roi.json``) as a
+    ROI layer the gCNR widget measures."""
+    from usdehaze.napari._roi_file import roi_layer_data
     from usdehaze.ultrasound.simulate import demo_scan_path
 
-    return scan_layer_data(demo_scan_path())
+    path = demo_scan_path()
+    return [*scan_layer_data(path), roi_layer_data(path.with_suffix(".roi.json"))]
 
 
 def demo_truth() -> list[tuple]:
@@ -33,13 +37,9 @@ def demo_truth() -> list[tuple]:
         with load_scan(path, key) as scan:
             iq = scan.frames(0, scan.n_frames)
             db = np.stack([to_db(iq[i : i + 1], dr, float(r))[0] for i, r in enumerate(refs)])
-            native = Native(
+            native = scan_native(
+                scan,
                 db,
-                np.asarray(scan.x),
-                np.asarray(scan.z),
-                scan.grid,
-                dict(scan.axes),
-                source=str(path),
                 role=key,
                 dynamic_range=dr,
                 group=f"{path}:truth",
