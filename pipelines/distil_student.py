@@ -180,7 +180,9 @@ def training_pairs(cfg: dict, folder: Path) -> tuple[list, list, list[str]]:
     return xs, ys, names
 
 
-def fit(xs: list, ys: list, names: list[str], dcfg, out: Path, what: str) -> Path:
+def fit(
+    xs: list, ys: list, names: list[str], dcfg, out: Path, what: str, weights: list | None = None
+) -> Path:
     """Train (resuming) a student on (input, target) pairs into ``out``: the shards it learns
     from are recorded in ``out/data.json`` and a checkpoint made on other shards is refused;
     Ctrl-C stops after the step in progress (exit 130, the same command resumes). Also the
@@ -194,7 +196,7 @@ def fit(xs: list, ys: list, names: list[str], dcfg, out: Path, what: str) -> Pat
         sys.exit(f"{data}: the checkpoint was trained on other shards; remove {out} to start again")
     data.write_text(json.dumps({"shards": names, "frames": len(xs)}, indent=2))
     print(f"{what}: {len(xs)} frames from {len(names)} shards -> {out}", flush=True)
-    d = Distiller(xs, ys, dcfg, out)
+    d = Distiller(xs, ys, dcfg, out, weights=weights)
 
     class Flags:
         stop = hard_stop = False

@@ -63,27 +63,32 @@ def tiny_bmode_priors(tmp_path_factory):
     return _tiny_pair(d, 1, {"domain": "bmode-db", "dynamic_range": 60})
 
 
-def _tiny_student(factory, name: str, in_channels: int, seed: int, meta: dict):
-    """A tiny fast-method student saved as NAME: untrained but not the identity (a small
-    random head)."""
+def _tiny_student(
+    factory, name: str, channels: tuple[int, int], seed: int, meta: dict, bias: float = 0.0
+):
+    """A tiny fast-method student with (in, out) ``channels`` saved as NAME: untrained but not
+    the identity (a small random head, its outputs shifted by ``bias``)."""
     from usdehaze.core.student import OnePassUNet, StudentNet, save_student
 
     torch.manual_seed(seed)
-    net = OnePassUNet(StudentNet(in_channels, 2, width=4, levels=2))
+    net = OnePassUNet(StudentNet(*channels, width=4, levels=2))
     torch.nn.init.normal_(net.head.weight, std=0.01)
+    torch.nn.init.constant_(net.head.bias, bias)
     return save_student(factory.mktemp(name) / name, net, {"method": "fast", **meta})
 
 
 @pytest.fixture(scope="session")
 def tiny_student(tmp_path_factory):
     """Path of a tiny iq student (dB + μ-law I/Q in)."""
-    return _tiny_student(tmp_path_factory, "student_iq", 3, 0, {"dynamic_range": 60.0})
+    return _tiny_student(tmp_path_factory, "student_iq", (3, 2), 0, {"dynamic_range": 60.0})
 
 
 @pytest.fixture(scope="session")
 def tiny_bmode_student(tmp_path_factory):
-    """Path of a tiny B-mode student (1 grey channel in)."""
-    return _tiny_student(tmp_path_factory, "student_bmode", 1, 1, {"model": "bmode"})
+    """Path of a tiny B-mode student (its context view in, the clean view out), darkening by
+    about 0.05 of the dynamic range (its gain is never positive: a brightening one does nothing)."""
+    meta = {"model": "bmode"}
+    return _tiny_student(tmp_path_factory, "student_bmode", (1, 1), 1, meta, bias=-0.05)
 
 
 def memory_scan(n_frames: int = 3, shape=(48, 32), seed: int = 0) -> Scan:

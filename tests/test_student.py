@@ -199,29 +199,94 @@ def test_a_crop_within_its_frame_is_scaled_as_the_frame(tiny_student, tiny_iq_pr
         assert not np.allclose(d.dehaze_iq(crop)["input"], full, atol=1)
 
 
-def test_fast_on_bmode_runs_the_display_student_at_any_dynamic_range(
+def _fan(shape=(90, 120)) -> np.ndarray:
+    """A sector-shaped imaged region (z, x): a 60° fan from the top centre."""
+    z, x = np.indices(shape, dtype=float)
+    rho, phi = np.hypot(z, x - shape[1] / 2), np.arctan2(x - shape[1] / 2, z)
+    return (np.abs(phi) < np.radians(30)) & (rho < shape[0] - 2)
+
+
+def _bmode_dehazer(student, priors, dr: float) -> Dehazer:
+    cfg = DehazeConfig(
+        method="fast", model="bmode", student=str(student), tissue_prior=str(priors[0]),
+        device="cpu", dynamic_range=dr,
+    )  # fmt: skip
+    return Dehazer(cfg)
+
+
+def test_context_view_is_the_mean_power_of_its_cells_in_grey_units():
+    """A region of two constant levels: every cell inside reads its level's (dB + DR) / DR,
+    cells mostly outside read 0 and are masked out; the view spans the region's bounding box."""
+    inside = _fan((256, 256))
+    db = np.full(inside.shape, -60.0, np.float32)
+    db[inside] = -20.0
+    db[inside & (np.indices(db.shape)[0] >= 128)] = -35.0  # deeper half 15 dB dimmer
+    view, within = us_student.context_view(db, inside, 60.0, size=32)
+    assert view.shape == within.shape == (1, 32, 32)
+    top, deep = view[0, :12][within[0, :12] > 0], view[0, 20:][within[0, 20:] > 0]
+    np.testing.assert_allclose(top, 40 / 60, atol=1e-4)
+    np.testing.assert_allclose(deep, 25 / 60, atol=1e-4)
+    assert np.all(view[within == 0] == 0) and 0.3 < within.mean() < 0.9
+    assert within[0, 2:-2].any(1).all()  # the view spans the region's depth ...
+    assert within[0, :, 0].any() and within[0, :, -1].any()  # ... and its width
+
+
+def test_bmode_student_applies_a_smooth_darkening_gain_to_the_input_pixels(
     tiny_bmode_student, tiny_bmode_priors
 ):
-    """The bmode model's student sees grey levels in [-1, 1] (dB over the run's dynamic range)
-    and returns tissue and haze in the same scale: one pass, the same as the network by hand,
-    at 60 and at 45 dB (its scale is the run's own, unlike the iq student's)."""
-    t, _ = tiny_bmode_priors
-    s = load_student(tiny_bmode_student)
+    """One pass; tissue never brighter than the input, the input's pixels kept where the gain is
+    0 (outside the imaged region), powers conserved (tissue + haze = input where haze is above
+    the floor), and the gain smooth: the speckle (pixel-to-pixel change) is the input's."""
+    d = _bmode_dehazer(tiny_bmode_student, tiny_bmode_priors, 60.0)
+    inside = _fan()
     r = np.random.default_rng(0)
+    speckle = 10 * np.log10(r.exponential(size=(2, *inside.shape)))  # fully developed speckle
+    db = np.where(inside, np.clip(-25 + speckle, -59, 0), -60).astype(np.float32)
+    out = d(db)
+    assert d.nfe == 1 and set(out) == {"tissue", "haze"}
+    tissue, haze = out["tissue"], out["haze"]
+    gain = tissue - db
+    assert gain.max() <= 1e-5 and gain.min() < -0.01  # the random head darkens somewhere
+    np.testing.assert_array_equal(tissue[:, ~inside], db[:, ~inside])
+    above = haze > -59.9
+    power = 10 ** (tissue / 10) + 10 ** (haze / 10)
+    np.testing.assert_allclose(power[above], (10 ** (db / 10))[above], rtol=1e-3)
+    core = inside & np.roll(inside, 1, 0) & np.roll(inside, 1, 1)
+    step = lambda a: np.abs(np.diff(a, axis=-1))[:, core[:, 1:]].mean()  # noqa: E731
+    assert step(gain) < 0.05 * step(db)
+
+
+def test_bmode_student_gain_scales_with_the_runs_dynamic_range(
+    tiny_bmode_student, tiny_bmode_priors
+):
+    """The same grey levels read at 60 and at 45 dB give the same view, so the same gain in
+    grey units (its scale is the run's own, unlike the iq student's)."""
+    inside = _fan()
+    grey = np.where(inside, np.random.default_rng(1).uniform(0.2, 0.9, inside.shape), 0)
+    gains = []
     for dr in (60.0, 45.0):
-        cfg = DehazeConfig(
-            method="fast", model="bmode", student=str(tiny_bmode_student), tissue_prior=str(t),
-            device="cpu", dynamic_range=dr,
-        )  # fmt: skip
-        d = Dehazer(cfg)
-        db = -dr * r.random((2, 36, 28)).astype(np.float32)
-        out = d(db)
-        assert d.nfe == 1 and set(out) == {"tissue", "haze"}
-        x = torch.from_numpy((db / dr * 2 + 1)[:, None])
-        want = np.clip((s(x).numpy() + 1) / 2 * dr - dr, -dr, 0)
-        np.testing.assert_allclose(out["tissue"], want[:, 0], atol=1e-4)
-        np.testing.assert_allclose(out["haze"], want[:, 1], atol=1e-4)
-        assert not np.allclose(out["tissue"], db, atol=1e-3)  # the random head changed it
+        db = (grey * dr - dr)[None].astype(np.float32)
+        gains.append(
+            (_bmode_dehazer(tiny_bmode_student, tiny_bmode_priors, dr)(db)["tissue"] - db) / dr
+        )
+    assert np.abs(gains[0]).max() > 1e-3
+    np.testing.assert_allclose(gains[0], gains[1], atol=1e-4)
+
+
+def test_an_identity_bmode_student_changes_nothing(tmp_path, tiny_bmode_priors):
+    """A student whose head is zero returns its view: gain 0, the tissue is the input and the
+    haze is at the floor."""
+    from usdehaze.core.student import OnePassUNet, StudentNet, save_student
+
+    path = save_student(
+        tmp_path / "student_bmode", OnePassUNet(StudentNet(1, 1, width=4, levels=2)),
+        {"method": "fast", "model": "bmode"},
+    )  # fmt: skip
+    inside = _fan()
+    db = np.where(inside, np.random.default_rng(2).uniform(-50, -5, inside.shape), -60)
+    out = _bmode_dehazer(path, tiny_bmode_priors, 60.0)(db[None].astype(np.float32))
+    np.testing.assert_allclose(out["tissue"][0], db, atol=1e-4)
+    assert np.all(out["haze"] == -60)
 
 
 def test_a_student_for_one_model_is_refused_by_the_other(tiny_student, tiny_bmode_student):

@@ -246,11 +246,16 @@ class Distiller:
         cfg: DistilConfig,
         out: str | Path,
         device: str | torch.device = "cpu",
+        weights: Sequence[np.ndarray] | None = None,
     ) -> None:
         if len(inputs) != len(targets) or not inputs:
             raise ValueError("inputs and targets: expected as many of each, at least one")
+        if weights is not None and len(weights) != len(inputs):
+            raise ValueError("weights: expected one (1, z, x) map per input")
         self.inputs = [torch.as_tensor(np.asarray(a, np.float32)) for a in inputs]
         self.targets = [torch.as_tensor(np.asarray(a, np.float32)) for a in targets]
+        # per-pixel loss weights (1, z, x), e.g. 0 outside an imaged region; None: all pixels
+        self.weights = None if weights is None else [torch.as_tensor(w) for w in weights]
         self.cfg, self.out, self.device = cfg, Path(out), torch.device(device)
         arch = StudentNet(
             in_channels=self.inputs[0].shape[0],
@@ -279,6 +284,8 @@ class Distiller:
         for _ in range(c.batch):
             i = int(torch.randint(len(self.inputs), (1,), generator=g))
             x, y = self.inputs[i], self.targets[i]
+            if self.weights is not None:  # cropped and flipped with the target, its last channel
+                y = torch.cat([y, self.weights[i].to(y.dtype)])
             h, w = x.shape[-2:]
             ch, cw = min(c.crop, h), min(c.crop, w)
             r = int(torch.randint(h - ch + 1, (1,), generator=g))
@@ -298,8 +305,14 @@ class Distiller:
         x, y = self._batch()
         for group in self.opt.param_groups:
             group["lr"] = self._lr()
+        if self.weights is not None:
+            y, w = y[:, :-1], y[:, -1:]
         err = self.net(x) - y
-        loss = err.abs().mean() if self.cfg.loss == "l1" else err.square().mean()
+        err = err.abs() if self.cfg.loss == "l1" else err.square()
+        if self.weights is None:
+            loss = err.mean()
+        else:  # the weighted mean over pixels and channels
+            loss = (err * w).sum() / (w.sum() * err.shape[1]).clamp_min(1e-12)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()

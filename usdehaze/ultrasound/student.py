@@ -4,9 +4,11 @@ What a student sees and returns, in one place. ``iq`` (distilled from the joint 
 ``pipelines/distil_student.py``): in, the hazy frame's log envelope (dB scaled to [-1, 1], the
 residual baseline) and its μ-law I/Q; out, the teacher's tissue and haze in the same dB scale.
 ``bmode`` (trained on the corpus's truth rendered through display chains,
-``pipelines/train_student_bmode.py``): in, the display grey levels in [-1, 1] (the run's dB over
-its dynamic range); out, the tissue-only and haze-only renderings in the same scale. The network
-itself is ``usdehaze.core.student``.
+``pipelines/train_student_bmode.py``): it sees the whole imaged region at once, as the mean power
+of CONTEXT × CONTEXT cells in dB over the run's dynamic range (so a dim cavity is told from dim
+tissue by what surrounds it), and returns the tissue-only rendering's cells; the difference is a
+smooth dB gain (never above 0) applied to every input pixel, so speckle and resolution are the
+input's own. The network itself is ``usdehaze.core.student``.
 """
 
 from __future__ import annotations
@@ -48,8 +50,9 @@ class StudentKind:
 
 KINDS = {
     "iq": StudentKind("iq", STUDENT_FILE, IN_CHANNELS, OUT_CHANNELS, fixed_range=True),
-    "bmode": StudentKind("bmode", "student_bmode.safetensors", 1, OUT_CHANNELS, fixed_range=False),
+    "bmode": StudentKind("bmode", "student_bmode.safetensors", 1, 1, fixed_range=False),
 }
+CONTEXT = 128  # the B-mode student's view: the imaged region's bounding box as CONTEXT² cells
 
 
 def kind(model: str) -> StudentKind:
@@ -78,11 +81,6 @@ def targets(tissue_db: np.ndarray, haze_db: np.ndarray, dynamic_range: float) ->
     return np.stack(
         [db_to_unit(tissue_db, dynamic_range), db_to_unit(haze_db, dynamic_range)], axis=1
     ).astype(np.float32)
-
-
-def encode_db(db: np.ndarray, dynamic_range: float) -> np.ndarray:
-    """dB frames (n, z, x) in [-DR, 0] → a display student's input (n, 1, z, x)."""
-    return db_to_unit(np.asarray(db, np.float32), dynamic_range)[:, None].astype(np.float32)
 
 
 def decode(out: np.ndarray, dynamic_range: float) -> dict[str, np.ndarray]:
@@ -154,15 +152,87 @@ def _forward(student, x: np.ndarray, device: Any, precision: str) -> np.ndarray:
     return out.float().cpu().numpy()
 
 
+def imaged(db: np.ndarray, dynamic_range: float) -> np.ndarray:
+    """Pixels of display dB frames that carry echo: above the display floor (-DR, black; the
+    B-mode reader puts everything outside the sector there)."""
+    return np.asarray(db) > -dynamic_range + 1e-3
+
+
+def _box(inside: np.ndarray) -> tuple[int, int, int, int]:
+    """Bounding box (row0, row1, col0, col1) of a (z, x) mask; the whole frame when empty."""
+    rows, cols = np.flatnonzero(inside.any(1)), np.flatnonzero(inside.any(0))
+    if not len(rows):
+        return 0, inside.shape[0], 0, inside.shape[1]
+    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+
+
+def context_view(
+    db: np.ndarray, inside: np.ndarray, dynamic_range: float, size: int = CONTEXT
+) -> tuple[np.ndarray, np.ndarray]:
+    """One display dB frame (z, x) → the B-mode student's view of it: the mean power of the
+    imaged region's bounding box in size × size cells, in dB over ``dynamic_range`` as grey/255
+    (1, size, size), 0 in cells mostly outside ``inside``; and those cells' mask (1, size, size)."""
+    import torch
+    import torch.nn.functional as F
+
+    r0, r1, c0, c1 = _box(inside)
+    m = np.asarray(inside[r0:r1, c0:c1], np.float32)
+    p = np.where(m > 0, 10.0 ** (np.asarray(db[r0:r1, c0:c1], np.float64) / 10), 0.0)
+    power = F.adaptive_avg_pool2d(torch.from_numpy(p).float()[None, None], size)
+    share = F.adaptive_avg_pool2d(torch.from_numpy(m)[None, None], size)
+    cell_db = 10 * torch.log10(power / share.clamp_min(1e-6) + 1e-12)
+    unit = ((cell_db + dynamic_range) / dynamic_range).clamp(-0.5, 1.5)
+    within = share > 0.5
+    return (
+        torch.where(within, unit, torch.zeros_like(unit))[0].numpy(),
+        within.float()[0].numpy(),
+    )
+
+
+def apply_gain(
+    db: np.ndarray,
+    inside: np.ndarray,
+    view: np.ndarray,
+    within: np.ndarray,
+    clean: np.ndarray,
+    dynamic_range: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The student's clean cells against its view (cells ``within`` the region; 0 dB elsewhere)
+    → a dB gain (≤ 0), upsampled bilinearly to the bounding box and applied to every imaged
+    pixel of ``db`` (z, x): tissue dB, and the haze as the power taken away, in dB."""
+    import torch
+    import torch.nn.functional as F
+
+    r0, r1, c0, c1 = _box(inside)
+    gain = (torch.from_numpy((clean - view) * within) * dynamic_range)[None]  # (1, 1, n, n) dB
+    up = F.interpolate(gain, size=(r1 - r0, c1 - c0), mode="bilinear", align_corners=False)
+    g = np.minimum(up[0, 0].numpy(), 0.0) * inside[r0:r1, c0:c1]
+    tissue = np.array(db, np.float32)
+    tissue[r0:r1, c0:c1] += g
+    taken = 10.0 ** (db / 10) - 10.0 ** (tissue / 10)
+    haze = 10 * np.log10(np.maximum(taken, 10.0 ** (-dynamic_range / 10)))
+    floor = -dynamic_range
+    return np.clip(tissue, floor, 0).astype(np.float32), np.clip(haze, floor, 0).astype(np.float32)
+
+
 def run_db(student, db: np.ndarray, dynamic_range: float, device: Any, precision: str) -> dict:
-    """Dehaze display dB frames (n, z, x) in one pass: tissue and haze in dB."""
+    """Dehaze display dB frames (n, z, x) in one pass: tissue and haze in dB (see the module's
+    note on the B-mode student: whole-region context in, a smooth gain on the input's pixels)."""
     from usdehaze.ultrasound.driver import stage
 
+    db = np.asarray(db, np.float32)
     with stage("encode"):
-        x = encode_db(db, dynamic_range)
-    out = _forward(student, x, device, precision)
+        inside = imaged(db, dynamic_range)
+        views, within = (
+            np.stack(v) for v in zip(*map(context_view, db, inside, [dynamic_range] * len(db)))
+        )
+    clean = _forward(student, views, device, precision)
     with stage("decode"):
-        return decode(out, dynamic_range)
+        pairs = [apply_gain(*a, dynamic_range) for a in zip(db, inside, views, within, clean)]
+    return {
+        "tissue": np.stack([t for t, _ in pairs]),
+        "haze": np.stack([h for _, h in pairs]),
+    }
 
 
 def run(
