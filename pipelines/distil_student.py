@@ -32,7 +32,8 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
-import yaml
+
+from usdehaze.config import read_pipeline_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -311,7 +312,7 @@ def main() -> int:
     ap.add_argument("--wait-for", type=int, default=None, help="teacher: wait for N shards")
     ap.add_argument("--ship", action="store_true", help="export: copy into usdehaze/weights")
     args = ap.parse_args()
-    cfg = yaml.safe_load(Path(args.config).read_text())
+    cfg = read_pipeline_config(args.config, ("teacher", "distil"))  # twice or null: exit 2
     if args.stage in ("teacher", "all"):
         folder = run_teacher(cfg, args.wait_for)
     else:

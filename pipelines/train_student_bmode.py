@@ -24,7 +24,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import yaml
+
+from usdehaze.config import read_pipeline_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -133,7 +134,7 @@ def main() -> int:
     ap.add_argument("--stage", choices=["render", "train", "export", "all"], default="all")
     ap.add_argument("--ship", action="store_true", help="export: copy into usdehaze/weights")
     args = ap.parse_args()
-    cfg = yaml.safe_load(Path(args.config).read_text())
+    cfg = read_pipeline_config(args.config, ("distil",))  # twice or null: exit 2
     folder = _path(cfg["out"]) / "pairs"
     if args.stage in ("render", "all"):
         folder = render(cfg)

@@ -703,6 +703,72 @@ def test_yaml_key_given_twice_refused(capsys, tmp_path, text, key):
     assert not out.exists()
 
 
+@pytest.mark.parametrize(
+    "text, key",
+    [
+        ("sampler:\nsteps: 3\n", "sampler"),  # the settings lost their indent
+        ("runtime: null\n", "runtime"),
+        ("method: joint\nmodel:\n  gamma: 2\nsampler:\n", "sampler"),
+    ],
+)
+def test_yaml_null_section_refused(capsys, tmp_path, text, key):
+    """A null section ran the defaults without a word (issue 31 item 6)."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(text)
+    out = tmp_path / "o.h5"
+    args = ["run", "--demo", "-o", out, "--config", cfg]
+    refused(capsys, args, cfg, f"key '{key}'", "expected a mapping", "empty section")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "path", [("priors",), ("priors", "signal"), ("methods", "bm3d"), ("noise", "test"), ("paper",)]
+)
+def test_experiment_config_null_section_refused(capsys, tmp_path, path):
+    """``priors:`` with nothing under it trained default priors without a word."""
+    import yaml
+
+    cfg = yaml.safe_load((Path(__file__).parents[1] / "configs/natural_small.yaml").read_text())
+    node = cfg
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = None
+    cfg["out"] = str(tmp_path / "run")
+    f = tmp_path / "e.yaml"
+    f.write_text(yaml.safe_dump(cfg))
+    refused(
+        capsys, ["experiment", f, "--quiet"], f.name, f"key '{'.'.join(path)}'", "empty section"
+    )
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "script, text, words",
+    [
+        ("make_corpus.py", "out: x\ntrain:\nval: {}\n", ["'train'", "empty section"]),
+        ("distil_student.py", "out: a\nout: b\n", ["'out' given twice"]),
+        ("train_student_bmode.py", "out: a\ndistil: null\n", ["'distil'", "empty section"]),
+    ],
+)
+def test_pipeline_config_twice_or_null_is_one_line(tmp_path, script, text, words):
+    """The pipelines read their YAML with yaml.safe_load: a key twice kept the last silently."""
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(text)
+    root = Path(__file__).parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    p = subprocess.run(
+        [sys.executable, str(root / "pipelines" / script), str(cfg)],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env,
+    )  # fmt: skip
+    err = p.stderr.strip()
+    assert p.returncode == 2 and len(err.splitlines()) == 1, err
+    assert str(cfg) in err and all(w in err for w in words), err
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["c.yaml"]  # nothing made
+
+
 def test_yaml_merge_key_may_still_be_overridden(tmp_path):
     from usdehaze.config import read_yaml
 
