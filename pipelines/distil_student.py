@@ -32,7 +32,8 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
-import yaml
+
+from usdehaze.config import read_pipeline_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -330,7 +331,7 @@ def train_and_export(args: argparse.Namespace, cfg: dict, folder: Path, train, e
 
 def main() -> int:
     args = recipe_arguments(__doc__, "student.yaml", "teacher", wait_for=True)
-    cfg = yaml.safe_load(Path(args.config).read_text())
+    cfg = read_pipeline_config(args.config, ("teacher", "distil"))  # twice or null: exit 2
     if args.stage in ("teacher", "all"):
         folder = run_teacher(cfg, args.wait_for)
     else:

@@ -21,7 +21,7 @@ import time  # noqa: E402
 from concurrent.futures import ProcessPoolExecutor, as_completed  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-import yaml  # noqa: E402
+from usdehaze.config import read_pipeline_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,7 +38,7 @@ def main() -> int:
 
     from usdehaze.ultrasound.corpus.build import plan, run_task
 
-    cfg = yaml.safe_load(Path(args.config).read_text())
+    cfg = read_pipeline_config(args.config, ("train", "val"))  # twice or null: exit 2
     root = Path(cfg["out"])
     if not root.is_absolute():
         root = ROOT / root

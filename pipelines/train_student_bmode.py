@@ -27,7 +27,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import yaml
+
+from usdehaze.config import read_pipeline_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -146,7 +147,7 @@ def export(cfg: dict, folder: Path, ship: bool) -> Path:
 def main() -> int:
     shared = _shared()
     args = shared.recipe_arguments(__doc__, "student_bmode.yaml", "render", wait_for=False)
-    cfg = yaml.safe_load(Path(args.config).read_text())
+    cfg = read_pipeline_config(args.config, ("distil",))  # twice or null: exit 2
     folder = _path(cfg["out"]) / "pairs"
     if args.stage in ("render", "all"):
         folder = render(cfg)

@@ -463,3 +463,47 @@ def test_hazy_material_without_haze_roi_is_warned(material, base, tmp_path, caps
     assert run_app([*args, "--steps", "1", "--device", "cpu", "-q", "--from", str(base)]) == 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"warning: {truth}: --haze without --haze-roi")
+
+
+def test_sigkill_then_rerun_resumes_and_stops_on_time(material, base, tmp_path):
+    """Issue 31 item 7: an adapt killed with SIGKILL after its first checkpoint, rerun with
+    the same command, resumes from that checkpoint (its step count goes on) and ends within
+    its --minutes (the budget counts the training of both runs), leaving no temporary file."""
+    out = tmp_path / "lab"
+    minutes = 0.5  # 15 s per prior, over both runs
+    argv = [sys.executable, "-m", "usdehaze", *_adapt(material, out, "--minutes", str(minutes))]
+    argv += ["--from", str(base)]
+    argv.remove("-q")  # its log says where it resumes
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    ckpt = out / "checkpoints" / "tissue" / "checkpoint.pt"
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        t0 = time.monotonic()
+        while not ckpt.exists() and p.poll() is None and time.monotonic() - t0 < 240:
+            time.sleep(0.05)
+        assert p.poll() is None, p.communicate()[0][-2000:]  # still training: killed midway
+        time.sleep(0.3)
+        p.send_signal(signal.SIGKILL)
+        p.wait(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == -signal.SIGKILL
+    killed = torch.load(ckpt, weights_only=True)
+    assert killed["step"] >= 1
+    assert not (out / "tissue_iq.safetensors").exists()  # nothing exported by the killed run
+    t0 = time.monotonic()
+    p = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=600)
+    wall = time.monotonic() - t0
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert f"tissue: resuming at step {killed['step']}" in p.stdout + p.stderr
+    # on time: the training left (at most the budget), plus loading, checks and exports
+    assert wall < minutes * 60 + 90, wall
+    for role in ("tissue", "haze"):
+        prior = load_prior(out / f"{role}_iq.safetensors")
+        training = prior.meta["training"]
+        assert training["steps"] > (killed["step"] if role == "tissue" else 0)
+        assert training["minutes"] <= minutes / 2 + 0.05, training  # its half of the budget
+    state = torch.load(ckpt, weights_only=True)
+    assert state["step"] == load_prior(out / "tissue_iq.safetensors").meta["training"]["steps"]
+    assert not _leftovers(out)

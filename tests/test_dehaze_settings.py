@@ -123,8 +123,8 @@ def test_nested_and_flat_give_the_same_config():
     mixed = {**nested, "steps": 7, "model": {"model": "logsum"}, "gamma": 2.0}
     assert DehazeConfig.from_dict(mixed) == cfg
     assert DehazeConfig.from_dict(DehazeConfig().nested()) == DehazeConfig()
-    # model and priors: a string is the field, a mapping the section; an empty section is none
-    assert DehazeConfig.from_dict({"model": "logsum", "runtime": None}).model == "logsum"
+    # model and priors: a string (or null: priors unset) is the field, a mapping the section
+    assert DehazeConfig.from_dict({"model": "logsum"}).model == "logsum"
     assert DehazeConfig.from_dict({"priors": None}).priors is None
 
 
@@ -140,6 +140,9 @@ def test_nested_and_flat_give_the_same_config():
         ({"sampler": {"method": "dps"}}, "key 'sampler.method': a top-level setting"),
         ({"sampler": {"stepz": 3}}, "key 'sampler.stepz': unknown (section sampler has rule"),
         ({"runtime": 3}, "key 'runtime': expected a mapping of runtime settings"),
+        # a null section (issue 31 item 6): its settings lost their indent, or were never written
+        ({"runtime": None}, "key 'runtime': expected a mapping of runtime settings"),
+        ({"sampler": None, "steps": 3}, "got nothing (an empty section"),
         ({"sampler": {"steps": "x"}}, "key 'steps': expected a"),
     ],
 )

@@ -384,6 +384,8 @@ def _check_damaged(capsys, finished, kind: str, how: str, name: str, value, work
     if kind == "store.zarr":
         info_code, _, err = _cli(capsys, ["info", bad])
         assert info_code in (0, 2) and "Traceback" not in err
+        if how in ("corrupt_chunk", "delete_chunk") and name.endswith("_db"):
+            assert info_code == 2 and str(bad) in err, err  # a frame's images lost: not fine
         args = [bad if a == "STORE" else a for a in finished["resume"]]
         code, out, err = _cli(capsys, args)
         assert "Traceback" not in err + out, err
@@ -438,19 +440,25 @@ def test_damaged_result_or_store_is_one_line_or_unchanged(capsys, finished, kind
         ("r.zarr", "delete_chunk", "z"),
         ("r.zarr", "break_metadata", "tissue_db"),
         ("store.zarr", "delete_chunk", "tissue_db"),
+        ("store.zarr", "corrupt_chunk", "tissue_db"),
+        ("store.zarr", "corrupt_chunk", "haze_db"),
         ("store.zarr", "longer", "done"),
     ],
 )
 def test_issue_damages_are_one_line(capsys, finished, tmp_path, kind, how, name):
-    """The damages the issue saw: gcnr and show (which read the tissue frames) refuse them."""
+    """The damages the issue saw: info, gcnr and show refuse them (info called a store with
+    a corrupt chunk fine: it read metadata only; it now decodes every frame done)."""
     src = finished["dir"] / kind
     bad = _copy(src, tmp_path / kind)
     target = bad / "scans/000" if kind == "store.zarr" else bad
     assert _damage(target, how, name)
-    for cmd, args in _readers(target, finished["roi"], tmp_path).items():
+    readers = _readers(target, finished["roi"], tmp_path)
+    if kind == "store.zarr":  # info on the whole store names the damaged group and key
+        readers["info store"] = ["info", bad]
+    if name == "haze_db":  # gcnr and show read the tissue only
+        readers = {k: v for k, v in readers.items() if k.startswith("info")}
+    for cmd, args in readers.items():
         code, out, err = _cli(capsys, args)
-        if cmd == "info" and how == "corrupt_chunk":
-            continue  # info reads metadata only: a chunk's bytes are checked when read
         assert code == 2 and len(err.splitlines()) == 1, (cmd, code, err)
         assert str(target) in err and "Traceback" not in err, err
         assert f"'{name}'" in err, err  # the damaged key named
@@ -689,6 +697,72 @@ def test_yaml_key_given_twice_refused(capsys, tmp_path, text, key):
     out = tmp_path / "o.h5"
     refused(capsys, ["run", "--demo", "-o", out, "--config", cfg], cfg, f"'{key}' given twice")
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "text, key",
+    [
+        ("sampler:\nsteps: 3\n", "sampler"),  # the settings lost their indent
+        ("runtime: null\n", "runtime"),
+        ("method: joint\nmodel:\n  gamma: 2\nsampler:\n", "sampler"),
+    ],
+)
+def test_yaml_null_section_refused(capsys, tmp_path, text, key):
+    """A null section ran the defaults without a word (issue 31 item 6)."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(text)
+    out = tmp_path / "o.h5"
+    args = ["run", "--demo", "-o", out, "--config", cfg]
+    refused(capsys, args, cfg, f"key '{key}'", "expected a mapping", "empty section")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "path", [("priors",), ("priors", "signal"), ("methods", "bm3d"), ("noise", "test"), ("paper",)]
+)
+def test_experiment_config_null_section_refused(capsys, tmp_path, path):
+    """``priors:`` with nothing under it trained default priors without a word."""
+    import yaml
+
+    cfg = yaml.safe_load((Path(__file__).parents[1] / "configs/natural_small.yaml").read_text())
+    node = cfg
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = None
+    cfg["out"] = str(tmp_path / "run")
+    f = tmp_path / "e.yaml"
+    f.write_text(yaml.safe_dump(cfg))
+    refused(
+        capsys, ["experiment", f, "--quiet"], f.name, f"key '{'.'.join(path)}'", "empty section"
+    )
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "script, text, words",
+    [
+        ("make_corpus.py", "out: x\ntrain:\nval: {}\n", ["'train'", "empty section"]),
+        ("distil_student.py", "out: a\nout: b\n", ["'out' given twice"]),
+        ("train_student_bmode.py", "out: a\ndistil: null\n", ["'distil'", "empty section"]),
+    ],
+)
+def test_pipeline_config_twice_or_null_is_one_line(tmp_path, script, text, words):
+    """The pipelines read their YAML with yaml.safe_load: a key twice kept the last silently."""
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(text)
+    root = Path(__file__).parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    p = subprocess.run(
+        [sys.executable, str(root / "pipelines" / script), str(cfg)],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env,
+    )  # fmt: skip
+    err = p.stderr.strip()
+    assert p.returncode == 2 and len(err.splitlines()) == 1, err
+    assert str(cfg) in err and all(w in err for w in words), err
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["c.yaml"]  # nothing made
 
 
 def test_yaml_merge_key_may_still_be_overridden(tmp_path):

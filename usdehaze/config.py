@@ -119,3 +119,30 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if bad is not None:
         raise UsageError(f"{path}: key '{bad}': NaN or infinite numbers are not allowed")
     return cfg
+
+
+def check_sections(cfg: dict[str, Any], sections: tuple[str, ...], source: str | Path) -> None:
+    """Each of ``sections`` present in ``cfg`` is a mapping: a null one (``distil:`` whose
+    settings lost their indent) is one line, not its defaults run without a word."""
+    for key in sections:
+        if key in cfg and not isinstance(cfg[key], dict):
+            got = (
+                "nothing (an empty section: indent its settings under it)"
+                if cfg[key] is None
+                else repr(cfg[key])
+            )
+            raise UsageError(f"{source}: key '{key}': expected a mapping of settings, got {got}")
+
+
+def read_pipeline_config(path: str | Path, sections: tuple[str, ...]) -> dict[str, Any]:
+    """A pipeline script's YAML config, as :func:`read_yaml` reads it (a key given twice is
+    refused) with its ``sections`` mappings; a bad one is one line on stderr and exit 2."""
+    import sys
+
+    try:
+        cfg = read_yaml(path)
+        check_sections(cfg, sections, path)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    return cfg

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 import torch
 
 from usdehaze.errors import UsageError
+
+T = TypeVar("T")
 
 
 def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
@@ -54,3 +59,49 @@ def set_cpu_threads(spec: int = 0) -> int:
     if n != torch.get_num_threads():
         torch.set_num_threads(n)
     return n
+
+
+def each_alone(
+    n: int,
+    fn: Callable[[int], T],
+    workers: int = 1,
+    on_error: Callable[[], None] | None = None,
+) -> list[T]:
+    """``[fn(0), ..., fn(n - 1)]`` with torch on one CPU thread, ``workers`` items at once (their
+    kernels release the GIL): torch's threads then parallelise over items, not inside an
+    operation, so an item's result does not depend on the thread count (torch's CPU GroupNorm
+    and SiLU round differently with 1 and 3 threads) nor on what else runs. ``on_error`` is
+    called when an item fails or Ctrl-C arrives while waiting (to stop the others early); the
+    first error raised is an item's own, not one ``on_error`` caused (``Stopped``)."""
+    from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+
+    threads = torch.get_num_threads()
+    if threads != 1:
+        torch.set_num_threads(1)
+    try:
+        if workers <= 1 or n <= 1:
+            try:
+                return [fn(i) for i in range(n)]
+            except BaseException:
+                if on_error is not None:
+                    on_error()
+                raise
+        with ThreadPoolExecutor(min(workers, n), thread_name_prefix="usdehaze-item") as ex:
+            futures = [ex.submit(fn, i) for i in range(n)]
+            try:
+                wait(futures, return_when=FIRST_EXCEPTION)
+            finally:  # an item failed, or Ctrl-C here: the others may stop early
+                failed = not all(f.done() and f.exception() is None for f in futures)
+                if failed and on_error is not None:
+                    on_error()
+        errors = [f.exception() for f in futures if f.exception() is not None]
+        if errors:
+            raise next((e for e in errors if not isinstance(e, Stopped)), errors[0])
+        return [f.result() for f in futures]
+    finally:
+        if threads != 1:
+            torch.set_num_threads(threads)
+
+
+class Stopped(Exception):
+    """Raised by an item that stopped because another one failed (see :func:`each_alone`)."""

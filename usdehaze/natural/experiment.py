@@ -51,6 +51,25 @@ def _section(cfg: dict, key: str, source: str, required: bool = True) -> dict:
     return val
 
 
+def _no_null_sections(cfg: dict[str, Any], source: str) -> None:
+    """A section given with nothing under it (``priors:`` whose settings lost their indent) is
+    one line, not the defaults run without a word (issue 31 item 6); ``{}`` asks for them."""
+    empty = "expected a mapping, got nothing (an empty section: indent its settings under it, or write {} for the defaults)"
+    for key in ("signal", "noise", "task", "methods", "priors", "figure", "paper"):
+        if key in cfg and cfg[key] is None:
+            raise UsageError(f"{source}: key '{key}': {empty}")
+    for key, subs in (
+        ("signal", ("train", "test")),
+        ("noise", ("train", "test")),
+        ("priors", ("sde", "signal", "noise")),
+        ("methods", tuple(cfg.get("methods") or ())),
+    ):
+        sec = cfg.get(key)
+        for sub in subs if isinstance(sec, dict) else ():
+            if sub in sec and sec[sub] is None:
+                raise UsageError(f"{source}: key '{key}.{sub}': {empty}")
+
+
 def validate(cfg: dict[str, Any], source: str) -> None:
     """Top-level keys, sections and method names; deeper keys are checked where they are used."""
     from usdehaze.natural.methods import METHODS
@@ -60,6 +79,7 @@ def validate(cfg: dict[str, Any], source: str) -> None:
         raise UsageError(
             f"{source}: key '{sorted(unknown)[0]}': unknown (expected one of {sorted(TOP_KEYS)})"
         )
+    _no_null_sections(cfg, source)
     for key in ("signal", "noise", "task", "methods"):
         _section(cfg, key, source)
     for key in ("train", "test"):

@@ -361,12 +361,16 @@ class DehazeConfig:
             if k not in SECTIONS or (k in known and not isinstance(v, Mapping)):
                 put(k, v, k)
                 continue
-            if v is None:  # an empty section (``runtime:`` with nothing under it)
-                continue
-            if not isinstance(v, Mapping):
+            if not isinstance(v, Mapping):  # null too: ``sampler:`` whose settings lost their
+                # indent (issue 31 item 6) would run the defaults without a word
+                got = (
+                    "nothing (an empty section: indent its settings under it)"
+                    if v is None
+                    else repr(v)
+                )
                 raise UsageError(
                     f"{source}: key '{k}': expected a mapping of {k} settings "
-                    f"({', '.join(cls.keys(k))}), got {v!r}"
+                    f"({', '.join(cls.keys(k))}), got {got}"
                 )
             for sub, value in v.items():
                 place = known.get(sub, "")

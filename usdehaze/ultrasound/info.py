@@ -16,8 +16,11 @@ def describe(file: Path, key: str | None = None) -> dict:
     from usdehaze.ultrasound.results import is_result_file, load_result
 
     if Path(file).suffix == ".zarr" and (store := describe_store(file)) is not None:
+        for scan in store["scans"]:  # every frame done decodes (the checks on open read none)
+            _check_decodes(Path(file) / scan["group"])
         return store
     if is_result_file(file):
+        _check_decodes(Path(file))
         with load_result(file) as r:
             return {
                 "file": str(file),
@@ -98,3 +101,20 @@ def _checks(attrs: dict) -> dict:
             "tissue": round(float(attrs["flicker_tissue_db"]), 3),
         }
     return out
+
+
+def _check_decodes(path: Path) -> None:
+    """Every frame a result (or a run-many store's scan group) holds decodes to finite dB: its
+    written frames (``done``, or the first ``frames_done``); damage is one line."""
+    import numpy as np
+
+    from usdehaze.ultrasound.result_check import check_frames_decode
+    from usdehaze.ultrasound.results import load_result
+
+    with load_result(path) as r:
+        if r.done is not None:
+            done = r.done
+        else:
+            written = r.attrs.get("frames_done", r.n_frames)
+            done = np.arange(r.n_frames) < (written if isinstance(written, int) else r.n_frames)
+        check_frames_decode(r.path, r.arrays, done)

@@ -167,3 +167,15 @@ def read_frames(path: Path, key: str, array: Any, start: int, stop: int) -> np.n
             f"frame {bad} holds NaN or Inf (a missing or altered chunk), expected finite dB",
         )
     return out
+
+
+def check_frames_decode(path: Path, arrays: dict[str, Any], done: np.ndarray) -> None:
+    """Every written frame of a result's dB ``arrays`` (key → array, as ``Result.arrays``)
+    decodes to finite dB: the checks on open read no frames, so a corrupt compressed chunk
+    surfaced only when that frame was read, and ``info`` called such a store fine (issue 31
+    item 6). ``done``: which frames were written (others are not read). Reads every written
+    frame once, one at a time; a chunk that does not decode, or NaN/Inf, is one line."""
+    frames = np.flatnonzero(done)
+    for key in sorted(arrays):
+        for f in frames:
+            read_frames(path, key, arrays[key], int(f), int(f) + 1)

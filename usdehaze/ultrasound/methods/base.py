@@ -227,7 +227,15 @@ class SamplerMethod(Method):
         m = d.model.encode(frames_in, d.device, within)
         s = self.sampler(d)
         seeds = d.seeds(len(frames_in), seed, frames)
-        res = s(m.y, samples=self.cfg.samples, seed=seeds, callback=callback, **self.start(m))
+        kw = {"samples": self.cfg.samples, "callback": callback, **self.start(m)}
+        if isinstance(seeds, list) and d.device.type == "cpu":
+            from usdehaze.core.sampler import sample_each
+
+            # each frame on its own, its threads on frames: a frame's result is the same bit for
+            # bit whatever its batch, shard, resume or thread count (issue 31 item 12)
+            res = sample_each(s, m.y, seeds, workers=d.threads or 1, **kw)
+        else:
+            res = s(m.y, seed=seeds, **kw)
         d.nfe = res.nfe_per_item
         return d.model.decode(res, m)
 
