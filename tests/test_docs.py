@@ -116,6 +116,9 @@ def _plan() -> tuple[list[dict], list[str]]:
                             problems.append(f"{where}: {seg[1]} does not exist")
                             continue
                         text = script.read_text()
+                        for mod in re.findall(r"^\s*import (\w+)$", text, re.M):
+                            shared = script.parent / f"{mod}.py"  # a recipe's shared parser
+                            text += shared.read_text() if shared.is_file() else ""
                         for opt in (t for t in seg[2:] if t.startswith("--")):
                             if f'"{opt}"' not in text:
                                 problems.append(f"{where}: {seg[1]} has no option {opt}")
