@@ -512,7 +512,7 @@ def _finish(
     OodCheck, whether the method has priors to judge, its frames, the dynamic range) per scan),
     the blank frames among them (input all at -DR: all zeros) and the run log. Every frame is
     read (a damaged one is one line) before any attribute is written."""
-    from usdehaze.ultrasound.driver import result_check_attrs
+    from usdehaze.ultrasound.driver import harm_lines, result_check_attrs
     from usdehaze.ultrasound.harm import HarmCheck
     from usdehaze.ultrasound.result_check import read_frames
 
@@ -531,10 +531,8 @@ def _finish(
         found = result_check_attrs(harm, ood, judged)
         if blank:
             found["blank_frames"] = blank
-        if found["harm_warning"]:
-            warn(harm.message(name))
-        if found["harm_little_effect"]:
-            warn(harm.little_effect_message(name))
+        for line in harm_lines(harm, found, name):  # run's wording (FrameDriver.finish)
+            warn(line)
         any_warning |= found["ood_warning"]
         n = int(done.sum())
         found_all.append({**found, "frames_done": n, "complete": n == done.shape[0]})

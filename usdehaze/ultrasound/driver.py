@@ -314,6 +314,17 @@ def result_check_attrs(harm: Any, ood: Any, with_prior: bool) -> dict[str, Any]:
     return out
 
 
+def harm_lines(harm: Any, found: dict[str, Any], name: str) -> list[str]:
+    """The do-no-harm warning and the little-effect note that ``found`` (result_check_attrs)
+    records, one line each: the one place run and run-many take their wording from."""
+    lines = []
+    if found["harm_warning"]:
+        lines.append(harm.message(name))
+    if found["harm_little_effect"]:
+        lines.append(harm.little_effect_message(name))
+    return lines
+
+
 class FrameDriver:
     """Batches of frames → Dehazer → per-frame results, with the run's checks and counts.
 
@@ -487,10 +498,8 @@ class FrameDriver:
         little-effect note (when they fire) through ``warn``."""
         out = self.attrs()
         if self.warn is not None:
-            if out["harm_warning"]:
-                self.warn(self.harm.message(self.name))
-            if out["harm_little_effect"]:
-                self.warn(self.harm.little_effect_message(self.name))
+            for line in harm_lines(self.harm, out, self.name):
+                self.warn(line)
             if out["wreck_warning"]:
                 self.warn(self.wreck.message(self.name))
         return out
