@@ -13,6 +13,7 @@ import signal
 import socket
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -610,6 +611,22 @@ def test_training_config_wrong_values_are_one_line(capsys, tmp_path, extra, word
     assert not (tmp_path / "out").exists()
 
 
+def experiment_config_with(tmp_path: Path, path: tuple[str, ...], value: Any) -> Path:
+    """configs/natural_small.yaml with the key at ``path`` set to ``value`` and its output in
+    ``tmp_path / "run"``, written to ``tmp_path / "e.yaml"``."""
+    import yaml
+
+    cfg = yaml.safe_load((Path(__file__).parents[1] / "configs/natural_small.yaml").read_text())
+    node = cfg
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    cfg["out"] = str(tmp_path / "run")
+    f = tmp_path / "e.yaml"
+    f.write_text(yaml.safe_dump(cfg))
+    return f
+
+
 @pytest.mark.parametrize(
     "path, value, words",
     [
@@ -622,16 +639,7 @@ def test_training_config_wrong_values_are_one_line(capsys, tmp_path, extra, word
 )
 def test_experiment_config_wrong_values_refused_before_work(capsys, tmp_path, path, value, words):
     """Values used only after data loads or a prior trains are checked first: nothing made."""
-    import yaml
-
-    cfg = yaml.safe_load((Path(__file__).parents[1] / "configs/natural_small.yaml").read_text())
-    node = cfg
-    for key in path[:-1]:
-        node = node[key]
-    node[path[-1]] = value
-    cfg["out"] = str(tmp_path / "run")
-    f = tmp_path / "e.yaml"
-    f.write_text(yaml.safe_dump(cfg))
+    f = experiment_config_with(tmp_path, path, value)
     refused(capsys, ["experiment", f, "--quiet"], f.name, *words)
     assert not (tmp_path / "run").exists()
 
@@ -711,16 +719,7 @@ def test_yaml_key_twice_or_null_section_refused(capsys, tmp_path, text, said):
 )
 def test_experiment_config_null_section_refused(capsys, tmp_path, path):
     """``priors:`` with nothing under it trained default priors without a word."""
-    import yaml
-
-    cfg = yaml.safe_load((Path(__file__).parents[1] / "configs/natural_small.yaml").read_text())
-    node = cfg
-    for key in path[:-1]:
-        node = node[key]
-    node[path[-1]] = None
-    cfg["out"] = str(tmp_path / "run")
-    f = tmp_path / "e.yaml"
-    f.write_text(yaml.safe_dump(cfg))
+    f = experiment_config_with(tmp_path, path, None)
     refused(
         capsys, ["experiment", f, "--quiet"], f.name, f"key '{'.'.join(path)}'", "empty section"
     )
