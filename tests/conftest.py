@@ -178,14 +178,13 @@ def _gui_problem() -> str | None:
         or os.environ.get("QT_QPA_PLATFORM")
     ):
         return "no display: DISPLAY is unset and Xvfb is not installed (apt-get install xvfb)"
-    from usdehaze.cli.view_cmd import qt_probe  # the probe usdehaze view runs
+    from usdehaze.cli.view_cmd import qt_failed  # the probe usdehaze view runs
 
-    probe = qt_probe(120)
-    if probe is None:
-        return "Qt did not start within 120 s"
-    code, lines = probe
-    if code == 0:
-        return None
+    return qt_failed(120, _qt_hint)
+
+
+def _qt_hint(code: int, lines: list[str]) -> str:
+    """Qt's failure for the test report: the stderr line on a plugin or the display."""
     hint = next((ln for ln in lines if "plugin" in ln or "display" in ln.lower()), None)
     hint = hint or (lines[-1] if lines else f"exit status {code}")
     return f"Qt cannot open a window ({hint[:200]}); .ci/run installs Xvfb and the xcb libraries"

@@ -13,6 +13,7 @@ import signal
 import socket
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -610,6 +611,22 @@ def test_training_config_wrong_values_are_one_line(capsys, tmp_path, extra, word
     assert not (tmp_path / "out").exists()
 
 
+def experiment_config_with(tmp_path: Path, path: tuple[str, ...], value: Any) -> Path:
+    """configs/natural_small.yaml with the key at ``path`` set to ``value`` and its output in
+    ``tmp_path / "run"``, written to ``tmp_path / "e.yaml"``."""
+    import yaml
+
+    cfg = yaml.safe_load((Path(__file__).parents[1] / "configs/natural_small.yaml").read_text())
+    node = cfg
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    cfg["out"] = str(tmp_path / "run")
+    f = tmp_path / "e.yaml"
+    f.write_text(yaml.safe_dump(cfg))
+    return f
+
+
 @pytest.mark.parametrize(
     "path, value, words",
     [
@@ -622,16 +639,7 @@ def test_training_config_wrong_values_are_one_line(capsys, tmp_path, extra, word
 )
 def test_experiment_config_wrong_values_refused_before_work(capsys, tmp_path, path, value, words):
     """Values used only after data loads or a prior trains are checked first: nothing made."""
-    import yaml
-
-    cfg = yaml.safe_load((Path(__file__).parents[1] / "configs/natural_small.yaml").read_text())
-    node = cfg
-    for key in path[:-1]:
-        node = node[key]
-    node[path[-1]] = value
-    cfg["out"] = str(tmp_path / "run")
-    f = tmp_path / "e.yaml"
-    f.write_text(yaml.safe_dump(cfg))
+    f = experiment_config_with(tmp_path, path, value)
     refused(capsys, ["experiment", f, "--quiet"], f.name, *words)
     assert not (tmp_path / "run").exists()
 
@@ -682,38 +690,27 @@ def test_frames_with_non_ascii_digits_refused(capsys, tmp_path, spec):
     assert not out.exists()
 
 
-@pytest.mark.parametrize(
-    "text, key",
-    [
-        ("sampler:\n  steps: 2\nsampler:\n  steps: 3\n", "sampler"),
-        ("sampler:\n  steps: 2\n  steps: 3\n", "steps"),
-        ("lam: 1.0\nlam: 2.0\n", "lam"),
-    ],
-)
-def test_yaml_key_given_twice_refused(capsys, tmp_path, text, key):
-    """PyYAML keeps the last of two equal keys silently; a config naming one twice is refused."""
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text(text)
-    out = tmp_path / "o.h5"
-    refused(capsys, ["run", "--demo", "-o", out, "--config", cfg], cfg, f"'{key}' given twice")
-    assert not out.exists()
+NULL = ("expected a mapping", "empty section")
 
 
 @pytest.mark.parametrize(
-    "text, key",
+    "text, said",
     [
-        ("sampler:\nsteps: 3\n", "sampler"),  # the settings lost their indent
-        ("runtime: null\n", "runtime"),
-        ("method: joint\nmodel:\n  gamma: 2\nsampler:\n", "sampler"),
+        ("sampler:\n  steps: 2\nsampler:\n  steps: 3\n", ("'sampler' given twice",)),
+        ("sampler:\n  steps: 2\n  steps: 3\n", ("'steps' given twice",)),
+        ("lam: 1.0\nlam: 2.0\n", ("'lam' given twice",)),
+        ("sampler:\nsteps: 3\n", ("key 'sampler'", *NULL)),  # the settings lost their indent
+        ("runtime: null\n", ("key 'runtime'", *NULL)),
+        ("method: joint\nmodel:\n  gamma: 2\nsampler:\n", ("key 'sampler'", *NULL)),
     ],
 )
-def test_yaml_null_section_refused(capsys, tmp_path, text, key):
-    """A null section ran the defaults without a word (issue 31 item 6)."""
+def test_yaml_key_twice_or_null_section_refused(capsys, tmp_path, text, said):
+    """PyYAML keeps the last of two equal keys silently, and a null section ran the defaults
+    without a word (issue 31 item 6): a config doing either is refused, naming the key."""
     cfg = tmp_path / "c.yaml"
     cfg.write_text(text)
     out = tmp_path / "o.h5"
-    args = ["run", "--demo", "-o", out, "--config", cfg]
-    refused(capsys, args, cfg, f"key '{key}'", "expected a mapping", "empty section")
+    refused(capsys, ["run", "--demo", "-o", out, "--config", cfg], cfg, *said)
     assert not out.exists()
 
 
@@ -722,16 +719,7 @@ def test_yaml_null_section_refused(capsys, tmp_path, text, key):
 )
 def test_experiment_config_null_section_refused(capsys, tmp_path, path):
     """``priors:`` with nothing under it trained default priors without a word."""
-    import yaml
-
-    cfg = yaml.safe_load((Path(__file__).parents[1] / "configs/natural_small.yaml").read_text())
-    node = cfg
-    for key in path[:-1]:
-        node = node[key]
-    node[path[-1]] = None
-    cfg["out"] = str(tmp_path / "run")
-    f = tmp_path / "e.yaml"
-    f.write_text(yaml.safe_dump(cfg))
+    f = experiment_config_with(tmp_path, path, None)
     refused(
         capsys, ["experiment", f, "--quiet"], f.name, f"key '{'.'.join(path)}'", "empty section"
     )

@@ -54,10 +54,7 @@ def number(
         raise UsageError(f"{where}: expected a finite number, got {value!r}")
     if positive and not v > 0:
         raise UsageError(f"{where}: expected a positive number, got {value!r}")
-    if minimum is not None and v < minimum:
-        raise UsageError(f"{where}: expected a number >= {minimum:g}, got {value!r}")
-    if maximum is not None and v > maximum:
-        raise UsageError(f"{where}: expected a number <= {maximum:g}, got {value!r}")
+    _within(v, where, f"{value!r}", (minimum, "a number >= {:g}"), (maximum, "a number <= {:g}"))
     return v
 
 
@@ -67,11 +64,20 @@ def integer(
     """``value`` as an int (bools and floats refused) within [minimum, maximum]."""
     if not isinstance(value, int) or isinstance(value, bool):
         raise UsageError(f"{where}: expected an integer, got {value!r}")
-    if minimum is not None and value < minimum:
-        raise UsageError(f"{where}: expected at least {minimum}, got {value}")
-    if maximum is not None and value > maximum:
-        raise UsageError(f"{where}: expected at most {maximum} (the limit), got {value}")
+    _within(value, where, f"{value}", (minimum, "at least {}"), (maximum, "at most {} (the limit)"))
     return value
+
+
+def _within(
+    v: float, where: str, got: str, low: tuple[float | None, str], high: tuple[float | None, str]
+) -> None:
+    """Refuse ``v`` below ``low`` or above ``high`` (bound, what is expected, formatted with the
+    bound; a None bound: none): number() and integer() word their bounds each their own way."""
+    (minimum, at_least), (maximum, at_most) = low, high
+    if minimum is not None and v < minimum:
+        raise UsageError(f"{where}: expected {at_least.format(minimum)}, got {got}")
+    if maximum is not None and v > maximum:
+        raise UsageError(f"{where}: expected {at_most.format(maximum)}, got {got}")
 
 
 def seed(value: Any, where: str) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,24 @@ def qt_probe(timeout: float) -> tuple[int, list[str]] | None:
     return probe.returncode, [ln.strip() for ln in probe.stderr.splitlines() if ln.strip()]
 
 
+def qt_failed(timeout: float, explain: Callable[[int, list[str]], str]) -> str | None:
+    """None when :func:`qt_probe` starts Qt within ``timeout`` seconds; else why not: that it
+    did not start in time, or ``explain(exit status, stderr lines)``. ``usdehaze view`` and the
+    test suite word the failure each for their reader."""
+    probe = qt_probe(timeout)
+    if probe is None:
+        return f"Qt did not start within {timeout:g} s"
+    code, lines = probe
+    return None if code == 0 else explain(code, lines)
+
+
+def _xcb_hint(code: int, lines: list[str]) -> str:
+    """The stderr line naming xcb or a plugin (else the last), and the libraries to install."""
+    said = next((ln for ln in lines if "xcb" in ln or "plugin" in ln), lines[-1] if lines else "")
+    hint = " (install libxcb-cursor0 and the other xcb libraries)" if "xcb" in said else ""
+    return f"Qt cannot open a window: {said[:200] or f'exit status {code}'}{hint}"
+
+
 def qt_problem() -> str | None:
     """Why Qt cannot open a window here, or None: tried in a child process, since Qt aborts
     the whole process when it cannot (SIGABRT, e.g. without libxcb-cursor0, although a
@@ -104,15 +123,7 @@ def qt_problem() -> str | None:
 
     if not sys.platform.startswith("linux"):
         return None
-    probe = qt_probe(60)
-    if probe is None:
-        return "Qt did not start within 60 s"
-    code, lines = probe
-    if code == 0:
-        return None
-    said = next((ln for ln in lines if "xcb" in ln or "plugin" in ln), lines[-1] if lines else "")
-    hint = " (install libxcb-cursor0 and the other xcb libraries)" if "xcb" in said else ""
-    return f"Qt cannot open a window: {said[:200] or f'exit status {code}'}{hint}"
+    return qt_failed(60, _xcb_hint)
 
 
 class Interrupts:

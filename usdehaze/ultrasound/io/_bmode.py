@@ -187,6 +187,28 @@ def sector_record(sec: Any) -> dict[str, Any] | None:
     }
 
 
+def decoded_scan(
+    path: Path,
+    decode: Any,
+    n: int,
+    levels: int,
+    *,
+    sampled: tuple[np.ndarray, np.ndarray | None] | None = None,
+    **fields: Any,
+) -> Any:
+    """The :func:`display_scan` of ``n`` frames that ``decode(i)`` gives one at a time (DICOM,
+    image stacks): frames converted to grey on demand, the sample spread over the cine.
+    ``sampled``: the (grey, colour) of :func:`sample`, for a reader that words its own error."""
+
+    def read(a: int, b: int) -> np.ndarray:
+        return to_grey(np.stack([decode(i) for i in range(a, b)]), levels)[0]
+
+    grey, colour = sample(decode, n, levels) if sampled is None else sampled
+    return display_scan(
+        path, n_frames=n, read=read, sample=grey, colour=colour, levels=levels, **fields
+    )
+
+
 def display_scan(
     path: Path,
     *,

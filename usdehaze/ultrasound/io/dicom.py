@@ -236,9 +236,6 @@ def read_dicom(path: Path, key: str | None = None) -> Scan:
     _check_length(path, ds, n)
     decode = _decoder(ds, photometric, levels)
 
-    def read_frames(a: int, b: int) -> np.ndarray:
-        return _bmode.to_grey(np.stack([decode(i) for i in range(a, b)]), levels)[0]
-
     def read_pixels(a: int, b: int) -> np.ndarray:
         px = [np.asarray(decode(i)) for i in range(a, b)]
         return np.stack([p[..., :3] if p.ndim == 3 else p for p in px])
@@ -252,15 +249,14 @@ def read_dicom(path: Path, key: str | None = None) -> Scan:
     regs = regions(ds)
     spacing_mm, source = spacing(ds, regs)
     probe, center_frequency = _probe(ds, regs)
-    return _bmode.display_scan(
+    return _bmode.decoded_scan(
         path,
+        decode,
+        n,
+        levels,
+        sampled=(grey, colour_px),
         layout="dicom",
         key=KEY,
-        n_frames=n,
-        read=read_frames,
-        sample=grey,
-        colour=colour_px,
-        levels=levels,
         frame_rate=frame_rate(ds),
         spacing_mm=spacing_mm,
         spacing_source=source,

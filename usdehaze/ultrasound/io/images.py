@@ -120,20 +120,13 @@ def read_images(path: Path, key: str | None = None) -> Scan:
     levels = _levels(path, first.dtype)
     samples = first.shape[2] if first.ndim == 3 else 1
     _bmode.check_size(f"{path}", n, first.shape[0], first.shape[1], samples)
-
-    def read_frames(a: int, b: int) -> np.ndarray:
-        return _bmode.to_grey(np.stack([frame(i) for i in range(a, b)]), levels)[0]
-
-    grey, colour = _bmode.sample(frame, n, levels)
-    return _bmode.display_scan(
+    return _bmode.decoded_scan(
         path,
+        frame,
+        n,
+        levels,
         layout=layout,
         key="",
-        n_frames=n,
-        read=read_frames,
-        sample=grey,
-        colour=colour,
-        levels=levels,
         frame_rate=None,
         dtype=f"{first.dtype} {'RGB' if samples == 3 else 'grey'}",
         datasets=[f.name for f in files][:12] if path.is_dir() else [path.name],
