@@ -61,3 +61,21 @@ def test_colour_pixels_come_back_untouched():
     assert px.shape == rgb.shape
     assert (px[:, colour] == [200, 30, 30]).all()
     assert (px[:, reg.dehaze, 0] == px[:, reg.dehaze, 2]).all()  # grey where dehazed
+
+
+def test_the_db_view_of_a_layer_is_the_runs_view_of_its_grey_levels():
+    """napari's B-mode layers hold dB frames (the display map of the grey levels): their view
+    (DisplayDbView, built from DisplayFrames) crops, fills and composes them exactly as
+    ``usdehaze run``'s DisplayView does the grey levels."""
+    grey, masks = _scene()
+    d = DisplayMap(50.0, source="file")  # the file's range, not the assumed 60 dB
+    frames = bmode.DisplayFrames(grey.shape[1:], masks, d)
+    run, layer = bmode.DisplayView(frames, 8), bmode.DisplayDbView(frames, 8)
+    db = d.to_db(grey)
+    np.testing.assert_array_equal(layer.encode(db), run.encode(grey))
+    assert (layer.encode(db) == -50.0).any()  # the floor is the file's range
+    est = {"tissue": run.encode(grey) - 4.0, "haze": run.encode(grey) - 20.0}
+    a, b = layer.full(db, est), run.full(grey, est)
+    for k in ("input", "tissue", "haze"):
+        np.testing.assert_array_equal(a[k], b[k])
+    assert np.array_equal(a["tissue"][:, run.region.keep], db[:, run.region.keep])

@@ -268,3 +268,83 @@ def test_regions_stay_on_top_of_results_and_live(
     assert [ly for ly in viewer.layers[len(images) :]] == regions  # regions on top, in order
     assert names.index("demo_scan") < names.index(f"demo_scan tissue ({frame})")  # over input
     _live_off(qtbot, dehaze)
+
+
+@pytest.mark.gui
+def test_live_on_a_dicom_cine_runs_the_bmode_student_on_its_own_pixels(
+    make_napari_viewer, qtbot, tmp_path
+):
+    """Issue 27 item 8 / issue 30: a DICOM cine opened through the plugin's reader plays live:
+    the B-mode student (what ``usdehaze run`` picks for the cine) on the frame shown, the live
+    layer on the input's pixel grid in mm, darker in the sector, overlays and everything
+    outside the sector the input's own pixels; the frame shown equals ``usdehaze run``'s."""
+    pydicom_data = pytest.importorskip("pydicom.data")
+    from test_napari_gui import SIZE, _docked
+
+    from usdehaze.napari._launch import open_viewer
+    from usdehaze.napari._widget import DehazeWidget
+    from usdehaze.ultrasound.dehaze import build_config, run_dehaze
+    from usdehaze.ultrasound.io import load_scan
+    from usdehaze.ultrasound.results import load_result
+
+    path = pydicom_data.get_testdata_file("examples_ybr_color.dcm")
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(*SIZE)
+    open_viewer(path, viewer=viewer)  # the plugin's reader, both docks, as usdehaze view
+    qtbot.wait(300)
+    dehaze = _docked(viewer, DehazeWidget)
+    try:
+        dehaze.device.setCurrentText("cpu")
+        (inp,) = viewer.layers
+        masks = inp.metadata["usdehaze"].bmode.masks
+        assert masks["overlay"].any() and masks["colour"].any()  # text and colour to keep
+        kept = ~masks["sector"] | masks["overlay"] | masks["colour"]
+        viewer.dims.set_current_step(0, 3)
+        with qtbot.waitSignal(dehaze.live_shown, timeout=120_000) as sig:
+            _click(qtbot, dehaze.live_button)
+        assert sig.args == [3]
+        qtbot.waitUntil(lambda: dehaze.live.dehazer is not None, timeout=5_000)
+        cfg = dehaze.live.dehazer.cfg
+        assert (cfg.method, cfg.model) == ("fast", "bmode")  # the B-mode student
+        live = viewer.layers[inp.name + " tissue (live)"]
+        # the live frames come as the slider moves (napari's arrow keys on the canvas)
+        for frame in (4, 5):
+            with qtbot.waitSignal(dehaze.live_shown, timeout=30_000) as sig:
+                _press(qtbot, viewer, Qt.Key_Right)
+            assert sig.args == [frame]
+        assert dehaze.live.stats.shown >= 3
+        # on the input's pixel grid, in the same mm
+        assert live.data.shape == inp.data.shape[1:]
+        np.testing.assert_allclose(live.scale, inp.scale[1:])
+        np.testing.assert_allclose(live.translate, inp.translate[1:])
+        assert [str(u) for u in live.units] == ["millimeter"] * 2
+        shown, before = np.asarray(live.data), np.asarray(inp.data[5])
+        assert (shown <= before + 1e-5).all()  # the B-mode student's gain is never positive
+        assert (shown[~kept] < before[~kept] - 1.0).sum() > 1000  # haze taken out of the fan
+        np.testing.assert_array_equal(shown[kept], before[kept])  # overlays, colour, outside
+        # what ``usdehaze run`` writes for that frame (its default method on a cine)
+        out = run_dehaze(
+            load_scan(path),
+            tmp_path / "r.h5",
+            build_config(None, {"device": "cpu"}),
+            frames=range(5, 6),
+        )
+        res = load_result(out)
+        try:
+            np.testing.assert_allclose(shown, res.frames("tissue")[0], atol=1e-4)
+        finally:
+            res.close()
+        # Dehaze on the frame shown (its default method on a cine): the same frame, also with
+        # overlays and outside kept (before, the widget darkened them)
+        dehaze.frames.setCurrentText("current frame")
+        with qtbot.waitSignal(dehaze.run_finished, timeout=120_000) as sig:
+            _click(qtbot, dehaze.run_button)
+        assert sig.args == ["done"]
+        tissue = viewer.layers[inp.name + " tissue (frame 5)"]
+        np.testing.assert_allclose(tissue.data[0], shown, atol=1e-4)
+        _live_off(qtbot, dehaze)
+    finally:
+        from superqt.utils._qthreading import WorkerBase
+
+        dehaze.stop_live("test over")
+        WorkerBase.await_workers(msecs=20_000)

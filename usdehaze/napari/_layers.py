@@ -44,6 +44,9 @@ class Native:
     group: str = ""
     input_db: np.ndarray | None = None  # the input the tissue/haze came from (same frames)
     iq: np.ndarray | None = None  # complex IQ frames of a scan layer (for the iq data model)
+    # a B-mode cine (DICOM, video): its shape, masks and display map
+    # (usdehaze.ultrasound.bmode.DisplayFrames), what usdehaze run's view of it needs
+    bmode: Any = None
     attrs: dict[str, Any] = field(default_factory=dict)
     note: str = ""  # what the display had to assume (e.g. a default pixel grid), shown to users
 
@@ -58,10 +61,22 @@ class Native:
         return int(self.db.shape[0])
 
 
+def display_view(native: Native, dehazer: Any) -> Any:
+    """``usdehaze run``'s view of a B-mode cine layer for ``dehazer`` (a DisplayDbView: the
+    sector less overlays and colour pixels dehazed, every other pixel the input's); None for
+    other layers."""
+    if native.bmode is None or dehazer.model.needs_phase:
+        return None
+    from usdehaze.ultrasound.bmode import DisplayDbView
+
+    return DisplayDbView(native.bmode, dehazer.min_size(), dehazer.cfg.dynamic_range)
+
+
 def layer_check(native: Native, frames: list[int], dehazer: Any) -> Any:
     """The out-of-distribution check of a run on ``frames`` of a layer, as run_dehaze makes it
     on a scan: up to 4 frames spread over them, encoded as the dehazer's data model gives them
-    to the sampler (the layer's IQ, or its dB frames for a dB model)."""
+    to the sampler (the layer's IQ, or its dB frames for a dB model; a B-mode cine's through
+    its :func:`display_view`)."""
     from usdehaze.ultrasound.ood import check_frames, sample_frames
 
     model, prior = dehazer.model, dehazer.priors.get("tissue")
@@ -69,7 +84,9 @@ def layer_check(native: Native, frames: list[int], dehazer: Any) -> Any:
     seen = [native.source_frame(i) for i in picked]
     if model.needs_phase:
         return check_frames(np.asarray(native.iq[picked]), prior, model, seen)
-    return check_frames(np.asarray(native.db[picked]), prior, model, seen, db=True)
+    db = np.asarray(native.db[picked])
+    view = display_view(native, dehazer)
+    return check_frames(db if view is None else view.encode(db), prior, model, seen, db=True)
 
 
 def placement(frames: list[int]) -> dict[str, Any]:

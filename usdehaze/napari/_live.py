@@ -1,11 +1,14 @@
 """Live dehazing for the Dehaze widget: the frame the slider shows, dehazed by the fast method
-(the one-pass student, ``usdehaze.ultrasound.student``) in a worker thread as the cine loop plays.
+(the one-pass student, ``usdehaze.ultrasound.student``) in a worker thread as the cine loop plays:
+a scan's from its IQ, a B-mode cine's (DICOM, video) with the B-mode student as ``usdehaze run``
+runs it.
 
 The GUI thread only posts the frame index the slider shows into a one-slot mailbox
 (:class:`Latest`); a request that is still waiting when a newer one comes is dropped, so when
 frames come faster than the network the worker always takes the newest frame and never falls
 behind. The worker (:func:`live_loop`, a napari generator worker) loads the student once, then
-for each request reads that frame's IQ, dehazes it, scan-converts the tissue for display and
+for each request reads that frame (IQ, or a cine's dB frame), dehazes it, scan-converts the
+tissue for display (a cine is on its own pixel grid already) and
 yields it; the GUI thread puts it in the live layer in place. ``usdehaze run``'s
 out-of-distribution check (7 s here) is not made in this worker, which would show nothing
 meanwhile: the widget makes it once, in a worker of its own, after the first frame is shown.
@@ -24,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from usdehaze.napari._layers import Native, display_converter
+from usdehaze.napari._layers import Native, display_converter, display_view
 
 IDLE_WAIT = 0.05  # s: how often an idle worker looks whether it was stopped
 
@@ -108,11 +111,26 @@ class LiveStats:
         }
 
 
-def live_config(cfg: Any) -> Any:
-    """The form's settings as a live run uses them: method fast (its model, one sample)."""
+def live_config(cfg: Any, native: Native | None = None, name: str = "") -> Any:
+    """The form's settings as a live run uses them: method fast (its model, one sample); on a
+    B-mode cine layer (``native``) the B-mode student, as ``usdehaze run`` picks it for
+    one. UsageError for a layer it cannot run (magnitudes without IQ, not B-mode), naming it
+    ``name``."""
     from usdehaze.ultrasound.methods import METHODS
 
-    return METHODS["fast"].configure(cfg, samples=1, batch=1)
+    cfg = METHODS["fast"].configure(cfg, samples=1, batch=1)
+    if native is None:
+        return cfg
+    if native.bmode is not None:
+        return METHODS["fast"].for_display_data(cfg)[0]
+    if native.iq is None:
+        from usdehaze.errors import UsageError
+
+        raise UsageError(
+            f"live: layer '{name}' has no complex IQ and is not a B-mode cine (a result's input "
+            "or a magnitude-only scan); the fast method needs a scan's IQ or a DICOM/video cine"
+        )
+    return cfg
 
 
 def live_loop(
@@ -125,21 +143,28 @@ def live_loop(
 ) -> Iterator[LiveFrame]:
     """Worker body: load the student, then dehaze the newest requested frame until ``stop``.
     Requests are ``(index, time requested)``; yields a :class:`LiveFrame` per frame done.
-    ``on_ready(dehazer)`` once loaded."""
+    ``on_ready(dehazer)`` once loaded. A scan's frames go through the iq student from their
+    IQ; a B-mode cine's (``cfg`` from :func:`live_config` with the layer) through the B-mode
+    student as ``usdehaze run`` sees them (bmode.DisplayView: overlays, colour and what is
+    outside the sector kept as they are)."""
     from usdehaze.napari._preload import preload_torch
     from usdehaze.ultrasound.dehaze import Dehazer
     from usdehaze.ultrasound.methods import uses_iq
 
     preload_torch()  # the GIL-holding part of ``import torch``, without the GIL
     cfg = cfg.validate("live view")
-    if native.iq is None or not uses_iq(cfg):
+    # the iq student reads a scan's complex IQ; the B-mode student a cine's dB frames
+    runs = not uses_iq(cfg) if native.bmode is not None else native.iq is not None and uses_iq(cfg)
+    if not runs:
         from usdehaze.errors import UsageError
 
         raise UsageError(
-            "live view: the fast method needs the scan's complex IQ; this layer is "
-            "magnitude-only (a result file's input, or a magnitude-only scan)"
+            f"live view: method fast on model {cfg.model} cannot run this layer: the iq "
+            "student needs a scan's complex IQ (not a result file's input or a magnitude-only "
+            "scan), a B-mode cine the B-mode student (model bmode)"
         )
     dehazer = Dehazer(cfg)
+    view = display_view(native, dehazer)  # None: a scan's IQ
     convert = display_converter(native)
     if on_ready is not None:
         on_ready(dehazer)
@@ -149,8 +174,11 @@ def live_loop(
             continue
         i, requested = req
         t0 = time.perf_counter()
-        iq = np.asarray(native.iq[i : i + 1])
-        out = dehazer.dehaze_iq(iq, frames=[native.source_frame(i)])
+        if view is None:
+            frame = np.asarray(native.iq[i : i + 1])
+            out = dehazer.dehaze_iq(frame, frames=[native.source_frame(i)])
+        else:
+            out = view.dehaze(dehazer, np.asarray(native.db[i : i + 1]), [native.source_frame(i)])
         image = convert(out["tissue"])[0]
         done = time.perf_counter()
         stats.dehazed += 1

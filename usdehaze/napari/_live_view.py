@@ -86,12 +86,7 @@ class LiveView:
             if layer is None:
                 raise UsageError("live: no image layer from usdehaze (open a scan first)")
             native = native_of(layer)
-            if native.iq is None:
-                raise UsageError(
-                    f"live: layer '{layer.name}' has no complex IQ (a result's input or a "
-                    "magnitude-only scan); the fast method needs a scan layer"
-                )
-            cfg = live_config(self.form_config())
+            cfg = live_config(self.form_config(), native, layer.name)
         except UsageError as exc:
             notify_error(exc, "live")
             self.live_status.setText(str(exc))
@@ -179,7 +174,8 @@ class LiveView:
         s.ready = True
         s.dehazer = dehazer
         self.live_status.setText(
-            f"live: {s.layer.name}, method fast on {dehazer.device} ({dehazer.precision()})"
+            f"live: {s.layer.name}, method fast (model {dehazer.cfg.model}) on "
+            f"{dehazer.device} ({dehazer.precision()})"
         )
 
     def _live_ood_checked(self, check: Any) -> None:

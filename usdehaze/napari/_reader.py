@@ -140,6 +140,12 @@ def scan_layer_data(
 
     scan = load_scan(path, key)
     lazy = scan.n_frames > LAZY_FRAMES if lazy is None else lazy
+    bmode = None
+    if scan.domain == "display":  # the range its grey levels show (the file's, else assumed)
+        from usdehaze.ultrasound.bmode import DisplayFrames
+
+        dynamic_range = scan.display.assuming(dynamic_range).dynamic_range
+        bmode = DisplayFrames.of(scan)
     try:
         read_db = db_reader(scan, dynamic_range)  # B-mode grey levels: their display map
         if lazy:
@@ -162,6 +168,7 @@ def scan_layer_data(
                 "domain": scan.domain,
             },
             iq=None if scan.magnitude_only else iq,
+            bmode=bmode,
             note=scan.geometry_note or "",
         )
     finally:

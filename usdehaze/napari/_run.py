@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from usdehaze.napari._layers import Native, layer_check
+from usdehaze.napari._layers import Native, display_view, layer_check
 from usdehaze.napari._preload import preload_torch
 
 Emit = Callable[..., None]
@@ -123,8 +123,12 @@ def sample(
     native: Native, frames: list[int], driver: Any, cancel: Any, bar: Progress
 ) -> dict[str, np.ndarray] | None:
     """Phase 4: the frames in batches of ``cfg.batch`` through the run's FrameDriver, each
-    step reported to ``bar``; the arrays (tissue, haze, *_std) or None when cancelled."""
+    step reported to ``bar`` (a B-mode cine seen as ``usdehaze run`` sees it: the sector less
+    overlays and colour pixels dehazed, the rest the input's); the arrays (tissue, haze,
+    *_std) or None when cancelled."""
     batch = driver.dehazer.cfg.batch
+    phase = driver.dehazer.model.needs_phase  # the scan's IQ, else the layer's dB frames
+    view = None if phase else display_view(native, driver.dehazer)  # a B-mode cine: run's view
     parts: dict[str, list[np.ndarray]] = {}
     done = 0
     for idx in (frames[i : i + batch] for i in range(0, len(frames), batch)):
@@ -137,10 +141,9 @@ def sample(
                 raise Cancelled
             bar.step(done, seeds, i, total)
 
-        phase = driver.dehazer.model.needs_phase  # the scan's IQ, else the layer's dB frames
         data = np.asarray((native.iq if phase else native.db)[idx])
         try:
-            res = driver.dehaze(seeds, data, step, db=not phase)
+            res = driver.dehaze(seeds, data, step, db=not phase, view=view)
         except Cancelled:
             return None
         res.pop("input")

@@ -66,7 +66,12 @@ def sampler_frames(grey: np.ndarray, display: DisplayMap, reg: Region) -> np.nda
     """Grey frames (n, z, x) → dB frames (n, h, w) cropped to ``reg.box``, for the sampler:
     pixels outside the dehazed region inside the sector (overlays) take their nearest dehazed
     pixel's value; outside the sector, the floor (−DR)."""
-    db = display.to_db(grey)
+    return sampler_db(display.to_db(grey), display.dynamic_range, reg)
+
+
+def sampler_db(db: np.ndarray, dynamic_range: float, reg: Region) -> np.ndarray:
+    """:func:`sampler_frames` of frames already in dB by the display map (n, z, x)."""
+    db = np.asarray(db, np.float32)
     r0, r1, c0, c1 = reg.box
     inside = reg.dehaze[r0:r1, c0:c1]
     out = db[:, r0:r1, c0:c1].copy()
@@ -76,7 +81,7 @@ def sampler_frames(grey: np.ndarray, display: DisplayMap, reg: Region) -> np.nda
     _, (ri, ci) = ndimage.distance_transform_edt(~inside, return_indices=True)
     filled = out[:, ri, ci]
     near = ndimage.binary_dilation(inside, iterations=3)  # overlays within/next to the fan
-    out = np.where(inside, out, np.where(near, filled, -display.dynamic_range))
+    out = np.where(inside, out, np.where(near, filled, -dynamic_range))
     return out.astype(np.float32)
 
 
@@ -107,11 +112,27 @@ def to_pixels(
     return out
 
 
+@dataclass(frozen=True)
+class DisplayFrames:
+    """What a :class:`DisplayView` needs of a display-domain scan, kept without the scan (a
+    napari layer holds it): the frame shape, the masks ("sector", "overlay", "colour") and the
+    display map."""
+
+    shape: tuple[int, int]
+    masks: dict[str, np.ndarray]
+    display: DisplayMap | None
+
+    @classmethod
+    def of(cls, scan) -> DisplayFrames:
+        return cls(tuple(scan.shape), dict(scan.masks), scan.display)
+
+
 class DisplayView:
     """How the frame driver sees a display-domain scan: its grey frames → the sampler's dB crop
     (``encode``), the estimates on the crop → full frames on the input's own pixel grid
     (``full``: input, tissue and haze dB; the haze is nothing where the input is kept), and the
-    pixels the checks judge (``mask``: the dehazed region)."""
+    pixels the checks judge (``mask``: the dehazed region). ``scan``: a Scan or
+    :class:`DisplayFrames`."""
 
     def __init__(self, scan, multiple: int = 8, dynamic_range: float | None = None) -> None:
         display = scan.display or DisplayMap()
@@ -125,7 +146,14 @@ class DisplayView:
         return sampler_frames(grey, self.display, self.region)
 
     def full(self, grey: np.ndarray, res: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        input_db = self.display.to_db(grey)
+        return self._full(self.display.to_db(grey), res)
+
+    def dehaze(self, dehazer, frames: np.ndarray, index: list[int]) -> dict[str, np.ndarray]:
+        """``encode``, the Dehazer, ``full``: FrameDriver.dehaze's steps with this view, without
+        its result checks (napari's live view: each frame the slider shows, at once)."""
+        return self.full(frames, dehazer(self.encode(frames), frames=index))
+
+    def _full(self, input_db: np.ndarray, res: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         floor = np.full_like(input_db, -self.display.dynamic_range)
         out = {
             "input": input_db,
@@ -136,3 +164,15 @@ class DisplayView:
             if k in res:
                 out[k] = compose(np.zeros_like(input_db), res[k], self.region)
         return out
+
+
+class DisplayDbView(DisplayView):
+    """A :class:`DisplayView` of frames already in dB by the scan's display map (a napari
+    layer's, which shows them): ``encode`` and ``full`` take those dB frames in place of the
+    grey levels, and do the same."""
+
+    def encode(self, db: np.ndarray) -> np.ndarray:
+        return sampler_db(db, self.display.dynamic_range, self.region)
+
+    def full(self, db: np.ndarray, res: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self._full(np.asarray(db, np.float32), res)
