@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
+from procs import kill_tree
 
 from usdehaze.errors import UsageError
 from usdehaze.ultrasound.batch_run import run_many
@@ -107,27 +107,6 @@ def _torchrun(args: list[str], cwd: Path) -> subprocess.Popen:
     )
 
 
-def _kill_tree(pid: int) -> None:
-    """SIGKILL a process and all its descendants (torchrun's workers have their own sessions)."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    todo, tree = [pid], []
-    while todo:
-        p = todo.pop()
-        tree.append(p)
-        todo.extend(children.get(p, []))
-    for p in tree:
-        try:
-            os.kill(p, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-
 def _done(out: Path) -> int:
     try:
         root = zarr.open_group(str(out), mode="r")
@@ -148,7 +127,7 @@ def test_two_gloo_processes_killed_midway_then_resumed(tiny_priors, tmp_path):
     t0 = time.time()
     while _done(out) < 2 and p.poll() is None and time.time() - t0 < 120:
         time.sleep(0.2)
-    _kill_tree(p.pid)
+    kill_tree(p.pid)
     p.wait()
     first = _done(out)
     assert 2 <= first < 16, first  # killed midway

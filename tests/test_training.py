@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from procs import kill_tree
 
 from usdehaze.core.priors import GaussianPrior, load_prior
 from usdehaze.core.sde import VESDE
@@ -171,7 +172,7 @@ def test_ddp_two_processes_match_one_with_the_doubled_batch(tmp_path, data):
     }
     cfg_path.write_text(yaml.safe_dump(cfg))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    r = subprocess.run(
+    proc = subprocess.Popen(
         [
             sys.executable,
             "-m",
@@ -190,16 +191,21 @@ def test_ddp_two_processes_match_one_with_the_doubled_batch(tmp_path, data):
             "--device",
             "cpu",
         ],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
         env=env,
-        timeout=300,
     )
+    try:
+        _, err = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        kill_tree(proc.pid)  # torchrun and its workers: none left behind
+        _, err = proc.communicate()
     workers = "".join(
         f"{p.parent.name}: {p.read_text()[-600:]}"
         for p in sorted((tmp_path / "logs").rglob("stderr.log"))
     )
-    assert r.returncode == 0, r.stderr[-1000:] + workers
+    assert proc.returncode == 0, err[-1000:] + workers
     state = torch.load(tmp_path / "two" / "run" / "checkpoint.pt", weights_only=True)
     for name, p in one.net.state_dict().items():
         assert torch.allclose(p, state["net"][name], atol=1e-5), name

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import gc
 import math
 import sys
 import time
@@ -364,6 +365,15 @@ class Trainer:
             w.writerows(self.losses)
         _plot_losses(self.losses, self.out / "loss.png")
 
+    def release_ddp(self) -> None:
+        """Drop the DDP wrapper while every process is still there: its reducer holds the
+        process group, and freed after the group closed (when ``run`` returned) the gloo
+        group's destructor waited forever for threads talking to a peer that had exited (rank
+        1 hung in about one two-process run in three)."""
+        if self.model is not self.net:
+            self.model = self.net
+            gc.collect()
+
     def export(self, losses: bool = True) -> Path | None:
         """Write the loss log and curve (unless ``losses`` is false) and the EMA prior (rank 0);
         ``cfg.export['training']`` adds to the prior's training record."""
@@ -452,6 +462,7 @@ def train(
     t0 = time.time()
     trainer.fit(desc=desc)
     path = trainer.export()
+    trainer.release_ddp()
     finish()
     if trainer.rank == 0 and progress:
         print(f"trained {trainer.step} steps in {time.time() - t0:.0f} s -> {path}")
