@@ -20,6 +20,7 @@ import numpy as np
 from scipy import ndimage
 
 from usdehaze.ultrasound.display import DisplayMap
+from usdehaze.ultrasound.sector import bounding_box
 
 
 @dataclass(frozen=True)
@@ -47,11 +48,8 @@ def region(shape: tuple[int, int], masks: dict[str, np.ndarray], multiple: int =
             inside = inside & ~np.asarray(masks[name], bool)
     if not inside.any():
         return Region(inside, (0, shape[0], 0, shape[1]))
-    rows, cols = np.flatnonzero(inside.any(axis=1)), np.flatnonzero(inside.any(axis=0))
-    box = (
-        *_span(rows[0], rows[-1] + 1, shape[0], multiple),
-        *_span(cols[0], cols[-1] + 1, shape[1], multiple),
-    )
+    r0, c0, r1, c1 = bounding_box(inside)
+    box = (*_span(r0, r1, shape[0], multiple), *_span(c0, c1, shape[1], multiple))
     return Region(inside, box)
 
 

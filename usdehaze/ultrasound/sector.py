@@ -240,16 +240,21 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return np.count_nonzero(a & b) / union if union else 0.0
 
 
-def _bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
-    """(row0, col0, row1, col1), exclusive ends, of a non-empty mask."""
+def bounding_box(
+    mask: np.ndarray, default: tuple[int, int, int, int] | None = None
+) -> tuple[int, int, int, int]:
+    """(row0, col0, row1, col1), exclusive ends, of a (z, x) mask; ``default`` when it is empty
+    (the whole frame when that is None)."""
     rows = np.flatnonzero(mask.any(axis=1))
+    if not len(rows):
+        return (0, 0, *mask.shape) if default is None else default
     cols = np.flatnonzero(mask.any(axis=0))
     return int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1
 
 
 def _fit_rectangle(region: np.ndarray) -> Sector:
     """The linear-array model: the region's box."""
-    r0, c0, r1, c1 = _bbox(region)
+    r0, c0, r1, c1 = bounding_box(region)
     return Sector(
         "linear",
         (float(r0), (c0 + c1 - 1) / 2),
@@ -328,7 +333,7 @@ def _fit_fan(region: np.ndarray, unsure: np.ndarray) -> Sector | None:
         "far_arc_bins": len(far),
         "far_arc_rms_px": float(np.sqrt(np.mean((np.asarray(far) - r_far) ** 2))) if far else -1.0,
     }
-    return replace(fan, bounds=_bbox(m), fit=fit)
+    return replace(fan, bounds=bounding_box(m), fit=fit)
 
 
 def find_sector(frames: np.ndarray) -> Sector | None:
@@ -415,11 +420,6 @@ def from_regions(regions: list[dict[str, Any]], shape: tuple[int, int]) -> Secto
         REGIONS,
         fit,
     )
-
-
-def _bbox_or(mask: np.ndarray, default: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
-    """The box of ``mask``, or ``default`` when it is empty."""
-    return _bbox(mask) if mask.any() else default
 
 
 def _box_mask(bounds: tuple[int, int, int, int], shape: tuple[int, int]) -> np.ndarray:
@@ -603,7 +603,7 @@ def _far_edge_to_box(
     deepest = float(np.hypot(rr - found.apex[0], cc - found.apex[1]).max()) if rr.size else 0
     if (rms < 0 or rms > 0.02 * found.radii[1]) and deepest > found.radii[1] + 2:
         sector = replace(open_fan, radii=(found.radii[0], deepest))
-        sector = replace(sector, bounds=_bbox_or(sector.mask(shape), use_box))
+        sector = replace(sector, bounds=bounding_box(sector.mask(shape), use_box))
         said.append(
             f"the fan's far edge in the pixels is no clean arc (echoes fading): the fan runs "
             f"to the tagged box's edge (far radius {deepest:.0f} px)"

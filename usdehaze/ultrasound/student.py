@@ -170,14 +170,6 @@ def imaged(db: np.ndarray, dynamic_range: float) -> np.ndarray:
     return np.asarray(db) > -dynamic_range + 1e-3
 
 
-def _box(inside: np.ndarray) -> tuple[int, int, int, int]:
-    """Bounding box (row0, row1, col0, col1) of a (z, x) mask; the whole frame when empty."""
-    rows, cols = np.flatnonzero(inside.any(1)), np.flatnonzero(inside.any(0))
-    if not len(rows):
-        return 0, inside.shape[0], 0, inside.shape[1]
-    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
-
-
 def context_view(
     db: np.ndarray, inside: np.ndarray, dynamic_range: float, size: int = CONTEXT
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -187,7 +179,9 @@ def context_view(
     import torch
     import torch.nn.functional as F
 
-    r0, r1, c0, c1 = _box(inside)
+    from usdehaze.ultrasound.sector import bounding_box
+
+    r0, c0, r1, c1 = bounding_box(inside)
     m = np.asarray(inside[r0:r1, c0:c1], np.float32)
     p = np.where(m > 0, 10.0 ** (np.asarray(db[r0:r1, c0:c1], np.float64) / 10), 0.0)
     power = F.adaptive_avg_pool2d(torch.from_numpy(p).float()[None, None], size)
@@ -215,7 +209,9 @@ def apply_gain(
     import torch
     import torch.nn.functional as F
 
-    r0, r1, c0, c1 = _box(inside)
+    from usdehaze.ultrasound.sector import bounding_box
+
+    r0, c0, r1, c1 = bounding_box(inside)
     gain = (torch.from_numpy((clean - view) * within) * dynamic_range)[None]  # (1, 1, n, n) dB
     up = F.interpolate(gain, size=(r1 - r0, c1 - c0), mode="bilinear", align_corners=False)
     g = np.minimum(up[0, 0].numpy(), 0.0) * inside[r0:r1, c0:c1]
@@ -235,9 +231,8 @@ def run_db(student, db: np.ndarray, dynamic_range: float, device: Any, precision
     db = np.asarray(db, np.float32)
     with stage("encode"):
         inside = imaged(db, dynamic_range)
-        views, within = (
-            np.stack(v) for v in zip(*map(context_view, db, inside, [dynamic_range] * len(db)))
-        )
+        seen = [context_view(f, m, dynamic_range) for f, m in zip(db, inside)]
+        views, within = np.stack([v for v, _ in seen]), np.stack([w for _, w in seen])
     clean = _forward(student, views, device, precision)
     with stage("decode"):
         pairs = [apply_gain(*a, dynamic_range) for a in zip(db, inside, views, within, clean)]
