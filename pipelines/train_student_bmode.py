@@ -82,6 +82,8 @@ def pairs(folder: Path) -> tuple[list[np.ndarray], list[np.ndarray], list[str], 
     xs, ys, ws, names = [], [], [], []
     for cache in sorted(folder.glob("*.npz")):
         with np.load(cache, allow_pickle=False) as d:
+            if not {"hazy", "tissue", "within"} <= set(d.files):  # an older recipe's frames
+                sys.exit(f"{cache}: not a cache of context views; remove {folder} and render again")
             xs += list(d["hazy"])
             ys += list(d["tissue"])
             ws += list(d["within"])
