@@ -45,6 +45,7 @@ def main() -> int:
     ap.add_argument("--methods", default="input,fast,bmode,logsum,dps,bm3d")
     ap.add_argument("--student", default=None, help="the B-mode student (default: shipped)")
     ap.add_argument("--seed", type=int, default=0, help="draws the chains and clutter")
+    ap.add_argument("--precision", default="auto", help="auto, fp32, bf16 or fp16 (networks)")
     ap.add_argument(
         "--set",
         nargs="*",
@@ -81,7 +82,8 @@ def main() -> int:
     table = json.loads(args.out.read_text())["table"] if args.out.is_file() else {}
     table["clean truth"] = score(cases, [c["clean"] for c in cases])
     changes = {k: float(v) for k, v in (kv.split("=", 1) for kv in args.set)}
-    base = replace(DehazeConfig(device="cpu", steps=args.steps), **changes)
+    base = DehazeConfig(device="cpu", steps=args.steps, precision=args.precision)
+    base = replace(base, **changes)
     said = ", ".join(f"{k} {v:g}" for k, v in changes.items())
     for key in args.methods.split(","):
         if key == "input":

@@ -335,3 +335,26 @@ def test_config_values_of_the_wrong_type_are_one_line(key, value, kind):
     with pytest.raises(UsageError, match=f"cfg.yaml: key '{key}': expected a {kind}"):
         DehazeConfig.from_dict({key: value}, "cfg.yaml")
     assert DehazeConfig.from_dict({"lam": 2, "steps": 10}).lam == 2  # an integer is a number
+
+
+@pytest.mark.parametrize("amx", [True, False])
+def test_auto_precision_is_bf16_for_the_student_on_cpus_with_amx_only(
+    tiny_priors, tiny_student, tiny_iq_priors, monkeypatch, amx
+):
+    """auto: the fast method (checked to score as fp32 on validation) runs bf16 where the CPU
+    has AMX bf16 tiles; the sampler stays fp32; a CPU without them runs everything in fp32
+    (emulated bf16 ran the student about 100x slower)."""
+    import torch
+
+    from usdehaze.core.device import native_bf16
+
+    caps = dict(torch.cpu.get_capabilities(), amx_bf16=amx)
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: caps)
+    assert native_bf16(torch.device("cpu")) is amx
+    t, h = tiny_iq_priors
+    iq = {"tissue_prior": str(t), "haze_prior": str(h), "device": "cpu"}
+    fast = Dehazer(DehazeConfig(**iq, method="fast", student=str(tiny_student)))
+    assert fast.precision() == ("bf16" if amx else "fp32")
+    assert Dehazer(_cfg(tiny_priors)).precision() == "fp32"
+    given = Dehazer(DehazeConfig(**iq, method="fast", student=str(tiny_student), precision="fp32"))
+    assert given.precision() == "fp32"

@@ -80,6 +80,19 @@ def test_score_is_seeded_and_higher_for_foreign_speckle(shipped_iq_tissue):
     assert 0 <= own < 0.1 and coarser > 2 * own + 0.1 and finer_laterally > 2 * own + 0.1
 
 
+def test_score_in_bf16_is_within_a_hundredth_of_fp32(shipped_iq_tissue):
+    """auto runs the check at the run's precision (bf16 for the student on CPUs with AMX): the
+    score moves by far less than the distance to any threshold (about 0.14)."""
+    from usdehaze.ultrasound.ood import ood_score
+    from usdehaze.ultrasound.simulate import simulate_cardiac
+
+    iq = _crop(simulate_cardiac(4, seed=5003).hazy_iq)
+    for frames in (iq, _crop(simulate_cardiac(4, seed=5003).hazy_iq[:, ::2, ::2])):
+        full = ood_score(frames, shipped_iq_tissue)
+        half = ood_score(frames, shipped_iq_tissue, precision="bf16")
+        assert half != full and abs(half - full) < 0.01
+
+
 def test_threshold_from_the_prior_json_else_fallback(shipped_iq_tissue):
     from usdehaze.ultrasound.ood import FALLBACK_THRESHOLD, MEASURE, OodCheck, ood_threshold
 
@@ -343,7 +356,7 @@ def test_the_ood_input_is_what_the_sampler_gets(name, tiny_priors, tiny_iq_prior
         lambda s, y, **k: seen["y"].append(y.numpy()) or call(s, y, **k),
     )
     monkeypatch.setattr(
-        ood, "score_encoded", lambda x, prior, *a: seen.setdefault("ood", x) is None or 0.0
+        ood, "score_encoded", lambda x, prior, *a, **k: seen.setdefault("ood", x) is None or 0.0
     )
     d.dehaze_iq(iq, frames=[0, 1])
     ood.check_frames(iq, d.priors["tissue"], d.model)

@@ -100,17 +100,20 @@ def test_a_frames_result_is_the_same_whatever_its_batch_and_threads(tiny_iq_prio
     assert torch.get_num_threads() == 3  # the Dehazer's threads, back after each batch
 
 
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_the_students_frames_are_the_same_whatever_their_batch_and_threads(
-    tiny_student, tiny_iq_priors, torch_threads
+    tiny_student, tiny_iq_priors, torch_threads, precision
 ):
     """The fast method's one pass, as the sampler's frames: batched it moved a frame by up to
-    2e-5 dB with its batch and threads (and refine's sampler steps after it by 2e-3 dB)."""
+    2e-5 dB with its batch and threads (and refine's sampler steps after it by 2e-3 dB); bf16
+    (what auto runs on CPUs with AMX, in NHWC layout) keeps it so."""
     from usdehaze.ultrasound.dehaze import Dehazer
     from usdehaze.ultrasound.simulate import simulate_cardiac
 
     iq = simulate_cardiac(4, seed=6, shape=(64, 48)).hazy_iq
     t, h = tiny_iq_priors
     base = {"tissue_prior": str(t), "haze_prior": str(h), "device": "cpu", "method": "fast"}
+    base["precision"] = precision
     want = None
     for threads in (1, 3):
         d = Dehazer(DehazeConfig(**base, student=str(tiny_student), threads=threads))

@@ -142,6 +142,16 @@ class Student:
         with torch.inference_mode():
             return self.net(x)
 
+    def channels_last(self) -> Student:
+        """The same student in NHWC layout (made once): oneDNN's bf16 convolutions on CPU run
+        about 1.5x faster in it; fp32 runs keep NCHW, so their results stay as they were."""
+        if getattr(self, "_nhwc", None) is None:
+            import copy
+
+            net = copy.deepcopy(self.net).to(memory_format=torch.channels_last)
+            self._nhwc = Student(net, self.meta, self.checksum)
+        return self._nhwc
+
 
 def save_student(path: str | Path, net: OnePassUNet, meta: dict[str, Any]) -> Path:
     """Write ``NAME.safetensors`` + ``NAME.json`` (architecture, checksum and ``meta``:

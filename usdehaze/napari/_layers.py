@@ -79,14 +79,15 @@ def layer_check(native: Native, frames: list[int], dehazer: Any) -> Any:
     its :func:`display_view`)."""
     from usdehaze.ultrasound.ood import check_frames, sample_frames
 
-    model, prior = dehazer.model, dehazer.priors.get("tissue")
+    model, prior, at = dehazer.model, dehazer.priors.get("tissue"), dehazer.precision()
     picked = sample_frames(frames)
     seen = [native.source_frame(i) for i in picked]
     if model.needs_phase:
-        return check_frames(np.asarray(native.iq[picked]), prior, model, seen)
+        return check_frames(np.asarray(native.iq[picked]), prior, model, seen, precision=at)
     db = np.asarray(native.db[picked])
     view = display_view(native, dehazer)
-    return check_frames(db if view is None else view.encode(db), prior, model, seen, db=True)
+    x = db if view is None else view.encode(db)
+    return check_frames(x, prior, model, seen, db=True, precision=at)
 
 
 def placement(frames: list[int]) -> dict[str, Any]:

@@ -90,11 +90,16 @@ class Dehazer:
         self.model.check_prior(p.meta, self.method.prior_role(c))
 
     def precision(self) -> str:
-        """The networks' precision: ``auto`` is bf16 on CUDA and fp32 on CPU (where bf16 is faster
-        only on CPUs with native bf16 and would make results depend on the machine)."""
-        if self.cfg.precision == "auto":
-            return "bf16" if self.device.type == "cuda" else "fp32"
-        return self.cfg.precision
+        """The networks' precision: ``auto`` is bf16 on CUDA; on CPU bf16 for a method checked
+        to score as in fp32 (``cpu_bf16``) where the CPU runs bf16 natively (AMX), else fp32:
+        results then depend on the CPU's bf16 support, and record the precision that ran."""
+        from usdehaze.core.device import native_bf16
+
+        if self.cfg.precision != "auto":
+            return self.cfg.precision
+        if self.device.type == "cuda":
+            return "bf16"
+        return "bf16" if self.method.cpu_bf16 and native_bf16(self.device) else "fp32"
 
     def min_size(self) -> int:
         """Smallest frame side the priors handle (their downsampling factor × 2)."""

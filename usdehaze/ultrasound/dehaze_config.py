@@ -234,7 +234,8 @@ class DehazeConfig:
     precision: str = _setting(
         "auto",
         "runtime",
-        "Network precision: auto (bf16 on CUDA, fp32 on CPU), fp32, bf16, fp16.",
+        "Network precision: auto (bf16 on CUDA; on CPU bf16 for the fast method where the CPU "
+        "has AMX, else fp32), fp32, bf16, fp16.",
     )
     tissue_prior: str | None = _setting(
         None,

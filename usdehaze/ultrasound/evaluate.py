@@ -281,8 +281,9 @@ def evaluate(
             hz.extend(out["haze"])
         seconds = time.perf_counter() - t0
         # each case is a scan: the out-of-distribution check a run makes on it, before sampling
+        prior, at = dehazer.priors.get("tissue"), dehazer.precision()
         ood = [
-            check_frames(np.asarray(c["iq"])[None], dehazer.priors.get("tissue"), dehazer.model)
+            check_frames(np.asarray(c["iq"])[None], prior, dehazer.model, precision=at)
             for c in cases
         ]
         row = score(cases, tissue, hz, seconds=seconds, ood=ood)

@@ -150,9 +150,13 @@ def _forward(student, x: np.ndarray, device: Any, precision: str) -> np.ndarray:
     from usdehaze.core.device import each_alone
 
     xt = torch.from_numpy(x).to(device)
+    low = precision in ("bf16", "fp16")
+    if low and xt.device.type == "cpu":
+        student = student.channels_last()
+        xt = xt.contiguous(memory_format=torch.channels_last)
 
-    def one(part) -> torch.Tensor:
-        if precision in ("bf16", "fp16"):
+    def one(part) -> torch.Tensor:  # autocast is per thread: entered in each item's own
+        if low:
             dtype = torch.bfloat16 if precision == "bf16" else torch.float16
             with torch.autocast(device_type=xt.device.type, dtype=dtype):
                 return student(part)
@@ -161,7 +165,7 @@ def _forward(student, x: np.ndarray, device: Any, precision: str) -> np.ndarray:
     if xt.device.type != "cpu":
         return one(xt).float().cpu().numpy()
     parts = each_alone(len(xt), lambda i: one(xt[i : i + 1]), torch.get_num_threads())
-    return torch.cat(parts).float().numpy()
+    return torch.cat(parts).float().contiguous().numpy()
 
 
 def imaged(db: np.ndarray, dynamic_range: float) -> np.ndarray:

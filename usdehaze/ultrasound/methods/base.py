@@ -53,6 +53,8 @@ class Method:
     one_sample_why: str = "gives one estimate per frame"
     settings: dict[str, Any] = {}  # its own sampler settings (in place of the joint defaults)
     extras: tuple[str, ...] = ()  # optional packages it needs (import names, usdehaze.extras)
+    # precision auto runs it in bf16 on CPUs with native bf16 (AMX): checked to score as fp32
+    cpu_bf16: bool = False
 
     def __init__(self, cfg: Any) -> None:
         self.cfg = cfg
