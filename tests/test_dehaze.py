@@ -174,6 +174,23 @@ def test_bench_dehaze_rows(tiny_priors):
     assert "vs plain" in lines[-1]
 
 
+def test_bench_dehaze_refine_row_runs_refines_steps(tiny_iq_priors, tiny_student):
+    """--variant refine: a row of the refine method at its own steps, timed in the same run as
+    the default (its ratio beside it), its NFE the sampler's steps x 2 priors + the student."""
+    from usdehaze.ultrasound.bench_dehaze import run
+
+    t, h = tiny_iq_priors
+    cfg = DehazeConfig(
+        tissue_prior=str(t), haze_prior=str(h), model="iq", device="cpu", student=str(tiny_student)
+    )  # fmt: skip  (the default's steps: 25)
+    rows = run(cfg, frames=2, batches=(2,), variants=("refine",), shape=(32, 32), plain=False,
+               log=lambda s: None)  # fmt: skip
+    assert [r["setting"] for r in rows] == ["default, batch 2", "refine, batch 2"]
+    assert rows[1]["method"] == "refine" and rows[1]["steps"] == 4
+    assert rows[1]["nfe"] == 2 * 4 + 1 and rows[0]["nfe"] == 2 * 25
+    assert rows[1]["vs_default"] == rows[1]["frames_per_s"] / rows[0]["frames_per_s"]
+
+
 def _iq_frames(n=2, shape=(40, 24), seed=0):
     from usdehaze.ultrasound.simulate import simulate_cardiac
 

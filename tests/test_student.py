@@ -216,8 +216,13 @@ def _fan(shape=(90, 120)) -> np.ndarray:
 
 def _bmode_dehazer(student, priors, dr: float) -> Dehazer:
     cfg = DehazeConfig(
-        method="fast", model="bmode", student=str(student), tissue_prior=str(priors[0]),
-        device="cpu", dynamic_range=dr, precision="fp32",
+        method="fast",
+        model="bmode",
+        student=str(student),
+        tissue_prior=str(priors[0]),
+        device="cpu",
+        dynamic_range=dr,
+        precision="fp32",
     )  # fmt: skip  (fp32: these tests check the view and gain arithmetic to 1e-4)
     return Dehazer(cfg)
 

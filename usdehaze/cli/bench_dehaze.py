@@ -19,7 +19,8 @@ def bench_dehaze(
     variant: list[str] = typer.Option(
         [],
         "--variant",
-        help="Also time channels_last, compile, cuda_graphs, bf16 and/or fp16 (autocast).",
+        help="Also time channels_last, compile, cuda_graphs, bf16 and/or fp16 (autocast), "
+        "or refine (the student + a few sampler steps).",
     ),
     devices: list[str] = typer.Option(
         ["auto"], "--device", help="cpu and/or cuda; auto = cpu, then cuda when present."

@@ -28,7 +28,9 @@ from usdehaze.ultrasound.driver import FrameDriver
 from usdehaze.ultrasound.methods import METHODS
 from usdehaze.ultrasound.simulate import simulate_cardiac
 
-VARIANTS = ("channels_last", "compile", "cuda_graphs", "bf16", "fp16")  # extra rows of `bench`
+# extra rows of `bench`: speed settings of the default, and the refine method (its few steps
+# from the student, against the default's sampler in the same run)
+VARIANTS = ("channels_last", "compile", "cuda_graphs", "bf16", "fp16", "refine")
 
 
 def _sync(device) -> None:
@@ -159,12 +161,20 @@ def _settings(
     for b in batches:
         settings.append((f"default, batch {b}", replace(cfg, batch=b), {}))
         for v in variants:
-            change = {"precision": v} if v in ("bf16", "fp16") else {v: True}
-            settings.append((f"{v}, batch {b}", replace(cfg, batch=b, **change), {}))
+            settings.append((f"{v}, batch {b}", _variant(cfg, v, b), {}))
     for b in fast_batches:
         for p in fast_precisions:
             settings.append((f"fast {p}, batch {b}", fast_config(cfg, b, p), {"fast": True}))
     return settings
+
+
+def _variant(cfg: DehazeConfig, v: str, batch: int) -> DehazeConfig:
+    """The default at ``batch`` with variant ``v``: a precision, a speed flag, or a method
+    with its own sampler settings (refine)."""
+    if v == "refine":
+        return METHODS["refine"].defaults(replace(cfg, batch=batch, method="refine"))
+    change = {"precision": v} if v in ("bf16", "fp16") else {v: True}
+    return replace(cfg, batch=batch, **change)
 
 
 def _time_setting(
