@@ -220,7 +220,7 @@ def check_frames(
     return OodCheck(score, threshold, source, keep)
 
 
-def _scored(
+def _scored(  # the frames read now; the scoring when the returned call is made
     scan: Any,
     frames: Sequence[int],
     prior: Any,
@@ -239,20 +239,6 @@ def _scored(
         data = view.encode(data)
         return lambda: check_frames(data, prior, model, picked, db=True, precision=precision)
     return lambda: check_frames(data, prior, model, picked, precision=precision)
-
-
-def check_scan(
-    scan: Any,
-    frames: Sequence[int],
-    prior: Any,
-    model: Any,
-    view: Any = None,
-    precision: str = "fp32",
-) -> OodCheck:
-    """Read up to ``MAX_FRAMES`` frames spread over a scan's ``frames`` and check them: the one
-    check of a run (``view``: frames of another domain, seen as the driver sees them:
-    usdehaze.ultrasound.bmode.DisplayView)."""
-    return _scored(scan, frames, prior, model, view, precision)()
 
 
 class PendingCheck:
@@ -337,7 +323,7 @@ def check_run(
     from usdehaze.errors import UsageError
 
     prior = dehazer.priors.get("tissue")
-    check = check_scan(scan, frames, prior, dehazer.model, view, dehazer.precision())
+    check = _scored(scan, frames, prior, dehazer.model, view, dehazer.precision())()
     if check.warning and strict:
         raise UsageError(check.message(str(scan.path), strict=True))
     if check.warning and warn is not None:
