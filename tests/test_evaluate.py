@@ -55,7 +55,14 @@ def test_every_data_model_gets_a_row_with_the_base_settings():
     base = DehazeConfig(steps=7, model="iq")
     rows = default_methods(base)
     first = next(iter(rows))
-    assert first == "joint (μ-law IQ, TMI, default)" and rows[first] is base
+    assert first == "joint (μ-law IQ, TMI)" and rows[first] is base
+    # "default" marks what auto runs on beamformed I/Q: refine with the shipped priors, the
+    # joint sampler with priors of one's own
+    marked = [k for k in rows if "default" in k]
+    assert marked == ["refine (student + 7 joint steps from σ = 0.25, default)"]
+    own = default_methods(dataclasses.replace(base, priors="lab_priors"))
+    assert next(iter(own)) == "joint (μ-law IQ, TMI, default)"
+    assert [k for k in own if "default" in k] == ["joint (μ-law IQ, TMI, default)"]
     joint = {k: v for k, v in rows.items() if k.startswith("joint")}
     assert sorted(v.model for v in joint.values()) == ["additive", "iq", "logsum"]
     assert all(v.steps == 7 for v in rows.values())
@@ -221,8 +228,8 @@ def test_evaluate_cases_prints_the_checks_beside_the_table(tmp_path, capsys):
     assert code == 0
     checks = text.split("The checks against the truth")[1]
     assert "| clean truth | 2 | 0 | 0 |" in checks  # the truth helps every frame
-    assert "| fast (one-pass student of the default) |" in checks
+    assert "| fast (one-pass student of the joint sampler) |" in checks
     assert "| a/0 | helped " in checks and "| a/1 |" in checks
-    frames = json.loads(out.read_text())["fast (one-pass student of the default)"]["frames"]
+    frames = json.loads(out.read_text())["fast (one-pass student of the joint sampler)"]["frames"]
     assert [f["name"] for f in frames] == ["a/0", "a/1"]
     assert all(np.isfinite(f["ood_score"]) and f["verdict"] in VERDICTS for f in frames)

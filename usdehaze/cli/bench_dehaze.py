@@ -20,7 +20,7 @@ def bench_dehaze(
         [],
         "--variant",
         help="Also time channels_last, compile, cuda_graphs, bf16 and/or fp16 (autocast), "
-        "or refine (the student + a few sampler steps).",
+        "or the methods joint (the sampler alone) and refine (the student + a few steps).",
     ),
     devices: list[str] = typer.Option(
         ["auto"], "--device", help="cpu and/or cuda; auto = cpu, then cuda when present."

@@ -93,15 +93,15 @@ def _check_output(scan: Path, out: Path, fallback: str) -> None:
 
 
 def _plan(s: Any, scan: Path, out: Path, cfg: Any, frames: str | None) -> tuple[Any, Any]:
-    """The frames to dehaze and the settings that run on the open scan ``s`` (auto: joint or
-    fast); says once on stderr when the scan holds magnitude data only."""
+    """The frames to dehaze and the settings that run on the open scan ``s`` (auto: refine,
+    joint or fast); says once on stderr when the scan holds magnitude data only."""
     from usdehaze.ultrasound.methods import for_scan
     from usdehaze.ultrasound.scan import parse_frames
     from usdehaze.ultrasound.sinks import check_kind
 
     sel = parse_frames(frames, s.n_frames, scan)
     check_kind(out, s)
-    runs, note = for_scan(cfg, s)  # what runs on this scan (auto: joint or fast)
+    runs, note = for_scan(cfg, s)  # what runs on this scan (auto: refine, joint or fast)
     if s.magnitude_only and not note:  # a note: run_dehaze says it once loaded
         said = (
             f"scan-converted B-mode, model {cfg.model}"

@@ -28,9 +28,9 @@ from usdehaze.ultrasound.driver import FrameDriver
 from usdehaze.ultrasound.methods import METHODS
 from usdehaze.ultrasound.simulate import simulate_cardiac
 
-# extra rows of `bench`: speed settings of the default, and the refine method (its few steps
-# from the student, against the default's sampler in the same run)
-VARIANTS = ("channels_last", "compile", "cuda_graphs", "bf16", "fp16", "refine")
+# extra rows of `bench`: speed settings of the default, and the sampler methods (joint: the
+# two-prior sampler alone; refine: the student + its few steps), timed in the same run
+VARIANTS = ("channels_last", "compile", "cuda_graphs", "bf16", "fp16", "joint", "refine")
 
 
 def _sync(device) -> None:
@@ -170,9 +170,9 @@ def _settings(
 
 def _variant(cfg: DehazeConfig, v: str, batch: int) -> DehazeConfig:
     """The default at ``batch`` with variant ``v``: a precision, a speed flag, or a method
-    with its own sampler settings (refine)."""
-    if v == "refine":
-        return METHODS["refine"].defaults(replace(cfg, batch=batch, method="refine"))
+    with its own sampler settings (joint, refine)."""
+    if v in ("joint", "refine"):
+        return METHODS[v].defaults(replace(cfg, batch=batch, method=v))
     change = {"precision": v} if v in ("bf16", "fp16") else {v: True}
     return replace(cfg, batch=batch, **change)
 
@@ -183,7 +183,7 @@ def _time_setting(
     """One setting timed: its row of rates, and whether it is a fast (one-pass) row, timed
     over repeated batches."""
     d = Dehazer(c)
-    c = d.cfg  # as it ran (method auto: joint on these IQ frames)
+    c = d.cfg  # as it ran (method auto: refine on these IQ frames with the shipped priors)
     fast = options.pop("fast", False)
     d.sampler_options = options
     if fast:

@@ -46,7 +46,7 @@ class Dehazer:
         from usdehaze.core.device import resolve_device, set_cpu_threads
 
         cfg = cfg.validate()
-        self.cfg = cfg = method_settings(METHODS[cfg.method].resolve(cfg))  # auto: joint
+        self.cfg = cfg = method_settings(METHODS[cfg.method].resolve(cfg))  # auto: refine / joint
         self.method = METHODS[cfg.method](cfg)  # what runs the frames
         self.device = resolve_device(cfg.device)
         # on CPU: torch's threads (cfg.threads; 0: auto, fewer on a loaded machine)

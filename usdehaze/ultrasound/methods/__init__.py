@@ -1,9 +1,10 @@
 """Dehazing methods, one module each, registered in ``METHODS``.
 
-``auto`` (the default: joint on beamformed scans, fast on scan-converted B-mode), ``joint`` (the
-two-prior sampler), ``fast`` (its one-pass student), ``dps`` and ``pigdm-gauss`` (the
-single-prior baselines), ``bm3d`` (classical despeckling). Every module of
-this package is imported here, so a new method is one new module (see ``base``).
+``auto`` (the default: refine on beamformed I/Q, joint with priors of one's own, fast on
+scan-converted B-mode), ``joint`` (the two-prior sampler), ``fast`` (its one-pass student),
+``refine`` (the student refined by a few sampler steps), ``dps`` and ``pigdm-gauss`` (the
+single-prior baselines), ``bm3d`` (classical despeckling). Every module of this package is
+imported here, so a new method is one new module (see ``base``).
 """
 
 from __future__ import annotations

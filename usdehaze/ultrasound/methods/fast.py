@@ -16,7 +16,7 @@ from usdehaze.ultrasound.methods.base import Method, register_method
 class Fast(Method):
     name = "fast"
     summary = "its one-pass student"
-    row = "fast (one-pass student of the default)"
+    row = "fast (one-pass student of the joint sampler)"
     priors = ("student", "tissue")
     models = ("iq", "bmode")
     models_why = "has students for the iq model (beamformed I/Q) and the bmode model (B-mode)"

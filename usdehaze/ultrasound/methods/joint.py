@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from usdehaze.ultrasound.methods.base import SamplerMethod, register_method
+from usdehaze.ultrasound.methods.base import METHODS, SamplerMethod, register_method
 from usdehaze.ultrasound.models import DATA_MODELS
 
 
@@ -36,15 +36,16 @@ class Joint(SamplerMethod):
     @classmethod
     def rows(cls, base: Any) -> dict[str, Any]:
         """Its row under each registered data model with the sampler settings that model
-        declares (the base's own model first, marked default); models that ask for no row
+        declares (the base's own model first, marked default when it is what auto runs); models that ask for no row
         (``table_row`` False: the display model, scored on exported B-mode) are left out."""
         rows = {}
+        default = METHODS["auto"].runs(base) == cls.name
         for name in sorted(DATA_MODELS, key=lambda m: m != base.model):
             m = DATA_MODELS[name]
             own = name == base.model
             if not (own or m.table_row):
                 continue
-            label = f"joint ({m.label or m.name}{', default' if own else ''})"
+            label = f"joint ({m.label or m.name}{', default' if own and default else ''})"
             rows[label] = base if own else replace(base, model=name, **m.settings)
         return rows
 

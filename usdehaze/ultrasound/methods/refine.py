@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from usdehaze.errors import UsageError
-from usdehaze.ultrasound.methods.base import register_method
+from usdehaze.ultrasound.methods.base import METHODS, register_method
 from usdehaze.ultrasound.methods.fast import Fast
 from usdehaze.ultrasound.methods.joint import Joint
 
@@ -48,8 +48,10 @@ class Refine(Joint):
     def rows(cls, base: Any) -> dict[str, Any]:
         """Its row when a run finds a student (fast's rule), named by the steps it runs."""
         found = (cls.defaults(c) for c in Fast.rows.__func__(cls, base).values())
+        mark = ", default" if METHODS["auto"].runs(base) == cls.name else ""
         return {
-            f"refine (student + {c.steps} joint steps from σ = {c.start_sigma:g})": c for c in found
+            f"refine (student + {c.steps} joint steps from σ = {c.start_sigma:g}{mark})": c
+            for c in found
         }
 
     def sample(self, d, frames_in, seed, callback, frames, within=None):
