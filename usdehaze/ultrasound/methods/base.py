@@ -194,27 +194,35 @@ class SamplerMethod(Method):
     stepwise = True
     multi_sample = True
 
+    def rule_name(self) -> str:
+        """The DC rule it runs (the config's ``rule``)."""
+        return self.cfg.rule
+
+    def rule_params(self) -> dict[str, Any]:
+        """Its own values of rule parameters, over the config's settings of the same names."""
+        return {}
+
     def sampler_options(self, d: Any) -> dict[str, Any]:
-        """Its own JointSampler keywords (rule, weighting, ...) besides the common ones."""
-        raise NotImplementedError
+        """Its own JointSampler keywords besides the common ones (joint: κ)."""
+        return {}
 
     def sampler(self, d: Any):
         from usdehaze.core.sampler import JointSampler
+        from usdehaze.ultrasound.pieces import build_pieces
 
         c = self.cfg
         tissue = d.priors["tissue"]
+        rule, solver = build_pieces(c, self.operator(d), self.rule_name(), **self.rule_params())
         common = {
             "steps": c.steps,
             "lam": c.lam,
             "start_sigma": c.start_sigma,
             "device": d.device,
             "precision": d.precision(),
-            "solver": c.solver,
-            "eta": c.eta,
             "schedule": c.schedule,
         }
         kw = self.sampler_options(d) | common | d.sampler_options
-        return JointSampler(tissue, d.priors.get("haze"), self.operator(d), tissue.sde, **kw)
+        return JointSampler(tissue, d.priors.get("haze"), rule, tissue.sde, solver, **kw)
 
     def start(self, m: Any) -> dict[str, Any]:
         """The sampler's starting point (none: it starts from noise)."""
@@ -255,22 +263,15 @@ class SinglePriorMethod(SamplerMethod):
 
     priors = ("tissue",)
     settings = {"solver": "ddim", "eta": 0.0, "steps": 5, "lam": 1.0}
-    rule: str = ""
+    rule: str = ""  # its DC rule (the config's weighting and noise_sigma its parameters)
 
-    def weighting(self) -> str:
-        return self.cfg.weighting
+    def rule_name(self) -> str:
+        return self.rule
 
     def operator(self, d):
         from usdehaze.core.operators import Identity
 
         return Identity()
-
-    def sampler_options(self, d):
-        return {
-            "rule": self.rule,
-            "weighting": self.weighting(),
-            "noise_sigma": self.cfg.noise_sigma,
-        }
 
 
 def run_model(cfg: Any) -> DataModel:
