@@ -156,7 +156,7 @@ def test_two_gloo_processes_killed_midway_then_resumed(tiny_priors, tmp_path):
 def test_resume_identity_is_everything_but_the_runtime_settings():
     """run-many's resume identity: every DehazeConfig field but dehaze.RUNTIME_KEYS (device,
     batch, threads, precision, compile, channels_last, cuda_graphs), from that one list."""
-    from dataclasses import fields, replace
+    from dataclasses import replace
 
     from usdehaze.ultrasound.batch_run import _identity
     from usdehaze.ultrasound.dehaze_config import RUNTIME_KEYS
@@ -166,9 +166,9 @@ def test_resume_identity_is_everything_but_the_runtime_settings():
     }  # fmt: skip
     cfg = DehazeConfig()
     base = _identity(cfg, [Path("a.h5")], [range(2)])
-    assert set(base["config"]) == {f.name for f in fields(DehazeConfig)} - set(RUNTIME_KEYS)
+    assert set(base["config"]) == set(DehazeConfig.settings()) - set(RUNTIME_KEYS)
     runtime = dict(device="cpu", batch=2, precision="bf16", compile=True, channels_last=False,
                    cuda_graphs=True)  # fmt: skip
     assert _identity(replace(cfg, **runtime), [Path("a.h5")], [range(2)]) == base
-    for change in ({"steps": 3}, {"seed": 1}, {"model": "logsum"}, {"gamma": 2.0}):
+    for change in ({"steps": 3}, {"seed": 1}, {"model": "logsum"}, {"gamma": 2.0}, {"rho": 0.5}):
         assert _identity(replace(cfg, **change), [Path("a.h5")], [range(2)]) != base

@@ -508,5 +508,21 @@ def test_the_architecture_docs_example_rule_runs():
         x, n = _run(s, y)
         assert (x.mean(0) - mx_t).norm() < 0.5 * (mx - mx_t).norm()
         assert (x.mean(0) + n.mean(0) - y.reshape(-1).double()).norm() < 0.15 * y.norm()
+        # its own parameter: taken by it alone, and a setting of the config's rule section
+        from usdehaze.ultrasound.dehaze_config import DehazeConfig
+        from usdehaze.ultrasound.pieces import build_pieces
+
+        half = _sampler(sig, noi, Identity(), sde, rule="landweber", steps=5, damping=0.5)
+        assert half.dc.params.damping == 0.5
+        with pytest.raises(UsageError, match="rule 'pigdm': no parameter 'damping'"):
+            make_rule("pigdm", Identity(), damping=0.5)
+        cfg = DehazeConfig.from_dict(
+            {
+                "model": "additive",
+                "rule": {"rule": "landweber", "weighting": "paper", "damping": 0.5},
+            }
+        )
+        assert "damping" in DehazeConfig.keys("rule")
+        assert build_pieces(cfg, Identity())[0].params.damping == 0.5
     finally:
         DC_RULES.pop("landweber", None)

@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from usdehaze.core.registry import Registry, params_of
+from usdehaze.core.registry import Registry, params_of, setting
 from usdehaze.errors import UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -58,11 +58,21 @@ def make_rule(name: str, model: MeasurementModel, **params) -> DCRule:
     return DC_RULES.lookup(name)(model, **params)
 
 
+def _weighting_help() -> str:
+    """--weighting's help: every weighting a registered rule declares."""
+    names = list(dict.fromkeys(w for rule in DC_RULES.values() for w in rule.weightings))
+    said = ", ".join(names[:-1]) + f" or {names[-1]}" if len(names) > 1 else "".join(names)
+    return (
+        f"Weighting of the data-consistency step: {said} (what each is for each rule: "
+        "usdehaze.core.dc_rules)."
+    )
+
+
 @dataclass(frozen=True)
 class RuleParams:
     """Every rule's parameters: ``weighting``, one of the rule's ``weightings``."""
 
-    weighting: str = "paper"
+    weighting: str = setting("paper", _weighting_help)
 
 
 @dataclass(frozen=True)
@@ -78,11 +88,15 @@ class TweedieParams(RuleParams):
     reference_mode: bool = False
 
 
+RHO_HELP = "DPS's likelihood scale ρ: its sde weighting's step is ∇‖y − μ‖²/(2ρ²) (rule dps)."
+RHO_UNIT = "(σ, in the measurement's units: images scaled to [-1, 1])"
+
+
 @dataclass(frozen=True)
 class DPSParams(TweedieParams):
     """DPS's: ``rho``, the likelihood's ρ of its ``sde`` weighting (Σ = ρ² I)."""
 
-    rho: float = 1.0
+    rho: float = setting(1.0, RHO_HELP, unit=RHO_UNIT, range=(None, 1e3, True))
 
 
 @dataclass

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from collections.abc import Iterable, Mapping
-from dataclasses import fields
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import field, fields
 from typing import Any, Generic, TypeVar
 
 from usdehaze.errors import UsageError
@@ -50,6 +50,15 @@ class Registry(dict[str, T], Generic[T]):
             raise UsageError(
                 f"{where}{self.kind} '{name}': expected one of {', '.join(self)}"
             ) from None
+
+
+def setting(default: Any, help: str | Callable[[], str], **meta: Any) -> Any:
+    """A field of a piece's ``Params`` that users set (an option of ``usdehaze run``, a key of
+    its config): its default, its ``help`` (a string, or a function that makes it when the CLI
+    is built), ``unit`` (what a number is measured in) and ``range`` ((minimum or None,
+    maximum, must be > 0): the values the config accepts). A field without help is set by
+    code only (a method, a test)."""
+    return field(default=default, metadata={"help": help, **meta})
 
 
 def params_of(piece: type, given: Mapping[str, Any]) -> Any:

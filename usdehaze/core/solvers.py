@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from usdehaze.core.registry import Registry, params_of
+from usdehaze.core.registry import Registry, params_of, setting
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import Tensor
@@ -49,11 +49,14 @@ class SolverParams:
     """A solver's parameters (the base: none)."""
 
 
+ETA_HELP = "DDIM stochasticity: 0 deterministic, 1 ancestral (solver ddim)."
+
+
 @dataclass(frozen=True)
 class DDIMParams(SolverParams):
     """DDIM's: ``eta``, its stochasticity (0 deterministic, 1 ancestral)."""
 
-    eta: float = 1.0
+    eta: float = setting(1.0, ETA_HELP, unit="(a fraction, 0 to 1)", range=(0.0, 1.0, False))
 
 
 class Solver:

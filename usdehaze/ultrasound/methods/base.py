@@ -15,7 +15,7 @@ Nothing here imports torch: the CLI's help is made from these declarations.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -51,7 +51,9 @@ class Method:
     stepwise: bool = False  # runs the sampler: network evaluations per step, a step callback
     multi_sample: bool = False  # takes samples > 1 (std maps)
     one_sample_why: str = "gives one estimate per frame"
-    settings: dict[str, Any] = {}  # its own sampler settings (in place of the joint defaults)
+    # its own defaults of config settings (in place of the joint defaults): a dataclass whose
+    # fields are named as the settings (refine: steps, start_sigma); None: none
+    Params: type | None = None
     extras: tuple[str, ...] = ()  # optional packages it needs (import names, usdehaze.extras)
 
     def __init__(self, cfg: Any) -> None:
@@ -86,11 +88,18 @@ class Method:
     def defaults(cls, cfg: Any) -> Any:
         """``cfg`` with its own sampler settings in place of each joint default it kept;
         settings changed from the defaults stay as given."""
-        if not cls.settings:
+        own = cls.own_settings()
+        if not own:
             return cfg
         joint = type(cfg)()
-        own = {k: v for k, v in cls.settings.items() if getattr(cfg, k) == getattr(joint, k)}
-        return replace(cfg, **own)
+        return replace(
+            cfg, **{k: v for k, v in own.items() if getattr(cfg, k) == getattr(joint, k)}
+        )
+
+    @classmethod
+    def own_settings(cls) -> dict[str, Any]:
+        """Its ``Params``' defaults by setting name ({} without)."""
+        return asdict(cls.Params()) if cls.Params is not None else {}
 
     @classmethod
     def prior_role(cls, cfg: Any) -> str:
@@ -255,6 +264,17 @@ class SamplerMethod(Method):
         return {"input": db, **self.sample(d, iq, run["seed"], run["callback"], run["frames"], w)}
 
 
+@dataclass(frozen=True)
+class SinglePriorParams:
+    """The single-prior baselines' own sampler settings: their best on validation
+    (docs/results.md); the joint default's λ = 3 over 25 steps makes their DC step diverge."""
+
+    solver: str = "ddim"
+    eta: float = 0.0
+    steps: int = 5
+    lam: float = 1.0
+
+
 class SinglePriorMethod(SamplerMethod):
     """The paper's single-prior baselines: the tissue prior only, y = x + Gaussian noise
     (σ: ``noise_sigma``) on the dB images the config's model reads, starting from noise; their
@@ -262,7 +282,7 @@ class SinglePriorMethod(SamplerMethod):
     step diverge; these were their best on validation, docs/results.md)."""
 
     priors = ("tissue",)
-    settings = {"solver": "ddim", "eta": 0.0, "steps": 5, "lam": 1.0}
+    Params = SinglePriorParams
     rule: str = ""  # its DC rule (the config's weighting and noise_sigma its parameters)
 
     def rule_name(self) -> str:
