@@ -93,6 +93,23 @@ def test_store_equals_run_and_resumes(tiny_priors, scans, tmp_path):
         run_many(scans, tmp_path / "out.h5", cfg)
 
 
+def test_a_store_recorded_before_a_setting_existed_resumes(tiny_priors, scans, tmp_path):
+    """A store whose recorded identity lacks a setting added since (rho, which the dps rule
+    declares) ran that setting's default: it resumes with the default, not with another value."""
+    from dataclasses import replace
+
+    out = tmp_path / "old.zarr"
+    cfg = _cfg(tiny_priors, batch=2)
+    run_many(scans[:1], out, cfg, log=lambda s: None)
+    root = zarr.open_group(str(out), mode="r+")
+    identity = json.loads(root.attrs["identity"])
+    del identity["config"]["rho"]  # as recorded before the rules declared their parameters
+    root.attrs["identity"] = json.dumps(identity)
+    assert run_many(scans[:1], out, cfg, log=lambda s: None)["skipped"] == 3
+    with pytest.raises(UsageError, match=r"other config \(\['rho'\]\)"):
+        run_many(scans[:1], out, replace(cfg, rho=0.5), log=lambda s: None)
+
+
 def _torchrun(args: list[str], cwd: Path) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2"]
