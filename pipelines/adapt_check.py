@@ -36,7 +36,7 @@ import hashlib
 import json
 import sys
 import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -227,7 +227,7 @@ def evaluate_row(label: str, cfg, cases: list[dict[str, Any]], rows: Path) -> di
 
     key = {
         "frames": [c["name"] for c in cases],
-        "config": asdict(cfg),
+        "config": cfg.flat(),
         "priors": prior_checksums(cfg),
     }
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
@@ -355,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
         "frames": [c["name"] for c in cases],
         "material": {**material, "tissue": str(tissue), "haze": str(haze)},
         "adapt": adapted,
-        "config": {"before": asdict(before), "after": asdict(after)},
+        "config": {"before": before.flat(), "after": after.flat()},
         "table": table,
         "seconds_this_run": round(time.perf_counter() - t0, 1),
     }

@@ -55,7 +55,7 @@ def teacher_id(dehazer, crop: int, per_frame: int) -> tuple[str, dict]:
     """The teacher's identity: its prior checksums and every setting that shapes its output."""
     ident = {
         "checksums": dehazer.checksums,
-        "config": {k: v for k, v in asdict(dehazer.cfg).items() if k not in RUNTIME},
+        "config": {k: v for k, v in dehazer.cfg.flat().items() if k not in RUNTIME},
         "crop": crop,
         "crops_per_frame": per_frame,
     }

@@ -16,7 +16,7 @@ values); frames are validation frames (seeds 5000+), never the test frames of
 from __future__ import annotations
 
 import argparse
-from dataclasses import fields, replace
+from dataclasses import replace
 
 import numpy as np
 from steps_sweep import VALIDATION_SEED0, run_setting  # the same frames and one way to score
@@ -28,7 +28,7 @@ from usdehaze.ultrasound.evaluate import eval_set, score
 
 def parse_setting(text: str) -> dict:
     """``"lam=2,steps=10"`` → typed DehazeConfig overrides."""
-    types = {f.name: type(getattr(DehazeConfig(), f.name)) for f in fields(DehazeConfig)}
+    types = {n: type(v) for n, v in DehazeConfig().flat().items()}
     out = {}
     for item in filter(None, text.split(",")):
         key, _, value = item.partition("=")

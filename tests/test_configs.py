@@ -1,6 +1,5 @@
 """Shipped configs stay in step with the code."""
 
-from dataclasses import asdict
 from pathlib import Path
 
 import yaml
@@ -12,20 +11,26 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_dehaze_default_yaml_matches_the_defaults():
+    """The default config lists every setting but the priors, in the sections of the new
+    spelling (no old-spelling note: nothing flat, nothing under another section)."""
     d = yaml.safe_load((ROOT / "configs/dehaze_default.yaml").read_text())
-    defaults = asdict(DehazeConfig())
-    assert {k: defaults[k] for k in d} == d
-    DehazeConfig.from_dict(d)
+    old: list = []
+    flat = DehazeConfig.flatten(d, "dehaze_default.yaml", old)
+    defaults = DehazeConfig().flat()
+    assert flat == {k: v for k, v in defaults.items() if k not in DehazeConfig.keys("priors")}
+    assert old == [] and DehazeConfig.from_dict(d) == DehazeConfig()
 
 
 def test_dehaze_presets_are_valid_and_change_settings():
     presets = sorted((ROOT / "configs").glob("dehaze_*.yaml"))
     assert {p.stem for p in presets} >= {"dehaze_quality", "dehaze_exact"}
     for path in presets:
-        d = yaml.safe_load(path.read_text())
+        old: list = []
+        d = DehazeConfig.flatten(yaml.safe_load(path.read_text()), path.name, old)
         cfg = DehazeConfig.from_dict(d, path.name).validate(path.name)
+        assert old == [], path.name  # written in the new spelling
         if path.stem != "dehaze_default":
-            assert any(getattr(cfg, k) != v for k, v in asdict(DehazeConfig()).items() if k in d)
+            assert any(getattr(cfg, k) != v for k, v in DehazeConfig().flat().items() if k in d)
 
 
 def test_prior_configs_are_valid():

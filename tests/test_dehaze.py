@@ -334,7 +334,9 @@ def test_baselines_take_their_own_settings_unless_given():
     given = method_settings(DehazeConfig(method="pigdm-gauss", steps=12, lam=0.5))
     assert (given.steps, given.lam, given.solver) == (12, 0.5, "ddim")
     assert method_settings(DehazeConfig()) == DehazeConfig()  # the joint method keeps its own
-    assert {n for n, m in METHODS.items() if m.settings} == {"dps", "pigdm-gauss", "refine"}
+    own = {n for n, m in METHODS.items() if m.own_settings()}  # their Params
+    assert own == {"dps", "pigdm-gauss", "refine", "bm3d"}
+    assert METHODS["bm3d"].defaults(DehazeConfig(method="bm3d")) == DehazeConfig(method="bm3d")
 
 
 @pytest.mark.parametrize(

@@ -103,7 +103,7 @@ def test_ultrasound_models_declare_the_core_interface():
     """LogPowerSum and MuLawIQSum are nonlinear core MeasurementModels: the rules that need a
     linear operator refuse them in one line; noiseless is no haze, which for LogPowerSum is not
     n = 0 (haze at -DR/2 dB)."""
-    from usdehaze.core.dc_rules import DC_RULES
+    from usdehaze.core.dc_rules import DC_RULES, make_rule
     from usdehaze.core.operators import MeasurementModel
     from usdehaze.core.priors import GaussianPrior
     from usdehaze.core.sampler import JointSampler
@@ -125,7 +125,7 @@ def test_ultrasound_models_declare_the_core_interface():
         assert isinstance(model, MeasurementModel) and model.capabilities() == set()
         for rule in linear_rules:
             with pytest.raises(UsageError, match=f"rule '{rule}': needs a linear operator") as e:
-                JointSampler(prior, prior, model, sde, rule=rule)
+                JointSampler(prior, prior, make_rule(rule, model), sde)
             assert "\n" not in str(e.value)
-        JointSampler(prior, prior, model, sde, rule="dps")
+        JointSampler(prior, prior, make_rule("dps", model), sde)
     assert Additive().capabilities() == {"linear", "adjoint", "cov_solve"}

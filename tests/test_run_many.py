@@ -93,6 +93,23 @@ def test_store_equals_run_and_resumes(tiny_priors, scans, tmp_path):
         run_many(scans, tmp_path / "out.h5", cfg)
 
 
+def test_a_store_recorded_before_a_setting_existed_resumes(tiny_priors, scans, tmp_path):
+    """A store whose recorded identity lacks a setting added since (rho, which the dps rule
+    declares) ran that setting's default: it resumes with the default, not with another value."""
+    from dataclasses import replace
+
+    out = tmp_path / "old.zarr"
+    cfg = _cfg(tiny_priors, batch=2)
+    run_many(scans[:1], out, cfg, log=lambda s: None)
+    root = zarr.open_group(str(out), mode="r+")
+    identity = json.loads(root.attrs["identity"])
+    del identity["config"]["rho"]  # as recorded before the rules declared their parameters
+    root.attrs["identity"] = json.dumps(identity)
+    assert run_many(scans[:1], out, cfg, log=lambda s: None)["skipped"] == 3
+    with pytest.raises(UsageError, match=r"other config \(\['rho'\]\)"):
+        run_many(scans[:1], out, replace(cfg, rho=0.5), log=lambda s: None)
+
+
 def _torchrun(args: list[str], cwd: Path) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2"]
@@ -156,7 +173,7 @@ def test_two_gloo_processes_killed_midway_then_resumed(tiny_priors, tmp_path):
 def test_resume_identity_is_everything_but_the_runtime_settings():
     """run-many's resume identity: every DehazeConfig field but dehaze.RUNTIME_KEYS (device,
     batch, threads, precision, compile, channels_last, cuda_graphs), from that one list."""
-    from dataclasses import fields, replace
+    from dataclasses import replace
 
     from usdehaze.ultrasound.batch_run import _identity
     from usdehaze.ultrasound.dehaze_config import RUNTIME_KEYS
@@ -166,9 +183,9 @@ def test_resume_identity_is_everything_but_the_runtime_settings():
     }  # fmt: skip
     cfg = DehazeConfig()
     base = _identity(cfg, [Path("a.h5")], [range(2)])
-    assert set(base["config"]) == {f.name for f in fields(DehazeConfig)} - set(RUNTIME_KEYS)
+    assert set(base["config"]) == set(DehazeConfig.settings()) - set(RUNTIME_KEYS)
     runtime = dict(device="cpu", batch=2, precision="bf16", compile=True, channels_last=False,
                    cuda_graphs=True)  # fmt: skip
     assert _identity(replace(cfg, **runtime), [Path("a.h5")], [range(2)]) == base
-    for change in ({"steps": 3}, {"seed": 1}, {"model": "logsum"}, {"gamma": 2.0}):
+    for change in ({"steps": 3}, {"seed": 1}, {"model": "logsum"}, {"gamma": 2.0}, {"rho": 0.5}):
         assert _identity(replace(cfg, **change), [Path("a.h5")], [range(2)]) != base

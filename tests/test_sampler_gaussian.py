@@ -12,7 +12,7 @@ import pytest
 import torch
 from gaussian_truth import dense, joint_posterior, random_cov
 
-from usdehaze.core.dc_rules import DC_RULES
+from usdehaze.core.dc_rules import DC_RULES, make_rule
 from usdehaze.core.operators import (
     Blur,
     GaussianMatrix,
@@ -22,9 +22,10 @@ from usdehaze.core.operators import (
     ScaledBlend,
 )
 from usdehaze.core.priors import GaussianPrior
+from usdehaze.core.registry import param_names
 from usdehaze.core.sampler import JointSampler
 from usdehaze.core.sde import VESDE, VPSDE
-from usdehaze.core.solvers import SOLVERS, Solver, register_solver
+from usdehaze.core.solvers import SOLVERS, Solver, make_solver, register_solver
 from usdehaze.errors import UsageError
 
 SHAPE = (1, 2, 2)
@@ -62,6 +63,18 @@ def _problem(op, Sx, Sn, seed=0):
     return sde, sig, noi, y.float().reshape(1, *n_shape), truth, (mx, mn)
 
 
+def _sampler(sig, noi, op, sde, rule="pigdm", solver="em", **kw):
+    """A JointSampler of built pieces: each keyword the rule or the solver declares (its
+    ``Params``) goes to that piece, the rest to the sampler (``reference_mode`` to both: the
+    rule's shortcuts, the sampler's start)."""
+    r, v = DC_RULES.lookup(rule), SOLVERS.lookup(solver)
+    own = param_names(r) + param_names(v)
+    rest = {k: x for k, x in kw.items() if k not in own or k == "reference_mode"}
+    built_rule = make_rule(rule, op, **{k: kw[k] for k in param_names(r) if k in kw})
+    built_solver = make_solver(solver, **{k: kw[k] for k in param_names(v) if k in kw})
+    return JointSampler(sig, noi, built_rule, sde, built_solver, **rest)
+
+
 def _run(sampler, y, seed=0):
     Y = y.repeat(CHAINS, *([1] * (y.dim() - 1)))
     res = sampler(Y, seed=seed)
@@ -73,7 +86,7 @@ def test_pigdm_sde_weighting_is_exact_for_unit_covariance(name):
     op = _ops()[name]
     eye = torch.eye(D, dtype=torch.float64)
     sde, sig, noi, y, (mx_t, mn_t, Cx, Cn), _ = _problem(op, eye, eye)
-    s = JointSampler(sig, noi, op, sde, rule="pigdm", steps=400, weighting="sde")
+    s = _sampler(sig, noi, op, sde, rule="pigdm", steps=400, weighting="sde")
     x, n = _run(s, y)
     # Monte-Carlo error of a mean is ~ sd/sqrt(3000) ≈ 0.02; discretisation adds a little.
     assert torch.allclose(x.mean(0), mx_t, atol=0.08), (x.mean(0), mx_t)
@@ -130,7 +143,7 @@ def test_every_rule_and_solver_against_the_gaussian_posterior(rule, weighting, s
         eye = torch.eye(D, dtype=torch.float64)
         sde, sig, noi, y, (mx_t, mn_t, Cx, Cn), _ = _problem(op, eye, eye)
         kw = {**kw, **SOLVER_TESTS[solver]}
-        s = JointSampler(
+        s = _sampler(
             sig, noi, op, sde, rule=rule, weighting=weighting, steps=200, solver=solver, **kw
         )
         x, n = _run(s, y)
@@ -143,9 +156,7 @@ def test_every_rule_and_solver_against_the_gaussian_posterior(rule, weighting, s
     sde, sig, noi, y, (mx_t, mn_t, _, _), (mx, mn) = _problem(op, Sx, Sn, seed=3)
     if solver == "ddim":
         kw = {**kw, "eta": 1.0}
-    s = JointSampler(
-        sig, noi, op, sde, rule=rule, weighting=weighting, steps=100, solver=solver, **kw
-    )
+    s = _sampler(sig, noi, op, sde, rule=rule, weighting=weighting, steps=100, solver=solver, **kw)
     x, n = _run(s, y)
     prior_err = (mx - mx_t).norm()
     err = (x.mean(0) - mx_t).norm()
@@ -165,7 +176,7 @@ def test_single_prior_gaussian_noise_baseline_is_exact():
     y = (mx + torch.randn(D, generator=g, dtype=torch.float64)).reshape(1, *SHAPE)
     post_cov = torch.linalg.inv(eye + eye / sigma**2)
     post_mean = post_cov @ (mx + y.reshape(-1) / sigma**2)
-    s = JointSampler(
+    s = _sampler(
         GaussianPrior(mx.reshape(1, -1), eye, sde),
         None,
         op,
@@ -187,8 +198,8 @@ def test_reference_mode_differs_and_is_worse():
     op = _ops()["mask"]
     Sx, Sn = random_cov(D, 7, 1.0, floor=0.05), random_cov(D, 8, 0.5)
     sde, sig, noi, y, (mx_t, mn_t, _, _), _ = _problem(op, Sx, Sn, seed=4)
-    good = JointSampler(sig, noi, op, sde, rule="pigdm", steps=200)
-    ref = JointSampler(sig, noi, op, sde, rule="pigdm", steps=200, reference_mode=True)
+    good = _sampler(sig, noi, op, sde, rule="pigdm", steps=200)
+    ref = _sampler(sig, noi, op, sde, rule="pigdm", steps=200, reference_mode=True)
     xg, ng = _run(good, y)
     xr, nr = _run(ref, y)
     err_g = (xg.mean(0) - mx_t).norm() + (ng.mean(0) - mn_t).norm()
@@ -200,7 +211,7 @@ def test_late_start_and_samples():
     op = Identity()
     eye = torch.eye(D, dtype=torch.float64)
     sde, sig, noi, y, (mx_t, _, Cx, _), _ = _problem(op, eye, eye, seed=6)
-    s = JointSampler(sig, noi, op, sde, rule="pigdm", steps=50, start_sigma=2.0)
+    s = _sampler(sig, noi, op, sde, rule="pigdm", steps=50, start_sigma=2.0)
     assert s.t_start < 0.6
     res = s(y, samples=64, seed=1, x_init=y, n_init=torch.zeros_like(y))
     assert res.x.shape == y.shape and res.x_std.shape == y.shape
@@ -217,8 +228,8 @@ def test_bad_input_is_one_line_error():
     eye = torch.eye(D, dtype=torch.float64)
     sde, sig, noi, y, *_ = _problem(op, eye, eye)
     with pytest.raises(UsageError, match="rule 'foo'"):
-        JointSampler(sig, noi, op, sde, rule="foo")
-    s = JointSampler(sig, noi, op, sde, steps=2)
+        _sampler(sig, noi, op, sde, rule="foo")
+    s = _sampler(sig, noi, op, sde, steps=2)
     with pytest.raises(UsageError, match="NaN"):
         s(torch.full_like(y, float("nan")))
     with pytest.raises(UsageError, match="does not match"):
@@ -230,8 +241,8 @@ def test_dps_variance_weighting_equals_pigdm_for_identity():
     op = Identity()
     Sx, Sn = random_cov(D, 11, 1.0), random_cov(D, 12, 0.5)
     sde, sig, noi, y, *_ = _problem(op, Sx, Sn, seed=2)
-    a = JointSampler(sig, noi, op, sde, rule="pigdm", steps=20)(y.repeat(8, 1, 1, 1), seed=3)
-    b = JointSampler(sig, noi, op, sde, rule="dps", weighting="variance", steps=20)(
+    a = _sampler(sig, noi, op, sde, rule="pigdm", steps=20)(y.repeat(8, 1, 1, 1), seed=3)
+    b = _sampler(sig, noi, op, sde, rule="dps", weighting="variance", steps=20)(
         y.repeat(8, 1, 1, 1), seed=3
     )
     assert torch.allclose(a.x, b.x, atol=1e-4) and torch.allclose(a.n, b.n, atol=1e-4)
@@ -243,9 +254,8 @@ def _prior_only(sde_cls, solver, steps, eta=0.0):
     Sx, Sn = random_cov(D, 1, 1.0), random_cov(D, 2, 0.5)
     mx = torch.tensor([0.5, -0.3, 0.2, 0.1], dtype=torch.float64)
     sig, noi = GaussianPrior(mx.reshape(1, -1), Sx, sde), GaussianPrior(-mx.reshape(1, -1), Sn, sde)
-    s = JointSampler(
-        sig, noi, Identity(), sde, rule="pigdm", steps=steps, lam=0, kappa=0, solver=solver, eta=eta
-    )
+    own = {"eta": eta} if solver == "ddim" else {}  # DDIM's parameter, no other solver's
+    s = _sampler(sig, noi, Identity(), sde, steps=steps, lam=0, kappa=0, solver=solver, **own)
     res = s(torch.zeros(CHAINS, *SHAPE), seed=0)
     x, n = res.x.reshape(CHAINS, -1).double(), res.n.reshape(CHAINS, -1).double()
     err = max(float((torch.cov(x.T) - Sx).abs().max()), float((torch.cov(n.T) - Sn).abs().max()))
@@ -283,7 +293,7 @@ def test_nfe_counts_the_prior_evaluations_that_ran(noise_prior, solver, rescore,
     eye = torch.eye(D, dtype=torch.float64)
     sig = counted(GaussianPrior(torch.zeros(1, D), eye, sde))
     noi = counted(GaussianPrior(torch.zeros(1, D), eye, sde)) if noise_prior else None
-    s = JointSampler(
+    s = _sampler(
         sig,
         noi,
         Identity(),
@@ -314,7 +324,7 @@ def test_per_item_seeds_make_results_independent_of_batching():
     eye = torch.eye(D, dtype=torch.float64)
     sde, sig, noi, y, *_ = _problem(op, eye, eye, seed=6)
     Y = torch.cat([y, 2 * y, -y])
-    s = JointSampler(sig, noi, op, sde, rule="pigdm", steps=20, start_sigma=2.0)
+    s = _sampler(sig, noi, op, sde, rule="pigdm", steps=20, start_sigma=2.0)
     both = s(Y, seed=[5, 6, 7], samples=2)
     alone = s(Y[1:2], seed=[6], samples=2)
     assert torch.allclose(both.x[1:2], alone.x, atol=1e-6)
@@ -322,7 +332,7 @@ def test_per_item_seeds_make_results_independent_of_batching():
     with pytest.raises(UsageError, match="2 seeds for a batch of 3"):
         s(Y, seed=[1, 2])
     with pytest.raises(UsageError, match="solver 'rk4'"):
-        JointSampler(sig, noi, op, sde, solver="rk4")
+        _sampler(sig, noi, op, sde, solver="rk4")
 
 
 @pytest.mark.parametrize("rule,weighting", [("pigdm", "paper"), ("dps", "variance")])
@@ -336,10 +346,10 @@ def test_gaussian_jacobian_is_exact_for_isotropic_priors(rule, weighting):
     sde, sig, noi, y, *_ = _problem(op, vx * eye, vn * eye, seed=4)
     Y = y.repeat(16, 1, 1, 1)
     kw = {"rule": rule, "weighting": weighting, "steps": 30, "start_sigma": 3.0}
-    exact = JointSampler(sig, noi, op, sde, **kw)(Y, seed=1)
-    free = JointSampler(sig, noi, op, sde, signal_jacobian=vx, noise_jacobian=vn, **kw)(Y, seed=1)
+    exact = _sampler(sig, noi, op, sde, **kw)(Y, seed=1)
+    free = _sampler(sig, noi, op, sde, signal_jacobian=vx, noise_jacobian=vn, **kw)(Y, seed=1)
     assert torch.allclose(exact.x, free.x, atol=1e-4) and torch.allclose(exact.n, free.n, atol=1e-4)
-    wrong = JointSampler(sig, noi, op, sde, signal_jacobian=5.0, **kw)(Y, seed=1)
+    wrong = _sampler(sig, noi, op, sde, signal_jacobian=5.0, **kw)(Y, seed=1)
     assert (wrong.x - exact.x).abs().max() > 1e-2
 
 
@@ -356,7 +366,7 @@ def test_gaussian_jacobian_runs_that_prior_forward_only():
 
         return score
 
-    s = JointSampler(
+    s = _sampler(
         spy(sig, "signal"),
         spy(noi, "noise"),
         op,
@@ -370,7 +380,7 @@ def test_gaussian_jacobian_runs_that_prior_forward_only():
     s(y, seed=0)
     assert all(grad_on["signal"]) and not any(grad_on["noise"]) and len(grad_on["noise"]) == 5
     with pytest.raises(UsageError, match="noise_jacobian -1"):
-        JointSampler(sig, noi, op, sde, noise_jacobian=-1.0)
+        _sampler(sig, noi, op, sde, noise_jacobian=-1.0)
 
 
 class _Squash(MeasurementModel):
@@ -402,7 +412,7 @@ def test_a_rule_needing_a_linear_operator_refuses_a_nonlinear_model(rule):
     eye = torch.eye(D, dtype=torch.float64)
     sde, sig, noi, *_ = _problem(Identity(), eye, eye)
     with pytest.raises(UsageError, match=f"rule '{rule}': needs a linear operator") as e:
-        JointSampler(sig, noi, _Squash(), sde, rule=rule)
+        _sampler(sig, noi, _Squash(), sde, rule=rule)
     assert "\n" not in str(e.value) and "_Squash" in str(e.value) and "use dps" in str(e.value)
 
 
@@ -410,9 +420,9 @@ def test_dps_runs_a_nonlinear_model_and_asks_it_for_noiseless_without_a_noise_pr
     eye = torch.eye(D, dtype=torch.float64)
     sde, sig, noi, y, *_ = _problem(Identity(), eye, eye)
     joint, single = _Squash(), _Squash()
-    res = JointSampler(sig, noi, joint, sde, rule="dps", steps=5)(y, seed=0)
+    res = _sampler(sig, noi, joint, sde, rule="dps", steps=5)(y, seed=0)
     assert torch.isfinite(res.x).all() and joint.calls == {"measure"}
-    res = JointSampler(sig, None, single, sde, rule="dps", steps=5, noise_sigma=0.5)(y, seed=0)
+    res = _sampler(sig, None, single, sde, rule="dps", steps=5, noise_sigma=0.5)(y, seed=0)
     # no noise prior: the mean measurement is noiseless(x), never measure(x, 0)
     assert single.calls == {"noiseless"}
     torch.testing.assert_close(res.n, y - res.x)
@@ -429,14 +439,14 @@ def test_an_operator_without_the_declared_interface_is_refused_in_one_line():
     eye = torch.eye(D, dtype=torch.float64)
     sde, sig, noi, *_ = _problem(Identity(), eye, eye)
     with pytest.raises(UsageError, match="Duck is not a usdehaze.core.operators.MeasurementModel"):
-        JointSampler(sig, noi, Duck(), sde, rule="pigdm")
+        _sampler(sig, noi, Duck(), sde, rule="pigdm")
 
 
 def test_a_weighting_the_rule_does_not_declare_is_refused_in_one_line():
     eye = torch.eye(D, dtype=torch.float64)
     sde, sig, noi, *_ = _problem(Identity(), eye, eye)
     with pytest.raises(UsageError, match="rule 'dps': weighting 'exact': expected one of paper"):
-        JointSampler(sig, noi, Identity(), sde, rule="dps", weighting="exact")
+        _sampler(sig, noi, Identity(), sde, rule="dps", weighting="exact")
 
 
 def test_pigdm_variance_weighting_is_pigdm_paper_step():
@@ -447,7 +457,7 @@ def test_pigdm_variance_weighting_is_pigdm_paper_step():
     sde, sig, noi, y, *_ = _problem(op, Sx, Sn, seed=2)
     Y = y.repeat(8, 1, 1, 1)
     runs = [
-        JointSampler(sig, noi, op, sde, rule="pigdm", weighting=w, steps=100)(Y, seed=3)
+        _sampler(sig, noi, op, sde, rule="pigdm", weighting=w, steps=100)(Y, seed=3)
         for w in ("paper", "variance")
     ]
     assert torch.isfinite(runs[0].x).all()
@@ -458,7 +468,7 @@ def test_nfe_is_counted_from_the_solvers_declarations_and_checked():
     eye = torch.eye(D, dtype=torch.float64)
     sde, sig, noi, y, *_ = _problem(Identity(), eye, eye)
     for name, cls in SOLVERS.items():
-        s = JointSampler(sig, noi, Identity(), sde, steps=4, solver=name)
+        s = _sampler(sig, noi, Identity(), sde, steps=4, solver=name)
         res = s(y, seed=0, samples=3)
         assert res.nfe == s.planned_nfe() == 2 * (3 * cls.evaluations + cls.evaluations_last)
         assert res.nfe_per_item == 3 * res.nfe
@@ -467,11 +477,11 @@ def test_nfe_is_counted_from_the_solvers_declarations_and_checked():
     class Twice(Solver):  # evaluates its prior once more per step than it declares
         name = "test-twice"
 
-        def step(self, z, s, t, t_next, randn, last, score):
+        def step(self, sde, z, s, t, t_next, randn, last, score):
             return score(z, t.reshape(1).expand(z.shape[0])) * 0 + z
 
     try:
-        s = JointSampler(sig, noi, Identity(), sde, steps=3, solver="test-twice")
+        s = _sampler(sig, noi, Identity(), sde, steps=3, solver="test-twice")
         with pytest.raises(
             RuntimeError, match="solver 'test-twice': declared 6 network evaluations, ran 12"
         ):
@@ -493,10 +503,26 @@ def test_the_architecture_docs_example_rule_runs():
         Sx, Sn = random_cov(D, 1, 1.0), random_cov(D, 2, 0.5)
         sde, sig, noi, y, (mx_t, _, _, _), (mx, _) = _problem(Identity(), Sx, Sn, seed=3)
         with pytest.raises(UsageError, match="rule 'landweber': needs a linear operator"):
-            JointSampler(sig, noi, _Squash(), sde, rule="landweber")
-        s = JointSampler(sig, noi, Identity(), sde, rule="landweber", steps=100, lam=0.5, kappa=0.5)
+            _sampler(sig, noi, _Squash(), sde, rule="landweber")
+        s = _sampler(sig, noi, Identity(), sde, rule="landweber", steps=100, lam=0.5, kappa=0.5)
         x, n = _run(s, y)
         assert (x.mean(0) - mx_t).norm() < 0.5 * (mx - mx_t).norm()
         assert (x.mean(0) + n.mean(0) - y.reshape(-1).double()).norm() < 0.15 * y.norm()
+        # its own parameter: taken by it alone, and a setting of the config's rule section
+        from usdehaze.ultrasound.dehaze_config import DehazeConfig
+        from usdehaze.ultrasound.pieces import build_pieces
+
+        half = _sampler(sig, noi, Identity(), sde, rule="landweber", steps=5, damping=0.5)
+        assert half.dc.params.damping == 0.5
+        with pytest.raises(UsageError, match="rule 'pigdm': no parameter 'damping'"):
+            make_rule("pigdm", Identity(), damping=0.5)
+        cfg = DehazeConfig.from_dict(
+            {
+                "model": "additive",
+                "rule": {"rule": "landweber", "weighting": "paper", "damping": 0.5},
+            }
+        )
+        assert "damping" in DehazeConfig.keys("rule")
+        assert build_pieces(cfg, Identity())[0].params.damping == 0.5
     finally:
         DC_RULES.pop("landweber", None)

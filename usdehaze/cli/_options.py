@@ -1,7 +1,7 @@
 """Command-line options of ``run`` and ``run-many``.
 
 The dehazing settings are not listed here: :func:`with_settings` makes one option per
-DehazeConfig field (its name with dashes, ``--x/--no-x`` for a boolean, a path for the priors
+DehazeConfig setting (its fields and the parameters the registered rules and solvers declare) (its name with dashes, ``--x/--no-x`` for a boolean, a path for the priors
 section), with the help text and section (the help panel) its field declares
 (usdehaze.ultrasound.dehaze) and its default (with its unit, and the baseline methods' own). The options that are not settings (inputs, output, frames, the
 YAML, quiet, strict) are defined once below.
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from dataclasses import Field, fields
+from dataclasses import Field
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -25,10 +25,13 @@ PANELS = {
     None: "Method",
     "model": "Model",
     "sampler": "Sampler",
+    "rule": "Data consistency",
+    "solver": "Prior step",
     "runtime": "Runtime",
     "priors": "Priors",
 }
-_FIELDS = {f.name: f for f in fields(DehazeConfig)}
+# the settings as the CLI is built: the fields and those the registered rules and solvers declare
+_FIELDS = DehazeConfig.settings()
 
 
 def option_name(f: Field) -> str:
@@ -90,8 +93,9 @@ Config = Annotated[
     Path | None,
     typer.Option(
         "--config",
-        help="YAML with DehazeConfig keys, flat or in sections model, sampler, runtime and "
-        "priors (configs/dehaze_default.yaml); options override it.",
+        help="YAML with DehazeConfig keys in sections model, sampler, rule, solver, runtime "
+        "and priors (configs/dehaze_default.yaml; flat keys, the old spelling, still load); "
+        "options override it.",
     ),
 ]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import torch
 
+from usdehaze.core.dc_rules import make_rule
 from usdehaze.core.networks import count_parameters
 from usdehaze.core.operators import Identity
 from usdehaze.core.sampler import JointSampler
@@ -40,9 +41,10 @@ def run(
     device = torch.device(device)
     rows = []
     warm = torch.zeros(1, 1, 32, 32, device=device)
-    JointSampler(signal_prior, noise_prior, Identity(), signal_prior.sde, steps=2, device=device)(
-        warm
-    )  # threads, allocator
+    sde = signal_prior.sde
+    JointSampler(
+        signal_prior, noise_prior, make_rule("pigdm", Identity()), sde, steps=2, device=device
+    )(warm)  # threads, allocator
     log(
         f"networks: signal {count_parameters(signal_prior):,} parameters, noise {count_parameters(noise_prior):,}; device {device}"
     )
@@ -58,27 +60,21 @@ def run(
                 for name, rescore in (("ours", False), ("plain", True)):
                     if name == "plain" and not plain:
                         continue
+                    weighting = "variance" if rule == "dps" else "paper"
                     s = JointSampler(
                         signal_prior,
                         noise_prior,
-                        Identity(),
-                        signal_prior.sde,
-                        rule=rule,
+                        make_rule(rule, Identity(), weighting=weighting),
+                        sde,
                         steps=steps,
                         start_sigma=2.0,
                         rescore=rescore,
                         device=device,
-                        weighting="variance" if rule == "dps" else "paper",
                     )
-                    JointSampler(
-                        signal_prior,
-                        noise_prior,
-                        Identity(),
-                        signal_prior.sde,
-                        rule=rule,
-                        steps=1,
-                        device=device,
-                    )(y)  # warm-up
+                    warm_rule = make_rule(rule, Identity())
+                    JointSampler(signal_prior, noise_prior, warm_rule, sde, steps=1, device=device)(
+                        y
+                    )  # warm-up
                     sec = _time(lambda s=s, y=y: s(y, seed=0), device)
                     row[f"{name}_ms_per_step"] = 1e3 * sec / steps
                     row[f"{name}_ms_per_image"] = 1e3 * sec / steps / batch

@@ -14,21 +14,25 @@ With no noise prior (``joint=False``) the noise is Gaussian N(0, σ_n² I) (sing
 
 Each rule declares what it needs of the measurement model (``needs``: capabilities of
 usdehaze.core.operators.MeasurementModel), the weightings it takes (``weightings``: name → what
-the step is), and whether it back-propagates the networks (``backprop``). A choice the rule cannot
-honour is refused when it is built, in one line (usdehaze.errors.UsageError).
+the step is), whether it back-propagates the networks (``backprop``) and its parameters
+(``Params``, a frozen dataclass: ``RuleParams`` for every rule, ``TweedieParams`` for the rules on
+Tweedie estimates, ``DPSParams`` adds DPS's ρ); a rule is built with its own parameters only
+(``DPS(model, rho=0.5)``; ``PiGDM(model, rho=0.5)`` is refused). A choice the rule cannot honour
+is refused when it is built, in one line (usdehaze.errors.UsageError).
 
 Adding a rule: subclass ``DCRule`` (or ``TweedieRule``, to get Tweedie estimates, Gaussian
-Jacobians and the reference shortcuts, and write only ``likelihood_gradient``), give it a ``name``
-and decorate it with ``@register_rule``; ``JointSampler(rule=name)`` then runs it.
+Jacobians and the reference shortcuts, and write only ``likelihood_gradient``), give it a
+``name`` (and a ``Params`` subclass for parameters of its own) and decorate it with
+``@register_rule``; ``JointSampler(..., rule=make_rule(name, model))`` then runs it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from usdehaze.core.registry import Registry
+from usdehaze.core.registry import Registry, params_of, setting
 from usdehaze.errors import UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -37,7 +41,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from usdehaze.core.operators import MeasurementModel
 
 DC_RULES: Registry[type[DCRule]] = Registry("rule")
-register_rule = DC_RULES.register  # class decorator: ``JointSampler(rule=cls.name)`` runs it
+register_rule = DC_RULES.register  # class decorator: ``make_rule(cls.name, model)`` builds it
 
 
 def _grad(*args, **kw):
@@ -48,9 +52,51 @@ def _grad(*args, **kw):
     return torch.autograd.grad(*args, **kw)
 
 
-def make_rule(name: str, model: MeasurementModel, **options) -> DCRule:
-    """The registered rule ``name`` for ``model`` (UsageError for an unknown name)."""
-    return DC_RULES.lookup(name)(model, **options)
+def make_rule(name: str, model: MeasurementModel, **params) -> DCRule:
+    """The registered rule ``name`` for ``model`` with its ``params`` (UsageError for an
+    unknown name, or a parameter the rule does not declare)."""
+    return DC_RULES.lookup(name)(model, **params)
+
+
+def _weighting_help() -> str:
+    """--weighting's help: every weighting a registered rule declares."""
+    names = list(dict.fromkeys(w for rule in DC_RULES.values() for w in rule.weightings))
+    said = ", ".join(names[:-1]) + f" or {names[-1]}" if len(names) > 1 else "".join(names)
+    return (
+        f"Weighting of the data-consistency step: {said} (what each is for each rule: "
+        "usdehaze.core.dc_rules)."
+    )
+
+
+@dataclass(frozen=True)
+class RuleParams:
+    """Every rule's parameters: ``weighting``, one of the rule's ``weightings``."""
+
+    weighting: str = setting("paper", _weighting_help)
+
+
+@dataclass(frozen=True)
+class TweedieParams(RuleParams):
+    """A rule on Tweedie estimates: ``noise_sigma`` (σ_n of the Gaussian noise without a noise
+    prior; None: 0), ``signal_jacobian`` / ``noise_jacobian`` (a Gaussian prior variance v that
+    replaces that network's Jacobian in the DC step; None: the network's own) and
+    ``reference_mode`` (the public reference code's shortcuts)."""
+
+    noise_sigma: float | None = None
+    signal_jacobian: float | None = None
+    noise_jacobian: float | None = None
+    reference_mode: bool = False
+
+
+RHO_HELP = "DPS's likelihood scale ρ: its sde weighting's step is ∇‖y − μ‖²/(2ρ²) (rule dps)."
+RHO_UNIT = "(σ, in the measurement's units: images scaled to [-1, 1])"
+
+
+@dataclass(frozen=True)
+class DPSParams(TweedieParams):
+    """DPS's: ``rho``, the likelihood's ρ of its ``sde`` weighting (Σ = ρ² I)."""
+
+    rho: float = setting(1.0, RHO_HELP, unit=RHO_UNIT, range=(None, 1e3, True))
 
 
 @dataclass
@@ -73,37 +119,26 @@ class StepState:
 
 
 class DCRule:
-    """Base class. Subclasses set ``name``, ``needs``, ``weightings`` and write ``direction``.
+    """Base class. Subclasses set ``name``, ``needs``, ``weightings`` (and ``Params`` for
+    parameters of their own) and write ``direction``. Built with the measurement model and its
+    parameters: ``Rule(model, params)`` or ``Rule(model, **fields of params)``. Whether a noise
+    prior runs is the step's (``StepState.n`` None: Gaussian noise of σ ``noise_sigma``)."""
 
-    Options (all rules get them, as JointSampler's keywords of the same names): ``joint`` (a
-    noise prior runs), ``weighting``, ``noise_sigma`` (σ_n without a noise prior; None: 0),
-    ``rho`` (DPS's ρ), ``reference_mode`` (the public reference code's shortcuts),
-    ``jacobians`` = (signal_jacobian, noise_jacobian): a Gaussian prior variance v replaces that
-    network's Jacobian in the DC step (None: the network's own)."""
-
+    kind = "rule"
     name: str = ""
     needs: frozenset[str] = frozenset()  # MeasurementModel capabilities the rule calls
     weightings: dict[str, str] = {}
     backprop: bool = True  # pulls the likelihood gradient back through the networks
     hint: str = "use dps for nonlinear measurements"
+    Params: type[RuleParams] = RuleParams
 
     def __init__(
-        self,
-        model: MeasurementModel,
-        *,
-        joint: bool = True,
-        weighting: str = "paper",
-        noise_sigma: float | None = None,
-        rho: float = 1.0,
-        reference_mode: bool = False,
-        jacobians: tuple[float | None, float | None] = (None, None),
+        self, model: MeasurementModel, params: RuleParams | None = None, **given: Any
     ) -> None:
-        for which, v in zip(("signal_jacobian", "noise_jacobian"), jacobians):
-            if v is not None and not v > 0:
-                raise UsageError(f"{which} {v}: expected a positive prior variance (or None)")
-        if weighting not in self.weightings:
+        self.params = p = params_of(type(self), given) if params is None else params
+        if p.weighting not in self.weightings:
             raise UsageError(
-                f"rule '{self.name}': weighting '{weighting}': expected one of {', '.join(self.weightings)}"
+                f"rule '{self.name}': weighting '{p.weighting}': expected one of {', '.join(self.weightings)}"
             )
         from usdehaze.core.operators import CAPABILITIES, MeasurementModel
 
@@ -118,10 +153,11 @@ class DCRule:
             raise UsageError(
                 f"rule '{self.name}': needs {what}, which {type(model).__name__} does not declare ({self.hint})"
             )
-        self.model, self.joint, self.weighting = model, bool(joint), weighting
-        self.noise_sigma = 0.0 if noise_sigma is None and not joint else noise_sigma
-        self.rho, self.reference_mode = float(rho), bool(reference_mode)
-        self.jacobians = tuple(jacobians)
+        self.model, self.weighting = model, p.weighting
+
+    def backprops(self) -> tuple[bool, bool]:
+        """Whether the DC step back-propagates the signal and the noise network."""
+        return self.backprop, self.backprop
 
     def direction(self, s: StepState) -> tuple[Tensor, Tensor | None]:
         """Directions (dx, dn) of the DC step, before ``step_weights`` (dn None without n)."""
@@ -137,6 +173,24 @@ class TweedieRule(DCRule):
     through the networks (or through a Gaussian prior's Jacobian, α v/(α² v + β²), when a
     variance is given). ``weighting="sde"`` scales the step by g(t)²Δt (the discretised
     conditional reverse SDE, exact for Gaussian priors with unit covariance)."""
+
+    Params: type[TweedieParams] = TweedieParams
+
+    def __init__(
+        self, model: MeasurementModel, params: TweedieParams | None = None, **given: Any
+    ) -> None:
+        super().__init__(model, params, **given)
+        p = self.params
+        self.jacobians = (p.signal_jacobian, p.noise_jacobian)
+        for which, v in zip(("signal_jacobian", "noise_jacobian"), self.jacobians):
+            if v is not None and not v > 0:
+                raise UsageError(f"{which} {v}: expected a positive prior variance (or None)")
+        self.reference_mode = bool(p.reference_mode)
+
+    def backprops(self) -> tuple[bool, bool]:
+        # a network is back-propagated only for its exact vector–Jacobian product
+        vx, vn = self.jacobians
+        return self.backprop and vx is None, self.backprop and vn is None
 
     def direction(self, s: StepState) -> tuple[Tensor, Tensor | None]:
         x, n = s.x, s.n
@@ -178,10 +232,10 @@ class TweedieRule(DCRule):
             got = list(_grad(outs, inputs, vecs))
         return got[0], (got[1] if len(got) > 1 else None)
 
-    def variances(self, a: float, b: float) -> tuple[float, float]:
-        """ΠGDM's r_t², q_t² (q_t² = σ_n² without a noise prior)."""
+    def variances(self, a: float, b: float, joint: bool) -> tuple[float, float]:
+        """ΠGDM's r_t², q_t² (q_t² = σ_n² without a noise prior: ``joint`` False)."""
         r2 = b * b / (a * a + b * b)
-        return r2, (r2 if self.joint else float(self.noise_sigma) ** 2)
+        return r2, (r2 if joint else float(self.params.noise_sigma or 0.0) ** 2)
 
 
 @register_rule
@@ -202,7 +256,7 @@ class PiGDM(TweedieRule):
     def likelihood_gradient(self, x, n, x0, n0, y, a, b):
         op = self.model
         alpha_n = op.noise_scale
-        r2, q2 = self.variances(a, b)
+        r2, q2 = self.variances(a, b, n is not None)
         mu = op.A(x0) + (alpha_n * n0 if n is not None else 0.0)
         v = op.solve_cov((y - mu).detach(), r2, q2)
         if self.weighting in ("paper", "variance"):
@@ -222,6 +276,7 @@ class DPS(TweedieRule):
     so any differentiable measurement model."""
 
     name = "dps"
+    Params = DPSParams
     weightings = {
         "paper": "−λ ∇ ‖y − μ‖ (ζ/‖r‖ normalisation)",
         "sde": "−λ g²Δt ∇ ‖y − μ‖²/(2ρ²)",
@@ -238,9 +293,9 @@ class DPS(TweedieRule):
             grads = _grad(-res.norm(dim=1).sum(), inputs)
             return grads[0], (grads[1] if n is not None else None)
         if self.weighting == "sde":
-            grads = _grad(-(res**2).sum() / (2 * self.rho**2), inputs)
+            grads = _grad(-(res**2).sum() / (2 * self.params.rho**2), inputs)
             return grads[0], (grads[1] if n is not None else None)
-        r2, q2 = self.variances(a, b)
+        r2, q2 = self.variances(a, b, n is not None)
         grads = _grad(-0.5 * (res**2).sum() / (r2 + q2 * op.noise_scale**2), inputs)
         return r2 * grads[0], (q2 * grads[1] if n is not None else None)
 

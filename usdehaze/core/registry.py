@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from collections.abc import Iterable
-from typing import Generic, TypeVar
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import field, fields
+from typing import Any, Generic, TypeVar
 
 from usdehaze.errors import UsageError
 
@@ -49,6 +50,33 @@ class Registry(dict[str, T], Generic[T]):
             raise UsageError(
                 f"{where}{self.kind} '{name}': expected one of {', '.join(self)}"
             ) from None
+
+
+def setting(default: Any, help: str | Callable[[], str], **meta: Any) -> Any:
+    """A field of a piece's ``Params`` that users set (an option of ``usdehaze run``, a key of
+    its config): its default, its ``help`` (a string, or a function that makes it when the CLI
+    is built), ``unit`` (what a number is measured in) and ``range`` ((minimum or None,
+    maximum, must be > 0): the values the config accepts). A field without help is set by
+    code only (a method, a test)."""
+    return field(default=default, metadata={"help": help, **meta})
+
+
+def params_of(piece: type, given: Mapping[str, Any]) -> Any:
+    """``piece.Params`` (a DC rule's or solver's parameter dataclass) from ``given``; a name it
+    does not declare is one UsageError line naming the piece and the parameters it has."""
+    names = [f.name for f in fields(piece.Params)]
+    for k in given:
+        if k not in names:
+            has = ", ".join(names) or "none"
+            raise UsageError(
+                f"{piece.kind} '{piece.name}': no parameter '{k}' (its parameters: {has})"
+            )
+    return piece.Params(**given)
+
+
+def param_names(piece: type) -> tuple[str, ...]:
+    """The parameters a rule or solver declares (its ``Params`` fields), in order."""
+    return tuple(f.name for f in fields(piece.Params))
 
 
 def import_modules(package: str, path: Iterable[str], first: Iterable[str] = ()) -> None:

@@ -5,7 +5,9 @@ Gaussian approximation of p(y | x_t, n_t). Each step evaluates each network once
 s(x_t, t) gives both the Tweedie estimate for the DC step and the prior step's drift (as DPS
 does), and one backward pass per network gives the exact vector–Jacobian products.
 
-``JointSampler`` is the loop only. What varies is registered elsewhere in core:
+``JointSampler`` is the loop only; it takes its pieces built (as deepinv's PosteriorDiffusion
+does), each with its own parameters, and looks up no names. What varies is registered elsewhere
+in core:
 - the measurement model (usdehaze.core.operators.MeasurementModel: ``measure``, ``noiseless``
   and the declared ``linear`` / ``adjoint`` / ``cov_solve``; LinearOperator derives from it),
 - the DC rule (usdehaze.core.dc_rules.DC_RULES: pigdm, dps, projection; with their weightings,
@@ -27,11 +29,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from usdehaze.core.dc_rules import StepState, make_rule
+from usdehaze.core.dc_rules import DCRule, StepState
 from usdehaze.core.device import resolve_device
 from usdehaze.core.operators import adjoint_guess
 from usdehaze.core.sde import SDE
-from usdehaze.core.solvers import SOLVERS, make_solver
+from usdehaze.core.solvers import SOLVERS, EulerMaruyama, Solver
 from usdehaze.errors import UsageError
 
 SCHEDULES = ("linear", "karras")
@@ -116,64 +118,48 @@ class _Noise:
 
 
 class JointSampler:
-    """``JointSampler(signal_prior, noise_prior, operator, sde, rule="pigdm", steps=...)(y)``.
+    """``JointSampler(signal_prior, noise_prior, rule, sde, solver=..., steps=...)(y)``.
 
-    ``operator``: a MeasurementModel; ``rule``: a DC_RULES name, built with ``weighting``,
-    ``noise_sigma``, ``rho``, ``reference_mode`` and ``signal_jacobian`` / ``noise_jacobian``;
-    ``solver``: a SOLVERS name (``eta`` for ddim); ``lam`` / ``kappa`` weigh the DC step of x / n;
-    ``rescore`` re-evaluates the scores after the DC step (Algorithm 1 literally)."""
+    ``rule``: a built DC rule (``make_rule("pigdm", model, weighting=...)``, usdehaze.core.
+    dc_rules), which holds the measurement model and its own parameters; ``solver``: a built
+    prior step (``make_solver("ddim", eta=0)``; default Euler–Maruyama); ``lam`` / ``kappa``
+    weigh the DC step of x / n; ``rescore`` re-evaluates the scores after the DC step
+    (Algorithm 1 literally); ``reference_mode`` starts from unit-variance noise, as the public
+    reference code does (its rule shortcuts are the rule's ``reference_mode``)."""
 
     def __init__(
         self,
         signal_prior: Callable[[Tensor, Tensor], Tensor],
         noise_prior: Callable[[Tensor, Tensor], Tensor] | None,
-        operator,
+        rule: DCRule,
         sde: SDE,
-        rule: str = "pigdm",
+        solver: Solver | None = None,
+        *,
         steps: int = 600,
         lam: float = 1.0,
         kappa: float = 1.0,
-        noise_sigma: float | None = None,
-        rho: float = 1.0,
-        weighting: str = "paper",
         start_sigma: float | None = None,
         t_start: float | None = None,
         reference_mode: bool = False,
         rescore: bool = False,
         device: str | torch.device = "cpu",
         precision: str = "fp32",
-        solver: str = "em",
-        eta: float = 1.0,
         schedule: str = "linear",
-        signal_jacobian: float | None = None,
-        noise_jacobian: float | None = None,
     ) -> None:
         if schedule not in SCHEDULES:
             raise UsageError(f"schedule '{schedule}': expected one of {', '.join(SCHEDULES)}")
-        self.prior_step = make_solver(solver, sde, eta=eta)
-        self.dc = make_rule(
-            rule,
-            operator,
-            joint=noise_prior is not None,
-            weighting=weighting,
-            noise_sigma=noise_sigma,
-            rho=rho,
-            reference_mode=reference_mode,
-            jacobians=(signal_jacobian, noise_jacobian),
-        )
+        solver = EulerMaruyama() if solver is None else solver
+        for got, want, how in ((rule, DCRule, "make_rule"), (solver, Solver, "make_solver")):
+            if not isinstance(got, want):  # a name, as before pieces were built outside
+                raise UsageError(
+                    f"JointSampler: expected a built {want.kind} ({how}(...)), got {got!r}"
+                )
         if steps < 1:
             raise UsageError(f"steps {steps}: expected at least 1")
-        self.signal_prior, self.noise_prior, self.op, self.sde = (
-            signal_prior,
-            noise_prior,
-            operator,
-            sde,
-        )
-        self.rule, self.steps, self.lam, self.kappa = rule, int(steps), float(lam), float(kappa)
-        self.noise_sigma, self.rho, self.weighting = self.dc.noise_sigma, float(rho), weighting
-        self.reference_mode, self.rescore = reference_mode, rescore
-        self.solver, self.eta, self.schedule = solver, float(eta), schedule
-        self.jacobians = (signal_jacobian, noise_jacobian)
+        self.signal_prior, self.noise_prior, self.sde = signal_prior, noise_prior, sde
+        self.dc, self.prior_step, self.op = rule, solver, rule.model
+        self.steps, self.lam, self.kappa = int(steps), float(lam), float(kappa)
+        self.reference_mode, self.rescore, self.schedule = reference_mode, rescore, schedule
         self.device = resolve_device(device)
         if precision not in PRECISIONS:
             raise UsageError(f"precision '{precision}': expected one of {', '.join(PRECISIONS)}")
@@ -333,7 +319,7 @@ class JointSampler:
                 callback(i + 1, total, float(t_next))
         if self.planned_nfe() != self._calls:  # a solver's declaration disagrees with its run
             raise RuntimeError(
-                f"solver '{self.solver}': declared {self.planned_nfe()} network evaluations, "
+                f"solver '{self.prior_step.name}': declared {self.planned_nfe()} network evaluations, "
                 f"ran {self._calls}"
             )
         return x, n
@@ -366,8 +352,7 @@ class JointSampler:
         f, g = float(sde.f(t)), float(sde.g(t))
         dt = float(t - t_next)
         joint = n is not None
-        # a network is back-propagated only for its exact vector–Jacobian product
-        need_x, need_n = (self.dc.backprop and v is None for v in self.jacobians)
+        need_x, need_n = self.dc.backprops()
         with torch.enable_grad():
             xg = x.detach().requires_grad_(need_x)
             ng = n.detach().requires_grad_(need_n) if joint else None
@@ -394,7 +379,7 @@ class JointSampler:
     def _solve(self, prior, z, s, t, t_next, randn, last):
         """Move z from t to t_next along the prior's reverse process, given its score s."""
         score = lambda zz, tt: self._score(prior, zz, tt)  # noqa: E731
-        return self.prior_step.step(z, s, t, t_next, randn, last, score)
+        return self.prior_step.step(self.sde, z, s, t, t_next, randn, last, score)
 
 
 def sample_each(

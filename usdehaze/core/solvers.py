@@ -12,18 +12,21 @@ the score s the DC step already evaluated:
 
 Each solver declares its network evaluations per prior per step (``evaluations``, and
 ``evaluations_last`` on the last step), the score shared with the DC step included; the
-sampler counts NFE from these and checks them against the calls it made. Adding a solver:
-subclass ``Solver``, set ``name`` and the two counts, write ``step``, decorate with
-``@register_solver``.
+sampler counts NFE from these and checks them against the calls it made. Each declares its
+parameters (``Params``, a frozen dataclass: none for em and heun, ``DDIMParams.eta`` for ddim)
+and is built with its own only (``DDIM(eta=0)``; ``Heun(eta=0)`` is refused). Adding a solver:
+subclass ``Solver``, set ``name`` and the two counts (and ``Params`` for parameters of its own),
+write ``step``, decorate with ``@register_solver``.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from usdehaze.core.registry import Registry
+from usdehaze.core.registry import Registry, params_of, setting
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import Tensor
@@ -31,30 +34,50 @@ if TYPE_CHECKING:  # pragma: no cover
     from usdehaze.core.sde import SDE
 
 SOLVERS: Registry[type[Solver]] = Registry("solver")
-register_solver = SOLVERS.register  # class decorator: ``JointSampler(solver=cls.name)`` runs it
+register_solver = SOLVERS.register  # class decorator: ``make_solver(cls.name)`` builds it
 Score = Callable[["Tensor", "Tensor"], "Tensor"]
 
 
-def make_solver(name: str, sde: SDE, **options) -> Solver:
-    """The registered solver ``name`` (UsageError for an unknown name)."""
-    return SOLVERS.lookup(name)(sde, **options)
+def make_solver(name: str, **params) -> Solver:
+    """The registered solver ``name`` with its ``params`` (UsageError for an unknown name, or a
+    parameter the solver does not declare)."""
+    return SOLVERS.lookup(name)(**params)
+
+
+@dataclass(frozen=True)
+class SolverParams:
+    """A solver's parameters (the base: none)."""
+
+
+ETA_HELP = "DDIM stochasticity: 0 deterministic, 1 ancestral (solver ddim)."
+
+
+@dataclass(frozen=True)
+class DDIMParams(SolverParams):
+    """DDIM's: ``eta``, its stochasticity (0 deterministic, 1 ancestral)."""
+
+    eta: float = setting(1.0, ETA_HELP, unit="(a fraction, 0 to 1)", range=(0.0, 1.0, False))
 
 
 class Solver:
-    """Base class. ``eta``: DDIM's stochasticity (the solvers that have none ignore it)."""
+    """Base class, built with its parameters: ``Solver(params)`` or ``Solver(**fields of
+    params)``; the sampler hands ``step`` its SDE."""
 
+    kind = "solver"
     name: str = ""
     evaluations: int = 1  # network evaluations per prior per step (the DC step's score included)
     evaluations_last: int = 1  # on the last step
+    Params: type[SolverParams] = SolverParams
 
-    def __init__(self, sde: SDE, *, eta: float = 1.0) -> None:
-        self.sde, self.eta = sde, float(eta)
+    def __init__(self, params: SolverParams | None = None, **given: Any) -> None:
+        self.params = params_of(type(self), given) if params is None else params
 
     def evaluations_at(self, last: bool) -> int:
         return self.evaluations_last if last else self.evaluations
 
     def step(
         self,
+        sde: SDE,
         z: Tensor,
         s: Tensor,
         t: Tensor,
@@ -63,7 +86,7 @@ class Solver:
         last: bool,
         score: Score,
     ) -> Tensor:
-        """z at t_next from z at t and its score s; ``score(z, t)`` evaluates the prior (each call
+        """z at t_next from z at t and its score s under ``sde``; ``score(z, t)`` evaluates the prior (each call
         one of the declared evaluations); no noise is added on the ``last`` step."""
         raise NotImplementedError
 
@@ -72,8 +95,8 @@ class Solver:
 class EulerMaruyama(Solver):
     name = "em"
 
-    def step(self, z, s, t, t_next, randn, last, score):
-        f, g = float(self.sde.f(t)), float(self.sde.g(t))
+    def step(self, sde, z, s, t, t_next, randn, last, score):
+        f, g = float(sde.f(t)), float(sde.g(t))
         dt = float(t - t_next)
         z = z - (f * z - g * g * s) * dt
         return z if last else z + g * math.sqrt(dt) * randn(z.shape)
@@ -82,14 +105,14 @@ class EulerMaruyama(Solver):
 @register_solver
 class DDIM(Solver):
     name = "ddim"
+    Params = DDIMParams
 
-    def step(self, z, s, t, t_next, randn, last, score):
-        sde = self.sde
+    def step(self, sde, z, s, t, t_next, randn, last, score):
         a, b = float(sde.alpha(t)), float(sde.beta(t))
         a1, b1 = float(sde.alpha(t_next)), float(sde.beta(t_next))
         x0, eps = (z + b * b * s) / a, -b * s
         var = (b1 * b1 / (b * b)) * max(b * b - (a * b1 / a1) ** 2, 0.0)
-        c = 0.0 if last else self.eta * math.sqrt(var)
+        c = 0.0 if last else float(self.params.eta) * math.sqrt(var)
         z1 = a1 * x0 + math.sqrt(max(b1 * b1 - c * c, 0.0)) * eps
         return z1 + c * randn(z.shape) if c > 0 else z1
 
@@ -100,8 +123,7 @@ class Heun(Solver):
     evaluations = 2
     evaluations_last = 1  # Euler (= DDIM, η = 0) on the last step
 
-    def step(self, z, s, t, t_next, randn, last, score):
-        sde = self.sde
+    def step(self, sde, z, s, t, t_next, randn, last, score):
         a, b = float(sde.alpha(t)), float(sde.beta(t))
         a1, b1 = float(sde.alpha(t_next)), float(sde.beta(t_next))
         # d(z/α)/d(β/α) = ε̂ = −β s

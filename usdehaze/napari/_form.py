@@ -10,7 +10,6 @@ says and a new setting is one name here. Imports no torch (the registries are de
 
 from __future__ import annotations
 
-from dataclasses import fields
 from typing import Any
 
 FORM_FIELDS = (
@@ -80,7 +79,7 @@ def config_form(names: tuple[str, ...] = FORM_FIELDS) -> dict[str, Any]:
     """name → magicgui widget for each named DehazeConfig field, in that order."""
     from usdehaze.ultrasound.dehaze_config import DehazeConfig
 
-    by_name = {f.name: f for f in fields(DehazeConfig)}
+    by_name = DehazeConfig.settings()
     return {name: field_widget(by_name[name]) for name in names}
 
 
@@ -88,7 +87,7 @@ def is_path(name: str) -> bool:
     """Whether a DehazeConfig field takes a file or folder (it gets a picker)."""
     from usdehaze.ultrasound.dehaze_config import DehazeConfig
 
-    return any(f.name == name and f.metadata.get("path") for f in fields(DehazeConfig))
+    return any(n == name and f.metadata.get("path") for n, f in DehazeConfig.settings().items())
 
 
 def pick_path(parent: Any, name: str, current: str) -> str:

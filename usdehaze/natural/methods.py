@@ -28,6 +28,7 @@ LABELS = {
     "lasso": "LASSO",
 }
 SAMPLER_KEYS = {"rule", "steps", "lam", "kappa", "rho", "weighting", "noise_sigma", "start_sigma"}
+RULE_KEYS = {"rho", "weighting", "noise_sigma"}  # the rules' parameters (each its own)
 
 
 @dataclass
@@ -48,41 +49,40 @@ class Context:
         return self.task.to_measurement(self.noise_mean)
 
 
-def _sampler_kwargs(cfg: dict[str, Any], name: str) -> dict[str, Any]:
+def _sampler(ctx: Context, noise: Any, cfg: dict[str, Any], name: str, rule: str) -> Any:
+    """The JointSampler a method's config asks for: its rule (``rule`` keys, by name) built on
+    the task's operator with the rule's own parameters (``RULE_KEYS``: one it does not declare
+    is one line), the sampler with the rest."""
+    from usdehaze.core.dc_rules import make_rule
+    from usdehaze.core.sampler import JointSampler
+
     unknown = set(cfg) - SAMPLER_KEYS
     if unknown:
         raise UsageError(
             f"config: key 'methods.{name}.{sorted(unknown)[0]}': unknown (expected {sorted(SAMPLER_KEYS)})"
         )
-    return dict(cfg)
+    kw = {k: v for k, v in cfg.items() if k not in RULE_KEYS and k != "rule"}
+    own = {k: v for k, v in cfg.items() if k in RULE_KEYS}
+    built = make_rule(cfg.get("rule", rule), ctx.task.operator, **own)
+    return JointSampler(ctx.models["prior_signal"], noise, built, ctx.sde, device=ctx.device, **kw)
 
 
 def run_joint(ctx: Context, y: Tensor, cfg: dict[str, Any], batch_seed: int) -> Tensor:
-    from usdehaze.core.sampler import JointSampler
     from usdehaze.natural.tasks import ReshapedPrior
 
-    kw = _sampler_kwargs(cfg, "joint")
     noise = ctx.models["prior_noise"]
     if ctx.task.vector_noise:
         noise = ReshapedPrior(noise, ctx.task.noise_shape)
-    s = JointSampler(
-        ctx.models["prior_signal"], noise, ctx.task.operator, ctx.sde, device=ctx.device, **kw
-    )
+    s = _sampler(ctx, noise, cfg, "joint", "pigdm")
     res = s(y, x_shape=(y.shape[0], *ctx.task.x_shape), seed=batch_seed)
     return res.x.clamp(-1, 1)
 
 
 def _single(rule: str) -> Callable:
     def run(ctx: Context, y: Tensor, cfg: dict[str, Any], batch_seed: int) -> Tensor:
-        from usdehaze.core.sampler import JointSampler
-
-        kw = _sampler_kwargs(cfg, rule)
-        kw.setdefault("noise_sigma", ctx.noise_std)
-        kw["rule"] = rule
+        cfg = {"noise_sigma": ctx.noise_std, **cfg, "rule": rule}
         yt = y - ctx.task.operator.noise_scale * ctx.mean_meas.to(y)
-        s = JointSampler(
-            ctx.models["prior_signal"], None, ctx.task.operator, ctx.sde, device=ctx.device, **kw
-        )
+        s = _sampler(ctx, None, cfg, rule, rule)
         return s(yt, x_shape=(y.shape[0], *ctx.task.x_shape), seed=batch_seed).x.clamp(-1, 1)
 
     return run

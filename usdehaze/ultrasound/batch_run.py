@@ -24,7 +24,7 @@ import contextlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +56,7 @@ def _identity(cfg: DehazeConfig, inputs: list[Path], frames: list[range]) -> dic
     """What a resumed run must share with the run that made the store: everything but the
     runtime section (dehaze.RUNTIME_KEYS: device, batch, precision, compile, ...; each run's
     precision is in its ``runs`` entry), as flat keys (what stores have always recorded)."""
-    c = {k: v for k, v in asdict(cfg).items() if k not in RUNTIME_KEYS}
+    c = {k: v for k, v in cfg.flat().items() if k not in RUNTIME_KEYS}
     return {
         "config": c,
         "inputs": [str(p.resolve()) for p in inputs],
@@ -187,7 +187,9 @@ def _check_store(out: Path, identity: dict) -> None:
         if not isinstance(have, dict) or key not in have:
             raise _damaged(out, f"identity has no '{key}'")
         if key == "config" and isinstance(have[key], dict):  # older stores kept some runtime
-            have = {**have, key: {k: v for k, v in have[key].items() if k not in RUNTIME_KEYS}}
+            # settings, and lack the settings added since (rho): their defaults are what ran
+            both = {**DehazeConfig().flat(), **have[key]}
+            have = {**have, key: {k: v for k, v in both.items() if k not in RUNTIME_KEYS}}
         if have[key] != identity[key]:
             diff = (
                 sorted(k for k in identity[key] if have[key].get(k) != identity[key][k])

@@ -3,13 +3,18 @@ command-line help), and ``build_config`` (defaults, then a YAML file, then optio
 
 What each method and data model accepts is asked of their registries (``METHODS``,
 ``DATA_MODELS``); the help of --method, --model and --gamma is made from them when the CLI is
-built (nothing here imports torch). docs/architecture.md, *Dehazing settings*.
+built (nothing here imports torch). The settings of the ``rule`` and ``solver`` sections besides
+the names are the ones the registered DC rules and solvers declare (the fields of their
+``Params`` that have help: --weighting, --rho, --eta), so a piece with a parameter of its own
+is a setting, an option and a config key with no edit here. docs/architecture.md, *Dehazing
+settings*.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import Field, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +30,12 @@ JACOBIANS = ("both", "haze", "tissue", "none")
 # the sections of a DehazeConfig besides its top-level ``method`` (each field's metadata names
 # its own): the data model and its parameters, the sampler, where and how the networks run,
 # and which priors (and student) a run loads
-SECTIONS = ("model", "sampler", "runtime", "priors")
+SECTIONS = ("model", "sampler", "rule", "solver", "runtime", "priors")
+# the sections whose settings the registered pieces declare (their Params fields with help)
+PIECE_SECTIONS = {"rule": DC_RULES, "solver": SOLVERS}
+# the dehazer's own default of a piece's setting, where it differs from the piece's (the core
+# rules' weighting defaults to paper, the paper's step; the dehazer runs variance)
+PIECE_DEFAULTS: dict[str, Any] = {"weighting": "variance"}
 
 
 NOISE = ("shared", "per-frame")  # DehazeConfig.noise: the sampler's draws across frames
@@ -57,12 +67,16 @@ def _method_help() -> str:
     default = DehazeConfig.method
     said = []
     for n, m in METHODS.items():
-        own = ", ".join(
-            f"{k.replace('_', '-')} {_shown(v)}" for k, v in getattr(m, "settings", {}).items()
-        )
+        own = ", ".join(f"{k.replace('_', '-')} {_shown(v)}" for k, v in _own_differing(m).items())
         own = f"; its own defaults: {own}" if own else ""
         said.append(f"{n} ({'default; ' if n == default else ''}{m.summary}{own})")
     return ", ".join(said[:-1]) + f" or {said[-1]}."
+
+
+def _own_differing(method: Any) -> dict[str, Any]:
+    """A method's own settings (its ``Params``) where they differ from the joint defaults."""
+    joint = DehazeConfig.settings()
+    return {k: v for k, v in method.own_settings().items() if v != joint[k].default}
 
 
 def _shown(value: Any) -> str:
@@ -75,14 +89,14 @@ def _shown(value: Any) -> str:
 def setting_default(name: str) -> str:
     """What --help shows as a setting's default: its value (and unit), the methods whose own
     default differs (``25; dps, pigdm-gauss: 5``), or what None means (``unset``)."""
-    f = next(f for f in fields(DehazeConfig) if f.name == name)
+    f = DehazeConfig.settings()[name]
     if f.default is None:
         return f.metadata.get("unset", "none")
     unit = f.metadata.get("unit", "")
     text = f"{_shown(f.default)} {unit}".rstrip()
     own: dict[str, list[str]] = {}
     for n, m in METHODS.items():
-        settings = getattr(m, "settings", {})
+        settings = _own_differing(m)
         if name in settings:
             own.setdefault(_shown(settings[name]), []).append(n)
     return "; ".join([text, *(f"{', '.join(ns)}: {v}" for v, ns in own.items())])
@@ -98,15 +112,6 @@ def _choices(names: Iterable[str], default: str) -> str:
 def _rule_help() -> str:
     """--rule's help, from the registered DC rules (usdehaze.core.dc_rules)."""
     return f"Data consistency: {_choices(DC_RULES, DehazeConfig.rule)}."
-
-
-def _weighting_help() -> str:
-    """--weighting's help: every weighting a registered rule declares."""
-    names = [w for rule in DC_RULES.values() for w in rule.weightings]
-    return (
-        f"Weighting of the data-consistency step: {_choices(names, DehazeConfig.weighting)} "
-        "(what each is for each rule: usdehaze.core.dc_rules)."
-    )
 
 
 def _solver_help() -> str:
@@ -131,31 +136,44 @@ SETTING_RANGES: dict[str, tuple[float | None, float, bool]] = {
     "gamma": (1e-3, 1e3, True),
     "noise_sigma": (None, 1e2, True),
     "dynamic_range": (1.0, 200.0, True),
-    "eta": (0.0, 1.0, False),  # DDIM: 0 deterministic .. 1 ancestral
     "haze_init_db": (-200.0, 200.0, False),
 }
 
 
-@dataclass
+def setting_ranges() -> dict[str, tuple[float | None, float, bool]]:
+    """Every bounded setting: SETTING_RANGES and the ``range`` each piece setting declares."""
+    pieces = DehazeConfig.piece_settings()
+    declared = {n: f.metadata["range"] for n, f in pieces.items() if "range" in f.metadata}
+    return {**SETTING_RANGES, **declared}
+
+
+def _piece_setting(section: str, f: Field) -> Field:
+    """A piece's declared parameter as a config setting: its default (or the dehazer's own,
+    PIECE_DEFAULTS), its help, unit and range, in ``section``."""
+    g = field(
+        default=PIECE_DEFAULTS.get(f.name, f.default), metadata={**f.metadata, "section": section}
+    )
+    g.name, g.type = f.name, f.type
+    return g
+
+
+@dataclass(init=False)
 class DehazeConfig:
     """Settings of a dehazing run (all recorded in the output).
 
-    Flat attributes (``cfg.steps``), each field tagged with its section (``SECTIONS``) and its
-    command-line help; ``nested()`` is the same settings grouped by section, and ``from_dict``
-    takes either form (docs/architecture.md, *Dehazing settings*)."""
+    Flat attributes (``cfg.steps``, ``cfg.eta``), each setting tagged with its section
+    (``SECTIONS``) and its command-line help; ``nested()`` is the same settings grouped by
+    section, and ``from_dict`` takes either form (docs/architecture.md, *Dehazing settings*).
+    The fields below are the dehazer's own settings; the rule and solver sections' parameters
+    (``weighting``, ``rho``, ``eta``, and those of a piece registered later) are the pieces'
+    declarations (``piece_settings``), held in ``params`` and read as attributes the same way.
+    ``settings()`` lists both; ``flat()`` is every setting by name, as results record it."""
 
     method: str = _setting("auto", None, _method_help)
     model: str = _setting("iq", "model", _model_help)
-    rule: str = _setting("dps", "sampler", _rule_help)
-    weighting: str = _setting("variance", "sampler", _weighting_help)
+    rule: str = _setting("dps", "rule", _rule_help)
     steps: int = _setting(25, "sampler", "Sampler steps.")
-    solver: str = _setting("em", "sampler", _solver_help)
-    eta: float = _setting(
-        1.0,
-        "sampler",
-        "DDIM stochasticity: 0 deterministic, 1 ancestral.",
-        unit="(a fraction, 0 to 1)",
-    )
+    solver: str = _setting("em", "solver", _solver_help)
     schedule: str = _setting("linear", "sampler", "Step times: linear (default) or karras.")
     jacobian: str = _setting(
         "both",
@@ -268,6 +286,55 @@ class DehazeConfig:
         "the shipped one",
     )
 
+    # the pieces' settings by name (their defaults unless given); not a setting itself
+    params: dict[str, Any] = field(default_factory=dict, metadata={"section": "", "help": ""})
+
+    def __init__(self, **given: Any) -> None:
+        """Any setting by name, the pieces' as the dehazer's own (``replace(cfg, eta=0)``)."""
+        pieces = self.piece_settings()
+        params = {n: f.default for n, f in pieces.items()}
+        params.update(given.pop("params", None) or {})
+        for f in fields(self):
+            if f.name != "params":
+                setattr(self, f.name, given.pop(f.name, f.default))
+        for name in [k for k in given if k in pieces]:
+            params[name] = given.pop(name)
+        if given:
+            raise TypeError(f"DehazeConfig: unknown setting(s) {', '.join(sorted(given))}")
+        self.params = params
+
+    def __getattr__(self, name: str) -> Any:  # a piece's setting: cfg.eta
+        params = self.__dict__.get("params")
+        if params is not None and name in params:
+            return params[name]
+        raise AttributeError(f"DehazeConfig has no setting '{name}'")
+
+    @staticmethod
+    def piece_settings() -> dict[str, Field]:
+        """The settings the registered rules and solvers declare (their ``Params`` fields with
+        help), by name, each in its piece's section; a name several pieces declare (every
+        rule's ``weighting``) is one setting, the first registered piece's declaration."""
+        out: dict[str, Field] = {}
+        for section, registry in PIECE_SECTIONS.items():
+            for piece in registry.values():
+                params = getattr(piece, "Params", None)
+                for f in fields(params) if params is not None else ():
+                    if f.metadata.get("help") and f.name not in out:
+                        out[f.name] = _piece_setting(section, f)
+        return out
+
+    @classmethod
+    def settings(cls) -> dict[str, Field]:
+        """Every setting by name (the fields and the pieces' declarations), as Fields: name,
+        default, metadata (section, help, unit, unset, path, range)."""
+        own = {f.name: f for f in fields(cls) if f.name != "params"}
+        return {**own, **cls.piece_settings()}
+
+    def flat(self) -> dict[str, Any]:
+        """Every setting by name: what results and run-many stores record (``from_dict`` takes
+        it back)."""
+        return {n: getattr(self, n) for n in self.settings()}
+
     def validate(self, source: str = "config") -> DehazeConfig:
         method = method_of(self.method, source)  # an unknown method or model: one line
         DATA_MODELS.lookup(self.model, source)
@@ -289,7 +356,7 @@ class DehazeConfig:
 
         # finite and within SETTING_RANGES: a 0, negative, NaN or huge value gives all-NaN
         # or all-0 dB frames (--lam 1e30), or a math error deep in the sampler
-        for name, (low, high, positive) in SETTING_RANGES.items():
+        for name, (low, high, positive) in setting_ranges().items():
             limits.number(
                 getattr(self, name),
                 f"{source}: key '{name}'",
@@ -326,25 +393,32 @@ class DehazeConfig:
     @classmethod
     def keys(cls, section: str | None) -> tuple[str, ...]:
         """The fields of one section (None: the top level's, ``method``), in field order."""
-        return tuple(f.name for f in fields(cls) if f.metadata["section"] == section)
+        return tuple(n for n, f in cls.settings().items() if f.metadata["section"] == section)
 
     def nested(self) -> dict[str, Any]:
         """The settings grouped by section: ``{"method": ..., "model": {"model": ..., "gamma":
-        ...}, "sampler": {...}, "runtime": {...}, "priors": {...}}``; ``from_dict`` takes it."""
-        flat = asdict(self)
+        ...}, "sampler": {...}, "rule": {"rule": ..., "weighting": ...}, "solver": {...},
+        "runtime": {...}, "priors": {...}}``; ``from_dict`` takes it."""
+        flat = self.flat()
         out: dict[str, Any] = {k: flat[k] for k in self.keys(None)}
         for section in SECTIONS:
             out[section] = {k: flat[k] for k in self.keys(section)}
         return out
 
     @classmethod
-    def flatten(cls, d: Mapping[str, Any], source: str = "config") -> dict[str, Any]:
-        """A config mapping with flat keys (``steps: 10``), sections (``sampler: {steps: 10}``)
-        or both → flat keys. A section is a mapping under a section's name (``model`` and
-        ``priors`` are also fields: a string there is the field); a key in the wrong section, or
-        given twice with different values, is one line."""
+    def flatten(
+        cls, d: Mapping[str, Any], source: str = "config", old: list[tuple[str, str]] | None = None
+    ) -> dict[str, Any]:
+        """A config mapping with sections (``sampler: {steps: 10}``), flat keys (``steps: 10``)
+        or both → flat keys. A section is a mapping under a section's name (``model``,
+        ``rule``, ``solver`` and ``priors`` are also fields: a string there is the field); a key
+        in the wrong section, or given twice with different values, is one line. The old
+        spellings (a section's setting as a flat key; a rule or solver setting under
+        ``sampler``, where they were before those sections) are read, each appended to ``old``
+        as (key, its section) for build_config's one line."""
         where: dict[str, str] = {}
         out: dict[str, Any] = {}
+        old = [] if old is None else old
 
         def put(key: str, value: Any, said: str) -> None:
             if key in out and (
@@ -357,40 +431,39 @@ class DehazeConfig:
             where.setdefault(key, said)
             out[key] = value
 
-        known = {f.name: f.metadata["section"] for f in fields(cls)}
+        known = {n: f.metadata["section"] for n, f in cls.settings().items()}
         for k, v in d.items():
             if k not in SECTIONS or (k in known and not isinstance(v, Mapping)):
+                if known.get(k) and k not in SECTIONS:  # a section's key, flat: old spelling
+                    old.append((k, known[k]))
                 put(k, v, k)
                 continue
-            if not isinstance(v, Mapping):  # null too: ``sampler:`` whose settings lost their
-                # indent (issue 31 item 6) would run the defaults without a word
-                got = (
-                    "nothing (an empty section: indent its settings under it)"
-                    if v is None
-                    else repr(v)
-                )
-                raise UsageError(
-                    f"{source}: key '{k}': expected a mapping of {k} settings "
-                    f"({', '.join(cls.keys(k))}), got {got}"
-                )
-            for sub, value in v.items():
+            for sub, value in cls._section(k, v, source).items():
                 place = known.get(sub, "")
-                if place == k:
-                    put(sub, value, f"{k}.{sub}")
-                    continue
-                said = f"{source}: key '{k}.{sub}': "
-                if place is None:
-                    raise UsageError(said + "a top-level setting (write it outside the sections)")
-                if place:
-                    raise UsageError(said + f"a {place} setting (write it under {place})")
-                raise UsageError(said + f"unknown (section {k} has {', '.join(cls.keys(k))})")
+                if place != k and not (k == "sampler" and place in PIECE_SECTIONS):
+                    _misplaced(source, k, sub, place, cls.keys(k))
+                if place != k:  # under sampler, as before the rule and solver sections
+                    old.append((sub, place))
+                put(sub, value, f"{k}.{sub}")
         return out
+
+    @classmethod
+    def _section(cls, k: str, v: Any, source: str) -> Mapping[str, Any]:
+        """Section ``k``'s mapping; anything else (null too: ``sampler:`` whose settings lost
+        their indent, issue 31 item 6, would run the defaults without a word) is one line."""
+        if isinstance(v, Mapping):
+            return v
+        got = "nothing (an empty section: indent its settings under it)" if v is None else repr(v)
+        raise UsageError(
+            f"{source}: key '{k}': expected a mapping of {k} settings "
+            f"({', '.join(cls.keys(k))}), got {got}"
+        )
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], source: str = "config") -> DehazeConfig:
         """A validated config from flat keys, sections (``nested()``'s form) or both."""
         d = cls.flatten(d, source)
-        known = {f.name: f.default for f in fields(cls)}
+        known = {n: f.default for n, f in cls.settings().items()}
         for k, v in d.items():
             if k not in known:
                 raise UsageError(
@@ -399,6 +472,28 @@ class DehazeConfig:
                 )
             _check_type(source, k, v, known[k])
         return cls(**d).validate(source)
+
+
+def _misplaced(source: str, section: str, key: str, place: str | None, has: Iterable[str]):
+    """One line for ``section.key`` that is not a setting of that section."""
+    said = f"{source}: key '{section}.{key}': "
+    if place is None:
+        raise UsageError(said + "a top-level setting (write it outside the sections)")
+    if place:
+        raise UsageError(said + f"a {place} setting (write it under {place})")
+    raise UsageError(said + f"unknown (section {section} has {', '.join(has)})")
+
+
+def old_spelling_note(source: str, old: list[tuple[str, str]]) -> str:
+    """The one line saying a config's new spelling: each old key under its section."""
+    by: dict[str, list[str]] = {}
+    for key, section in old:
+        by.setdefault(section, []).append(key)
+    said = "; ".join(f"{s}: {', '.join(dict.fromkeys(ks))}" for s, ks in by.items())
+    return (
+        f"{source}: old spelling (read as before); the new one puts these keys in sections: "
+        f"{said} (configs/dehaze_default.yaml)"
+    )
 
 
 def _check_type(source: str, key: str, value: Any, default: Any) -> None:
@@ -425,14 +520,19 @@ RUNTIME_KEYS = DehazeConfig.keys("runtime")
 
 
 def build_config(config: str | Path | None, overrides: dict[str, Any]) -> DehazeConfig:
-    """DehazeConfig from defaults, then the YAML file (flat keys or sections), then the given
-    overrides (flat keys: command-line options; None: not given); a baseline method takes its own sampler settings where none
+    """DehazeConfig from defaults, then the YAML file (sections; the old flat spelling is read
+    and said in one line on stderr once the config is valid), then the given overrides (flat
+    keys: command-line options; None: not given); a method takes its own settings where none
     were given. Used by the CLI (run, run-many, evaluate, bench) and the pipelines."""
     from usdehaze.config import read_yaml
 
-    values = DehazeConfig.flatten(read_yaml(config), str(config)) if config else {}
+    old: list[tuple[str, str]] = []
+    values = DehazeConfig.flatten(read_yaml(config), str(config), old) if config else {}
     values.update({k: v for k, v in overrides.items() if v is not None})
-    return method_settings(DehazeConfig.from_dict(values, str(config or "options")))
+    cfg = method_settings(DehazeConfig.from_dict(values, str(config or "options")))
+    if old:  # a flat file (or rule and solver settings under sampler): read, said once
+        print(f"usdehaze: note: {old_spelling_note(str(config), old)}", file=sys.stderr)
+    return cfg
 
 
 def method_settings(cfg: DehazeConfig) -> DehazeConfig:

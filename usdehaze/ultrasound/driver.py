@@ -28,7 +28,6 @@ import json
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextvars import ContextVar
-from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -276,7 +275,7 @@ def provenance(dehazer: Any) -> dict[str, Any]:
     op = dehazer.operator()
     return {
         "usdehaze_version": __version__,
-        "config": json.dumps(asdict(cfg)),
+        "config": json.dumps(cfg.flat()),
         "method": cfg.method,  # joint (the sampler) or fast (its student), ...: what ran
         "seed": cfg.seed,
         "prior_checksums": json.dumps(dehazer.checksums),

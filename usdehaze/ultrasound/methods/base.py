@@ -15,7 +15,7 @@ Nothing here imports torch: the CLI's help is made from these declarations.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -51,7 +51,9 @@ class Method:
     stepwise: bool = False  # runs the sampler: network evaluations per step, a step callback
     multi_sample: bool = False  # takes samples > 1 (std maps)
     one_sample_why: str = "gives one estimate per frame"
-    settings: dict[str, Any] = {}  # its own sampler settings (in place of the joint defaults)
+    # its own defaults of config settings (in place of the joint defaults): a dataclass whose
+    # fields are named as the settings (refine: steps, start_sigma); None: none
+    Params: type | None = None
     extras: tuple[str, ...] = ()  # optional packages it needs (import names, usdehaze.extras)
     # precision auto runs it in bf16 on CPUs with native bf16 (AMX): checked to score as fp32
     cpu_bf16: bool = False
@@ -88,11 +90,18 @@ class Method:
     def defaults(cls, cfg: Any) -> Any:
         """``cfg`` with its own sampler settings in place of each joint default it kept;
         settings changed from the defaults stay as given."""
-        if not cls.settings:
+        own = cls.own_settings()
+        if not own:
             return cfg
         joint = type(cfg)()
-        own = {k: v for k, v in cls.settings.items() if getattr(cfg, k) == getattr(joint, k)}
-        return replace(cfg, **own)
+        return replace(
+            cfg, **{k: v for k, v in own.items() if getattr(cfg, k) == getattr(joint, k)}
+        )
+
+    @classmethod
+    def own_settings(cls) -> dict[str, Any]:
+        """Its ``Params``' defaults by setting name ({} without)."""
+        return asdict(cls.Params()) if cls.Params is not None else {}
 
     @classmethod
     def prior_role(cls, cfg: Any) -> str:
@@ -196,27 +205,35 @@ class SamplerMethod(Method):
     stepwise = True
     multi_sample = True
 
+    def rule_name(self) -> str:
+        """The DC rule it runs (the config's ``rule``)."""
+        return self.cfg.rule
+
+    def rule_params(self) -> dict[str, Any]:
+        """Its own values of rule parameters, over the config's settings of the same names."""
+        return {}
+
     def sampler_options(self, d: Any) -> dict[str, Any]:
-        """Its own JointSampler keywords (rule, weighting, ...) besides the common ones."""
-        raise NotImplementedError
+        """Its own JointSampler keywords besides the common ones (joint: κ)."""
+        return {}
 
     def sampler(self, d: Any):
         from usdehaze.core.sampler import JointSampler
+        from usdehaze.ultrasound.pieces import build_pieces
 
         c = self.cfg
         tissue = d.priors["tissue"]
+        rule, solver = build_pieces(c, self.operator(d), self.rule_name(), **self.rule_params())
         common = {
             "steps": c.steps,
             "lam": c.lam,
             "start_sigma": c.start_sigma,
             "device": d.device,
             "precision": d.precision(),
-            "solver": c.solver,
-            "eta": c.eta,
             "schedule": c.schedule,
         }
         kw = self.sampler_options(d) | common | d.sampler_options
-        return JointSampler(tissue, d.priors.get("haze"), self.operator(d), tissue.sde, **kw)
+        return JointSampler(tissue, d.priors.get("haze"), rule, tissue.sde, solver, **kw)
 
     def start(self, m: Any) -> dict[str, Any]:
         """The sampler's starting point (none: it starts from noise)."""
@@ -249,6 +266,17 @@ class SamplerMethod(Method):
         return {"input": db, **self.sample(d, iq, run["seed"], run["callback"], run["frames"], w)}
 
 
+@dataclass(frozen=True)
+class SinglePriorParams:
+    """The single-prior baselines' own sampler settings: their best on validation
+    (docs/results.md); the joint default's λ = 3 over 25 steps makes their DC step diverge."""
+
+    solver: str = "ddim"
+    eta: float = 0.0
+    steps: int = 5
+    lam: float = 1.0
+
+
 class SinglePriorMethod(SamplerMethod):
     """The paper's single-prior baselines: the tissue prior only, y = x + Gaussian noise
     (σ: ``noise_sigma``) on the dB images the config's model reads, starting from noise; their
@@ -256,23 +284,16 @@ class SinglePriorMethod(SamplerMethod):
     step diverge; these were their best on validation, docs/results.md)."""
 
     priors = ("tissue",)
-    settings = {"solver": "ddim", "eta": 0.0, "steps": 5, "lam": 1.0}
-    rule: str = ""
+    Params = SinglePriorParams
+    rule: str = ""  # its DC rule (the config's weighting and noise_sigma its parameters)
 
-    def weighting(self) -> str:
-        return self.cfg.weighting
+    def rule_name(self) -> str:
+        return self.rule
 
     def operator(self, d):
         from usdehaze.core.operators import Identity
 
         return Identity()
-
-    def sampler_options(self, d):
-        return {
-            "rule": self.rule,
-            "weighting": self.weighting(),
-            "noise_sigma": self.cfg.noise_sigma,
-        }
 
 
 def run_model(cfg: Any) -> DataModel:

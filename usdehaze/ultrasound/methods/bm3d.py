@@ -3,11 +3,21 @@ the haze is the power the despeckled image leaves over."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from usdehaze.errors import UsageError
 from usdehaze.ultrasound.methods.base import Method, register_method
 from usdehaze.ultrasound.models import haze_from_power
+
+
+@dataclass(frozen=True)
+class Bm3dParams:
+    """Its noise level: the config's noise_sigma (σ on images scaled to [-1, 1]; BM3D runs at
+    σ/2 on the [0, 1] scale), the single-prior baselines' σ_n and its default."""
+
+    noise_sigma: float = 0.2
 
 
 @register_method
@@ -16,6 +26,7 @@ class Bm3d(Method):
     summary = "classical despeckling, noise level --noise-sigma"
     row = "BM3D"
     extras = ("bm3d",)
+    Params = Bm3dParams
 
     def run_db(self, d, db, seed, callback, frames):
         c = self.cfg

@@ -52,18 +52,18 @@ class Joint(SamplerMethod):
     def operator(self, d):
         return d.model.operator()
 
-    def sampler_options(self, d):
+    def rule_params(self):
         c = self.cfg
         # the DC step back-propagates the networks `jacobian` names; the others are run forward
         # only, with a Gaussian prior's Jacobian (variance jacobian_variance)
         v = c.jacobian_variance
         return {
-            "rule": c.rule,
-            "weighting": c.weighting,
-            "kappa": c.kappa,
             "signal_jacobian": None if c.jacobian in ("both", "tissue") else v,
             "noise_jacobian": None if c.jacobian in ("both", "haze") else v,
         }
+
+    def sampler_options(self, d):
+        return {"kappa": self.cfg.kappa}
 
     def start(self, m):
         return {"x_init": m.x_init, "n_init": m.n_init}

@@ -13,5 +13,5 @@ class PigdmGauss(SinglePriorMethod):
     row = "ΠGDM-Gauss, no haze prior"
     rule = "pigdm"
 
-    def weighting(self) -> str:
-        return "paper"
+    def rule_params(self):
+        return {"weighting": "paper"}

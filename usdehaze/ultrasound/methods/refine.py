@@ -10,6 +10,7 @@ the haze divided by γ (it adds to the input as γ·C⁻¹(n)). Posterior sample
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,15 @@ from usdehaze.ultrasound.methods.fast import Fast
 from usdehaze.ultrasound.methods.joint import Joint
 
 
+@dataclass(frozen=True)
+class RefineParams:
+    """Its own sampler settings, chosen on the validation split (docs/results.md): a few steps
+    from a low noise level."""
+
+    steps: int = 4
+    start_sigma: float = 0.25
+
+
 @register_method
 class Refine(Joint):
     name = "refine"
@@ -28,7 +38,7 @@ class Refine(Joint):
     priors = ("student", "tissue", "haze")
     models = ("iq",)
     models_why = "starts from the student, distilled from the iq model"
-    settings = {"steps": 4, "start_sigma": 0.25}  # chosen on the validation split (docs/results.md)
+    Params = RefineParams
 
     @classmethod
     def for_magnitude_data(cls, cfg: Any) -> tuple[Any, str | None]:
