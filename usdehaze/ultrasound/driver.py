@@ -397,6 +397,8 @@ class FrameDriver:
         if view is not None:  # the dehazed crop back onto the input's full frames
             with stage("scan conversion"):
                 res = view.full(frames_in, res)
+        if view is not None:  # display images (B-mode): the do-no-harm check by depth rings
+            self.harm.display = True
         with stage("result checks"):
             checks = self._checks(list(index), dict(res), mask, view is not None)
             if self._beside is not None:  # the arrays are not changed after this: read later
@@ -413,8 +415,8 @@ class FrameDriver:
         flicker), to run now or beside the next batch, in order."""
 
         def run() -> None:
-            if self.check:
-                self.harm.add(index, res["input"], res["tissue"])
+            if self.check:  # a display image's judged pixels (its mask) for the harm check too
+                self.harm.add(index, res["input"], res["tissue"], mask if cine else None)
                 self.wreck.add(index, res["input"], res["tissue"], res.get("haze"), mask)
                 self._fall_back(index, res)
             if cine:  # a cine: frame-to-frame change of input and result
