@@ -166,15 +166,6 @@ def label(case: dict[str, Any], img: np.ndarray) -> tuple[str, dict[str, float]]
     }
 
 
-def ring_change(case: dict[str, Any], img: np.ndarray, rings: np.ndarray, sx: np.ndarray) -> float:
-    """The display do-no-harm figure a run makes on one result (usdehaze.ultrasound.harm's
-    ring_contrast_change; ``sx``: the smoothed input, made once per case)."""
-    from usdehaze.ultrasound.harm import _ring_figure, _smoothed
-
-    sy, m = _smoothed(img, case["sector"])
-    return _ring_figure(sx, sy, m, rings)
-
-
 def collect(
     folders: list[Path], seeds: list[int], joint: dict | None, limit: int | None = None
 ) -> list[dict[str, Any]]:
@@ -183,7 +174,7 @@ def collect(
 
     from usdehaze.ultrasound.corpus.bmode import bmode_cases
     from usdehaze.ultrasound.dehaze import DehazeConfig, Dehazer
-    from usdehaze.ultrasound.harm import _smoothed, depth_rings
+    from usdehaze.ultrasound.harm import depth_rings, ring_contrast_change
 
     student = Dehazer(replace(DehazeConfig(device="cpu"), method="fast", model="bmode"))
     rng = np.random.default_rng(28)
@@ -193,7 +184,7 @@ def collect(
             cases = bmode_cases(folder, seed=seed, limit=limit)
             for k, c in enumerate(cases):
                 rings = depth_rings(c["sector"])
-                sx, _ = _smoothed(c["input"], c["sector"])
+                x = c["input"]
                 st = student(c["input"][None].astype(np.float32), frames=[k])["tissue"][0]
                 made = results(c, st, rng)
                 for j in (joint or {}).get(f"{c['name']}@{seed}", {}):
@@ -208,7 +199,7 @@ def collect(
                             "result": name,
                             "label": v,
                             **figures,
-                            "ring_change_db": ring_change(c, img, rings, sx),
+                            "ring_change_db": ring_contrast_change(x, img, c["sector"], rings),
                         }
                     )
             print(f"{folder}: seed {seed}, {len(cases)} frames, {len(recs)} results", flush=True)
