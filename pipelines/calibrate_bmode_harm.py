@@ -313,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--joint", type=Path, help="joint-sampler results (--run-joint writes them)")
     ap.add_argument("--run-joint", default=None, metavar="FRAME@SEED,...", help="with --joint")
     ap.add_argument("--model", default="logsum", help="--run-joint's data model")
+    ap.add_argument("--steps", type=int, default=25, help="--run-joint's sampler steps")
     ap.add_argument("--calibrate", default=None, help="calibration acquisitions (NAME,...)")
     ap.add_argument("--out", type=Path, default=ROOT / "runs/bmode_checks")
     ap.add_argument(
@@ -329,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     seeds = [int(s) for s in args.seeds.split(",")]
     if args.run_joint:
-        run_joint(args.folders, args.run_joint, args.model, args.joint)
+        run_joint(args.folders, args.run_joint, args.model, args.joint, args.steps)
     joint = None
     if args.joint and args.joint.is_file():
         joint = read_joint(args.joint)
@@ -349,8 +350,8 @@ def _report(recs: list[dict[str, Any]], cal: list[str] | None, out: Path) -> int
     return 0
 
 
-def run_joint(folders: list[Path], which: str, model: str, out: Path) -> None:
-    """The joint sampler (``model``'s priors, 25 steps, CPU) on the frames named FRAME@SEED
+def run_joint(folders: list[Path], which: str, model: str, out: Path, steps: int = 25) -> None:
+    """The joint sampler (``model``'s priors, ``steps`` steps, CPU) on the frames named FRAME@SEED
     (e.g. val_p4_diverging/0@0), appended to ``out`` (JSON; frames already there skipped)."""
     import time
     from dataclasses import replace
@@ -359,7 +360,8 @@ def run_joint(folders: list[Path], which: str, model: str, out: Path) -> None:
     from usdehaze.ultrasound.dehaze import DehazeConfig, Dehazer
 
     done = json.loads(out.read_text()) if out.is_file() else {}
-    d = Dehazer(replace(DehazeConfig(device="cpu", steps=25), method="joint", model=model))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    d = Dehazer(replace(DehazeConfig(device="cpu", steps=steps), method="joint", model=model))
     want = [w.rsplit("@", 1) for w in which.split(",")]
     for seed in sorted({int(s) for _, s in want}):
         for folder in folders:
