@@ -272,3 +272,58 @@ def test_run_and_run_many_note_little_effect_exactly_when_recorded(
             h = _recomputed(r.frames("input"), r.frames("tissue"), frames)
         assert a["harm_little_effect"] is h.little_effect
         assert said == ([h.little_effect_message(str(hazy_scan))] if h.little_effect else [])
+
+
+@pytest.mark.parametrize("fallback", ["none", "input"])
+def test_run_many_flags_wrecked_frames_and_falls_back_as_run_does(
+    hazy_scan, tiny_iq_priors, tmp_path, capsys, monkeypatch, fallback
+):
+    """run-many makes run's gross-failure check frame by frame (the frame driver's path):
+    frame 1 flagged (its figures kept, a check made to fire on it) is recorded in the scan's
+    group as run records it, said in run's words, and with --fallback input written as the
+    input, as run writes it."""
+    import dataclasses
+
+    from usdehaze.cli._app import run_app
+    from usdehaze.ultrasound import wreck
+    from usdehaze.ultrasound.results import load_result
+
+    real = wreck.frame_wreck
+
+    def fires_on_frame_1(frame, *args, **kwargs):
+        f = real(frame, *args, **kwargs)
+        if f is None or frame != 1:
+            return f
+        return dataclasses.replace(f, reasons=("bright_darkened",))
+
+    monkeypatch.setattr(wreck, "frame_wreck", fires_on_frame_1)
+    common, out, store = _tiny_run(tiny_iq_priors, tmp_path)
+    args = [str(hazy_scan), *common, "-q", "--fallback", fallback]
+    capsys.readouterr()
+    assert run_app(["run", "-o", str(out), *args]) == 0
+    said_run = [ln for ln in capsys.readouterr().err.splitlines() if "wrecks" in ln]
+    assert run_app(["run-many", "-o", str(store), *args]) == 0
+    said_many = [ln for ln in capsys.readouterr().err.splitlines() if "wrecks" in ln]
+    keys = ("wreck_warning", "wreck_flagged_frames", "wreck_reasons", "fallback_frames")
+    with load_result(out) as r, load_result(store / "scans/000") as m:
+        for key in ("input", "tissue", "haze"):
+            np.testing.assert_array_equal(m.frames(key), r.frames(key))
+        got = {k: m.attrs[k] for k in keys}
+        assert got == {k: r.attrs[k] for k in keys}
+        assert m.attrs["fallback"] == fallback and 1 in got["wreck_flagged_frames"]
+        assert got["wreck_reasons"]["1"] == ["bright_darkened"]
+        as_input = np.array_equal(m.frames("tissue")[1], m.frames("input")[1])
+        assert as_input is (fallback == "input")
+        assert (1 in got["fallback_frames"]) is (fallback == "input")
+    assert said_run and said_many == said_run  # the same line, run's wording
+
+
+def test_run_many_refuses_an_unknown_fallback(hazy_scan, tiny_iq_priors, tmp_path, capsys):
+    from usdehaze.cli._app import run_app
+
+    common, _, store = _tiny_run(tiny_iq_priors, tmp_path)
+    capsys.readouterr()
+    code = run_app(["run-many", str(hazy_scan), "-o", str(store), *common, "--fallback", "stop"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "expected none or input" in err[0]
+    assert not store.exists()

@@ -158,6 +158,8 @@ def test_fast_on_a_cine_runs_the_shipped_b_mode_student(tmp_path, capsys):
         assert (a["method"], a["config"]["model"], int(a["nfe"])) == ("fast", "bmode", 1)
         assert "student" in a["prior_checksums"]
         assert np.isfinite([a["flicker_input_db"], a["flicker_tissue_db"]]).all()
+        # the do-no-harm check judged the cine as a display image: by depth rings in its fan
+        assert np.isfinite(a["harm_ring_change_db"]) and a["harm_frames"] == [0, 1, 2, 3]
         flicker = {k: round(float(a[f"flicker_{k}_db"]), 3) for k in ("input", "tissue")}
     capsys.readouterr()
     assert run_app(["info", str(h5), "--json"]) == 0  # info says what the checks measured

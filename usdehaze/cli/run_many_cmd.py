@@ -22,6 +22,7 @@ def run_many(
     overwrite: bool = typer.Option(False, "--overwrite", help="Start over instead of resuming."),
     quiet: o.Quiet = False,
     strict: o.Strict = False,
+    fallback: o.Fallback = "none",
     *,
     settings: dict[str, Any],
 ) -> None:
@@ -31,6 +32,8 @@ def run_many(
     the N processes (and nodes); rerunning the same command resumes, skipping finished frames.
     A scan that looks unlike the priors' training data gets one warning line on stderr (with
     --strict: the command refuses before touching OUT); each scan records ood_score, ood_warning.
+    Each frame's result gets run's gross-failure check, recorded per scan (wreck_flagged_frames);
+    --fallback input writes the input for a flagged frame (fallback_frames).
     """
     import os
     import sys
@@ -60,6 +63,7 @@ def run_many(
             log=typer.echo,
             warn=lambda m: bar.write(m, file=sys.stderr),
             strict=strict,
+            fallback=fallback,
         )
     finally:
         bar.close()

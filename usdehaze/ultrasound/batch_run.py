@@ -82,14 +82,15 @@ def _create(
             True,
             "run-many",
         )
-        g.create_array(
-            "done",
-            shape=(len(sel),),
-            chunks=(1,),
-            dtype="uint8",
-            fill_value=0,
-            compressors=checksummed(),
-        )
+        for name in ("done", "wreck"):  # wreck: the gross-failure check per frame (_flag_rows)
+            g.create_array(
+                name,
+                shape=(len(sel),),
+                chunks=(1,),
+                dtype="uint8",
+                fill_value=0,
+                compressors=checksummed(),
+            )
         set_attrs(
             g,
             {
@@ -296,19 +297,25 @@ def run_many(
     log: Callable[[str], None] = print,
     warn: Callable[[str], None] | None = None,
     strict: bool = False,
+    fallback: str = "none",
 ) -> dict[str, Any]:
     """Dehaze the frames of every input into ``out`` (a .zarr store), sharded over torchrun
     processes; returns this run's figures (frames done here, skipped, seconds, frames/s).
 
     Every scan is checked once, before sampling (usdehaze.ultrasound.ood, recorded in its group
     as ``ood_score`` / ``ood_warning``): ``warn(message)`` (default ``log``) when one looks unlike
-    the priors' training data, or with ``strict`` a UsageError before the store is touched."""
+    the priors' training data, or with ``strict`` a UsageError before the store is touched.
+    Every frame's result gets run's gross-failure check (usdehaze.ultrasound.wreck) in the
+    process that made it, recorded per frame in its group (``wreck``) and, after the run, as
+    ``wreck_*`` attributes; ``fallback`` "input" writes the input for a flagged frame."""
     from usdehaze.core.device import resolve_device
     from usdehaze.ultrasound.io import load_scan
 
     out = Path(out)
     if out.suffix != ".zarr":
         raise UsageError(f"{out}: run-many writes one zarr store; give -o NAME.zarr")
+    if fallback not in ("none", "input"):  # "stop" is run's --strict, one process's
+        raise UsageError(f"--fallback '{fallback}': expected none or input")
     check_output(out, inputs, folder=True)  # never over an input or a folder not usdehaze's
     rank, size = dist.world()
     cfg = replace(cfg, device=str(dist.local_device(resolve_device(cfg.device))))
@@ -316,7 +323,18 @@ def run_many(
     try:
         with contextlib.ExitStack() as stack:
             result = _run(
-                scans, inputs, out, cfg, frames, overwrite, progress, log, warn, strict, stack
+                scans,
+                inputs,
+                out,
+                cfg,
+                frames,
+                overwrite,
+                progress,
+                log,
+                warn,
+                strict,
+                stack,
+                fallback,
             )
         dist.finish()
         return result
@@ -325,7 +343,7 @@ def run_many(
             s.close()
 
 
-def _run(scans, inputs, out, cfg, frames, overwrite, progress, log, warn, strict, stack):
+def _run(scans, inputs, out, cfg, frames, overwrite, progress, log, warn, strict, stack, fallback):
     """run_many once the inputs are open (``stack`` holds rank 0's store lock)."""
     import zarr  # noqa: F401 - fail here, not midway, when zarr is missing
 
@@ -342,12 +360,17 @@ def _run(scans, inputs, out, cfg, frames, overwrite, progress, log, warn, strict
     mine = todo[rank::size]
     t0 = time.perf_counter()
     # the frame driver of every path; the do-no-harm check is made by rank 0 at the end, over
-    # every process's frames (_finish), so not here
+    # every process's frames (_finish), so not here; the gross-failure check (and its fallback)
+    # is per frame, made by the process that dehazed the frame, as run makes it
     say = (warn or log) if rank == 0 else None
-    drivers = [FrameDriver(dehazer, c, say, str(p), check=False) for c, p in zip(ood, inputs)]
+    drivers = [
+        FrameDriver(dehazer, c, say, str(p), check=False, fallback=fallback, frame_checks=True)
+        for c, p in zip(ood, inputs)
+    ]
     n_here = _dehaze_share(
         scans, sels, groups, drivers, mine, cfg.batch, out, skipped, progress, say
     )
+    _write_wrecks(groups, drivers, sels)
     figures = _figures(dehazer, drivers, n_here, time.perf_counter() - t0, skipped, size)
     if rank == 0:
         judged = dehazer.priors.get("tissue") is not None
@@ -355,7 +378,7 @@ def _run(scans, inputs, out, cfg, frames, overwrite, progress, log, warn, strict
             (str(p), c, judged, sel, dehazer.cfg.dynamic_range)
             for p, c, sel in zip(inputs, ood, sels)
         ]
-        _finish(out, root, groups, figures, checks, warn or log)
+        _finish(out, root, groups, figures, checks, warn or log, fallback)
         log(
             f"{out}: {figures['frames_all']} frame(s) dehazed by {size} process(es) in "
             f"{figures['seconds']:.1f} s ({figures['frames_per_s']:.2f} frames/s); "
@@ -450,6 +473,8 @@ def _dehaze_share(
                 chunk = rows[b : b + batch]
                 src = [sels[i][j] for j in chunk]
                 res = drivers[i].dehaze(src, read_frames(scans[i], src))
+                if drivers[i].fallback != "none":  # checked before the frames are written
+                    _flag_rows(groups[i], drivers[i], sels[i], src)
                 _write_frames(groups[i], chunk, res, out, skipped + n_here)
                 n_here += len(chunk)
                 if progress is not None:
@@ -506,14 +531,75 @@ def _figures(
     }
 
 
+REPLACED_BIT = 1 << 7  # a flagged frame written as the input (fallback input)
+
+
+def _flag_rows(g, driver: FrameDriver, sel: range, frames: list[int] | None = None) -> None:
+    """The frames (source numbers; default all) this process dehazed that the gross-failure
+    check flagged, into the group's ``wreck`` array (bit k: usdehaze.ultrasound.wreck.CHECKS[k]
+    fired; REPLACED_BIT: the input was written in its place). A store made before the array
+    existed has none."""
+    from usdehaze.ultrasound.wreck import CHECKS
+
+    if "wreck" not in g:
+        return
+    row = {f: j for j, f in enumerate(sel)}
+    want = None if frames is None else {int(f) for f in frames}
+    for f in driver.wreck.frames:
+        if f.flagged and (want is None or f.frame in want):
+            code = sum(1 << k for k, c in enumerate(CHECKS) if c in f.reasons)
+            g["wreck"][row[f.frame]] = code | (REPLACED_BIT if f.frame in driver.replaced else 0)
+
+
+def _write_wrecks(groups: list, drivers: list[FrameDriver], sels: list[range]) -> None:
+    """Each process, after its share: every flagged frame it dehazed (_flag_rows), once the
+    checks made beside the frames (fallback none) are done."""
+    for g, d, sel in zip(groups, drivers, sels):
+        d.attrs()  # waits for the checks made beside the frames
+        _flag_rows(g, d, sel)
+
+
+def _wreck_attrs(g, done: np.ndarray, frames: range, judged: bool, fallback: str):
+    """A scan's gross-failure record from its ``wreck`` array (its done frames): the attributes
+    run writes that a per-frame flag carries, and the WreckCheck whose message run says."""
+    from usdehaze.ultrasound.wreck import CHECKS, FrameWreck, WreckCheck
+
+    codes = np.asarray(g["wreck"][:]) if "wreck" in g else np.zeros(len(done), np.uint8)
+    nan = float("nan")
+    w = WreckCheck()
+    replaced = []
+    for j in np.flatnonzero(done):
+        c = int(codes[j])
+        reasons = tuple(k for b, k in enumerate(CHECKS) if c & (1 << b))
+        w.frames.append(FrameWreck(int(frames[j]), nan, nan, nan, nan, nan, reasons))
+        if c & REPLACED_BIT:
+            replaced.append(int(frames[j]))
+    found = {
+        "wreck_warning": bool(judged and w.warning),
+        "wreck_frames": [f.frame for f in w.frames],
+        "wreck_flagged_frames": w.flagged,
+        "wreck_reasons": {str(f.frame): list(f.reasons) for f in w.frames if f.flagged},
+        "fallback": fallback,
+        "fallback_frames": replaced,
+    }
+    return found, w
+
+
 def _finish(
-    out: Path, root, groups, figures: dict, checks: list, warn: Callable[[str], None]
+    out: Path,
+    root,
+    groups,
+    figures: dict,
+    checks: list,
+    warn: Callable[[str], None],
+    fallback: str = "none",
 ) -> None:
     """Rank 0, after every process is done: frame counts, completeness, each scan's do-no-harm
     check over all its finished frames (usdehaze.ultrasound.harm; ``checks``: (input, its
     OodCheck, whether the method has priors to judge, its frames, the dynamic range) per scan),
-    the blank frames among them (input all at -DR: all zeros) and the run log. Every frame is
-    read (a damaged one is one line) before any attribute is written."""
+    the blank frames among them (input all at -DR: all zeros), the gross-failure flags its
+    processes recorded per frame (_write_wrecks) and the run log. Every frame is read (a
+    damaged one is one line) before any attribute is written."""
     from usdehaze.ultrasound.driver import harm_lines, result_check_attrs
     from usdehaze.ultrasound.harm import HarmCheck
     from usdehaze.ultrasound.result_check import read_frames
@@ -531,10 +617,14 @@ def _finish(
             if np.max(inp) <= -dr:  # an all-zero frame, dehazed as a blank frame
                 blank.append(int(frames[j]))
         found = result_check_attrs(harm, ood, judged)
+        wreck, flagged = _wreck_attrs(g, done, frames, judged, fallback)
+        found.update(wreck)
         if blank:
             found["blank_frames"] = blank
         for line in harm_lines(harm, found, name):  # run's wording (FrameDriver.finish)
             warn(line)
+        if wreck["wreck_warning"]:
+            warn(flagged.message(name))
         any_warning |= found["ood_warning"]
         n = int(done.sum())
         found_all.append({**found, "frames_done": n, "complete": n == done.shape[0]})

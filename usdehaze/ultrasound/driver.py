@@ -330,7 +330,9 @@ class FrameDriver:
     ``ood``: the out-of-distribution check made before sampling (usdehaze.ultrasound.ood;
     default: none made); ``warn(message)``: blank frames and the do-no-harm warning; ``name``:
     the input as messages name it; ``check``: False where the caller makes the do-no-harm
-    check itself (run-many: over every process's frames, read back from the store)."""
+    check itself (run-many: over every process's frames, read back from the store);
+    ``frame_checks``: the gross-failure check and its ``fallback``, per frame (default: as
+    ``check``; run-many makes them here, frame by frame, with check False)."""
 
     def __init__(
         self,
@@ -340,6 +342,7 @@ class FrameDriver:
         name: str = "",
         check: bool = True,
         fallback: str = "none",
+        frame_checks: bool | None = None,
     ) -> None:
         if fallback not in FALLBACKS:
             raise ValueError(f"fallback {fallback!r}: expected one of {FALLBACKS}")
@@ -349,6 +352,7 @@ class FrameDriver:
         self.warn = warn
         self.name = name
         self.check = check
+        self.frame_checks = check if frame_checks is None else frame_checks
         self.harm = HarmCheck()  # do no harm: checked on the result, frame by frame
         self.wreck = WreckCheck()  # gross failures, frame by frame (usdehaze.ultrasound.wreck)
         self.blank: list[int] = []  # frames (their indices) that were all zeros
@@ -396,6 +400,8 @@ class FrameDriver:
         if view is not None:  # the dehazed crop back onto the input's full frames
             with stage("scan conversion"):
                 res = view.full(frames_in, res)
+        if view is not None:  # display images (B-mode): the do-no-harm check by depth rings
+            self.harm.display = True
         with stage("result checks"):
             checks = self._checks(list(index), dict(res), mask, view is not None)
             if self._beside is not None:  # the arrays are not changed after this: read later
@@ -412,8 +418,9 @@ class FrameDriver:
         flicker), to run now or beside the next batch, in order."""
 
         def run() -> None:
-            if self.check:
-                self.harm.add(index, res["input"], res["tissue"])
+            if self.check:  # a display image's judged pixels (its mask) for the harm check too
+                self.harm.add(index, res["input"], res["tissue"], mask if cine else None)
+            if self.frame_checks:
                 self.wreck.add(index, res["input"], res["tissue"], res.get("haze"), mask)
                 self._fall_back(index, res)
             if cine:  # a cine: frame-to-frame change of input and result

@@ -20,7 +20,7 @@ import numpy as np
 from usdehaze import metrics
 from usdehaze.ultrasound.dehaze import DehazeConfig, Dehazer
 from usdehaze.ultrasound.driver import FrameDriver
-from usdehaze.ultrasound.harm import HarmCheck, frame_harm
+from usdehaze.ultrasound.harm import HarmCheck, depth_rings, frame_harm
 from usdehaze.ultrasound.logcomp import DEFAULT_DYNAMIC_RANGE, envelope, to_db
 from usdehaze.ultrasound.methods import METHODS
 from usdehaze.ultrasound.ood import check_frames
@@ -113,10 +113,9 @@ def _frame_scores(
         "c_out": c_out,
         "c_hazy": c_hazy,
         "c_clean": c_clean,
-        # the do-no-harm check a run makes on its result (usdehaze.ultrasound.harm), per frame
-        "result_check": float(HarmCheck([fh]).warning)
-        if (fh := frame_harm(0, hazy, img, sector)) is not None
-        else float("nan"),
+        # the do-no-harm check a run makes on its result (usdehaze.ultrasound.harm), per frame;
+        # display images (a case marked "display": rendered B-mode) by their depth rings
+        "result_check": _harm_check(case, hazy, img, sector),
         # the truth's verdict needs the input's own PSNR and tissue error
         "psnr_in": metrics.psnr_in_mask(hazy, clean, sector, DEFAULT_DYNAMIC_RANGE),
         "tissue_kept_in_db": metrics.tissue_level_db(hazy, b, tissue)
@@ -126,6 +125,22 @@ def _frame_scores(
         if (fw := frame_wreck(0, hazy, img, haze, sector)) is not None
         else float("nan"),
     }
+
+
+def _harm_check(
+    case: dict[str, Any], hazy: np.ndarray, img: np.ndarray, sector: np.ndarray
+) -> float:
+    """1.0 / 0.0 whether the do-no-harm check a run makes warns on this one frame (NaN when it
+    cannot score it); a display case (``case["display"]``) is judged as usdehaze run judges
+    B-mode, by depth rings of its sector (computed once per case)."""
+    display = bool(case.get("display", False))
+    rings = None
+    if display:
+        if "_rings" not in case:
+            case["_rings"] = depth_rings(sector)
+        rings = case["_rings"]
+    fh = frame_harm(0, hazy, img, sector, rings)
+    return float("nan") if fh is None else float(HarmCheck([fh], display=display).warning)
 
 
 def verdict(row: dict[str, float]) -> str:

@@ -29,6 +29,22 @@ shipped default changes the contrast by -1.6..+1.5 dB and lowers the regions' gC
 frames (median -0.05), as it lowers the true cavity/myocardium gCNR there. Figures in
 docs/results.md. Gross failures of single frames (bright structures darkened, order inverted,
 structures in the haze, dark painted on tissue) are usdehaze.ultrasound.wreck's business.
+
+Scan-converted B-mode (display images, ``HarmCheck(display=True)``; ``usdehaze run`` on DICOM,
+video and image stacks): near-field clutter brightens the first centimetres of every beam, so
+there the input's bright regions are largely clutter, which dehazing rightly takes out: the
+clean truth itself lowered the regions' contrast on 21 % of the rendered validation frames.
+On display images the regions are therefore taken per *depth ring* (distance from the fan's
+apex, ``RING_COUNT`` rings of equal pixel count; rows when the judged region is not a fan):
+in each ring, bright (≥ ``RING_BRIGHT_PERCENTILE``) and dark (≤ ``RING_DARK_PERCENTILE``) pixels
+of the smoothed input, and the change of their contrast from the input to the result. Clutter
+fills a whole ring and is neither; removing haze or clutter lowers the dark pixels of a ring
+more than its bright ones (subtracting power takes more dB off a weaker pixel), so the contrast
+rises or stays; darkening the structures, inverting the order or painting dark on tissue
+lowers it in the rings they touch. A frame's figure (``ring_change_db``) is the
+``RING_QUANTILE``-th percentile of its rings' changes (a harm must touch about a quarter of
+the depth rings to count: one confined to a narrower band of depths is not seen), and the result does harm when the median over frames falls below
+``-DISPLAY_CONTRAST_FALL_DB``. Calibrated by pipelines/calibrate_bmode_harm.py (docs/results.md).
 """
 
 from __future__ import annotations
@@ -50,6 +66,13 @@ CONTRAST_TOLERANCE_DB = 0.5  # median fall of their contrast (dB) that counts as
 CONTRAST_GAIN_DB = 2.0  # a gCNR fall with a contrast gain at least this large is haze removed
 MIN_CORPUS_GAIN_DB = 4.9  # the smallest contrast gain of the default on corpus validation frames
 MIN_PIXELS = 64  # fewer pixels in a region: the frame is not scored
+# display images (B-mode): regions per depth ring (see the module's note)
+RING_COUNT = 16  # depth rings of equal pixel count from the fan's apex
+RING_BRIGHT_PERCENTILE = 75.0  # a ring's bright pixels: structures at that depth
+RING_DARK_PERCENTILE = 15.0  # a ring's dark pixels: cavities, gaps at that depth
+RING_QUANTILE = 25.0  # a frame's figure: this percentile of its rings' contrast changes
+MIN_RING_PIXELS = 32  # a ring with fewer judged pixels is left out
+DISPLAY_CONTRAST_FALL_DB = 0.4  # chosen on 3 of 6 acquisitions (docs/results.md: rates on the rest)
 
 
 @dataclass(frozen=True)
@@ -61,6 +84,7 @@ class FrameHarm:
     gcnr_out: float
     contrast_in_db: float
     contrast_out_db: float
+    ring_change_db: float = float("nan")  # display images: see ring_contrast_change
 
 
 @functools.lru_cache(maxsize=8)
@@ -77,8 +101,8 @@ def _sigma(shape: tuple[int, ...]) -> list[float]:
     return [max(n * SMOOTH_FRACTION, 1.0) for n in shape]
 
 
-def regions(db: np.ndarray, sector: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(dark, bright) masks of a dB frame (z, x) inside ``sector`` (default all pixels)."""
+def _smoothed(db: np.ndarray, sector: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A dB frame (z, x) smoothed inside ``sector`` only (default all pixels), and the sector."""
     from scipy.ndimage import gaussian_filter  # here: scipy.ndimage takes 0.2 s to import
 
     db = np.asarray(db, np.float64)
@@ -93,7 +117,12 @@ def regions(db: np.ndarray, sector: np.ndarray | None = None) -> tuple[np.ndarra
             gaussian_filter(sector.astype(np.float64), sigma),
             np.where(sector, db, 0.0),
         )
-    smooth = gaussian_filter(inside_only, sigma) / np.maximum(w, 1e-6)
+    return gaussian_filter(inside_only, sigma) / np.maximum(w, 1e-6), sector
+
+
+def regions(db: np.ndarray, sector: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(dark, bright) masks of a dB frame (z, x) inside ``sector`` (default all pixels)."""
+    smooth, sector = _smoothed(db, sector)
     inside = smooth[sector]
     if inside.size == 0:
         empty = np.zeros(db.shape, bool)
@@ -102,30 +131,116 @@ def regions(db: np.ndarray, sector: np.ndarray | None = None) -> tuple[np.ndarra
     return sector & (smooth <= lo), sector & (smooth >= hi)
 
 
+def depth_rings(mask: np.ndarray) -> np.ndarray:
+    """int (z, x): each pixel of ``mask``'s depth ring, 0 (nearest) to ``RING_COUNT`` - 1, by
+    distance from the fan's apex (usdehaze.ultrasound.sector.fit_fan; the row when the mask is
+    not a fan), rings of equal pixel count; -1 outside the mask."""
+    from usdehaze.ultrasound.sector import fit_fan
+
+    mask = np.asarray(mask, bool)
+    rows, cols = np.nonzero(mask)
+    fan = fit_fan(mask) if rows.size else None
+    depth = rows.astype(np.float64)
+    if fan is not None:
+        depth = np.hypot(rows - fan.apex[0], cols - fan.apex[1])
+    out = np.full(mask.shape, -1, np.int16)
+    if rows.size:
+        edges = np.quantile(depth, np.linspace(0, 1, RING_COUNT + 1)[1:-1])
+        out[rows, cols] = np.searchsorted(edges, depth, side="right")
+    return out
+
+
+def ring_contrast_change(
+    input_db: np.ndarray, output_db: np.ndarray, mask: np.ndarray, rings: np.ndarray
+) -> float:
+    """A display frame's harm figure (dB; NaN when no ring is scored): per depth ring of
+    ``rings`` (depth_rings), the smoothed input's bright (≥ ``RING_BRIGHT_PERCENTILE``) minus
+    dark (≤ ``RING_DARK_PERCENTILE``) pixels' mean dB, in the result minus in the input; the
+    ``RING_QUANTILE``-th percentile over the rings. Negative: structures lost against the
+    cavities at their own depth. Measured on block means of about a third of the smoothing's σ
+    (4 × 4 pixels on a 500-pixel frame), smoothed there: the same figure at 1/16 of the cost."""
+    x, y, mask, rings = np.asarray(input_db), np.asarray(output_db), np.asarray(mask), rings
+    f = max(1, int(min(mask.shape) * SMOOTH_FRACTION / 3))
+    if f > 1:
+        (x, y), mask = _coarse([x, y], mask, f), _coarse_mask(mask, f)
+        rings = rings[f // 2 :: f, f // 2 :: f][: mask.shape[0], : mask.shape[1]]
+        mask = mask & (rings >= 0)
+    sx, mask = _smoothed(x, mask)
+    sy, _ = _smoothed(y, mask)
+    return _ring_figure(sx, sy, mask, rings)
+
+
+def _coarse(images: list[np.ndarray], mask: np.ndarray, f: int) -> list[np.ndarray]:
+    """Each (z, x) image's mean over the masked pixels of f × f blocks (0 where none)."""
+    z, x = mask.shape[0] // f * f, mask.shape[1] // f * f
+    m = mask[:z, :x].reshape(z // f, f, x // f, f)
+    n = np.maximum(m.sum(axis=(1, 3)), 1)
+    return [
+        np.where(m, np.asarray(im, np.float64)[:z, :x].reshape(m.shape), 0.0).sum(axis=(1, 3)) / n
+        for im in images
+    ]
+
+
+def _coarse_mask(mask: np.ndarray, f: int) -> np.ndarray:
+    """f × f blocks at least half of whose pixels are in ``mask``."""
+    z, x = mask.shape[0] // f * f, mask.shape[1] // f * f
+    return mask[:z, :x].reshape(z // f, f, x // f, f).sum(axis=(1, 3)) >= f * f / 2
+
+
+def _ring_figure(sx: np.ndarray, sy: np.ndarray, mask: np.ndarray, rings: np.ndarray) -> float:
+    """ring_contrast_change on the smoothed input ``sx`` and result ``sy``."""
+    lab = rings[mask]
+    order = np.argsort(lab, kind="stable")
+    lab, xa, ya = lab[order], sx[mask][order], sy[mask][order]
+    ends = np.searchsorted(lab, np.arange(RING_COUNT + 1))
+    changes = []
+    for j in range(RING_COUNT):
+        a, b = xa[ends[j] : ends[j + 1]], ya[ends[j] : ends[j + 1]]
+        if a.size < MIN_RING_PIXELS:
+            continue
+        lo, hi = np.percentile(a, [RING_DARK_PERCENTILE, RING_BRIGHT_PERCENTILE])
+        bright, dark = a >= hi, a <= lo
+        changes.append((b[bright].mean() - b[dark].mean()) - (a[bright].mean() - a[dark].mean()))
+    return float(np.percentile(changes, RING_QUANTILE)) if changes else float("nan")
+
+
 def frame_harm(
-    frame: int, input_db: np.ndarray, output_db: np.ndarray, sector: np.ndarray | None = None
+    frame: int,
+    input_db: np.ndarray,
+    output_db: np.ndarray,
+    sector: np.ndarray | None = None,
+    rings: np.ndarray | None = None,
 ) -> FrameHarm | None:
-    """The figures of one frame, or None when its regions are too small or not finite."""
+    """The figures of one frame, or None when its regions are too small or not finite;
+    ``rings`` (depth_rings of ``sector``): also the display figure ``ring_change_db``."""
     x, y = np.asarray(input_db), np.asarray(output_db)
     if x.shape != y.shape or not (np.isfinite(x).all() and np.isfinite(y).all()):
         return None
     dark, bright = regions(x, sector)
     if dark.sum() < MIN_PIXELS or bright.sum() < MIN_PIXELS:
         return None
+    ring = float("nan")
+    if rings is not None:
+        judged = np.ones(x.shape, bool) if sector is None else np.asarray(sector, bool)
+        ring = ring_contrast_change(x, y, judged, rings)
     return FrameHarm(
         int(frame),
         metrics.gcnr(x[dark], x[bright]),
         metrics.gcnr(y[dark], y[bright]),
         float(x[bright].mean() - x[dark].mean()),
         float(y[bright].mean() - y[dark].mean()),
+        ring,
     )
 
 
 @dataclass
 class HarmCheck:
-    """Per-frame figures of a run, gathered batch by batch; the verdict over all of them."""
+    """Per-frame figures of a run, gathered batch by batch; the verdict over all of them.
+    ``display``: the frames are display images (B-mode), judged by their depth rings."""
 
     frames: list[FrameHarm] = field(default_factory=list)
+    display: bool = False
+    _rings: dict = field(default_factory=dict, repr=False, compare=False)
 
     def add(
         self,
@@ -134,9 +249,18 @@ class HarmCheck:
         output_db: np.ndarray,
         sector: np.ndarray | None = None,
     ) -> None:
-        """Score a batch: frames (n, z, x) of the input and of the tissue estimate, in dB."""
+        """Score a batch: frames (n, z, x) of the input and of the tissue estimate, in dB;
+        ``sector`` (z, x): the pixels to judge (default all)."""
+        rings = None
+        if self.display:  # a cine's judged region is the same every frame: its rings once
+            shape = np.shape(input_db)[1:]
+            judged = np.ones(shape, bool) if sector is None else np.asarray(sector, bool)
+            key = (judged.shape, hash(np.packbits(judged).tobytes()))
+            if key not in self._rings:
+                self._rings = {key: depth_rings(judged)}
+            rings = self._rings[key]
         for k, i in enumerate(indices):
-            f = frame_harm(i, input_db[k], output_db[k], sector)
+            f = frame_harm(i, input_db[k], output_db[k], sector, rings)
             if f is not None:
                 self.frames.append(f)
 
@@ -159,10 +283,19 @@ class HarmCheck:
         return float(np.median(gain)), float(np.median(contrast))
 
     @property
+    def ring_change_db(self) -> float:
+        """Display images: the median over frames of ``ring_change_db`` (NaN when none)."""
+        v = [f.ring_change_db for f in self.frames if np.isfinite(f.ring_change_db)]
+        return float(np.median(v)) if v else float("nan")
+
+    @property
     def warning(self) -> bool:
-        """True when the result separates the regions worse than the input (never unscored)."""
+        """True when the result separates the regions worse than the input (never unscored);
+        display images: when its depth rings' contrast falls (see the module's note)."""
         if not self.frames:
             return False
+        if self.display:
+            return bool(self.ring_change_db < -DISPLAY_CONTRAST_FALL_DB)  # False for NaN
         g, c = self._changes()
         return bool(c < -CONTRAST_TOLERANCE_DB or (g < -GCNR_TOLERANCE and c < CONTRAST_GAIN_DB))
 
@@ -177,7 +310,7 @@ class HarmCheck:
 
     def attrs(self) -> dict[str, Any]:
         """Root attributes of a result file: ``harm_*`` (NaN figures when no frame was scored)."""
-        return {
+        out = {
             "harm_warning": self.warning,
             "harm_little_effect": self.little_effect,
             "harm_frames": [f.frame for f in self.frames],
@@ -186,11 +319,22 @@ class HarmCheck:
             "harm_contrast_in_db": self._median("contrast_in_db"),
             "harm_contrast_out_db": self._median("contrast_out_db"),
         }
+        if self.display:  # B-mode: the figure the verdict is made on
+            out["harm_ring_change_db"] = self.ring_change_db
+        return out
 
     def message(self, name: str) -> str:
         """The one line that says so."""
         from usdehaze.ultrasound.ood import ADAPT_HINT
 
+        if self.display:
+            return (
+                f"{name}: the result lowers the scan's bright structures against the dark "
+                f"regions at their own depth ({self.ring_change_db:+.1f} dB, the "
+                f"{RING_QUANTILE:g}th percentile over depth rings, median of {len(self.frames)} "
+                f"frame(s); dehazing lowers the dark regions more): it may have taken tissue "
+                f"out, compare with the input; {ADAPT_HINT}"
+            )
         return (
             f"{name}: the result separates the scan's dark and bright regions less than the input "
             f"(gCNR {self._median('gcnr_in'):.3f} -> {self._median('gcnr_out'):.3f}, contrast "

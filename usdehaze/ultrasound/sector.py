@@ -336,6 +336,14 @@ def _fit_fan(region: np.ndarray, unsure: np.ndarray) -> Sector | None:
     return replace(fan, bounds=bounding_box(m), fit=fit)
 
 
+def fit_fan(region: np.ndarray) -> Sector | None:
+    """The fan (apex, angles, radii) fitted to a boolean (z, x) region mask such as a B-mode
+    reader's sector, every edge pixel trusted; None when the region is not a fan opening
+    downwards (a linear probe's rectangle, too few rows)."""
+    region = np.asarray(region, bool)
+    return _fit_fan(region, np.zeros(region.shape, bool))
+
+
 def find_sector(frames: np.ndarray) -> Sector | None:
     """The imaging region found from the pixels of (n, z, x) grey frames (or one (z, x) frame).
 

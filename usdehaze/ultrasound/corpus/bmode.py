@@ -138,6 +138,7 @@ def bmode_cases(
                 "tissue": b["tissue_mask"],
                 "chain": b["chain"],
                 "clutter": b["clutter"],
+                "display": True,  # a display image: checks judge it as usdehaze run does B-mode
             }
         )
     return out
