@@ -62,6 +62,7 @@ from usdehaze.napari._layers import (
 )
 from usdehaze.napari._link import link_groups
 from usdehaze.napari._live_view import LiveSession, LiveView
+from usdehaze.napari._prefer import prefer_usdehaze
 from usdehaze.napari._run import Cancelled, Progress, StopFlag, dehaze_frames, layer_config
 
 __all__ = [  # the run's pieces, importable from here as before
@@ -276,6 +277,7 @@ class DehazeWidget(LiveView, QWidget):
             self._life,
         )
         show_scale_bar(self.viewer)
+        prefer_usdehaze(self.viewer)  # File > Open of a scan: usdehaze, no dialog
 
     # -- closing -----------------------------------------------------------------------------
     @property

@@ -43,6 +43,7 @@ from usdehaze.napari._common import (
 )
 from usdehaze.napari._layers import frame_index, native_of
 from usdehaze.napari._link import link_groups
+from usdehaze.napari._prefer import prefer_usdehaze
 from usdehaze.napari._roi_file import (
     ROI_LAYER_NAME,
     ROI_META,
@@ -141,6 +142,7 @@ class GcnrWidget(QWidget):
         self._lay_out()
         self._connect()
         show_scale_bar(self.viewer)
+        prefer_usdehaze(self.viewer)  # File > Open of a scan: usdehaze, no dialog
         self._refresh_layers()
         link_groups(self.viewer)
 
