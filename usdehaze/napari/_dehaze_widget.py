@@ -63,6 +63,7 @@ from usdehaze.napari._layers import (
 from usdehaze.napari._link import link_groups
 from usdehaze.napari._live_view import LiveSession, LiveView
 from usdehaze.napari._prefer import prefer_usdehaze
+from usdehaze.napari._preload import release_frozen
 from usdehaze.napari._run import Cancelled, Progress, StopFlag, dehaze_frames, layer_config
 
 __all__ = [  # the run's pieces, importable from here as before
@@ -178,6 +179,7 @@ class DehazeWidget(LiveView, QWidget):
         self._running = ""  # the running job's layer name
         self._activity = ActivityBar()  # the run in napari's activity panel
         self._life.on_close(self._activity.close)
+        self._life.on_close(release_frozen)  # the heap the loading froze: collectable again
 
     def _make_form(self) -> None:
         """The settings, generated from DehazeConfig: ``self.<field>`` is the Qt widget typed
