@@ -5,6 +5,7 @@ newest frame first, and nothing more once live is off."""
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 
@@ -348,3 +349,65 @@ def test_live_on_a_dicom_cine_runs_the_bmode_student_on_its_own_pixels(
 
         dehaze.stop_live("test over")
         WorkerBase.await_workers(msecs=20_000)
+
+
+@pytest.mark.gui
+def test_live_hides_the_input_it_covers_and_gives_it_back(
+    shown,  # noqa: F811
+    qtbot,
+    tiny_iq_priors,
+    tiny_student,
+):
+    """Issue 30 item 3: while live is on, the input under the live layer (the same place and
+    size: wholly covered) is hidden, so napari neither slices, uploads nor draws it on each
+    frame step; the slider still steps the frames. Hiding the live layer (to see the input)
+    shows the input, showing it hides the input again; live off shows the input again. An
+    input the user hid stays hidden."""
+    viewer, dehaze, _ = shown
+    _setup(dehaze, tiny_iq_priors, tiny_student)
+    scan = viewer.layers["demo_scan"]
+    with qtbot.waitSignal(dehaze.live_shown, timeout=60_000):
+        _click(qtbot, dehaze.live_button)
+    live = viewer.layers[LIVE]
+    assert live.visible and not scan.visible
+    step = viewer.dims.current_step[0]
+    with qtbot.waitSignal(dehaze.live_shown, timeout=30_000) as sig:
+        _press(qtbot, viewer, Qt.Key_Right if step < 3 else Qt.Key_Left)
+    assert sig.args == [viewer.dims.current_step[0]] and viewer.dims.current_step[0] != step
+    live.visible = False  # the layer list's eye: the input is shown
+    assert scan.visible
+    live.visible = True
+    assert not scan.visible
+    _live_off(qtbot, dehaze)
+    assert scan.visible and live.visible
+
+    scan.visible = False  # the user's own choice
+    with qtbot.waitSignal(dehaze.live_shown, timeout=60_000):
+        _click(qtbot, dehaze.live_button)
+    _live_off(qtbot, dehaze)
+    assert not scan.visible
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a thread's own nice: Linux")
+def test_live_worker_runs_behind_the_gui_thread():
+    """The live worker's thread takes nice + 5 over the process's (the GUI thread's), so on busy
+    cores the GUI gets the CPU first; a pool thread reused by another live session is not
+    lowered further; the GUI thread keeps its own."""
+    import os
+
+    from usdehaze.napari._live import BEHIND, behind_gui
+
+    base = os.getpriority(os.PRIO_PROCESS, os.getpid())
+    seen = []
+
+    def worker():
+        tid = threading.get_native_id()
+        for _ in range(2):  # the same pool thread, two sessions
+            seen.append((behind_gui(), os.getpriority(os.PRIO_PROCESS, tid)))
+
+    t = threading.Thread(target=worker)
+    t.start()
+    t.join(10)
+    want = min(19, base + BEHIND)
+    assert seen == [(True, want), (True, want)], (seen, base)
+    assert os.getpriority(os.PRIO_PROCESS, os.getpid()) == base

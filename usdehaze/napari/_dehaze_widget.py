@@ -96,6 +96,7 @@ class Relay(QObject):
     ood = Signal(object)  # a run's out-of-distribution check (an OodCheck)
     live_ready = Signal(object)  # the live worker loaded its dehazer
     live_ood = Signal(object)  # the live worker's out-of-distribution check
+    live_taken = Signal(int)  # the live worker took a frame to dehaze
 
 
 def frames_label(frames: list[int]) -> str:
@@ -261,6 +262,7 @@ class DehazeWidget(LiveView, QWidget):
         for signal, slot in (
             (relay.live_ready, self._live_loaded),
             (relay.live_ood, self._live_ood_checked),
+            (relay.live_taken, self._live_taken),
             (relay.progress, self._stepped),
             (relay.stage, self._staged),
             (relay.ood, self._ood_checked),

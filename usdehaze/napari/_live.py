@@ -19,6 +19,8 @@ requests, frames dehazed, shown and dropped, and the latency from request to dis
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -133,6 +135,28 @@ def live_config(cfg: Any, native: Native | None = None, name: str = "") -> Any:
     return cfg
 
 
+BEHIND = 5  # the live worker's nice above the process's own
+
+
+def behind_gui() -> bool:
+    """Give the calling thread (the live worker) a lower CPU priority than the GUI thread (nice
+    +BEHIND, Linux: a thread's own nice). On busy cores the GUI thread then gets the CPU first:
+    it spent long gaps waiting for it while the worker dehazed the next frame (a longest gap of
+    0.4-0.5 s at load average 4-5); idle cores change nothing. Kept by the pool thread after
+    (a user may not lower a nice again): later workers of that thread run behind the GUI too.
+    True when done."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        tid = threading.get_native_id()
+        want = min(19, os.getpriority(os.PRIO_PROCESS, os.getpid()) + BEHIND)  # the GUI's + 5
+        if os.getpriority(os.PRIO_PROCESS, tid) < want:
+            os.setpriority(os.PRIO_PROCESS, tid, want)
+    except (OSError, AttributeError):
+        return False
+    return True
+
+
 def _load(native: Native, cfg: Any) -> tuple[Any, Any]:
     """The live worker's loading: torch, the checked config, the student; (dehazer, the B-mode
     cine's DisplayView or None for a scan's IQ)."""
@@ -164,15 +188,17 @@ def live_loop(
     stop: threading.Event,
     stats: LiveStats,
     on_ready: Callable[[Any], None] | None = None,
+    on_taken: Callable[[int], None] | None = None,
 ) -> Iterator[LiveFrame]:
     """Worker body: load the student, then dehaze the newest requested frame until ``stop``.
     Requests are ``(index, time requested)``; yields a :class:`LiveFrame` per frame done.
-    ``on_ready(dehazer)`` once loaded. A scan's frames go through the iq student from their
+    ``on_ready(dehazer)`` once loaded, ``on_taken(index)`` as it starts on a frame. A scan's frames go through the iq student from their
     IQ; a B-mode cine's (``cfg`` from :func:`live_config` with the layer) through the B-mode
     student as ``usdehaze run`` sees them (bmode.DisplayView: overlays, colour and what is
     outside the sector kept as they are)."""
     from usdehaze.napari._preload import collector_paused
 
+    behind_gui()
     with collector_paused():  # its full passes over a growing heap stalled the GUI thread
         dehazer, view = _load(native, cfg)
     convert = display_converter(native)
@@ -183,6 +209,8 @@ def live_loop(
         if req is None:
             continue
         i, requested = req
+        if on_taken is not None:
+            on_taken(i)
         t0 = time.perf_counter()
         if view is None:
             frame = np.asarray(native.iq[i : i + 1])
