@@ -390,7 +390,7 @@ def test_live_hides_the_input_it_covers_and_gives_it_back(
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a thread's own nice: Linux")
 def test_live_worker_runs_behind_the_gui_thread():
-    """The live worker's thread takes nice + 5 over the process's (the GUI thread's), so on busy
+    """The live worker's thread takes nice + BEHIND (2) over the process's (the GUI thread's), so on busy
     cores the GUI gets the CPU first; a pool thread reused by another live session is not
     lowered further; the GUI thread keeps its own."""
     import os

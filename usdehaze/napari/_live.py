@@ -135,7 +135,7 @@ def live_config(cfg: Any, native: Native | None = None, name: str = "") -> Any:
     return cfg
 
 
-BEHIND = 5  # the live worker's nice above the process's own
+BEHIND = 2  # the live worker's nice above the process's own (5: too few frames under load)
 
 
 def behind_gui() -> bool:
@@ -149,7 +149,7 @@ def behind_gui() -> bool:
         return False
     try:
         tid = threading.get_native_id()
-        want = min(19, os.getpriority(os.PRIO_PROCESS, os.getpid()) + BEHIND)  # the GUI's + 5
+        want = min(19, os.getpriority(os.PRIO_PROCESS, os.getpid()) + BEHIND)  # behind the GUI
         if os.getpriority(os.PRIO_PROCESS, tid) < want:
             os.setpriority(os.PRIO_PROCESS, tid, want)
     except (OSError, AttributeError):
