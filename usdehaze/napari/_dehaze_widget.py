@@ -498,6 +498,7 @@ class DehazeWidget(LiveView, QWidget):
 
     def _failed(self, exc: BaseException) -> None:
         if self._life.closed:
+            release_frozen()  # the loading may have frozen the heap after the window closed
             return
         self._reset()
         notify_error(exc, "dehaze")
@@ -512,6 +513,7 @@ class DehazeWidget(LiveView, QWidget):
         frames: list[int],
     ) -> None:
         if self._life.closed:  # the window or dock closed meanwhile: nothing to show it in
+            release_frozen()  # the loading may have frozen the heap after the window closed
             return
         self._reset()
         if out is None:

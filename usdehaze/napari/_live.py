@@ -196,11 +196,14 @@ def live_loop(
     IQ; a B-mode cine's (``cfg`` from :func:`live_config` with the layer) through the B-mode
     student as ``usdehaze run`` sees them (bmode.DisplayView: overlays, colour and what is
     outside the sector kept as they are)."""
-    from usdehaze.napari._preload import collector_paused
+    from usdehaze.napari._preload import collector_paused, release_frozen
 
     behind_gui()
     with collector_paused():  # its full passes over a growing heap stalled the GUI thread
         dehazer, view = _load(native, cfg)
+    if stop.is_set():  # stopped (the window closed) while loading: nothing stays frozen
+        release_frozen()
+        return
     convert = display_converter(native)
     if on_ready is not None:
         on_ready(dehazer)
