@@ -5,7 +5,6 @@ newest frame first, and nothing more once live is off."""
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 
@@ -386,28 +385,3 @@ def test_live_hides_the_input_it_covers_and_gives_it_back(
         _click(qtbot, dehaze.live_button)
     _live_off(qtbot, dehaze)
     assert not scan.visible
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a thread's own nice: Linux")
-def test_live_worker_runs_behind_the_gui_thread():
-    """The live worker's thread takes nice + BEHIND (2) over the process's (the GUI thread's), so on busy
-    cores the GUI gets the CPU first; a pool thread reused by another live session is not
-    lowered further; the GUI thread keeps its own."""
-    import os
-
-    from usdehaze.napari._live import BEHIND, behind_gui
-
-    base = os.getpriority(os.PRIO_PROCESS, os.getpid())
-    seen = []
-
-    def worker():
-        tid = threading.get_native_id()
-        for _ in range(2):  # the same pool thread, two sessions
-            seen.append((behind_gui(), os.getpriority(os.PRIO_PROCESS, tid)))
-
-    t = threading.Thread(target=worker)
-    t.start()
-    t.join(10)
-    want = min(19, base + BEHIND)
-    assert seen == [(True, want), (True, want)], (seen, base)
-    assert os.getpriority(os.PRIO_PROCESS, os.getpid()) == base

@@ -19,8 +19,6 @@ requests, frames dehazed, shown and dropped, and the latency from request to dis
 
 from __future__ import annotations
 
-import os
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -135,28 +133,6 @@ def live_config(cfg: Any, native: Native | None = None, name: str = "") -> Any:
     return cfg
 
 
-BEHIND = 2  # the live worker's nice above the process's own (5: too few frames under load)
-
-
-def behind_gui() -> bool:
-    """Give the calling thread (the live worker) a lower CPU priority than the GUI thread (nice
-    +BEHIND, Linux: a thread's own nice). On busy cores the GUI thread then gets the CPU first:
-    it spent long gaps waiting for it while the worker dehazed the next frame (a longest gap of
-    0.4-0.5 s at load average 4-5); idle cores change nothing. Kept by the pool thread after
-    (a user may not lower a nice again): later workers of that thread run behind the GUI too.
-    True when done."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        tid = threading.get_native_id()
-        want = min(19, os.getpriority(os.PRIO_PROCESS, os.getpid()) + BEHIND)  # behind the GUI
-        if os.getpriority(os.PRIO_PROCESS, tid) < want:
-            os.setpriority(os.PRIO_PROCESS, tid, want)
-    except (OSError, AttributeError):
-        return False
-    return True
-
-
 def _load(native: Native, cfg: Any) -> tuple[Any, Any]:
     """The live worker's loading: torch, the checked config, the student; (dehazer, the B-mode
     cine's DisplayView or None for a scan's IQ)."""
@@ -198,7 +174,6 @@ def live_loop(
     outside the sector kept as they are)."""
     from usdehaze.napari._preload import collector_paused, release_frozen
 
-    behind_gui()
     with collector_paused():  # its full passes over a growing heap stalled the GUI thread
         dehazer, view = _load(native, cfg)
     if stop.is_set():  # stopped (the window closed) while loading: nothing stays frozen
