@@ -108,3 +108,51 @@ def test_closing_the_window_or_dock_mid_run_stops_the_worker(tiny_priors, tmp_pa
         stopped, seconds = line.split("stopped ")[1].split(" in ")
         assert stopped == "True", line
         assert float(seconds.split()[0]) < 15.0, line  # a stop, not the end of 2000 steps
+
+
+LIVE_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    import napari
+    from qtpy.QtCore import QTimer
+    from usdehaze.napari._launch import finish_workers, open_viewer
+    from usdehaze.napari._widget import DehazeWidget
+    from usdehaze.ultrasound.simulate import demo_scan_path
+
+    viewer = open_viewer(demo_scan_path())
+    (w,) = [x for x in viewer.window.dock_widgets.values() if isinstance(x, DehazeWidget)]
+    w.device.setCurrentText("cpu")
+    seen = []
+
+    def shown(i):  # the first live frame: its out-of-distribution check now runs
+        if not seen:
+            seen.append(i)
+            viewer.window._qt_window.close()  # the window's close button
+
+    w.live_shown.connect(shown)
+    QTimer.singleShot(200, w.live_button.click)
+    QTimer.singleShot(240_000, lambda: sys.exit(3))
+    napari.run()
+    print("shown", seen, "workers done", finish_workers(), flush=True)
+    """
+)
+
+
+def test_closing_the_window_while_live_ends_the_process_cleanly(tmp_path):
+    """Closed at the first live frame, while the live view's out-of-distribution check still
+    runs in its worker (it cannot be stopped): the process aborted (SIGABRT) at exit when that
+    worker finished after Qt deleted its signals; ``usdehaze view`` now waits for the workers
+    after napari's loop ends (usdehaze.napari._launch.finish_workers), and exits with 0."""
+    script = tmp_path / "close_live.py"
+    script.write_text(LIVE_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, (proc.returncode, proc.stdout[-500:], proc.stderr[-2000:])
+    assert "shown [" in proc.stdout and "workers done True" in proc.stdout, proc.stdout

@@ -10,6 +10,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+import yaml
 
 from usdehaze.napari._layers import Native
 from usdehaze.napari._reader import napari_get_reader
@@ -134,20 +135,23 @@ def _menu(qtbot, viewer, title):
     return raised
 
 
-def _file_open(qtbot, viewer, path):
-    """File > Open File(s)... picking ``path``, OK pressed in napari's Choose reader dialog on
-    the reader it preselected: (the dialog's readers, the one preselected), what was raised."""
+def _file_open(qtbot, viewer, path, accept=True):
+    """File > Open File(s)... picking ``path``; napari's Choose reader dialog, when it comes,
+    answered OK on the reader it preselected (Cancel when not ``accept``): (for each dialog its
+    readers, the one preselected and its message), what was raised."""
     from unittest import mock
 
     from napari._qt.dialogs import qt_reader_dialog as qrd
-    from qtpy.QtWidgets import QDialog
+    from qtpy.QtWidgets import QDialog, QLabel
 
     seen = []
 
     def exec_(dialog):
         buttons = dialog.reader_btn_group.buttons()
-        seen.append(([b.text() for b in buttons], dialog.reader_btn_group.checkedButton().text()))
-        return QDialog.Accepted
+        text = " ".join(label.text() for label in dialog.findChildren(QLabel))
+        checked = dialog.reader_btn_group.checkedButton()
+        seen.append(([b.text() for b in buttons], checked.text() if checked else None, text))
+        return QDialog.Accepted if accept else QDialog.Rejected
 
     pick = mock.patch.object(
         type(viewer.window._qt_viewer), "_open_file_dialog_uni", lambda *a, **k: [str(path)]
@@ -176,13 +180,11 @@ def _file_save(qtbot, viewer, path):
     return offered, raised
 
 
-def test_file_open_of_h5_preselects_usdehaze_and_says_why_it_refuses(
-    make_napari_viewer, qtbot, tmp_path, capsys
-):
-    """Issue 30 item 3: File > Open of an .h5 or .hdf5 scan offers usdehaze first (napari
-    builtins, which cannot read HDF5, were preselected) and OK opens it; a .h5 usdehaze
-    refuses raises usdehaze's one line, the same as ``usdehaze info``."""
-    from usdehaze.errors import UsageError
+def test_file_open_in_plain_napari_preselects_usdehaze(make_napari_viewer, qtbot, tmp_path):
+    """Plain napari (no usdehaze widget open): File > Open of an .h5 or .hdf5 scan asks which
+    reader, usdehaze listed first and preselected (napari builtins, which cannot read HDF5,
+    were), and OK opens it; nothing of usdehaze is in napari's reader preferences."""
+    from napari.settings import get_settings
 
     viewer = make_napari_viewer()
     copy = tmp_path / "scan.hdf5"
@@ -190,16 +192,57 @@ def test_file_open_of_h5_preselects_usdehaze_and_says_why_it_refuses(
     for path in (demo_scan_path(), copy):
         seen, raised = _file_open(qtbot, viewer, path)
         assert raised is None, raised
-        if seen:  # another plugin also takes the suffix: usdehaze is the one preselected
-            ((readers, chosen),) = seen
-            assert "usdehaze" in chosen and readers[0] == chosen, seen
+        ((readers, chosen, _),) = seen  # napari's own reader claims the suffix too
+        assert "usdehaze" in chosen and readers[0] == chosen and len(readers) > 1, seen
         assert viewer.layers[-1].name == path.stem and "usdehaze" in viewer.layers[-1].metadata
+    assert "usdehaze" not in get_settings().plugins.extension2reader.values()
+
+
+def test_file_open_with_the_plugin_in_use_opens_in_usdehaze_without_asking(
+    make_napari_viewer, qtbot, tmp_path, capsys, monkeypatch
+):
+    """Issue 30 item 3: with a usdehaze widget open (Plugins > usdehaze, or usdehaze view),
+    File > Open of any scan suffix napari's own reader also claims (.h5, .hdf5, .dcm, .mp4,
+    .zarr...) opens in usdehaze with no Choose reader dialog. The user's own reader choice for a
+    suffix is kept; the session's entries go when the window closes, from napari's settings
+    file too (napari saves the whole settings when a dock is added). A .h5 usdehaze cannot read: napari's dialog, with usdehaze's
+    one-line reason (``usdehaze info``'s), offering the other readers."""
+    from napari.settings import get_settings
+
+    from usdehaze.napari._prefer import shared_patterns
+
+    settings = get_settings()
+    monkeypatch.setattr(settings, "config_path", tmp_path / "napari-settings.yaml")
+    settings.plugins.extension2reader = {"*.mp4": "napari"}  # the user's own choice
+    viewer = make_napari_viewer()
+    assert {"*.h5", "*.hdf5", "*.dcm", "*.mp4", "*.zarr"} <= set(shared_patterns())
+    viewer.window.add_plugin_dock_widget("usdehaze", "Dehaze")  # as Plugins > usdehaze does
+    prefs = dict(settings.plugins.extension2reader)
+    assert prefs["*.mp4"] == "napari", prefs  # the user's choice stays
+    assert {prefs[p] for p in ("*.h5", "*.hdf5", "*.dcm", "*.zarr")} == {"usdehaze"}, prefs
+
+    copy = tmp_path / "scan.hdf5"
+    copy.write_bytes(demo_scan_path().read_bytes())
+    for path in (demo_scan_path(), copy):
+        n = len(viewer.layers)
+        seen, raised = _file_open(qtbot, viewer, path)
+        assert seen == [] and raised is None, (seen, raised)  # no dialog: opened at once
+        assert len(viewer.layers) == n + 1
+        assert viewer.layers[-1].name == path.stem and "usdehaze" in viewer.layers[-1].metadata
+
     with h5py.File(tmp_path / "other.h5", "w") as f:
         f["x"] = np.zeros(3)
     n = len(viewer.layers)
-    seen, raised = _file_open(qtbot, viewer, tmp_path / "other.h5")
-    assert isinstance(raised, UsageError) and len(viewer.layers) == n
-    assert str(raised) == _info_reason(capsys, tmp_path / "other.h5")
+    seen, raised = _file_open(qtbot, viewer, tmp_path / "other.h5", accept=False)
+    ((readers, _, message),) = seen
+    assert "usdehaze" not in " ".join(readers) and readers, seen  # the others offered
+    assert _info_reason(capsys, tmp_path / "other.h5") in message, seen
+    assert raised is None and len(viewer.layers) == n
+
+    viewer.close()  # the window closes: the session's entries go, the file without them
+    assert settings.plugins.extension2reader == {"*.mp4": "napari"}
+    on_disk = yaml.safe_load(settings.config_path.read_text())
+    assert on_disk["plugins"]["extension2reader"] == {"*.mp4": "napari"}, on_disk
 
 
 def test_still_images_are_left_to_napari_but_view_opens_them(make_napari_viewer, tmp_path):

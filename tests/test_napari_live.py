@@ -348,3 +348,40 @@ def test_live_on_a_dicom_cine_runs_the_bmode_student_on_its_own_pixels(
 
         dehaze.stop_live("test over")
         WorkerBase.await_workers(msecs=20_000)
+
+
+@pytest.mark.gui
+def test_live_hides_the_input_it_covers_and_gives_it_back(
+    shown,  # noqa: F811
+    qtbot,
+    tiny_iq_priors,
+    tiny_student,
+):
+    """Issue 30 item 3: while live is on, the input under the live layer (the same place and
+    size: wholly covered) is hidden, so napari neither slices, uploads nor draws it on each
+    frame step; the slider still steps the frames. Hiding the live layer (to see the input)
+    shows the input, showing it hides the input again; live off shows the input again. An
+    input the user hid stays hidden."""
+    viewer, dehaze, _ = shown
+    _setup(dehaze, tiny_iq_priors, tiny_student)
+    scan = viewer.layers["demo_scan"]
+    with qtbot.waitSignal(dehaze.live_shown, timeout=60_000):
+        _click(qtbot, dehaze.live_button)
+    live = viewer.layers[LIVE]
+    assert live.visible and not scan.visible
+    step = viewer.dims.current_step[0]
+    with qtbot.waitSignal(dehaze.live_shown, timeout=30_000) as sig:
+        _press(qtbot, viewer, Qt.Key_Right if step < 3 else Qt.Key_Left)
+    assert sig.args == [viewer.dims.current_step[0]] and viewer.dims.current_step[0] != step
+    live.visible = False  # the layer list's eye: the input is shown
+    assert scan.visible
+    live.visible = True
+    assert not scan.visible
+    _live_off(qtbot, dehaze)
+    assert scan.visible and live.visible
+
+    scan.visible = False  # the user's own choice
+    with qtbot.waitSignal(dehaze.live_shown, timeout=60_000):
+        _click(qtbot, dehaze.live_button)
+    _live_off(qtbot, dehaze)
+    assert not scan.visible

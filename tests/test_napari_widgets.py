@@ -281,6 +281,36 @@ def test_gcnr_updates_when_shapes_move(demo, qtbot, capsys, tmp_path):
     assert moved["center"][0] == pytest.approx(load_roi(DEMO_ROI).pairs[0].target["center"][0] + 12)
 
 
+def test_gcnr_frame_steps_reuse_the_masks_and_edits_remake_them(demo, qtbot, capsys, monkeypatch):
+    """The regions' masks are rasterised once per regions and grid: a frame step (the slider,
+    a cine playing, the live view) measures the same masks on the new frame (15 of the ~23 ms
+    a refresh took on the GUI thread); moving a region makes them again, and the table still
+    equals ``usdehaze gcnr`` on every frame."""
+    from usdehaze.ultrasound import roi as roi_mod
+
+    made = []
+    pair_masks = roi_mod.pair_masks
+    monkeypatch.setattr(
+        roi_mod, "pair_masks", lambda *a, **k: made.append(1) or pair_masks(*a, **k)
+    )
+    viewer, _ = demo
+    w = GcnrWidget(viewer)
+    shapes = w.load_roi(DEMO_ROI)
+    viewer.dims.set_current_step(0, 0)
+    w.refresh()
+    n = len(made)
+    for frame in (1, 2, 3):
+        with qtbot.waitSignal(w.updated, timeout=5_000):
+            viewer.dims.set_current_step(0, frame)
+        _same(w.rows, _cli_gcnr(capsys, DEMO_ROI, frame))
+    assert len(made) == n  # three frames measured, no mask made again
+    data = list(shapes.data)
+    data[0] = data[0] + np.array([0.0, 12.0])
+    with qtbot.waitSignal(w.updated, timeout=5_000):
+        shapes.data = data
+    assert len(made) == n + 1
+
+
 @pytest.mark.parametrize("roi_file", [DEMO_ROI, ROOT / "configs" / "roi_example.json"])
 def test_roi_round_trip_is_exact(demo, tmp_path, roi_file):
     viewer, _ = demo

@@ -228,5 +228,8 @@ def view(
                 viewer.close()
             else:
                 napari.run()
+                from usdehaze.napari._launch import finish_workers
+
+                finish_workers()  # a worker still running at exit aborted the process
     finally:
         interrupts.done()

@@ -62,6 +62,8 @@ from usdehaze.napari._layers import (
 )
 from usdehaze.napari._link import link_groups
 from usdehaze.napari._live_view import LiveSession, LiveView
+from usdehaze.napari._prefer import prefer_usdehaze
+from usdehaze.napari._preload import release_frozen
 from usdehaze.napari._run import Cancelled, Progress, StopFlag, dehaze_frames, layer_config
 
 __all__ = [  # the run's pieces, importable from here as before
@@ -94,6 +96,7 @@ class Relay(QObject):
     ood = Signal(object)  # a run's out-of-distribution check (an OodCheck)
     live_ready = Signal(object)  # the live worker loaded its dehazer
     live_ood = Signal(object)  # the live worker's out-of-distribution check
+    live_taken = Signal(int)  # the live worker took a frame to dehaze
 
 
 def frames_label(frames: list[int]) -> str:
@@ -177,6 +180,7 @@ class DehazeWidget(LiveView, QWidget):
         self._running = ""  # the running job's layer name
         self._activity = ActivityBar()  # the run in napari's activity panel
         self._life.on_close(self._activity.close)
+        self._life.on_close(release_frozen)  # the heap the loading froze: collectable again
 
     def _make_form(self) -> None:
         """The settings, generated from DehazeConfig: ``self.<field>`` is the Qt widget typed
@@ -258,6 +262,7 @@ class DehazeWidget(LiveView, QWidget):
         for signal, slot in (
             (relay.live_ready, self._live_loaded),
             (relay.live_ood, self._live_ood_checked),
+            (relay.live_taken, self._live_taken),
             (relay.progress, self._stepped),
             (relay.stage, self._staged),
             (relay.ood, self._ood_checked),
@@ -276,6 +281,7 @@ class DehazeWidget(LiveView, QWidget):
             self._life,
         )
         show_scale_bar(self.viewer)
+        prefer_usdehaze(self.viewer)  # File > Open of a scan: usdehaze, no dialog
 
     # -- closing -----------------------------------------------------------------------------
     @property
@@ -492,6 +498,7 @@ class DehazeWidget(LiveView, QWidget):
 
     def _failed(self, exc: BaseException) -> None:
         if self._life.closed:
+            release_frozen()  # the loading may have frozen the heap after the window closed
             return
         self._reset()
         notify_error(exc, "dehaze")
@@ -506,6 +513,7 @@ class DehazeWidget(LiveView, QWidget):
         frames: list[int],
     ) -> None:
         if self._life.closed:  # the window or dock closed meanwhile: nothing to show it in
+            release_frozen()  # the loading may have frozen the heap after the window closed
             return
         self._reset()
         if out is None:

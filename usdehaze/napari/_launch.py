@@ -71,3 +71,17 @@ def open_layers(viewer: Any, path: Path) -> list[Any]:
     if offered(path):
         return viewer.open(str(path), plugin="usdehaze")
     return [viewer.add_image(data, **kwargs) for data, kwargs, _ in read(str(path))]
+
+
+def finish_workers(seconds: float = 30.0) -> bool:
+    """After napari's event loop ended (the window closed): wait for workers still running (the
+    live view's out-of-distribution check is not stoppable and takes seconds). Left running,
+    one finished after Qt had deleted its signals at exit and the process aborted (SIGABRT).
+    True when none is left."""
+    from napari.qt.threading import WorkerBase
+
+    try:
+        WorkerBase.await_workers(msecs=int(seconds * 1000))
+    except RuntimeError:  # still running after ``seconds``: nothing more to do
+        return False
+    return True

@@ -133,20 +133,9 @@ def live_config(cfg: Any, native: Native | None = None, name: str = "") -> Any:
     return cfg
 
 
-def live_loop(
-    native: Native,
-    cfg: Any,
-    mailbox: Latest,
-    stop: threading.Event,
-    stats: LiveStats,
-    on_ready: Callable[[Any], None] | None = None,
-) -> Iterator[LiveFrame]:
-    """Worker body: load the student, then dehaze the newest requested frame until ``stop``.
-    Requests are ``(index, time requested)``; yields a :class:`LiveFrame` per frame done.
-    ``on_ready(dehazer)`` once loaded. A scan's frames go through the iq student from their
-    IQ; a B-mode cine's (``cfg`` from :func:`live_config` with the layer) through the B-mode
-    student as ``usdehaze run`` sees them (bmode.DisplayView: overlays, colour and what is
-    outside the sector kept as they are)."""
+def _load(native: Native, cfg: Any) -> tuple[Any, Any]:
+    """The live worker's loading: torch, the checked config, the student; (dehazer, the B-mode
+    cine's DisplayView or None for a scan's IQ)."""
     from usdehaze.napari._preload import preload_torch
     from usdehaze.ultrasound.dehaze import Dehazer
     from usdehaze.ultrasound.methods import uses_iq
@@ -165,6 +154,31 @@ def live_loop(
         )
     dehazer = Dehazer(cfg)
     view = display_view(native, dehazer)  # None: a scan's IQ
+    return dehazer, view
+
+
+def live_loop(
+    native: Native,
+    cfg: Any,
+    mailbox: Latest,
+    stop: threading.Event,
+    stats: LiveStats,
+    on_ready: Callable[[Any], None] | None = None,
+    on_taken: Callable[[int], None] | None = None,
+) -> Iterator[LiveFrame]:
+    """Worker body: load the student, then dehaze the newest requested frame until ``stop``.
+    Requests are ``(index, time requested)``; yields a :class:`LiveFrame` per frame done.
+    ``on_ready(dehazer)`` once loaded, ``on_taken(index)`` as it starts on a frame. A scan's frames go through the iq student from their
+    IQ; a B-mode cine's (``cfg`` from :func:`live_config` with the layer) through the B-mode
+    student as ``usdehaze run`` sees them (bmode.DisplayView: overlays, colour and what is
+    outside the sector kept as they are)."""
+    from usdehaze.napari._preload import collector_paused, release_frozen
+
+    with collector_paused():  # its full passes over a growing heap stalled the GUI thread
+        dehazer, view = _load(native, cfg)
+    if stop.is_set():  # stopped (the window closed) while loading: nothing stays frozen
+        release_frozen()
+        return
     convert = display_converter(native)
     if on_ready is not None:
         on_ready(dehazer)
@@ -173,6 +187,8 @@ def live_loop(
         if req is None:
             continue
         i, requested = req
+        if on_taken is not None:
+            on_taken(i)
         t0 = time.perf_counter()
         if view is None:
             frame = np.asarray(native.iq[i : i + 1])

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from usdehaze.napari._layers import Native, display_view, layer_check
-from usdehaze.napari._preload import preload_torch
+from usdehaze.napari._preload import collector_paused, preload_torch
 
 Emit = Callable[..., None]
 
@@ -81,13 +81,14 @@ def prepare(native: Native, cfg: Any, stage: Emit) -> tuple[Any, Any, str | None
     from usdehaze.ultrasound.dehaze import Dehazer
     from usdehaze.ultrasound.dehaze_config import method_settings
 
-    if "torch" not in sys.modules:
-        stage("loading torch…")
-        preload_torch()  # the GIL-holding part of ``import torch``, without the GIL
-    stage("checking the settings…")
-    cfg, note = layer_config(native, method_settings(cfg.validate("dehaze widget")))
-    stage("loading the priors…")
-    dehazer = Dehazer(cfg)
+    with collector_paused():  # its full passes over a growing heap stalled the GUI thread
+        if "torch" not in sys.modules:
+            stage("loading torch…")
+            preload_torch()  # the GIL-holding part of ``import torch``, without the GIL
+        stage("checking the settings…")
+        cfg, note = layer_config(native, method_settings(cfg.validate("dehaze widget")))
+        stage("loading the priors…")
+        dehazer = Dehazer(cfg)
     return dehazer, dehazer.cfg, note
 
 
