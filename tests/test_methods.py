@@ -118,3 +118,19 @@ def test_a_db_model_registered_later_runs_with_the_single_prior_methods(tiny_pri
         assert np.isfinite(out["tissue"]).all() and d.nfe == 2
     finally:
         DATA_MODELS.pop("plain")
+
+
+def test_auto_runs_refine_on_iq_where_its_student_fits_else_joint(tiny_student):
+    """auto on beamformed I/Q: refine with the shipped priors and student (distilled at 60 dB);
+    the joint sampler with priors of one's own, a dB model, or a dynamic range the shipped
+    student was not distilled at; a student one gives keeps refine (a misfit is refused then)."""
+    from usdehaze.ultrasound.student import runs_at, student_path
+
+    assert runs_at(student_path(None, None, "iq"), 60.0)
+    assert not runs_at(student_path(None, None, "iq"), 30.0)
+    resolved = lambda **kw: METHODS["auto"].resolve(DehazeConfig(**kw)).method  # noqa: E731
+    assert resolved() == "refine"
+    assert resolved(dynamic_range=30.0) == "joint"
+    assert resolved(priors="lab_priors") == "joint"
+    assert resolved(model="logsum") == "joint"
+    assert resolved(student=str(tiny_student)) == "refine"

@@ -85,5 +85,7 @@ def test_it_refuses_data_without_phase_in_one_line(method, message):
 def test_evaluate_has_its_row_when_a_student_is_found(tiny_student, tmp_path):
     base = DehazeConfig(student=str(tiny_student))
     ((label, cfg),) = METHODS["refine"].rows(base).items()
-    assert label == "refine (student + 4 joint steps from σ = 0.25)" and cfg.method == "refine"
+    # the default marks it: auto runs refine on beamformed I/Q with a student that fits
+    assert label == "refine (student + 4 joint steps from σ = 0.25, default)"
+    assert cfg.method == "refine"
     assert METHODS["refine"].rows(DehazeConfig(student=str(tmp_path / "none.safetensors"))) == {}

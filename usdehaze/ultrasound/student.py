@@ -105,6 +105,20 @@ def student_path(priors: str | Path | None, student: str | Path | None, model: s
     return WEIGHTS_DIR / file
 
 
+def runs_at(path: Path, dynamic_range: float) -> bool:
+    """Whether the student at ``path`` is there and runs at ``dynamic_range`` (an iq student is
+    tied to the range it was distilled at), read from its JSON without loading the network."""
+    from usdehaze.jsonio import read_json
+    from usdehaze.limits import MAX_PRIOR_JSON_BYTES
+
+    try:
+        meta = read_json(Path(path).with_suffix(".json"), "student JSON", MAX_PRIOR_JSON_BYTES)
+    except UsageError:
+        return False
+    dr = meta.get("dynamic_range") if isinstance(meta, dict) else None
+    return dr is None or (isinstance(dr, (int, float)) and float(dr) == float(dynamic_range))
+
+
 def load(path: Path, device: Any, dynamic_range: float, model: str = "iq"):
     """Load a student and check it was made for this data model's representation (and, where
     its scale is tied to one, this dynamic range)."""

@@ -28,12 +28,25 @@ class Auto(Method):
     @classmethod
     def pick(cls, cfg: Any, display: bool) -> type[Method]:
         """fast on B-mode unless the run asks for what only the sampler gives (samples > 1);
-        refine on the iq model; joint for priors of one's own (a priors folder or files: the
-        sampler runs them) and the dB models."""
+        refine on the iq model where its student fits; joint for priors of one's own (a priors
+        folder or files: the sampler runs them), the dB models and other dynamic ranges."""
         own = cfg.tissue_prior or cfg.haze_prior or cfg.priors
         if display:
             return METHODS["fast" if cfg.samples == 1 and not own else "joint"]
-        return METHODS["refine" if cfg.model == "iq" and not own else "joint"]
+        return METHODS[
+            "refine" if cfg.model == "iq" and not own and cls.student_fits(cfg) else "joint"
+        ]
+
+    @staticmethod
+    def student_fits(cfg: Any) -> bool:
+        """refine's student: one given (``--student``: a misfit is refused in one line), or the
+        shipped one where it runs at the config's dynamic range (distilled at 60 dB; another
+        range runs the joint sampler, whose iq priors carry none)."""
+        from usdehaze.ultrasound.student import runs_at, student_path
+
+        if cfg.student:
+            return True
+        return runs_at(student_path(None, None, "iq"), cfg.dynamic_range)
 
     @classmethod
     def runs(cls, base: Any) -> str:
