@@ -45,7 +45,9 @@ def main() -> int:
     ap.add_argument("--methods", default="input,fast,bmode,logsum,dps,bm3d")
     ap.add_argument("--student", default=None, help="the B-mode student (default: shipped)")
     ap.add_argument("--seed", type=int, default=0, help="draws the chains and clutter")
-    ap.add_argument("--precision", default="auto", help="auto, fp32, bf16 or fp16 (networks)")
+    ap.add_argument(
+        "--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"), help="networks"
+    )
     ap.add_argument(
         "--set",
         nargs="*",
