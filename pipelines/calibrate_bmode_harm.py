@@ -28,12 +28,19 @@ myocardium's alone, also "harmed" when the truth's brightest structures (smoothe
 85th percentile) end more than 2 dB off against the tissue median, and 1 dB beyond the input's
 own error (issue 28's "bright structures darkened"; :func:`label`). "neither" is left out.
 
-The statistic is the display do-no-harm figure (usdehaze.ultrasound.harm, ``HarmCheck(display=
-True)``: ``ring_change_db``); the threshold is chosen on the calibration acquisitions (the
-first half of the sorted list, or ``--calibrate NAME,...``) as the one with the fewest errors
-of the larger kind (max of false-alarm and miss rate), rounded to 0.1 dB, and the rates are
-reported on the other acquisitions, per check (the old, global do-no-harm figure, the new one,
-the gross-failure check usdehaze.ultrasound.wreck) and combined (new or gross failure).
+The check is the display do-no-harm rule (usdehaze.ultrasound.harm, ``HarmCheck(display=True)``):
+it warns when ``ring_bright_db`` (the input's brightest pixels' change against their depth
+ring's mean change, 10th percentile over the rings) or ``bright_db`` (the same over the frame)
+falls below minus its threshold; both thresholds are chosen together on the calibration
+acquisitions (the first half of the sorted list, or ``--calibrate NAME,...``) as the pair with
+the fewest errors of the larger kind (max of false-alarm and miss rate; 0.1 dB and 0.5 dB
+steps), and the rates are reported on the other acquisitions, and the other way round, per
+check (the global do-no-harm figure and the depth rings' contrast change ``ring_change_db``,
+each with its own threshold chosen the same way: the checks before; the gross-failure check
+usdehaze.ultrasound.wreck) and combined (the rule or gross failure). Also: the thresholds the
+same choice makes on all acquisitions (harm.py ships these), the held-out rates over every
+choice of half the acquisitions as calibration, and per acquisition and per result at the
+shipped thresholds.
 """
 
 from __future__ import annotations
@@ -174,7 +181,7 @@ def collect(
 
     from usdehaze.ultrasound.corpus.bmode import bmode_cases
     from usdehaze.ultrasound.dehaze import DehazeConfig, Dehazer
-    from usdehaze.ultrasound.harm import depth_rings, ring_contrast_change
+    from usdehaze.ultrasound.harm import depth_rings, ring_figures
 
     student = Dehazer(replace(DehazeConfig(device="cpu"), method="fast", model="bmode"))
     rng = np.random.default_rng(28)
@@ -191,6 +198,7 @@ def collect(
                     made[j["result"]] = np.asarray(j["tissue"], np.float32)
                 for name, img in made.items():
                     v, figures = label(c, img)
+                    ring, ring_bright, bright = ring_figures(x, img, c["sector"], rings)
                     recs.append(
                         {
                             "acquisition": c["name"].split("/")[0],
@@ -199,46 +207,144 @@ def collect(
                             "result": name,
                             "label": v,
                             **figures,
-                            "ring_change_db": ring_contrast_change(x, img, c["sector"], rings),
+                            "ring_change_db": ring,
+                            "ring_bright_db": ring_bright,
+                            "bright_db": bright,
                         }
                     )
             print(f"{folder}: seed {seed}, {len(cases)} frames, {len(recs)} results", flush=True)
     return recs
 
 
-def fired(r: dict[str, Any], check: str, threshold: float) -> float:
-    """1.0 / 0.0 whether ``check`` fired on record r (NaN: not scored); "ring" at ``threshold``,
-    "any": ring or wreck."""
+CHECKS = ("global", "ring", "bright", "wreck", "any_ring", "any")
+RING_STEPS = np.round(np.arange(0.0, 8.01, 0.1), 1)  # ring_change_db thresholds tried (dB)
+RING_BRIGHT_STEPS = np.round(np.arange(0.0, 4.01, 0.1), 1)  # ring_bright_db thresholds tried
+BRIGHT_STEPS = np.round(np.arange(1.0, 12.01, 0.5), 1)  # bright_db thresholds tried (dB)
+TARGET = 0.10  # issue 28: false alarms and misses at most 10 %
+
+
+def _fired(
+    ring: np.ndarray,
+    rb: np.ndarray,
+    b: np.ndarray,
+    w: np.ndarray,
+    g: np.ndarray,
+    check: str,
+    threshold: Any,
+) -> np.ndarray:
+    """fired() on arrays of the records' figures (NaN: not scored)."""
+    nan = np.float64("nan")
+    if check == "global":
+        return g
+    if check == "wreck":
+        return w
     if check == "ring":
-        v = r["ring_change_db"]
-        return float("nan") if not np.isfinite(v) else float(v < -threshold)
-    if check == "any":
-        a, b = fired(r, "ring", threshold), r["wreck"]
+        return np.where(np.isfinite(ring), (ring < -threshold).astype(float), nan)
+    t1, t2 = threshold
+    if check == "bright":  # the shipped B-mode rule: either figure beyond its threshold
+        ok = np.isfinite(rb) | np.isfinite(b)
+        return np.where(ok, ((rb < -t1) | (b < -t2)).astype(float), nan)
+    raise ValueError(check)
+
+
+def fired(r: dict[str, Any], check: str, threshold: Any) -> float:
+    """1.0 / 0.0 whether ``check`` fired on record r (NaN: not scored): "ring" (the depth rings'
+    contrast change, before) at ``threshold`` dB; "bright" (the shipped rule: ring_bright_db or
+    bright_db beyond their thresholds) at ``threshold`` = (ring dB, frame dB); "wreck" the
+    gross-failure check, "global" the global do-no-harm check; "any_ring": ring or wreck,
+    "any": bright or wreck (``threshold``: (ring dB, (ring bright dB, frame dB)) for these)."""
+    if check in ("any", "any_ring"):
+        t_ring, t_bright = threshold
+        a = fired(r, "ring", t_ring) if check == "any_ring" else fired(r, "bright", t_bright)
+        b = r["wreck"]
         if not (np.isfinite(a) or np.isfinite(b)):
             return float("nan")
         return float(a == 1.0 or b == 1.0)
-    return r[check]
+    v = _fired(*(np.array([r.get(k, np.nan)], np.float64) for k in _KEYS), check, threshold)
+    return float(v[0])
 
 
-def rates(recs: list[dict[str, Any]], check: str, threshold: float) -> dict[str, list[int]]:
-    """False alarms on helped and misses on harmed records: [count, scored]."""
-    out = {}
-    for lab, key, bad in (("helped", "false_alarms", 1.0), ("harmed", "misses", 0.0)):
-        hits = [fired(r, check, threshold) for r in recs if r["label"] == lab]
-        hits = [h for h in hits if np.isfinite(h)]
-        out[key] = [int(sum(h == bad for h in hits)), len(hits)]
+_KEYS = ("ring_change_db", "ring_bright_db", "bright_db", "wreck", "global")
+
+
+def _arrays(recs: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    out = {k: np.array([r.get(k, np.nan) for r in recs], np.float64) for k in _KEYS}
+    out["label"] = np.array([r["label"] for r in recs])
+    out["acquisition"] = np.array([r["acquisition"] for r in recs])
     return out
 
 
-def choose(recs: list[dict[str, Any]]) -> float:
-    """The threshold (dB, 0.1 dB steps) with the smallest larger-of-two error rate on recs."""
+def _fired_all(a: dict[str, np.ndarray], check: str, threshold: Any) -> np.ndarray:
+    figures = [a[k] for k in _KEYS]
+    if check in ("any", "any_ring"):
+        t_ring, t_bright = threshold
+        x = _fired(*figures, *(("ring", t_ring) if check == "any_ring" else ("bright", t_bright)))
+        w = a["wreck"]
+        ok = np.isfinite(x) | np.isfinite(w)
+        return np.where(ok, ((x == 1.0) | (w == 1.0)).astype(float), np.nan)
+    return _fired(*figures, check, threshold)
+
+
+def _rates(a: dict[str, np.ndarray], sel: np.ndarray, hits: np.ndarray) -> dict[str, list[int]]:
+    out = {}
+    for lab, key, bad in (("helped", "false_alarms", 1.0), ("harmed", "misses", 0.0)):
+        h = hits[sel & (a["label"] == lab) & np.isfinite(hits)]
+        out[key] = [int((h == bad).sum()), int(h.size)]
+    return out
+
+
+def rates(recs: list[dict[str, Any]], check: str, threshold: Any) -> dict[str, list[int]]:
+    """False alarms on helped and misses on harmed records: [count, scored]."""
+    a = _arrays(recs)
+    return _rates(a, np.ones(len(recs), bool), _fired_all(a, check, threshold))
+
+
+def _worst(r: dict[str, list[int]]) -> float:
+    return max(k / n if n else 0.0 for k, n in r.values())
+
+
+def _grid(check: str) -> list[Any]:
+    if check == "ring":
+        return [float(t) for t in RING_STEPS]
+    return [(float(t1), float(t2)) for t1 in RING_BRIGHT_STEPS for t2 in BRIGHT_STEPS]
+
+
+def choose(recs: list[dict[str, Any]], check: str = "ring") -> Any:
+    """The threshold(s) with the smallest larger-of-two error rate on recs (first in the grid on
+    ties): "ring" 0.1 dB steps; "bright" (ring_bright_db in 0.1 dB, bright_db in 0.5 dB steps)."""
+    a = _arrays(recs)
+    return _choose(a, np.ones(len(recs), bool), check)
+
+
+def _choose(a: dict[str, np.ndarray], sel: np.ndarray, check: str) -> Any:
     best = None
-    for t in np.round(np.arange(0.0, 8.01, 0.1), 1):
-        r = rates(recs, "ring", float(t))
-        worst = max(k / n if n else 0.0 for k, n in r.values())
-        if best is None or worst < best[0] - 1e-12:
-            best = (worst, float(t))
+    for t in _grid(check):
+        w = _worst(_rates(a, sel, _fired_all(a, check, t)))
+        if best is None or w < best[0] - 1e-12:
+            best = (w, t)
     return best[1]
+
+
+def partitions(recs: list[dict[str, Any]], check: str) -> dict[str, Any]:
+    """Every split of the acquisitions into two halves, each half calibrating in turn: the held-
+    out larger-of-two error rate of ``check`` with its threshold chosen on the other half, and
+    how many splits meet issue 28's target (both rates ≤ 10 %) held out."""
+    from itertools import combinations
+
+    a = _arrays(recs)
+    acqs = sorted(set(a["acquisition"]))
+    hits = {t: _fired_all(a, check, t) for t in _grid(check)}
+    worst = []
+    for cal in combinations(acqs, len(acqs) // 2):
+        cs = np.isin(a["acquisition"], cal)
+        best = min(hits, key=lambda t: round(_worst(_rates(a, cs, hits[t])), 9))
+        worst.append(_worst(_rates(a, ~cs, hits[best])))
+    return {
+        "splits": len(worst),
+        "met": int(sum(w <= TARGET + 1e-12 for w in worst)),
+        "worst_median": float(np.median(worst)),
+        "worst_max": float(max(worst)),
+    }
 
 
 def share(kn: list[int]) -> str:
@@ -247,59 +353,120 @@ def share(kn: list[int]) -> str:
 
 
 def report(recs: list[dict[str, Any]], calibrate: list[str] | None) -> dict[str, Any]:
-    """Threshold on the calibration acquisitions, rates on the rest (and the reverse split)."""
-    acqs = sorted({r["acquisition"] for r in recs})
+    """Thresholds on the calibration acquisitions, rates on the rest (and the reverse split),
+    per check; the thresholds the same rule picks on all acquisitions; every split's held-out
+    worst rate (partitions)."""
+    a = _arrays(recs)
+    acqs = sorted(set(a["acquisition"]))
     cal = calibrate or acqs[: len(acqs) // 2]
     out: dict[str, Any] = {"acquisitions": acqs, "labels": Counter(r["label"] for r in recs)}
-    for name, part in (("split", cal), ("reverse", [a for a in acqs if a not in cal])):
-        c = [r for r in recs if r["acquisition"] in part]
-        h = [r for r in recs if r["acquisition"] not in part]
-        t = choose(c)
+    for name, part in (("split", cal), ("reverse", [x for x in acqs if x not in cal])):
+        cs = np.isin(a["acquisition"], part)
+        t = (_choose(a, cs, "ring"), _choose(a, cs, "bright"))
+        hits = {k: _fired_all(a, k, t if k.startswith("any") else t[k == "bright"]) for k in CHECKS}
         out[name] = {
             "calibration": part,
-            "threshold_db": t,
-            "calibration_rates": {k: rates(c, k, t) for k in ("ring", "global", "wreck", "any")},
-            "held_out_rates": {k: rates(h, k, t) for k in ("ring", "global", "wreck", "any")},
+            "threshold_db": t[0],
+            "bright_thresholds_db": list(t[1]),
+            "calibration_rates": {k: _rates(a, cs, hits[k]) for k in CHECKS},
+            "held_out_rates": {k: _rates(a, ~cs, hits[k]) for k in CHECKS},
         }
+    every = np.ones(len(recs), bool)
+    out["all"] = {
+        "threshold_db": _choose(a, every, "ring"),
+        "bright_thresholds_db": list(_choose(a, every, "bright")),
+    }
+    out["partitions"] = {k: partitions(recs, k) for k in ("ring", "bright")}
     return out
 
 
-def print_report(rep: dict[str, Any], recs: list[dict[str, Any]], threshold: float) -> None:
-    print(f"labels: {dict(rep['labels'])}")
-    heads = (
-        "do-no-harm (global, before)",
-        "do-no-harm (depth rings, B-mode)",
-        "gross failure",
-        "any (rings or gross)",
+def shipped() -> tuple[float, tuple[float, float]]:
+    """The thresholds usdehaze.ultrasound.harm ships: ring_change_db's (before) and the rule's."""
+    from usdehaze.ultrasound import harm
+
+    return harm.DISPLAY_CONTRAST_FALL_DB, (
+        harm.DISPLAY_RING_BRIGHT_FALL_DB,
+        harm.DISPLAY_BRIGHT_FALL_DB,
     )
+
+
+HEADS = {
+    "global": "do-no-harm, global (before)",
+    "ring": "do-no-harm, depth rings' contrast (before)",
+    "bright": "**do-no-harm, brightest pixels kept (B-mode)**",
+    "wreck": "gross failure",
+    "any_ring": "any (rings' contrast or gross failure, before)",
+    "any": "any (brightest kept or gross failure)",
+}
+
+
+def print_report(rep: dict[str, Any], recs: list[dict[str, Any]]) -> None:
+    t_ring, t_bright = shipped()
+    print(f"labels: {dict(rep['labels'])}")
     for name in ("split", "reverse"):
         s = rep[name]
+        tb = s["bright_thresholds_db"]
         print(
-            f"\n{name}: threshold {s['threshold_db']:.1f} dB chosen on {', '.join(s['calibration'])}"
+            f"\n{name}: chosen on {', '.join(s['calibration'])}: depth rings' contrast "
+            f"{s['threshold_db']:.1f} dB; brightest kept: ring {tb[0]:.1f} dB, frame {tb[1]:.1f} dB"
         )
         print(
             "| check | false alarms (calibration) | misses (calibration) | false alarms (held out) | misses (held out) |"
         )
         print("|---|---|---|---|---|")
-        for k, head in zip(("global", "ring", "wreck", "any"), heads):
+        for k in CHECKS:
             c, h = s["calibration_rates"][k], s["held_out_rates"][k]
             print(
-                f"| {head} | {share(c['false_alarms'])} | {share(c['misses'])} | {share(h['false_alarms'])} | {share(h['misses'])} |"
+                f"| {HEADS[k]} | {share(c['false_alarms'])} | {share(c['misses'])} | {share(h['false_alarms'])} | {share(h['misses'])} |"
             )
-    print(f"\nper result at the shipped threshold {threshold:.1f} dB (all acquisitions):")
+    al = rep["all"]
     print(
-        "| result | helped | warned | harmed | flagged (rings) | flagged (any) | ring change dB (median) |"
+        f"\nchosen on all acquisitions: depth rings' contrast {al['threshold_db']:.1f} dB; "
+        f"brightest kept: ring {al['bright_thresholds_db'][0]:.1f} dB, frame "
+        f"{al['bright_thresholds_db'][1]:.1f} dB"
     )
-    print("|---|---|---|---|---|---|---|")
-    for name in dict.fromkeys(r["result"] for r in recs):
-        sel = [r for r in recs if r["result"] == name]
-        hl = [r for r in sel if r["label"] == "helped"]
-        hm = [r for r in sel if r["label"] == "harmed"]
-        warned = sum(fired(r, "ring", threshold) == 1.0 for r in hl)
-        caught = sum(fired(r, "ring", threshold) == 1.0 for r in hm)
-        any_ = sum(fired(r, "any", threshold) == 1.0 for r in hm)
-        med = np.nanmedian([r["ring_change_db"] for r in sel])
-        print(f"| {name} | {len(hl)} | {warned} | {len(hm)} | {caught} | {any_} | {med:+.1f} |")
+    for k, p in rep["partitions"].items():
+        print(
+            f"every choice of half the acquisitions to calibrate ({p['splits']}): {HEADS[k]}: "
+            f"held out both ≤ 10 % on {p['met']}; larger held-out rate median "
+            f"{100 * p['worst_median']:.1f} %, "
+            f"max {100 * p['worst_max']:.1f} %"
+        )
+    a = _arrays(recs)
+    ring = _fired_all(a, "ring", t_ring)
+    new = _fired_all(a, "bright", t_bright)
+    anyn = _fired_all(a, "any", (t_ring, t_bright))
+    print(
+        f"\nper acquisition at the shipped thresholds (rings' contrast {t_ring:.1f} dB; brightest "
+        f"kept {t_bright[0]:.1f} / {t_bright[1]:.1f} dB): false alarms on helped, misses on harmed"
+    )
+    print(
+        "| acquisition | false alarms (rings, before) | misses (rings, before) | false alarms | misses | misses (any) |"
+    )
+    print("|---|---|---|---|---|---|")
+    for acq in rep["acquisitions"]:
+        sel = a["acquisition"] == acq
+        r0, r1, r2 = (_rates(a, sel, h) for h in (ring, new, anyn))
+        print(
+            f"| {acq} | {share(r0['false_alarms'])} | {share(r0['misses'])} | "
+            f"{share(r1['false_alarms'])} | {share(r1['misses'])} | {share(r2['misses'])} |"
+        )
+    print("\nper result at the shipped thresholds (all acquisitions):")
+    print(
+        "| result | helped | warned (rings, before) | warned | harmed | flagged (rings, before) "
+        "| flagged | flagged (or gross) | ring contrast dB | ring bright dB | frame bright dB |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    res = np.array([r["result"] for r in recs])
+    for name in dict.fromkeys(res):
+        sel = res == name
+        hl, hm = sel & (a["label"] == "helped"), sel & (a["label"] == "harmed")
+        med = [np.nanmedian(a[k][sel]) for k in _KEYS[:3]]
+        print(
+            f"| {name} | {hl.sum()} | {int((ring[hl] == 1).sum())} | {int((new[hl] == 1).sum())} "
+            f"| {hm.sum()} | {int((ring[hm] == 1).sum())} | {int((new[hm] == 1).sum())} "
+            f"| {int((anyn[hm] == 1).sum())} | {med[0]:+.1f} | {med[1]:+.1f} | {med[2]:+.1f} |"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -341,12 +508,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _report(recs: list[dict[str, Any]], cal: list[str] | None, out: Path) -> int:
-    from usdehaze.ultrasound.harm import DISPLAY_CONTRAST_FALL_DB
-
     rep = report(recs, cal)
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(rep, indent=1))
-    print_report(rep, recs, DISPLAY_CONTRAST_FALL_DB)
+    print_report(rep, recs)
     return 0
 
 

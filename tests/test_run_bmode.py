@@ -14,6 +14,7 @@ pytest.importorskip("av")
 from test_io_dicom import write_cine  # noqa: E402
 
 from usdehaze.cli._app import run_app  # noqa: E402
+from usdehaze.ultrasound import harm  # noqa: E402
 from usdehaze.ultrasound.dehaze import DehazeConfig  # noqa: E402
 from usdehaze.ultrasound.driver import FrameDriver  # noqa: E402
 from usdehaze.ultrasound.io import load_scan  # noqa: E402
@@ -160,6 +161,12 @@ def test_fast_on_a_cine_runs_the_shipped_b_mode_student(tmp_path, capsys):
         assert np.isfinite([a["flicker_input_db"], a["flicker_tissue_db"]]).all()
         # the do-no-harm check judged the cine as a display image: by depth rings in its fan
         assert np.isfinite(a["harm_ring_change_db"]) and a["harm_frames"] == [0, 1, 2, 3]
+        # its verdict is made on the brightest pixels' figures (usdehaze.ultrasound.harm)
+        rb, b = float(a["harm_ring_bright_db"]), float(a["harm_bright_db"])
+        assert np.isfinite([rb, b]).all()
+        assert bool(a["harm_warning"]) == (
+            rb < -harm.DISPLAY_RING_BRIGHT_FALL_DB or b < -harm.DISPLAY_BRIGHT_FALL_DB
+        )
         flicker = {k: round(float(a[f"flicker_{k}_db"]), 3) for k in ("input", "tissue")}
     capsys.readouterr()
     assert run_app(["info", str(h5), "--json"]) == 0  # info says what the checks measured

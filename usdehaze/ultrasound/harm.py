@@ -34,17 +34,34 @@ Scan-converted B-mode (display images, ``HarmCheck(display=True)``; ``usdehaze r
 video and image stacks): near-field clutter brightens the first centimetres of every beam, so
 there the input's bright regions are largely clutter, which dehazing rightly takes out: the
 clean truth itself lowered the regions' contrast on 21 % of the rendered validation frames.
-On display images the regions are therefore taken per *depth ring* (distance from the fan's
-apex, ``RING_COUNT`` rings of equal pixel count; rows when the judged region is not a fan):
-in each ring, bright (≥ ``RING_BRIGHT_PERCENTILE``) and dark (≤ ``RING_DARK_PERCENTILE``) pixels
-of the smoothed input, and the change of their contrast from the input to the result. Clutter
-fills a whole ring and is neither; removing haze or clutter lowers the dark pixels of a ring
-more than its bright ones (subtracting power takes more dB off a weaker pixel), so the contrast
-rises or stays; darkening the structures, inverting the order or painting dark on tissue
-lowers it in the rings they touch. A frame's figure (``ring_change_db``) is the
-``RING_QUANTILE``-th percentile of its rings' changes (a harm must touch about a quarter of
-the depth rings to count: one confined to a narrower band of depths is not seen), and the result does harm when the median over frames falls below
-``-DISPLAY_CONTRAST_FALL_DB``. Calibrated by pipelines/calibrate_bmode_harm.py (docs/results.md).
+On display images the check therefore asks whether the input's *brightest* pixels lose more
+than the average pixel does. Removing haze or clutter subtracts power, which takes more dB off
+a weak pixel than off a strong one, so the brightest structures fall less than the average
+pixel around them, or as much where clutter lies over everything; darkening structures,
+inverting the order, taking structures out into the haze make them fall more. Two figures, on
+the smoothed input and result (``ring_figures``):
+
+- ``ring_bright_db``, per *depth ring* (distance from the fan's apex, ``RING_COUNT`` rings of
+  equal pixel count; rows when the judged region is not a fan): the mean dB change of the
+  ring's brightest pixels (smoothed input ≥ its ``TOP_PERCENTILE``-th percentile) minus the
+  ring's mean dB change; a frame's figure is the ``RING_BRIGHT_QUANTILE``-th percentile over
+  the rings (about the second-worst ring: a structure darkened at two or more depths counts).
+  Clutter and reverberation fill a ring, so the ring's own mean change takes them out, and a
+  uniform gain changes nothing.
+- ``bright_db``, over the whole frame: the same with the frame's brightest pixels against the
+  frame's mean change: the brightest structures darkened against the whole image (a gain
+  that overshoots where the input is brightest), which the rings cannot see when it fills
+  their depths.
+
+The result does harm when the median over frames of ``ring_bright_db`` falls below
+``-DISPLAY_RING_BRIGHT_FALL_DB`` or that of ``bright_db`` below ``-DISPLAY_BRIGHT_FALL_DB``.
+Calibrated by pipelines/calibrate_bmode_harm.py (docs/results.md: thresholds chosen on three
+acquisitions, rates on the three others, both ways round). The depth rings' contrast change
+(``ring_change_db``: per ring, bright ≥ ``RING_BRIGHT_PERCENTILE`` minus dark ≤
+``RING_DARK_PERCENTILE`` pixels, its ``RING_QUANTILE``-th percentile over the rings), which
+decided before (fall below ``-DISPLAY_CONTRAST_FALL_DB``), is still measured and recorded: its
+dark pixels sit on the display's black floor after a darkening and cannot fall further, so it
+warned on uniform gains that help, and it missed more (docs/results.md).
 """
 
 from __future__ import annotations
@@ -72,7 +89,15 @@ RING_BRIGHT_PERCENTILE = 75.0  # a ring's bright pixels: structures at that dept
 RING_DARK_PERCENTILE = 15.0  # a ring's dark pixels: cavities, gaps at that depth
 RING_QUANTILE = 25.0  # a frame's figure: this percentile of its rings' contrast changes
 MIN_RING_PIXELS = 32  # a ring with fewer judged pixels is left out
-DISPLAY_CONTRAST_FALL_DB = 0.4  # chosen on 3 of 6 acquisitions (docs/results.md: rates on the rest)
+DISPLAY_CONTRAST_FALL_DB = 0.4  # ring_change_db's threshold before (recorded, not the verdict)
+TOP_PERCENTILE = 90.0  # a ring's (or the frame's) brightest pixels: its structures
+RING_BRIGHT_QUANTILE = 10.0  # a frame's ring_bright_db: this percentile over its rings
+# The verdict's thresholds: pipelines/calibrate_bmode_harm.py on 144 rendered B-mode frames of 6
+# acquisitions (docs/results.md). Chosen on 3 acquisitions (0.1 / 0.5 dB steps, smallest larger
+# of the false-alarm and miss rates) they came out at 1.4 dB both ways round, and at 8.0 and 6.5
+# dB; the same rule on all six gives 1.4 and 7.5 dB, which ship.
+DISPLAY_RING_BRIGHT_FALL_DB = 1.4  # median ring_bright_db below minus this: harm
+DISPLAY_BRIGHT_FALL_DB = 7.5  # median bright_db below minus this: harm
 
 
 @dataclass(frozen=True)
@@ -84,7 +109,9 @@ class FrameHarm:
     gcnr_out: float
     contrast_in_db: float
     contrast_out_db: float
-    ring_change_db: float = float("nan")  # display images: see ring_contrast_change
+    ring_change_db: float = float("nan")  # display images: see ring_figures
+    ring_bright_db: float = float("nan")  # display images: see ring_figures
+    bright_db: float = float("nan")  # display images: see ring_figures
 
 
 @functools.lru_cache(maxsize=8)
@@ -150,15 +177,23 @@ def depth_rings(mask: np.ndarray) -> np.ndarray:
     return out
 
 
-def ring_contrast_change(
+def ring_figures(
     input_db: np.ndarray, output_db: np.ndarray, mask: np.ndarray, rings: np.ndarray
-) -> float:
-    """A display frame's harm figure (dB; NaN when no ring is scored): per depth ring of
-    ``rings`` (depth_rings), the smoothed input's bright (≥ ``RING_BRIGHT_PERCENTILE``) minus
-    dark (≤ ``RING_DARK_PERCENTILE``) pixels' mean dB, in the result minus in the input; the
-    ``RING_QUANTILE``-th percentile over the rings. Negative: structures lost against the
-    cavities at their own depth. Measured on block means of about a third of the smoothing's σ
-    (4 × 4 pixels on a 500-pixel frame), smoothed there: the same figure at 1/16 of the cost."""
+) -> tuple[float, float, float]:
+    """A display frame's harm figures (dB; NaN when no ring is scored), from the smoothed input
+    and result inside ``mask``, per depth ring of ``rings`` (depth_rings):
+
+    - ``ring_change_db``: the ring's bright (≥ ``RING_BRIGHT_PERCENTILE``) minus dark (≤
+      ``RING_DARK_PERCENTILE``) pixels' mean dB, in the result minus in the input; the
+      ``RING_QUANTILE``-th percentile over the rings;
+    - ``ring_bright_db``: the mean change (result − input, dB) of the ring's brightest pixels
+      (≥ ``TOP_PERCENTILE``) minus the ring's mean change; the ``RING_BRIGHT_QUANTILE``-th
+      percentile over the rings. Negative: structures darkened more than their depth;
+    - ``bright_db``: the same over the whole judged region (the frame's brightest pixels against
+      its mean change).
+
+    Measured on block means of about a third of the smoothing's σ (4 × 4 pixels on a 500-pixel
+    frame), smoothed there: the same figures at 1/16 of the cost."""
     x, y, mask, rings = np.asarray(input_db), np.asarray(output_db), np.asarray(mask), rings
     f = max(1, int(min(mask.shape) * SMOOTH_FRACTION / 3))
     if f > 1:
@@ -167,7 +202,14 @@ def ring_contrast_change(
         mask = mask & (rings >= 0)
     sx, mask = _smoothed(x, mask)
     sy, _ = _smoothed(y, mask)
-    return _ring_figure(sx, sy, mask, rings)
+    return _ring_figures(sx, sy, mask, rings)
+
+
+def ring_contrast_change(
+    input_db: np.ndarray, output_db: np.ndarray, mask: np.ndarray, rings: np.ndarray
+) -> float:
+    """``ring_change_db`` of ring_figures alone: the depth rings' contrast change (dB)."""
+    return ring_figures(input_db, output_db, mask, rings)[0]
 
 
 def _coarse(images: list[np.ndarray], mask: np.ndarray, f: int) -> list[np.ndarray]:
@@ -187,21 +229,36 @@ def _coarse_mask(mask: np.ndarray, f: int) -> np.ndarray:
     return mask[:z, :x].reshape(z // f, f, x // f, f).sum(axis=(1, 3)) >= f * f / 2
 
 
-def _ring_figure(sx: np.ndarray, sy: np.ndarray, mask: np.ndarray, rings: np.ndarray) -> float:
-    """ring_contrast_change on the smoothed input ``sx`` and result ``sy``."""
+def _ring_figures(
+    sx: np.ndarray, sy: np.ndarray, mask: np.ndarray, rings: np.ndarray
+) -> tuple[float, float, float]:
+    """ring_figures on the smoothed input ``sx`` and result ``sy``."""
     lab = rings[mask]
     order = np.argsort(lab, kind="stable")
     lab, xa, ya = lab[order], sx[mask][order], sy[mask][order]
     ends = np.searchsorted(lab, np.arange(RING_COUNT + 1))
-    changes = []
+    changes, bright_falls = [], []
     for j in range(RING_COUNT):
         a, b = xa[ends[j] : ends[j + 1]], ya[ends[j] : ends[j + 1]]
         if a.size < MIN_RING_PIXELS:
             continue
-        lo, hi = np.percentile(a, [RING_DARK_PERCENTILE, RING_BRIGHT_PERCENTILE])
+        lo, hi, top = np.percentile(
+            a, [RING_DARK_PERCENTILE, RING_BRIGHT_PERCENTILE, TOP_PERCENTILE]
+        )
         bright, dark = a >= hi, a <= lo
         changes.append((b[bright].mean() - b[dark].mean()) - (a[bright].mean() - a[dark].mean()))
-    return float(np.percentile(changes, RING_QUANTILE)) if changes else float("nan")
+        d = b - a
+        bright_falls.append(d[a >= top].mean() - d.mean())
+    if not changes:
+        nan = float("nan")
+        return nan, nan, nan
+    d = ya - xa
+    frame_bright = d[xa >= np.percentile(xa, TOP_PERCENTILE)].mean() - d.mean()
+    return (
+        float(np.percentile(changes, RING_QUANTILE)),
+        float(np.percentile(bright_falls, RING_BRIGHT_QUANTILE)),
+        float(frame_bright),
+    )
 
 
 def frame_harm(
@@ -219,17 +276,17 @@ def frame_harm(
     dark, bright = regions(x, sector)
     if dark.sum() < MIN_PIXELS or bright.sum() < MIN_PIXELS:
         return None
-    ring = float("nan")
+    figures = (float("nan"),) * 3
     if rings is not None:
         judged = np.ones(x.shape, bool) if sector is None else np.asarray(sector, bool)
-        ring = ring_contrast_change(x, y, judged, rings)
+        figures = ring_figures(x, y, judged, rings)
     return FrameHarm(
         int(frame),
         metrics.gcnr(x[dark], x[bright]),
         metrics.gcnr(y[dark], y[bright]),
         float(x[bright].mean() - x[dark].mean()),
         float(y[bright].mean() - y[dark].mean()),
-        ring,
+        *figures,
     )
 
 
@@ -282,20 +339,43 @@ class HarmCheck:
         contrast = [f.contrast_out_db - f.contrast_in_db for f in self.frames]
         return float(np.median(gain)), float(np.median(contrast))
 
+    def _finite_median(self, name: str) -> float:
+        v = [getattr(f, name) for f in self.frames if np.isfinite(getattr(f, name))]
+        return float(np.median(v)) if v else float("nan")
+
     @property
     def ring_change_db(self) -> float:
         """Display images: the median over frames of ``ring_change_db`` (NaN when none)."""
-        v = [f.ring_change_db for f in self.frames if np.isfinite(f.ring_change_db)]
-        return float(np.median(v)) if v else float("nan")
+        return self._finite_median("ring_change_db")
+
+    @property
+    def ring_bright_db(self) -> float:
+        """Display images: the median over frames of ``ring_bright_db`` (NaN when none)."""
+        return self._finite_median("ring_bright_db")
+
+    @property
+    def bright_db(self) -> float:
+        """Display images: the median over frames of ``bright_db`` (NaN when none)."""
+        return self._finite_median("bright_db")
+
+    def display_reasons(self) -> tuple[str, ...]:
+        """Display images: the figures that fell beyond their thresholds ("ring_bright",
+        "bright"; empty when none, NaN never fires)."""
+        fired = {
+            "ring_bright": self.ring_bright_db < -DISPLAY_RING_BRIGHT_FALL_DB,
+            "bright": self.bright_db < -DISPLAY_BRIGHT_FALL_DB,
+        }
+        return tuple(k for k, v in fired.items() if v)
 
     @property
     def warning(self) -> bool:
         """True when the result separates the regions worse than the input (never unscored);
-        display images: when its depth rings' contrast falls (see the module's note)."""
+        display images: when the input's brightest pixels lose more than the average pixel, per
+        depth ring or over the frame (see the module's note)."""
         if not self.frames:
             return False
         if self.display:
-            return bool(self.ring_change_db < -DISPLAY_CONTRAST_FALL_DB)  # False for NaN
+            return bool(self.display_reasons())
         g, c = self._changes()
         return bool(c < -CONTRAST_TOLERANCE_DB or (g < -GCNR_TOLERANCE and c < CONTRAST_GAIN_DB))
 
@@ -319,8 +399,10 @@ class HarmCheck:
             "harm_contrast_in_db": self._median("contrast_in_db"),
             "harm_contrast_out_db": self._median("contrast_out_db"),
         }
-        if self.display:  # B-mode: the figure the verdict is made on
+        if self.display:  # B-mode: the figures the verdict is made on (and the one before)
             out["harm_ring_change_db"] = self.ring_change_db
+            out["harm_ring_bright_db"] = self.ring_bright_db
+            out["harm_bright_db"] = self.bright_db
         return out
 
     def message(self, name: str) -> str:
@@ -329,11 +411,13 @@ class HarmCheck:
 
         if self.display:
             return (
-                f"{name}: the result lowers the scan's bright structures against the dark "
-                f"regions at their own depth ({self.ring_change_db:+.1f} dB, the "
-                f"{RING_QUANTILE:g}th percentile over depth rings, median of {len(self.frames)} "
-                f"frame(s); dehazing lowers the dark regions more): it may have taken tissue "
-                f"out, compare with the input; {ADAPT_HINT}"
+                f"{name}: the result darkens the scan's brightest structures more than the rest "
+                f"(against their own depth {self.ring_bright_db:+.1f} dB, the "
+                f"{RING_BRIGHT_QUANTILE:g}th percentile over depth rings, warns below "
+                f"-{DISPLAY_RING_BRIGHT_FALL_DB:g}; over the frame {self.bright_db:+.1f} dB, warns "
+                f"below -{DISPLAY_BRIGHT_FALL_DB:g}; median of {len(self.frames)} frame(s); "
+                f"dehazing darkens the weaker pixels more): it may have taken tissue out, "
+                f"compare with the input; {ADAPT_HINT}"
             )
         return (
             f"{name}: the result separates the scan's dark and bright regions less than the input "
