@@ -153,11 +153,12 @@ def test_the_b_mode_calibration_holds_on_a_probe_outside_the_corpus(tmp_path):
     training draws; new samples and a new rendering seed, not the calibration's), rendered as
     exported B-mode with near-field clutter, at the shipped thresholds: no warning on the clean
     truth or the student's result; every wreck of issue 28's kind (order inverted, all at
-    once) and every input with its brightest structures -16 dB flagged; false alarms on what
-    the truth calls helped at most 15 % and misses (this check or the gross-failure one) on
-    what it calls harmed at most 30 %: this probe's misses are the most of the six (its
-    uniform gains and over-darkening, which the truth calls harm, docs/results.md; these
-    frames measured FIGURES), so the pin guards against regression, not for issue 28's 10 %."""
+    once) and every input with its brightest structures -16 dB flagged, by this check alone;
+    false alarms on what the truth calls helped at most 10 % and misses (this check or the
+    gross-failure one) on what it calls harmed at most 25 %: this probe's misses are the most
+    of the six (its uniform gains and over-darkening, which the truth calls harm,
+    docs/results.md; these frames measured 1/21 and 10/59, the depth rings' contrast before
+    2/21 and 18/59), so the pin guards against regression, not for issue 28's 10 %."""
     import importlib.util
     from pathlib import Path
 
@@ -192,5 +193,5 @@ def test_the_b_mode_calibration_holds_on_a_probe_outside_the_corpus(tmp_path):
         if r["result"].endswith(("order inverted", "issue 28's wreck", "input: bright -16 dB")):
             assert cbh.fired(r, "any", (t_ring, t)) == 1.0, r
             assert cbh.fired(r, "bright", t) == 1.0, r  # the do-no-harm check alone too
-    assert false_alarms <= 0.15 * len(helped)
-    assert misses <= 0.30 * len(harmed)
+    assert false_alarms <= 0.10 * len(helped)
+    assert misses <= 0.25 * len(harmed)
