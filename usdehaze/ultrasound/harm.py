@@ -45,7 +45,8 @@ the smoothed input and result (``ring_figures``):
   equal pixel count; rows when the judged region is not a fan): the mean dB change of the
   ring's brightest pixels (smoothed input ≥ its ``TOP_PERCENTILE``-th percentile) minus the
   ring's mean dB change; a frame's figure is the ``RING_BRIGHT_QUANTILE``-th percentile over
-  the rings (about the second-worst ring: a structure darkened at two or more depths counts).
+  the rings (between the second- and third-worst ring: a structure must be darkened in two or
+  three depth rings to count).
   Clutter and reverberation fill a ring, so the ring's own mean change takes them out, and a
   uniform gain changes nothing.
 - ``bright_db``, over the whole frame: the same with the frame's brightest pixels against the
