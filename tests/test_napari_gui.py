@@ -276,7 +276,7 @@ def test_dehaze_click_keeps_the_gui_free_and_the_bar_moves_per_step(
 
     def spy_init(self, *a, **k):
         threads.append(threading.current_thread())
-        time.sleep(0.5)  # a slow first load (torch import, big priors) must not block the GUI
+        time.sleep(1.5)  # a slow first load (torch import, big priors) must not block the GUI
         return init(self, *a, **k)
 
     monkeypatch.setattr(lib.DehazeConfig, "validate", spy_validate)
@@ -286,7 +286,8 @@ def test_dehaze_click_keeps_the_gui_free_and_the_bar_moves_per_step(
     with qtbot.waitSignal(dehaze.run_finished, timeout=60_000) as sig:
         t0 = time.perf_counter()
         _click(qtbot, dehaze.run_button)
-        assert time.perf_counter() - t0 < 0.3
+        # the click returns well before the 1.5 s load (0.39 s was seen with both cores busy)
+        assert time.perf_counter() - t0 < 1.0
         assert dehaze.status.text().startswith("starting") and not dehaze.run_button.isEnabled()
     assert sig.args == ["done"]
     assert threads and threading.main_thread() not in threads

@@ -162,12 +162,13 @@ def _run(script: str, *args: str, tmp_path: Path) -> str:
 def test_worker_importing_torch_does_not_freeze_the_gui_thread(tmp_path):
     """A thread importing torch froze a ticking main thread 1.1-2.3 s here (the loader opening
     libtorch_cpu with the GIL held); opened first through libc the longest gap is 0.13-0.5 s
-    on this busy 2-core machine: under 0.5 s and under half the plain import's."""
+    on this busy 2-core machine: under issue 30's 0.5 s. (The plain import is measured beside it
+    for the message only: with libtorch already in the page cache it sometimes stalls as little
+    as 0.18 s, so a ratio of the two was a flaky assertion; the 0.5 s bound is the target.)"""
     plain = json.loads(_run(IMPORT_SCRIPT, "plain", tmp_path=tmp_path).splitlines()[-1])
     pre = json.loads(_run(IMPORT_SCRIPT, "preload", tmp_path=tmp_path).splitlines()[-1])
     assert pre["opened"] == [True], pre
     assert pre["max_gap"] < 0.5, (pre, plain)
-    assert pre["max_gap"] < 0.5 * plain["max_gap"], (pre, plain)
 
 
 @pytest.mark.gui
