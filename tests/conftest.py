@@ -28,6 +28,21 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+# ``pytest -n N`` (pytest-xdist): each worker takes its share of the cores for torch's threads;
+# N workers each on all cores would run N x cores threads, and small tensor operations then wait
+# on descheduled threads (40x slower was seen with a second job on 2 cores).
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    torch.set_num_threads(max(1, _cores() // _WORKERS))
+
+
 def _tiny_pair(d, channels: int, normalisation: dict) -> tuple:
     net_cfg = {**TINY_NET, "channels": channels}
     paths = []
@@ -125,7 +140,7 @@ def rng():
 # aborts the whole process when it cannot ("Fatal Python error: Aborted"); if it cannot, every
 # test marked ``gui`` is skipped with the reason and all other tests still run.
 XVFB_SCREEN = "1600x1000x24"  # the layout the widgets are checked at
-_gui: dict[str, object] = {"skip": None, "xvfb": None}
+_gui: dict[str, object] = {"xvfb": None}
 
 
 def _start_xvfb() -> str | None:
@@ -191,19 +206,32 @@ def _qt_hint(code: int, lines: list[str]) -> str:
 
 
 def pytest_collection_modifyitems(config, items):
+    """The files holding slow tests first (the order is kept otherwise: under ``pytest -n`` the
+    longest files start at once instead of leaving one worker busy after the others are done);
+    the GUI tests skipped, with the reason, where Qt cannot open a window."""
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow)
     gui = [item for item in items if item.get_closest_marker("gui")]
     if not gui:
         return
     problem = _gui_problem()
     if problem is None:
         return
-    _gui["skip"] = (len(gui), problem)
     mark = pytest.mark.skip(reason=f"GUI tests skipped: {problem}")
     for item in gui:
         item.add_marker(mark)
 
 
 def pytest_terminal_summary(terminalreporter):
-    if _gui["skip"] is not None:
-        n, problem = _gui["skip"]
-        terminalreporter.write_line(f"GUI tests skipped ({n}): {problem}", yellow=True)
+    """One line for the GUI tests skipped and why, from the test reports: under ``pytest -n``
+    the workers skip them and this process only sees their reports."""
+    head = "GUI tests skipped: "
+    reasons = [
+        r.longrepr[2].split(head, 1)[1]
+        for r in terminalreporter.stats.get("skipped", [])
+        if isinstance(r.longrepr, tuple) and head in str(r.longrepr[2])
+    ]
+    if reasons:
+        terminalreporter.write_line(
+            f"GUI tests skipped ({len(reasons)}): {reasons[0]}", yellow=True
+        )

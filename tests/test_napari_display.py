@@ -31,6 +31,11 @@ def test_plain():
 """
 
 
+# README's test command runs one process per core (pytest-xdist): the line comes from the
+# main process, which sees only the workers' reports
+README_FLAGS = ("-n", "2", "--dist", "loadfile")
+
+
 def test_no_display_skips_only_gui_tests(tmp_path):
     """This project's conftest in a session with no DISPLAY and no Xvfb on PATH."""
     shutil.copy(ROOT / "tests" / "conftest.py", tmp_path / "conftest.py")
@@ -41,7 +46,17 @@ def test_no_display_skips_only_gui_tests(tmp_path):
     env["PATH"] = str(tmp_path / "bin")  # a fresh machine: no Xvfb to be found
     env["PYTHONPATH"] = str(ROOT)
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xvfb"],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            *README_FLAGS,
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "no:xvfb",
+        ],
         cwd=tmp_path,
         env=env,
         capture_output=True,
