@@ -40,8 +40,8 @@ SETTINGS = [
     ("ddim η=1", "ddim", 1.0, "linear", 10),
     ("ddim η=1", "ddim", 1.0, "linear", 20),
     ("ddim η=1", "ddim", 1.0, "linear", 40),
-    ("heun (karras)", "heun", 0.0, "karras", 5),
-    ("heun (karras)", "heun", 0.0, "karras", 10),
+    ("heun (karras)", "heun", 1.0, "karras", 5),  # heun has no η: the setting stays at its default
+    ("heun (karras)", "heun", 1.0, "karras", 10),
     ("em, T = 600", "em", 1.0, "linear", 600),
 ]
 

@@ -67,7 +67,11 @@ def test_the_config_path_builds_each_piece_with_its_own_parameter(toys, tiny_iq_
     s = Dehazer(cfg).sampler()
     assert (s.dc.name, s.dc.params.gain, s.dc.params.rho) == ("toy-gain", 0.5, 1.0)
     assert (s.prior_step.name, s.prior_step.params.shrink) == ("toy-shrink", 0.9)
-    other = Dehazer(replace(cfg, rule="dps", solver="em")).sampler()
+    with pytest.raises(
+        UsageError, match="gain 0.5: a setting of rule toy-gain; this run's rule is dps"
+    ):
+        Dehazer(replace(cfg, rule="dps", solver="em"))  # the toys' values, unused: refused
+    other = Dehazer(replace(cfg, rule="dps", solver="em", gain=1.0, shrink=1.0)).sampler()
     assert not hasattr(other.dc.params, "gain") and vars(other.prior_step.params) == {}
     out = tmp_path / "o.h5"
     assert run_app(["run", str(_scan(tmp_path)), "-o", str(out), "--config", str(y), "-q"]) == 0
@@ -127,7 +131,7 @@ def test_the_cli_has_the_options_the_pieces_declare(tiny_iq_priors, tmp_path):
     "text, moved",
     [
         (
-            "steps: 7\nweighting: paper\neta: 0.5\ndevice: cpu\n",
+            "steps: 7\nweighting: paper\nsolver: ddim\neta: 0.5\ndevice: cpu\n",
             "sampler: steps; rule: weighting; solver: eta; runtime: device",
         ),
         (
@@ -146,7 +150,8 @@ def test_an_old_spelling_loads_with_one_line_saying_the_new_one(tmp_path, capsys
     assert len(err) == 1 and "old spelling" in err[0] and moved in err[0], err
     assert cfg.steps == 7 and cfg.weighting == "paper"
     y.write_text(
-        "sampler: {steps: 7}\nrule: {weighting: paper}\nsolver: {eta: 0.5}\nruntime: {device: cpu}\n"
+        "sampler: {steps: 7}\nrule: {weighting: paper}\nsolver: {solver: ddim, eta: 0.5}\n"
+        "runtime: {device: cpu}\n"
     )
     build_config(y, {})
     assert capsys.readouterr().err == ""  # the new spelling: nothing said
@@ -157,3 +162,35 @@ def test_a_config_recorded_before_loads():
     rho) reads back as the config that ran."""
     old = {k: v for k, v in DehazeConfig().flat().items() if k != "rho"}
     assert DehazeConfig.from_dict(old, "result.h5") == DehazeConfig()
+
+
+@pytest.mark.parametrize(
+    "given, words",
+    [
+        ({"eta": 0.5}, ["eta 0.5", "solver ddim", "solver is em", "--solver ddim"]),
+        (
+            {"model": "additive", "rule": "pigdm", "rho": 0.3},
+            ["rho 0.3", "rule dps", "rule is pigdm", "--rule dps"],
+        ),
+        ({"method": "pigdm-gauss", "rho": 0.3}, ["rule is pigdm (method pigdm-gauss's)"]),
+    ],
+)
+def test_a_parameter_the_runs_pieces_do_not_use_is_one_line(given, words):
+    """``--eta`` with solver em, ``--rho`` with rule pigdm: refused, naming the piece that uses
+    it, instead of a setting silently unused; the same value with that piece runs."""
+    with pytest.raises(UsageError) as e:
+        DehazeConfig(device="cpu", **given).validate("options")
+    assert all(w in str(e.value) for w in words), str(e.value)
+    assert len(str(e.value).splitlines()) == 1
+    if "method" not in given:  # with the piece that declares it: valid
+        piece = {"eta": {"solver": "ddim"}, "rho": {"rule": "dps"}}
+        fix = next(v for k, v in piece.items() if k in given)
+        DehazeConfig(device="cpu", **{**given, **fix}).validate("options")
+
+
+def test_the_single_prior_baselines_own_solver_takes_eta():
+    """dps runs its own solver (ddim) when the config keeps the joint default (em): its η is
+    a setting the run uses, not refused."""
+    DehazeConfig(device="cpu", method="dps", eta=0.5).validate("options")
+    with pytest.raises(UsageError, match="solver is heun"):
+        DehazeConfig(device="cpu", method="dps", solver="heun", eta=0.5).validate("options")

@@ -31,20 +31,37 @@ def test_out_of_range_settings_are_one_line_before_any_work(tmp_path, capsys, op
     assert not out.exists()
 
 
+def _with_its_piece(name: str) -> dict[str, str]:
+    """{section: piece} for a rule's or solver's parameter (eta: solver ddim; the default piece
+    when it declares it), else {}."""
+    from usdehaze.core.dc_rules import DC_RULES
+    from usdehaze.core.registry import param_names
+    from usdehaze.core.solvers import SOLVERS
+
+    cfg = DehazeConfig()
+    for section, registry in (("rule", DC_RULES), ("solver", SOLVERS)):
+        first = getattr(cfg, section)
+        for piece in sorted(registry, key=lambda p: p != first):
+            if name in param_names(registry[piece]):
+                return {section: piece}
+    return {}
+
+
 @pytest.mark.parametrize("name", sorted(setting_ranges()))
 def test_the_bounds_themselves_are_accepted_and_just_beyond_refused(name):
     """Every bounded setting: the config's own and those the pieces declare (eta, rho)."""
     low, high, positive = setting_ranges()[name]
-    DehazeConfig(**{name: high}).validate()
+    own = _with_its_piece(name)  # a piece's parameter is only valid with that piece
+    DehazeConfig(**own, **{name: high}).validate()
     with pytest.raises(UsageError, match=f"key '{name}'"):
-        DehazeConfig(**{name: high * 1.0001 + 1e-9}).validate()
+        DehazeConfig(**own, **{name: high * 1.0001 + 1e-9}).validate()
     if low is not None:
-        DehazeConfig(**{name: low}).validate()
+        DehazeConfig(**own, **{name: low}).validate()
         below = low - abs(low) * 1e-4 - 1e-9
         with pytest.raises(UsageError, match=f"key '{name}'"):
-            DehazeConfig(**{name: below}).validate()
+            DehazeConfig(**own, **{name: below}).validate()
     if positive:
         with pytest.raises(UsageError, match=f"key '{name}'"):
-            DehazeConfig(**{name: 0.0}).validate()
+            DehazeConfig(**own, **{name: 0.0}).validate()
     default = getattr(DehazeConfig(), name)
     assert (low is None or low <= default) and default <= high  # the default lies inside

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from usdehaze.core.dc_rules import DC_RULES
+from usdehaze.core.registry import param_names
 from usdehaze.core.solvers import SOLVERS
 from usdehaze.errors import UsageError
 from usdehaze.ultrasound.methods import METHODS, method_of
@@ -323,6 +324,36 @@ class DehazeConfig:
                         out[f.name] = _piece_setting(section, f)
         return out
 
+    def _check_unused_params(self, method: Any, source: str) -> None:
+        """A rule's or solver's parameter set away from its default, where the rule and solver
+        this run builds do not declare it (``--eta`` with solver em, ``--rho`` with rule
+        pigdm), is one line instead of a setting silently unused."""
+        if not self.params:
+            return
+        run = method.defaults(self)  # a method's own solver (the single-prior baselines: ddim)
+        rule = getattr(method, "rule", "") or run.rule
+        pieces = {"rule": rule, "solver": run.solver}
+        if pieces["rule"] not in DC_RULES or pieces["solver"] not in SOLVERS:
+            return  # the name itself is refused below
+        used = {*param_names(DC_RULES[rule]), *param_names(SOLVERS[run.solver])}
+        for name, f in self.piece_settings().items():
+            value = self.params.get(name, f.default)
+            if name in used or value == f.default:
+                continue
+            section = f.metadata["section"]
+            owners = [n for n, p in PIECE_SECTIONS[section].items() if name in param_names(p)]
+            fixed = section == "rule" and getattr(method, "rule", "")  # the method's own rule
+            how = (
+                f"leave {name} out"
+                if fixed
+                else f"set --{section} {owners[0]}, or leave {name} out"
+            )
+            whose = f" (method {method.name}'s)" if fixed else ""
+            raise UsageError(
+                f"{source}: {name} {value}: a setting of {section} {' or '.join(owners)}; this "
+                f"run's {section} is {pieces[section]}{whose}, which does not use it ({how})"
+            )
+
     @classmethod
     def settings(cls) -> dict[str, Field]:
         """Every setting by name (the fields and the pieces' declarations), as Fields: name,
@@ -365,6 +396,7 @@ class DehazeConfig:
                 maximum=high,
             )
         limits.seed(self.seed, f"{source}: key 'seed'")
+        self._check_unused_params(method, source)
         if not 0 <= self.threads <= limits.MAX_THREADS:
             raise UsageError(
                 f"{source}: threads {self.threads}: expected 0 (auto) to {limits.MAX_THREADS}"
