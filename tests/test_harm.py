@@ -318,6 +318,44 @@ def test_run_many_flags_wrecked_frames_and_falls_back_as_run_does(
     assert said_run and said_many == said_run  # the same line, run's wording
 
 
+def test_strict_stops_run_and_run_many_at_a_wrecked_frame(
+    hazy_scan, tiny_iq_priors, tmp_path, capsys, monkeypatch
+):
+    """--strict (its help: "stop at a frame whose result looks wrecked, the frames before it
+    kept") in run and run-many alike: exit 2, one line naming the frame; run-many's store keeps
+    the frame dehazed before it (batch 1) and not the wrecked one, and a rerun without --strict
+    resumes and finishes."""
+    import dataclasses
+
+    import zarr
+
+    from usdehaze.cli._app import run_app
+    from usdehaze.ultrasound import ood, wreck
+
+    real = wreck.frame_wreck
+
+    def fires_on_frame_1(frame, *args, **kwargs):
+        f = real(frame, *args, **kwargs)
+        if f is None:  # the tiny random priors wreck every frame: quiet but on frame 1
+            return f
+        return dataclasses.replace(f, reasons=("order_inverted",) if frame == 1 else ())
+
+    monkeypatch.setattr(wreck, "frame_wreck", fires_on_frame_1)
+    # the tiny random priors score every scan out of distribution: --strict would refuse first
+    monkeypatch.setattr(ood, "ood_threshold", lambda prior: (float("inf"), "prior"))
+    common, out, store = _tiny_run(tiny_iq_priors, tmp_path)
+    args = [str(hazy_scan), *common, "--batch", "1", "-q"]
+    for cmd, dest in (("run", out), ("run-many", store)):
+        capsys.readouterr()
+        assert run_app([cmd, "-o", str(dest), *args, "--strict"]) == 2, cmd
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "frame 1" in err[0] and "looks wrecked" in err[0], (cmd, err)
+    done = np.asarray(zarr.open_group(str(store), mode="r")["scans/000/done"][:])
+    assert done.tolist() == [1, 0, 0]
+    assert run_app(["run-many", "-o", str(store), *args]) == 0
+    assert np.asarray(zarr.open_group(str(store), mode="r")["scans/000/done"][:]).all()
+
+
 def test_run_many_refuses_an_unknown_fallback(hazy_scan, tiny_iq_priors, tmp_path, capsys):
     from usdehaze.cli._app import run_app
 

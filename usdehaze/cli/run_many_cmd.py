@@ -33,7 +33,8 @@ def run_many(
     A scan that looks unlike the priors' training data gets one warning line on stderr (with
     --strict: the command refuses before touching OUT); each scan records ood_score, ood_warning.
     Each frame's result gets run's gross-failure check, recorded per scan (wreck_flagged_frames);
-    --fallback input writes the input for a flagged frame (fallback_frames).
+    --fallback input writes the input for a flagged frame (fallback_frames); with --strict a
+    flagged frame stops the run, as in run (the frames written before it kept).
     """
     import os
     import sys

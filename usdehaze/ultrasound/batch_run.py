@@ -307,7 +307,9 @@ def run_many(
     the priors' training data, or with ``strict`` a UsageError before the store is touched.
     Every frame's result gets run's gross-failure check (usdehaze.ultrasound.wreck) in the
     process that made it, recorded per frame in its group (``wreck``) and, after the run, as
-    ``wreck_*`` attributes; ``fallback`` "input" writes the input for a flagged frame."""
+    ``wreck_*`` attributes; ``fallback`` "input" writes the input for a flagged frame; with
+    ``strict``, as run, a flagged frame stops the run (a UsageError; the frames written before
+    it are kept and a rerun resumes)."""
     from usdehaze.core.device import resolve_device
     from usdehaze.ultrasound.io import load_scan
 
@@ -363,6 +365,7 @@ def _run(scans, inputs, out, cfg, frames, overwrite, progress, log, warn, strict
     # every process's frames (_finish), so not here; the gross-failure check (and its fallback)
     # is per frame, made by the process that dehazed the frame, as run makes it
     say = (warn or log) if rank == 0 else None
+    fallback = "stop" if strict else fallback  # as run: --strict stops at a wrecked frame
     drivers = [
         FrameDriver(dehazer, c, say, str(p), check=False, fallback=fallback, frame_checks=True)
         for c, p in zip(ood, inputs)
