@@ -116,6 +116,37 @@ def test_gcnr_and_show_on_a_result_file(speckle, tmp_path, capsys):
     assert png.read_bytes()[:4] == b"\x89PNG"
 
 
+def test_a_roi_drawn_on_another_file_is_said_and_still_measured(speckle, tmp_path, capsys):
+    """A roi.json that records the scan it was drawn on (napari's Save): quiet on that scan and
+    on a result made from it; over another file, one warning line naming both, the same
+    figures (the regions still lie inside the image)."""
+    scan, _, mm, _ = speckle
+    d = json.loads(mm.read_text())
+    res = tmp_path / "made_from_it.h5"
+    xs, zs = (np.arange(200) - 99.5) * 0.2e-3, 10e-3 + np.arange(100) * 0.2e-3
+    z, x = np.meshgrid(zs, xs, indexing="ij")
+    flat = np.full((100, 200), -30.0)
+    attrs = {"source": str(scan)}  # the scan a run read, as usdehaze run records it
+    with ResultWriter(res, 1, (100, 200), x=x, z=z, axes={"x": xs, "z": zs}, attrs=attrs) as w:
+        w.write(0, input=flat, tissue=flat, haze=flat)
+    figures = {}
+    for drawn_on in ("speckle.h5", "another.h5"):
+        roi = tmp_path / f"{drawn_on}.roi.json"
+        roi.write_text(json.dumps({**d, "scan": {"file": drawn_on, "grid": "cartesian"}}))
+        for target in (scan, res):
+            capsys.readouterr()
+            assert run_app(["gcnr", "--roi", str(roi), str(target), "--json"]) == 0
+            said = capsys.readouterr()
+            err = said.err.strip().splitlines()
+            figures[drawn_on, target] = json.loads(said.out)["pairs"]
+            if drawn_on == "speckle.h5":
+                assert err == [], (target, err)
+                continue
+            assert len(err) == 1 and "drawn on another.h5, not on" in err[0], err
+            assert target.name in err[0] and "warning" in err[0]
+    assert figures["speckle.h5", scan] == figures["another.h5", scan]
+
+
 def _colour_pixels(png, rgb, tol=0.08):
     from matplotlib.image import imread
 

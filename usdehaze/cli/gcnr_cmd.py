@@ -46,6 +46,11 @@ def gcnr(
         raise UsageError(f"--bins {bins}: expected 2 to {MAX_BINS} (the limit)")
     regions = load_roi(roi)
     with open_images(file, key, dynamic_range) as src:
+        # a result's regions are those of the scan it was made from
+        made_from = Path(str(src.meta.get("source", ""))).name if src.kind == "result" else ""
+        elsewhere = regions.drawn_elsewhere(file.name, made_from)
+        if elsewhere:
+            typer.echo(f"usdehaze: warning: {elsewhere}; measured here all the same", err=True)
         rows = roi_stats(src, regions, parse_frames(frames, src.n_frames, file), bins, domain)
     if as_json:
         out = {"file": str(file), "key": src.key, "domain": domain, "bins": bins}

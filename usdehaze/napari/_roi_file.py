@@ -5,12 +5,14 @@ A ROI layer shows regions as outlines (no face hides the pixels measured), edges
 ``pair: role`` in the role's colour (target yellow, background cyan). Any shapes layer the gCNR
 widget takes — napari's own *New shapes layer* too — is given that look once
 (:func:`style_roi_layer`). A roi.json saved from napari records the scan it was drawn on
-(``"scan"``: file name, grid, extent in mm; ``usdehaze gcnr`` ignores the key); loading it over
-another scan, or regions lying outside the image, is said (:func:`roi_mismatch`).
+(``"scan"``: file name, grid, extent in mm; ``usdehaze gcnr`` warns when it names another
+file); loading it over another scan, or regions lying outside the image, is said
+(:func:`roi_mismatch`).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -109,8 +111,9 @@ def roi_mismatch(ref: Any, roi: Any, native: Any, name: str) -> str | None:
     """Why a roi.json may not belong to the image ``native`` (layer ``name``): drawn on another
     scan (its ``"scan"`` reference), or regions wholly outside the image; None when it fits."""
     here = Path(native.source).name if native.source else ""
-    if isinstance(ref, dict) and ref.get("file") and here and ref["file"] != here:
-        return f"{roi.source} was drawn on {ref['file']}, not on {here} (layer '{name}')"
+    elsewhere = replace(roi, scan=ref if isinstance(ref, dict) else None).drawn_elsewhere(here)
+    if elsewhere:
+        return f"{elsewhere} (layer '{name}')"
     if roi.units != "mm":
         return None
     x, z = np.asarray(native.x, float) * 1e3, np.asarray(native.z, float) * 1e3

@@ -40,6 +40,18 @@ class Roi:
     units: str
     pairs: list[Pair]
     source: str = "roi"
+    # the scan it was drawn on, as napari's Save records it ({"file": name, grid, extent});
+    # None when the file has none. Not written by to_dict (the writer adds its own).
+    scan: dict[str, Any] | None = None
+
+    def drawn_elsewhere(self, *names: str) -> str | None:
+        """One line when the file it was drawn on is none of ``names`` (the image's file and,
+        for a result, the scan it was made from); None when it is, or none is recorded."""
+        ref = (self.scan or {}).get("file")
+        known = [n for n in dict.fromkeys(names) if n]
+        if not isinstance(ref, str) or not ref or not known or ref in known:
+            return None
+        return f"{self.source} was drawn on {ref}, not on {' nor '.join(known)}"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -185,7 +197,8 @@ def roi_from_dict(d: Any, source: str = "roi") -> Roi:
                 validate_shape(p["background"], f"{where}: background"),
             )
         )
-    return Roi(units, out, source)
+    scan = d.get("scan")
+    return Roi(units, out, source, scan if isinstance(scan, dict) else None)
 
 
 def load_roi(path: str | Path) -> Roi:
