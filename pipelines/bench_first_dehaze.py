@@ -42,19 +42,7 @@ def bench(args: argparse.Namespace) -> dict:
     ticks: list[float] = []
     statuses: list[tuple[float, str]] = []
 
-    def find(menu):
-        for a in menu.actions():
-            if a.menu() is not None:
-                hit = find(a.menu())
-                if hit:
-                    return hit
-            elif a.text().startswith("Dehaze"):
-                return a
-        return None
-
-    bar = viewer.window._qt_window.menuBar()
-    (plugins,) = [a.menu() for a in bar.actions() if a.text().replace("&", "") == "Plugins"]
-    action = find(plugins)
+    action = dehaze_action(viewer)
 
     def status(w) -> None:
         if not statuses or statuses[-1][1] != w.status.text():
@@ -95,6 +83,30 @@ def bench(args: argparse.Namespace) -> dict:
     napari.run()
     if "t0" not in out:
         sys.exit("bench_first_dehaze: the Dehaze button was never clicked")
+    return _figures(out, ticks, statuses, passes)
+
+
+def dehaze_action(viewer) -> object:
+    """The Plugins > usdehaze > Dehaze menu action of a napari viewer, as a user finds it."""
+
+    def find(menu):
+        for a in menu.actions():
+            if a.menu() is not None:
+                hit = find(a.menu())
+                if hit:
+                    return hit
+            elif a.text().startswith("Dehaze"):
+                return a
+        return None
+
+    bar = viewer.window._qt_window.menuBar()
+    (plugins,) = [a.menu() for a in bar.actions() if a.text().replace("&", "") == "Plugins"]
+    return find(plugins)
+
+
+def _figures(out: dict, ticks: list[float], statuses: list, passes: list) -> dict:
+    """The figures of a run: the GUI thread's gaps from the click (``out["t0"]``) to the first
+    step and to the end, the gaps over 100 ms with the status shown, the full collections."""
     t0, end = out["t0"], out.get("end", float("inf"))
     t = [x for x in ticks if t0 - 0.05 <= x <= end]
     first = [x for x in t if x <= out.get("first_step", float("inf"))]
@@ -135,14 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=300.0, help="give up after (s)")
     p.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = p.parse_args(argv)
-    from bench_live import ensure_display
+    from bench_live import on_a_display
 
-    xvfb = ensure_display()
-    try:
-        r = bench(args)
-    finally:
-        if xvfb is not None:
-            xvfb.terminate()
+    r = on_a_display(bench, args)
     print(json.dumps(r, indent=1))
     if args.json:
         args.json.write_text(json.dumps(r, indent=2))

@@ -22,7 +22,11 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 def ensure_display() -> subprocess.Popen | None:
@@ -48,6 +52,16 @@ def ensure_display() -> subprocess.Popen | None:
         sys.exit("bench_live: Xvfb did not start")
     os.environ["DISPLAY"] = f":{number}"
     return proc
+
+
+def on_a_display(fn: Callable[[Any], T], arg: Any) -> T:
+    """``fn(arg)`` with a display: Xvfb started for it when there is none, and stopped after."""
+    xvfb = ensure_display()
+    try:
+        return fn(arg)
+    finally:
+        if xvfb is not None:
+            xvfb.terminate()
 
 
 def pump(seconds: float) -> None:
@@ -193,12 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(
             f"bench_live: {student}: no student there (train one: pipelines/distil_student.py)"
         )
-    xvfb = ensure_display()
-    try:
-        r = bench(args)
-    finally:
-        if xvfb is not None:
-            xvfb.terminate()
+    r = on_a_display(bench, args)
     print(
         f"live view, {r['scan']}: {r['frames_in_loop']}-frame loop of "
         f"{r['frame_shape'][0]}x{r['frame_shape'][1]}, played at {r['play_fps']:g} frames/s "
