@@ -1,8 +1,28 @@
-"""Test helpers for processes started by the tests (torchrun and its workers)."""
+"""Test helpers for processes started by the tests (torchrun and its workers, GUI scripts)."""
 
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_script(text: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """A Python script (``text``) run as ``cwd/probe.py ARGS`` in a fresh interpreter on this
+    checkout, one torch thread, output as text (10 minutes at most)."""
+    path = cwd / "probe.py"
+    path.write_text(text)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, str(path), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        cwd=cwd,
+    )
 
 
 def kill_tree(pid: int) -> None:

@@ -5,13 +5,11 @@ so that a crash is a failed test rather than the end of the session."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+from procs import run_script
 
 pytestmark = pytest.mark.gui
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,17 +88,7 @@ def test_closing_the_window_or_dock_mid_run_stops_the_worker(tiny_priors, tmp_pa
     """Four closes at random moments of a run (one through the dock's close button) and one
     that quits the application during sampling: exit status 0, every worker stopped within
     seconds of a 2000-step run."""
-    script = tmp_path / "close_mid_run.py"
-    script.write_text(SCRIPT)
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        [sys.executable, str(script), str(tiny_priors[0]), str(tiny_priors[1]), "4"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-        cwd=tmp_path,
-    )
+    proc = run_script(SCRIPT, str(tiny_priors[0]), str(tiny_priors[1]), "4", cwd=tmp_path)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(("cycle", "app"))]
     assert proc.returncode == 0, (proc.returncode, lines, proc.stderr[-2000:])
     assert len(lines) == 5, (lines, proc.stderr[-2000:])
@@ -143,16 +131,6 @@ def test_closing_the_window_while_live_ends_the_process_cleanly(tmp_path):
     runs in its worker (it cannot be stopped): the process aborted (SIGABRT) at exit when that
     worker finished after Qt deleted its signals; ``usdehaze view`` now waits for the workers
     after napari's loop ends (usdehaze.napari._launch.finish_workers), and exits with 0."""
-    script = tmp_path / "close_live.py"
-    script.write_text(LIVE_SCRIPT)
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        [sys.executable, str(script)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-        cwd=tmp_path,
-    )
+    proc = run_script(LIVE_SCRIPT, cwd=tmp_path)
     assert proc.returncode == 0, (proc.returncode, proc.stdout[-500:], proc.stderr[-2000:])
     assert "shown [" in proc.stdout and "workers done True" in proc.stdout, proc.stdout

@@ -8,13 +8,12 @@ Each measurement runs in a fresh interpreter (this session has torch imported al
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+from procs import run_script
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -134,17 +133,7 @@ GUI_SCRIPT = textwrap.dedent(
 
 
 def _run(script: str, *args: str, tmp_path: Path) -> str:
-    path = tmp_path / "probe.py"
-    path.write_text(script)
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        [sys.executable, str(path), *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-        cwd=tmp_path,
-    )
+    proc = run_script(script, *args, cwd=tmp_path)
     assert proc.returncode == 0, (proc.returncode, proc.stdout[-1000:], proc.stderr[-2000:])
     return proc.stdout
 
