@@ -5,6 +5,8 @@ others.
     python pipelines/calibrate_bmode_harm.py --shards runs/bmode_checks/val      # 4 more probes
     python pipelines/calibrate_bmode_harm.py runs/corpus/val runs/bmode_checks/val \\
         [--seeds 0,1,2] [--joint runs/bmode_checks/joint_logsum.json] [--out runs/bmode_checks]
+    python pipelines/calibrate_bmode_harm.py runs/fullwave --seeds 0,1 --test --out runs/bc_fw
+        # material of other physics used as a test only: rates at the shipped thresholds
 
 Material: each acquisition's frames (the corpus's two validation acquisitions, made by
 ``python pipelines/make_corpus.py --only val``, and the four of ``EXTRA``, probes outside the
@@ -469,6 +471,25 @@ def print_report(rep: dict[str, Any], recs: list[dict[str, Any]]) -> None:
         )
 
 
+def print_test(recs: list[dict[str, Any]]) -> None:
+    """Material used as a test only (``--test``: no threshold chosen on it): every check's false
+    alarms on helped and misses on harmed results at the shipped thresholds, and the labels."""
+    t_ring, t_bright = shipped()
+    a = _arrays(recs)
+    every = np.ones(len(recs), bool)
+    print(f"labels: {dict(Counter(r['label'] for r in recs))}")
+    print(
+        f"at the shipped thresholds (rings' contrast {t_ring:.1f} dB; brightest kept "
+        f"{t_bright[0]:.1f} / {t_bright[1]:.1f} dB):"
+    )
+    print("| check | false alarms | misses |")
+    print("|---|---|---|")
+    for k in CHECKS:
+        t = (t_ring, t_bright) if k.startswith("any") else t_bright if k == "bright" else t_ring
+        r = _rates(a, every, _fired_all(a, k, t))
+        print(f"| {HEADS[k]} | {share(r['false_alarms'])} | {share(r['misses'])} |")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -486,13 +507,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--records", type=Path, nargs="+", help="report on these records.json files only"
     )
+    ap.add_argument(
+        "--test",
+        action="store_true",
+        help="material used as a test only: rates at the shipped thresholds, none chosen on it",
+    )
     args = ap.parse_args(argv)
     if args.shards:
         make_shards(args.shards)
     cal = args.calibrate.split(",") if args.calibrate else None
     if args.records:
         recs = [r for p in args.records for r in json.loads(p.read_text())]
-        return _report(recs, cal, args.out)
+        return print_test(recs) or 0 if args.test else _report(recs, cal, args.out)
     if not args.folders:
         return 0
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -504,7 +530,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     recs = collect(args.folders, seeds, joint, args.limit)
     (args.out / "records.json").write_text(json.dumps(recs))
-    return _report(recs, cal, args.out)
+    return print_test(recs) or 0 if args.test else _report(recs, cal, args.out)
 
 
 def _report(recs: list[dict[str, Any]], cal: list[str] | None, out: Path) -> int:

@@ -195,3 +195,36 @@ def test_the_b_mode_calibration_holds_on_a_probe_outside_the_corpus(tmp_path):
             assert cbh.fired(r, "bright", t) == 1.0, r  # the do-no-harm check alone too
     assert false_alarms <= 0.10 * len(helped)
     assert misses <= 0.25 * len(harmed)
+
+
+def test_the_pipelines_test_mode_counts_at_the_shipped_thresholds(tmp_path, capsys):
+    """``calibrate_bmode_harm.py --records R --test`` (material used as a test only): each
+    check's false alarms on helped and misses on harmed results at the shipped thresholds,
+    counted from the records' figures, no threshold chosen on them."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location(
+        "calibrate_bmode_harm", root / "pipelines/calibrate_bmode_harm.py"
+    )
+    cbh = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cbh)
+    t = DISPLAY_RING_BRIGHT_FALL_DB
+
+    def rec(label, ring_bright, wreck=0.0):
+        return {"acquisition": "fw", "label": label, "ring_change_db": 0.0, "global": 0.0,
+                "ring_bright_db": ring_bright, "bright_db": 0.0, "wreck": wreck}  # fmt: skip
+
+    recs = [rec("helped", -t + 0.1), rec("helped", -t - 0.1), rec("helped", 0.5)]
+    recs += [rec("harmed", -t - 0.5), rec("harmed", 0.0), rec("harmed", 0.0, wreck=1.0)]
+    recs += [rec("neither", -9.0)]
+    path = tmp_path / "records.json"
+    path.write_text(json.dumps(recs))
+    capsys.readouterr()
+    assert cbh.main(["--records", str(path), "--test", "--out", str(tmp_path / "o")]) == 0
+    out = capsys.readouterr().out
+    assert "| **do-no-harm, brightest pixels kept (B-mode)** | 1/3 (33 %) | 2/3 (67 %) |" in out
+    assert "| any (brightest kept or gross failure) | 1/3 (33 %) | 1/3 (33 %) |" in out
+    assert not (tmp_path / "o" / "report.json").exists()  # nothing chosen on test material
