@@ -182,6 +182,15 @@ def test_a_frame_is_a_corpus_case(tmp_path):
     wall = (r > 0.011) & (r < s["params"]["chest_wall_thickness"])
     power = lambda a: float(np.mean(np.abs(a[wall]) ** 2))  # noqa: E731
     assert power(s["haze"]) > 3 * power(s["tissue"])
+    # as make_fullwave writes it (the solver's setup beside the probe's): it also renders as
+    # exported B-mode (pipelines/calibrate_bmode_harm.py --test), the probe's geometry kept
+    from usdehaze.ultrasound.corpus.bmode import bmode_cases
+
+    (tmp_path / "b").mkdir()
+    acq = {**setup.acquisition().to_dict(), "fullwave": setup.to_dict()}
+    write_shard(tmp_path / "b" / "fw.npz", acq, [s])
+    (b,) = bmode_cases(tmp_path / "b", seed=0)
+    assert b["input"].shape == b["clean"].shape == b["sector"].shape and b["sector"].any()
 
 
 def test_a_point_scatterer_images_where_it_lies():

@@ -59,7 +59,10 @@ class Acquisition:
 
     @classmethod
     def from_dict(cls, d: dict) -> Acquisition:
-        return cls(**{**d, "shape": tuple(d["shape"])})
+        """From to_dict's form; a full-wave shard's own record of its solver (``fullwave``,
+        pipelines/make_fullwave.py) is not the probe's and is left out."""
+        kept = {k: v for k, v in d.items() if k != "fullwave"}
+        return cls(**{**kept, "shape": tuple(d["shape"])})
 
 
 def _phased_pitch(fc: float, rng: np.random.Generator) -> float:
