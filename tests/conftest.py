@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from usdehaze.core.device import usable_cores
 from usdehaze.core.networks import build_network
 from usdehaze.core.priors import save_prior
 from usdehaze.core.sde import VESDE
@@ -28,19 +29,12 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 # ``pytest -n N`` (pytest-xdist): each worker takes its share of the cores for torch's threads;
 # N workers each on all cores would run N x cores threads, and small tensor operations then wait
 # on descheduled threads (40x slower was seen with a second job on 2 cores).
 _WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 if _WORKERS > 1:
-    torch.set_num_threads(max(1, _cores() // _WORKERS))
+    torch.set_num_threads(max(1, usable_cores() // _WORKERS))
 
 
 def _tiny_pair(d, channels: int, normalisation: dict) -> tuple:

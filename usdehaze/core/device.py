@@ -44,6 +44,16 @@ def native_bf16(device: torch.device) -> bool:
         return False
 
 
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity; the machine's count elsewhere)."""
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def cpu_threads(spec: int = 0) -> int:
     """Threads for torch's CPU work: ``spec`` > 0 as given; 0 (auto): torch's own count where
     OMP_NUM_THREADS or MKL_NUM_THREADS says it, else the cores this process may use less the
@@ -56,10 +66,7 @@ def cpu_threads(spec: int = 0) -> int:
         return int(spec)
     if os.environ.get("OMP_NUM_THREADS") or os.environ.get("MKL_NUM_THREADS"):
         return torch.get_num_threads()
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
+    cores = usable_cores()
     try:
         load = os.getloadavg()[0]
     except (AttributeError, OSError):  # not on Unix

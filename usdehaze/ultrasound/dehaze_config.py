@@ -328,21 +328,20 @@ class DehazeConfig:
         """A rule's or solver's parameter set away from its default, where the rule and solver
         this run builds do not declare it (``--eta`` with solver em, ``--rho`` with rule
         pigdm), is one line instead of a setting silently unused."""
-        if not self.params:
-            return
         run = method.defaults(self)  # a method's own solver (the single-prior baselines: ddim)
-        rule = getattr(method, "rule", "") or run.rule
+        own_rule = getattr(method, "rule", "")  # the single-prior baselines' rule is their own
+        rule = own_rule or run.rule
         pieces = {"rule": rule, "solver": run.solver}
         if pieces["rule"] not in DC_RULES or pieces["solver"] not in SOLVERS:
             return  # the name itself is refused below
         used = {*param_names(DC_RULES[rule]), *param_names(SOLVERS[run.solver])}
         for name, f in self.piece_settings().items():
-            value = self.params.get(name, f.default)
+            value = getattr(self, name)
             if name in used or value == f.default:
                 continue
             section = f.metadata["section"]
             owners = [n for n, p in PIECE_SECTIONS[section].items() if name in param_names(p)]
-            fixed = section == "rule" and getattr(method, "rule", "")  # the method's own rule
+            fixed = section == "rule" and bool(own_rule)
             how = (
                 f"leave {name} out"
                 if fixed
