@@ -90,6 +90,22 @@ def test_fast_student_must_fit_the_representation_and_range(tmp_path):
         us_student.load(path, "cpu", 60.0)
 
 
+@pytest.mark.parametrize(
+    "dr, runs", [(60, True), (60.0, True), (None, True), (50, False), (True, False), ("60", False)]
+)
+def test_auto_picks_a_student_only_where_it_would_load(tmp_path, dr, runs):
+    """runs_at (what lets --method auto pick refine, from the JSON alone) and load (which
+    refuses with the reason) judge a student's dynamic_range the same way."""
+    meta = {} if dr is None else {"dynamic_range": dr}
+    path = save_student(tmp_path / "s", OnePassUNet(StudentNet(3, 2, 4, 2)), meta)
+    assert us_student.runs_at(path, 60.0) is runs
+    if runs:
+        assert us_student.load(path, "cpu", 60.0) is not None
+    else:
+        with pytest.raises(UsageError, match="dynamic_range"):
+            us_student.load(path, "cpu", 60.0)
+
+
 def test_distiller_learns_a_known_map_and_resumes_exactly(tmp_path):
     """Target: an affine map of the input; the error must fall 5x in 300 steps, and 20 steps
     in one go equal 10 steps, a restart from the checkpoint, and 10 more."""

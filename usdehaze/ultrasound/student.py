@@ -105,9 +105,29 @@ def student_path(priors: str | Path | None, student: str | Path | None, model: s
     return WEIGHTS_DIR / file
 
 
+def range_problem(path: Path, meta: Any, dynamic_range: float) -> str | None:
+    """Why a student whose JSON holds ``meta`` cannot run at ``dynamic_range`` (its
+    ``dynamic_range`` is not a number, or another than the run's: an iq student is tied to the
+    range it was distilled at), or None when it can: the one judgement of runs_at and load."""
+    dr = meta.get("dynamic_range") if isinstance(meta, dict) else None
+    if dr is None:
+        return None
+    if isinstance(dr, bool) or not isinstance(dr, (int, float)):
+        return (
+            f"{Path(path).with_suffix('.json')}: key 'dynamic_range': expected a number in dB, "
+            f"got {dr!r}"
+        )
+    if float(dr) != float(dynamic_range):
+        return (
+            f"{path}: student distilled with dynamic_range {dr} dB, run uses {dynamic_range} "
+            f"(use --dynamic-range {dr})"
+        )
+    return None
+
+
 def runs_at(path: Path, dynamic_range: float) -> bool:
-    """Whether the student at ``path`` is there and runs at ``dynamic_range`` (an iq student is
-    tied to the range it was distilled at), read from its JSON without loading the network."""
+    """Whether the student at ``path`` is there and runs at ``dynamic_range`` (range_problem),
+    read from its JSON without loading the network."""
     from usdehaze.jsonio import read_json
     from usdehaze.limits import MAX_PRIOR_JSON_BYTES
 
@@ -115,8 +135,7 @@ def runs_at(path: Path, dynamic_range: float) -> bool:
         meta = read_json(Path(path).with_suffix(".json"), "student JSON", MAX_PRIOR_JSON_BYTES)
     except UsageError:
         return False
-    dr = meta.get("dynamic_range") if isinstance(meta, dict) else None
-    return dr is None or (isinstance(dr, (int, float)) and float(dr) == float(dynamic_range))
+    return range_problem(path, meta, dynamic_range) is None
 
 
 def load(path: Path, device: Any, dynamic_range: float, model: str = "iq"):
@@ -138,17 +157,12 @@ def load(path: Path, device: Any, dynamic_range: float, model: str = "iq"):
             f"{path}: key 'network': {arch.in_channels} in / {arch.out_channels} out channels, "
             f"the fast dehazer on model {k.model} needs {k.in_channels} / {k.out_channels}"
         )
-    dr = s.meta.get("dynamic_range")
-    if dr is not None and (isinstance(dr, bool) or not isinstance(dr, (int, float))):
-        raise UsageError(
-            f"{Path(path).with_suffix('.json')}: key 'dynamic_range': expected a number in dB, "
-            f"got {dr!r}"
-        )
-    if k.fixed_range and dr is not None and float(dr) != dynamic_range:
-        raise UsageError(
-            f"{path}: student distilled with dynamic_range {dr} dB, run uses {dynamic_range} "
-            f"(use --dynamic-range {dr})"
-        )
+    # a student whose scale is not tied to one range still needs a number there
+    problem = range_problem(
+        path, s.meta, dynamic_range if k.fixed_range else s.meta.get("dynamic_range")
+    )
+    if problem is not None:
+        raise UsageError(problem)
     return s
 
 
