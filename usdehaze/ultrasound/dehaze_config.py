@@ -39,6 +39,7 @@ PIECE_SECTIONS = {"rule": DC_RULES, "solver": SOLVERS}
 PIECE_DEFAULTS: dict[str, Any] = {"weighting": "variance"}
 
 
+RESIDUALS = ("split", "keep")  # DehazeConfig.residual: the iq model's y − x − h
 NOISE = ("shared", "per-frame")  # DehazeConfig.noise: the sampler's draws across frames
 
 
@@ -210,6 +211,13 @@ class DehazeConfig:
         "The haze's starting guess: the input this many dB lower (joint method).",
         unit="dB",
     )
+    residual: str = _setting(
+        "split",
+        "model",
+        "What the joint sampler's tissue and haze leave of the input I/Q unexplained (iq "
+        "model): split (default) hands it back to both by their local power, so that they add "
+        "up to the input exactly; keep leaves them as sampled (docs/method.md).",
+    )
     noise_sigma: float = _setting(
         0.2,
         "model",
@@ -377,6 +385,7 @@ class DehazeConfig:
             ("jacobian", JACOBIANS),
             ("precision", ("auto", *PRECISIONS)),
             ("noise", NOISE),
+            ("residual", RESIDUALS),
         ):
             if getattr(self, name) not in allowed:
                 raise UsageError(

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from usdehaze.core.residual import split_residual
 from usdehaze.ultrasound.logcomp import (
     IQ_MULAW,
     MU,
@@ -33,7 +34,8 @@ class IQ(DataModel):
     needs_phase = True
     fallback = "logsum"
     prior_suffix = "_iq"
-    params = ("gamma", "dynamic_range")  # dynamic_range: of the dB images it decodes to
+    # dynamic_range: of the dB images it decodes to; residual: what decode does with y − x − h
+    params = ("gamma", "dynamic_range", "residual")
     settings = {"rule": "dps"}
     single_prior = "additive"  # the single-prior baselines read dB images
 
@@ -68,22 +70,24 @@ class IQ(DataModel):
         return Measurement(y, x_init=y, n_init=n_init, context={"scale": scale, "ref": env_ref})
 
     def decode(self, res: Any, m: Measurement) -> dict[str, np.ndarray]:
+        """Each posterior sample's tissue and haze I/Q (the haze as it adds to the input,
+        γ·C⁻¹(n)), with what they leave of the input handed back to them (``residual`` split:
+        usdehaze.core.residual) or not (keep), then in dB; the mean over samples (and std)."""
         c = self.cfg
+        scale = m.context["scale"]
+        x_draws, n_draws = res.x_samples.cpu().numpy(), res.n_samples.cpu().numpy()
+        y = mulaw_to_iq(m.y.cpu().numpy(), scale) if c.residual == "split" else None
+        per: dict[str, list[np.ndarray]] = {"tissue": [], "haze": []}
+        for k in range(x_draws.shape[1]):  # (B, K, 2, z, x): draw k of every frame
+            x = mulaw_to_iq(x_draws[:, k], scale)
+            h = mulaw_to_iq(n_draws[:, k], scale) * c.gamma
+            if y is not None:
+                x, h = split_residual(y, x, h)
+            per["tissue"].append(to_db(x, c.dynamic_range, m.context["ref"]))
+            per["haze"].append(to_db(h, c.dynamic_range, m.context["ref"]))
         out: dict[str, np.ndarray] = {}
-        for name, draws, gain in (
-            ("tissue", res.x_samples, 1.0),
-            ("haze", res.n_samples, c.gamma),  # the haze as it adds to the input: γ·C⁻¹(n)
-        ):
-            d = draws.cpu().numpy()  # (B, K, 2, z, x)
-            per = [
-                to_db(
-                    mulaw_to_iq(d[:, k], m.context["scale"]) * gain,
-                    c.dynamic_range,
-                    m.context["ref"],
-                )
-                for k in range(d.shape[1])
-            ]
-            out[name] = np.mean(per, axis=0).astype(np.float32)
+        for name, draws in per.items():
+            out[name] = np.mean(draws, axis=0).astype(np.float32)
             if c.samples > 1:
-                out[f"{name}_std"] = np.std(per, axis=0).astype(np.float32)
+                out[f"{name}_std"] = np.std(draws, axis=0).astype(np.float32)
         return out
