@@ -55,7 +55,9 @@ def test_every_data_model_gets_a_row_with_the_base_settings():
     base = DehazeConfig(steps=7, model="iq")
     rows = default_methods(base)
     first = next(iter(rows))
-    assert first == "joint (μ-law IQ, TMI)" and rows[first] is base
+    assert first == "joint (μ-law IQ, TMI)" and rows[first] == dataclasses.replace(
+        base, method="joint"
+    )
     # "default" marks what auto runs on beamformed I/Q: refine with the shipped priors, the
     # joint sampler with priors of one's own
     marked = [k for k in rows if "default" in k]
@@ -65,6 +67,9 @@ def test_every_data_model_gets_a_row_with_the_base_settings():
     assert [k for k in own if "default" in k] == ["joint (μ-law IQ, TMI, default)"]
     joint = {k: v for k, v in rows.items() if k.startswith("joint")}
     assert sorted(v.model for v in joint.values()) == ["additive", "iq", "logsum"]
+    # each runs the joint sampler, not what auto would pick for its model (refine on iq)
+    assert all(v.method == "joint" for v in joint.values())
+    assert all(v.method == "joint" for k, v in own.items() if k.startswith("joint"))
     assert all(v.steps == 7 for v in rows.values())
     for cfg in rows.values():
         cfg.validate()  # every row is a runnable config

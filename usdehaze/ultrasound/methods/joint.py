@@ -46,7 +46,9 @@ class Joint(SamplerMethod):
             if not (own or m.table_row):
                 continue
             label = f"joint ({m.label or m.name}{', default' if own and default else ''})"
-            rows[label] = base if own else replace(base, model=name, **m.settings)
+            # the joint method itself: the base's method may be auto, which runs refine on iq
+            mine = replace(base, method=cls.name)
+            rows[label] = mine if own else replace(mine, model=name, **m.settings)
         return rows
 
     def operator(self, d):
