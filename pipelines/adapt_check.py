@@ -5,11 +5,18 @@ absent from training, does the joint method remove ≥ 40 % of the haze there?
     python pipelines/adapt_check.py --acquisition val_p4_diverging --device cuda
     python pipelines/adapt_check.py --acquisition simulate --out runs/adapt_check_sim
     python pipelines/adapt_check.py --samples 2 --minutes 0.5 --frames 2 --out /tmp/adapt_check_smoke
+    python pipelines/adapt_check.py --acquisition fullwave --corpus runs/fullwave --out runs/adapt_check_fw
 
 ``--acquisition simulate``: the lab's device is ``usdehaze simulate``'s own simulator (Gaussian-PSF
 speckle, haze of coarse blobs: another engine and another haze model, where the shipped priors
 remove almost no haze); material from its cardiac model at seeds 9000 + ``--seed`` + k, evaluated
 on ``usdehaze evaluate``'s held-out frames (seeds 0, 1, ...; 12 unless ``--frames``).
+
+``--acquisition fullwave``: the lab's device is the full-wave solver of ``make_fullwave.py``
+(other physics: reverberation from the wave equation in chest-wall layers); ``--corpus`` is its
+folder of shards, whose first ``--samples`` frames (in name order) are the material, tissue and
+haze apart as the solver's truth split gives them, and the next ``--frames`` (default: the rest)
+the evaluation frames, never adapted on.
 
 1. The lab's "own material": ``--samples`` frames of one validation acquisition
    (``corpus.acquisition.VALIDATION``, never used to train the shipped priors) simulated with the
@@ -19,8 +26,8 @@ on ``usdehaze evaluate``'s held-out frames (seeds 0, 1, ...; 12 unless ``--frame
    complex IQ on the acquisition's polar grid in the layout ``usdehaze simulate`` writes.
 2. ``usdehaze adapt --tissue T --haze H -o OUT/priors --minutes M`` (through the library, with
    the CLI's defaults), from the shipped iq priors.
-3. The default joint method (μ-law IQ) before (shipped priors) and after (``--priors
-   OUT/priors``) on that acquisition's validation frames (``--corpus``/val/<acquisition>.npz, the
+3. The default (``--method auto``: refine with the shipped priors, the joint sampler with
+   priors of one's own) before (shipped priors) and after (``--priors OUT/priors``) on that acquisition's validation frames (``--corpus``/val/<acquisition>.npz, the
    first ``--frames``): haze removed, gCNR, tissue kept, PSNR, s/frame, beside the hazy input and
    the clean truth. Markdown on stdout, everything in OUT/adapt_check.json.
 
@@ -62,13 +69,14 @@ def log(message: str) -> None:
 # -- 1. material ----------------------------------------------------------------------------------
 SIMULATE = "simulate"  # usdehaze simulate's own simulator: another engine, another haze model
 SIMULATE_SEED0 = 9000  # its material seeds (evaluate's frames use 0-19, calibration 7000+)
+FULLWAVE = "fullwave"  # the full-wave solver's frames (--corpus: their folder)
 
 
 def acquisition(name: str):
     from usdehaze.ultrasound.corpus.acquisition import VALIDATION
 
-    if name == SIMULATE:
-        return SIMULATE
+    if name in (SIMULATE, FULLWAVE):
+        return name
 
     for acq in VALIDATION:
         if acq.name == name:
@@ -109,10 +117,43 @@ def simulate_material(samples: int, seed: int, paths: tuple[Path, Path]) -> dict
     return info
 
 
-def make_material(acq, samples: int, seed: int, folder: Path) -> tuple[Path, Path, dict]:
+def fullwave_material(corpus: Path, samples: int, paths: tuple[Path, Path]) -> dict:
+    """The material for ``--acquisition fullwave``: the first ``samples`` frames of the shards in
+    ``corpus``, tissue and haze apart, on their acquisition's polar grid."""
+    from usdehaze import __version__
+    from usdehaze.ultrasound.corpus.acquisition import SOUND_SPEED, Acquisition
+    from usdehaze.ultrasound.corpus.store import iter_samples
+    from usdehaze.ultrasound.io import write_scan
+
+    drawn = [s for _, s in zip(range(samples), iter_samples(corpus))]
+    if len(drawn) < samples:
+        raise UsageError(f"{corpus}: {len(drawn)} full-wave frames, --samples asks for {samples}")
+    acq = Acquisition.from_dict(drawn[0]["acquisition"])
+    info = {"acquisition": FULLWAVE, "frames": [s["name"] for s in drawn], "samples": samples}
+    x, z = acq.grid()
+    r, th = acq.axes()
+    for path, role in zip(paths, ("tissue", "haze")):
+        write_scan(
+            path,
+            np.stack([s[role] for s in drawn]),
+            x,
+            z,
+            grid="polar",
+            axes={"theta": th, "r": r, "origin": np.array([0.0, 0.0])},
+            probe=acq.name,
+            center_frequency=acq.fc,
+            sound_speed=SOUND_SPEED,
+            attrs={"usdehaze_version": __version__, "content": f"{role} only", "adapt_check": info},
+        )
+    return info
+
+
+def make_material(
+    acq, samples: int, seed: int, folder: Path, corpus: Path | None = None
+) -> tuple[Path, Path, dict]:
     """Tissue-only and haze-only scan files of ``samples`` frames of ``acq`` (reused when both
     exist); returns their paths and what they hold."""
-    name = acq if acq == SIMULATE else acq.name
+    name = acq if acq in (SIMULATE, FULLWAVE) else acq.name
     stem = folder / f"{name}_seed{seed}_n{samples}"
     paths = Path(f"{stem}.tissue.h5"), Path(f"{stem}.haze.h5")
     if all(p.exists() for p in paths):
@@ -129,9 +170,12 @@ def make_material(acq, samples: int, seed: int, folder: Path) -> tuple[Path, Pat
     from usdehaze.ultrasound.io import write_scan
 
     t0 = time.perf_counter()
-    if acq == SIMULATE:
+    if acq in (SIMULATE, FULLWAVE):
         folder.mkdir(parents=True, exist_ok=True)
-        info = simulate_material(samples, seed, paths)
+        if acq == FULLWAVE:
+            info = fullwave_material(corpus, samples, paths)
+        else:
+            info = simulate_material(samples, seed, paths)
         log(f"material: wrote {paths[0]} and {paths[1]}")
         return *paths, info
     rng = np.random.default_rng(seed)
@@ -194,10 +238,16 @@ def run_adapt(
 
 
 # -- 3. evaluation --------------------------------------------------------------------------------
-def eval_cases(corpus: Path, name: str, frames: int | None) -> list[dict[str, Any]]:
+def eval_cases(corpus: Path, name: str, frames: int | None, skip: int = 0) -> list[dict[str, Any]]:
     """The validation cases of one acquisition (names ``<shard stem>/<index>``), the first
-    ``frames`` of them."""
+    ``frames`` of them; full-wave: of the frames after the ``skip`` adapted on."""
     from usdehaze.ultrasound.corpus.store import cases
+
+    if name == FULLWAVE:
+        chosen = cases(corpus)[skip:]
+        if not chosen:
+            raise UsageError(f"{corpus}: no full-wave frames left after the {skip} adapted on")
+        return chosen[:frames] if frames is not None else chosen
 
     if name == SIMULATE:  # usdehaze evaluate's held-out simulated frames (seeds 0, 1, ...)
         from usdehaze.ultrasound.evaluate import eval_set
@@ -267,7 +317,7 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument(
         "--acquisition",
         default="val_p6_focused",
-        help="a VALIDATION acquisition, or 'simulate' (usdehaze simulate's frames)",
+        help="a VALIDATION acquisition, 'simulate' (usdehaze simulate's frames) or 'fullwave'",
     )
     ap.add_argument(
         "--samples", type=int, default=8, help="adaptation frames (each of tissue, haze)"
@@ -292,19 +342,21 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _before_after(args: argparse.Namespace, cases: list[dict[str, Any]]) -> tuple[dict, Any, Any]:
-    """The table (hazy input, joint with the shipped priors, joint with the adapted ones, clean
-    truth) on ``cases``, and the two joint configs."""
+    """The table (hazy input, the default with the shipped priors, with the adapted ones, clean
+    truth) on ``cases``, and the two configs."""
     from usdehaze.ultrasound.dehaze import build_config
+    from usdehaze.ultrasound.methods import METHODS
 
-    before = build_config(None, {"device": args.device})  # usdehaze evaluate's default joint row
+    before = build_config(None, {"device": args.device})  # the default a run makes
     after = replace(before, priors=str(args.out / "priors"))
+    picks = METHODS["auto"].runs  # auto: refine with the shipped priors, joint with one's own
     rows = args.out / "rows"
     t_before = evaluate_row("before", before, cases, rows)
     t_after = evaluate_row("after", after, cases, rows)
     table = {
         "hazy input": t_before["hazy input"],
-        "joint, shipped priors (before)": t_before["before"],
-        "joint, adapted priors (after)": t_after["after"],
+        f"default ({picks(before)}), shipped priors (before)": t_before["before"],
+        f"default ({picks(after)}), adapted priors (after)": t_after["after"],
         "clean truth": t_before["clean truth"],
     }
     return table, before, after
@@ -337,15 +389,18 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     acq = acquisition(args.acquisition)
     name = args.acquisition
-    if name != SIMULATE:  # the corpus code's SIMUS makes the material
+    if name not in (SIMULATE, FULLWAVE):  # the corpus code's SIMUS makes the material
         from usdehaze.extras import require
 
         require(["pymust"], f"python pipelines/adapt_check.py --acquisition {name}")
-    cases = eval_cases(args.corpus, name, args.frames)  # fail early, before any work
-    tissue, haze, material = make_material(acq, args.samples, args.seed, args.out / "material")
+    skip = args.samples if name == FULLWAVE else 0  # full-wave: adapted on the first frames
+    cases = eval_cases(args.corpus, name, args.frames, skip)  # fail early, before any work
+    tissue, haze, material = make_material(
+        acq, args.samples, args.seed, args.out / "material", args.corpus
+    )
     adapted = run_adapt(tissue, haze, args.out / "priors", args.minutes, args.device, args.restart)
     table, before, after = _before_after(args, cases)
-    removed = table["joint, adapted priors (after)"]["haze_removed"]
+    removed = next(v for k, v in table.items() if k.endswith("(after)"))["haze_removed"]
     met = _print_result(args, len(cases), table, removed)
     report = {
         "acquisition": name,
