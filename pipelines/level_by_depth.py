@@ -8,10 +8,11 @@ result darkened all over scores 0 dB there; PSNR sees the shift but not where it
 sector outside the cavity and the myocardium is cut into 8 depth bands and each gets the mean and
 the r.m.s. of (result − truth) in dB (both clipped to the 60 dB range): on deep bands, where the
 input's own error is near 0, a negative mean is tissue darkened where there was no haze to take
-out. For ``refine`` (the default on I/Q) also: the sampler's final tissue and haze I/Q put back
-together against the input, ‖y − x − h‖² / ‖y‖² per band (how far its result is from explaining
-the measurement), the haze estimate's power ‖h‖² / ‖y‖², and the result ``y − h`` (the input less
-the haze estimate: exact data consistency) scored as another row.
+out. Rows: the input; ``refine`` (the default on I/Q) as the iq model decodes it (``--residual
+split``, the default) and its sample as drawn (``keep``), from one run; the input less the haze
+estimate ``y − h`` (all the residual to the tissue: exact data consistency); ``fast``. Also, per
+band, how far refine's sample is from explaining the measurement, ‖y − x − h‖² / ‖y‖², and its
+haze estimate's power ‖h‖² / ‖y‖².
 """
 
 from __future__ import annotations
@@ -94,8 +95,8 @@ def main() -> int:
     ap.add_argument("--frames", type=int, default=16)
     args = ap.parse_args()
     cases = corpus_cases(args.folder, limit=args.frames)
-    rows: dict[str, list[np.ndarray]] = {"input": [], "refine": [], "input − haze (y − h)": []}
-    rows["fast"] = []
+    names = ("input", "refine (split, default)", "refine, sample as drawn (keep)")
+    rows: dict[str, list[np.ndarray]] = {k: [] for k in (*names, "input − haze (y − h)", "fast")}
     psnr: dict[str, list[float]] = {k: [] for k in rows}
     residual, haze = [], []
     refine = Dehazer(DehazeConfig(device="cpu", method="refine", seed=0))
@@ -108,7 +109,8 @@ def main() -> int:
         ref = float(np.abs(y).max())
         imgs = {
             "input": c["input"],
-            "refine": out["tissue"][0],
+            "refine (split, default)": out["tissue"][0],
+            "refine, sample as drawn (keep)": to_db(x[None], DR, ref)[0],
             "input − haze (y − h)": to_db((y[0] - h)[None], DR, ref)[0],
             "fast": fast.dehaze_iq(y, frames=[k])["tissue"][0],
         }

@@ -2,8 +2,8 @@
 
 For a measurement that is the plain sum y = a + b in some linear domain (beamformed I/Q: tissue
 plus haze), a sampler's final a and b need not add up to y: its data-consistency steps are soft,
-and what is left, r = y − a − b, is lost from both (on the shipped I/Q priors about −10 to −15 dB
-of the input's power, which darkens tissue where there is no haze at all). ``split_residual``
+and what is left, r = y − a − b, is lost from both (with the shipped I/Q priors −8 to −15 dB of
+the input's power, which darkens tissue where there is no haze at all; docs/method.md). ``split_residual``
 hands r back as the posterior mean would for two independent zero-mean Gaussians of the local
 powers of a and b, given their sum: a += w·r, b += (1 − w)·r with w = P_a / (P_a + P_b), the
 powers averaged over a ``window`` × ``window`` neighbourhood. Afterwards a + b = y exactly; where
