@@ -184,8 +184,10 @@ def collect(
     from usdehaze.ultrasound.corpus.bmode import bmode_cases
     from usdehaze.ultrasound.dehaze import DehazeConfig, Dehazer
     from usdehaze.ultrasound.harm import depth_rings, ring_figures
+    from usdehaze.ultrasound.ood import check_frames
 
     student = Dehazer(replace(DehazeConfig(device="cpu"), method="fast", model="bmode"))
+    prior, at = student.priors["tissue"], student.precision()  # the OOD check a run makes
     rng = np.random.default_rng(28)
     recs = []
     for folder in folders:
@@ -195,6 +197,7 @@ def collect(
                 rings = depth_rings(c["sector"])
                 x = c["input"]
                 st = student(c["input"][None].astype(np.float32), frames=[k])["tissue"][0]
+                ood = check_frames(x[None], prior, student.model, db=True, precision=at).score
                 made = results(c, st, rng)
                 for j in (joint or {}).get(f"{c['name']}@{seed}", {}):
                     made[j["result"]] = np.asarray(j["tissue"], np.float32)
@@ -212,6 +215,7 @@ def collect(
                             "ring_change_db": ring,
                             "ring_bright_db": ring_bright,
                             "bright_db": bright,
+                            "ood_score": ood,  # the input's, as a run scores a one-frame scan
                         }
                     )
             print(f"{folder}: seed {seed}, {len(cases)} frames, {len(recs)} results", flush=True)
@@ -490,6 +494,49 @@ def print_test(recs: list[dict[str, Any]]) -> None:
         print(f"| {HEADS[k]} | {share(r['false_alarms'])} | {share(r['misses'])} |")
 
 
+def ood_threshold() -> tuple[float, str]:
+    """The B-mode tissue prior's OOD threshold as a run uses it (its JSON's, else the fallback)."""
+    from usdehaze.ultrasound.ood import FALLBACK_THRESHOLD, MEASURE
+    from usdehaze.ultrasound.prior_files import WEIGHTS_DIR
+
+    block = json.loads((WEIGHTS_DIR / "tissue_bmode.json").read_text()).get("ood") or {}
+    if block.get("measure") == MEASURE and isinstance(block.get("threshold"), float):
+        return block["threshold"], "calibrated"
+    return FALLBACK_THRESHOLD, "fallback"
+
+
+def print_ood(recs: list[dict[str, Any]]) -> None:
+    """The OOD check (the input's score, one per rendered frame) as a warning on the default's
+    result, the B-mode student: false alarms on frames it helped, misses on frames it harmed,
+    alone and with the result checks (brightest kept or gross failure), per acquisition and
+    over all; records made before the OOD score was kept have none (skipped)."""
+    t, source = ood_threshold()
+    st = [
+        r for r in recs if r.get("result") == "student" and np.isfinite(r.get("ood_score", np.nan))
+    ]
+    if not st:
+        return
+    a = _arrays(st)
+    ood = (np.array([r["ood_score"] for r in st]) > t).astype(float)
+    both = np.maximum(ood, np.nan_to_num(_fired_all(a, "any", shipped())))
+    scores = np.array([r["ood_score"] for r in st])
+    print(f"\nOOD check on the student's results (threshold {t:.4f}, {source}):")
+    print(
+        "| acquisition | scores (min–median–max) | helped | harmed | false alarms: OOD | misses: OOD | false alarms: OOD or result checks | misses: OOD or result checks |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for acq in [*sorted(set(a["acquisition"])), "all"]:
+        sel = np.ones(len(st), bool) if acq == "all" else a["acquisition"] == acq
+        r1, r2 = _rates(a, sel, ood), _rates(a, sel, both)
+        q = np.quantile(scores[sel], [0, 0.5, 1])
+        n = [int((sel & (a["label"] == lab)).sum()) for lab in ("helped", "harmed")]
+        print(
+            f"| {acq} | {q[0]:.3f}–{q[1]:.3f}–{q[2]:.3f} | {n[0]} | {n[1]} | "
+            f"{share(r1['false_alarms'])} | {share(r1['misses'])} | "
+            f"{share(r2['false_alarms'])} | {share(r2['misses'])} |"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -518,7 +565,7 @@ def main(argv: list[str] | None = None) -> int:
     cal = args.calibrate.split(",") if args.calibrate else None
     if args.records:
         recs = [r for p in args.records for r in json.loads(p.read_text())]
-        return print_test(recs) or 0 if args.test else _report(recs, cal, args.out)
+        return _print(recs, cal, args)
     if not args.folders:
         return 0
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -530,7 +577,18 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     recs = collect(args.folders, seeds, joint, args.limit)
     (args.out / "records.json").write_text(json.dumps(recs))
-    return print_test(recs) or 0 if args.test else _report(recs, cal, args.out)
+    return _print(recs, cal, args)
+
+
+def _print(recs: list[dict[str, Any]], cal: list[str] | None, args: argparse.Namespace) -> int:
+    """The test table (``--test``) or the calibration report, then the OOD check's rates."""
+    rc = 0
+    if args.test:
+        print_test(recs)
+    else:
+        rc = _report(recs, cal, args.out)
+    print_ood(recs)
+    return rc
 
 
 def _report(recs: list[dict[str, Any]], cal: list[str] | None, out: Path) -> int:

@@ -4,6 +4,7 @@
     python pipelines/calibrate_ood.py --prior usdehaze/weights/tissue.safetensors   # the dB one
     python pipelines/calibrate_ood.py --in runs/corpus/val --group 1 --write        # a corpus split
     python pipelines/calibrate_ood.py --in a.h5 b.h5 --mismatched other_probe.h5 --write
+    python pipelines/calibrate_ood.py --display runs/corpus/val --write   # the B-mode prior
 
 In-distribution scans: ``--in`` files (scans in any layout the readers read, corpus shards
 ``.npz`` with tissue + haze I/Q, or ``.npz`` arrays of hazy IQ frames; a folder means its
@@ -15,6 +16,13 @@ over it). Mismatched scans: ``--mismatched`` files, plus every in-distribution s
 speckle deliberately altered (MISMATCHES: IQ resampled along depth or lateral by 0.5 or 2, blurred
 by a wider PSF, demodulated off baseband; the last only for iq priors, as it leaves the
 envelope a dB prior sees unchanged).
+
+``--display FOLDER``: the B-mode tissue prior (``tissue_bmode``, the default with it) on exported
+B-mode, whose in-distribution scans are corpus shards rendered as display frames (one frame a
+scan, dB through the 60 dB display map, as a B-mode reader gives ``usdehaze run`` a cine), each
+with its own near-field clutter, once through a training display chain and once through the
+held-out one per ``--seeds`` (usdehaze.ultrasound.corpus.bmode.render_sample: a scanner's chain is
+unknown, so both are the priors' domain); the alterations act on the dB image.
 
 A fixed-seed share ``--holdout`` of both sets is kept out of the calibration and only scored:
 the false-alarm and miss rates printed for it are the honest ones. The threshold is the
@@ -44,21 +52,22 @@ HAZE_DB = (-22.0, -4.0)  # the shipped priors' training range of haze levels
 Frames = np.ndarray  # complex IQ (n, z, x)
 
 
+def _per_part(f: Callable[[np.ndarray], np.ndarray], a: Frames) -> Frames:
+    """``f`` applied to I and Q of complex IQ, or to a real (dB display) image as it is."""
+    if not np.iscomplexobj(a):
+        return f(a).astype(np.float32)
+    return (f(a.real) + 1j * f(a.imag)).astype(np.complex64)
+
+
 def _resample(fz: float, fx: float) -> Callable[[Frames], Frames]:
-    """IQ resampled by (fz, fx) with linear interpolation: speckle narrower (< 1) or wider (> 1)
-    in pixels, as on a grid sampled coarser or finer than the training data's."""
-
-    def f(iq: Frames) -> Frames:
-        part = [zoom(getattr(iq, c), (1, fz, fx), order=1) for c in ("real", "imag")]
-        return (part[0] + 1j * part[1]).astype(np.complex64)
-
-    return f
+    """Frames resampled by (fz, fx) with linear interpolation: speckle narrower (< 1) or wider
+    (> 1) in pixels, as on a grid sampled coarser or finer than the training data's."""
+    return lambda a: _per_part(lambda p: zoom(p, (1, fz, fx), order=1), a)
 
 
-def _blur(iq: Frames) -> Frames:
-    """I and Q blurred by a 1-pixel Gaussian: a wider point-spread function."""
-    part = [gaussian_filter(getattr(iq, c), (0, 1.0, 1.0)) for c in ("real", "imag")]
-    return (part[0] + 1j * part[1]).astype(np.complex64)
+def _blur(a: Frames) -> Frames:
+    """I and Q (or the dB image) blurred by a 1-pixel Gaussian: a wider point-spread function."""
+    return _per_part(lambda p: gaussian_filter(p, (0, 1.0, 1.0)), a)
 
 
 def _off_baseband(iq: Frames) -> Frames:
@@ -149,6 +158,31 @@ def simulated_scans(n: int, seed0: int = CALIBRATION_SEED0) -> list[tuple[str, F
     return out
 
 
+def display_scans(
+    folders: list[Path], seeds: list[int], dynamic_range: float = 60.0
+) -> list[tuple[str, Frames]]:
+    """Every frame of the corpus shards in ``folders`` rendered as exported B-mode (dB frames
+    (1, z, x) through the display map), through a training and the held-out display chain per
+    seed: ``(frame@chain seed, frames)`` each."""
+    from usdehaze.ultrasound.corpus.bmode import render_sample
+    from usdehaze.ultrasound.corpus.store import iter_samples, shards
+    from usdehaze.ultrasound.display import DisplayMap
+
+    dmap = DisplayMap(dynamic_range)
+    out = []
+    for folder in folders:
+        if not shards(folder):
+            raise UsageError(f"{folder}: no corpus shards (*.npz) to render")
+        for chain in ("train", "val"):
+            for seed in seeds:
+                rng = np.random.default_rng(seed)
+                for s in iter_samples(folder):
+                    b = render_sample(s, rng, chain)
+                    db = dmap.to_db(b["hazy"])[None].astype(np.float32)
+                    out.append((f"{s['name']}@{chain}{seed}", db))
+    return out
+
+
 def pick_threshold(inside: np.ndarray, outside: np.ndarray, rule: str, quantile: float) -> float:
     """The threshold: a quantile of the in-distribution scores, or the one that minimises
     false-alarm rate + miss rate (the middle of the best range)."""
@@ -211,8 +245,12 @@ def _arguments() -> argparse.Namespace:
     from usdehaze.ultrasound.prior_files import WEIGHTS_DIR
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--prior", type=Path, default=WEIGHTS_DIR / "tissue_iq.safetensors")
+    ap.add_argument(
+        "--prior", type=Path, default=None, help="default: tissue_iq, with --display tissue_bmode"
+    )
     ap.add_argument("--in", dest="inside", type=Path, nargs="*", default=[])
+    ap.add_argument("--display", type=Path, nargs="*", default=[], help="corpus splits as B-mode")
+    ap.add_argument("--seeds", default="0,1", help="--display: rendering seeds")
     ap.add_argument("--mismatched", type=Path, nargs="*", default=[])
     ap.add_argument("--simulate", type=int, default=40, help="simulated scans when no --in")
     ap.add_argument("--key", default=None, help="dataset or .npz key of the hazy IQ frames")
@@ -224,7 +262,10 @@ def _arguments() -> argparse.Namespace:
     ap.add_argument("--dynamic-range", type=float, default=60.0, help="dB priors only")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--write", action="store_true", help="write the threshold into the JSON")
-    return ap.parse_args()
+    args = ap.parse_args()
+    if args.prior is None:
+        args.prior = WEIGHTS_DIR / f"tissue_{'bmode' if args.display else 'iq'}.safetensors"
+    return args
 
 
 def _load(args: argparse.Namespace) -> tuple[Any, Any, list, list]:
@@ -236,11 +277,13 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any, list, list]:
 
     prior = load_prior(args.prior, resolve_device(args.device))
     model = model_for_prior(prior, args.dynamic_range)  # how the prior sees frames
-    inside_scans = (
-        file_scans(args.inside, args.key, args.group)
-        if args.inside
-        else simulated_scans(args.simulate)
-    )
+    if args.display:
+        seeds = [int(k) for k in args.seeds.split(",")]
+        inside_scans = display_scans(args.display, seeds, args.dynamic_range)
+    elif args.inside:
+        inside_scans = file_scans(args.inside, args.key, args.group)
+    else:
+        inside_scans = simulated_scans(args.simulate)
     outside_files = file_scans(args.mismatched, args.key, args.group) if args.mismatched else []
     return prior, model, inside_scans, outside_files
 
@@ -328,10 +371,18 @@ def _block(
     from usdehaze import __version__
     from usdehaze.ultrasound.ood import MAX_FRAMES, MAX_SIDE, MEASURE, OOD_SIGMAS, SEED
 
-    sources = [str(p) for p in args.inside] or [
-        f"simulate_cardiac, {args.simulate} loops of 4 frames, seeds {CALIBRATION_SEED0}+, "
-        f"haze {HAZE_DB[0]:g} to {HAZE_DB[1]:g} dB"
+    shown = [
+        f"{p} rendered as B-mode (training and held-out chains, seeds {args.seeds})"
+        for p in args.display
     ]
+    sources = (
+        shown
+        or [str(p) for p in args.inside]
+        or [
+            f"simulate_cardiac, {args.simulate} loops of 4 frames, seeds {CALIBRATION_SEED0}+, "
+            f"haze {HAZE_DB[0]:g} to {HAZE_DB[1]:g} dB"
+        ]
+    )
     return {
         "threshold": t,
         "measure": MEASURE,
@@ -370,7 +421,7 @@ def main() -> int:
         return 2
 
     def score(frames: Frames) -> float:
-        return check_frames(frames, prior, model).score
+        return check_frames(frames, prior, model, db=bool(args.display)).score
 
     t0 = time.perf_counter()
     iq = model.needs_phase
@@ -381,7 +432,7 @@ def main() -> int:
         print("no in-distribution scan left for calibration (lower --holdout)", file=sys.stderr)
         return 2
     t = pick_threshold(cal_in, cal_out, args.rule, args.quantile)
-    domain = "iq (μ-law I/Q)" if iq else "dB"
+    domain = "iq (μ-law I/Q)" if iq else "B-mode display dB" if args.display else "dB"
     print(
         f"prior {args.prior} ({domain}); measure {MEASURE}, σ = {', '.join(map(str, OOD_SIGMAS))}"
     )

@@ -228,3 +228,37 @@ def test_the_pipelines_test_mode_counts_at_the_shipped_thresholds(tmp_path, caps
     assert "| **do-no-harm, brightest pixels kept (B-mode)** | 1/3 (33 %) | 2/3 (67 %) |" in out
     assert "| any (brightest kept or gross failure) | 1/3 (33 %) | 1/3 (33 %) |" in out
     assert not (tmp_path / "o" / "report.json").exists()  # nothing chosen on test material
+
+
+def test_the_ood_check_is_counted_on_the_students_results_at_the_priors_threshold(capsys):
+    """``print_ood``: the input's OOD score against the B-mode tissue prior's threshold (its
+    JSON's calibrated one), as a warning on the student's result: false alarms on frames it
+    helped, misses on frames it harmed, alone and with the result checks; other results and
+    records without a score are not counted."""
+    import importlib.util
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location(
+        "calibrate_bmode_harm", root / "pipelines/calibrate_bmode_harm.py"
+    )
+    cbh = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cbh)
+    t, source = cbh.ood_threshold()
+    assert source == "calibrated" and 0 < t < 1  # the shipped prior's block, not the fallback
+
+    def rec(label, score, result="student", wreck=0.0):
+        return {"acquisition": "fw", "result": result, "label": label, "ood_score": score,
+                "ring_change_db": 0.0, "global": 0.0, "ring_bright_db": 0.0, "bright_db": 0.0,
+                "wreck": wreck}  # fmt: skip
+
+    recs = [rec("helped", t + 0.01), rec("helped", t / 2), rec("helped", t / 3)]
+    recs += [rec("harmed", t + 0.2), rec("harmed", t / 2), rec("harmed", t / 2, wreck=1.0)]
+    recs += [rec("harmed", 9.0, result="truth"), rec("helped", float("nan"))]
+    capsys.readouterr()
+    cbh.print_ood(recs)
+    out = capsys.readouterr().out
+    assert f"threshold {t:.4f}, calibrated" in out
+    assert (
+        "| all | " in out and "| 3 | 3 | 1/3 (33 %) | 2/3 (67 %) | 1/3 (33 %) | 1/3 (33 %) |" in out
+    )

@@ -330,6 +330,38 @@ def test_calibrate_ood_writes_only_the_threshold(tmp_path):
     assert source == "prior" and t == block["threshold"] and 0 < t < 1
 
 
+def test_calibrate_ood_on_display_frames_rendered_from_corpus_shards(tmp_path):
+    """--display: the B-mode tissue prior on corpus shards rendered as exported B-mode (each
+    frame through a training and the held-out chain per seed), the alterations on the dB image
+    (no off-baseband: there is no phase); the block records where its scans came from."""
+    import json
+    import subprocess
+
+    from test_display_chain import _sample
+
+    from usdehaze.core.priors import load_prior
+    from usdehaze.ultrasound.corpus.store import write_shard
+    from usdehaze.ultrasound.ood import ood_threshold
+    from usdehaze.ultrasound.prior_files import WEIGHTS_DIR
+
+    prior = _with_threshold(WEIGHTS_DIR / "tissue_bmode.safetensors", 1.0, tmp_path / "p")
+    keys = ("tissue", "haze", "cavity", "myocardium", "tissue_mask", "params")
+    frames = [{k: _sample(seed=s)[k] for k in keys} for s in (0, 1)]
+    write_shard(tmp_path / "shards" / "a.npz", _sample()["acquisition"], frames)
+    root = Path(__file__).resolve().parents[1]
+    cmd = [sys.executable, str(root / "pipelines/calibrate_ood.py"), "--prior", str(prior)]
+    cmd += ["--display", str(tmp_path / "shards"), "--seeds", "0", "--holdout", "0", "--write"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "B-mode display dB" in done.stdout
+    assert "| lateral x0.5 | 4 |" in done.stdout and "off baseband" not in done.stdout
+    block = json.loads(prior.with_suffix(".json").read_text())["ood"]
+    assert block["calibration"]["in_distribution"]["n"] == 4  # 2 frames, 2 chains, 1 seed
+    assert "rendered as B-mode" in block["calibration"]["in_distribution"]["sources"][0]
+    t, source = ood_threshold(load_prior(prior))
+    assert source == "prior" and t == block["threshold"] and 0 < t < 1
+
+
 @pytest.mark.parametrize("name", ["logsum", "additive", "iq", "dps"])
 def test_the_ood_input_is_what_the_sampler_gets(name, tiny_priors, tiny_iq_priors, monkeypatch):
     """For every registered data model (and the single-prior methods' dB model), the frames the
