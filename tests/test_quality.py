@@ -17,14 +17,15 @@ from usdehaze.ultrasound.corpus.store import cases  # noqa: E402
 from usdehaze.ultrasound.dehaze import DehazeConfig  # noqa: E402
 from usdehaze.ultrasound.evaluate import evaluate  # noqa: E402
 
-# the joint sampler alone, measured on these 4 frames with the shipped priors: haze removed
-# 28 %, gCNR 0.578 -> 0.609, tissue kept -0.09 dB, PSNR 15.4 -> 16.0 dB; pinned with a margin
-# (the old priors removed 1 %)
+# the joint sampler alone, measured on these 4 frames with the shipped priors (residual split):
+# haze removed 23 %, gCNR 0.578 -> 0.611, tissue kept +0.14 dB, PSNR 15.4 -> 16.5 dB; pinned with
+# a margin (the old priors removed 1 %)
 HAZE_REMOVED_MIN = 0.20
 GCNR_GAIN_MIN = 0.0
 TISSUE_KEPT_MAX_DB = 1.0
-# the default (auto: refine on beamformed I/Q, the student + 4 joint steps): haze removed 58 %,
-# gCNR 0.578 -> 0.784, tissue kept -0.01 dB, PSNR 15.4 -> 18.7 dB (docs/results.md)
+# the default (auto: refine on beamformed I/Q, the student + 4 joint steps, residual split):
+# haze removed 57 %, gCNR 0.578 -> 0.778, tissue kept -0.10 dB, PSNR 15.4 -> 18.9 dB
+# (docs/results.md)
 DEFAULT_HAZE_REMOVED_MIN = 0.45
 DEFAULT_GCNR_GAIN_MIN = 0.10
 
@@ -91,8 +92,8 @@ def test_do_no_harm_is_said_where_the_default_fails_and_only_there(tmp_path):
             assert a["harm_contrast_out_db"] - a["harm_contrast_in_db"] > 3.0
 
 
-# the shipped student on the same frames: haze removed 48 % (its teacher, the sampler: 28 %),
-# gCNR 0.578 -> 0.832 (teacher 0.609), tissue kept +0.33 dB; pinned with a margin (the student
+# the shipped student on the same frames: haze removed 48 % (the sampler: 23 %),
+# gCNR 0.578 -> 0.830 (the sampler 0.611), tissue kept +0.33 dB; pinned with a margin (the student
 # distilled from 96-px crops removed 5 %; an identity student: 0 %, +0)
 FAST_HAZE_REMOVED_MIN = 0.30
 FAST_GCNR_GAIN_MIN = 0.15
