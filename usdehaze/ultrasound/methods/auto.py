@@ -1,13 +1,13 @@
 """``auto`` (the default): the method that measured best on what a run is given
 (docs/results.md). On beamformed I/Q (the iq model) with the shipped priors: refine, the
 student's estimate refined by 4 steps of the joint sampler, which removed more haze than the
-joint sampler alone on every independent set (corpus validation 70 vs 53 %, unseen frames 58 vs
-28 %, full-wave frames), at a higher PSNR, the same tissue level and 9 network evaluations a
+joint sampler alone on every independent set (corpus validation 72 vs 54 %, unseen frames 57 vs
+23 %, full-wave frames), at a higher PSNR, a tissue level as close and 9 network evaluations a
 frame instead of 50; still posterior samples and std maps (``samples``). On scan-converted B-mode
 the fast method's B-mode student, which took 98 % of the haze out of the rendered validation
 split (tissue within 0.4 dB, speckle kept) where the sampler took none. Priors of one's own (a
 lab's ``usdehaze adapt``) run the joint sampler: the shipped student was distilled from the
-shipped priors; samples > 1 keep the sampler on B-mode too."""
+shipped priors (refine from it with priors adapted to full-wave frames kept their overshoot); samples > 1 keep the sampler on B-mode too."""
 
 from __future__ import annotations
 
