@@ -61,6 +61,7 @@ REFUSALS = {
     "usdehaze train configs/": "pipelines/train_priors.py",  # the recipe makes the data
     "usdehaze evaluate --cases runs/corpus/val": "make_corpus.py",  # the corpus is made first
     "usdehaze evaluate --cases runs/fullwave": "make_fullwave.py",  # the scans are made first
+    "usdehaze evaluate --cases runs/unseen12": "make_corpus.py",  # make_unseen.py makes them
 }
 PLACEHOLDER = re.compile(r"\[|\]|\bFILE\b|\bROI\.json\b|^[A-Z]$")
 

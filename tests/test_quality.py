@@ -11,8 +11,7 @@ import pytest
 
 pytest.importorskip("pymust")
 
-from usdehaze.ultrasound.corpus.acquisition import VALIDATION  # noqa: E402
-from usdehaze.ultrasound.corpus.build import Task, run_task  # noqa: E402
+from usdehaze.ultrasound.corpus.build import run_task  # noqa: E402
 from usdehaze.ultrasound.corpus.store import cases  # noqa: E402
 from usdehaze.ultrasound.dehaze import DehazeConfig  # noqa: E402
 from usdehaze.ultrasound.evaluate import evaluate  # noqa: E402
@@ -33,9 +32,15 @@ DEFAULT_GCNR_GAIN_MIN = 0.10
 @pytest.fixture(scope="module")
 def unseen_frames(tmp_path_factory):
     """4 frames of a validation acquisition at a fresh seed, with truth (about 1 min)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "pipelines/make_unseen.py"
+    spec = importlib.util.spec_from_file_location("make_unseen", path)
+    make_unseen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_unseen)
     d = tmp_path_factory.mktemp("unseen")
-    task = Task("val", VALIDATION[0].to_dict(), (-6.0, -12.0, -6.0, -12.0), seed=424_242)
-    run_task(task, d)
+    run_task(make_unseen.task(4), d)  # the first 4 of docs/results.md's 12 frames
     return cases(d / "val")
 
 
