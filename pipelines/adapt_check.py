@@ -120,22 +120,32 @@ def simulate_material(samples: int, seed: int, paths: tuple[Path, Path]) -> dict
 def fullwave_material(corpus: Path, samples: int, paths: tuple[Path, Path]) -> dict:
     """The material for ``--acquisition fullwave``: the first ``samples`` frames of the shards in
     ``corpus``, tissue and haze apart, on their acquisition's polar grid."""
-    from usdehaze import __version__
-    from usdehaze.ultrasound.corpus.acquisition import SOUND_SPEED, Acquisition
+    from usdehaze.ultrasound.corpus.acquisition import Acquisition
     from usdehaze.ultrasound.corpus.store import iter_samples
-    from usdehaze.ultrasound.io import write_scan
 
     drawn = [s for _, s in zip(range(samples), iter_samples(corpus))]
     if len(drawn) < samples:
         raise UsageError(f"{corpus}: {len(drawn)} full-wave frames, --samples asks for {samples}")
     acq = Acquisition.from_dict(drawn[0]["acquisition"])
     info = {"acquisition": FULLWAVE, "frames": [s["name"] for s in drawn], "samples": samples}
+    write_material(paths, acq, drawn, info)
+    return info
+
+
+def write_material(paths: tuple[Path, Path], acq, drawn: list[dict], info: dict) -> None:
+    """The tissue-only and haze-only scan files of ``drawn`` samples of the corpus acquisition
+    ``acq``: complex IQ on its polar grid, ``info`` recorded as what they hold (atomic writes: a
+    stopped run leaves no torn file)."""
+    from usdehaze import __version__
+    from usdehaze.ultrasound.corpus.acquisition import SOUND_SPEED
+    from usdehaze.ultrasound.io import write_scan
+
     x, z = acq.grid()
     r, th = acq.axes()
     for path, role in zip(paths, ("tissue", "haze")):
         write_scan(
             path,
-            np.stack([s[role] for s in drawn]),
+            np.stack([d[role] for d in drawn]),
             x,
             z,
             grid="polar",
@@ -145,7 +155,6 @@ def fullwave_material(corpus: Path, samples: int, paths: tuple[Path, Path]) -> d
             sound_speed=SOUND_SPEED,
             attrs={"usdehaze_version": __version__, "content": f"{role} only", "adapt_check": info},
         )
-    return info
 
 
 def make_material(
@@ -164,10 +173,7 @@ def make_material(
         log(f"material: reusing {paths[0]} and {paths[1]}")
         return *paths, info
 
-    from usdehaze import __version__
-    from usdehaze.ultrasound.corpus.acquisition import SOUND_SPEED
     from usdehaze.ultrasound.corpus.sample import Scene, make_sample
-    from usdehaze.ultrasound.io import write_scan
 
     t0 = time.perf_counter()
     if acq in (SIMULATE, FULLWAVE):
@@ -194,25 +200,7 @@ def make_material(
         "haze_db": levels,
         "seconds": round(time.perf_counter() - t0, 1),
     }
-    x, z = acq.grid()
-    r, th = acq.axes()
-    for path, role in zip(paths, ("tissue", "haze")):
-        write_scan(  # atomic: a stopped run leaves no torn file
-            path,
-            np.stack([d[role] for d in drawn]),
-            x,
-            z,
-            grid="polar",
-            axes={"theta": th, "r": r, "origin": np.array([0.0, 0.0])},
-            probe=acq.name,
-            center_frequency=acq.fc,
-            sound_speed=SOUND_SPEED,
-            attrs={
-                "usdehaze_version": __version__,
-                "content": f"{role} only",
-                "adapt_check": info,
-            },
-        )
+    write_material(paths, acq, drawn, info)
     log(f"material: wrote {paths[0]} and {paths[1]} in {info['seconds']:.0f} s")
     return *paths, info
 
