@@ -105,10 +105,11 @@ def student_path(priors: str | Path | None, student: str | Path | None, model: s
     return WEIGHTS_DIR / file
 
 
-def range_problem(path: Path, meta: Any, dynamic_range: float) -> str | None:
+def range_problem(path: Path, meta: Any, dynamic_range: float, fixed: bool = True) -> str | None:
     """Why a student whose JSON holds ``meta`` cannot run at ``dynamic_range`` (its
-    ``dynamic_range`` is not a number, or another than the run's: an iq student is tied to the
-    range it was distilled at), or None when it can: the one judgement of runs_at and load."""
+    ``dynamic_range`` is not a number, or, where its scale is ``fixed`` to the range it was
+    distilled at as an iq student's is, another than the run's), or None when it can: the one
+    judgement of runs_at and load."""
     dr = meta.get("dynamic_range") if isinstance(meta, dict) else None
     if dr is None:
         return None
@@ -117,7 +118,7 @@ def range_problem(path: Path, meta: Any, dynamic_range: float) -> str | None:
             f"{Path(path).with_suffix('.json')}: key 'dynamic_range': expected a number in dB, "
             f"got {dr!r}"
         )
-    if float(dr) != float(dynamic_range):
+    if fixed and float(dr) != float(dynamic_range):
         return (
             f"{path}: student distilled with dynamic_range {dr} dB, run uses {dynamic_range} "
             f"(use --dynamic-range {dr})"
@@ -157,10 +158,7 @@ def load(path: Path, device: Any, dynamic_range: float, model: str = "iq"):
             f"{path}: key 'network': {arch.in_channels} in / {arch.out_channels} out channels, "
             f"the fast dehazer on model {k.model} needs {k.in_channels} / {k.out_channels}"
         )
-    # a student whose scale is not tied to one range still needs a number there
-    problem = range_problem(
-        path, s.meta, dynamic_range if k.fixed_range else s.meta.get("dynamic_range")
-    )
+    problem = range_problem(path, s.meta, dynamic_range, fixed=k.fixed_range)
     if problem is not None:
         raise UsageError(problem)
     return s
