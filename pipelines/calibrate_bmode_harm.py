@@ -496,13 +496,14 @@ def print_test(recs: list[dict[str, Any]]) -> None:
 
 def ood_threshold() -> tuple[float, str]:
     """The B-mode tissue prior's OOD threshold as a run uses it (its JSON's, else the fallback)."""
-    from usdehaze.ultrasound.ood import FALLBACK_THRESHOLD, MEASURE
+    from types import SimpleNamespace
+
+    from usdehaze.ultrasound.ood import ood_threshold as of_prior
     from usdehaze.ultrasound.prior_files import WEIGHTS_DIR
 
-    block = json.loads((WEIGHTS_DIR / "tissue_bmode.json").read_text()).get("ood") or {}
-    if block.get("measure") == MEASURE and isinstance(block.get("threshold"), float):
-        return block["threshold"], "calibrated"
-    return FALLBACK_THRESHOLD, "fallback"
+    meta = json.loads((WEIGHTS_DIR / "tissue_bmode.json").read_text())  # no network loaded
+    t, source = of_prior(SimpleNamespace(meta=meta))
+    return t, "calibrated" if source == "prior" else source
 
 
 def print_ood(recs: list[dict[str, Any]]) -> None:
@@ -517,9 +518,9 @@ def print_ood(recs: list[dict[str, Any]]) -> None:
     if not st:
         return
     a = _arrays(st)
-    ood = (np.array([r["ood_score"] for r in st]) > t).astype(float)
-    both = np.maximum(ood, np.nan_to_num(_fired_all(a, "any", shipped())))
     scores = np.array([r["ood_score"] for r in st])
+    ood = (scores > t).astype(float)
+    both = np.maximum(ood, np.nan_to_num(_fired_all(a, "any", shipped())))
     print(f"\nOOD check on the student's results (threshold {t:.4f}, {source}):")
     print(
         "| acquisition | scores (min–median–max) | helped | harmed | false alarms: OOD | misses: OOD | false alarms: OOD or result checks | misses: OOD or result checks |"
